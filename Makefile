@@ -1,0 +1,50 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) the local virtual environment .venv and install what they need.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+EXTRAS ?= dev,bench
+comma  := ,
+STAMP  := $(VENV)/.installed-$(shell cat setup.py Makefile | sha1sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
+DEMO_SECONDS ?= 20
+
+.PHONY: help setup demo test bench validate doctor clean
+
+help:
+	@echo "make demo   - set up .venv and run the main job on the embedded default"
+	@echo "make test   - set up .venv and run the test suite"
+	@echo "make bench  - run the pytest-benchmark suite (wake-up jitter, codecs, ...)"
+	@echo "make doctor - check this machine for real-time, CAN, GPU, models and data"
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.py
+	@command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || \
+	  { echo "installing util-linux and iproute2 (network namespaces for multicast tests)"; \
+	    apt-get update -qq && apt-get install -y -qq util-linux iproute2 >/dev/null; }
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/exo run --config launch/config/device.yaml --subject launch/config/subject.yaml \
+	  --calibration launch/config/calibration.yaml --seconds $(DEMO_SECONDS) --out runs/demo
+	$(VENV)/bin/exo report runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/benchmarks
+
+bench: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -s
+
+doctor: $(STAMP)
+	$(VENV)/bin/exo doctor
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache .benchmarks
