@@ -1,0 +1,316 @@
+"""Typed configuration, validated at load: device, subject profile, actuator calibration.
+
+Three separate YAML files (examples in ``launch/config/``):
+
+* device (``DeviceConfig``): loop rates, joints and their limits, safety timing,
+  real-time settings, bus and plant, telemetry;
+* subject (``SubjectProfile``): pseudonymous id, mass, height, side, assistance level;
+* calibration (``CalibrationFile``): one entry per actuator (CAN id, motor model and
+  firmware, direction, zero offset, gear ratio, torque constant).
+
+Unknown keys, wrong types and out-of-range values are rejected with a
+``ConfigError`` whose message names the file, the key, the value and the allowed
+range, e.g.::
+
+    device.yaml: torque_loop.rate_hz = 5000: must be <= 1000 (allowed: 100 <= rate_hz <= 1000 Hz)
+
+Units are SI and in the key names (``_hz``, ``_s``, ``_nm``, ``_rad``, ``_kg``, ``_m``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+
+
+class ConfigError(ValueError):
+    """A configuration file was rejected; ``problems`` lists one message per bad key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+# ----------------------------------------------------------------------------- device
+
+class EstimationLoopConfig(_Strict):
+    """The vision-to-assistance pipeline loop."""
+
+    rate_hz: Annotated[float, Field(ge=1.0, le=120.0, description="Hz")] = 60.0
+
+
+class TorqueLoopConfig(_Strict):
+    """The torque/safety loop that owns the bus."""
+
+    rate_hz: Annotated[float, Field(ge=100.0, le=1000.0, description="Hz")] = 500.0
+    interpolation: Literal["linear", "hold"] = "linear"
+    stale_after_s: Annotated[float, Field(ge=0.005, le=0.5, description="s; older commands fault STALE")] = 0.1
+
+
+class SafetyConfig(_Strict):
+    """Supervisor timing (per-joint limits are under ``joints``)."""
+
+    fade_time_s: Annotated[float, Field(ge=0.005, le=0.1, description="s; torque reaches zero within this after any fault")] = 0.1
+    motor_temperature_limit_c: Annotated[float, Field(ge=20.0, le=120.0, description="degC")] = 80.0
+    reply_timeout_s: Annotated[float, Field(ge=0.001, le=0.5, description="s; motor/sensor replies older than this fault STALE")] = 0.05
+
+
+class JointConfig(_Strict):
+    """One actuated joint and the limits the safety supervisor enforces on its command."""
+
+    name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
+    actuator: Annotated[str, Field(min_length=1, description="name of the calibration entry driving this joint")]
+    torque_limit_nm: Annotated[float, Field(gt=0.0, le=150.0, description="N*m at the joint")]
+    slew_limit_nm_per_s: Annotated[float, Field(gt=0.0, le=5000.0, description="N*m/s")] = 200.0
+    position_min_rad: Annotated[float, Field(ge=-3.2, le=3.2, description="rad")] = -0.1
+    position_max_rad: Annotated[float, Field(ge=-3.2, le=3.2, description="rad")] = 2.4
+    velocity_limit_rad_s: Annotated[float, Field(gt=0.0, le=30.0, description="rad/s")] = 12.0
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> "JointConfig":
+        if self.position_min_rad >= self.position_max_rad:
+            raise ValueError(
+                f"position_min_rad = {self.position_min_rad} must be < position_max_rad = {self.position_max_rad}")
+        return self
+
+
+class RealtimeConfig(_Strict):
+    """What to ask of the OS for the torque process (outcome is reported either way)."""
+
+    sched_fifo: bool = True
+    torque_priority: Annotated[int, Field(ge=1, le=99)] = 80
+    estimation_priority: Annotated[int, Field(ge=1, le=99)] = 50
+    torque_cpus: list[Annotated[int, Field(ge=0, le=1023)]] | None = None
+    estimation_cpus: list[Annotated[int, Field(ge=0, le=1023)]] | None = None
+    lock_memory: bool = True
+
+
+class BusConfig(_Strict):
+    """Where the motor commands go: ``sim`` is the in-process simulated knee plant."""
+
+    interface: Literal["sim", "virtual", "udp_multicast", "socketcan"] = "sim"
+    channel: Annotated[str, Field(min_length=1)] = "exo0"
+    bitrate: Literal[125_000, 250_000, 500_000, 1_000_000] = 1_000_000
+
+
+class TelemetryConfig(_Strict):
+    """MCAP log settings."""
+
+    chunk_period_s: Annotated[float, Field(ge=0.05, le=0.5, description="s; data lost after SIGKILL is at most this")] = 0.25
+    log_raw_can: bool = True
+
+
+class DeviceConfig(_Strict):
+    """Everything about the device that is not the subject or an actuator's calibration."""
+
+    device_name: Annotated[str, Field(min_length=1, max_length=64)] = "knee_exo"
+    estimation: EstimationLoopConfig = EstimationLoopConfig()
+    torque_loop: TorqueLoopConfig = TorqueLoopConfig()
+    safety: SafetyConfig = SafetyConfig()
+    joints: Annotated[list[JointConfig], Field(min_length=1, max_length=8)]
+    realtime: RealtimeConfig = RealtimeConfig()
+    bus: BusConfig = BusConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+    @model_validator(mode="after")
+    def _unique_and_consistent(self) -> "DeviceConfig":
+        names = [j.name for j in self.joints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"joints: names must be unique, got {names}")
+        if self.torque_loop.rate_hz < 2 * self.estimation.rate_hz:
+            raise ValueError(f"torque_loop.rate_hz = {self.torque_loop.rate_hz} must be at least twice "
+                             f"estimation.rate_hz = {self.estimation.rate_hz}")
+        if self.torque_loop.stale_after_s < 2.0 / self.estimation.rate_hz:
+            raise ValueError(f"torque_loop.stale_after_s = {self.torque_loop.stale_after_s} must cover at least two "
+                             f"estimation periods (>= {2.0 / self.estimation.rate_hz:.4f} s)")
+        return self
+
+
+# ----------------------------------------------------------------------------- subject
+
+class SubjectProfile(_Strict):
+    """The person wearing the device. ``subject_id`` is pseudonymous: no names."""
+
+    subject_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    mass_kg: Annotated[float, Field(ge=20.0, le=250.0, description="kg")]
+    height_m: Annotated[float, Field(ge=0.5, le=2.5, description="m")]
+    side: Literal["left", "right", "both"]
+    assistance_level: Annotated[float, Field(ge=0.0, le=1.0, description="fraction of the configured profile")] = 0.3
+
+
+# ----------------------------------------------------------------------------- calibration
+
+class ActuatorCalibrationConfig(_Strict):
+    """One actuator: how joint-side values map to the motor's and what its firmware speaks."""
+
+    name: Annotated[str, Field(min_length=1, max_length=32)]
+    can_id: Annotated[int, Field(ge=1, le=0x7FF, description="standard 11-bit id")]
+    model: Annotated[str, Field(min_length=1)] = "AK80-9"
+    firmware: Annotated[str, Field(min_length=1)] = "V2"
+    direction: Literal[1, -1] = 1
+    zero_offset_rad: Annotated[float, Field(ge=-6.3, le=6.3, description="rad")] = 0.0
+    gear_ratio: Annotated[float, Field(gt=0.0, le=100.0, description="joint/actuator-output torque ratio of the transmission")] = 1.0
+    torque_constant_nm_per_a: Annotated[float, Field(gt=0.0, le=10.0, description="vendor Kt, N*m/A at the output")] = 0.091 * 9
+    measured_torque_constant_nm_per_a: Annotated[float | None, Field(gt=0.0, le=10.0, description="bench-measured Kt, overrides vendor")] = None
+
+
+class CalibrationFile(_Strict):
+    """All actuators of the device."""
+
+    actuators: Annotated[list[ActuatorCalibrationConfig], Field(min_length=1, max_length=8)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CalibrationFile":
+        for key in ("name", "can_id"):
+            vals = [getattr(a, key) for a in self.actuators]
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"actuators: {key} must be unique, got {vals}")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _field_for(model: type[BaseModel], loc: tuple[Any, ...]) -> FieldInfo | None:
+    """Follow ``loc`` through nested models and lists to the FieldInfo of the last key."""
+    current: Any = model
+    info: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return info
+
+
+def _allowed(info: FieldInfo | None, key: str) -> str:
+    if info is None:
+        return ""
+    bounds = {}
+    for meta in info.metadata:
+        for attr in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
+            val = getattr(meta, attr, None)
+            if val is not None:
+                bounds[attr] = val
+    parts = []
+    lo = (f"{bounds['ge']} <= " if "ge" in bounds else f"{bounds['gt']} < " if "gt" in bounds else "")
+    hi = (f" <= {bounds['le']}" if "le" in bounds else f" < {bounds['lt']}" if "lt" in bounds else "")
+    if lo or hi:
+        parts.append(f"{lo}{key}{hi}")
+    if "min_length" in bounds or "max_length" in bounds:
+        parts.append(f"length {bounds.get('min_length', 0)}..{bounds.get('max_length', 'any')}")
+    if "pattern" in bounds:
+        parts.append(f"pattern {bounds['pattern']}")
+    unit = info.description.split(";")[0] if info.description else ""
+    text = " and ".join(parts)
+    if text and unit and len(unit) <= 12:
+        text += f" {unit}"
+    if not text:
+        ann = info.annotation
+        if getattr(ann, "__origin__", None) is Literal or str(ann).startswith("typing.Literal"):
+            text = "one of " + ", ".join(repr(a) for a in ann.__args__)
+    return text
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, model: type[BaseModel], err: ValidationError) -> ConfigError:
+    """Turn pydantic's errors into one line per key: key, value, reason, allowed range."""
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = _dotted(loc)
+        value = e.get("input")
+        etype = e["type"]
+        if etype == "extra_forbidden":
+            parent = _field_for(model, loc[:-1])
+            parent_model = model
+            if parent is not None:
+                ann = parent.annotation
+                args = [ann, *getattr(ann, "__args__", ())]
+                for a in args:
+                    inner = [a, *getattr(a, "__args__", ())]
+                    for b in inner:
+                        if isinstance(b, type) and issubclass(b, BaseModel):
+                            parent_model = b
+            allowed = ", ".join(parent_model.model_fields)
+            problems.append(f"{_dotted(loc)}: unknown key (value {value!r}); allowed keys here: {allowed}")
+            continue
+        if etype == "missing":
+            problems.append(f"{key}: required key is missing")
+            continue
+        leaf = str(loc[-1]) if loc else key
+        info = _field_for(model, loc)
+        allowed = _allowed(info, leaf)
+        msg = e["msg"]
+        if etype == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        shown = f" = {value!r}" if not isinstance(value, dict) else ""
+        problems.append(f"{key}{shown}: {msg}" + (f" (allowed: {allowed})" if allowed else ""))
+    return ConfigError(source, problems)
+
+
+def parse(model: type[M], data: Any, source: str = "<config>") -> M:
+    """Validate ``data`` (a mapping) as ``model``; raise ``ConfigError`` with key/value/range messages."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"top level must be a mapping of keys, got {type(data).__name__} {data!r:.60}"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise format_validation_error(source, model, err) from None
+
+
+def load(model: type[M], path: str | Path) -> M:
+    """Read a YAML file and validate it as ``model``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path.name, [f"not valid YAML: {exc}"]) from None
+    return parse(model, data if data is not None else {}, source=path.name)
+
+
+def load_device(path: str | Path) -> DeviceConfig:
+    return load(DeviceConfig, path)
+
+
+def load_subject(path: str | Path) -> SubjectProfile:
+    return load(SubjectProfile, path)
+
+
+def load_calibration(path: str | Path) -> CalibrationFile:
+    return load(CalibrationFile, path)
+
+
+def check_consistency(device: DeviceConfig, calibration: CalibrationFile) -> None:
+    """Every joint names an actuator that the calibration file defines."""
+    names = {a.name for a in calibration.actuators}
+    problems = [f"joints[{i}].actuator = {j.actuator!r}: no such actuator in the calibration file (defined: {sorted(names)})"
+                for i, j in enumerate(device.joints) if j.actuator not in names]
+    if problems:
+        raise ConfigError("device+calibration", problems)
