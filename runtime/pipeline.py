@@ -26,6 +26,7 @@ class PipelineFrame:
     capture_ns: int = 0                    # monotonic capture time of the input
     gait_phase: float = 0.0                # [0, 1), heel strike = 0
     assistance_nm: list[float] = field(default_factory=list)   # per joint, flexion positive
+    publish: bool = True                   # False: this cycle publishes no command (fault injection)
 
 
 class Stage(Protocol):
@@ -101,6 +102,7 @@ class Pipeline:
     def step(self, index: int, record: Callable[[str, float], None]) -> PipelineFrame:
         frame = self.frame
         frame.index = index
+        frame.publish = True
         now = self._now
         t = now()
         for stage in self.stages:

@@ -95,6 +95,16 @@ class RunSession:
         self.exit_reason = "completed"
 
     # ------------------------------------------------------------------ signals
+    def request_estop(self) -> None:
+        """Emergency stop from the operator side: latched ESTOP fault in the torque loop."""
+        if self._control is not None:
+            self._control[Slot.REQ_ESTOP] = 1
+
+    def request_fault_reset(self) -> None:
+        """Explicit fault reset (logged by the supervisor; refused until torque is zero)."""
+        if self._control is not None:
+            self._control[Slot.REQ_RESET_SEQ] = self._control[Slot.REQ_RESET_SEQ] + 1
+
     def _on_signal(self, signum, _frame) -> None:
         self._signals += 1
         name = signal.Signals(signum).name
@@ -230,13 +240,14 @@ class RunSession:
 
             def est_step(info) -> None:
                 frame = pipeline.step(info.index, loop.stages.record)
-                cmd["frame_index"] = frame.index
-                cmd["capture_ns"] = frame.capture_ns
-                cmd["write_ns"] = clock.now_ns()
-                cmd["torque_nm"] = frame.assistance_nm
-                command.write(cmd)
-                if info.index == 0:
-                    control[Slot.REQ_ACTIVE] = 1
+                if frame.publish:
+                    cmd["frame_index"] = frame.index
+                    cmd["capture_ns"] = frame.capture_ns
+                    cmd["write_ns"] = clock.now_ns()
+                    cmd["torque_nm"] = frame.assistance_nm
+                    command.write(cmd)
+                    if control[Slot.REQ_ACTIVE] == 0 and self._signals == 0:
+                        control[Slot.REQ_ACTIVE] = 1
                 log.write(T_EST_ASSIST, frame.capture_ns + offset_ns, (frame.capture_ns, list(frame.assistance_nm)))
                 if not proc.is_alive():
                     errors.append(f"torque process died (exit code {proc.exitcode})")

@@ -1,0 +1,222 @@
+"""Turn a run's telemetry log into figures an engineer can check: latency, jitter, misses, faults.
+
+``summarize_log(path)`` reads the MCAP log (complete, or truncated by a crash:
+then it is read sequentially up to the last complete chunk and the summary says
+``recovered: true``) and returns a JSON-friendly dict:
+
+* per loop (``estimation``, ``torque``): cycles, missed deadlines, expected cycles from
+  the logged time span, wake-up lateness (|actual - scheduled| start) p50/p99/max,
+  cycle duration p50/p99/max, per-stage durations;
+* command age from capture to bus write, p50/p99/max;
+* torque: peak requested and commanded per joint, state time line;
+* faults and safety events, in time order.
+
+``write_plots`` saves PNGs beside the log; ``format_text`` prints the table.
+Times in the output are seconds unless the key says otherwise.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.telemetry_read import is_complete, iter_messages, resolve_log
+
+
+def _pct(values: list[float] | np.ndarray) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return {"count": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p99 = np.percentile(a, [50, 99])
+    return {"count": int(a.size), "p50": float(p50), "p99": float(p99), "max": float(a.max())}
+
+
+def find_log(path: str | Path) -> Path:
+    """Accept a run directory (with ``telemetry/``), a rosbag2 directory, or an ``.mcap`` file."""
+    p = Path(path)
+    if (p / "telemetry").is_dir():
+        return p / "telemetry"
+    if p.exists():
+        return p
+    raise FileNotFoundError(f"no telemetry log at {p} (expected a run directory, a rosbag2 directory or an .mcap file)")
+
+
+def load_series(path: str | Path) -> dict[str, Any]:
+    """Collect the logged topics into arrays (reads truncated logs too)."""
+    log = find_log(path)
+    _, mcap_path = resolve_log(log)
+    timing: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    cmd: dict[str, list] = defaultdict(list)
+    js: dict[str, list] = defaultdict(list)
+    events: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
+    joint_names: list[str] = []
+    for topic, msgtype, log_ns, msg in iter_messages(log):
+        if msgtype == "exo_runtime/msg/CycleTiming":
+            t = timing[msg.loop_name]
+            t["start_ns"].append(msg.start_ns)
+            t["scheduled_ns"].append(msg.scheduled_ns)
+            t["lateness_s"].append(msg.lateness_s)
+            t["duration_s"].append(msg.duration_s)
+            t["missed_total"].append(msg.missed_total)
+            for name, d in zip(msg.stage_names, msg.stage_durations_s):
+                t["stage:" + name].append(float(d))
+        elif msgtype == "exo_runtime/msg/TorqueCommand":
+            joint_names = list(msg.joint_names)
+            cmd["log_ns"].append(log_ns)
+            cmd["requested"].append(np.asarray(msg.requested_torque_nm, dtype=float))
+            cmd["commanded"].append(np.asarray(msg.commanded_torque_nm, dtype=float))
+            cmd["age_s"].append(msg.command_age_s)
+            cmd["state"].append(msg.state)
+            cmd["fade_gain"].append(msg.fade_gain)
+        elif topic == "/exo/joint_states":
+            js["log_ns"].append(log_ns)
+            js["position"].append(np.asarray(msg.position, dtype=float))
+            js["effort"].append(np.asarray(msg.effort, dtype=float))
+        elif msgtype == "exo_runtime/msg/Fault":
+            events.append({"log_ns": log_ns, "t_ns": msg.t_ns, "source": msg.source, "kind": msg.kind,
+                           "value": msg.value, "latched": msg.latched, "detail": msg.detail})
+        elif msgtype == "exo_runtime/msg/LoopSummary":
+            summaries.append({k: getattr(msg, k) for k in ("loop_name", "rate_hz", "cycles", "missed", "lateness_p50_s",
+                                                            "lateness_p99_s", "lateness_max_s")})
+    return {"log": log, "mcap": mcap_path, "complete": is_complete(mcap_path), "timing": timing, "command": cmd,
+            "joint_states": js, "events": events, "summaries": summaries, "joint_names": joint_names}
+
+
+def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = series or load_series(path)
+    out: dict[str, Any] = {"log": str(s["log"]), "recovered": not s["complete"], "loops": {}}
+    rates = {m["loop_name"]: m["rate_hz"] for m in s["summaries"]}
+    for name, t in s["timing"].items():
+        start = np.asarray(t["start_ns"], dtype=np.int64)
+        sched = np.asarray(t["scheduled_ns"], dtype=np.int64)
+        period_ns = float(np.median(np.diff(sched))) if sched.size > 2 else float("nan")
+        rate = rates.get(name, 1e9 / period_ns if period_ns == period_ns else float("nan"))
+        span_s = (sched[-1] - sched[0]) * 1e-9 + 1.0 / rate if sched.size > 1 else 0.0
+        missed = int(max(t["missed_total"])) if t["missed_total"] else 0
+        loop = {
+            "rate_hz": rate, "cycles": int(start.size), "missed": missed,
+            "expected_cycles": int(round(span_s * rate)) if rate == rate else None,
+            "span_s": span_s,
+            "lateness_s": _pct(np.abs(np.asarray(t["lateness_s"]))),
+            "duration_s": _pct(t["duration_s"]),
+            "stages_s": {k[6:]: _pct(v) for k, v in t.items() if k.startswith("stage:")},
+        }
+        out["loops"][name] = loop
+    c = s["command"]
+    if c["age_s"]:
+        ages = np.asarray(c["age_s"], dtype=float)
+        req = np.vstack(c["requested"])
+        com = np.vstack(c["commanded"])
+        states = c["state"]
+        out["command_age_s"] = _pct(ages[ages >= 0])
+        out["torque"] = {
+            "joints": s["joint_names"],
+            "peak_requested_nm": [float(x) for x in np.nanmax(np.abs(req), axis=0)],
+            "peak_commanded_nm": [float(x) for x in np.max(np.abs(com), axis=0)],
+            "final_commanded_nm": [float(x) for x in com[-1]],
+            "active_fraction": float(np.mean([st == "ACTIVE" for st in states])),
+        }
+    t0 = min((min(t["start_ns"]) for t in s["timing"].values() if t["start_ns"]), default=0)
+    for e in s["events"]:
+        e["t_s"] = (e["t_ns"] - t0) * 1e-9
+    out["faults"] = [e for e in s["events"] if e["latched"]]
+    out["events"] = s["events"]
+    return out
+
+
+def format_text(summary: dict[str, Any]) -> str:
+    """A plain-text table of the summary."""
+    lines = [f"log: {summary['log']}" + ("   (recovered from a truncated file)" if summary["recovered"] else "")]
+    lines.append(f"{'loop':<12}{'rate Hz':>8}{'cycles':>9}{'expect':>9}{'missed':>8}"
+                 f"{'late p50 ms':>13}{'p99 ms':>9}{'max ms':>9}{'dur p99 ms':>12}")
+    for name, lp in summary["loops"].items():
+        lat, dur = lp["lateness_s"], lp["duration_s"]
+        lines.append(f"{name:<12}{lp['rate_hz']:>8.1f}{lp['cycles']:>9d}{lp['expected_cycles'] or 0:>9d}{lp['missed']:>8d}"
+                     f"{lat['p50'] * 1e3:>13.3f}{lat['p99'] * 1e3:>9.3f}{lat['max'] * 1e3:>9.3f}{dur['p99'] * 1e3:>12.3f}")
+    for name, lp in summary["loops"].items():
+        if lp["stages_s"]:
+            parts = ", ".join(f"{k} {v['p50'] * 1e6:.0f}/{v['p99'] * 1e6:.0f}/{v['max'] * 1e6:.0f}"
+                              for k, v in lp["stages_s"].items())
+            lines.append(f"  {name} stages p50/p99/max us: {parts}")
+    if "command_age_s" in summary:
+        a = summary["command_age_s"]
+        lines.append(f"command age, capture -> bus write: p50 {a['p50'] * 1e3:.2f} ms, p99 {a['p99'] * 1e3:.2f} ms, "
+                     f"max {a['max'] * 1e3:.2f} ms")
+    if "torque" in summary:
+        tq = summary["torque"]
+        lines.append(f"torque ({', '.join(tq['joints'])}): peak requested {tq['peak_requested_nm']} N*m, peak commanded "
+                     f"{[round(x, 3) for x in tq['peak_commanded_nm']]} N*m, final {tq['final_commanded_nm']} N*m, "
+                     f"ACTIVE {tq['active_fraction'] * 100:.1f} % of cycles")
+    if summary["faults"]:
+        lines.append("faults (latched):")
+        for f in summary["faults"]:
+            lines.append(f"  t={f['t_s']:.3f} s  {f['source']}  {f['kind']}  value={f['value']:.4g}  {f['detail']}")
+    else:
+        lines.append("faults: none")
+    return "\n".join(lines)
+
+
+def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """PNG plots: wake-up lateness per loop, torque requested/commanded with knee angle, command age."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    timing = series["timing"]
+    if timing:
+        fig, axes = plt.subplots(len(timing), 1, figsize=(9, 2.8 * len(timing)), squeeze=False)
+        for ax, (name, t) in zip(axes[:, 0], timing.items()):
+            start = np.asarray(t["start_ns"], dtype=np.int64)
+            ax.plot((start - start[0]) * 1e-9, np.abs(np.asarray(t["lateness_s"])) * 1e3, ".", ms=2)
+            ax.set_ylabel("wake-up lateness [ms]")
+            ax.set_title(f"{name} loop")
+            ax.grid(True, alpha=0.3)
+        axes[-1, 0].set_xlabel("time [s]")
+        fig.tight_layout()
+        p = out_dir / "latency.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    c = series["command"]
+    if c["log_ns"]:
+        t = (np.asarray(c["log_ns"], dtype=np.int64) - c["log_ns"][0]) * 1e-9
+        req, com = np.vstack(c["requested"]), np.vstack(c["commanded"])
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+        for j, name in enumerate(series["joint_names"]):
+            ax1.plot(t, req[:, j], label=f"{name} requested", lw=1)
+            ax1.plot(t, com[:, j], label=f"{name} commanded", lw=1)
+        ax1.set_ylabel("torque [N*m]")
+        ax1.legend(loc="upper right", fontsize=8)
+        ax1.grid(True, alpha=0.3)
+        js = series["joint_states"]
+        if js["log_ns"]:
+            tj = (np.asarray(js["log_ns"], dtype=np.int64) - c["log_ns"][0]) * 1e-9
+            ax2.plot(tj, np.degrees(np.vstack(js["position"])), lw=1)
+        ax2.set_ylabel("joint angle [deg]")
+        ax2.set_xlabel("time [s]")
+        ax2.grid(True, alpha=0.3)
+        fig.tight_layout()
+        p = out_dir / "torque.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+        ages = np.asarray(c["age_s"], dtype=float)
+        fig, ax = plt.subplots(figsize=(9, 2.8))
+        ax.plot(t[ages >= 0], ages[ages >= 0] * 1e3, ".", ms=2)
+        ax.set_ylabel("command age [ms]")
+        ax.set_xlabel("time [s]")
+        ax.set_title("age of the command from capture to bus write")
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        p = out_dir / "command_age.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
