@@ -218,6 +218,7 @@ class RunSession:
                     old_handlers[s] = signal.signal(s, self._on_signal)
             proc.start()
             child_conn.close()
+            (self.out_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), "torque": proc.pid}))
             drainer.start()
             t_wait = time.monotonic() + 20.0
             while control[Slot.ST_READY] != 1:

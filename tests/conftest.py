@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CONFIG_DIR = REPO / "launch" / "config"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def configs():
+    from runtime.config import load_calibration, load_device, load_subject
+
+    return (load_device(CONFIG_DIR / "device.yaml"), load_subject(CONFIG_DIR / "subject.yaml"),
+            load_calibration(CONFIG_DIR / "calibration.yaml"))
+
+
+def exo_cmd() -> list[str]:
+    """The installed console script if present, else the module."""
+    exe = Path(sys.executable).with_name("exo")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "runtime.cli"]
