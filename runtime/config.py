@@ -152,7 +152,7 @@ class ActuatorCalibrationConfig(_Strict):
     """One actuator: how joint-side values map to the motor's and what its firmware speaks."""
 
     name: Annotated[str, Field(min_length=1, max_length=32)]
-    can_id: Annotated[int, Field(ge=1, le=0x7FF, description="standard 11-bit id")]
+    can_id: Annotated[int, Field(ge=1, le=255, description="motor id; AK replies carry it in one byte")]
     model: Annotated[str, Field(min_length=1)] = "AK80-9"
     firmware: Annotated[str, Field(min_length=1)] = "V2"
     direction: Literal[1, -1] = 1

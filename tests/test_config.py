@@ -87,7 +87,7 @@ def test_subject_profile_each_kind():
 
 def test_calibration_each_kind():
     act = {"name": "m", "can_id": 1}
-    assert "actuators[0].can_id = 4096" in rejected(CalibrationFile, {"actuators": [dict(act, can_id=4096)]})
+    assert "actuators[0].can_id = 4096" in rejected(CalibrationFile, {"actuators": [dict(act, can_id=4096)]}) and "can_id <= 255" in rejected(CalibrationFile, {"actuators": [dict(act, can_id=4096)]})
     assert "actuators[0].direction = 2" in rejected(CalibrationFile, {"actuators": [dict(act, direction=2)]})
     assert "actuators[0].gear_ratio = 0" in rejected(CalibrationFile, {"actuators": [dict(act, gear_ratio=0)]})
     assert "can_id must be unique" in rejected(CalibrationFile, {"actuators": [dict(act), dict(act, name="n")]})
