@@ -34,8 +34,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/exo run --config launch/config/device.yaml --subject launch/config/subject.yaml \
-	  --calibration launch/config/calibration.yaml --seconds $(DEMO_SECONDS) --out runs/demo
-	$(VENV)/bin/exo report runs/demo
+	  --calibration launch/config/calibration.yaml --seconds $(DEMO_SECONDS) --out runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/benchmarks

@@ -401,7 +401,10 @@ class TelemetryLog:
         key = (what, topic)
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(text, RuntimeWarning, stacklevel=3)
+            try:
+                warnings.warn(text, RuntimeWarning, stacklevel=3)
+            except Exception:  # noqa: BLE001 - a "-W error" filter must not make write() raise
+                pass
 
     def _add_channels(self, writer: Writer) -> None:
         while self._new_topics:

@@ -243,14 +243,18 @@ def test_unregistered_topic_and_bad_record_are_counted_not_raised(tmp_path: Path
     with log:
         with pytest.warns(RuntimeWarning, match="/exo/unknown"):
             assert log.write("/exo/unknown", T0_NS, 1) is False
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # warned only once per topic
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             assert log.write("/exo/unknown", T0_NS, 2) is False
+        assert caught == []  # warned only once per topic
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # even with warnings as errors, write() does not raise
+            assert log.write("/exo/other", T0_NS, 2) is False
         assert log.write("/exo/fault", T0_NS, 1)
         with pytest.warns(RuntimeWarning, match="/exo/fault"):
             assert log.write("/exo/fault", T0_NS + 1, "not an int")  # to_message fails in the writer
             log.close()
-    assert (log.unregistered_drops, log.conversion_errors, log.written) == (2, 1, 1)
+    assert (log.unregistered_drops, log.conversion_errors, log.written) == (3, 1, 1)
     assert log.write("/exo/fault", T0_NS + 2, 3) is False  # closed: rejected, counted
     assert log.dropped == 1
     log.close()  # idempotent

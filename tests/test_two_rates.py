@@ -25,8 +25,9 @@ def test_spinning_stage_does_not_stall_torque_loop(tmp_path, configs):
     result = session.run()
     assert spin.spun and not result.errors, result.errors
     tq = result.torque
-    # The torque loop kept its deadlines while the estimation process held the GIL for 200 ms.
-    assert tq["missed"] <= 1, tq
+    # The torque loop kept its deadlines while the estimation process held the GIL for 200 ms
+    # (stalled by it, the loop would miss ~100 deadlines; a few are allowed for machine noise).
+    assert tq["missed"] <= 5, {k: tq[k] for k in ("cycles", "missed", "overruns", "lateness")}
     assert abs(tq["cycles"] + tq["missed"] - tq["expected_cycles"]) <= 2
     assert result.estimation["missed"] >= 10          # the estimation loop itself did overrun (and skipped)
     series = load_series(tmp_path / "run")
