@@ -112,3 +112,19 @@ def test_sigkill_leaves_a_recoverable_log_and_the_torque_process_stops(tmp_path)
     assert "/exo/torque/command" in topics
     # everything but the last chunk period (0.25 s) plus the drain interval survived
     assert (t_kill_wall - last) * 1e-9 < 0.75
+
+
+def test_analyze_reads_real_trials_and_names_bad_files(tmp_path):
+    from models.lab_files import shared_data_dir
+
+    trc = shared_data_dir() / "GC5_PS" / "trc" / "PS_ngait_og_ss1.trc"
+    if not trc.exists():
+        pytest.skip(f"shared data not found at {trc.parent}")
+    bad = tmp_path / "bad.trc"
+    bad.write_text("PathFileType\t4\t(X/Y/Z)\tbad.trc\n")
+    p = subprocess.run(exo_cmd() + ["analyze", str(trc), str(bad), "--json"], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1
+    out = json.loads(p.stdout)
+    assert out[0]["kind"] == "trc" and out[0]["rate_hz"] == 120 and out[0]["n_markers"] == 36
+    assert "bad.trc" in out[1]["error"]
