@@ -8,6 +8,7 @@ Subcommands (``exo <cmd> --help`` for each):
   recover   make a log truncated by a crash (SIGKILL, power loss) complete again
   analyze   read a lab trial (.trc/.mot/.sto/.c3d) and summarise it (units and headers checked)
   config    validate configuration files and print them with defaults filled in
+  can       encode values into AK-series MIT frames, decode candump lines into values
   doctor    check this machine: real-time, CAN, ONNX Runtime, GPU, models, data
 """
 from __future__ import annotations
@@ -171,6 +172,55 @@ def cmd_config(args) -> int:
     return EXIT_OK
 
 
+def cmd_can_encode(args) -> int:
+    from firmware_bridge import ak_mit
+    from firmware_bridge.motor_tables import limits_for
+
+    if args.special:
+        data = {"enter": ak_mit.ENTER_MOTOR_MODE, "exit": ak_mit.EXIT_MOTOR_MODE, "zero": ak_mit.ZERO_POSITION}[args.special]
+        clamped: frozenset[str] = frozenset()
+    else:
+        limits = limits_for(args.model, args.firmware)
+        data, clamped = ak_mit.encode_command(limits, args.position, args.velocity, args.kp, args.kd, args.torque)
+    line = ak_mit.frame_to_candump(args.id, data)
+    if args.json:
+        print(json.dumps({"frame": line, "clamped": sorted(clamped)}))
+    else:
+        print(line)
+        if clamped:
+            print(f"clamped to the {args.model} {args.firmware} table: {', '.join(sorted(clamped))}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_can_decode(args) -> int:
+    from dataclasses import asdict
+
+    from firmware_bridge import ak_mit
+    from firmware_bridge.motor_tables import limits_for
+
+    limits = limits_for(args.model, args.firmware)
+    failed = 0
+    for line in args.frames:
+        try:
+            can_id, data = ak_mit.parse_candump(line)
+            special = ak_mit.special_frame(data)
+            kind = args.kind
+            if kind == "auto":
+                kind = "special" if special else ("reply" if can_id == args.master_id or len(data) != 8 else "command")
+            if special and kind != "reply":
+                out = {"frame": line, "id": can_id, "special": special}
+            elif kind == "reply":
+                out = {"frame": line, "id": can_id, "reply": asdict(ak_mit.decode_reply(
+                    limits, data, arbitration_id=can_id, master_id=args.master_id))}
+            else:
+                out = {"frame": line, "id": can_id, "command": asdict(ak_mit.decode_command(limits, data))}
+        except ValueError as exc:
+            failed += 1
+            out = {"frame": line, "error": str(exc)}
+        print(json.dumps(out) if args.json else "  ".join(f"{k}={v}" for k, v in out.items()))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_doctor(args) -> int:
     from runtime.doctor import as_json, format_checks, run_checks
 
@@ -230,6 +280,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(fn=cmd_config)
 
+    p = sub.add_parser("can", help="AK-series MIT frames: encode values, decode candump lines",
+                       description="Turn values into MIT-mode frame bytes and candump lines into values, for a given "
+                                   "motor model and firmware (their ranges differ).\n"
+                                   "examples: exo can encode --model AK80-9 --firmware V2 --id 1 --torque 2.5\n"
+                                   "          exo can decode --model AK80-9 --firmware V2 '000#01800080080019' '001#FFFFFFFFFFFFFFFC'")
+    can_sub = p.add_subparsers(dest="can_command", metavar="<encode|decode>", required=True)
+    pe = can_sub.add_parser("encode", help="values -> frame (candump -L form)",
+                            description="Encode one MIT command (output-shaft units: rad, rad/s, N*m/rad, N*m*s/rad, N*m) "
+                                        "or a special frame. Values outside the table are clamped and reported.\n"
+                                        "example: exo can encode --model AK80-9 --firmware V2 --id 1 --kp 5 --position 0.3")
+    pe.add_argument("--model", default="AK80-9")
+    pe.add_argument("--firmware", default="V2")
+    pe.add_argument("--id", type=lambda x: int(x, 0), default=1, help="motor CAN id (default: %(default)s)")
+    pe.add_argument("--position", type=float, default=0.0, help="rad")
+    pe.add_argument("--velocity", type=float, default=0.0, help="rad/s")
+    pe.add_argument("--kp", type=float, default=0.0, help="N*m/rad")
+    pe.add_argument("--kd", type=float, default=0.0, help="N*m*s/rad")
+    pe.add_argument("--torque", type=float, default=0.0, help="feed-forward torque, N*m")
+    pe.add_argument("--special", choices=["enter", "exit", "zero"], help="a special frame instead of a command")
+    pe.add_argument("--json", action="store_true")
+    pe.set_defaults(fn=cmd_can_encode)
+    pd = can_sub.add_parser("decode", help="candump lines -> values",
+                            description="Decode candump lines ('001#...' or 'can0  001   [8]  ..'). A frame on the master "
+                                        "id (default 0) or of reply length is read as a drive reply, others as host commands.\n"
+                                        "example: exo can decode --model AK10-9 --firmware V2 '000#018000800800190'")
+    pd.add_argument("frames", nargs="+", help="candump lines")
+    pd.add_argument("--model", default="AK80-9")
+    pd.add_argument("--firmware", default="V2")
+    pd.add_argument("--master-id", type=lambda x: int(x, 0), default=0, help="host id replies are sent to (default: 0)")
+    pd.add_argument("--kind", choices=["auto", "reply", "command"], default="auto")
+    pd.add_argument("--json", action="store_true")
+    pd.set_defaults(fn=cmd_can_decode)
+
     p = sub.add_parser("doctor", help="check this machine for what the runtime needs",
                        description="Check real-time priority, locked memory, CAN interfaces and bitrate, ONNX Runtime "
                                    "providers, GPU, installed models and data; say what is missing and how to fix it.\n"
@@ -252,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration rejected:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, FileExistsError) as exc:
+    except (FileNotFoundError, FileExistsError, LookupError) as exc:
         print(f"exo {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
