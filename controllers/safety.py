@@ -42,6 +42,7 @@ class FaultKind(str, Enum):
     VELOCITY_ENVELOPE = "VELOCITY_ENVELOPE"
     ESTOP = "ESTOP"
     PARENT_LOST = "PARENT_LOST"          # the process feeding commands died
+    MALFORMED = "MALFORMED"              # malformed frames from a drive or sensor
     CONFIG = "CONFIG"                    # a malformed input that passed no validation
 
 

@@ -41,6 +41,10 @@ EVENT_DTYPE = np.dtype([
     ("value", "f8"), ("latched", "?"), ("detail", "S96"),
 ])
 
+CAN_FRAME_DTYPE = np.dtype([
+    ("t_ns", "i8"), ("arbitration_id", "u4"), ("dlc", "u1"), ("data", "u1", (8,)), ("is_rx", "?"), ("is_error", "?"),
+])
+
 STATE_CODES = {"INACTIVE": 0, "ACTIVE": 1, "FADING": 2, "FAULTED": 3}
 STATE_NAMES = {v: k for k, v in STATE_CODES.items()}
 

@@ -94,11 +94,30 @@ class RealtimeConfig(_Strict):
 
 
 class BusConfig(_Strict):
-    """Where the motor commands go: ``sim`` is the in-process simulated knee plant."""
+    """Where the motor commands go.
+
+    ``sim``: the in-process simulated knee (ideal drive, no CAN). ``socketcan``: a real CAN
+    interface (``channel`` e.g. ``can0``). ``udp_multicast``: python-can over IPv4 multicast
+    between processes (the HIL rig; ``channel`` is a group in 239.0.0.0/8 and every command
+    using it runs in a private network namespace). ``virtual``: python-can in-process bus (tests).
+    """
 
     interface: Literal["sim", "virtual", "udp_multicast", "socketcan"] = "sim"
-    channel: Annotated[str, Field(min_length=1)] = "exo0"
+    channel: Annotated[str, Field(min_length=1, max_length=64)] = "exo0"
     bitrate: Literal[125_000, 250_000, 500_000, 1_000_000] = 1_000_000
+    udp_port: Annotated[int, Field(ge=1024, le=65535, description="udp_multicast only")] = 43113
+    master_id: Annotated[int, Field(ge=0, le=0x7FF, description="id the drives answer on")] = 0
+    estop_can_id: Annotated[int | None, Field(ge=0, le=0x7FF, description="a frame with this id is an e-stop")] = None
+
+    @model_validator(mode="after")
+    def _multicast_group(self) -> "BusConfig":
+        if self.interface == "udp_multicast":
+            parts = self.channel.split(".")
+            ok = len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts) and parts[0] == "239"
+            if not ok:
+                raise ValueError(f"bus.channel = {self.channel!r}: udp_multicast needs an IPv4 group in 239.0.0.0/8 "
+                                 "(routed to lo in the private network namespace), e.g. '239.74.0.1'")
+        return self
 
 
 class TelemetryConfig(_Strict):

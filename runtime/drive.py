@@ -8,7 +8,7 @@ velocity rad/s.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 @dataclass(slots=True)
@@ -78,9 +78,39 @@ class SimulatedDrive:
         self.enabled = False
 
 
-def make_drive(interface: str, n_joints: int, period_s: float, body_mass_kg: float, height_m: float) -> Drive:
-    """The drive back end named by ``bus.interface``."""
-    if interface == "sim":
-        return SimulatedDrive(n_joints, period_s, body_mass_kg, height_m)
-    raise ValueError(f"bus.interface = {interface!r}: no drive back end for it yet (available: 'sim'); "
-                     "the CAN drive arrives with the firmware bridge")
+def make_drive(device, calibration: dict | None, body_mass_kg: float, height_m: float,
+               frame_log: Callable[[int, int, bytes, bool, bool], None] | None = None) -> Drive:
+    """The drive back end named by ``device.bus.interface`` (``device`` is a ``DeviceConfig``).
+
+    ``sim``: the ideal in-process simulated knee. ``virtual``/``udp_multicast``/``socketcan``: AK-series
+    drives in MIT mode over python-can (``firmware_bridge.ak_can``), one per joint, each joint's
+    actuator taken from the calibration file. ``udp_multicast`` must run in a private network namespace.
+    """
+    n = len(device.joints)
+    period_s = 1.0 / device.torque_loop.rate_hz
+    bus_cfg = device.bus
+    if bus_cfg.interface == "sim":
+        return SimulatedDrive(n, period_s, body_mass_kg, height_m)
+    import can
+
+    from firmware_bridge.ak_can import AkCanDrive
+    from firmware_bridge.calibration import ActuatorCalibration
+
+    if not calibration:
+        raise ValueError(f"bus.interface = {bus_cfg.interface!r} needs the actuator calibration file")
+    by_name = {a["name"]: a for a in calibration["actuators"]}
+    actuators = [ActuatorCalibration.from_mapping(by_name[j.actuator]) for j in device.joints]
+    if bus_cfg.interface == "udp_multicast":
+        from runtime.netns import in_private_netns
+
+        if not in_private_netns():
+            raise RuntimeError("bus.interface = 'udp_multicast' outside a private network namespace: refused "
+                               "(multicast must not reach the host network; run under 'unshare -n', see runtime/netns.py)")
+        bus = can.Bus(interface="udp_multicast", channel=bus_cfg.channel, port=bus_cfg.udp_port,
+                      receive_own_messages=False)
+    elif bus_cfg.interface == "virtual":
+        bus = can.Bus(interface="virtual", channel=bus_cfg.channel, receive_own_messages=False)
+    else:
+        bus = can.Bus(interface="socketcan", channel=bus_cfg.channel, bitrate=bus_cfg.bitrate, receive_own_messages=False)
+    return AkCanDrive(bus, actuators, reply_timeout_s=device.safety.reply_timeout_s, master_id=bus_cfg.master_id,
+                      estop_can_id=bus_cfg.estop_can_id, frame_log=frame_log)

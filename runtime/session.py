@@ -34,7 +34,7 @@ import numpy as np
 
 from controllers.safety import FaultKind
 from runtime import telemetry_schema as schema
-from runtime.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
+from runtime.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
 from runtime.clock import MonotonicClock
 from runtime.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
 from runtime.executor import FixedRateLoop
@@ -156,6 +156,14 @@ class RunSession:
                                value=float(ev["value"]), t_ns=int(ev["t_ns"]), latched=bool(ev["latched"]),
                                detail=f"{ev['state'].decode()}: {ev['detail'].decode('utf-8', 'replace')}")
 
+        channel = self.device.bus.channel
+
+        def can_frame(fr):
+            n = int(fr["dlc"])
+            return schema.make("exo_runtime/msg/CanFrame", stamp=int(fr["t_ns"]) + offset_ns, channel=channel,
+                               arbitration_id=int(fr["arbitration_id"]), is_extended=int(fr["arbitration_id"]) > 0x7FF,
+                               is_rx=bool(fr["is_rx"]), is_error=bool(fr["is_error"]), dlc=n, data=fr["data"][:n])
+
         def summary(r):
             return schema.make("exo_runtime/msg/LoopSummary", **r)
 
@@ -166,6 +174,8 @@ class RunSession:
         log.register(T_JOINT_STATES, "sensor_msgs/msg/JointState", joint_states)
         log.register(T_FAULTS, "exo_runtime/msg/Fault", fault)
         log.register(T_SUMMARY, "exo_runtime/msg/LoopSummary", summary)
+        if self.device.bus.interface != "sim":
+            log.register(T_CAN, "exo_runtime/msg/CanFrame", can_frame)
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
@@ -178,6 +188,8 @@ class RunSession:
         control = ControlBlock(Slot.N)
         records = RecordRing(torque_record_dtype(self.n), rec_capacity)
         events = RecordRing(EVENT_DTYPE, 4096)
+        can_capacity = int(dev.torque_loop.rate_hz * 8 * 4 * len(dev.joints))   # 8 s of tx+rx frames, headroom 2x
+        can_ring = RecordRing(CAN_FRAME_DTYPE, can_capacity) if dev.bus.interface != "sim" else None
         self._control = control
         log = TelemetryLog(self.out_dir / "telemetry", chunk_period_s=dev.telemetry.chunk_period_s)
         self._register_topics(log, offset_ns)
@@ -191,7 +203,9 @@ class RunSession:
         spec = TorqueProcessSpec(device=dev.model_dump(mode="json"), body_mass_kg=self.subject.mass_kg,
                                  height_m=self.subject.height_m, command_shm=command.name, control_shm=control.name,
                                  records_shm=records.name, records_capacity=rec_capacity, events_shm=events.name,
-                                 events_capacity=4096, parent_pid=os.getpid())
+                                 events_capacity=4096, parent_pid=os.getpid(),
+                                 calibration=self.calibration.model_dump(mode="json"),
+                                 can_shm=can_ring.name if can_ring is not None else None, can_capacity=can_capacity)
         proc = ctx.Process(target=torque_process_main, args=(spec, child_conn), name="exo-torque-loop", daemon=False)
         stop_drain = threading.Event()
 
@@ -201,6 +215,9 @@ class RunSession:
                 log.write(T_TQ_TIMING, t, rec)
                 log.write(T_TQ_COMMAND, t, rec)
                 log.write(T_JOINT_STATES, t, rec)
+            if can_ring is not None:
+                for fr in can_ring.drain():
+                    log.write(T_CAN, int(fr["t_ns"]) + offset_ns, fr)
             for ev in events.drain():
                 log.write(T_FAULTS, int(ev["t_ns"]) + offset_ns, ev)
                 if ev["latched"]:
@@ -306,13 +323,16 @@ class RunSession:
                 log.write(T_SUMMARY, time.time_ns(), _summary_fields_dict(tl, time.time_ns()))
             if records.lost:
                 errors.append(f"telemetry: {records.lost} torque records lost (drain too slow)")
+            if can_ring is not None and can_ring.lost:
+                errors.append(f"telemetry: {can_ring.lost} CAN frames lost (drain too slow)")
             if "error" in torque_result:
                 errors.append(f"torque process: {torque_result['error']}")
             log.close()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-            for ch in (command, control, records, events):
-                ch.close()
+            for ch in (command, control, records, events, can_ring):
+                if ch is not None:
+                    ch.close()
             self._control = None
         tel = log.stats()
         result = RunResult(self.out_dir, est_report, torque_result.get("loop", {}),

@@ -20,12 +20,20 @@ from typing import Any
 import numpy as np
 
 from controllers.safety import Fault, FaultKind, JointLimits, SafetyParams, SafetyState, SafetySupervisor
-from runtime.channels import EVENT_DTYPE, STATE_CODES, Slot, command_dtype, torque_record_dtype
+from runtime.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_CODES, Slot, command_dtype, torque_record_dtype
 from runtime.clock import Clock, MonotonicClock
 from runtime.config import DeviceConfig
 from runtime.drive import Drive, JointStates
 from runtime.executor import CycleInfo, FixedRateLoop
 from runtime.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+
+
+def _fault_kind(kind: str) -> FaultKind:
+    """A drive's fault kind string as a FaultKind (unknown strings count as bus errors, never ignored)."""
+    try:
+        return FaultKind(kind)
+    except ValueError:
+        return FaultKind.BUS_ERROR
 
 
 def safety_params_from(device: DeviceConfig) -> SafetyParams:
@@ -69,6 +77,7 @@ class TorqueLoop:
         self._ev = np.zeros(1, dtype=EVENT_DTYPE)
         self.finished = False
         self.parent_lost = False
+        self._poll_faults = getattr(drive, "poll_faults", None)
 
     # --------------------------------------------------------------------- one cycle
     def step(self, info: CycleInfo) -> None:
@@ -118,6 +127,9 @@ class TorqueLoop:
         t1 = clock.now_ns()
         # measured state
         self.drive.read(self._states, now)
+        if self._poll_faults is not None:
+            for source, kind, value, t_seen in self._poll_faults():
+                sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
         st = self._states
         for i in range(self.n):
             sup.check_joint_state(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
@@ -216,6 +228,25 @@ class TorqueProcessSpec:
     events_shm: str
     events_capacity: int
     parent_pid: int
+    calibration: dict | None = None
+    can_shm: str | None = None
+    can_capacity: int = 0
+
+
+def _can_frame_logger(ring: RecordRing):
+    """A frame_log callback writing raw frames into the shared CAN ring (no allocation per frame)."""
+    def log(t_ns: int, arbitration_id: int, data: bytes, is_rx: bool, is_error: bool) -> None:
+        rec = ring.slot()[0]
+        rec["t_ns"] = t_ns
+        rec["arbitration_id"] = arbitration_id
+        n = min(8, len(data))
+        rec["dlc"] = n
+        rec["data"][:n] = memoryview(data)[:n]
+        rec["data"][n:] = 0
+        rec["is_rx"] = is_rx
+        rec["is_error"] = is_error
+        ring.commit()
+    return log
 
 
 def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
@@ -232,10 +263,12 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
     control = ControlBlock.attach(spec.control_shm, Slot.N)
     records = RecordRing.attach(spec.records_shm, torque_record_dtype(n), spec.records_capacity)
     events = RecordRing.attach(spec.events_shm, EVENT_DTYPE, spec.events_capacity)
+    can_ring = RecordRing.attach(spec.can_shm, CAN_FRAME_DTYPE, spec.can_capacity) if spec.can_shm else None
+    frame_log = _can_frame_logger(can_ring) if can_ring is not None and device.telemetry.log_raw_can else None
     signal.signal(signal.SIGTERM, lambda *_: control.__setitem__(Slot.REQ_SHUTDOWN, max(1, control[Slot.REQ_SHUTDOWN])))
     rt = apply_realtime(sched_fifo=device.realtime.sched_fifo, priority=device.realtime.torque_priority,
                         cpus=device.realtime.torque_cpus, lock_memory=device.realtime.lock_memory)
-    drive = make_drive(device.bus.interface, n, 1.0 / device.torque_loop.rate_hz, spec.body_mass_kg, spec.height_m)
+    drive = make_drive(device, spec.calibration, spec.body_mass_kg, spec.height_m, frame_log=frame_log)
     loop = TorqueLoop(device, drive, MonotonicClock(), command, control, records, events, parent_pid=spec.parent_pid)
     result: dict[str, Any] = {"realtime": rt.as_dict()}
     try:
@@ -250,5 +283,10 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
                 result_conn.send(result)
             except (BrokenPipeError, OSError):
                 pass
-        for ch in (command, control, records, events):
-            ch.close()
+        if "drive" in locals():
+            close = getattr(drive, "close", None) or getattr(getattr(drive, "bus", None), "shutdown", None)
+            if close is not None:
+                close()
+        for ch in (command, control, records, events, can_ring):
+            if ch is not None:
+                ch.close()
