@@ -101,9 +101,17 @@ class RunSession:
             self._control[Slot.REQ_ESTOP] = 1
 
     def request_fault_reset(self) -> None:
-        """Explicit fault reset (logged by the supervisor; refused until torque is zero)."""
+        """Explicit fault reset (logged by the supervisor; refused until torque is zero); releases the e-stop."""
         if self._control is not None:
+            self._control[Slot.REQ_ESTOP] = 0
             self._control[Slot.REQ_RESET_SEQ] = self._control[Slot.REQ_RESET_SEQ] + 1
+
+    def _on_operator_signal(self, signum, _frame) -> None:
+        """SIGUSR2: e-stop (latched). SIGUSR1: explicit fault reset (logged; refused until torque is zero)."""
+        if signum == signal.SIGUSR2:
+            self.request_estop()
+        else:
+            self.request_fault_reset()
 
     def _on_signal(self, signum, _frame) -> None:
         self._signals += 1
@@ -233,6 +241,8 @@ class RunSession:
             if self.install_signal_handlers:
                 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     old_handlers[s] = signal.signal(s, self._on_signal)
+                for s in (signal.SIGUSR1, signal.SIGUSR2):
+                    old_handlers[s] = signal.signal(s, self._on_operator_signal)
             proc.start()
             child_conn.close()
             (self.out_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), "torque": proc.pid}))

@@ -128,3 +128,23 @@ def test_analyze_reads_real_trials_and_names_bad_files(tmp_path):
     out = json.loads(p.stdout)
     assert out[0]["kind"] == "trc" and out[0]["rate_hz"] == 120 and out[0]["n_markers"] == 36
     assert "bad.trc" in out[1]["error"]
+
+
+def test_operator_signals_estop_and_reset(tmp_path):
+    out = tmp_path / "run"
+    proc = start_run(out, 60)
+    wait_for_cycles(out, proc)
+    os.kill(proc.pid, signal.SIGUSR2)        # e-stop: latched, fades
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGUSR1)        # explicit reset: logged, re-activates
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stdout
+    rep = subprocess.run(exo_cmd() + ["report", str(out), "--json", "--no-plots"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    summary = json.loads(rep.stdout)
+    kinds = [(e["kind"], e["detail"]) for e in summary["events"]]
+    assert any(k == "ESTOP" for k, _ in kinds)
+    i_reset = next(i for i, (_, d) in enumerate(kinds) if "cleared operator:ESTOP" in d)
+    assert any("activate" in d for _, d in kinds[i_reset + 1:])          # re-activated after the reset
