@@ -1,0 +1,556 @@
+"""The HIL plant as a process: emulated AK drives on a CAN bus, the knee plant, in real time.
+
+::
+
+    unshare -n sh -c 'ip link set lo up && ip route add 239.0.0.0/8 dev lo && exec \\
+        .venv/bin/python -m hil.plant_process --interface udp_multicast --channel 239.0.0.1 \\
+        --motor AK80-9:V2:1:+1:0.0 --duration 5 \\
+        --fault '"'"'{"at_s":2,"until_s":3,"silent":true}'"'"' --status out.json'
+
+The loop runs the rig (:class:`hil.ak_emulator.HilRig`) on absolute deadlines
+``t0 + k/rate_hz`` of ``time.monotonic_ns()``: it sleeps with ``clock_nanosleep(CLOCK_MONOTONIC,
+TIMER_ABSTIME)`` called through ctypes (falling back to ``time.sleep`` of the remaining time
+where libc has no such call), with the thread's timer slack set to 1 ns.  At each deadline
+it applies the faults scheduled for that time, services the bus, and steps the plant one
+period (a deadline missed by whole periods steps the plant for each of them, so plant time
+keeps up with the clock; they are counted as ``missed_ticks``).  Between deadlines, where
+the bus has a file descriptor (udp_multicast, socketcan), it waits on it with ``select`` and
+answers a command as soon as it arrives, as a drive does (``reply_mode="immediate"``); on
+buses without one (virtual) replies go out at the next tick (``"tick"``).  Delayed replies
+(fault injection) are sent when due.
+
+It ends after ``duration_s`` or on SIGTERM/SIGINT, shuts the bus down and writes a JSON
+status (also at start and once a second while running) to ``status_path``.
+
+Network rule: python-can's ``udp_multicast`` sends IPv4/IPv6 multicast.  :func:`run_plant`
+refuses it unless this process is in a network namespace whose only interface is ``lo``.
+The check lists the interfaces of the *calling process's* namespace with
+``socket.if_nameindex()`` (netlink), not ``/sys/class/net``: after ``unshare -n`` without
+remounting sysfs, ``/sys/class/net`` still lists the host's interfaces.
+
+Imports: python-can, numpy, :mod:`firmware_bridge`, :mod:`hil` (nothing from runtime/).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import heapq
+import json
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import can
+import numpy as np
+
+from firmware_bridge.motor_tables import limits_for
+
+from .ak_emulator import EmulatedAkDrive, FaultInjection, HilRig, ThermalParams
+from .knee_plant import KneePlantParams, SimulatedKneePlant
+
+__all__ = [
+    "PrivateNetnsRequired",
+    "network_interfaces",
+    "require_private_netns",
+    "parse_motor",
+    "run_plant",
+    "main",
+    "DEFAULT_UDP_PORT",
+]
+
+DEFAULT_UDP_PORT = 43113  # python-can's default for udp_multicast
+NETNS_HOWTO = (
+    "run it inside a private network namespace: unshare -n sh -c 'ip link set lo up && "
+    "ip route add 239.0.0.0/8 dev lo && exec python -m hil.plant_process --interface "
+    "udp_multicast ...' (as root)"
+)
+
+
+class PrivateNetnsRequired(RuntimeError):
+    """udp_multicast was asked for outside a lo-only network namespace."""
+
+
+# ---------------------------------------------------------------------------------------
+# network namespace guard
+# ---------------------------------------------------------------------------------------
+
+
+def network_interfaces() -> list[str]:
+    """Interfaces of this process's network namespace.
+
+    ``socket.if_nameindex()`` asks the kernel for the caller's namespace; ``/proc/self/net/dev``
+    (also per namespace) is the fallback.  ``/sys/class/net`` is *not* used: it shows the
+    namespace of whoever mounted sysfs, i.e. the host's after a bare ``unshare -n``.
+    """
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+        return sorted(line.split(":", 1)[0].strip() for line in lines if ":" in line)
+
+
+def require_private_netns(interfaces: Sequence[str] | None = None) -> None:
+    """Raise :class:`PrivateNetnsRequired` unless the only network interface is ``lo``."""
+    names = list(network_interfaces() if interfaces is None else interfaces)
+    if names != ["lo"]:
+        raise PrivateNetnsRequired(
+            f"refusing to open udp_multicast: this process's network namespace has interfaces "
+            f"{names}, need exactly ['lo'] (multicast must never reach the host network); "
+            + NETNS_HOWTO
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# absolute sleep
+# ---------------------------------------------------------------------------------------
+
+_CLOCK_MONOTONIC = 1
+_TIMER_ABSTIME = 1
+_PR_SET_TIMERSLACK = 29
+_EINTR = 4
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.clock_nanosleep
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Timespec), ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        return libc, fn
+    except (OSError, AttributeError):
+        return None, None
+
+
+_LIBC, _CLOCK_NANOSLEEP = _load_libc() if sys.platform.startswith("linux") else (None, None)
+
+
+def sleep_until_ns(deadline_ns: int) -> None:
+    """Sleep until ``time.monotonic_ns() >= deadline_ns`` (absolute; CLOCK_MONOTONIC).
+
+    One call of ``clock_nanosleep(TIMER_ABSTIME)`` (ctypes releases the GIL); a signal
+    returns early (EINTR) so the caller can check its stop flag.  Without libc support,
+    ``time.sleep`` of the remaining time.
+    """
+    if _CLOCK_NANOSLEEP is not None:
+        ts = _Timespec(deadline_ns // 1_000_000_000, deadline_ns % 1_000_000_000)
+        _CLOCK_NANOSLEEP(_CLOCK_MONOTONIC, _TIMER_ABSTIME, ctypes.byref(ts), None)
+        return
+    remaining = deadline_ns - time.monotonic_ns()
+    if remaining > 0:
+        time.sleep(remaining / 1e9)
+
+
+def _set_timer_slack_1ns() -> bool:
+    if _LIBC is None:
+        return False
+    try:
+        return _LIBC.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(1), 0, 0, 0) == 0
+    except (AttributeError, OSError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------
+
+
+def parse_motor(text: str) -> dict[str, Any]:
+    """``MODEL:FIRMWARE:MOTOR_ID:DIRECTION:OFFSET_RAD`` -> motor dict (``AK80-9:V2:1:+1:0.0``)."""
+    parts = text.split(":")
+    if len(parts) != 5:
+        raise ValueError(f"--motor {text!r}: expected MODEL:FIRMWARE:MOTOR_ID:DIRECTION:OFFSET_RAD")
+    model, fw, mid, direction, offset = parts
+    try:
+        return {"model": model, "firmware": fw, "motor_id": int(mid, 0),
+                "direction": int(float(direction)), "offset": float(offset)}
+    except ValueError as e:
+        raise ValueError(f"--motor {text!r}: {e}") from None
+
+
+def _check_faults(faults: Sequence[Mapping[str, Any]], motor_ids: set[int]) -> list[dict[str, Any]]:
+    out = []
+    for i, f in enumerate(faults):
+        f = dict(f)
+        at = f.pop("at_s", 0.0)
+        until = f.pop("until_s", None)
+        mid = f.pop("motor_id", None)
+        if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at) or at < 0:
+            raise ValueError(f"faults[{i}].at_s={at!r}: must be a number >= 0")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))
+                                  or not until > at):
+            raise ValueError(f"faults[{i}].until_s={until!r}: must be > at_s={at!r} (or absent)")
+        if mid is not None and mid not in motor_ids:
+            raise ValueError(f"faults[{i}].motor_id={mid!r}: allowed {sorted(motor_ids)} or absent (all)")
+        try:
+            FaultInjection.from_mapping(f)  # validates names and values
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"faults[{i}]: {e} (and at_s, until_s, motor_id)") from None
+        out.append({"at_s": float(at), "until_s": None if until is None else float(until),
+                    "motor_id": mid, "fields": f})
+    return out
+
+
+def _faults_at(schedule: list[dict[str, Any]], t_s: float, motor_id: int) -> FaultInjection:
+    merged: dict[str, Any] = {}
+    for f in schedule:
+        if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"]) and (
+            f["motor_id"] is None or f["motor_id"] == motor_id
+        ):
+            merged.update(f["fields"])
+    return FaultInjection(**merged)
+
+
+def _open_bus(interface: str, channel: str, port: int) -> can.BusABC:
+    if interface == "udp_multicast":
+        require_private_netns()
+        return can.Bus(interface="udp_multicast", channel=channel, port=port,
+                       receive_own_messages=False, fd=False)
+    if interface == "virtual":
+        return can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    return can.Bus(interface=interface, channel=channel)
+
+
+def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+class _LatenessHistogram:
+    """Wake-up lateness in 1 us bins up to 20 ms (one overflow bin); O(1) per tick, bounded
+    memory, percentiles in O(bins) -- cheap enough for the once-a-second status."""
+
+    BINS = 20_000
+
+    def __init__(self) -> None:
+        self.counts = array("q", bytes(8 * (self.BINS + 1)))
+        self.n = 0
+        self.max_ns = 0
+
+    def add(self, late_ns: int) -> None:
+        late_ns = max(0, late_ns)
+        self.counts[min(late_ns // 1000, self.BINS)] += 1
+        self.n += 1
+        if late_ns > self.max_ns:
+            self.max_ns = late_ns
+
+    def summary_us(self) -> dict[str, float]:
+        if not self.n:
+            return {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "n": 0}
+        cum = np.cumsum(np.frombuffer(self.counts, dtype=np.int64))
+        def pct(q: float) -> float:  # upper edge of the bin holding the q-quantile
+            return float(np.searchsorted(cum, q * self.n, side="left") + 1)
+        return {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999),
+                "max": self.max_ns / 1e3, "n": self.n}
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------
+
+
+def run_plant(
+    interface: str,
+    channel: str,
+    *,
+    motors: Sequence[Mapping[str, Any]],
+    duration_s: float,
+    rate_hz: float = 1000.0,
+    faults: Sequence[Mapping[str, Any]] = (),
+    status_path: Path | str | None = None,
+    body_mass_kg: float = 75.0,
+    height_m: float = 1.80,
+    port: int = DEFAULT_UDP_PORT,
+    seed: int = 0,
+    reply_mode: str = "auto",
+    trace_path: Path | str | None = None,
+    thermal: ThermalParams = ThermalParams(),
+    zero_silence_s: float = 1.2,
+    initial_flexion_rad: float = 0.9,
+    on_ready: Callable[[], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run the HIL plant in real time; returns the final status dict (also written to
+    ``status_path``).
+
+    ``motors``: dicts ``model``, ``firmware``, ``motor_id``, ``direction`` (+1/-1), ``offset``
+    (rad; shaft = direction * joint + offset).  ``faults``: dicts ``at_s``, ``until_s``
+    (optional: to the end), ``motor_id`` (optional: all drives) and
+    :class:`~hil.ak_emulator.FaultInjection` fields; overlapping entries merge, later wins.
+    ``reply_mode``: ``"immediate"`` (answer on arrival; needs a bus fd), ``"tick"`` (answer at
+    the next period) or ``"auto"``.  SIGTERM/SIGINT stop the loop (handlers are installed
+    when called from the main thread); so does ``stop_event``.
+    """
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration_s={duration_s!r}: must be > 0")
+    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and 1.0 <= rate_hz <= 20000.0):
+        raise ValueError(f"rate_hz={rate_hz!r}: allowed 1..20000")
+    if reply_mode not in ("auto", "immediate", "tick"):
+        raise ValueError(f"reply_mode={reply_mode!r}: allowed auto, immediate, tick")
+    if not motors:
+        raise ValueError("motors: need at least one")
+    if interface == "udp_multicast":
+        require_private_netns()  # before anything else (checked again right before opening)
+    status_path = None if status_path is None else Path(status_path)
+    period_ns = int(round(1e9 / rate_hz))
+    dt_s = period_ns / 1e9
+    substeps = max(1, math.ceil(dt_s / 0.001 - 1e-9))
+    plant = SimulatedKneePlant(
+        KneePlantParams(body_mass_kg=body_mass_kg, height_m=height_m, timestep_s=dt_s / substeps),
+        initial_flexion_rad=initial_flexion_rad,
+    )
+    drive_specs = []
+    for m in motors:
+        unknown = set(m) - {"model", "firmware", "motor_id", "direction", "offset"}
+        if unknown:
+            raise ValueError(f"motor {dict(m)!r}: unknown keys {sorted(unknown)}")
+        drive = EmulatedAkDrive(limits_for(m["model"], m["firmware"]), int(m["motor_id"]),
+                                thermal=thermal, zero_silence_s=zero_silence_s)
+        drive_specs.append((drive, int(m.get("direction", 1)), float(m.get("offset", 0.0))))
+    schedule = _check_faults(faults, {d.motor_id for d, _, _ in drive_specs})
+
+    stop = {"reason": None}
+    old_handlers: dict[int, Any] = {}
+
+    def _on_signal(signum, _frame):
+        stop["reason"] = f"signal:{signal.Signals(signum).name}"
+
+    fd = -1
+    bus = _open_bus(interface, channel, port)  # udp_multicast: refuses outside a private netns
+    try:
+        rig = HilRig(bus, drive_specs, plant, rate_hz=1.0 / dt_s, seed=seed)
+        if reply_mode != "tick":
+            try:
+                fd = bus.fileno()
+            except (NotImplementedError, AttributeError, OSError):
+                fd = -1
+            if fd is None or fd < 0:
+                fd = -1
+                if reply_mode == "immediate":
+                    raise ValueError(f"reply_mode='immediate' needs a bus with a file descriptor; "
+                                     f"{interface} has none (use 'tick')")
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old_handlers[sig] = signal.signal(sig, _on_signal)
+    except BaseException:
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        bus.shutdown()
+        raise
+    mode = "immediate" if fd >= 0 else "tick"
+    slack_ok = _set_timer_slack_1ns()
+    guard_ns = 100_000  # stop select()ing this long before a deadline; sleep the rest exactly
+
+    base = {
+        "pid": os.getpid(), "interface": interface, "channel": channel,
+        "port": port if interface == "udp_multicast" else None,
+        "rate_hz": 1e9 / period_ns, "duration_s": duration_s, "reply_mode": mode,
+        "sleep": "clock_nanosleep(ctypes)" if _CLOCK_NANOSLEEP is not None else "time.sleep",
+        "timer_slack_1ns": slack_ok,
+        "motors": [dict(m) for m in motors],
+        "faults": [dict(f) for f in faults],
+    }
+    lateness = _LatenessHistogram()
+    lateness.summary_us()  # warm numpy's first-call costs up before the clock starts
+    worst: list[tuple[int, float]] = [(-1, 0.0)] * 5  # min-heap of the 5 latest wake-ups
+    ticks = 0
+    missed = 0
+    t0 = time.monotonic_ns()
+    end_ns = t0 + int(round(duration_s * 1e9))
+    next_status = t0 + 1_000_000_000
+    active_key: tuple | None = None
+    error: str | None = None
+
+    def _stopping() -> bool:
+        if stop_event is not None and stop_event.is_set() and stop["reason"] is None:
+            stop["reason"] = "stop_event"
+        return stop["reason"] is not None
+
+    def _status(state: str, full: bool = True) -> dict[str, Any]:
+        """``full``: with the trace summary (end of run); the once-a-second status is
+        counters and drive states only, so it costs well under a period."""
+        now = time.monotonic_ns()
+        if full:
+            summ = rig.summary()
+        else:
+            summ = {"stats": rig.stats.to_dict(), "drives": [d.snapshot() for d in rig.drives],
+                    "plant": {"plant_time_s": float(plant.data.time),
+                              "flexion_rad": plant.flexion_rad}}
+        st = summ["stats"]
+        return {
+            **base,
+            "state": state,
+            "stop_reason": stop["reason"],
+            "error": error,
+            "elapsed_s": (now - t0) / 1e9,
+            "ticks": ticks,
+            "missed_ticks": missed,
+            "tick_lateness_us": lateness.summary_us(),
+            "worst_wakeups": [{"at_s": round(t, 4), "late_us": round(ns / 1e3, 1)}
+                              for ns, t in sorted(worst, reverse=True) if ns >= 0],
+            "frames": st["frames_received"],
+            "commands": st["commands_received"],
+            "replies": st["replies_sent"],
+            "dropped": st["replies_dropped"],
+            "corrupted": st["replies_corrupted"],
+            "silenced": st["replies_silenced"],
+            "error_frames": st["error_frames_sent"],
+            "final_temperature_c": {str(d.motor_id): d.temperature_c for d in rig.drives},
+            "plant": summ["plant"],
+            "rig": summ,
+        }
+
+    def _apply_faults(now_ns: int) -> None:
+        nonlocal active_key
+        t_s = (now_ns - t0) / 1e9
+        key = tuple(i for i, f in enumerate(schedule)
+                    if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"]))
+        if key != active_key:
+            active_key = key
+            for d in rig.drives:
+                d.faults = _faults_at(schedule, t_s, d.motor_id)
+
+    def _wait(deadline: int) -> None:
+        """Until ``deadline``: answer frames as they come (immediate mode), send delayed
+        replies when due."""
+        while not _stopping():
+            now = time.monotonic_ns()
+            if now >= deadline:
+                return
+            nd = rig.next_due_ns()
+            if nd is not None and nd <= now:
+                rig.service(now)
+                continue
+            wake = deadline if nd is None else min(deadline, nd)
+            if fd >= 0 and wake - now > guard_ns:
+                ready, _, _ = select.select([fd], [], [], (wake - now - guard_ns) / 1e9)
+                if ready:
+                    rig.service(time.monotonic_ns())
+                continue
+            sleep_until_ns(wake)
+
+    try:
+        _apply_faults(t0)
+        if status_path is not None:
+            _write_json(status_path, _status("running", full=False))
+        if on_ready is not None:
+            on_ready()
+        # the clock (and the fault schedule) starts now, after the start-up writes
+        t0 = time.monotonic_ns()
+        end_ns = t0 + int(round(duration_s * 1e9))
+        next_status = t0 + 1_000_000_000
+        k = 0
+        while not _stopping():
+            deadline = t0 + k * period_ns
+            if deadline >= end_ns:
+                stop["reason"] = "duration"
+                break
+            _wait(deadline)
+            if _stopping():
+                break
+            now = time.monotonic_ns()
+            late = now - deadline
+            lateness.add(late)
+            if late > worst[0][0]:
+                heapq.heapreplace(worst, (late, (now - t0) / 1e9))
+            behind = late // period_ns  # whole periods missed
+            _apply_faults(now)
+            rig.service(now)
+            rig.step(dt_s)
+            for _ in range(behind):
+                rig.step(dt_s)
+            missed += behind
+            ticks += 1
+            k += 1 + behind
+            if status_path is not None and now >= next_status:
+                next_status += 1_000_000_000
+                _write_json(status_path, _status("running", full=False))
+    except Exception as e:  # noqa: BLE001 - recorded in the status, then re-raised
+        error = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        pending_at_stop = rig.pending_replies  # delayed replies not yet due: never sent
+        bus.shutdown()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        result = _status("error" if error else "done")
+        result["replies_pending_at_stop"] = pending_at_stop
+        if status_path is not None:
+            _write_json(status_path, result)
+        if trace_path is not None:
+            np.savez(trace_path, **rig.trace())
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m hil.plant_process",
+        description="Emulated AK drives (MIT mode) on a CAN bus driving the simulated knee, in "
+                    "real time.  For udp_multicast, " + NETNS_HOWTO + ".",
+    )
+    ap.add_argument("--interface", required=True, help="python-can interface (udp_multicast, virtual, socketcan)")
+    ap.add_argument("--channel", required=True, help="e.g. 239.0.0.1 for udp_multicast, vcan0")
+    ap.add_argument("--port", type=int, default=DEFAULT_UDP_PORT, help="UDP port (udp_multicast)")
+    ap.add_argument("--motor", action="append", required=True, type=parse_motor,
+                    metavar="MODEL:FW:ID:DIR:OFFSET", help="e.g. AK80-9:V2:1:+1:0.0 (repeatable)")
+    ap.add_argument("--duration", type=float, required=True, help="s")
+    ap.add_argument("--rate", type=float, default=1000.0, help="Hz (default 1000)")
+    ap.add_argument("--fault", action="append", default=[], type=json.loads,
+                    metavar="JSON", help='e.g. \'{"at_s":2,"until_s":3,"silent":true}\' (repeatable)')
+    ap.add_argument("--status", type=Path, default=None, help="JSON status/result file")
+    ap.add_argument("--trace", type=Path, default=None, help="per-step trace (.npz)")
+    ap.add_argument("--body-mass", type=float, default=75.0, help="kg")
+    ap.add_argument("--height", type=float, default=1.80, help="m")
+    ap.add_argument("--seed", type=int, default=0, help="fault RNG seed")
+    ap.add_argument("--reply-mode", choices=("auto", "immediate", "tick"), default="auto")
+    ap.add_argument("--zero-silence", type=float, default=1.2, help="s without replies after ZERO")
+    args = ap.parse_args(argv)
+
+    def ready() -> None:
+        print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+
+    try:
+        result = run_plant(
+            args.interface, args.channel, motors=args.motor, duration_s=args.duration,
+            rate_hz=args.rate, faults=args.fault, status_path=args.status,
+            body_mass_kg=args.body_mass, height_m=args.height, port=args.port, seed=args.seed,
+            reply_mode=args.reply_mode, trace_path=args.trace, zero_silence_s=args.zero_silence,
+            on_ready=ready,
+        )
+    except PrivateNetnsRequired as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except can.CanInitializationError as e:
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        hint = (" -- inside the namespace run 'ip link set lo up && ip route add 239.0.0.0/8 dev lo' "
+                "first" if args.interface == "udp_multicast" else "")
+        print(f"error: cannot open {args.interface} {args.channel}: {e}{cause}{hint}", file=sys.stderr)
+        return 2
+    print(json.dumps({"event": "done", "stop_reason": result["stop_reason"], "ticks": result["ticks"],
+                      "replies": result["replies"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
