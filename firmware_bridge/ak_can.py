@@ -300,6 +300,9 @@ class AkCanDrive:
         self._faults_suppressed = 0
         self._faults_dropped = 0
         self._frame_log_errors = 0
+        self._wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
+        # receive stamps are used only on the real monotonic clock (an injected test clock has no wall time)
+        self._real_clock = clock_ns is time.monotonic_ns
         self._rx_cap_hits = 0
         self._bus_state = "unknown"
         self.last_send_error = ""
@@ -476,6 +479,9 @@ class AkCanDrive:
         keep their values."""
         self._reads += 1
         self._last_read_ns = t_ns
+        if self._frame_log is not None:
+            # kernel receive stamps (msg.timestamp) are wall clock: map them onto the monotonic clock
+            self._wall_minus_mono_ns = time.time_ns() - self._clock_ns()
         bus = self.bus
         handle = self._handle
         n = 0
@@ -556,7 +562,11 @@ class AkCanDrive:
         log = self._frame_log
         if log is not None:
             try:
-                log(self._clock_ns(), aid, bytes(data), True, msg.is_error_frame)
+                now = self._clock_ns()
+                ts = msg.timestamp
+                # arrival time from the interface's receive stamp when it has one, else now
+                t_rx = min(now, int(ts * 1e9) - self._wall_minus_mono_ns) if ts and self._real_clock else now
+                log(t_rx, aid, bytes(data), True, msg.is_error_frame)
             except Exception:
                 self._frame_log_errors += 1
         if msg.is_error_frame:

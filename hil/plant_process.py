@@ -282,6 +282,7 @@ def run_plant(
     initial_flexion_rad: float = 0.9,
     on_ready: Callable[[], None] | None = None,
     stop_event: threading.Event | None = None,
+    live_faults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the HIL plant in real time; returns the final status dict (also written to
     ``status_path``).
@@ -416,12 +417,18 @@ def run_plant(
     def _apply_faults(now_ns: int) -> None:
         nonlocal active_key
         t_s = (now_ns - t0) / 1e9
-        key = tuple(i for i, f in enumerate(schedule)
-                    if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"]))
+        live = live_faults.get("version", 0) if live_faults is not None else 0
+        key = (live, tuple(i for i, f in enumerate(schedule)
+                           if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"])))
         if key != active_key:
             active_key = key
+            override = live_faults.get("faults") if live_faults is not None else None
+            target = live_faults.get("motor_id") if live_faults is not None else None
             for d in rig.drives:
-                d.faults = _faults_at(schedule, t_s, d.motor_id)
+                if override is not None and (target is None or target == d.motor_id):
+                    d.faults = override
+                else:
+                    d.faults = _faults_at(schedule, t_s, d.motor_id)
 
     def _wait(deadline: int) -> None:
         """Until ``deadline``: answer frames as they come (immediate mode), send delayed
@@ -522,7 +529,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="fault RNG seed")
     ap.add_argument("--reply-mode", choices=("auto", "immediate", "tick"), default="auto")
     ap.add_argument("--zero-silence", type=float, default=1.2, help="s without replies after ZERO")
+    ap.add_argument("--control-stdin", action="store_true",
+                    help='read JSON lines {"faults": {...} | null, "motor_id": N | null} from stdin: live fault '
+                         'injection on the host\'s clock; EOF leaves the last state')
     args = ap.parse_args(argv)
+    live: dict[str, Any] | None = None
+    if args.control_stdin:
+        live = {"version": 0, "faults": None, "motor_id": None}
+
+        def _read_control() -> None:
+            for line in sys.stdin:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    msg = json.loads(line)
+                    faults = msg.get("faults")
+                    inj = FaultInjection.from_mapping(faults) if faults else None
+                    motor = msg.get("motor_id")
+                except (ValueError, TypeError, AttributeError) as e:
+                    print(json.dumps({"event": "control_rejected", "line": line[:200], "error": str(e)}), flush=True)
+                    continue
+                live.update(faults=inj, motor_id=motor)
+                live["version"] += 1   # published last: the loop re-applies on a new version
+                print(json.dumps({"event": "control", "faults": faults, "motor_id": motor}), flush=True)
+
+        threading.Thread(target=_read_control, name="plant-control", daemon=True).start()
 
     def ready() -> None:
         print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
@@ -533,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_hz=args.rate, faults=args.fault, status_path=args.status,
             body_mass_kg=args.body_mass, height_m=args.height, port=args.port, seed=args.seed,
             reply_mode=args.reply_mode, trace_path=args.trace, zero_silence_s=args.zero_silence,
-            on_ready=ready,
+            on_ready=ready, live_faults=live,
         )
     except PrivateNetnsRequired as e:
         print(f"error: {e}", file=sys.stderr)

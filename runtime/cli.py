@@ -79,6 +79,26 @@ def cmd_run(args) -> int:
     return _print_run_result(result, out)
 
 
+def _plant_companion(device, subject, calibration, scenario, out: Path, duration_s: float):
+    """The HIL plant process for a CAN device config: emulated AK drives of the calibrated actuators."""
+    from runtime.companion import CompanionProcess
+
+    by_name = {a.name: a for a in calibration.actuators}
+    argv = [sys.executable, "-m", "hil.plant_process", "--interface", device.bus.interface,
+            "--channel", device.bus.channel, "--port", str(device.bus.udp_port),
+            "--duration", f"{duration_s + 30.0:g}", "--rate", f"{scenario.plant.rate_hz:g}",
+            "--seed", str(scenario.plant.seed), "--status", str(out / "plant_status.json"),
+            "--body-mass", f"{subject.mass_kg:g}", "--height", f"{subject.height_m:g}", "--control-stdin"]
+    for j in device.joints:
+        a = by_name[j.actuator]
+        if a.gear_ratio != 1.0:
+            raise ValueError(f"actuator {a.name}: gear_ratio = {a.gear_ratio}: the HIL plant emulates direct-drive "
+                             "AK actuators on the knee (gear_ratio 1.0)")
+        argv += ["--motor", f"{a.model}:{a.firmware}:{a.can_id}:{a.direction:+d}:{a.zero_offset_rad:g}"]
+    return CompanionProcess("hil-plant", argv, status_path=out / "plant_status.json",
+                            cwd=Path(__file__).resolve().parents[1])
+
+
 def cmd_hil(args) -> int:
     from hil.scenario import FaultInjectionStage, load_scenario
     from runtime.config import check_consistency, load_calibration, load_device, load_subject
@@ -89,11 +109,21 @@ def cmd_hil(args) -> int:
     subject = load_subject(base / scenario.subject)
     calibration = load_calibration(base / scenario.calibration)
     check_consistency(device, calibration)
+    if device.bus.interface == "udp_multicast":
+        from runtime.netns import ensure_private_netns
+
+        ensure_private_netns("exo hil over udp_multicast")   # re-executes this command if needed
     out = _fresh_out(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    companion = None
+    if device.bus.interface in ("udp_multicast", "socketcan"):
+        companion = _plant_companion(device, subject, calibration, scenario, out, scenario.duration_s)
+    plant_text = ("in-process simulated knee" if companion is None else
+                  f"emulated AK drives on {device.bus.interface} {device.bus.channel} (own process) on the simulated knee")
     print(f"exo hil: scenario '{scenario.name}', {scenario.duration_s:g} s, {len(scenario.faults)} injected fault(s), "
-          f"plant: {device.bus.interface} -> {out}")
+          f"plant: {plant_text} -> {out}")
     session = RunSession(device, subject, calibration, out, scenario.duration_s,
-                         progress=lambda s: print(s, flush=True))
+                         progress=lambda s: print(s, flush=True), companion=companion)
     injector = FaultInjectionStage(list(scenario.faults), device.estimation.rate_hz, session)
     session.extra_stages = [injector]
     result = session.run()

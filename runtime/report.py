@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from runtime.telemetry_read import is_complete, iter_messages, resolve_log
+from runtime.telemetry_schema import time_to_ns
+
+_SPECIAL_PREFIX = b"\xff" * 7
 
 
 def _pct(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -51,6 +54,7 @@ def load_series(path: str | Path) -> dict[str, Any]:
     cmd: dict[str, list] = defaultdict(list)
     js: dict[str, list] = defaultdict(list)
     events: list[dict[str, Any]] = []
+    can: dict[str, list] = defaultdict(list)
     summaries: list[dict[str, Any]] = []
     joint_names: list[str] = []
     for topic, msgtype, log_ns, msg in iter_messages(log):
@@ -78,11 +82,17 @@ def load_series(path: str | Path) -> dict[str, Any]:
         elif msgtype == "exo_runtime/msg/Fault":
             events.append({"log_ns": log_ns, "t_ns": msg.t_ns, "source": msg.source, "kind": msg.kind,
                            "value": msg.value, "latched": msg.latched, "detail": msg.detail})
+        elif msgtype == "exo_runtime/msg/CanFrame":
+            can["t_ns"].append(time_to_ns(msg.stamp))
+            can["id"].append(msg.arbitration_id)
+            can["rx"].append(msg.is_rx)
+            can["err"].append(msg.is_error)
+            can["data"].append(bytes(msg.data))
         elif msgtype == "exo_runtime/msg/LoopSummary":
             summaries.append({k: getattr(msg, k) for k in ("loop_name", "rate_hz", "cycles", "missed", "lateness_p50_s",
                                                             "lateness_p99_s", "lateness_max_s")})
     return {"log": log, "mcap": mcap_path, "complete": is_complete(mcap_path), "timing": timing, "command": cmd,
-            "joint_states": js, "events": events, "summaries": summaries, "joint_names": joint_names}
+            "joint_states": js, "events": events, "can": can, "summaries": summaries, "joint_names": joint_names}
 
 
 def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -119,12 +129,47 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
             "final_commanded_nm": [float(x) for x in com[-1]],
             "active_fraction": float(np.mean([st == "ACTIVE" for st in states])),
         }
+    can_stats = _can_summary(s["can"])
+    if can_stats:
+        out["can"] = can_stats
+    js = s["joint_states"]
+    if c["commanded"] and js["effort"] and len(js["effort"]) == len(c["commanded"]):
+        # the reply read in cycle k+1 answers the command written in cycle k
+        com_all = np.vstack(c["commanded"])[:-1]
+        meas = np.vstack(js["effort"])[1:]
+        active = np.array([st == "ACTIVE" for st in c["state"][:-1]])
+        if active.any():
+            err = np.abs(meas[active] - com_all[active])
+            out["torque_tracking_nm"] = {**_pct(err.ravel()), "rms": float(np.sqrt(np.mean(err ** 2)))}
     t0 = min((min(t["start_ns"]) for t in s["timing"].values() if t["start_ns"]), default=0)
     for e in s["events"]:
         e["t_s"] = (e["t_ns"] - t0) * 1e-9
     out["faults"] = [e for e in s["events"] if e["latched"]]
     out["events"] = s["events"]
     return out
+
+
+def _can_summary(can: dict[str, list]) -> dict[str, Any]:
+    """Frame counts and command-to-reply latency: each command frame to motor m (8 bytes, not a
+    special frame) paired with the next received reply whose first byte is m."""
+    if not can.get("t_ns"):
+        return {}
+    pending: dict[int, int] = {}
+    lat: list[float] = []
+    tx = rx = err = 0
+    for t, cid, is_rx, is_err, data in zip(can["t_ns"], can["id"], can["rx"], can["err"], can["data"]):
+        if is_err:
+            err += 1
+            continue
+        if not is_rx:
+            tx += 1
+            if len(data) == 8 and not data.startswith(_SPECIAL_PREFIX):
+                pending[cid] = t
+        else:
+            rx += 1
+            if data and data[0] in pending:
+                lat.append((t - pending.pop(data[0])) * 1e-9)
+    return {"frames_tx": tx, "frames_rx": rx, "error_frames": err, "command_to_reply_s": _pct(lat)}
 
 
 def format_text(summary: dict[str, Any]) -> str:
@@ -150,6 +195,16 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append(f"torque ({', '.join(tq['joints'])}): peak requested {tq['peak_requested_nm']} N*m, peak commanded "
                      f"{[round(x, 3) for x in tq['peak_commanded_nm']]} N*m, final {tq['final_commanded_nm']} N*m, "
                      f"ACTIVE {tq['active_fraction'] * 100:.1f} % of cycles")
+    if "can" in summary:
+        cs = summary["can"]
+        lat = cs["command_to_reply_s"]
+        lines.append(f"CAN: {cs['frames_tx']} frames sent, {cs['frames_rx']} received, {cs['error_frames']} error frames; "
+                     f"command -> reply p50 {lat['p50'] * 1e3:.3f} ms, p99 {lat['p99'] * 1e3:.3f} ms, "
+                     f"max {lat['max'] * 1e3:.3f} ms ({lat['count']} pairs)")
+    if "torque_tracking_nm" in summary:
+        tt = summary["torque_tracking_nm"]
+        lines.append(f"measured vs commanded torque while ACTIVE: |error| p50 {tt['p50']:.4f}, p99 {tt['p99']:.4f}, "
+                     f"max {tt['max']:.4f} N*m, rms {tt['rms']:.4f} N*m")
     if summary["faults"]:
         lines.append("faults (latched):")
         for f in summary["faults"]:

@@ -36,6 +36,7 @@ from controllers.safety import FaultKind
 from runtime import telemetry_schema as schema
 from runtime.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
 from runtime.clock import MonotonicClock
+from runtime.companion import CompanionProcess
 from runtime.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
 from runtime.executor import FixedRateLoop
 from runtime.pipeline import Pipeline, Stage, synthetic_assistance_pipeline
@@ -65,11 +66,12 @@ class RunResult:
     pipeline: str
     exit_reason: str
     errors: list[str] = field(default_factory=list)
+    plant: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "pipeline": self.pipeline, "exit_reason": self.exit_reason,
                 "estimation": self.estimation, "torque": self.torque, "realtime": self.realtime,
-                "telemetry": self.telemetry, "faults": self.faults, "errors": self.errors}
+                "telemetry": self.telemetry, "faults": self.faults, "errors": self.errors, "plant": self.plant}
 
 
 class RunSession:
@@ -78,7 +80,8 @@ class RunSession:
     def __init__(self, device: DeviceConfig, subject: SubjectProfile, calibration: CalibrationFile, out_dir: Path,
                  duration_s: float | None, *, extra_stages: list[Stage] | None = None,
                  progress: Callable[[str], None] | None = None, install_signal_handlers: bool = True,
-                 pipeline_factory: Callable[..., Pipeline] | None = None) -> None:
+                 pipeline_factory: Callable[..., Pipeline] | None = None,
+                 companion: "CompanionProcess | None" = None) -> None:
         check_consistency(device, calibration)
         self.device, self.subject, self.calibration = device, subject, calibration
         self.out_dir = Path(out_dir)
@@ -87,6 +90,7 @@ class RunSession:
         self.progress = progress or (lambda s: None)
         self.install_signal_handlers = install_signal_handlers
         self.pipeline_factory = pipeline_factory
+        self.companion = companion
         self.n = len(device.joints)
         self.joint_names = [j.name for j in device.joints]
         self._signals = 0
@@ -99,6 +103,10 @@ class RunSession:
         """Emergency stop from the operator side: latched ESTOP fault in the torque loop."""
         if self._control is not None:
             self._control[Slot.REQ_ESTOP] = 1
+
+    def plant_control(self, message: dict) -> bool:
+        """Send a control line to the companion process (the HIL plant); False if there is none."""
+        return self.companion.send(message) if self.companion is not None else False
 
     def request_fault_reset(self) -> None:
         """Explicit fault reset (logged by the supervisor; refused until torque is zero); releases the e-stop."""
@@ -203,6 +211,7 @@ class RunSession:
         self._register_topics(log, offset_ns)
         errors: list[str] = []
         faults_seen: list[str] = []
+        companion_result: dict[str, Any] | None = None
         torque_result: dict[str, Any] = {}
         est_report: dict[str, Any] = {}
         old_handlers = {}
@@ -243,6 +252,9 @@ class RunSession:
                     old_handlers[s] = signal.signal(s, self._on_signal)
                 for s in (signal.SIGUSR1, signal.SIGUSR2):
                     old_handlers[s] = signal.signal(s, self._on_operator_signal)
+            if self.companion is not None:
+                self.progress(f"starting {self.companion.name}: {' '.join(self.companion.argv[:4])} ...")
+                self.companion.start()
             proc.start()
             child_conn.close()
             (self.out_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), "torque": proc.pid}))
@@ -337,6 +349,11 @@ class RunSession:
                 errors.append(f"telemetry: {can_ring.lost} CAN frames lost (drain too slow)")
             if "error" in torque_result:
                 errors.append(f"torque process: {torque_result['error']}")
+            if self.companion is not None:
+                companion_result = self.companion.stop()
+                if companion_result.get("exit_code") not in (0, -15, None):
+                    errors.append(f"{self.companion.name} exited with {companion_result.get('exit_code')}: "
+                                  + " | ".join(companion_result.get("output_tail", [])[-3:]))
             log.close()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -345,10 +362,11 @@ class RunSession:
                     ch.close()
             self._control = None
         tel = log.stats()
+
         result = RunResult(self.out_dir, est_report, torque_result.get("loop", {}),
                            {"estimation": est_report.get("realtime", {}), "torque": torque_result.get("realtime", {})},
                            tel, torque_result.get("latched_faults", faults_seen), getattr(self, "_pipeline_desc", ""),
-                           self.exit_reason, errors)
+                           self.exit_reason, errors, companion_result)
         result.pipeline = pipeline.description if "pipeline" in locals() else ""
         tmp = self.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(result.as_dict(), indent=2, default=str))
