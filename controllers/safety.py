@@ -169,6 +169,10 @@ class SafetySupervisor:
             self._set_state(SafetyState.INACTIVE, t_ns, "fault reset")
         return True
 
+    def note(self, t_ns: int, detail: str) -> None:
+        """Log an informational event (no state change), e.g. a start-up check's outcome."""
+        self._event(t_ns, "note", None, detail)
+
     # ------------------------------------------------------------------ checks
     def check_command_age(self, age_ns: int, t_ns: int, source: str = "pipeline") -> None:
         """Staleness watchdog on the pipeline command (age from its write time, ns)."""

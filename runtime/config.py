@@ -60,7 +60,8 @@ class SafetyConfig(_Strict):
 
     fade_time_s: Annotated[float, Field(ge=0.005, le=0.1, description="s; torque reaches zero within this after any fault")] = 0.1
     motor_temperature_limit_c: Annotated[float, Field(ge=20.0, le=120.0, description="degC")] = 80.0
-    reply_timeout_s: Annotated[float, Field(ge=0.001, le=0.5, description="s; motor/sensor replies older than this fault STALE")] = 0.05
+    reply_timeout_s: Annotated[float, Field(ge=0.001, le=0.5, description="s; motor replies older than this fault TIMEOUT")] = 0.05
+    velocity_check_s: Annotated[float, Field(ge=0.0, le=60.0, description="s; 0 disables")] = 2.0
 
 
 class JointConfig(_Strict):

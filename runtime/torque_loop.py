@@ -78,6 +78,10 @@ class TorqueLoop:
         self.finished = False
         self.parent_lost = False
         self._poll_faults = getattr(drive, "poll_faults", None)
+        # start-up check of the velocity table against the position derivative (CAN drives only)
+        self._velocity_check = getattr(drive, "velocity_check", None) if device.safety.velocity_check_s > 0 else None
+        self._vc_next_cycle = int(device.safety.velocity_check_s * device.torque_loop.rate_hz)
+        self._vc_last_cycle = self._vc_next_cycle * 5
 
     # --------------------------------------------------------------------- one cycle
     def step(self, info: CycleInfo) -> None:
@@ -134,6 +138,8 @@ class TorqueLoop:
         for i in range(self.n):
             sup.check_joint_state(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
                                   source=f"drive.{self.device.joints[i].name}")
+        if self._velocity_check is not None and info.index >= self._vc_next_cycle:
+            self._run_velocity_check(info.index, now)
         t2 = clock.now_ns()
         if shutdown == 2:  # immediate stop (second Ctrl-C): zero now, no fade
             if sup.state is SafetyState.ACTIVE:
@@ -180,6 +186,24 @@ class TorqueLoop:
         if shutdown == 2 or (shutdown == 1 and sup.fade_complete and sup.state is not SafetyState.ACTIVE):
             self.finished = True
             self.loop.stop()
+
+    def _run_velocity_check(self, cycle: int, now: int) -> None:
+        """Wrong firmware table (velocity range) shows as a position-derivative/velocity ratio far from 1:
+        latched CONFIG fault. Too little motion: retried every second, then logged as inconclusive."""
+        ok, text = self._velocity_check()
+        sup = self.supervisor
+        if ok:
+            sup.note(now, f"velocity table check: {text}")
+            self._velocity_check = None
+        elif "WRONG" in text:
+            sup.note(now, f"velocity table check: {text}")
+            sup.report_fault(Fault("drive.velocity_table", FaultKind.CONFIG, 0.0, now))
+            self._velocity_check = None
+        elif cycle >= self._vc_last_cycle:
+            sup.note(now, f"velocity table check: {text}")
+            self._velocity_check = None
+        else:
+            self._vc_next_cycle = cycle + int(self.device.torque_loop.rate_hz)
 
     def _push_event(self, ev) -> None:
         e = self._ev[0]

@@ -49,7 +49,7 @@ STATES = ["INACTIVE", "RAMPING", "ACTIVE", "FADING"]
 
 
 class Case:
-    def __init__(self, device, calibration, fault, state, channel):
+    def __init__(self, device, calibration, fault, state, channel, host_limits=None):
         self.clock = FakeClock()
         self.dev = device
         self.host_bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
@@ -57,7 +57,8 @@ class Case:
         cal = ActuatorCalibration.from_mapping(calibration.actuators[0].model_dump())
         self.limits = limits_for(cal.model, cal.firmware)
         self.drive = AkCanDrive(self.host_bus, [cal], reply_timeout_s=device.safety.reply_timeout_s,
-                                estop_can_id=ESTOP_ID, clock_ns=self.clock.now_ns)
+                                estop_can_id=ESTOP_ID, clock_ns=self.clock.now_ns,
+                                limits=[host_limits] if host_limits is not None else None)
         self.emu = EmulatedAkDrive(self.limits, cal.can_id)
         self.rig = HilRig(self.rig_bus, [(self.emu, cal.direction, cal.zero_offset_rad)], SimulatedKneePlant(),
                           rate_hz=500.0, seed=3)
@@ -164,5 +165,30 @@ def test_fault_matrix(fault, state, configs, request):
         last = case.emu.last_command
         assert last is not None and abs(last.torque_nm) <= quantum(case.limits, "torque_nm") / 2 + 1e-12
         assert last.kp == 0.0 and last.kd == 0.0
+    finally:
+        case.close()
+
+
+@pytest.mark.parametrize("host_v_range,expect_fault", [(None, False), (22.5, True)])
+def test_wrong_velocity_table_is_caught_at_start(configs, request, host_v_range, expect_fault):
+    """The emulated drive speaks AK80-9 V2 ranges (V +/-25.64 rad/s); the host decodes with a table whose
+    velocity range is +/-22.5 (V1.1's) but the same 8-byte reply: the start-up check (reported velocity
+    against the position derivative while the knee swings) latches a CONFIG fault; the right table passes."""
+    import dataclasses
+
+    device, _, calibration = configs
+    host = None
+    if host_v_range is not None:
+        host = dataclasses.replace(limits_for("AK80-9", "V2"), v_min=-host_v_range, v_max=host_v_range)
+    case = Case(device, calibration, "drive_error_code", "ACTIVE", channel=f"vc-{request.node.name}", host_limits=host)
+    case.inject = lambda on: None          # no other fault: only the table mismatch
+    try:
+        case.loop.run(max_cycles=int(device.safety.velocity_check_s * 500) + 50)
+        latched = {(f.source, f.kind.value) for f in case.loop.supervisor.latched}
+        notes = [e.detail for e in case.loop.supervisor.events if e.what == "note"]
+        assert any("velocity table check" in n for n in notes), notes
+        assert (("drive.velocity_table", "CONFIG") in latched) == expect_fault, (latched, notes)
+        if expect_fault:
+            assert any("WRONG velocity table" in n for n in notes)
     finally:
         case.close()
