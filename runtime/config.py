@@ -121,6 +121,23 @@ class BusConfig(_Strict):
         return self
 
 
+class SerialSensorConfig(_Strict):
+    """A sensor board on a serial port (framed COBS + CRC-16 protocol, ``firmware_bridge.serial_protocol``).
+
+    Every sensor has a staleness watchdog in the torque loop. ``role: estop``: a foot-switch-type
+    board wired to an e-stop button; any contact bit set is an emergency stop (latched).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
+    port_url: Annotated[str, Field(min_length=1, description="pyserial URL or device, e.g. /dev/ttyACM0")]
+    baudrate: Annotated[int, Field(ge=9600, le=12_000_000, description="bit/s")] = 921_600
+    sensor_type: Literal["imu", "foot_switch", "load_cell"]
+    sensor_id: Annotated[int, Field(ge=0, le=255)] = 0
+    stale_after_s: Annotated[float, Field(ge=0.002, le=1.0, description="s")] = 0.05
+    startup_grace_s: Annotated[float, Field(ge=0.0, le=30.0, description="s to the first sample")] = 2.0
+    role: Literal["data", "estop"] = "data"
+
+
 class TelemetryConfig(_Strict):
     """MCAP log settings."""
 
@@ -138,6 +155,7 @@ class DeviceConfig(_Strict):
     joints: Annotated[list[JointConfig], Field(min_length=1, max_length=8)]
     realtime: RealtimeConfig = RealtimeConfig()
     bus: BusConfig = BusConfig()
+    serial_sensors: Annotated[list[SerialSensorConfig], Field(max_length=16)] = []
     telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
@@ -145,6 +163,9 @@ class DeviceConfig(_Strict):
         names = [j.name for j in self.joints]
         if len(set(names)) != len(names):
             raise ValueError(f"joints: names must be unique, got {names}")
+        sensors = [s.name for s in self.serial_sensors]
+        if len(set(sensors)) != len(sensors):
+            raise ValueError(f"serial_sensors: names must be unique, got {sensors}")
         if self.torque_loop.rate_hz < 2 * self.estimation.rate_hz:
             raise ValueError(f"torque_loop.rate_hz = {self.torque_loop.rate_hz} must be at least twice "
                              f"estimation.rate_hz = {self.estimation.rate_hz}")

@@ -51,7 +51,8 @@ class TorqueLoop:
     """One torque-loop cycle per ``step``; owns the supervisor and the drive."""
 
     def __init__(self, device: DeviceConfig, drive: Drive, clock: Clock, command: LatestValueBuffer,
-                 control: ControlBlock, records: RecordRing, events: RecordRing, parent_pid: int | None = None) -> None:
+                 control: ControlBlock, records: RecordRing, events: RecordRing, parent_pid: int | None = None,
+                 sensors=None) -> None:
         self.device = device
         self.n = len(device.joints)
         self.drive = drive
@@ -78,6 +79,7 @@ class TorqueLoop:
         self.finished = False
         self.parent_lost = False
         self._poll_faults = getattr(drive, "poll_faults", None)
+        self._sensor_check = sensors.check if sensors is not None else None
         # start-up check of the velocity table against the position derivative (CAN drives only)
         self._velocity_check = getattr(drive, "velocity_check", None) if device.safety.velocity_check_s > 0 else None
         self._vc_next_cycle = int(device.safety.velocity_check_s * device.torque_loop.rate_hz)
@@ -133,6 +135,9 @@ class TorqueLoop:
         self.drive.read(self._states, now)
         if self._poll_faults is not None:
             for source, kind, value, t_seen in self._poll_faults():
+                sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
+        if self._sensor_check is not None:
+            for source, kind, value, t_seen in self._sensor_check():
                 sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
         st = self._states
         for i in range(self.n):
@@ -293,7 +298,13 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
     rt = apply_realtime(sched_fifo=device.realtime.sched_fifo, priority=device.realtime.torque_priority,
                         cpus=device.realtime.torque_cpus, lock_memory=device.realtime.lock_memory)
     drive = make_drive(device, spec.calibration, spec.body_mass_kg, spec.height_m, frame_log=frame_log)
-    loop = TorqueLoop(device, drive, MonotonicClock(), command, control, records, events, parent_pid=spec.parent_pid)
+    sensors = None
+    if device.serial_sensors:
+        from runtime.sensors import SensorWatch
+
+        sensors = SensorWatch(device.serial_sensors)
+    loop = TorqueLoop(device, drive, MonotonicClock(), command, control, records, events, parent_pid=spec.parent_pid,
+                      sensors=sensors)
     result: dict[str, Any] = {"realtime": rt.as_dict()}
     try:
         result["loop"] = loop.run()
@@ -307,6 +318,8 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
                 result_conn.send(result)
             except (BrokenPipeError, OSError):
                 pass
+        if locals().get("sensors") is not None:
+            sensors.close()
         if "drive" in locals():
             close = getattr(drive, "close", None) or getattr(getattr(drive, "bus", None), "shutdown", None)
             if close is not None:
