@@ -58,6 +58,11 @@ def _print_run_result(result, out: Path) -> int:
     print(format_text(summary))
     plots = write_plots(series, out / "plots")
     print(f"log: {out / 'telemetry'}   summary: {out / 'summary.json'}   plots: {', '.join(p.name for p in plots)}")
+    for name, rt in (result.realtime or {}).items():
+        if rt:
+            sched = f"SCHED_FIFO prio {rt['priority']}" if rt.get("sched_fifo") else "no real-time priority (SCHED_OTHER)"
+            notes = f" ({'; '.join(rt['notes'])})" if rt.get("notes") else ""
+            print(f"{name} loop: {sched}, cpus {rt.get('cpus')}, memory {'locked' if rt.get('memory_locked') else 'not locked'}{notes}")
     print(f"exit: {result.exit_reason}")
     for e in result.errors:
         print(f"error: {e}", file=sys.stderr)
