@@ -290,7 +290,8 @@ class RunSession:
                         control[Slot.REQ_ACTIVE] = 1
                 log.write(T_EST_ASSIST, frame.capture_ns + offset_ns, (frame.capture_ns, list(frame.assistance_nm)))
                 if not proc.is_alive():
-                    errors.append(f"torque process died (exit code {proc.exitcode})")
+                    if control[Slot.REQ_SHUTDOWN] == 0:   # not an exit we asked for
+                        errors.append(f"torque process died (exit code {proc.exitcode})")
                     loop.stop()
 
             def est_on_cycle(info, duration_ns) -> None:
