@@ -22,9 +22,3 @@ def configs():
 
     return (load_device(CONFIG_DIR / "device.yaml"), load_subject(CONFIG_DIR / "subject.yaml"),
             load_calibration(CONFIG_DIR / "calibration.yaml"))
-
-
-def exo_cmd() -> list[str]:
-    """The installed console script if present, else the module."""
-    exe = Path(sys.executable).with_name("exo")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "runtime.cli"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rosbags.highlevel import AnyReader
 
-from conftest import REPO, exo_cmd
+from _support import REPO, exo_cmd
 from runtime.telemetry_read import is_complete, resolve_log
 
 

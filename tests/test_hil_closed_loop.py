@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from rosbags.highlevel import AnyReader
 
-from conftest import REPO, exo_cmd
+from _support import REPO, exo_cmd
 
 needs_netns = pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("ip"),
                                  reason="needs unshare (util-linux) and ip (iproute2) for a private network namespace")
