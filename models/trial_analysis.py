@@ -1,0 +1,287 @@
+"""A recorded walking trial, end to end: markers -> joint angles -> GRF -> joint moments -> KAM/KEM.
+
+The offline chain that ``exo analyze`` runs (pure computation; the CLI only parses and writes):
+
+1. markers (``.trc``/``.c3d``, lab y-up frame) -> inverse kinematics on the model
+   (``models.inverse_kinematics``), the model scaled to the subject: per segment from an OpenSim
+   model of the subject when the marker set comes from one (``GC5.osim``), else by height, and
+   masses to the subject's body mass;
+2. coordinates -> zero-lag smoothed velocities and accelerations (``models.filters``, Butterworth
+   ``cutoff_hz``, default 6 Hz);
+3. ground reaction force per foot: measured force plates (``grf``; each plate assigned to the foot
+   whose calcaneus-to-toe segment is nearest its centre of pressure while loaded) or, without plates,
+   the kinematics-only estimate (``models.ground_reaction``);
+4. inverse dynamics (``mj_inverse``, each foot's wrench at its CoP) -> coordinate moments (N*m),
+   pelvis residuals, knee adduction/extension moments in %BW*ht (``models.knee_moments``).
+
+Frames: outputs are in the model's z-up world (x, y horizontal) except where named otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import mujoco
+import numpy as np
+
+from models.filters import smooth_derivatives
+from models.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams,
+                                     external_wrench_from_opensim_grf, kinematics_from_opensim)
+from models.inverse_kinematics import IKParams, InverseKinematics
+from models.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
+from models.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
+from models.markerset import from_opensim_markerset, scale_model_kinematics
+from models.registry import MusculoskeletalModel, load_model
+from models.scaling import SubjectScale, scale_model
+
+STANDARD_GRAVITY_M_S2 = 9.80665
+FOOT_BODIES = {"left": ("calcn_l", "toes_l"), "right": ("calcn_r", "toes_r")}
+REPORT_COORDINATES = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
+
+
+@dataclass(frozen=True)
+class AnalyzeParams:
+    """Subject and options. ``side``: the limb of interest (its knee moments are reported)."""
+
+    mass_kg: float
+    height_m: float
+    side: Literal["left", "right"]
+    model: str = "myoleg"
+    cutoff_hz: float = 6.0
+    grf_threshold_n: float = 20.0
+
+    def __post_init__(self) -> None:
+        SubjectScale(self.mass_kg, self.height_m)   # validates mass and height, naming the field and value
+        if self.side not in ("left", "right"):
+            raise ValueError(f"side = {self.side!r}: allowed 'left' or 'right'")
+        if not (1.0 <= self.cutoff_hz <= 30.0):
+            raise ValueError(f"cutoff_hz = {self.cutoff_hz!r}: allowed 1..30 Hz")
+
+
+@dataclass
+class TrialAnalysis:
+    """Everything one trial produced; arrays are (N, ...) on ``time_s``."""
+
+    name: str
+    time_s: np.ndarray
+    coordinate_names: tuple[str, ...]
+    coordinates: np.ndarray                 # rad / m
+    ik_residual_rms_m: np.ndarray
+    ik_status: np.ndarray
+    grf_source: str                         # "force plates" | "kinematics"
+    foot_force_n: dict[str, np.ndarray]     # side -> (N, 3) world
+    foot_cop_m: dict[str, np.ndarray]       # side -> (N, 3) world (NaN when unloaded)
+    foot_free_moment_nm: dict[str, np.ndarray]
+    moment_names: tuple[str, ...]
+    moments_nm: np.ndarray                  # (N, n_coord) net joint moments
+    residual_force_n: np.ndarray
+    residual_moment_nm: np.ndarray
+    kam_pct_bw_ht: np.ndarray
+    kem_pct_bw_ht: np.ndarray
+    stance: list[tuple[float, float]]
+    params: AnalyzeParams
+    notes: list[str] = field(default_factory=list)
+
+    def coordinate(self, name: str) -> np.ndarray:
+        return self.coordinates[:, self.coordinate_names.index(name)]
+
+    def summary(self) -> dict[str, Any]:
+        kam = stance_summaries(self.time_s, self.kam_pct_bw_ht, self.stance)
+        kem = stance_summaries(self.time_s, self.kem_pct_bw_ht, self.stance)
+        bw = self.params.mass_kg * STANDARD_GRAVITY_M_S2
+        return {
+            "trial": self.name, "frames": int(self.time_s.size), "grf_source": self.grf_source,
+            "side": self.params.side, "stance_s": self.stance,
+            "ik_residual_rms_mm": {"median": float(np.nanmedian(self.ik_residual_rms_m) * 1e3),
+                                   "max": float(np.nanmax(self.ik_residual_rms_m) * 1e3)},
+            "kam_pct_bw_ht": [{"peak": s.peak, "first_peak": s.first_peak, "second_peak": s.second_peak,
+                               "impulse": s.impulse} for s in kam],
+            "kem_pct_bw_ht": [{"peak": s.peak, "impulse": s.impulse} for s in kem],
+            "pelvis_residual_force_rms_bw": (np.sqrt(np.mean(self.residual_force_n ** 2, axis=0)) / bw).tolist(),
+            "notes": self.notes,
+        }
+
+
+# ----------------------------------------------------------------------------------- model
+
+def _osim_has_bodies(path: Path) -> bool:
+    try:
+        return ET.parse(path).getroot().find(".//BodySet") is not None
+    except ET.ParseError as exc:
+        raise ValueError(f"markerset file {path}: not valid XML ({exc})") from None
+
+
+def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str]) -> mujoco.MjModel:
+    """The template scaled to the subject (see the module docstring)."""
+    template = load_model(params.model)
+    if markerset_path.suffix == ".osim" and _osim_has_bodies(markerset_path):
+        kin = scale_model_kinematics(template, markerset_path)
+        model = kin.model if isinstance(kin, MusculoskeletalModel) else kin
+        ratio = params.mass_kg / float(np.sum(model.body_mass))
+        model.body_mass[:] *= ratio
+        model.body_inertia[:] *= ratio
+        mujoco.mj_setConst(model, mujoco.MjData(model))
+        notes.append(f"model: {params.model} with segment lengths of {markerset_path.name}, masses x{ratio:.3f} "
+                     f"to {params.mass_kg:g} kg")
+        return model
+    scaled = scale_model(template, SubjectScale(params.mass_kg, params.height_m))
+    notes.append(f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg)")
+    return scaled.model
+
+
+# ----------------------------------------------------------------------------------- plates
+
+_PLATE_PATTERNS = [
+    (re.compile(r"^(\d+)_ground_force_vx$"), "{p}_ground_force_v", "{p}_ground_force_p", "{p}_ground_torque_"),
+    (re.compile(r"^ground_force_(\d+)_vx$"), "ground_force_{p}_v", "ground_force_{p}_p", "ground_torque_{p}_"),
+]
+
+
+def force_plates(table: TimeSeriesTable) -> list[tuple[str, str, str, str]]:
+    """(plate, force id, point id, torque id) for every plate in an OpenSim GRF table."""
+    plates = []
+    for col in table.columns:
+        for pat, f, p, t in _PLATE_PATTERNS:
+            m = pat.match(col)
+            if m:
+                k = m.group(1)
+                plates.append((k, f.format(p=k), p.format(p=k), t.format(p=k)))
+    if not plates:
+        raise ValueError(f"{table.name}: no force-plate columns (expected '1_ground_force_vx' or 'ground_force_1_vx' "
+                         f"style); columns: {list(table.columns)[:8]}...")
+    return plates
+
+
+def _with_missing_torques(table: TimeSeriesTable, torque_id: str) -> TimeSeriesTable:
+    """Plates that record only the vertical free moment: the other components are zero (stated)."""
+    cols, data = list(table.columns), table.data
+    extra = [f"{torque_id}{a}" for a in "xyz" if f"{torque_id}{a}" not in cols]
+    if not extra:
+        return table
+    return dataclasses.replace(table, columns=tuple(cols + extra),
+                               data=np.hstack([data, np.zeros((data.shape[0], len(extra)))]))
+
+
+def _foot_segment_points(model: mujoco.MjModel, qpos: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
+    d = mujoco.MjData(model)
+    heel = np.empty((qpos.shape[0], 3))
+    toe = np.empty_like(heel)
+    b_heel, b_toe = (mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in FOOT_BODIES[side])
+    for i, q in enumerate(qpos):
+        d.qpos[:] = q
+        mujoco.mj_kinematics(model, d)
+        heel[i], toe[i] = d.xpos[b_heel], d.xpos[b_toe]
+    return heel, toe
+
+
+def _dist_to_segment_xy(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = (b - a)[:, :2]
+    ap = (p - a)[:, :2]
+    t = np.clip(np.sum(ap * ab, axis=1) / np.maximum(np.sum(ab * ab, axis=1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(ap - t[:, None] * ab, axis=1)
+
+
+def measured_foot_wrenches(model: mujoco.MjModel, qpos: np.ndarray, time_s: np.ndarray, grf_path: Path,
+                           cutoff_hz: float, threshold_n: float, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
+    """Each plate's wrench on the calcaneus of the foot standing on it (assigned per loaded interval)."""
+    table = read_sto(grf_path) if grf_path.suffix == ".sto" else read_mot(grf_path)
+    feet = {s: _foot_segment_points(model, qpos, s) for s in ("left", "right")}
+    out: dict[str, list[ExternalWrenchTrial]] = {"left": [], "right": []}
+    for plate, f_id, p_id, t_id in force_plates(table):
+        tab = _with_missing_torques(table, t_id)
+        w = external_wrench_from_opensim_grf(tab, "calcn_l", force_identifier=f_id, point_identifier=p_id,
+                                             torque_identifier=t_id, time_s=time_s, cutoff_hz=cutoff_hz,
+                                             threshold_n=threshold_n)
+        loaded = w.force_n[:, 2] >= threshold_n
+        if not loaded.any():
+            notes.append(f"plate {plate}: never loaded above {threshold_n:g} N; unused")
+            continue
+        # contiguous loaded intervals, each assigned to the nearer foot
+        edges = np.flatnonzero(np.diff(np.r_[0, loaded.astype(int), 0]))
+        for a, b in zip(edges[::2], edges[1::2]):
+            sl = slice(a, b)
+            dist = {s: float(np.nanmedian(_dist_to_segment_xy(w.point_m[sl], feet[s][0][sl], feet[s][1][sl])))
+                    for s in feet}
+            side = min(dist, key=dist.get)
+            part = ExternalWrenchTrial(f"calcn_{side[0]}", np.zeros_like(w.force_n), np.full_like(w.point_m, np.nan),
+                                       np.zeros_like(w.free_moment_nm), time_s)
+            part.force_n[sl], part.point_m[sl], part.free_moment_nm[sl] = w.force_n[sl], w.point_m[sl], w.free_moment_nm[sl]
+            out[side].append(part)
+            notes.append(f"plate {plate} {time_s[a]:.3f}-{time_s[b - 1]:.3f} s -> {side} foot "
+                         f"(CoP {dist[side] * 100:.1f} cm from its heel-toe line)")
+    return {s: _combine(ws, f"calcn_{s[0]}", time_s) for s, ws in out.items()}
+
+
+def _combine(wrenches: list[ExternalWrenchTrial], body: str, time_s: np.ndarray) -> ExternalWrenchTrial:
+    """Sum of wrenches on one foot as one force at a combined CoP (on the ground plane) plus free moment."""
+    n = time_s.size
+    F = np.zeros((n, 3))
+    M = np.zeros((n, 3))     # about the world origin
+    for w in wrenches:
+        F += w.force_n
+        p = np.where(np.isfinite(w.point_m), w.point_m, 0.0)
+        M += np.cross(p, w.force_n) + w.free_moment_nm
+    h = np.zeros(n)
+    zs = [np.where(np.isfinite(w.point_m[:, 2]), w.point_m[:, 2], np.nan) for w in wrenches]
+    if zs:
+        h = np.nan_to_num(np.nanmean(np.vstack(zs), axis=0)) if np.isfinite(np.vstack(zs)).any() else h
+    loaded = F[:, 2] > 1e-6
+    P = np.full((n, 3), np.nan)
+    fz = np.where(loaded, F[:, 2], 1.0)
+    P[:, 0] = np.where(loaded, (h * F[:, 0] - M[:, 1]) / fz, np.nan)
+    P[:, 1] = np.where(loaded, (M[:, 0] + h * F[:, 1]) / fz, np.nan)
+    P[:, 2] = np.where(loaded, h, np.nan)
+    T = np.zeros((n, 3))
+    Pz = np.where(loaded[:, None], P, 0.0)
+    T[:, 2] = np.where(loaded, M[:, 2] - (Pz[:, 0] * F[:, 1] - Pz[:, 1] * F[:, 0]), 0.0)
+    return ExternalWrenchTrial(body, F, P, T, time_s)
+
+
+# ----------------------------------------------------------------------------------- chain
+
+def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,
+                  grf_path: str | Path | None = None) -> TrialAnalysis:
+    """Run the chain on one trial; ``grf_path`` given: measured plates, else the kinematics-only estimate."""
+    trc_path, markerset_path = Path(trc_path), Path(markerset_path)
+    notes: list[str] = []
+    trial = read_trial(trc_path)
+    markers = getattr(trial, "markers", trial)          # a C3DTrial carries a MarkerTrial
+    model = subject_model(params, markerset_path, notes)
+    mset = from_opensim_markerset(markerset_path, model)
+    ik = InverseKinematics(model, mset, IKParams()).run(markers)
+    if np.all(~np.isfinite(ik.residual_rms_m)):
+        raise ValueError(f"{trc_path.name}: inverse kinematics solved no frame (markers: {len(markers.marker_names)}, "
+                         f"matched to the marker set: {len(mset)})")
+    rate = 1.0 / float(np.median(np.diff(ik.time_s)))
+    sm = smooth_derivatives(ik.coordinates, rate, cutoff_hz=params.cutoff_hz, channel_names=ik.coordinate_names)
+    mk = kinematics_from_opensim(model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
+    if grf_path is not None:
+        feet = measured_foot_wrenches(model, mk.qpos, ik.time_s, Path(grf_path), params.cutoff_hz,
+                                      params.grf_threshold_n, notes)
+        source = "force plates"
+    else:
+        feet = kinematic_foot_wrenches(model, mk, ik.time_s, params, notes)
+        source = "kinematics"
+    tibia = f"tibia_{params.side[0]}"
+    inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
+    jm = inv.run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=ik.time_s)
+    knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
+    stance = stance_intervals_from_force(ik.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
+    return TrialAnalysis(
+        name=trc_path.stem, time_s=ik.time_s, coordinate_names=tuple(ik.coordinate_names), coordinates=sm.position,
+        ik_residual_rms_m=ik.residual_rms_m, ik_status=ik.status, grf_source=source,
+        foot_force_n={s: w.force_n for s, w in feet.items()}, foot_cop_m={s: w.point_m for s, w in feet.items()},
+        foot_free_moment_nm={s: w.free_moment_nm for s, w in feet.items()},
+        moment_names=tuple(jm.coordinate_names), moments_nm=jm.coordinate_force,
+        residual_force_n=jm.residual_force_n, residual_moment_nm=jm.residual_moment_nm,
+        kam_pct_bw_ht=knee.knee_adduction_moment_pct_bw_ht, kem_pct_bw_ht=knee.knee_extension_moment_pct_bw_ht,
+        stance=stance, params=params, notes=notes)
+
+
+def kinematic_foot_wrenches(model, mk, time_s, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
+    """Per-foot wrenches from kinematics alone (``models.ground_reaction``)."""
+    raise NotImplementedError("kinematics-only GRF: wired in once models.ground_reaction lands")
