@@ -225,10 +225,11 @@ def _combine(wrenches: list[ExternalWrenchTrial], body: str, time_s: np.ndarray)
         F += w.force_n
         p = np.where(np.isfinite(w.point_m), w.point_m, 0.0)
         M += np.cross(p, w.force_n) + w.free_moment_nm
-    h = np.zeros(n)
-    zs = [np.where(np.isfinite(w.point_m[:, 2]), w.point_m[:, 2], np.nan) for w in wrenches]
-    if zs:
-        h = np.nan_to_num(np.nanmean(np.vstack(zs), axis=0)) if np.isfinite(np.vstack(zs)).any() else h
+    h = np.zeros(n)                          # ground-plane height per frame: mean CoP height of the loaded plates
+    if wrenches:
+        zs = np.vstack([w.point_m[:, 2] for w in wrenches])
+        cnt = np.isfinite(zs).sum(axis=0)
+        h = np.where(cnt > 0, np.nansum(zs, axis=0) / np.maximum(cnt, 1), 0.0)
     loaded = F[:, 2] > 1e-6
     P = np.full((n, 3), np.nan)
     fz = np.where(loaded, F[:, 2], 1.0)
@@ -243,9 +244,24 @@ def _combine(wrenches: list[ExternalWrenchTrial], body: str, time_s: np.ndarray)
 
 # ----------------------------------------------------------------------------------- chain
 
-def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,
-                  grf_path: str | Path | None = None) -> TrialAnalysis:
-    """Run the chain on one trial; ``grf_path`` given: measured plates, else the kinematics-only estimate."""
+@dataclass
+class TrialKinematics:
+    """Steps 1-2 of the chain, shared by the measured-GRF and the kinematics-only paths."""
+
+    name: str
+    model: mujoco.MjModel
+    ik: Any                  # models.inverse_kinematics.IKTrial
+    smoothed: Any            # models.filters smoothing result (position, velocity, acceleration)
+    mapped: Any              # models.inverse_dynamics.MappedKinematics (qpos, qvel, qacc)
+    notes: list[str]
+
+    @property
+    def time_s(self) -> np.ndarray:
+        return self.ik.time_s
+
+
+def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams) -> TrialKinematics:
+    """Markers -> IK on the subject-scaled model -> smoothed coordinates, velocities, accelerations."""
     trc_path, markerset_path = Path(trc_path), Path(markerset_path)
     notes: list[str] = []
     trial = read_trial(trc_path)
@@ -253,35 +269,142 @@ def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: Anal
     model = subject_model(params, markerset_path, notes)
     mset = from_opensim_markerset(markerset_path, model)
     ik = InverseKinematics(model, mset, IKParams()).run(markers)
-    if np.all(~np.isfinite(ik.residual_rms_m)):
+    solved = np.isfinite(ik.residual_rms_m)
+    if not solved.any():
         raise ValueError(f"{trc_path.name}: inverse kinematics solved no frame (markers: {len(markers.marker_names)}, "
                          f"matched to the marker set: {len(mset)})")
+    if not solved.all():
+        notes.append(f"IK: {int((~solved).sum())} frame(s) not solved (too few markers): pose held, flagged")
     rate = 1.0 / float(np.median(np.diff(ik.time_s)))
     sm = smooth_derivatives(ik.coordinates, rate, cutoff_hz=params.cutoff_hz, channel_names=ik.coordinate_names)
     mk = kinematics_from_opensim(model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
-    if grf_path is not None:
-        feet = measured_foot_wrenches(model, mk.qpos, ik.time_s, Path(grf_path), params.cutoff_hz,
-                                      params.grf_threshold_n, notes)
-        source = "force plates"
-    else:
-        feet = kinematic_foot_wrenches(model, mk, ik.time_s, params, notes)
-        source = "kinematics"
+    return TrialKinematics(trc_path.stem, model, ik, sm, mk, notes)
+
+
+def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], source: str,
+                   params: AnalyzeParams, notes: list[str]) -> TrialAnalysis:
+    """Step 4: inverse dynamics with each foot's wrench, knee moments of ``params.side``."""
     tibia = f"tibia_{params.side[0]}"
-    inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
-    jm = inv.run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=ik.time_s)
+    inv = InverseDynamics(kin.model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
+    mk = kin.mapped
+    jm = inv.run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=kin.time_s)
     knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
-    stance = stance_intervals_from_force(ik.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
+    stance = stance_intervals_from_force(kin.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
     return TrialAnalysis(
-        name=trc_path.stem, time_s=ik.time_s, coordinate_names=tuple(ik.coordinate_names), coordinates=sm.position,
-        ik_residual_rms_m=ik.residual_rms_m, ik_status=ik.status, grf_source=source,
-        foot_force_n={s: w.force_n for s, w in feet.items()}, foot_cop_m={s: w.point_m for s, w in feet.items()},
+        name=kin.name, time_s=kin.time_s, coordinate_names=tuple(kin.ik.coordinate_names),
+        coordinates=kin.smoothed.position, ik_residual_rms_m=kin.ik.residual_rms_m, ik_status=kin.ik.status,
+        grf_source=source, foot_force_n={s: w.force_n for s, w in feet.items()},
+        foot_cop_m={s: w.point_m for s, w in feet.items()},
         foot_free_moment_nm={s: w.free_moment_nm for s, w in feet.items()},
         moment_names=tuple(jm.coordinate_names), moments_nm=jm.coordinate_force,
         residual_force_n=jm.residual_force_n, residual_moment_nm=jm.residual_moment_nm,
         kam_pct_bw_ht=knee.knee_adduction_moment_pct_bw_ht, kem_pct_bw_ht=knee.knee_extension_moment_pct_bw_ht,
-        stance=stance, params=params, notes=notes)
+        stance=stance, params=params, notes=list(kin.notes) + notes)
 
 
-def kinematic_foot_wrenches(model, mk, time_s, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
+def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,
+                  grf_path: str | Path | None = None, kin: TrialKinematics | None = None) -> TrialAnalysis:
+    """Run the chain on one trial; ``grf_path`` given: measured plates, else the kinematics-only estimate."""
+    kin = kin or trial_kinematics(trc_path, markerset_path, params)
+    notes: list[str] = []
+    if grf_path is not None:
+        feet = measured_foot_wrenches(kin.model, kin.mapped.qpos, kin.time_s, Path(grf_path), params.cutoff_hz,
+                                      params.grf_threshold_n, notes)
+        return trial_dynamics(kin, feet, "force plates", params, notes)
+    feet = kinematic_foot_wrenches(kin, params, notes)
+    return trial_dynamics(kin, feet, "kinematics", params, notes)
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+def _angle_columns(names: tuple[str, ...]) -> list[str]:
+    return [f"{n}_m" if n.endswith(("_tx", "_ty", "_tz")) else f"{n}_deg" for n in names]
+
+
+def write_csvs(result: TrialAnalysis, out_dir: str | Path) -> list[Path]:
+    """joint_angles.csv (deg, m), ground_reaction_force.csv (N, m, N*m), joint_moments.csv (N*m; N for
+    translations), knee_moments.csv (%BW*ht); every file starts with a ``time_s`` column."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t = result.time_s[:, None]
+    ang = result.coordinates.copy()
+    rot = [not n.endswith(("_tx", "_ty", "_tz")) for n in result.coordinate_names]
+    ang[:, rot] = np.degrees(ang[:, rot])
+    files = []
+
+    def save(name: str, header: list[str], data: np.ndarray) -> None:
+        p = out / name
+        tmp = p.with_suffix(".csv.tmp")
+        np.savetxt(tmp, data, delimiter=",", header=",".join(header), comments="", fmt="%.6g")
+        tmp.replace(p)
+        files.append(p)
+
+    save("joint_angles.csv", ["time_s", *_angle_columns(result.coordinate_names)], np.hstack([t, ang]))
+    cols, blocks = ["time_s"], [t]
+    for side in ("left", "right"):
+        for what, arr, unit in (("force", result.foot_force_n[side], "n"), ("cop", result.foot_cop_m[side], "m"),
+                                ("free_moment", result.foot_free_moment_nm[side], "nm")):
+            cols += [f"{side}_{what}_{a}_{unit}" for a in "xyz"]
+            blocks.append(arr)
+    save("ground_reaction_force.csv", cols, np.hstack(blocks))
+    mcols = [f"{n}_n" if n.endswith(("_tx", "_ty", "_tz")) else f"{n}_nm" for n in result.moment_names]
+    save("joint_moments.csv", ["time_s", *mcols, "pelvis_residual_force_x_n", "pelvis_residual_force_y_n",
+                               "pelvis_residual_force_z_n", "pelvis_residual_moment_x_nm", "pelvis_residual_moment_y_nm",
+                               "pelvis_residual_moment_z_nm"],
+         np.hstack([t, result.moments_nm, result.residual_force_n, result.residual_moment_nm]))
+    side = result.params.side
+    save("knee_moments.csv", ["time_s", f"knee_adduction_moment_{side}_pct_bw_ht", f"knee_extension_moment_{side}_pct_bw_ht"],
+         np.hstack([t, result.kam_pct_bw_ht[:, None], result.kem_pct_bw_ht[:, None]]))
+    return files
+
+
+# ----------------------------------------------------------------------------------- validation
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2))) if ok.any() else float("nan")
+
+
+def ik_validation(result: TrialAnalysis, ik_ref_path: str | Path) -> dict[str, float]:
+    """Joint-angle RMSE (deg) of our IK against a reference IK (.mot, OpenSim coordinate names), side of interest."""
+    ref = read_mot(ik_ref_path) if str(ik_ref_path).endswith(".mot") else read_sto(ik_ref_path)
+    ref = ref.to_radians() if ref.in_degrees else ref
+    out = {}
+    s = result.params.side[0]
+    for c in REPORT_COORDINATES:
+        name = f"{c}_{s}"
+        if name in result.coordinate_names and name in ref.columns:
+            r = np.interp(result.time_s, ref.time_s, ref.column(name))
+            out[f"{name}_rmse_deg"] = float(np.degrees(_rmse(result.coordinate(name), r)))
+    return out
+
+
+def grf_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[str, float]:
+    """Vertical and horizontal GRF RMSE (%BW) of the estimate against the plates, stance foot (where loaded)."""
+    bw = estimate.params.mass_kg * STANDARD_GRAVITY_M_S2
+    out = {}
+    for side in ("left", "right"):
+        m = measured.foot_force_n[side]
+        e = estimate.foot_force_n[side]
+        loaded = m[:, 2] >= estimate.params.grf_threshold_n
+        if loaded.sum() < 5:
+            continue
+        out[f"{side}_vertical_grf_rmse_pct_bw"] = 100 * _rmse(e[loaded, 2], m[loaded, 2]) / bw
+        out[f"{side}_horizontal_grf_rmse_pct_bw"] = 100 * float(
+            np.sqrt(np.nanmean(np.sum((e[loaded, :2] - m[loaded, :2]) ** 2, axis=1)))) / bw
+    return out
+
+
+def moment_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[str, float]:
+    """KEM and KAM RMSE (%BW*ht) of the kinematics-only chain against ID with measured GRF, stance of the side."""
+    st = np.zeros(estimate.time_s.size, dtype=bool)
+    for a, b in measured.stance:
+        st |= (estimate.time_s >= a) & (estimate.time_s <= b)
+    side = estimate.params.side
+    return {f"knee_extension_moment_{side}_rmse_pct_bw_ht": _rmse(estimate.kem_pct_bw_ht[st], measured.kem_pct_bw_ht[st]),
+            f"knee_adduction_moment_{side}_rmse_pct_bw_ht": _rmse(estimate.kam_pct_bw_ht[st], measured.kam_pct_bw_ht[st])}
+
+
+def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
     """Per-foot wrenches from kinematics alone (``models.ground_reaction``)."""
     raise NotImplementedError("kinematics-only GRF: wired in once models.ground_reaction lands")
