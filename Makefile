@@ -15,6 +15,7 @@ help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default"
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make bench  - run the pytest-benchmark suite (wake-up jitter, codecs, ...)"
+	@echo "make validate - run the analysis chain on every shared trial, write $$VALIDATION_JSON (validation.json)"
 	@echo "make doctor - check this machine for real-time, CAN, GPU, models and data"
 
 $(PY):
@@ -41,6 +42,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -s
+
+VALIDATION_JSON ?= validation.json
+validate: $(STAMP)
+	VALIDATION_JSON=$(VALIDATION_JSON) $(VENV)/bin/exo validate --json $(VALIDATION_JSON) --output runs/validation
 
 doctor: $(STAMP)
 	$(VENV)/bin/exo doctor

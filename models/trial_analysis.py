@@ -185,9 +185,26 @@ def _dist_to_segment_xy(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
     return np.linalg.norm(ap - t[:, None] * ab, axis=1)
 
 
+def external_loads_plates(xml_path: str | Path) -> dict[str, str]:
+    """Plate -> side from an OpenSim ExternalLoads XML (``applied_to_body`` calcn_l/calcn_r per force identifier)."""
+    root = ET.parse(xml_path).getroot()
+    out = {}
+    for ef in root.iter("ExternalForce"):
+        body = (ef.findtext("applied_to_body") or "").strip()
+        ident = (ef.findtext("force_identifier") or "").strip()
+        m = re.search(r"(\d+)", ident)
+        if m and body in ("calcn_l", "calcn_r"):
+            out[m.group(1)] = "left" if body == "calcn_l" else "right"
+    if not out:
+        raise ValueError(f"{xml_path}: no ExternalForce with applied_to_body calcn_l/calcn_r and a numbered force_identifier")
+    return out
+
+
 def measured_foot_wrenches(model: mujoco.MjModel, qpos: np.ndarray, time_s: np.ndarray, grf_path: Path,
-                           cutoff_hz: float, threshold_n: float, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
-    """Each plate's wrench on the calcaneus of the foot standing on it (assigned per loaded interval)."""
+                           cutoff_hz: float, threshold_n: float, notes: list[str],
+                           plate_sides: dict[str, str] | None = None) -> dict[str, ExternalWrenchTrial]:
+    """Each plate's wrench on the calcaneus of the foot standing on it: assigned per loaded interval to the
+    nearer foot, or by ``plate_sides`` (plate -> side, e.g. from an external-loads XML; other plates unused)."""
     table = read_sto(grf_path) if grf_path.suffix == ".sto" else read_mot(grf_path)
     feet = {s: _foot_segment_points(model, qpos, s) for s in ("left", "right")}
     out: dict[str, list[ExternalWrenchTrial]] = {"left": [], "right": []}
@@ -207,6 +224,11 @@ def measured_foot_wrenches(model: mujoco.MjModel, qpos: np.ndarray, time_s: np.n
             dist = {s: float(np.nanmedian(_dist_to_segment_xy(w.point_m[sl], feet[s][0][sl], feet[s][1][sl])))
                     for s in feet}
             side = min(dist, key=dist.get)
+            if plate_sides is not None:
+                if plate not in plate_sides:
+                    notes.append(f"plate {plate}: not in the external loads; unused")
+                    break
+                side = plate_sides[plate]
             part = ExternalWrenchTrial(f"calcn_{side[0]}", np.zeros_like(w.force_n), np.full_like(w.point_m, np.nan),
                                        np.zeros_like(w.free_moment_nm), time_s)
             part.force_n[sl], part.point_m[sl], part.free_moment_nm[sl] = w.force_n[sl], w.point_m[sl], w.free_moment_nm[sl]
@@ -303,13 +325,15 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
 
 
 def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,
-                  grf_path: str | Path | None = None, kin: TrialKinematics | None = None) -> TrialAnalysis:
+                  grf_path: str | Path | None = None, kin: TrialKinematics | None = None,
+                  external_loads: str | Path | None = None) -> TrialAnalysis:
     """Run the chain on one trial; ``grf_path`` given: measured plates, else the kinematics-only estimate."""
     kin = kin or trial_kinematics(trc_path, markerset_path, params)
     notes: list[str] = []
     if grf_path is not None:
+        sides = external_loads_plates(external_loads) if external_loads else None
         feet = measured_foot_wrenches(kin.model, kin.mapped.qpos, kin.time_s, Path(grf_path), params.cutoff_hz,
-                                      params.grf_threshold_n, notes)
+                                      params.grf_threshold_n, notes, plate_sides=sides)
         return trial_dynamics(kin, feet, "force plates", params, notes)
     feet = kinematic_foot_wrenches(kin, params, notes)
     return trial_dynamics(kin, feet, "kinematics", params, notes)

@@ -6,7 +6,8 @@ Subcommands (``exo <cmd> --help`` for each):
   hil       run a hardware-in-the-loop scenario (faults injected at given times), log to MCAP
   report    summarise a run's log: latency table, jitter, misses, faults; PNG plots; --json
   recover   make a log truncated by a crash (SIGKILL, power loss) complete again
-  analyze   read a lab trial (.trc/.mot/.sto/.c3d) and summarise it (units and headers checked)
+  analyze   a recorded trial: IK, GRF, inverse dynamics, KAM/KEM -> CSVs (or read and check trial files)
+  validate  the analysis chain on every shared trial, each figure beside its anchor
   config    validate configuration files and print them with defaults filled in
   can       encode values into AK-series MIT frames, decode candump lines into values
   doctor    check this machine: real-time, CAN, ONNX Runtime, GPU, models, data
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -173,11 +175,14 @@ def cmd_recover(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    try:
-        from models.lab_files import summarize
-    except ImportError as exc:
-        print(f"analyze: lab file readers unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    if args.trc or args.c3d:
+        return _analyze_chain(args)
+    if not args.trials:
+        print("analyze: give --trc/--c3d (with --markerset, --mass-kg, --height-m, --side) for the full chain, "
+              "or trial files to read and check", file=sys.stderr)
+        return EXIT_USAGE
+    from models.lab_files import summarize
+
     results = []
     failed = 0
     for path in args.trials:
@@ -186,17 +191,59 @@ def cmd_analyze(args) -> int:
         except (OSError, ValueError) as exc:
             failed += 1
             results.append({"path": str(path), "error": str(exc)})
-    if args.json:
+    if args.json_stdout:
         print(json.dumps(results, indent=2, default=str))
     else:
         for r in results:
-            if "error" in r:
-                print(f"{r['path']}: ERROR {r['error']}")
-                continue
-            print(json.dumps(r, default=str))
-        print("note: joint kinematics, ground reaction forces and moments from these trials arrive with the "
-              "biomechanics core; this command reads and checks the files.")
+            print(f"{r['path']}: ERROR {r['error']}" if "error" in r else json.dumps(r, default=str))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _analyze_chain(args) -> int:
+    import numpy as np
+
+    from models.trial_analysis import (AnalyzeParams, analyze_trial, grf_validation, ik_validation, moment_validation,
+                                       trial_kinematics, write_csvs)
+
+    missing = [f"--{k.replace('_', '-')}" for k in ("markerset", "mass_kg", "height_m", "side") if getattr(args, k) is None]
+    if missing:
+        print(f"analyze: the full chain needs {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    params = AnalyzeParams(args.mass_kg, args.height_m, args.side, model=args.model)
+    trc = args.trc or args.c3d
+    out = Path(args.output)
+    print(f"analyze {Path(trc).name}: {params.model}, {args.mass_kg:g} kg, {args.height_m:g} m, {args.side} knee; "
+          f"GRF from {'force plates ' + Path(args.grf).name if args.grf else 'kinematics alone'}", flush=True)
+    kin = trial_kinematics(trc, args.markerset, params)
+    print(f"  inverse kinematics: {kin.time_s.size} frames, marker RMS median "
+          f"{float(np.nanmedian(kin.ik.residual_rms_m)) * 1e3:.1f} mm", flush=True)
+    result = analyze_trial(trc, args.markerset, params, grf_path=args.grf, kin=kin, external_loads=args.external_loads)
+    files = write_csvs(result, out)
+    summary = result.summary()
+    validation: dict = {}
+    if args.ik_ref:
+        validation["joint_angle_rmse_deg"] = ik_validation(result, args.ik_ref)
+    if args.grf_ref:
+        ref = analyze_trial(trc, args.markerset, params, grf_path=args.grf_ref, kin=kin, external_loads=args.external_loads)
+        if result.grf_source == "kinematics":
+            validation["grf_error_pct_bw"] = grf_validation(result, ref)
+        validation["knee_moment_rmse_pct_bw_ht"] = moment_validation(result, ref)
+    doc = {"summary": summary, "validation": validation, "files": [str(f) for f in files]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2, default=str))
+    print(json.dumps(doc, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from runtime.doctor import shared_data_dir
+    from runtime.validate import run_validation
+
+    doc = run_validation(Path(args.data) if args.data else shared_data_dir(), Path(args.json),
+                         Path(args.output) if args.output else None)
+    print(json.dumps(doc["mean"], indent=2))
+    print(f"wrote {args.json}")
+    return EXIT_FAILED if any("error" in t for t in doc["trials"]) else EXIT_OK
 
 
 def cmd_config(args) -> int:
@@ -302,12 +349,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite even a complete file")
     p.set_defaults(fn=cmd_recover)
 
-    p = sub.add_parser("analyze", help="read and check lab trials (.trc, .mot, .sto, .c3d)",
-                       description="Read lab trial files, check their headers and units, and summarise them.\n"
-                                   "example: exo analyze ../shared/data/GC5_PS/trc/PS_ngait_og_ss1.trc --json")
-    p.add_argument("trials", nargs="+", help="trial files")
-    p.add_argument("--json", action="store_true", help="JSON output")
+    p = sub.add_parser("analyze", help="analyse a recorded trial: IK, GRF, inverse dynamics, KAM/KEM (or check files)",
+                       description="Full chain on a marker trial: inverse kinematics on the subject-scaled model, ground "
+                                   "reaction forces (measured plates with --grf, else estimated from kinematics alone), "
+                                   "inverse dynamics, knee adduction/extension moments in %%BW*ht. Writes CSVs with a "
+                                   "time_s column and unit-suffixed columns to --output; references (--ik-ref, --grf-ref) "
+                                   "are only used for validation figures.\n"
+                                   "example: exo analyze --trc ../shared/data/GC5_PS/trc/PS_ngait_og_ss1.trc "
+                                   "--markerset ../shared/data/GC5_PS/model/GC5.osim --mass-kg 75 --height-m 1.8 --side left "
+                                   "--grf ../shared/data/GC5_PS/grf/PS_ngait_og_ss1_kinetics.mot --output runs/ps1\n"
+                                   "Without --trc/--c3d: read and check the given trial files (.trc/.mot/.sto/.c3d).")
+    p.add_argument("trials", nargs="*", help="trial files to read and check (without --trc/--c3d)")
+    p.add_argument("--trc", help="marker trajectories (.trc, mm or m, lab frame y up)")
+    p.add_argument("--c3d", help="marker trajectories (.c3d)")
+    p.add_argument("--markerset", help="OpenSim model or marker file placing the trial's markers on the model's bodies "
+                                       "(e.g. GC5.osim, DM_markers.xml)")
+    p.add_argument("--mass-kg", type=float, help="subject mass, kg")
+    p.add_argument("--height-m", type=float, help="subject height, m")
+    p.add_argument("--side", choices=["left", "right"], help="limb of interest (knee moments)")
+    p.add_argument("--model", default="myoleg", help="musculoskeletal model (default: %(default)s)")
+    p.add_argument("--grf", help="measured force plates (.mot/.sto): input to inverse dynamics")
+    p.add_argument("--external-loads", help="OpenSim ExternalLoads XML naming the foot on each plate (else detected)")
+    p.add_argument("--ik-ref", help="reference IK (.mot) for validation only")
+    p.add_argument("--grf-ref", help="reference force plates for validation only")
+    p.add_argument("--output", default="runs/analyze", help="output folder for the CSVs (default: %(default)s)")
+    p.add_argument("--json", help="write the summary and validation figures to this JSON file")
+    p.add_argument("--json-stdout", action="store_true", help="file-check mode: JSON on stdout")
     p.set_defaults(fn=cmd_analyze)
+
+    p = sub.add_parser("validate", help="the analysis chain on every shared trial, figures beside their anchors",
+                       description="Run analyze on every trial in ../shared/data and write one JSON file of validation "
+                                   "figures (joint angles vs lab IK, GRF vs plates, knee moments vs ID with plates).\n"
+                                   "example: exo validate --json validation.json")
+    p.add_argument("--json", default=os.environ.get("VALIDATION_JSON", "validation.json"),
+                   help="output JSON (default: $VALIDATION_JSON or validation.json)")
+    p.add_argument("--data", help="shared data folder (default: ../shared/data or $EXO_SHARED_DATA)")
+    p.add_argument("--output", help="also write each trial's CSVs under this folder")
+    p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("config", help="validate configuration files",
                        description="Validate the device, subject and calibration files; print them with defaults.\n"
@@ -371,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration rejected:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, FileExistsError, LookupError) as exc:
+        print(f"exo {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:          # bad input named by the code that found it: field and value
         print(f"exo {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

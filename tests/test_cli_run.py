@@ -122,7 +122,7 @@ def test_analyze_reads_real_trials_and_names_bad_files(tmp_path):
         pytest.skip(f"shared data not found at {trc.parent}")
     bad = tmp_path / "bad.trc"
     bad.write_text("PathFileType\t4\t(X/Y/Z)\tbad.trc\n")
-    p = subprocess.run(exo_cmd() + ["analyze", str(trc), str(bad), "--json"], cwd=REPO, capture_output=True, text=True,
+    p = subprocess.run(exo_cmd() + ["analyze", str(trc), str(bad), "--json-stdout"], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 1
     out = json.loads(p.stdout)

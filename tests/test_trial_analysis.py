@@ -1,0 +1,64 @@
+"""The offline chain on a real trial: markers -> IK -> plates -> ID -> KAM/KEM, CSV outputs, bad input."""
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from _support import REPO, exo_cmd
+from models.lab_files import shared_data_dir
+from models.trial_analysis import AnalyzeParams, analyze_trial, ik_validation, trial_kinematics, write_csvs
+
+PS = shared_data_dir() / "GC5_PS"
+needs_data = pytest.mark.skipif(not (PS / "trc" / "PS_ngait_og_ss1.trc").exists(), reason=f"shared data absent at {PS}")
+
+
+@needs_data
+def test_ps_ss1_chain_with_measured_plates(tmp_path):
+    params = AnalyzeParams(75.0, 1.80, "left")
+    kin = trial_kinematics(PS / "trc" / "PS_ngait_og_ss1.trc", PS / "model" / "GC5.osim", params)
+    r = analyze_trial(None, None, params, grf_path=PS / "grf" / "PS_ngait_og_ss1_kinetics.mot", kin=kin)
+    # IK against the lab's own IK: within 3 deg RMSE on every reported coordinate (measured here: 1.1-1.5 deg)
+    ik = ik_validation(r, PS / "ik" / "PS_ngait_og_ss1_kinematics.mot")
+    assert len(ik) == 5 and max(ik.values()) < 3.0, ik
+    # plate 1 under the left foot for the whole stance; plates 2 and 3 under the right foot
+    assert any("plate 1" in n and "left foot" in n for n in r.notes)
+    assert r.stance and 0.55 < r.stance[0][1] - r.stance[0][0] < 0.8
+    s = r.summary()
+    kam, kem = s["kam_pct_bw_ht"][0], s["kem_pct_bw_ht"][0]
+    # published ranges for TKA walking (loose): peak KAM ~2-3.5, KEM ~2-5 %BW*ht
+    assert 1.5 < kam["first_peak"] < 4.0 and 1.5 < kem["peak"] < 5.0
+    files = write_csvs(r, tmp_path)
+    assert [f.name for f in files] == ["joint_angles.csv", "ground_reaction_force.csv", "joint_moments.csv", "knee_moments.csv"]
+    for f in files:
+        header = next(csv.reader(open(f)))
+        assert header[0] == "time_s"
+        assert all(h.rsplit("_", 1)[-1] in ("s", "deg", "m", "n", "nm", "ht") for h in header), header
+
+
+def test_bad_subject_values_are_named():
+    with pytest.raises(ValueError, match="mass_kg"):
+        AnalyzeParams(0.0, 1.8, "left")
+    with pytest.raises(ValueError, match="side = 'up'"):
+        AnalyzeParams(70.0, 1.8, "up")
+
+
+@needs_data
+def test_analyze_cli_full_chain(tmp_path):
+    out = tmp_path / "ps1"
+    p = subprocess.run(exo_cmd() + ["analyze", "--trc", str(PS / "trc" / "PS_ngait_og_ss3.trc"), "--markerset",
+                                    str(PS / "model" / "GC5.osim"), "--mass-kg", "75", "--height-m", "1.8", "--side",
+                                    "left", "--grf", str(PS / "grf" / "PS_ngait_og_ss3_kinetics.mot"), "--ik-ref",
+                                    str(PS / "ik" / "PS_ngait_og_ss3_kinematics.mot"), "--output", str(out),
+                                    "--json", str(tmp_path / "v.json")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert max(doc["validation"]["joint_angle_rmse_deg"].values()) < 3.0
+    km = np.genfromtxt(out / "knee_moments.csv", delimiter=",", names=True)
+    assert np.isfinite(km["knee_adduction_moment_left_pct_bw_ht"]).all()
+    bad = subprocess.run(exo_cmd() + ["analyze", "--trc", str(PS / "trc" / "PS_ngait_og_ss3.trc"), "--markerset",
+                                      str(PS / "model" / "GC5.osim"), "--mass-kg", "0", "--height-m", "1.8", "--side", "left"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "mass_kg" in bad.stderr
