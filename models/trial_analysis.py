@@ -430,5 +430,27 @@ def moment_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[
 
 
 def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
-    """Per-foot wrenches from kinematics alone (``models.ground_reaction``)."""
-    raise NotImplementedError("kinematics-only GRF: wired in once models.ground_reaction lands")
+    """Per-foot wrenches from kinematics alone (``models.ground_reaction``): the whole-body equation
+    F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot."""
+    from models.ground_reaction import FEET, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
+
+    rate = round(1.0 / float(np.median(np.diff(kin.time_s))), 3)
+    # lab time stamps are rounded (e.g. 120 Hz at 1 ms): the estimator runs on the uniform grid of the sample rate
+    t_uniform = kin.time_s[0] + np.arange(kin.time_s.size) / rate
+    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
+                                                       sample_rate_hz=rate), model=kin.model)
+    g = est.run(CoordinatesTrial(t_uniform, kin.mapped.qpos, None, source=kin.name))
+    notes.extend(f"GRF estimate: {n}" for n in getattr(g, "notes", []))
+    out = {}
+    for k, side in enumerate(FEET):
+        F = np.nan_to_num(g.force_n[:, k, :])
+        P = g.cop_m[:, k, :].copy()
+        P[F[:, 2] <= 1e-9] = np.nan
+        T = np.zeros_like(F)
+        fm = np.nan_to_num(np.asarray(g.free_moment_nm))
+        if fm.ndim == 3:
+            T = fm[:, k, :]
+        else:                   # (N, 2): the vertical free moment per foot
+            T[:, 2] = fm[:, k]
+        out[side] = ExternalWrenchTrial(f"calcn_{side[0]}", F, P, T, kin.time_s)
+    return out
