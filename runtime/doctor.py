@@ -166,6 +166,15 @@ def check_models() -> list[Check]:
     for dist, extra in (("myo-sim", "models"), ("musclemimic-models", "models")):
         v = _version(dist)
         out.append(Check(dist, "ok" if v else "missing", v or "not installed", "" if v else f"pip install -e '.[{extra}]'"))
+    try:
+        from models.registry import list_models
+
+        for info in list_models():
+            out.append(Check(f"model {info.name}", "ok", f"nq {info.nq}, nv {info.nv}, {info.n_muscles} muscles, "
+                                                        f"{info.mass_kg:.1f} kg"))
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the doctor
+        out.append(Check("musculoskeletal models", "missing", f"{type(exc).__name__}: {exc}",
+                         "pip install -e '.[models]' (myo-sim==0.2.3 with mujoco==4.0.0, musclemimic-models)"))
     for dist, what in (("sports2d", "demo walking video"), ("pose2sim", "multi-camera demo videos")):
         v = _version(dist)
         out.append(Check(dist, "ok" if v else "missing", f"{v} ({what})" if v else f"not installed ({what})",
