@@ -276,10 +276,8 @@ class TrialKinematics:
     smoothed: Any            # models.filters smoothing result (position, velocity, acceleration)
     mapped: Any              # models.inverse_dynamics.MappedKinematics (qpos, qvel, qacc)
     notes: list[str]
-
-    @property
-    def time_s(self) -> np.ndarray:
-        return self.ik.time_s
+    time_s: np.ndarray       # uniform grid at the trial's sample rate (lab stamps are often rounded)
+    rate_hz: float
 
 
 def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams) -> TrialKinematics:
@@ -297,10 +295,18 @@ def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: A
                          f"matched to the marker set: {len(mset)})")
     if not solved.all():
         notes.append(f"IK: {int((~solved).sum())} frame(s) not solved (too few markers): pose held, flagged")
-    rate = 1.0 / float(np.median(np.diff(ik.time_s)))
+    # The header's rate, not 1/median(diff(t)): lab stamps are rounded (120 Hz at 1 ms gives 8 and 9 ms steps,
+    # whose median would say 125 Hz and scale velocities by 4 % and accelerations by 8.5 %).
+    rate = float(getattr(markers, "rate_hz", 0.0) or 0.0)
+    if not rate > 0:
+        rate = (ik.time_s.size - 1) / float(ik.time_s[-1] - ik.time_s[0])
+    span_rate = (ik.time_s.size - 1) / float(ik.time_s[-1] - ik.time_s[0])
+    if abs(span_rate / rate - 1.0) > 0.01:
+        raise ValueError(f"{trc_path.name}: DataRate = {rate:g} Hz but the time column spans {span_rate:.3f} Hz")
+    t = ik.time_s[0] + np.arange(ik.time_s.size) / rate
     sm = smooth_derivatives(ik.coordinates, rate, cutoff_hz=params.cutoff_hz, channel_names=ik.coordinate_names)
     mk = kinematics_from_opensim(model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
-    return TrialKinematics(trc_path.stem, model, ik, sm, mk, notes)
+    return TrialKinematics(trc_path.stem, model, ik, sm, mk, notes, t, rate)
 
 
 def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], source: str,
@@ -434,12 +440,9 @@ def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: 
     F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot."""
     from models.ground_reaction import FEET, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
 
-    rate = round(1.0 / float(np.median(np.diff(kin.time_s))), 3)
-    # lab time stamps are rounded (e.g. 120 Hz at 1 ms): the estimator runs on the uniform grid of the sample rate
-    t_uniform = kin.time_s[0] + np.arange(kin.time_s.size) / rate
     est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
-                                                       sample_rate_hz=rate), model=kin.model)
-    g = est.run(CoordinatesTrial(t_uniform, kin.mapped.qpos, None, source=kin.name))
+                                                       sample_rate_hz=kin.rate_hz), model=kin.model)
+    g = est.run(CoordinatesTrial(kin.time_s, kin.mapped.qpos, None, source=kin.name))
     notes.extend(f"GRF estimate: {n}" for n in getattr(g, "notes", []))
     out = {}
     for k, side in enumerate(FEET):
