@@ -118,7 +118,8 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _close_matches_error(what: str, name: str, candidates: Iterable[str], where: str) -> KeyError:
+def close_matches_error(what: str, name: str, candidates: Iterable[str], where: str) -> KeyError:
+    """A KeyError naming what was looked up, where, and the closest valid names (or the available ones)."""
     candidates = list(candidates)
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
     if close:
@@ -173,7 +174,7 @@ class MarkerTrial:
         try:
             j = self.marker_names.index(name)
         except ValueError:
-            raise _close_matches_error("marker", name, self.marker_names, self.path or "trial") from None
+            raise close_matches_error("marker", name, self.marker_names, self.path or "trial") from None
         return self.positions_m[:, j, :]
 
 
@@ -240,7 +241,7 @@ class TimeSeriesTable:
         try:
             j = self.columns.index(name)
         except ValueError:
-            raise _close_matches_error("column", name, self.columns, self.path or self.name) from None
+            raise close_matches_error("column", name, self.columns, self.path or self.name) from None
         return self.data[:, j]
 
     def rotational_columns(self, exclude: Iterable[str] = ()) -> tuple[str, ...]:
@@ -263,7 +264,7 @@ class TimeSeriesTable:
         exclude = tuple(exclude)
         for name in exclude:
             if name not in self.columns:
-                raise _close_matches_error("column", name, self.columns, self.path or self.name)
+                raise close_matches_error("column", name, self.columns, self.path or self.name)
         if self.in_degrees is False:
             return self
         if self.in_degrees is None:
@@ -305,7 +306,7 @@ class C3DTrial:
         try:
             j = self.analog_labels.index(label)
         except ValueError:
-            raise _close_matches_error("analog channel", label, self.analog_labels, self.path) from None
+            raise close_matches_error("analog channel", label, self.analog_labels, self.path) from None
         return self.analogs[:, j]
 
 

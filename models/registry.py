@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import math
 import os
 import threading
@@ -61,6 +60,8 @@ from typing import Callable, Iterable, Iterator
 
 import mujoco
 import numpy as np
+
+from models.lab_files import close_matches_error
 
 __all__ = [
     "ModelInfo",
@@ -153,17 +154,6 @@ class ModelInfo:
         )
 
 
-def _close_matches(what: str, name: str, candidates: list[str], where: str) -> KeyError:
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
-    if close:
-        hint = f"close matches: {close}"
-    else:
-        shown = candidates[:12]
-        more = f" ... ({len(candidates)} in all)" if len(candidates) > len(shown) else ""
-        hint = f"no close match; available: {shown}{more}"
-    return KeyError(f"{where}: no {what} {name!r}; {hint}")
-
-
 class MusculoskeletalModel:
     """A compiled MuJoCo muscle model with its facts and, where available, the editable ``MjSpec`` it came from.
 
@@ -205,7 +195,7 @@ class MusculoskeletalModel:
         i = mujoco.mj_name2id(self.model, objtype, name)
         if i < 0:
             names = [mujoco.mj_id2name(self.model, objtype, k) or "" for k in range(count)]
-            raise _close_matches(what, name, [n for n in names if n], self.info.name)
+            raise close_matches_error(what, name, [n for n in names if n], self.info.name)
         return int(i)
 
     def joint_id(self, name: str) -> int:

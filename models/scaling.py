@@ -92,7 +92,8 @@ from typing import Mapping, Sequence
 import mujoco
 import numpy as np
 
-from models.registry import ModelInfo, MusculoskeletalModel, _compile, _close_matches, is_muscle, load_model
+from models.lab_files import close_matches_error
+from models.registry import ModelInfo, MusculoskeletalModel, _compile, is_muscle, load_model
 
 __all__ = [
     "SubjectScale",
@@ -206,7 +207,7 @@ def _marker_point(static_markers: Mapping[str, np.ndarray], names: tuple[str, ..
     pts = []
     for n in names:
         if n not in static_markers:
-            raise _close_matches("marker", n, sorted(static_markers), f"static trial, segment {measure!r}")
+            raise close_matches_error("marker", n, sorted(static_markers), f"static trial, segment {measure!r}")
         a = np.asarray(static_markers[n], dtype=float)
         if a.ndim == 2 and a.shape[1] == 3:  # a static trial: average the frames, ignoring gaps
             with np.errstate(all="ignore"):
