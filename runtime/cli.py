@@ -219,6 +219,14 @@ def _analyze_chain(args) -> int:
           f"{float(np.nanmedian(kin.ik.residual_rms_m)) * 1e3:.1f} mm", flush=True)
     result = analyze_trial(trc, args.markerset, params, grf_path=args.grf, kin=kin, external_loads=args.external_loads)
     files = write_csvs(result, out)
+    from runtime.analysis_log import write_analysis_mcap
+
+    mcap_dir = out / "analysis_mcap"
+    if (mcap_dir / "metadata.yaml").exists() or mcap_dir.exists():
+        import shutil
+
+        shutil.rmtree(mcap_dir)
+    files.append(write_analysis_mcap(result, mcap_dir))
     summary = result.summary()
     validation: dict = {}
     if args.ik_ref:

@@ -58,6 +58,13 @@ def test_analyze_cli_full_chain(tmp_path):
     assert max(doc["validation"]["joint_angle_rmse_deg"].values()) < 3.0
     km = np.genfromtxt(out / "knee_moments.csv", delimiter=",", names=True)
     assert np.isfinite(km["knee_adduction_moment_left_pct_bw_ht"]).all()
+    from rosbags.highlevel import AnyReader           # the same streams in MCAP, ROS 2 schemas
+    with AnyReader([out / "analysis_mcap"]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        conn = [c for c in reader.connections if c.topic == "/analysis/knee_moments"]
+        kam = [reader.deserialize(raw, c.msgtype).effort[0] for c, _, raw in reader.messages(connections=conn)]
+    assert topics["/analysis/grf/left"] == "geometry_msgs/msg/WrenchStamped"
+    assert np.allclose(kam, km["knee_adduction_moment_left_pct_bw_ht"], atol=1e-5)
     bad = subprocess.run(exo_cmd() + ["analyze", "--trc", str(PS / "trc" / "PS_ngait_og_ss3.trc"), "--markerset",
                                       str(PS / "model" / "GC5.osim"), "--mass-kg", "0", "--height-m", "1.8", "--side", "left"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
