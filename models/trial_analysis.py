@@ -53,6 +53,7 @@ class AnalyzeParams:
     model: str = "myoleg"
     cutoff_hz: float = 6.0
     grf_threshold_n: float = 20.0
+    muscles: bool = False                    # static optimisation (activations, reserves)
 
     def __post_init__(self) -> None:
         SubjectScale(self.mass_kg, self.height_m)   # validates mass and height, naming the field and value
@@ -85,6 +86,7 @@ class TrialAnalysis:
     stance: list[tuple[float, float]]
     params: AnalyzeParams
     notes: list[str] = field(default_factory=list)
+    muscles: Any = None                     # models.static_optimization.SOTrial, when computed
 
     def coordinate(self, name: str) -> np.ndarray:
         return self.coordinates[:, self.coordinate_names.index(name)]
@@ -318,6 +320,16 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
     jm = inv.run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=kin.time_s)
     knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
     stance = stance_intervals_from_force(kin.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
+    muscles = None
+    if params.muscles:
+        from models.static_optimization import SOParams, StaticOptimization
+
+        muscles = StaticOptimization(kin.model, SOParams()).run(mk.qpos, mk.qvel, jm.coordinate_force)
+        worst = max(((float(np.sqrt(np.mean(muscles.reserve_nm[:, j] ** 2))), c)
+                     for j, c in enumerate(muscles.coordinate_names) if c in muscles.solved_coordinates), default=None)
+        if worst is not None and worst[0] > 1.0:
+            notes.append(f"static optimisation: largest reserve {worst[1]} {worst[0]:.1f} N*m RMS (muscles could not "
+                         "supply it: the IK model's muscle paths are not scaled with its segments)")
     return TrialAnalysis(
         name=kin.name, time_s=kin.time_s, coordinate_names=tuple(kin.ik.coordinate_names),
         coordinates=kin.smoothed.position, ik_residual_rms_m=kin.ik.residual_rms_m, ik_status=kin.ik.status,
@@ -327,7 +339,7 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
         moment_names=tuple(jm.coordinate_names), moments_nm=jm.coordinate_force,
         residual_force_n=jm.residual_force_n, residual_moment_nm=jm.residual_moment_nm,
         kam_pct_bw_ht=knee.knee_adduction_moment_pct_bw_ht, kem_pct_bw_ht=knee.knee_extension_moment_pct_bw_ht,
-        stance=stance, params=params, notes=list(kin.notes) + notes)
+        stance=stance, params=params, notes=list(kin.notes) + notes, muscles=muscles)
 
 
 def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,
@@ -353,7 +365,8 @@ def _angle_columns(names: tuple[str, ...]) -> list[str]:
 
 def write_csvs(result: TrialAnalysis, out_dir: str | Path) -> list[Path]:
     """joint_angles.csv (deg, m), ground_reaction_force.csv (N, m, N*m), joint_moments.csv (N*m; N for
-    translations), knee_moments.csv (%BW*ht); every file starts with a ``time_s`` column."""
+    translations), knee_moments.csv (%BW*ht), activations.csv (fraction 0..1, reserves N*m; when static
+    optimisation ran); every file starts with a ``time_s`` column."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t = result.time_s[:, None]
@@ -385,6 +398,11 @@ def write_csvs(result: TrialAnalysis, out_dir: str | Path) -> list[Path]:
     side = result.params.side
     save("knee_moments.csv", ["time_s", f"knee_adduction_moment_{side}_pct_bw_ht", f"knee_extension_moment_{side}_pct_bw_ht"],
          np.hstack([t, result.kam_pct_bw_ht[:, None], result.kem_pct_bw_ht[:, None]]))
+    so = result.muscles
+    if so is not None:   # activation is a fraction 0..1 (suffix _frac), reserves N*m
+        save("activations.csv", ["time_s", *[f"{m}_frac" for m in so.muscle_names],
+                                 *[f"reserve_{c}_nm" for c in so.coordinate_names]],
+             np.hstack([t, so.activation, so.reserve_nm]))
     return files
 
 

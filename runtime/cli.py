@@ -209,7 +209,7 @@ def _analyze_chain(args) -> int:
     if missing:
         print(f"analyze: the full chain needs {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    params = AnalyzeParams(args.mass_kg, args.height_m, args.side, model=args.model)
+    params = AnalyzeParams(args.mass_kg, args.height_m, args.side, model=args.model, muscles=args.muscles)
     trc = args.trc or args.c3d
     out = Path(args.output)
     print(f"analyze {Path(trc).name}: {params.model}, {args.mass_kg:g} kg, {args.height_m:g} m, {args.side} knee; "
@@ -377,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", choices=["left", "right"], help="limb of interest (knee moments)")
     p.add_argument("--model", default="myoleg", help="musculoskeletal model (default: %(default)s)")
     p.add_argument("--grf", help="measured force plates (.mot/.sto): input to inverse dynamics")
+    p.add_argument("--muscles", action="store_true",
+                   help="also solve static optimisation (muscle activations, reserves) -> activations.csv")
     p.add_argument("--external-loads", help="OpenSim ExternalLoads XML naming the foot on each plate (else detected)")
     p.add_argument("--ik-ref", help="reference IK (.mot) for validation only")
     p.add_argument("--grf-ref", help="reference force plates for validation only")

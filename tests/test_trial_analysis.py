@@ -50,12 +50,16 @@ def test_analyze_cli_full_chain(tmp_path):
     p = subprocess.run(exo_cmd() + ["analyze", "--trc", str(PS / "trc" / "PS_ngait_og_ss3.trc"), "--markerset",
                                     str(PS / "model" / "GC5.osim"), "--mass-kg", "75", "--height-m", "1.8", "--side",
                                     "left", "--grf", str(PS / "grf" / "PS_ngait_og_ss3_kinetics.mot"), "--ik-ref",
-                                    str(PS / "ik" / "PS_ngait_og_ss3_kinematics.mot"), "--output", str(out),
+                                    str(PS / "ik" / "PS_ngait_og_ss3_kinematics.mot"), "--output", str(out), "--muscles",
                                     "--json", str(tmp_path / "v.json")],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     doc = json.loads((tmp_path / "v.json").read_text())
     assert max(doc["validation"]["joint_angle_rmse_deg"].values()) < 3.0
+    act = np.genfromtxt(out / "activations.csv", delimiter=",", names=True)
+    a = np.vstack([act[n] for n in act.dtype.names if n.endswith("_frac")])
+    assert a.shape[0] == 80 and np.all((a >= 0) & (a <= 1))                 # MyoLeg's 80 muscles, bounded
+    assert np.sqrt(np.mean(act["reserve_knee_angle_l_nm"] ** 2)) < 1.0       # the knee moment is muscle-borne
     km = np.genfromtxt(out / "knee_moments.csv", delimiter=",", names=True)
     assert np.isfinite(km["knee_adduction_moment_left_pct_bw_ht"]).all()
     from rosbags.highlevel import AnyReader           # the same streams in MCAP, ROS 2 schemas
