@@ -84,6 +84,8 @@ This module is pure computation: it imports numpy, mujoco and :mod:`models.regis
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -485,8 +487,13 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
                 static_markers: Mapping[str, np.ndarray] | None = None,
                 marker_map: Sequence[SegmentMeasure] | None = None, *,
                 template_height_m: float | None = None,
-                strength_exponent: float = 1.0) -> MusculoskeletalModel:
+                strength_exponent: float = 1.0,
+                length_by_body: Mapping[str, float] | None = None) -> MusculoskeletalModel:
     """A copy of ``template`` scaled to ``subject`` (rules in the module docstring); the template is untouched.
+
+    ``length_by_body``: explicit length factors for named bodies (e.g. the segment ratios of an OpenSim model
+    already scaled to the subject), overriding the height/static-trial factors of those bodies; geometry and
+    muscle length ranges follow them exactly as for measured segments.
 
     ``template``: a registry name (``"myoleg"``...) or a loaded model carrying its ``MjSpec``.
     ``static_markers``: marker name -> position (m), shape (3,) or (frames, 3) averaged ignoring NaN, any rigid
@@ -500,6 +507,14 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
         raise TypeError(f"template must be a model name or a MusculoskeletalModel, got {type(template).__name__}")
     fac = compute_scale_factors(tmpl, subject, static_markers, marker_map, template_height_m=template_height_m,
                                 strength_exponent=strength_exponent)
+    if length_by_body:
+        unknown = sorted(set(length_by_body) - set(fac.length_by_body))
+        if unknown:
+            raise KeyError(f"length_by_body: no such bodies in {tmpl.info.name}: {unknown}")
+        bad = {b: f for b, f in length_by_body.items() if not (math.isfinite(f) and 0.3 <= f <= 3.0)}
+        if bad:
+            raise ValueError(f"length_by_body: factors outside 0.3..3: {bad}")
+        fac = dataclasses.replace(fac, length_by_body={**fac.length_by_body, **{b: float(f) for b, f in length_by_body.items()}})
     spec = tmpl.editable_spec()
     _apply_geometry(spec, tmpl.model, fac)
     geometry_only = None if fac.uniform else _compile(spec)

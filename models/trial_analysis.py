@@ -34,7 +34,7 @@ from models.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, Inver
 from models.inverse_kinematics import IKParams, InverseKinematics
 from models.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
 from models.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
-from models.markerset import from_opensim_markerset, scale_model_kinematics
+from models.markerset import from_opensim_markerset
 from models.registry import MusculoskeletalModel, load_model
 from models.scaling import SubjectScale, scale_model
 
@@ -118,19 +118,30 @@ def _osim_has_bodies(path: Path) -> bool:
 
 
 def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str]) -> mujoco.MjModel:
-    """The template scaled to the subject (see the module docstring)."""
+    """The template scaled to the subject (geometry, masses, inertias and muscle length ranges together).
+
+    With an OpenSim model of the subject (a marker set file with a BodySet, e.g. ``GC5.osim``): each segment
+    gets the length ratio of that model to the template (talus with the foot, patella with the femur), the
+    rest the height factor; otherwise every segment the height factor. Masses follow the body mass.
+    """
     template = load_model(params.model)
+    subject = SubjectScale(params.mass_kg, params.height_m)
     if markerset_path.suffix == ".osim" and _osim_has_bodies(markerset_path):
-        kin = scale_model_kinematics(template, markerset_path)
-        model = kin.model if isinstance(kin, MusculoskeletalModel) else kin
-        ratio = params.mass_kg / float(np.sum(model.body_mass))
-        model.body_mass[:] *= ratio
-        model.body_inertia[:] *= ratio
-        mujoco.mj_setConst(model, mujoco.MjData(model))
-        notes.append(f"model: {params.model} with segment lengths of {markerset_path.name}, masses x{ratio:.3f} "
-                     f"to {params.mass_kg:g} kg")
-        return model
-    scaled = scale_model(template, SubjectScale(params.mass_kg, params.height_m))
+        ratios = from_opensim_markerset(markerset_path, template.model).scale_factors   # template / subject model
+        factors = {b: 1.0 / r for b, r in ratios.items() if r > 0}
+        for side in "lr":
+            if f"calcn_{side}" in factors:
+                factors.setdefault(f"talus_{side}", factors[f"calcn_{side}"])
+            if f"femur_{side}" in factors:
+                factors.setdefault(f"patella_{side}", factors[f"femur_{side}"])
+        bodies = {template.model.body(i).name for i in range(1, template.model.nbody)}
+        factors = {b: f for b, f in factors.items() if b in bodies}
+        scaled = scale_model(template, subject, length_by_body=factors)
+        notes.append(f"model: {params.model} scaled to {markerset_path.name}'s segments "
+                     f"({', '.join(f'{b} {f:.3f}' for b, f in sorted(factors.items()) if b.endswith('_l') or b == 'pelvis')}), "
+                     f"other segments by height, masses to {params.mass_kg:g} kg, muscles with their segments")
+        return scaled.model
+    scaled = scale_model(template, subject)
     notes.append(f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg)")
     return scaled.model
 
