@@ -47,7 +47,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["runtime*", "controllers*", "models*", "firmware_bridge*", "hil*"]),
-    package_data={"runtime": ["msg/*.msg"], "hil": ["scenarios/*.yaml"]},
+    package_data={"runtime": ["msg/*.msg"], "hil": ["scenarios/*.yaml"], "models": ["artifacts/*.npz", "artifacts/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),

@@ -219,6 +219,16 @@ def _analyze_chain(args) -> int:
           f"{float(np.nanmedian(kin.ik.residual_rms_m)) * 1e3:.1f} mm", flush=True)
     result = analyze_trial(trc, args.markerset, params, grf_path=args.grf, kin=kin, external_loads=args.external_loads)
     files = write_csvs(result, out)
+    kcf = None
+    if result.muscles is not None:
+        from models.knee_contact import knee_contact_from_analysis
+
+        kcf = knee_contact_from_analysis(kin, result)
+        p_kcf = out / "knee_contact_force.csv"
+        np.savetxt(p_kcf, np.column_stack([kcf.time_s, kcf.medial_n, kcf.lateral_n, kcf.total_n, kcf.medial_bw,
+                                           kcf.lateral_bw, kcf.total_bw]), delimiter=",", fmt="%.6g", comments="",
+                   header="time_s,medial_N,lateral_N,total_N,medial_BW,lateral_BW,total_BW")
+        files.append(p_kcf)
     from runtime.analysis_log import write_analysis_mcap
 
     mcap_dir = out / "analysis_mcap"
@@ -231,6 +241,13 @@ def _analyze_chain(args) -> int:
     validation: dict = {}
     if args.ik_ref:
         validation["joint_angle_rmse_deg"] = ik_validation(result, args.ik_ref)
+    if args.kcf_ref:
+        if kcf is None:
+            print("analyze: --kcf-ref needs --muscles (knee contact force comes from the muscle forces)", file=sys.stderr)
+            return EXIT_USAGE
+        from models.knee_contact import validate_against_in_vivo
+
+        validation["knee_contact_force"] = validate_against_in_vivo(kcf, args.kcf_ref)
     if args.grf_ref:
         ref = analyze_trial(trc, args.markerset, params, grf_path=args.grf_ref, kin=kin, external_loads=args.external_loads)
         if result.grf_source == "kinematics":
@@ -381,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also solve static optimisation (muscle activations, reserves) -> activations.csv")
     p.add_argument("--external-loads", help="OpenSim ExternalLoads XML naming the foot on each plate (else detected)")
     p.add_argument("--ik-ref", help="reference IK (.mot) for validation only")
+    p.add_argument("--kcf-ref", help="reference knee contact force CSV (percent of the trial window; medial, lateral, "
+                                     "total in N), e.g. the PS in-vivo eTibia files; needs --muscles")
     p.add_argument("--grf-ref", help="reference force plates for validation only")
     p.add_argument("--output", default="runs/analyze", help="output folder for the CSVs (default: %(default)s)")
     p.add_argument("--json", help="write the summary and validation figures to this JSON file")

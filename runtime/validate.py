@@ -23,6 +23,9 @@ import numpy as np
 ANCHORS = {
     "joint_angle_deg": {"opencap_two_camera_mae": 4.5, "opencap_monocular_mae": 4.8, "seed_target": 4.5},
     "grf_pct_bw": {"opencap_two_camera_mae": 6.2, "opencap_monocular_mae": 9.7, "seed_target_vertical": 3.9},
+    "knee_contact_force": {"opensim_so_jr_total_rmse_bw": 0.37, "opensim_so_jr_total_r2": 0.76,
+                           "grand_challenge_medial_rms_n": [229, 312], "grand_challenge_lateral_rms_n": [238, 326],
+                           "source": "Modenese et al. 2021 Gait Posture 88:318, Table 1; Fregly et al. 2012"},
     "sources": {"opencap": "Uhlrich et al. 2023, PLoS Comput Biol 19:e1011462 (two-camera)",
                 "opencap_monocular": "OpenCap Monocular (Uhlrich lab, 2024/2025 preprint)",
                 "seed": "../shared/seed/monocular_musculoskeletal_biomechanics.md"},
@@ -36,6 +39,7 @@ class SharedTrial:
     markerset: str
     grf: str
     ik_ref: str | None
+    kcf_ref: str | None
     mass_kg: float
     height_m: float
     side: str
@@ -48,12 +52,13 @@ def shared_trials(data: Path) -> list[SharedTrial]:
         g = data / "GC5_PS"
         trials.append(SharedTrial(f"PS_ss{n}", str(g / "trc" / f"PS_ngait_og_ss{n}.trc"), str(g / "model" / "GC5.osim"),
                                   str(g / "grf" / f"PS_ngait_og_ss{n}_kinetics.mot"),
-                                  str(g / "ik" / f"PS_ngait_og_ss{n}_kinematics.mot"), 75.0, 1.80, "left"))
+                                  str(g / "ik" / f"PS_ngait_og_ss{n}_kinematics.mot"),
+                                  str(g / "in_vivo" / f"PS_ngait_og_ss{n}_eTibia_101pt.csv"), 75.0, 1.80, "left"))
     for n in (1, 3, 4, 5, 6):
         g = data / "GC6_DM"
         trials.append(SharedTrial(f"DM_og{n}", str(g / "motion_analysis" / f"DM_ngait_og{n}_new.trc"),
                                   str(g / "model" / "DM_markers.xml"), str(g / "motion_analysis" / f"DM_ngait_og{n}_grf.sto"),
-                                  None, 70.0, 1.72, "right"))
+                                  None, None, 70.0, 1.72, "right"))
     return trials
 
 
@@ -66,13 +71,18 @@ def validate_trial(trial: SharedTrial, out_dir: Path | None = None) -> dict[str,
     from models.trial_analysis import (AnalyzeParams, analyze_trial, grf_validation, ik_validation, moment_validation,
                                        trial_kinematics, write_csvs)
 
-    params = AnalyzeParams(trial.mass_kg, trial.height_m, trial.side)  # type: ignore[arg-type]
+    params = AnalyzeParams(trial.mass_kg, trial.height_m, trial.side, muscles=trial.kcf_ref is not None)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     kin = trial_kinematics(trial.trc, trial.markerset, params)
     measured = analyze_trial(trial.trc, trial.markerset, params, grf_path=trial.grf, kin=kin)
     figures: dict[str, Any] = {"trial": trial.name, "frames": int(kin.time_s.size), "side": trial.side}
     if trial.ik_ref:
         figures["joint_angle_rmse_deg"] = ik_validation(measured, trial.ik_ref)
+    if trial.kcf_ref:
+        from models.knee_contact import knee_contact_from_analysis, validate_against_in_vivo
+
+        kc = validate_against_in_vivo(knee_contact_from_analysis(kin, measured), trial.kcf_ref)
+        figures["knee_contact_force_vs_in_vivo"] = {f"{k}_{m}": v for k, d in kc.items() for m, v in d.items()}
     try:
         estimate = analyze_trial(trial.trc, trial.markerset, params, kin=kin)
     except NotImplementedError as exc:
@@ -121,7 +131,8 @@ def run_validation(data: Path, out_json: Path, out_dir: Path | None = None,
         progress(f"    {json.dumps({k: v for k, v in results[-1].items() if k not in ('notes',)}, default=str)[:400]}")
     doc = {"generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "data": str(data), "anchors": ANCHORS,
            "trials": results,
-           "mean": {g: _mean_of(results, g) for g in ("joint_angle_rmse_deg", "grf_error_pct_bw", "knee_moment_rmse_pct_bw_ht")}}
+           "mean": {g: _mean_of(results, g) for g in ("joint_angle_rmse_deg", "grf_error_pct_bw", "knee_moment_rmse_pct_bw_ht",
+                                                       "knee_contact_force_vs_in_vivo")}}
     tmp = out_json.with_suffix(out_json.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
     os.replace(tmp, out_json)

@@ -51,11 +51,16 @@ def test_analyze_cli_full_chain(tmp_path):
                                     str(PS / "model" / "GC5.osim"), "--mass-kg", "75", "--height-m", "1.8", "--side",
                                     "left", "--grf", str(PS / "grf" / "PS_ngait_og_ss3_kinetics.mot"), "--ik-ref",
                                     str(PS / "ik" / "PS_ngait_og_ss3_kinematics.mot"), "--output", str(out), "--muscles",
+                                    "--kcf-ref", str(PS / "in_vivo" / "PS_ngait_og_ss3_eTibia_101pt.csv"),
                                     "--json", str(tmp_path / "v.json")],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     doc = json.loads((tmp_path / "v.json").read_text())
     assert max(doc["validation"]["joint_angle_rmse_deg"].values()) < 3.0
+    kcf = doc["validation"]["knee_contact_force"]
+    assert set(kcf) == {"medial", "lateral", "total"} and kcf["total"]["r2"] > 0.3      # shape follows the implant
+    k = np.genfromtxt(out / "knee_contact_force.csv", delimiter=",", names=True)
+    assert np.allclose(k["medial_N"] + k["lateral_N"], k["total_N"], rtol=0.25)         # total is |F|, not the axial sum
     act = np.genfromtxt(out / "activations.csv", delimiter=",", names=True)
     a = np.vstack([act[n] for n in act.dtype.names if n.endswith("_frac")])
     assert a.shape[0] == 80 and np.all((a >= 0) & (a <= 1))                 # MyoLeg's 80 muscles, bounded
