@@ -214,6 +214,16 @@ def format_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """PNG plots: wake-up lateness per loop, torque requested/commanded with knee angle, command age."""
     import matplotlib
@@ -234,11 +244,7 @@ def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
             ax.set_title(f"{name} loop")
             ax.grid(True, alpha=0.3)
         axes[-1, 0].set_xlabel("time [s]")
-        fig.tight_layout()
-        p = out_dir / "latency.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out_dir / "latency.png"))
     c = series["command"]
     if c["log_ns"]:
         t = (np.asarray(c["log_ns"], dtype=np.int64) - c["log_ns"][0]) * 1e-9
@@ -257,11 +263,7 @@ def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax2.set_ylabel("joint angle [deg]")
         ax2.set_xlabel("time [s]")
         ax2.grid(True, alpha=0.3)
-        fig.tight_layout()
-        p = out_dir / "torque.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out_dir / "torque.png"))
         ages = np.asarray(c["age_s"], dtype=float)
         fig, ax = plt.subplots(figsize=(9, 2.8))
         ax.plot(t[ages >= 0], ages[ages >= 0] * 1e3, ".", ms=2)
@@ -269,9 +271,5 @@ def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("time [s]")
         ax.set_title("age of the command from capture to bus write")
         ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        p = out_dir / "command_age.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out_dir / "command_age.png"))
     return paths
