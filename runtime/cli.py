@@ -461,7 +461,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "example: exo doctor")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(fn=cmd_doctor)
+    _register_command_modules(sub)
     return parser
+
+
+def _register_command_modules(sub) -> None:
+    """Add the subcommands defined in ``runtime/commands/*.py``.
+
+    Each module there exposes ``register(subparsers) -> None`` and imports its heavy
+    dependencies inside the command function, so ``exo --help`` stays fast and works
+    without the optional extras installed.
+    """
+    import importlib
+    import pkgutil
+
+    import runtime.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        importlib.import_module(f"runtime.commands.{info.name}").register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
