@@ -81,9 +81,47 @@ def cmd_run(args) -> int:
     if device.bus.interface == "sim":
         print("plant: simulated seated knee (MuJoCo, in the torque process); the main job (video -> torque over CAN "
               "into the HIL exoskeleton) is not built yet")
-    session = RunSession(device, subject, calibration, out, args.seconds, progress=lambda s: print(s, flush=True))
+    factory = _replay_factory(args.replay, device, subject, args.markerset) if args.replay else None
+    session = RunSession(device, subject, calibration, out, args.seconds, progress=lambda s: print(s, flush=True),
+                         pipeline_factory=factory)
     result = session.run()
     return _print_run_result(result, out)
+
+
+def _replay_factory(replay: str, device, subject, markerset: str | None):
+    """A pipeline factory replaying a recorded marker trial through the real estimation chain.
+
+    ``replay``: the name of a shared trial (``PS_ss1`` ... ``DM_og6``: its marker set, mass, height and side
+    come with it) or a ``.trc``/``.c3d`` path (``--markerset`` and the subject file give the rest)."""
+    from runtime.estimation import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold
+    from runtime.pipeline import replay_estimation_pipeline
+    from runtime.doctor import shared_data_dir
+    from runtime.validate import shared_trials
+
+    trials = {t.name: t for t in shared_trials(shared_data_dir())} if not Path(replay).suffix else {}
+    if trials:
+        if replay not in trials:
+            raise ValueError(f"--replay = {replay!r}: not a file and not a shared trial; known: {', '.join(trials)}")
+        t = trials[replay]
+        trc, mset, mass, height, side = t.trc, t.markerset, t.mass_kg, t.height_m, t.side
+    else:
+        if not markerset:
+            raise ValueError(f"--replay = {replay!r}: a marker file needs --markerset (an .osim or marker set .xml)")
+        side = subject.side if subject.side != "both" else "right"
+        trc, mset, mass, height = replay, markerset, subject.mass_kg, subject.height_m
+    rate = device.estimation.rate_hz
+    print(f"input: replay of {Path(trc).name} (markers) through the estimation chain at {rate:g} Hz; "
+          f"subject {mass:g} kg, {height:g} m, {side} knee", flush=True)
+    est = KinematicsToLoads.for_subject(mset, EstimatorParams(mass, height, side, rate_hz=rate))
+    rec = resample_hold(load_marker_recording(trc, est.marker_names), rate)
+    names = [j.name for j in device.joints]
+    print(f"estimation chain lag {est.lag_s * 1e3:.0f} ms (causal filters); recording {rec.time_s.size} frames, "
+          "restarted (filters reset) at its end", flush=True)
+
+    def factory(n, level, now_ns, extra=None):
+        return replay_estimation_pipeline(n, level, now_ns, estimator=est, recording=rec, joint_names=names,
+                                          side=side, extra=extra)
+    return factory
 
 
 def _plant_companion(device, subject, calibration, scenario, out: Path, duration_s: float):
@@ -348,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--seconds", type=float, default=10.0, help="run length in s (default: %(default)s)")
     p.add_argument("--out", default="runs/latest", help="output folder (must not hold a log yet; default: %(default)s)")
+    p.add_argument("--replay", metavar="TRIAL", help="input: a recorded marker trial through the real estimation chain "
+                   "(a shared trial name such as PS_ss1, or a .trc/.c3d path with --markerset); default: the "
+                   "synthetic phase-based input")
+    p.add_argument("--markerset", help="marker set (.osim or .xml) for a --replay file")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("hil", help="run a hardware-in-the-loop scenario with injected faults",

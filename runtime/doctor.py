@@ -189,8 +189,10 @@ def check_models() -> list[Check]:
 
 
 def shared_data_dir() -> Path:
-    env = os.environ.get("EXO_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    """``$EXO_SHARED_DATA`` or ``../shared/data`` beside the repository (one definition: models.lab_files)."""
+    from models.lab_files import shared_data_dir as _shared
+
+    return _shared()
 
 
 def check_data() -> list[Check]:

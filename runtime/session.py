@@ -272,6 +272,9 @@ class RunSession:
             factory = self.pipeline_factory or synthetic_assistance_pipeline
             pipeline = factory(self.n, self.subject.assistance_level, clock.now_ns, extra=self.extra_stages)
             self.progress(f"pipeline: {pipeline.description}")
+            pipeline_topics = pipeline.telemetry_topics()
+            for spec_t in pipeline_topics:
+                log.register(spec_t.topic, spec_t.msgtype, lambda r, f=spec_t.to_msg: f(r, offset_ns))
             self.progress(f"estimation loop {dev.estimation.rate_hz:g} Hz: {rt.line()}")
             loop = FixedRateLoop("estimation", dev.estimation.rate_hz, clock)
             self._loop = loop
@@ -289,6 +292,10 @@ class RunSession:
                     if control[Slot.REQ_ACTIVE] == 0 and self._signals == 0:
                         control[Slot.REQ_ACTIVE] = 1
                 log.write(T_EST_ASSIST, frame.capture_ns + offset_ns, (frame.capture_ns, list(frame.assistance_nm)))
+                for spec_t in pipeline_topics:
+                    snap = spec_t.snapshot(frame)
+                    if snap is not None:
+                        log.write(spec_t.topic, frame.capture_ns + offset_ns, snap)
                 if not proc.is_alive():
                     if control[Slot.REQ_SHUTDOWN] == 0:   # not an exit we asked for
                         errors.append(f"torque process died (exit code {proc.exitcode})")

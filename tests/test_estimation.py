@@ -1,0 +1,97 @@
+"""The real-time estimation chain: live (60 Hz loop, logged to MCAP) equals offline, and its outputs are sane.
+
+References: the offline run of the same object (online = offline), the measured force plates and the
+offline zero-lag analysis of the same trial (the causal chain must agree with them within its lag).
+"""
+import subprocess
+
+import numpy as np
+import pytest
+
+from _support import REPO, exo_cmd
+from runtime.estimation import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold, run_offline
+from runtime.telemetry_read import iter_messages
+from models.lab_files import shared_data_dir
+from runtime.validate import shared_trials
+
+
+@pytest.fixture(scope="module")
+def ps1():
+    return next(t for t in shared_trials(shared_data_dir()) if t.name == "PS_ss1")
+
+
+@pytest.fixture(scope="module")
+def offline(ps1):
+    est = KinematicsToLoads.for_subject(ps1.markerset, EstimatorParams(ps1.mass_kg, ps1.height_m, ps1.side, rate_hz=60.0))
+    rec = resample_hold(load_marker_recording(ps1.trc, est.marker_names), 60.0)
+    return est, rec, run_offline(est, rec)
+
+
+def test_resample_hold_takes_the_latest_frame_without_look_ahead(ps1, offline):
+    est, rec, _ = offline
+    raw = load_marker_recording(ps1.trc, est.marker_names)
+    assert raw.rate_hz == pytest.approx(60.0) or raw.rate_hz > 0
+    again = resample_hold(raw, 30.0)
+    # every held frame is a raw frame at or before its tick
+    for t, m in zip(again.time_s, again.markers_m):
+        j = int(np.searchsorted(raw.time_s, t + 1e-9, side="right") - 1)
+        np.testing.assert_array_equal(m, raw.markers_m[j])
+        assert raw.time_s[j] <= t + 1e-9
+
+
+def test_offline_chain_outputs_are_physical(ps1, offline):
+    est, rec, r = offline
+    assert r.valid[5:].mean() > 0.9
+    bw = ps1.mass_kg * 9.80665
+    total_vertical = np.nansum(r.grf_n[:, :, 2], axis=1)
+    # F_ext = m (a_com - g): mean vertical force over a walking trial is body weight within 10 %
+    assert abs(np.nanmean(total_vertical[10:]) / bw - 1.0) < 0.10
+    # the knee flexes during gait: 5..75 deg range of the reported knee angle
+    knee = np.degrees(r.coordinates_rad[:, list(r.coordinate_names).index("knee_angle_l")])
+    assert 5.0 < np.nanmax(knee) - np.nanmin(knee) < 90.0
+    assert np.all((r.activation[np.isfinite(r.activation)] >= -1e-9) & (r.activation[np.isfinite(r.activation)] <= 1 + 1e-9))
+    assert np.all(r.synergy[np.isfinite(r.synergy)] >= 0.0)
+    med, lat, tot = r.kcf_n[10:, 0], r.kcf_n[10:, 1], r.kcf_n[10:, 2]
+    ok = np.isfinite(tot)
+    assert ok.mean() > 0.9
+    assert np.nanmax(tot) / bw > 1.0                    # stance loads the knee above body weight
+    np.testing.assert_allclose((med + lat)[ok], r.kcf_n[10:, 0][ok] + r.kcf_n[10:, 1][ok])
+    assert est.lag_s > 0.0
+
+
+def test_causal_kam_follows_the_offline_analysis_within_its_lag(ps1, offline):
+    """The live chain's KAM against the offline zero-lag analysis (kinematics-only GRF) of the same trial."""
+    from models.trial_analysis import AnalyzeParams, analyze_trial
+
+    est, rec, r = offline
+    off = analyze_trial(ps1.trc, ps1.markerset, AnalyzeParams(ps1.mass_kg, ps1.height_m, ps1.side))
+    ref = np.interp(r.time_s - est.lag_s, off.time_s, off.kam_pct_bw_ht)
+    ok = np.isfinite(r.kam_pct_bw_ht) & np.isfinite(ref) & (np.arange(r.time_s.size) > 15)
+    assert ok.sum() > 30
+    rmse = float(np.sqrt(np.mean((r.kam_pct_bw_ht[ok] - ref[ok]) ** 2)))
+    corr = float(np.corrcoef(r.kam_pct_bw_ht[ok], ref[ok])[0, 1])
+    assert corr > 0.7, (rmse, corr)
+    assert rmse < 1.5, (rmse, corr)
+
+
+def test_live_run_equals_offline(ps1, offline, tmp_path):
+    """`exo run --replay PS_ss1` in the 60 Hz loop, logged, gives the offline numbers frame for frame."""
+    est, rec, r = offline
+    out = tmp_path / "live"
+    proc = subprocess.run(exo_cmd() + ["run", "--seconds", "1.6", "--out", str(out), "--replay", "PS_ss1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    kam, kcf, ang = [], [], []
+    for topic, _type, _t, msg in iter_messages(out / "telemetry"):
+        if topic == "/exo/estimation/knee_moments":
+            kam.append(msg.effort[0])
+        elif topic == "/exo/estimation/kcf":
+            kcf.append(np.array(msg.effort))
+        elif topic == "/exo/estimation/joint_angles":
+            ang.append(np.array(msg.position))
+    n = min(len(kam), rec.time_s.size)
+    assert n >= 60, f"only {n} live frames logged"
+    np.testing.assert_allclose(np.array(kam[:n]), r.kam_pct_bw_ht[:n], rtol=1e-9, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(np.array(kcf[:n]), r.kcf_n[:n], rtol=1e-9, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(np.array(ang[:n]), r.coordinates_rad[:n], rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert "missed" in proc.stdout
