@@ -107,7 +107,7 @@ class KinematicsToLoads:
 
         from models.filters import CausalDerivativeFilter, LowPassParams
         from models.ground_reaction import GroundReactionEstimator, GroundReactionParams
-        from models.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
+        from models.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams, OpenSimStateMap
         from models.inverse_kinematics import IKParams, InverseKinematics
         from models.knee_moments import KneeMoments, KneeMomentsFrame, KneeMomentsParams
 
@@ -120,6 +120,7 @@ class KinematicsToLoads:
         nc = len(self.coordinate_names)
         self.filter = CausalDerivativeFilter(nc, LowPassParams(cutoff_hz=params.cutoff_hz, sample_rate_hz=params.rate_hz))
         self._pos, self._vel, self._acc = np.zeros(nc), np.zeros(nc), np.zeros(nc)
+        self.state_map = OpenSimStateMap(model, self.coordinate_names)
         self.grf = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
                                                                 sample_rate_hz=params.rate_hz,
                                                                 floor_height_m=params.floor_height_m), model=model)
@@ -195,8 +196,6 @@ class KinematicsToLoads:
     # ------------------------------------------------------------------ per frame
     def step(self, markers_m: np.ndarray, t_s: float) -> EstimateFrame:
         """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``."""
-        from models.inverse_dynamics import kinematics_from_opensim
-
         out = self.out
         st = out.stage_s
         clock = time.perf_counter
@@ -208,8 +207,7 @@ class KinematicsToLoads:
         t1 = clock()
         st["ik"] = t1 - t0
         self.filter.step(ik.coordinates, self._pos, self._vel, self._acc)
-        mk = kinematics_from_opensim(self.model, self.coordinate_names, self._pos[None, :], self._vel[None, :],
-                                     self._acc[None, :])
+        mk = self.state_map.map(self._pos, self._vel, self._acc)
         qpos, qvel, qacc = mk.qpos[0], mk.qvel[0], mk.qacc[0]
         out.coordinates_rad[:] = self._pos[self._rep_idx]
         t2 = clock()
