@@ -144,6 +144,36 @@ def _plant_companion(device, subject, calibration, scenario, out: Path, duration
                             cwd=Path(__file__).resolve().parents[1])
 
 
+def cmd_demo(args) -> int:
+    """The main job on the embedded default: input -> estimation chain -> assistance -> safety -> CAN -> HIL plant."""
+    from hil.scenario import PlantConfig
+    from runtime.netns import ensure_private_netns
+    from runtime.session import RunSession
+
+    device, subject, calibration = _load_configs(args)
+    if device.bus.interface == "udp_multicast":
+        ensure_private_netns("exo demo over udp_multicast")   # re-executes this command if needed
+    out = _fresh_out(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    factory = _replay_factory(args.replay, device, subject, None)
+    companion = None
+    if device.bus.interface in ("udp_multicast", "socketcan"):
+        companion = _plant_companion(device, subject, calibration, _DemoPlant(PlantConfig()), out, args.seconds)
+        print(f"plant: emulated AK drives on {device.bus.interface} {device.bus.channel} (own process) on the "
+              "simulated knee", flush=True)
+    session = RunSession(device, subject, calibration, out, args.seconds, progress=lambda s: print(s, flush=True),
+                         pipeline_factory=factory, companion=companion)
+    result = session.run()
+    return _print_run_result(result, out)
+
+
+class _DemoPlant:
+    """What ``_plant_companion`` reads from a scenario: its plant settings."""
+
+    def __init__(self, plant) -> None:
+        self.plant = plant
+
+
 def cmd_hil(args) -> int:
     from hil.scenario import FaultInjectionStage, load_scenario
     from runtime.config import check_consistency, load_calibration, load_device, load_subject
@@ -391,6 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "synthetic phase-based input")
     p.add_argument("--markerset", help="marker set (.osim or .xml) for a --replay file")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("demo", help="the main job: input -> estimation chain -> assistance -> CAN -> HIL exoskeleton",
+                       description="Run the main job on the embedded default: a recorded input through the real-time "
+                                   "estimation chain (IK, GRF, inverse dynamics, KAM/KEM, static optimisation, synergies, "
+                                   "knee contact force), the assistance, the safety supervisor and the CAN bridge into the "
+                                   "emulated exoskeleton drives in their own process (udp_multicast in a private network "
+                                   "namespace), paced at the device's estimation rate; then the log and the report.\n"
+                                   "example: exo demo --seconds 20 --out runs/demo1")
+    _add_config_args(p)
+    p.set_defaults(config=_default("device_hil.yaml"))
+    p.add_argument("--seconds", type=float, default=20.0, help="run length in s (default: %(default)s)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    p.add_argument("--replay", metavar="TRIAL", default="PS_ss1",
+                   help="recorded marker trial replayed as the input (default: %(default)s)")
+    p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("hil", help="run a hardware-in-the-loop scenario with injected faults",
                        description="Run a scenario (YAML: configs, duration, faults and their times) and write the same "
