@@ -145,6 +145,24 @@ class TelemetryConfig(_Strict):
     log_raw_can: bool = True
 
 
+class AssistanceConfig(_Strict):
+    """Assistance controller (``controllers.assistance``): strategy and its tuning. The clinician's level and
+    the body mass come from the subject profile; the limits here may only be tighter than the joint's."""
+
+    strategy: Literal["synergy", "phase_profile", "proportional"] = "phase_profile"
+    joint: Annotated[str | None, Field(description="joint name; default the first joint")] = None
+    moment_fraction: Annotated[float, Field(ge=0.0, le=1.0, description="fraction of the biological knee moment at level 1")] = 0.3
+    ramp_in_s: Annotated[float, Field(ge=0.0, le=30.0, description="s")] = 2.0
+    torque_limit_nm: Annotated[float | None, Field(gt=0.0, le=150.0, description="N*m; default the joint's")] = None
+    slew_limit_nm_per_s: Annotated[float | None, Field(gt=0.0, le=5000.0, description="N*m/s; default the joint's")] = None
+    peak_nm_per_kg: Annotated[float, Field(ge=0.0, le=2.0, description="N*m/kg; phase profile peak at level 1")] = 0.2
+    phase_peak: Annotated[float, Field(ge=0.0, le=0.999, description="fraction of the gait cycle")] = 0.12
+    phase_width: Annotated[float, Field(ge=0.005, le=0.3, description="fraction of the gait cycle")] = 0.05
+    extension_only: bool = True
+    gait_phase_source: Literal["kinematics", "grf"] = "kinematics"
+    tissue_compensation: bool = False
+
+
 class DeviceConfig(_Strict):
     """Everything about the device that is not the subject or an actuator's calibration."""
 
@@ -157,6 +175,7 @@ class DeviceConfig(_Strict):
     bus: BusConfig = BusConfig()
     serial_sensors: Annotated[list[SerialSensorConfig], Field(max_length=16)] = []
     telemetry: TelemetryConfig = TelemetryConfig()
+    assistance: AssistanceConfig = AssistanceConfig()
 
     @model_validator(mode="after")
     def _unique_and_consistent(self) -> "DeviceConfig":
@@ -172,6 +191,16 @@ class DeviceConfig(_Strict):
         if self.torque_loop.stale_after_s < 2.0 / self.estimation.rate_hz:
             raise ValueError(f"torque_loop.stale_after_s = {self.torque_loop.stale_after_s} must cover at least two "
                              f"estimation periods (>= {2.0 / self.estimation.rate_hz:.4f} s)")
+        a = self.assistance
+        joint = next((j for j in self.joints if j.name == a.joint), None) if a.joint is not None else self.joints[0]
+        if joint is None:
+            raise ValueError(f"assistance.joint = {a.joint!r}: no such joint (defined: {names})")
+        if a.torque_limit_nm is not None and a.torque_limit_nm > joint.torque_limit_nm:
+            raise ValueError(f"assistance.torque_limit_nm = {a.torque_limit_nm} must be <= joints[{joint.name}]."
+                             f"torque_limit_nm = {joint.torque_limit_nm}")
+        if a.slew_limit_nm_per_s is not None and a.slew_limit_nm_per_s > joint.slew_limit_nm_per_s:
+            raise ValueError(f"assistance.slew_limit_nm_per_s = {a.slew_limit_nm_per_s} must be <= joints[{joint.name}]."
+                             f"slew_limit_nm_per_s = {joint.slew_limit_nm_per_s}")
         return self
 
 
@@ -346,6 +375,20 @@ def load_subject(path: str | Path) -> SubjectProfile:
 
 def load_calibration(path: str | Path) -> CalibrationFile:
     return load(CalibrationFile, path)
+
+
+def assistance_parameters(device: DeviceConfig, subject: SubjectProfile) -> dict[str, Any]:
+    """Keyword arguments of ``controllers.assistance.AssistanceParameters`` for this device and subject
+    (limits default to the assisted joint's; level and mass from the subject)."""
+    a = device.assistance
+    joint = next(j for j in device.joints if a.joint is None or j.name == a.joint)
+    return {"strategy": a.strategy, "level": subject.assistance_level, "body_mass_kg": subject.mass_kg,
+            "moment_fraction": a.moment_fraction, "ramp_in_s": a.ramp_in_s,
+            "torque_limit_nm": a.torque_limit_nm if a.torque_limit_nm is not None else joint.torque_limit_nm,
+            "slew_limit_nm_per_s": (a.slew_limit_nm_per_s if a.slew_limit_nm_per_s is not None
+                                    else joint.slew_limit_nm_per_s),
+            "peak_nm_per_kg": a.peak_nm_per_kg, "phase_peak": a.phase_peak, "phase_width": a.phase_width,
+            "extension_only": a.extension_only}
 
 
 def check_consistency(device: DeviceConfig, calibration: CalibrationFile) -> None:

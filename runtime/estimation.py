@@ -102,7 +102,7 @@ class KinematicsToLoads:
     directly with a scaled MuJoCo model and a :class:`models.markerset.MarkerSet` on it.
     """
 
-    def __init__(self, model: Any, markerset: Any, params: EstimatorParams) -> None:
+    def __init__(self, model: Any, markerset: Any, params: EstimatorParams, ik_params: Any = None) -> None:
         import mujoco
 
         from models.filters import CausalDerivativeFilter, LowPassParams
@@ -114,7 +114,7 @@ class KinematicsToLoads:
         self.params = params
         self.model = model
         self.markerset = markerset
-        self.ik = InverseKinematics(model, markerset, IKParams())
+        self.ik = InverseKinematics(model, markerset, ik_params if ik_params is not None else IKParams())
         self._ik_out = self.ik.new_frame()
         self.coordinate_names = tuple(self.ik.coordinate_names)
         nc = len(self.coordinate_names)
@@ -173,6 +173,20 @@ class KinematicsToLoads:
         model = subject_model(ap, Path(markerset_path), notes)
         est = cls(model, from_opensim_markerset(Path(markerset_path), model), params)
         est.notes = notes
+        return est
+
+    @classmethod
+    def for_landmarks(cls, params: EstimatorParams) -> "KinematicsToLoads":
+        """BlazePose landmarks (world, z up, floor at ``floor_height_m``) as the input: the template scaled by
+        the subject's height and mass, the landmark marker set and IK weights of ``models.landmark_markerset``."""
+        from models.landmark_markerset import blazepose_markerset, landmark_ik_params
+        from models.registry import load_model
+        from models.scaling import SubjectScale, scale_model
+
+        scaled = scale_model(load_model(params.model), SubjectScale(params.mass_kg, params.height_m))
+        est = cls(scaled.model, blazepose_markerset(scaled.model), params, ik_params=landmark_ik_params())
+        est.notes = [f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg); "
+                     "BlazePose landmarks as markers (models.landmark_markerset)"]
         return est
 
     @property

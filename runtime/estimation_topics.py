@@ -50,30 +50,30 @@ def topics(estimator: Any) -> list[TopicSpec]:
     side = estimator.params.side[0]
     out = [
         TopicSpec(T_ANGLES, "sensor_msgs/msg/JointState", _joint_state("model", list(estimator.reported), position=True),
-                  lambda f: None if f.estimate is None else (f.capture_ns, f.estimate.coordinates_rad.tolist())),
+                  lambda f: None if not f.new_estimate else (f.capture_ns, f.estimate.coordinates_rad.tolist())),
         TopicSpec(T_KNEE, "sensor_msgs/msg/JointState", _joint_state(f"tibia_{side}", [f"kam_{side}", f"kem_{side}"],
                                                                      position=False),
-                  lambda f: None if f.estimate is None else (f.capture_ns, [f.estimate.kam_pct_bw_ht,
+                  lambda f: None if not f.new_estimate else (f.capture_ns, [f.estimate.kam_pct_bw_ht,
                                                                             f.estimate.kem_pct_bw_ht])),
     ]
     for k, s in enumerate(FOOT_SUFFIX):
         out.append(TopicSpec(T_GRF.format(s), "geometry_msgs/msg/WrenchStamped", _wrench,
-                             lambda f, k=k: None if f.estimate is None else (f.capture_ns, f.estimate.grf_n[k].tolist(),
+                             lambda f, k=k: None if not f.new_estimate else (f.capture_ns, f.estimate.grf_n[k].tolist(),
                                                                       float(f.estimate.free_moment_nm[k]))))
         out.append(TopicSpec(T_COP.format(s), "geometry_msgs/msg/PointStamped", _point,
-                             lambda f, k=k: None if f.estimate is None else (f.capture_ns, f.estimate.cop_m[k].tolist())))
+                             lambda f, k=k: None if not f.new_estimate else (f.capture_ns, f.estimate.cop_m[k].tolist())))
     if estimator.so is not None:
         out += [
             TopicSpec(T_ACT, "sensor_msgs/msg/JointState", _joint_state("muscles", list(estimator.muscle_names),
                                                                         position=False),
-                      lambda f: None if f.estimate is None else (f.capture_ns, f.estimate.activation.tolist())),
+                      lambda f: None if not f.new_estimate else (f.capture_ns, f.estimate.activation.tolist())),
             TopicSpec(T_SYN, "sensor_msgs/msg/JointState",
                       _joint_state(f"synergies_{side}", [f"syn_{i + 1}" for i in range(estimator.synergies.k)],
                                    position=False),
-                      lambda f: None if f.estimate is None else (f.capture_ns, f.estimate.synergy.tolist())),
+                      lambda f: None if not f.new_estimate else (f.capture_ns, f.estimate.synergy.tolist())),
             TopicSpec(T_KCF, "sensor_msgs/msg/JointState", _joint_state(f"tibia_{side}", ["medial", "lateral", "total"],
                                                                         position=False),
-                      lambda f: None if f.estimate is None else (f.capture_ns, f.estimate.kcf_n.tolist())),
+                      lambda f: None if not f.new_estimate else (f.capture_ns, f.estimate.kcf_n.tolist())),
         ]
     return out
 

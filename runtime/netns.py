@@ -8,16 +8,59 @@ CAP_SYS_ADMIN), with only ``lo`` up and the multicast range routed to it::
     unshare -n -- sh -c 'ip link set lo up && ip route add 239.0.0.0/8 dev lo && exec "$@"' sh <argv>
 
 On a real device with SocketCAN none of this is needed (CAN is not IP).
+
+DDS (rclpy over Fast DDS, Cyclone DDS) follows the same rule: every participant runs in a
+private network namespace *and* with ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a Cyclone
+configuration bound to ``lo`` (:func:`dds_environment`), unless the operator puts a device on a
+ROS 2 network on purpose (``EXO_DDS_HOST_NETWORK=1``, see :func:`require_isolated_dds`).
 """
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
 import sys
+from collections.abc import Mapping
 
 ENV_MARK = "EXO_PRIVATE_NETNS"
 SETUP = "ip link set lo up && (ip route add 239.0.0.0/8 dev lo 2>/dev/null || true) && exec \"$@\""
+
+
+ENV_DDS_HOST = "EXO_DDS_HOST_NETWORK"
+#: Cyclone DDS configuration: only the loopback interface.
+CYCLONE_LO_CONFIG = ("<CycloneDDS><Domain><General><Interfaces><NetworkInterface name=\"lo\"/></Interfaces>"
+                     "</General></Domain></CycloneDDS>")
+DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "CYCLONEDDS_URI": CYCLONE_LO_CONFIG}
+
+
+def dds_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """*base* (default ``os.environ``) with the DDS settings that keep discovery on this host."""
+    env = dict(os.environ if base is None else base)
+    env.update(DDS_ENV)
+    return env
+
+
+def require_isolated_dds(what: str) -> None:
+    """Refuse to start a DDS participant on a shared network.
+
+    Allowed in a private network namespace, or when ``EXO_DDS_HOST_NETWORK=1`` says the operator
+    wants this device on a ROS 2 network. Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the
+    loopback-only Cyclone configuration unless they are already set.
+    """
+    if not in_private_netns() and os.environ.get(ENV_DDS_HOST) != "1":
+        raise RuntimeError(f"{what}: refusing to start DDS on a shared network ({interfaces()}); run it inside a "
+                           f"private network namespace ({' '.join(wrap_command(['<cmd>']))}) or set "
+                           f"{ENV_DDS_HOST}=1 to put this device on a ROS 2 network on purpose")
+    for k, v in DDS_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def run_isolated(argv: list[str], *, timeout: float, env: Mapping[str, str] | None = None,
+                 cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run *argv* in a fresh private network namespace with :func:`dds_environment`; capture text output."""
+    return subprocess.run(wrap_command(argv), env=dds_environment(env), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 def interfaces() -> list[str]:

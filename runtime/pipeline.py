@@ -40,7 +40,9 @@ class PipelineFrame:
     t_s: float = 0.0                       # time of the input in its own timeline (s)
     markers_m: Any = None                  # (M, 3) world z up, for the estimation chain
     restart: bool = False                  # the input restarted (new recording / wrap): reset filters
-    estimate: Any = None                   # runtime.estimation.EstimateFrame of this cycle
+    estimate: Any = None                   # runtime.estimation.EstimateFrame (the latest; held between inputs)
+    new_estimate: bool = False             # the estimate was computed this cycle (else held)
+    stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,18 @@ class Pipeline:
             t = t2
         return frame
 
+    def close(self) -> dict[str, Any]:
+        """Stop what the stages started (e.g. the vision process); their final counters by stage name."""
+        out: dict[str, Any] = {}
+        for stage in self.stages:
+            fn = getattr(stage, "close", None)
+            if fn is not None:
+                try:
+                    out[stage.name] = fn()
+                except Exception as exc:  # a stage that fails to close must not stop the others
+                    out[stage.name] = {"errors": [f"{type(exc).__name__}: {exc}"]}
+        return out
+
     def telemetry_topics(self) -> list[TopicSpec]:
         """Every topic the stages declare (see :class:`TopicSpec`)."""
         out: list[TopicSpec] = []
@@ -213,13 +227,14 @@ class EstimationStage:
         self.substage_s: dict[str, float] = {}
 
     def step(self, frame: PipelineFrame) -> None:
-        if frame.markers_m is None:
-            frame.estimate = None
+        if frame.markers_m is None:          # no new input this cycle: hold the last estimate
+            frame.new_estimate = False
             self.substage_s = {}
             return
         if frame.restart:
             self.estimator.reset()
         frame.estimate = self.estimator.step(frame.markers_m, frame.t_s)
+        frame.new_estimate = True
         self.substage_s = frame.estimate.stage_s
 
     def telemetry_topics(self) -> list[TopicSpec]:
@@ -246,7 +261,7 @@ class KneeMomentAssistanceStage:
         est = frame.estimate
         for i in range(len(frame.assistance_nm)):
             frame.assistance_nm[i] = 0.0
-        if est is None or not est.valid:
+        if est is None or not est.valid or frame.stale:
             return
         for i in self.knee_idx:
             frame.assistance_nm[i] = self.gain * est.knee_moment_nm

@@ -67,11 +67,14 @@ class RunResult:
     exit_reason: str
     errors: list[str] = field(default_factory=list)
     plant: dict[str, Any] | None = None
+    stages: dict[str, Any] = field(default_factory=dict)   # what pipeline stages reported at close
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "pipeline": self.pipeline, "exit_reason": self.exit_reason,
                 "estimation": self.estimation, "torque": self.torque, "realtime": self.realtime,
-                "telemetry": self.telemetry, "faults": self.faults, "errors": self.errors, "plant": self.plant}
+                "telemetry": self.telemetry, "faults": self.faults, "errors": self.errors, "plant": self.plant,
+                "stages": self.stages, "peak_rss_mb": self.peak_rss_mb}
 
 
 class RunSession:
@@ -330,6 +333,11 @@ class RunSession:
             # Shut down: fade to zero (or zero now after a second signal), then stop.
             if control[Slot.REQ_SHUTDOWN] == 0:
                 control[Slot.REQ_SHUTDOWN] = 1
+            if "pipeline" in locals():
+                self.pipeline_result = pipeline.close()
+                for name, res in self.pipeline_result.items():
+                    for e in (res or {}).get("errors", []) if isinstance(res, dict) else []:
+                        errors.append(f"pipeline stage {name}: {e}")
             deadline = time.monotonic() + dev.safety.fade_time_s + 3.0
             while proc.is_alive() and control[Slot.ST_EXITED] != 1 and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -376,10 +384,21 @@ class RunSession:
                            tel, torque_result.get("latched_faults", faults_seen), getattr(self, "_pipeline_desc", ""),
                            self.exit_reason, errors, companion_result)
         result.pipeline = pipeline.description if "pipeline" in locals() else ""
+        result.stages = getattr(self, "pipeline_result", {})
+        result.peak_rss_mb = _peak_rss_mb()
         tmp = self.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(result.as_dict(), indent=2, default=str))
         os.replace(tmp, self.out_dir / "summary.json")
         return result
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory (MB) of this process and of its waited-for children (torque, vision, plant)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return {"estimation_process": round(own, 1), "largest_child_process": round(kids, 1)}
 
 
 def _summary_fields(report, stamp_ns: int) -> dict[str, Any]:
