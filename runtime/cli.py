@@ -24,6 +24,15 @@ PKG_CONFIG = Path(__file__).resolve().parents[1] / "launch" / "config"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+#: The walking woman of the sports2d demo video at frame 70 (BlazePose detector box, pixels).
+DEMO_PROMPT_BBOX = "1077,492,1547,962"
+DEMO_PROMPT_FRAME = 70
+
+
+def _box_tuple(b) -> tuple[float, float, float, float]:
+    return (b.x0, b.y0, b.x1, b.y1)
+
+
 def _default(name: str) -> str:
     return str(PKG_CONFIG / name)
 
@@ -144,6 +153,83 @@ def _plant_companion(device, subject, calibration, scenario, out: Path, duration
                             cwd=Path(__file__).resolve().parents[1])
 
 
+def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, live_vision: bool):
+    """A pipeline factory with a video (default: the sports2d demo) as the camera.
+
+    ``live_vision``: the vision process runs pose on the paced video in real time (frames it cannot take in
+    time are dropped and counted). Otherwise the same front end runs over every frame first (cached in
+    ``runs/cache``) and its landmarks are released on the video's timeline into the live loop."""
+    from runtime.estimation import EstimatorParams, KinematicsToLoads
+    from runtime.pipeline import landmark_estimation_pipeline
+    from runtime.vision_process import LandmarkCapture, LandmarkReplayCapture, VisionProcess, VisionSpec
+
+    if video is None:
+        from runtime.vision.footage import sports2d_demo_video
+
+        video = str(sports2d_demo_video())
+    side = subject.side if subject.side != "both" else "right"
+    rate = device.estimation.rate_hz
+    est = KinematicsToLoads.for_landmarks(EstimatorParams(subject.mass_kg, subject.height_m, side, rate_hz=rate))
+    names = [j.name for j in device.joints]
+    if live_vision:
+        vision = VisionProcess(dict(source=video, prompt=prompt, subject_height_m=subject.height_m,
+                                    preview_path=str(out / "frames")))
+        print(f"input: {Path(video).name} paced at its frame rate; vision process starting (pose models load) ...",
+              flush=True)
+        vision.start()
+        description = vision.description + " (live, own process)"
+    else:
+        track = _cached_landmarks(video, prompt, subject.height_m, out)
+        pose = track.summary.get("pose_ms_per_frame", {})
+        description = (f"vision: {Path(video).name}, landmarks computed ahead by the same front end (pose "
+                       f"{pose.get('median', float('nan')):.0f} ms/frame median here, above the camera's "
+                       f"{1e3 * (track.t_s[-1] - track.t_s[0]) / max(track.t_s.size - 1, 1):.0f} ms frame period), "
+                       f"released on the video's timeline")
+        print(f"input: {description}; {int(track.valid.sum())}/{track.t_s.size} frames with the prompted person "
+              "grounded", flush=True)
+    print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "
+          "(causal filters)", flush=True)
+
+    def factory(n, level, now_ns, extra=None):
+        if live_vision:
+            capture = LandmarkCapture(vision, est.marker_names, now_ns)
+            vision.go()
+        else:
+            capture = LandmarkReplayCapture(track, est.marker_names, now_ns, loop_rate_hz=rate)
+        return landmark_estimation_pipeline(n, level, now_ns, estimator=est, capture=capture,
+                                            source_description=description, joint_names=names, side=side, extra=extra)
+    return factory
+
+
+def _cached_landmarks(video: str, prompt: dict, height_m: float, out: Path):
+    """The front end's landmarks for ``video``, from ``runs/cache`` when the video, prompt, height and the vision
+    code are unchanged; else computed now (progress printed) and cached."""
+    import hashlib
+
+    from runtime.vision import front_end as fe
+    from runtime.vision_process import VisionSpec
+
+    h = hashlib.sha1()
+    h.update(Path(video).read_bytes())
+    h.update(json.dumps([prompt, height_m], sort_keys=True).encode())
+    for mod in ("front_end", "tracking", "world", "pose_mediapipe", "calibration"):
+        h.update((Path(fe.__file__).parent / f"{mod}.py").read_bytes())
+    cache = Path("runs") / "cache" / f"landmarks-{h.hexdigest()[:16]}.npz"
+    spec = VisionSpec(source=video, shm_name="", prompt=prompt, subject_height_m=height_m,
+                      preview_path=str(out / "frames"))
+    if cache.exists():
+        print(f"vision: landmarks from the cache {cache}", flush=True)
+        return fe.LandmarkTrack.load(str(cache))
+    print(f"vision: running the front end over every frame of {Path(video).name} (pose, tracking, anonymisation, "
+          "grounding) ...", flush=True)
+    track = fe.precompute_landmarks(spec, progress=lambda i, n: print(f"  frame {i}/{n}", flush=True))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    track.save(str(tmp))
+    tmp.replace(cache)
+    return track
+
+
 def cmd_demo(args) -> int:
     """The main job on the embedded default: input -> estimation chain -> assistance -> safety -> CAN -> HIL plant."""
     from hil.scenario import PlantConfig
@@ -155,7 +241,14 @@ def cmd_demo(args) -> int:
         ensure_private_netns("exo demo over udp_multicast")   # re-executes this command if needed
     out = _fresh_out(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    factory = _replay_factory(args.replay, device, subject, None)
+    if args.replay:
+        factory = _replay_factory(args.replay, device, subject, None)
+    else:
+        from runtime.vision.prompts import parse_bbox
+
+        prompt = {"bbox": list(_box_tuple(parse_bbox(args.bbox))), "frame": args.prompt_frame,
+                  "interaction": [args.interaction] if args.interaction else []}
+        factory = _video_factory(args.video, prompt, device, subject, out, args.live_vision)
     companion = None
     if device.bus.interface in ("udp_multicast", "socketcan"):
         companion = _plant_companion(device, subject, calibration, _DemoPlant(PlantConfig()), out, args.seconds)
@@ -433,8 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(config=_default("device_hil.yaml"))
     p.add_argument("--seconds", type=float, default=20.0, help="run length in s (default: %(default)s)")
     p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
-    p.add_argument("--replay", metavar="TRIAL", default="PS_ss1",
-                   help="recorded marker trial replayed as the input (default: %(default)s)")
+    p.add_argument("--video", help="video file as the camera (default: the sports2d demo video, obtained from "
+                   "its wheel into the cache)")
+    p.add_argument("--bbox", default=DEMO_PROMPT_BBOX, help="the person to follow: x0,y0,x1,y1 in pixels at "
+                   "--prompt-frame (default: the walking woman of the sports2d demo, %(default)s)")
+    p.add_argument("--prompt-frame", type=int, default=DEMO_PROMPT_FRAME, help="frame of --bbox (default: %(default)s)")
+    p.add_argument("--interaction", help="interaction label that relaxes the tracker: 'close contact' or 'occlusion'")
+    p.add_argument("--live-vision", action="store_true", help="run pose on the paced video in its own process "
+                   "(frames it cannot take in time are dropped); default: landmarks computed ahead by the same front "
+                   "end, released on the video's timeline (pose exceeds the frame period on this CPU)")
+    p.add_argument("--replay", metavar="TRIAL", help="instead of video: a recorded marker trial (e.g. PS_ss1)")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("hil", help="run a hardware-in-the-loop scenario with injected faults",

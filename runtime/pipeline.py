@@ -278,3 +278,17 @@ def replay_estimation_pipeline(n_joints: int, assistance_level: float, now_ns: C
                     f"replay: {recording.name} at {recording.rate_hz:g} Hz (held to the loop rate) -> IK -> causal filter "
                     f"-> GRF from kinematics -> inverse dynamics -> KAM/KEM -> static optimisation -> synergies -> "
                     f"knee contact force -> {gain:g} x biological knee moment x level {assistance_level:g}")
+
+
+def landmark_estimation_pipeline(n_joints: int, assistance_level: float, now_ns: Callable[[], int], *,
+                                 estimator: Any, capture: Stage, source_description: str, joint_names: list[str],
+                                 side: str, gain: float = 0.2, extra: list[Stage] | None = None) -> Pipeline:
+    """Landmarks (from the vision process, or precomputed and released on the camera's timeline) held to the
+    loop rate -> the estimation chain -> proportional knee-moment assistance."""
+    stages: list[Stage] = [capture, EstimationStage(estimator),
+                           KneeMomentAssistanceStage(joint_names, side, gain, assistance_level)]
+    stages.extend(extra or [])
+    return Pipeline(stages, n_joints, now_ns,
+                    f"{source_description} -> landmarks held to the loop rate -> IK (BlazePose landmarks) -> causal "
+                    f"filter -> GRF from kinematics -> inverse dynamics -> KAM/KEM -> static optimisation -> synergies "
+                    f"-> knee contact force -> {gain:g} x biological knee moment x level {assistance_level:g}")

@@ -73,6 +73,8 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
     try:
         front = _load(spec.front_end)(spec)
         conn.send({"event": "ready", "description": front.description})
+        if conn.recv() != "go":              # wait until the estimation loop is about to run (or "stop")
+            return
         source = open_source(spec.source)
         grabber = LatestFrameGrabber(source, pace=True)
         t0_mono = None
@@ -150,6 +152,10 @@ class VisionProcess:
                                f"{msg.get('traceback', '')}")
         self.description = msg["description"]
 
+    def go(self) -> None:
+        """Start reading the source (the capture clock starts now)."""
+        self._conn.send("go")
+
     def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Ask it to stop; return its final counters (frames, found, dropped, errors)."""
         try:
@@ -194,9 +200,10 @@ class LandmarkCapture:
     """Pipeline stage: the newest landmarks from the vision process as the estimation chain's markers.
 
     New frame: ``frame.markers_m`` = the landmarks the marker set uses (NaN where not visible enough),
-    ``frame.capture_ns`` = the frame's capture time. No new frame: ``frame.markers_m`` is None (the
-    estimation stage holds its last output). Landmarks older than ``stale_after_s``: ``frame.stale`` set,
-    the assistance stage zeroes the torque.
+    ``frame.capture_ns`` = the frame's capture time. No new frame: the last landmarks again (sample and
+    hold: a 30 fps camera feeds the 60 Hz chain every other cycle, so the chain's filters run at the loop
+    rate on a held input). Landmarks older than ``stale_after_s``: ``frame.stale`` set, the assistance
+    stage zeroes the torque.
     """
 
     name = "capture"
@@ -216,11 +223,12 @@ class LandmarkCapture:
         self.holds = 0
         self.stale_cycles = 0
         self.last_capture_ns = 0
+        self._held: np.ndarray | None = None
 
     def step(self, frame) -> None:
         seq = self.vision.buffer.read(self._rec)
         frame.restart = False
-        frame.markers_m = None
+        frame.markers_m = self._held
         if seq > self._last_seq:
             self._last_seq = seq
             r = self._rec[0]
@@ -229,7 +237,8 @@ class LandmarkCapture:
             frame.t_s = float(r["t_s"])
             m = np.array(r["world_m"][self._idx], dtype=float)
             m[r["visibility"][self._idx] < self.min_visibility] = np.nan
-            frame.markers_m = m if r["valid"] else np.full_like(m, np.nan)
+            self._held = m if r["valid"] else np.full_like(m, np.nan)
+            frame.markers_m = self._held
             self.frames += 1
         else:
             self.holds += 1
@@ -241,6 +250,53 @@ class LandmarkCapture:
     def close(self) -> dict[str, Any]:
         return {"frames": self.frames, "held_cycles": self.holds, "stale_cycles": self.stale_cycles,
                 "vision": self.vision.stop()}
+
+
+class LandmarkReplayCapture(LandmarkCapture):
+    """Pipeline stage: a precomputed :class:`runtime.vision.front_end.LandmarkTrack` released on the source's own
+    timeline against the loop clock, as a camera would deliver it (frame k at start + t_k; capture time
+    stamped so). Used when pose inference cannot keep up with the camera on this machine: the landmarks are
+    the same code's output, computed ahead; the latency report then excludes pose inference (stated)."""
+
+    def __init__(self, track: Any, marker_names: tuple[str, ...], now_ns: Callable[[], int], *,
+                 loop_rate_hz: float = 60.0, **kw: Any) -> None:
+        self.track = track
+        self.half_period_ns = int(0.5e9 / loop_rate_hz)
+        self._t0: int | None = None
+        self._k = 0
+        super().__init__(None, marker_names, now_ns, **kw)
+
+    def step(self, frame) -> None:
+        now = self._now()
+        if self._t0 is None:
+            # A camera is not synchronised with the loop: its frames land half a loop period after a cycle
+            # start on average; start the timeline there (the latency then includes that mean wait).
+            self._t0 = now + self.half_period_ns - int(self.track.t_s[0] * 1e9)
+        frame.restart = False
+        frame.markers_m = self._held
+        k_new = None
+        while self._k < self.track.t_s.size and self._t0 + int(self.track.t_s[self._k] * 1e9) <= now:
+            k_new = self._k
+            self._k += 1
+        if k_new is not None:
+            self.last_capture_ns = self._t0 + int(self.track.t_s[k_new] * 1e9)
+            frame.capture_ns = self.last_capture_ns
+            frame.t_s = float(self.track.t_s[k_new])
+            m = np.array(self.track.world_m[k_new][self._idx], dtype=float)
+            m[self.track.visibility[k_new][self._idx] < self.min_visibility] = np.nan
+            self._held = m if self.track.valid[k_new] else np.full_like(m, np.nan)
+            frame.markers_m = self._held
+            self.frames += 1
+        else:
+            self.holds += 1
+            frame.capture_ns = self.last_capture_ns or now
+        stale = self.last_capture_ns == 0 or now - self.last_capture_ns > self.stale_after_ns
+        frame.stale = stale
+        self.stale_cycles += int(stale)
+
+    def close(self) -> dict[str, Any]:
+        return {"frames": self.frames, "held_cycles": self.holds, "stale_cycles": self.stale_cycles,
+                "replayed_of": int(self.track.t_s.size)}
 
 
 def spec_dict(spec: VisionSpec) -> dict[str, Any]:
