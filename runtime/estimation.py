@@ -74,7 +74,8 @@ class EstimateFrame:
     ``knee_moment_nm``: the biological knee flexion-extension moment (coordinate force, N m, extension +);
     ``activation`` (n_muscles,), ``synergy`` (k,) coefficients of ``side``'s leg;
     ``kcf_n`` (3,) medial, lateral, total compressive contact force (N); ``ik_residual_m`` RMS;
-    ``valid``: every stage produced finite outputs; ``stage_s``: seconds per stage this frame.
+    ``valid``: IK solved this frame (enough markers) and every stage produced finite outputs; ``stage_s``:
+    seconds per stage this frame.
     """
 
     t_s: float
@@ -264,7 +265,9 @@ class KinematicsToLoads:
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
             st["knee_contact"] = clock() - t5
             ok = ok and bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
-        out.valid = ok and self.frames > 0
+        from models.inverse_kinematics import IKStatus
+
+        out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
         self.frames += 1
         return out
 
