@@ -26,6 +26,8 @@ $(STAMP): $(PY) setup.py
 	@command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || \
 	  { echo "installing util-linux and iproute2 (network namespaces for multicast tests)"; \
 	    apt-get update -qq && apt-get install -y -qq util-linux iproute2 >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (browser test of the HTML report)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*

@@ -33,6 +33,7 @@ EXTRAS_REQUIRE = {
         "pytest-timeout>=2.3,<3",
         "hypothesis>=6.100,<7",
         "ezc3d>=1.5,<2",
+        "websockets>=12,<18",
     ],
     "bench": ["pytest-benchmark>=4,<6"],
     "models": ["myo-sim==0.2.3", "musclemimic-models>=1.0,<2", "mink>=1.3,<2", "ezc3d>=1.5,<2", "scipy>=1.12,<2", "numba>=0.60,<1"],

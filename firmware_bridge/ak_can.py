@@ -644,7 +644,11 @@ class AkCanDrive:
                     dp = p - m.vc_p
                     va = 0.5 * (v + m.vc_v)
                     lo, hi = m.p_edge
-                    if (abs(va) >= m.v_min_motion and abs(dp) < m.p_half_span
+                    # smooth motion only: a velocity change of more than a quarter between two replies (an
+                    # impact on a joint stop, a reversal, a torque step) breaks the trapezoid rule dp = v_avg dt;
+                    # a relative gate is blind to a wrong table, which scales both velocities alike
+                    smooth = abs(v - m.vc_v) <= 0.25 * max(abs(v), abs(m.vc_v))
+                    if (smooth and abs(va) >= m.v_min_motion and abs(dp) < m.p_half_span
                             and lo < p < hi and lo < m.vc_p < hi):
                         x = va * dt_ns * 1e-9
                         m.vc_sxy += dp * x
@@ -670,8 +674,9 @@ class AkCanDrive:
 
         Least-squares ratio ``r`` of ``dp`` (successive reply positions) over ``v_avg*dt``
         (mean of the two reported velocities times the time between the reads that
-        received them), over every pair seen so far while moving (|v| >= 5 velocity
-        quanta, no position wrap or saturation, regular reply spacing).  ``r`` is 1 with the
+        received them), over every pair seen so far while moving smoothly (|v| >= 5 velocity
+        quanta, velocity change between the two replies at most 25 %, no position wrap or
+        saturation, regular reply spacing).  ``r`` is 1 with the
         right table; a wrong velocity range shows as ``r = true_range / table_range``
         (e.g. 1.14 for AK80-9 V2 replies read with the V1.1 table, 2.22 for a +/-50 table
         read as +/-22.5).  Returns ``(ok, text)``: ok only if every motor has at least

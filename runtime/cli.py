@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
               "into the HIL exoskeleton) is not built yet")
     factory = _replay_factory(args.replay, device, subject, args.markerset) if args.replay else None
     session = RunSession(device, subject, calibration, out, args.seconds, progress=lambda s: print(s, flush=True),
-                         pipeline_factory=factory)
+                         pipeline_factory=factory, extra_stages=_live_view_stages(args.live_view, subject, device))
     result = session.run()
     return _print_run_result(result, out)
 
@@ -153,7 +153,8 @@ def _plant_companion(device, subject, calibration, scenario, out: Path, duration
                             cwd=Path(__file__).resolve().parents[1])
 
 
-def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, live_vision: bool):
+def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, live_vision: bool,
+                   metadata: dict):
     """A pipeline factory with a video (default: the sports2d demo) as the camera.
 
     ``live_vision``: the vision process runs pose on the paced video in real time (frames it cannot take in
@@ -189,6 +190,18 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
               "grounded", flush=True)
     print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "
           "(causal filters)", flush=True)
+    fallbacks = ["pose: the mediapipe reference backend (BlazePose full, CPU) runs the tracker; the ONNX backend "
+                 "(runtime.vision.pose_onnx) is not wired into the tracker yet"]
+    if not live_vision:
+        fallbacks.append("vision: pose per frame exceeds the camera's frame period on this CPU: landmarks computed "
+                         "ahead by the same front end and released on the video's timeline; end-to-end latency "
+                         "excludes pose inference")
+    for line in fallbacks:
+        print(f"fallback: {line}", flush=True)
+    metadata.update(input={"video": video, "prompt": prompt, "live_vision": live_vision, "description": description},
+                    fallbacks=fallbacks, providers={"pose": "mediapipe (TFLite XNNPACK, CPU)"})
+    if not live_vision:
+        metadata["vision_precompute"] = track.summary
 
     def factory(n, level, now_ns, extra=None):
         if live_vision:
@@ -241,23 +254,41 @@ def cmd_demo(args) -> int:
         ensure_private_netns("exo demo over udp_multicast")   # re-executes this command if needed
     out = _fresh_out(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    metadata: dict = {}
     if args.replay:
         factory = _replay_factory(args.replay, device, subject, None)
+        metadata["input"] = {"replay": args.replay}
     else:
         from runtime.vision.prompts import parse_bbox
 
         prompt = {"bbox": list(_box_tuple(parse_bbox(args.bbox))), "frame": args.prompt_frame,
                   "interaction": [args.interaction] if args.interaction else []}
-        factory = _video_factory(args.video, prompt, device, subject, out, args.live_vision)
+        factory = _video_factory(args.video, prompt, device, subject, out, args.live_vision, metadata)
     companion = None
     if device.bus.interface in ("udp_multicast", "socketcan"):
         companion = _plant_companion(device, subject, calibration, _DemoPlant(PlantConfig()), out, args.seconds)
         print(f"plant: emulated AK drives on {device.bus.interface} {device.bus.channel} (own process) on the "
               "simulated knee", flush=True)
     session = RunSession(device, subject, calibration, out, args.seconds, progress=lambda s: print(s, flush=True),
-                         pipeline_factory=factory, companion=companion)
+                         pipeline_factory=factory, companion=companion,
+                         extra_stages=_live_view_stages(args.live_view, subject, device), metadata=metadata)
     result = session.run()
-    return _print_run_result(result, out)
+    code = _print_run_result(result, out)
+    from runtime.html_report import write_html_report
+
+    print(f"html report: {write_html_report(out)}")
+    return code
+
+
+def _live_view_stages(port: int | None, subject, device) -> list:
+    """The opt-in Foxglove live view (loopback only) as a pipeline stage, with gait-retraining feedback."""
+    if port is None:
+        return []
+    from runtime.live_stage import LiveViewStage
+
+    stage = LiveViewStage(port, [j.name for j in device.joints], side=subject.side if subject.side != "both" else "right")
+    print(f"live view: ws://127.0.0.1:{stage.live.port} (Foxglove; layout launch/foxglove_layout.json)", flush=True)
+    return [stage]
 
 
 class _DemoPlant:
@@ -308,12 +339,18 @@ def cmd_report(args) -> int:
         target = Path(args.plots) if args.plots else (Path(args.log) / "plots" if Path(args.log).is_dir() else
                                                        Path(args.log).parent / "plots")
         summary["plots"] = [str(p) for p in write_plots(series, target)]
+    if args.html:
+        from runtime.html_report import write_html_report
+
+        summary["html"] = str(write_html_report(args.log, series=series))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(format_text(summary))
         if summary.get("plots"):
             print("plots: " + ", ".join(summary["plots"]))
+        if summary.get("html"):
+            print("html report: " + summary["html"])
     return EXIT_OK
 
 
@@ -513,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a shared trial name such as PS_ss1, or a .trc/.c3d path with --markerset); default: the "
                    "synthetic phase-based input")
     p.add_argument("--markerset", help="marker set (.osim or .xml) for a --replay file")
+    p.add_argument("--live-view", type=int, metavar="PORT", help="stream angles, KAM, KCF, torque and gait-retraining "
+                   "feedback to Foxglove on ws://127.0.0.1:PORT (loopback only)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("demo", help="the main job: input -> estimation chain -> assistance -> CAN -> HIL exoskeleton",
@@ -536,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(frames it cannot take in time are dropped); default: landmarks computed ahead by the same front "
                    "end, released on the video's timeline (pose exceeds the frame period on this CPU)")
     p.add_argument("--replay", metavar="TRIAL", help="instead of video: a recorded marker trial (e.g. PS_ss1)")
+    p.add_argument("--live-view", type=int, metavar="PORT", help="Foxglove live view on ws://127.0.0.1:PORT (inside "
+                   "the run's private network namespace when the bus is udp_multicast: reachable from there only)")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("hil", help="run a hardware-in-the-loop scenario with injected faults",
@@ -553,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable figures on stdout")
     p.add_argument("--plots", help="folder for the PNG plots (default: <log>/plots)")
     p.add_argument("--no-plots", action="store_true", help="do not write plots")
+    p.add_argument("--html", action="store_true", help="also write <run>/report.html (self-contained, PNGs in plots/)")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("recover", help="complete a log truncated by a crash",

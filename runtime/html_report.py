@@ -35,7 +35,8 @@ KCF_TOPICS = ("/exo/estimation/kcf", "/analysis/kcf")
 SIDES = {"r": ("r", "right"), "l": ("l", "left")}
 
 
-def _grf_topics(kind: str, side: str) -> tuple[str, ...]:
+def grf_topics(kind: str, side: str) -> tuple[str, ...]:
+    """Live and offline topic names of *kind* ("grf" or "cop") for *side* ("r" or "l"), in order of preference."""
     return tuple(f"{prefix}/{kind}/{s}" for prefix in ("/exo/estimation", "/analysis") for s in SIDES[side])
 
 
@@ -47,7 +48,8 @@ def run_dir_of(path: str | Path) -> Path:
     return log.parent if (log.parent / "summary.json").exists() or log.name == "telemetry" else log
 
 
-def _first(streams: dict[str, Any], topics: tuple[str, ...]) -> tuple[str | None, dict[str, Any] | None]:
+def first_stream(streams: dict[str, Any], topics: tuple[str, ...]) -> tuple[str | None, dict[str, Any] | None]:
+    """(topic, stream) of the first of *topics* recorded with at least one message, else (None, None)."""
     for t in topics:
         if t in streams and streams[t]["log_ns"]:
             return t, streams[t]
@@ -105,7 +107,7 @@ def _t(log_ns: np.ndarray | list[int], t0_ns: int) -> np.ndarray:
 
 def _joint_plot(page: _Page, name: str, title: str, topics: tuple[str, ...], streams: dict[str, Any], t0: int,
                 field: str, scale: float, ylabel: str, size=(9.5, 3.4)) -> str:
-    topic, st = _first(streams, topics)
+    topic, st = first_stream(streams, topics)
     if st is None:
         return _missing(topics)
     names, tns, vals = joint_series(st, field)
@@ -131,14 +133,14 @@ def _joint_plot(page: _Page, name: str, title: str, topics: tuple[str, ...], str
 
 
 def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
-    grf = {s: _first(streams, _grf_topics("grf", s)) for s in SIDES}
-    cop = {s: _first(streams, _grf_topics("cop", s)) for s in SIDES}
+    grf = {s: first_stream(streams, grf_topics("grf", s)) for s in SIDES}
+    cop = {s: first_stream(streams, grf_topics("cop", s)) for s in SIDES}
     parts = []
     for s in SIDES:
         if grf[s][1] is None:
-            parts.append(_missing(_grf_topics("grf", s)))
+            parts.append(_missing(grf_topics("grf", s)))
         if cop[s][1] is None:
-            parts.append(_missing(_grf_topics("cop", s)))
+            parts.append(_missing(grf_topics("cop", s)))
     if all(g[1] is None for g in grf.values()) and all(c[1] is None for c in cop.values()):
         return "".join(parts)
 
@@ -155,7 +157,10 @@ def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
         ax1.set_ylabel("GRF [N]")
         ax1.set_title("ground reaction force per foot (world frame, z up)")
         ax1.grid(True, alpha=0.3)
-        ax1.legend(fontsize=7, ncol=6, loc="upper right")
+        if ax1.get_legend_handles_labels()[0]:
+            ax1.legend(fontsize=7, ncol=6, loc="upper right")
+        else:
+            ax1.text(0.5, 0.5, f"GRF {NOT_RECORDED}", transform=ax1.transAxes, ha="center")
         for s, (topic, st) in cop.items():
             if st is None:
                 continue
@@ -166,7 +171,10 @@ def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
         ax2.set_ylabel("CoP [m]")
         ax2.set_xlabel("time [s]")
         ax2.grid(True, alpha=0.3)
-        ax2.legend(fontsize=7, ncol=4, loc="upper right")
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend(fontsize=7, ncol=4, loc="upper right")
+        else:
+            ax2.text(0.5, 0.5, f"CoP {NOT_RECORDED}", transform=ax2.transAxes, ha="center")
 
     rows = []
     for s, (topic, st) in grf.items():
@@ -179,7 +187,7 @@ def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
 
 def _activation_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
     out = []
-    topic, st = _first(streams, ACTIVATION_TOPICS)
+    topic, st = first_stream(streams, ACTIVATION_TOPICS)
     if st is None:
         out.append(_missing(ACTIVATION_TOPICS))
     else:
@@ -196,8 +204,8 @@ def _activation_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
             ax.set_title(f"muscle activation 0..1 ({topic})")
             fig.colorbar(im, ax=ax, label="activation")
 
-        out.append(page.figure("activations", draw, (9.5, 0.9 + 0.22 * max(4, len(names)))))
-    topic, st = _first(streams, SYNERGY_TOPICS)
+        out.append(page.figure("activations", draw, (9.5, min(12.0, 0.9 + 0.22 * max(4, len(names))))))
+    topic, st = first_stream(streams, SYNERGY_TOPICS)
     if st is None:
         out.append(_missing(SYNERGY_TOPICS))
     else:
@@ -243,7 +251,33 @@ def _torque_section(page: _Page, series: dict[str, Any], summary: dict[str, Any]
     return body
 
 
-def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any]) -> str:
+def _memory_text(rs: dict[str, Any]) -> str:
+    """Peak memory from summary.json: ``peak_rss_mb`` (what the session writes: MB per process) or ``memory``."""
+    mem = rs.get("peak_rss_mb")
+    if isinstance(mem, dict) and mem:
+        return ", ".join(f"{k} {v} MB" for k, v in mem.items())
+    mem = rs.get("memory")
+    if isinstance(mem, dict) and mem:
+        return ", ".join(f"{k} {v}" for k, v in mem.items())
+    return NOT_RECORDED
+
+
+def _resources(run_summary: dict[str, Any] | None) -> str:
+    """Peak memory and offline throughput, as the session recorded them in summary.json."""
+    rs = run_summary or {}
+    mem_text = html.escape(_memory_text(rs))
+    off = rs.get("offline")
+    if isinstance(off, dict) and off.get("fps") is not None:
+        off_text = (f"{float(off['fps']):.1f} frames/s" +
+                    (f" ({off['frames']} frames in {float(off['wall_s']):.2f} s)" if "frames" in off and "wall_s" in off
+                     else ""))
+    else:
+        off_text = NOT_RECORDED
+    return f"<p>peak memory: {mem_text}</p><p>offline throughput: {html.escape(off_text)}</p>"
+
+
+def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any],
+                     run_summary: dict[str, Any] | None = None) -> str:
     perf = summary["performance"]
     b = perf["budget_s"]
     body = []
@@ -255,9 +289,17 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
                     f"{b * 1e3:.1f} ms (60 Hz)</p>")
         body.append(_table(["stage", "p50 [ms]", "p99 [ms]", "max [ms]", "p99 share of budget", "samples"], rows,
                            "latency"))
-        body.append(f"<p>budget split: to fit {b * 1e3:.1f} ms at p99 with the other stages as measured, "
-                    f"<b>{html.escape(perf['largest_stage'])}</b> must reach p99 &le; "
-                    f"{perf['largest_stage_target_s'] * 1e3:.2f} ms (sum of p99s, a conservative bound).</p>")
+        if not any("pose" in k for k in perf["stages_s"]):
+            body.append("<p class=\"missing\">no pose stage in this run's loop timing (pose computed ahead or in its "
+                        "own process): the budget split below covers only the stages listed; the pose model's own "
+                        "time per frame must be added to it.</p>")
+        if perf["stage_p99_sum_s"] > b:
+            body.append(f"<p>budget split: the sum of stage p99s exceeds {b * 1e3:.1f} ms; with the other stages as "
+                        f"measured, <b>{html.escape(perf['largest_stage'])}</b> must reach p99 &le; "
+                        f"{perf['largest_stage_target_s'] * 1e3:.2f} ms (sum of p99s, a conservative bound).</p>")
+        else:
+            body.append(f"<p>budget split: the sum of stage p99s, {perf['stage_p99_sum_s'] * 1e3:.2f} ms, fits the "
+                        f"{b * 1e3:.1f} ms budget with {(b - perf['stage_p99_sum_s']) * 1e3:.2f} ms to spare.</p>")
     else:
         body.append(_missing(["/exo/estimation/stage_latency", "/exo/estimation/timing stages"]))
     e = perf["end_to_end_s"]
@@ -300,6 +342,7 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
             ax2.grid(True, alpha=0.3)
 
         body.append(page.figure("stage_latency", draw, (10, 3.4)))
+    body.append(_resources(run_summary))
     loops = summary["loops"]
     rows = [[n, lp["rate_hz"], lp["cycles"], lp["expected_cycles"], lp["missed"], lp["lateness_s"]["p50"] * 1e3,
              lp["lateness_s"]["p99"] * 1e3, lp["lateness_s"]["max"] * 1e3, lp["duration_s"]["p99"] * 1e3]
@@ -333,7 +376,10 @@ def _fault_section(page: _Page, series: dict[str, Any], summary: dict[str, Any],
         def draw(fig):
             ax = fig.add_subplot(1, 1, 1)
             ax.step(t, levels, where="post", lw=1.2, label="safety state")
-            ax.plot(t, np.asarray(c["fade_gain"], dtype=float), lw=0.8, label="fade gain")
+            gain_ax = ax.twinx()
+            gain_ax.plot(t, np.asarray(c["fade_gain"], dtype=float), lw=0.8, color="tab:green", label="fade gain")
+            gain_ax.set_ylim(-0.65, 1.8)
+            gain_ax.set_ylabel("fade gain", color="tab:green")
             for e, te in zip(events, ev_t):
                 ax.axvline(te, color="r" if e["latched"] else "orange", lw=1)
                 ax.annotate(f"{e['source']}: {e['kind']}", (te, 2.1), fontsize=7, rotation=90, va="bottom")
@@ -360,15 +406,22 @@ def _metadata_section(series: dict[str, Any], summary: dict[str, Any], run_summa
     if run_summary is None:
         rows.append(["summary.json", NOT_RECORDED])
     else:
-        for key in ("pipeline", "exit_reason", "config", "versions", "providers", "fallbacks", "realtime", "telemetry",
-                    "plant", "errors", "offline"):
+        for key in ("pipeline", "exit_reason", "config", "versions", "providers", "fallbacks", "stages", "realtime",
+                    "telemetry", "plant", "errors", "offline"):
             v = run_summary.get(key)
-            rows.append([key, NOT_RECORDED if v is None and key not in ("plant",) else
-                         (json.dumps(v, default=str) if not isinstance(v, str) else v)])
-    mem = (run_summary or {}).get("memory")
-    mem_text = ", ".join(f"{k} {v}" for k, v in mem.items()) if isinstance(mem, dict) and mem else NOT_RECORDED
-    rows.append(["peak memory", mem_text])
-    body = _table(["item", "value"], rows, "meta")
+            rows.append([key, NOT_RECORDED if v is None and key != "plant" else v])
+    rows.append(["peak memory", _memory_text(run_summary or {})])
+
+    def value_cell(v: Any) -> str:
+        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        if len(text) <= 160:
+            return html.escape(text)
+        pretty = text if isinstance(v, str) else json.dumps(v, default=str, indent=1)
+        return f"<details><summary>{html.escape(text[:120])} ...</summary><pre>{html.escape(pretty)}</pre></details>"
+
+    body = ('<table class="meta"><thead><tr><th>item</th><th>value</th></tr></thead><tbody>' +
+            "".join(f"<tr><td>{html.escape(str(k))}</td><td>{value_cell(v)}</td></tr>" for k, v in rows) +
+            "</tbody></table>")
     counts = series.get("topic_counts", {})
     body += "<h3>topics</h3>" + _table(["topic", "messages"], [[k, v] for k, v in sorted(counts.items())], "small")
     return body
@@ -377,16 +430,19 @@ def _metadata_section(series: dict[str, Any], summary: dict[str, Any], run_summa
 _CSS = """
 body{font-family:sans-serif;margin:1.5em auto;max-width:1100px;color:#222;background:#fff}
 h1{font-size:1.5em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em} td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em} td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;overflow-wrap:anywhere}
 th{background:#f0f0f0} img{max-width:100%;display:block;margin:.4em 0} .missing{color:#a60;font-style:italic}
-.ok{color:#070} code{background:#f4f4f4} nav a{margin-right:.8em}
+.ok{color:#070} code{background:#f4f4f4} nav a{margin-right:.8em} td:first-child{white-space:nowrap}
+pre{white-space:pre-wrap;font-size:.9em;max-height:30em;overflow:auto}
 """
 
 
-def build_html(run: str | Path, plot_dir: Path | None = None) -> tuple[str, list[Path], dict[str, Any]]:
-    """(page text, PNG paths, summary dict) for the run at *run*; PNGs go to *plot_dir* (default ``<run>/plots``)."""
+def build_html(run: str | Path, plot_dir: Path | None = None,
+               series: dict[str, Any] | None = None) -> tuple[str, list[Path], dict[str, Any]]:
+    """(page text, PNG paths, summary dict) for the run at *run*; PNGs go to *plot_dir* (default ``<run>/plots``).
+    *series*: the run's ``load_series`` result when the caller already has it (read once)."""
     run_dir = run_dir_of(run)
-    series = load_series(run)
+    series = series if series is not None else load_series(run)
     summary = summarize_log(run, series)
     plot_dir = Path(plot_dir) if plot_dir is not None else run_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -396,7 +452,8 @@ def build_html(run: str | Path, plot_dir: Path | None = None) -> tuple[str, list
     streams = series["streams"]
     page = _Page(plot_dir)
     page.section("Run", _metadata_section(series, summary, run_summary), "run")
-    page.section("Latency and performance", _latency_section(page, series, summary), "latency")
+    page.section("Latency and performance", _latency_section(page, series, summary, run_summary),
+                 "latency")
     page.section("Joint angles", _joint_plot(page, "joint_angles", "joint angles", ANGLE_TOPICS, streams, t0,
                                              "position", 180.0 / math.pi, "angle [deg]"), "angles")
     page.section("Ground reaction force and centre of pressure", _grf_section(page, streams, t0), "grf")
@@ -417,11 +474,11 @@ def build_html(run: str | Path, plot_dir: Path | None = None) -> tuple[str, list
     return doc, page.pngs, summary
 
 
-def write_html_report(run: str | Path, out: str | Path | None = None) -> Path:
+def write_html_report(run: str | Path, out: str | Path | None = None, series: dict[str, Any] | None = None) -> Path:
     """Write ``<run>/report.html`` (or *out*) and its PNGs in ``plots/`` beside it; returns the page's path."""
     run_dir = run_dir_of(run)
     out_path = Path(out) if out is not None else run_dir / "report.html"
-    doc, _pngs, _summary = build_html(run, out_path.parent / "plots")
+    doc, _pngs, _summary = build_html(run, out_path.parent / "plots", series)
     tmp = out_path.with_suffix(".html.tmp")
     tmp.write_text(doc, encoding="utf-8")
     tmp.replace(out_path)

@@ -10,6 +10,9 @@ never touches the network. It appends to a bounded queue; when the queue is full
 and counted (``dropped_oldest``). A sender thread turns records into JSON messages and hands them to the
 server, which itself keeps a bounded per-client backlog (a slow viewer loses old data, never stalls the loop).
 
+:func:`recorded_events` + :func:`replay` play a recorded run (or an ``exo analyze`` log) into the live view
+(``exo live-view RUN``), feeding the gait-retraining feedback as the live pipeline would.
+
 Units on the channels are those of the telemetry: angles rad (the layout shows degrees with Foxglove's
 ``.@degrees``), moments %BW*ht, forces N, torque N*m, times ns since the epoch in ``timestamp``.
 """
@@ -165,6 +168,7 @@ class LiveView:
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._fg_channels: dict[str, Any] = {}
+        self._context: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LiveView:
@@ -173,7 +177,7 @@ class LiveView:
             raise RuntimeError("LiveView already started")
         import foxglove
 
-        ctx = foxglove.Context()
+        ctx = self._context = foxglove.Context()  # kept: the server stops seeing channels once it is collected
         for topic, ch in self.channels.items():
             self._fg_channels[topic] = foxglove.Channel(topic, schema=ch.json_schema(), context=ctx,
                                                         metadata={"unit": ch.unit})
@@ -206,6 +210,7 @@ class LiveView:
         for ch in self._fg_channels.values():
             ch.close()
         self._fg_channels.clear()
+        self._context = None
 
     def __enter__(self) -> LiveView:
         return self if self._thread is not None else self.start()
@@ -228,6 +233,18 @@ class LiveView:
         self._queue.put((topic, t_ns, values))
         return True
 
+    def publish_named(self, topic: str, t_ns: int, names: Any, values: Any) -> bool:
+        """Like :meth:`publish` with parallel sequences (e.g. a JointState's ``name`` and ``position``); the
+        dict is built in the sender thread, not in the caller's."""
+        if not self._running:
+            self.dropped_closed += 1
+            return False
+        if topic not in self.channels:
+            self.unknown_topic += 1
+            return False
+        self._queue.put((topic, t_ns, (names, values)))
+        return True
+
     @property
     def dropped_oldest(self) -> int:
         return self._queue.dropped_oldest
@@ -244,6 +261,9 @@ class LiveView:
             except IndexError:
                 return
             try:
+                if isinstance(values, tuple):
+                    names, vals = values
+                    values = dict(zip(names, vals, strict=True))
                 self._fg_channels[topic].log(to_message(t_ns, values), log_time=int(t_ns))
                 self.sent += 1
             except Exception:  # a record the SDK cannot encode: counted, the stream goes on
@@ -254,3 +274,85 @@ class LiveView:
             self._drain()
             time.sleep(POLL_S)
         self._drain()
+
+
+# -- replay of a recorded run into the live view ------------------------------------------------------------------
+
+_KNEE_MOMENT_ALIASES = {"knee_adduction_moment_right_pct_bw_ht": "kam_r", "knee_extension_moment_right_pct_bw_ht": "kem_r",
+                        "knee_adduction_moment_left_pct_bw_ht": "kam_l", "knee_extension_moment_left_pct_bw_ht": "kem_l"}
+
+
+def recorded_events(run: Any) -> list[tuple[int, str, dict[str, Any]]]:
+    """A recorded run (or ``exo analyze`` log) as time-ordered live-view records ``(log_ns, topic, values)``.
+
+    Joint angles, knee moments (offline names mapped to kam_/kem_), KCF, torque (requested/commanded per joint with
+    the drive's delivered torque) and faults; the vertical GRF per side is carried as ``fz_r``/``fz_l`` on the
+    knee-moment records for heel-strike segmentation."""
+    from runtime.html_report import ANGLE_TOPICS, KCF_TOPICS, KNEE_MOMENT_TOPICS, first_stream, grf_topics
+    from runtime.report import joint_series, load_series
+
+    series = load_series(run)
+    streams = series["streams"]
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    for topics, live_topic, field in ((ANGLE_TOPICS, f"{LIVE_PREFIX}/joint_angles", "position"),
+                                      (KNEE_MOMENT_TOPICS, f"{LIVE_PREFIX}/knee_moments", "effort"),
+                                      (KCF_TOPICS, f"{LIVE_PREFIX}/kcf", "effort")):
+        _, st = first_stream(streams, topics)
+        if st is None:
+            continue
+        names, tns, vals = joint_series(st, field)
+        names = [_KNEE_MOMENT_ALIASES.get(n, n) for n in names]
+        for t, row in zip(tns.tolist(), vals):
+            out.append((t, live_topic, dict(zip(names, row.tolist()))))
+    fz = {}
+    for side in ("r", "l"):
+        _, st = first_stream(streams, grf_topics("grf", side))
+        if st is not None:
+            fz[side] = dict(zip(st["log_ns"], (f[2] for f in st["xyz"])))
+    if fz:
+        for t, topic, values in out:
+            if topic.endswith("/knee_moments"):
+                for side, by_t in fz.items():
+                    if t in by_t:
+                        values[f"fz_{side}"] = by_t[t]
+    c, js = series["command"], series["joint_states"]
+    joints = series["joint_names"]
+    delivered = dict(zip(js["log_ns"], js["effort"])) if js["log_ns"] else {}
+    for t, req, com in zip(c["log_ns"], c.get("requested", []), c.get("commanded", [])):
+        v = {f"requested_{j}": float(req[i]) for i, j in enumerate(joints)}
+        v.update({f"commanded_{j}": float(com[i]) for i, j in enumerate(joints)})
+        if t in delivered and len(delivered[t]) == len(joints):
+            v.update({f"delivered_{j}": float(delivered[t][i]) for i, j in enumerate(joints)})
+        out.append((t, f"{LIVE_PREFIX}/torque", v))
+    for e in series["events"]:
+        out.append((e["log_ns"], f"{LIVE_PREFIX}/faults", {k: e[k] for k in ("source", "kind", "value", "latched",
+                                                                             "detail")}))
+    out.sort(key=lambda r: r[0])
+    return out
+
+
+def replay(events: list[tuple[int, str, dict[str, Any]]], live: LiveView, speed: float = 1.0, gait: Any = None,
+           side: str = "r", stop: threading.Event | None = None) -> int:
+    """Publish recorded *events* into *live*, paced at *speed* x real time (0: as fast as possible), feeding the
+    side's KAM (and vertical GRF, when recorded) to *gait* (a :class:`runtime.gait_retraining.GaitRetraining`
+    publishing on the same live view). Returns the number of records published."""
+    if side not in ("r", "l"):
+        raise ValueError(f"side = {side!r}: must be 'r' or 'l'")
+    if speed < 0 or not math.isfinite(speed):
+        raise ValueError(f"speed = {speed!r}: must be >= 0 (0: as fast as possible)")
+    if not events:
+        return 0
+    t0_log, t0_wall = events[0][0], time.monotonic()
+    n = 0
+    for t, topic, values in events:
+        if stop is not None and stop.is_set():
+            break
+        if speed > 0:
+            delay = (t - t0_log) * 1e-9 / speed - (time.monotonic() - t0_wall)
+            if delay > 0:
+                time.sleep(delay)
+        n += live.publish(topic, t, values)
+        if gait is not None and topic.endswith("/knee_moments") and f"kam_{side}" in values:
+            kam = values[f"kam_{side}"]
+            gait.update(t, kam, values.get(f"fz_{side}"))
+    return n

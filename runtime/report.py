@@ -9,8 +9,14 @@ then it is read sequentially up to the last complete chunk and the summary says
   cycle duration p50/p99/max, per-stage durations;
 * command age from capture to bus write, p50/p99/max;
 * torque: peak requested and commanded per joint, state time line;
-* faults and safety events, in time order.
+* faults and safety events, in time order;
+* ``performance``: per-stage latency of the 60 Hz pipeline against the 16.7 ms frame budget (from
+  ``/exo/estimation/stage_latency`` when recorded, else the estimation loop's stage timing), the budget split,
+  and end-to-end latency from frame capture to CAN write (recorded, or derived from the command ages: see
+  :func:`first_write_ages`), frames over budget and missed deadlines.
 
+``load_series`` also collects every JointState/WrenchStamped/PointStamped topic under ``/exo/estimation/`` and
+``/analysis/`` (``series["streams"]``) for the HTML report (:mod:`runtime.html_report`).
 ``write_plots`` saves PNGs beside the log; ``format_text`` prints the table.
 Times in the output are seconds unless the key says otherwise.
 """
@@ -36,6 +42,125 @@ def _pct(values: list[float] | np.ndarray) -> dict[str, float]:
     return {"count": int(a.size), "p50": float(p50), "p99": float(p99), "max": float(a.max())}
 
 
+#: Topic of the per-stage latency record of the 60 Hz pipeline: ``exo_runtime/msg/CycleTiming`` (stage_names,
+#: stage_durations_s) or ``sensor_msgs/msg/JointState`` (name = stage, effort = seconds). A stage named
+#: :data:`E2E_STAGE` is the measured capture -> CAN-write latency of that frame (s).
+STAGE_LATENCY_TOPIC = "/exo/estimation/stage_latency"
+E2E_STAGE = "capture_to_can_write"
+#: Topic prefixes whose JointState/Wrench/Point messages are collected as plain series (live and offline).
+STREAM_PREFIXES = ("/exo/estimation/", "/analysis/")
+_STREAM_TYPES = ("sensor_msgs/msg/JointState", "geometry_msgs/msg/WrenchStamped", "geometry_msgs/msg/PointStamped")
+#: Frame budget of the 60 Hz estimation loop (s).
+FRAME_BUDGET_S = 1.0 / 60.0
+
+
+def _collect_stream(streams: dict[str, dict[str, Any]], topic: str, msgtype: str, log_ns: int, msg: Any) -> None:
+    st = streams.setdefault(topic, {"type": msgtype, "log_ns": [], "names": [], "position": [], "effort": [], "xyz": [],
+                                    "torque": []})
+    st["log_ns"].append(log_ns)
+    if msgtype == "sensor_msgs/msg/JointState":
+        st["names"].append(tuple(msg.name))
+        st["position"].append(np.asarray(msg.position, dtype=float))
+        st["effort"].append(np.asarray(msg.effort, dtype=float))
+    elif msgtype == "geometry_msgs/msg/WrenchStamped":
+        f, m = msg.wrench.force, msg.wrench.torque
+        st["xyz"].append((f.x, f.y, f.z))
+        st["torque"].append((m.x, m.y, m.z))
+    else:
+        st["xyz"].append((msg.point.x, msg.point.y, msg.point.z))
+
+
+def _collect_stage_latency(acc: dict[str, list], msgtype: str, log_ns: int, msg: Any) -> None:
+    if msgtype == "exo_runtime/msg/CycleTiming":
+        pairs = zip(msg.stage_names, msg.stage_durations_s)
+        acc["cycle_s"].append(float(msg.duration_s))
+        acc["missed_total"].append(int(msg.missed_total))
+    elif msgtype == "sensor_msgs/msg/JointState":
+        pairs = zip(msg.name, msg.effort)
+    else:
+        return
+    acc["log_ns"].append(log_ns)
+    for name, d in pairs:
+        acc["stage:" + name].append(float(d))
+
+
+def joint_series(stream: dict[str, Any], field: str = "position") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, log_ns, values[n, len(names)]) of a JointState stream, keeping the messages whose name list equals
+    the last one (a pipeline that changes names mid-run is shown with its final names)."""
+    if not stream["names"]:
+        return [], np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+    names = stream["names"][-1]
+    keep = [i for i, n in enumerate(stream["names"]) if n == names and stream[field][i].size == len(names)]
+    if not keep:
+        return list(names), np.zeros(0, dtype=np.int64), np.zeros((0, len(names)))
+    t = np.asarray([stream["log_ns"][i] for i in keep], dtype=np.int64)
+    return list(names), t, np.vstack([stream[field][i] for i in keep])
+
+
+def first_write_ages(ages_s: list[float] | np.ndarray) -> np.ndarray:
+    """Capture -> first CAN write latency of each new command (s), from the per-torque-cycle command age.
+
+    The age of a held command grows with every torque cycle; it drops exactly when a newer frame's command
+    is written. So the age at every drop (and at the first valid cycle) is that frame's end-to-end latency:
+    capture -> estimation stages -> shared buffer -> torque loop -> bus write. Negative ages (no command yet)
+    are skipped."""
+    a = np.asarray(ages_s, dtype=float)
+    valid = np.isfinite(a) & (a >= 0)
+    out: list[float] = []
+    prev = np.inf
+    for v, ok in zip(a, valid):
+        if not ok:
+            prev = np.inf
+            continue
+        if v < prev:
+            out.append(float(v))
+        prev = v
+    return np.asarray(out, dtype=float)
+
+
+def performance(series: dict[str, Any], budget_s: float = FRAME_BUDGET_S) -> dict[str, Any]:
+    """Per-stage latency of the estimation pipeline against the frame budget, and end-to-end latency.
+
+    Stages come from :data:`STAGE_LATENCY_TOPIC` when recorded, else from the estimation loop's own cycle
+    timing. End to end (capture -> CAN write) is the recorded :data:`E2E_STAGE` when present, else derived from
+    the torque commands' age with :func:`first_write_ages`. ``frames_over_budget`` counts frames whose end-to-end
+    latency exceeded *budget_s*; ``missed_deadlines`` is the estimation loop's own count. ``largest_stage_target_s``
+    is what the slowest stage (by p99) must reach for the p99 sum of all stages to fit the budget (a conservative
+    bound: p99s do not add exactly)."""
+    sl = series.get("stage_latency") or {}
+    source = STAGE_LATENCY_TOPIC
+    stages = {k[6:]: v for k, v in sl.items() if k.startswith("stage:")}
+    if not stages:
+        source = "/exo/estimation/timing"
+        stages = {k[6:]: v for k, v in series["timing"].get("estimation", {}).items() if k.startswith("stage:")}
+    e2e_recorded = stages.pop(E2E_STAGE, None)
+    if e2e_recorded is not None:
+        e2e = np.asarray(e2e_recorded, dtype=float)
+        e2e_source = f"{STAGE_LATENCY_TOPIC} ({E2E_STAGE})"
+    else:
+        e2e = first_write_ages(series["command"].get("age_s", []))
+        e2e_source = "/exo/torque/command: command age at the first bus write of each new command"
+    est = series["timing"].get("estimation", {})
+    out: dict[str, Any] = {"budget_s": budget_s, "stage_source": source if stages else None,
+                           "stages_s": {}, "end_to_end_s": _pct(e2e), "end_to_end_source": e2e_source if e2e.size else None,
+                           "frames_over_budget": int(np.sum(e2e > budget_s)),
+                           "missed_deadlines": int(max(est["missed_total"])) if est.get("missed_total") else None,
+                           "cycle_s": _pct(est.get("duration_s", []))}
+    for name, v in stages.items():
+        st = _pct(v)
+        st["p50_share"] = st["p50"] / budget_s
+        st["p99_share"] = st["p99"] / budget_s
+        out["stages_s"][name] = st
+    if out["stages_s"]:
+        p99 = {k: v["p99"] for k, v in out["stages_s"].items()}
+        worst = max(p99, key=p99.get)
+        others = sum(v for k, v in p99.items() if k != worst)
+        out["stage_p99_sum_s"] = sum(p99.values())
+        out["largest_stage"] = worst
+        out["largest_stage_target_s"] = budget_s - others
+    return out
+
+
 def find_log(path: str | Path) -> Path:
     """Accept a run directory (with ``telemetry/``), a rosbag2 directory, or an ``.mcap`` file."""
     p = Path(path)
@@ -57,8 +182,19 @@ def load_series(path: str | Path) -> dict[str, Any]:
     can: dict[str, list] = defaultdict(list)
     summaries: list[dict[str, Any]] = []
     joint_names: list[str] = []
+    streams: dict[str, dict[str, Any]] = {}
+    stage_latency: dict[str, list] = defaultdict(list)
+    first_log_ns: int | None = None
+    topic_counts: dict[str, int] = defaultdict(int)
     for topic, msgtype, log_ns, msg in iter_messages(log):
-        if msgtype == "exo_runtime/msg/CycleTiming":
+        topic_counts[topic] += 1
+        if first_log_ns is None or log_ns < first_log_ns:
+            first_log_ns = log_ns
+        if topic == STAGE_LATENCY_TOPIC:
+            _collect_stage_latency(stage_latency, msgtype, log_ns, msg)
+        elif topic.startswith(STREAM_PREFIXES) and msgtype in _STREAM_TYPES:
+            _collect_stream(streams, topic, msgtype, log_ns, msg)
+        elif msgtype == "exo_runtime/msg/CycleTiming":
             t = timing[msg.loop_name]
             t["start_ns"].append(msg.start_ns)
             t["scheduled_ns"].append(msg.scheduled_ns)
@@ -75,10 +211,12 @@ def load_series(path: str | Path) -> dict[str, Any]:
             cmd["age_s"].append(msg.command_age_s)
             cmd["state"].append(msg.state)
             cmd["fade_gain"].append(msg.fade_gain)
+            cmd["stale"].append(bool(msg.stale))
         elif topic == "/exo/joint_states":
             js["log_ns"].append(log_ns)
             js["position"].append(np.asarray(msg.position, dtype=float))
             js["effort"].append(np.asarray(msg.effort, dtype=float))
+            js["names"] = list(msg.name)
         elif msgtype == "exo_runtime/msg/Fault":
             events.append({"log_ns": log_ns, "t_ns": msg.t_ns, "source": msg.source, "kind": msg.kind,
                            "value": msg.value, "latched": msg.latched, "detail": msg.detail})
@@ -92,7 +230,9 @@ def load_series(path: str | Path) -> dict[str, Any]:
             summaries.append({k: getattr(msg, k) for k in ("loop_name", "rate_hz", "cycles", "missed", "lateness_p50_s",
                                                             "lateness_p99_s", "lateness_max_s")})
     return {"log": log, "mcap": mcap_path, "complete": is_complete(mcap_path), "timing": timing, "command": cmd,
-            "joint_states": js, "events": events, "can": can, "summaries": summaries, "joint_names": joint_names}
+            "joint_states": js, "events": events, "can": can, "summaries": summaries, "joint_names": joint_names,
+            "streams": streams, "stage_latency": stage_latency, "first_log_ns": first_log_ns,
+            "topic_counts": dict(topic_counts)}
 
 
 def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -103,7 +243,7 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
         start = np.asarray(t["start_ns"], dtype=np.int64)
         sched = np.asarray(t["scheduled_ns"], dtype=np.int64)
         period_ns = float(np.median(np.diff(sched))) if sched.size > 2 else float("nan")
-        rate = rates.get(name, 1e9 / period_ns if period_ns == period_ns else float("nan"))
+        rate = rates.get(name, 1e9 / period_ns if period_ns == period_ns and period_ns > 0 else float("nan"))
         span_s = (sched[-1] - sched[0]) * 1e-9 + 1.0 / rate if sched.size > 1 else 0.0
         missed = int(max(t["missed_total"])) if t["missed_total"] else 0
         loop = {
@@ -146,6 +286,7 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
         e["t_s"] = (e["t_ns"] - t0) * 1e-9
     out["faults"] = [e for e in s["events"] if e["latched"]]
     out["events"] = s["events"]
+    out["performance"] = performance(s)
     return out
 
 
@@ -205,6 +346,25 @@ def format_text(summary: dict[str, Any]) -> str:
         tt = summary["torque_tracking_nm"]
         lines.append(f"measured vs commanded torque while ACTIVE: |error| p50 {tt['p50']:.4f}, p99 {tt['p99']:.4f}, "
                      f"max {tt['max']:.4f} N*m, rms {tt['rms']:.4f} N*m")
+    perf = summary.get("performance")
+    if perf and perf["stages_s"]:
+        b = perf["budget_s"]
+        lines.append(f"pipeline stages vs the {b * 1e3:.1f} ms frame budget (p50/p99/max ms, p99 share), from "
+                     f"{perf['stage_source']}:")
+        for k, v in perf["stages_s"].items():
+            lines.append(f"  {k:<20}{v['p50'] * 1e3:>8.2f}{v['p99'] * 1e3:>8.2f}{v['max'] * 1e3:>8.2f}"
+                         f"{v['p99_share'] * 100:>7.1f} %")
+        if perf["stage_p99_sum_s"] > b:
+            lines.append(f"  sum of stage p99s {perf['stage_p99_sum_s'] * 1e3:.2f} ms; to fit the budget "
+                         f"'{perf['largest_stage']}' must reach p99 <= {perf['largest_stage_target_s'] * 1e3:.2f} ms")
+        else:
+            lines.append(f"  sum of stage p99s {perf['stage_p99_sum_s'] * 1e3:.2f} ms: fits the budget, "
+                         f"{(b - perf['stage_p99_sum_s']) * 1e3:.2f} ms to spare")
+    if perf and perf["end_to_end_s"]["count"]:
+        e = perf["end_to_end_s"]
+        lines.append(f"end to end, capture -> CAN write: p50 {e['p50'] * 1e3:.2f} ms, p99 {e['p99'] * 1e3:.2f} ms, "
+                     f"max {e['max'] * 1e3:.2f} ms over {e['count']} frames; {perf['frames_over_budget']} over the "
+                     f"{perf['budget_s'] * 1e3:.1f} ms budget ({perf['end_to_end_source']})")
     if summary["faults"]:
         lines.append("faults (latched):")
         for f in summary["faults"]:

