@@ -7,9 +7,8 @@ PIP    := $(VENV)/bin/pip
 EXTRAS ?= dev,bench,models,vision,ros2,dds,clinic,live
 comma  := ,
 STAMP  := $(VENV)/.installed-$(shell cat setup.py Makefile | sha1sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
-DEMO_SECONDS ?= 20
 
-.PHONY: help setup demo test bench validate doctor clean
+.PHONY: help setup demo test bench validate doctor clean pose-models
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default"
@@ -17,6 +16,7 @@ help:
 	@echo "make bench  - run the pytest-benchmark suite (wake-up jitter, codecs, ...)"
 	@echo "make validate - run the analysis chain on every shared trial, write $$VALIDATION_JSON (validation.json)"
 	@echo "make doctor - check this machine for real-time, CAN, GPU, models and data"
+	@echo "make pose-models - convert the bundled BlazePose .tflite models to ONNX (build/pose_onnx)"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -35,14 +35,21 @@ $(STAMP): $(PY) setup.py
 
 setup: $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/exo run --config launch/config/device.yaml --subject launch/config/subject.yaml \
-	  --calibration launch/config/calibration.yaml --seconds $(DEMO_SECONDS) --out runs/demo-$(shell date +%Y%m%d-%H%M%S)
+# BlazePose as ONNX: mediapipe's bundled .tflite converted in a separate build venv (tensorflow-cpu + tf2onnx,
+# about 1.5 GB, about 1 min cold); build artefacts, never committed (manifest with SHA-256s).
+POSE_ONNX := build/pose_onnx/manifest.json
+$(POSE_ONNX): $(wildcard models/pose_build/*.py) models/pose_build/requirements.lock | $(STAMP)
+	$(PY) -m models.pose_build --out build/pose_onnx --python $(PYTHON)
 
-test: $(STAMP)
+pose-models: $(POSE_ONNX)
+
+demo: $(STAMP) $(POSE_ONNX)
+	$(VENV)/bin/exo demo --out runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+test: $(STAMP) $(POSE_ONNX)
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP) $(POSE_ONNX)
 	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -s
 
 VALIDATION_JSON ?= validation.json

@@ -207,6 +207,13 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
                     fallbacks=fallbacks, providers={"pose": "mediapipe (TFLite XNNPACK, CPU)"})
     if not live_vision:
         metadata["vision_precompute"] = track.summary
+        metadata["input_seconds"] = float(track.t_s[-1] - track.t_s[0])
+    else:
+        from runtime.vision.frame_sources import open_source
+
+        src = open_source(video)
+        metadata["input_seconds"] = (getattr(src, "frame_count", 0) or 0) / (src.fps or 30.0) or 10.0
+        src.close()
 
     def factory(n, level, now_ns, extra=None):
         if live_vision:
@@ -269,6 +276,8 @@ def cmd_demo(args) -> int:
         prompt = {"bbox": list(_box_tuple(parse_bbox(args.bbox))), "frame": args.prompt_frame,
                   "interaction": [args.interaction] if args.interaction else []}
         factory = _video_factory(args.video, prompt, device, subject, out, args.live_vision, metadata)
+    if args.seconds is None:
+        args.seconds = 20.0 if args.replay else metadata["input_seconds"] + 1.0
     companion = None
     if device.bus.interface in ("udp_multicast", "socketcan"):
         companion = _plant_companion(device, subject, calibration, _DemoPlant(PlantConfig()), out, args.seconds)
@@ -568,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "example: exo demo --seconds 20 --out runs/demo1")
     _add_config_args(p)
     p.set_defaults(config=_default("device_hil.yaml"))
-    p.add_argument("--seconds", type=float, default=20.0, help="run length in s (default: %(default)s)")
+    p.add_argument("--seconds", type=float, help="run length in s (default: the video's length + 1 s; 20 s with "
+                   "--replay)")
     p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--video", help="video file as the camera (default: the sports2d demo video, obtained from "
                    "its wheel into the cache)")

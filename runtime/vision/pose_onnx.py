@@ -1,0 +1,360 @@
+"""BlazePose (full) through ONNX Runtime: the production pose backend.
+
+The pipeline (MediaPipe's ``pose_landmark_cpu`` graph, rewritten; the model runner is pluggable
+so :mod:`runtime.vision.pose_litert` runs the original ``.tflite`` through the same code):
+
+1. **ROI**: the previous frame's ROI from its auxiliary landmarks (tracking) while the pose score
+   stays ≥ ``min_tracking_confidence``; otherwise the detector (224×224 letterboxed frame, values
+   −1..1, SSD anchors + weighted NMS, :mod:`runtime.vision.pose_anchors`) and the ROI from its
+   hip-centre and body-circle keypoints (side × 1.25, rotation of the body axis).
+2. **Crop**: affine warp of the rotated square ROI to 256×256 (bilinear, edge replicated), values 0..1.
+3. **Landmarks**: 39 points (33 BlazePose + 6 auxiliary) × (x, y, z, visibility, presence) in
+   tensor pixels, refined on the 64×64 heatmap (7×7 window, MediaPipe's ``RefineLandmarksFromHeatmap``),
+   projected back to full-frame pixels; visibility/presence as sigmoids of the logits; world landmarks (m,
+   BlazePose frame: hips origin, y down) rotated by the ROI rotation.
+
+Providers (``OnnxPose``): TensorRT → CUDA → CPU, the first that
+``onnxruntime.get_available_providers()`` offers and that builds a session; the provider in use and
+the SHA-256 of each model file are logged once. TensorRT keeps its engine cache under
+``build/pose_onnx/trt_cache/<device>``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from runtime.vision.pose_anchors import (INPUT_SIZE as DET_SIZE, Roi, decode_detections, detection_to_roi,
+                                         letterbox_roi, roi_from_keypoints, weighted_nms)
+from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult
+
+log = logging.getLogger(__name__)
+
+LM_SIZE = 256
+N_ALL_LANDMARKS = 39  # 33 BlazePose + 6 auxiliary (33/34: ROI alignment points)
+HEATMAP_KERNEL = 7
+HEATMAP_MIN_CONFIDENCE = 0.5
+AUX_ROI = (33, 34)
+
+#: A model runner: NHWC float32 input → the model's outputs in its declared order.
+Runner = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def check_frame(frame_rgb: np.ndarray) -> None:
+    """Raise ValueError unless ``frame_rgb`` is an (H, W, 3) uint8 image."""
+    if not isinstance(frame_rgb, np.ndarray) or frame_rgb.dtype != np.uint8 or frame_rgb.ndim != 3 \
+            or frame_rgb.shape[2] != 3 or frame_rgb.shape[0] < 2 or frame_rgb.shape[1] < 2:
+        shape = getattr(frame_rgb, "shape", None)
+        dtype = getattr(frame_rgb, "dtype", type(frame_rgb).__name__)
+        raise ValueError(f"frame_rgb: expected (H, W, 3) uint8 RGB, got shape {shape} dtype {dtype}")
+
+
+def crop_tensor(frame_rgb: np.ndarray, roi: Roi, size: int, low: float, high: float,
+                replicate: bool) -> np.ndarray:
+    """(1, size, size, 3) float32: the ROI warped to ``size``×``size``, values mapped 0..255 → low..high.
+
+    Tensor pixel (i, j) samples the frame at ``roi.tensor_to_image() @ (j/size, i/size, 1)`` (corner-to-corner,
+    as MediaPipe's OpenCV ``ImageToTensor``), bilinear; outside the frame: edge replicated or zero.
+    """
+    import cv2
+
+    m = roi.tensor_to_image().copy()
+    m[:, :2] /= size  # tensor pixels → frame pixels
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    warped = cv2.warpAffine(frame_rgb, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=border, borderValue=(0, 0, 0))
+    scale = (high - low) / 255.0
+    return (warped.astype(np.float32) * np.float32(scale) + np.float32(low))[None]
+
+
+def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = HEATMAP_KERNEL,
+                        min_confidence: float = HEATMAP_MIN_CONFIDENCE) -> np.ndarray:
+    """MediaPipe's ``RefineLandmarksFromHeatmapCalculator``: (N, 2) normalised x, y refined on (h, w, N) logits.
+
+    Each landmark moves to the sigmoid-weighted mean of the ``kernel``×``kernel`` heatmap cells around it
+    (cell index / heatmap size, as MediaPipe) when the window's peak confidence ≥ ``min_confidence``.
+    """
+    hm_h, hm_w, n = heatmap.shape
+    out = np.array(xy_norm, dtype=np.float64, copy=True)
+    off = (kernel - 1) // 2
+    for k in range(min(n, out.shape[0])):
+        col, row = int(out[k, 0] * hm_w), int(out[k, 1] * hm_h)
+        if out[k, 0] < 0 or out[k, 1] < 0 or col >= hm_w or row >= hm_h:
+            continue
+        r0, r1 = max(0, row - off), min(hm_h, row + off + 1)
+        c0, c1 = max(0, col - off), min(hm_w, col + off + 1)
+        win = _sigmoid(heatmap[r0:r1, c0:c1, k])
+        total = win.sum()
+        if win.size == 0 or win.max() < min_confidence or total <= 0:
+            continue
+        rows, cols = np.mgrid[r0:r1, c0:c1]
+        out[k, 0] = float((cols * win).sum() / total / hm_w)
+        out[k, 1] = float((rows * win).sum() / total / hm_h)
+    return out
+
+
+def decode_landmarks(outputs: Sequence[np.ndarray], roi: Roi) -> dict[str, np.ndarray | float]:
+    """Landmark-model outputs (Identity..Identity_4) → full-frame values for all 39 points.
+
+    Returns ``xy`` (39, 2) px, ``z`` (39,) px, ``visibility``/``presence`` (39,) 0..1, ``world`` (39, 3) m,
+    ``score`` 0..1 (the model's pose flag is already a probability, used as is, as MediaPipe does),
+    ``tensor`` (39, 5) the raw landmark tensor (tensor pixels, logits).
+    """
+    raw, flag, _seg, heatmap, world = outputs
+    lm = np.asarray(raw, dtype=np.float64).reshape(N_ALL_LANDMARKS, 5)
+    xy_norm = refine_from_heatmap(lm[:, :2] / LM_SIZE, np.asarray(heatmap)[0])
+    m = roi.tensor_to_image()
+    xy = np.hstack([xy_norm, np.ones((N_ALL_LANDMARKS, 1))]) @ m.T
+    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
+    w = np.asarray(world, dtype=np.float64).reshape(N_ALL_LANDMARKS, 3)
+    world_rot = np.column_stack([c * w[:, 0] - s * w[:, 1], s * w[:, 0] + c * w[:, 1], w[:, 2]])
+    return {"xy": xy, "z": lm[:, 2] / LM_SIZE * roi.size, "visibility": _sigmoid(lm[:, 3]),
+            "presence": _sigmoid(lm[:, 4]), "world": world_rot,
+            "score": float(np.asarray(flag, dtype=np.float64).reshape(-1)[0]), "tensor": lm}
+
+
+class BlazePoseTracker:
+    """Detector + landmark model + ROI tracking around two model runners; implements ``PoseBackend``.
+
+    ``detector``: (1, 224, 224, 3) in −1..1 → (boxes (1, 2254, 12), scores (1, 2254, 1)).
+    ``landmarks``: (1, 256, 256, 3) in 0..1 → (landmarks (1, 195), flag (1, 1), segmentation, heatmap
+    (1, 64, 64, 39), world (1, 117)).
+    """
+
+    def __init__(self, detector: Runner, landmarks: Runner, name: str, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        for field_name, v in (("min_detection_confidence", min_detection_confidence),
+                              ("min_tracking_confidence", min_tracking_confidence)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{field_name}: must be within 0..1, got {v}")
+        self.detector_runner, self.landmark_runner = detector, landmarks
+        self.name = name
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.min_tracking_confidence = float(min_tracking_confidence)
+        self._track: Roi | None = None
+        self._track_bbox: BoundingBox | None = None
+
+    def reset(self) -> None:
+        """Forget the tracked ROI (the next call runs the detector)."""
+        self._track = None
+        self._track_bbox = None
+
+    # -- stages --------------------------------------------------------------------------------
+    def detect(self, frame_rgb: np.ndarray, view: Roi | None = None) -> list[tuple[float, Roi]]:
+        """Every person the detector finds in ``view`` (default: whole frame letterboxed): (score, ROI), best first."""
+        check_frame(frame_rgb)
+        h, w = frame_rgb.shape[:2]
+        view = view or letterbox_roi(w, h)
+        boxes, scores = self.detector_runner(crop_tensor(frame_rgb, view, DET_SIZE, -1.0, 1.0, replicate=False))[:2]
+        dets = weighted_nms(decode_detections(boxes, scores, min_score=self.min_detection_confidence))
+        out = []
+        for d in dets:
+            try:
+                out.append((d.score, detection_to_roi(d, view)))
+            except ValueError:  # degenerate keypoints: no ROI
+                continue
+        return out
+
+    def landmarks(self, frame_rgb: np.ndarray, roi: Roi) -> dict[str, np.ndarray | float]:
+        """Landmark model on ``roi``: see :func:`decode_landmarks`."""
+        check_frame(frame_rgb)
+        return decode_landmarks(self.landmark_runner(crop_tensor(frame_rgb, roi, LM_SIZE, 0.0, 1.0, replicate=True)), roi)
+
+    # -- PoseBackend ---------------------------------------------------------------------------
+    def infer(self, frame_rgb: np.ndarray, t_capture_ns: int, roi: BoundingBox | None = None) -> PoseResult | None:
+        """Landmarks of the person in ``roi`` (pixels; None: the detector's best) or of the tracked person.
+
+        ``frame_rgb`` (H, W, 3) uint8 RGB; ``t_capture_ns`` copied to the result. With ``roi`` the detector
+        looks at a square 1.5× the box around it and keeps the best person whose hip centre is inside the box;
+        tracking continues while the tracked person's box overlaps ``roi`` (IoU ≥ 0.3).
+        """
+        check_frame(frame_rgb)
+        timings: dict[str, float] = {}
+        source = "tracking"
+        lm_roi = self._track
+        if lm_roi is not None and roi is not None and (self._track_bbox is None or roi.iou(self._track_bbox) < 0.3):
+            lm_roi = None
+        res = None
+        if lm_roi is not None:
+            t0 = time.perf_counter()
+            res = self.landmarks(frame_rgb, lm_roi)
+            timings["landmarks_ms"] = (time.perf_counter() - t0) * 1e3
+            if res["score"] < self.min_tracking_confidence:
+                res = None
+        if res is None:
+            source = "detector"
+            t0 = time.perf_counter()
+            lm_roi = self._detect_one(frame_rgb, roi)
+            timings["detector_ms"] = (time.perf_counter() - t0) * 1e3
+            if lm_roi is None:
+                self.reset()
+                return None
+            t0 = time.perf_counter()
+            res = self.landmarks(frame_rgb, lm_roi)
+            timings["landmarks_ms"] = timings.get("landmarks_ms", 0.0) + (time.perf_counter() - t0) * 1e3
+            if res["score"] < self.min_tracking_confidence:
+                self.reset()
+                return None
+        xy = res["xy"]
+        try:
+            self._track = roi_from_keypoints(xy[AUX_ROI[0]], xy[AUX_ROI[1]])
+        except ValueError:
+            self._track = None
+        main = xy[:N_LANDMARKS]
+        x0, y0 = main.min(axis=0)
+        x1, y1 = main.max(axis=0)
+        bbox = BoundingBox(float(x0), float(y0), float(max(x1, x0 + 1.0)), float(max(y1, y0 + 1.0)))
+        self._track_bbox = bbox
+        return PoseResult(image_xy=main.copy(), image_z=res["z"][:N_LANDMARKS].copy(),
+                          visibility=res["visibility"][:N_LANDMARKS].copy(),
+                          presence=res["presence"][:N_LANDMARKS].copy(), world_xyz=res["world"][:N_LANDMARKS].copy(),
+                          score=float(res["score"]), bbox=bbox, t_capture_ns=int(t_capture_ns), backend=self.name,
+                          extras={"roi": lm_roi, "roi_source": source, "timings_ms": timings,
+                                  "auxiliary_xy": xy[N_LANDMARKS:].copy()})
+
+    def _detect_one(self, frame_rgb: np.ndarray, prompt: BoundingBox | None) -> Roi | None:
+        if prompt is None:
+            found = self.detect(frame_rgb)
+            return found[0][1] if found else None
+        cx, cy = prompt.center
+        side = 1.5 * max(prompt.x1 - prompt.x0, prompt.y1 - prompt.y0)
+        for _score, r in self.detect(frame_rgb, Roi(cx, cy, side, 0.0)):
+            if prompt.x0 <= r.cx <= prompt.x1 and prompt.y0 <= r.cy <= prompt.y1:
+                return r
+        return None
+
+
+# -- ONNX Runtime ------------------------------------------------------------------------------
+
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+PROVIDER_TAGS = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}
+
+
+def gpu_tag() -> str:
+    """A file-name-safe tag of the first GPU (name and compute capability), for the TensorRT engine cache."""
+    exe = shutil.which("nvidia-smi")
+    if exe:
+        try:
+            out = subprocess.run([exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip().splitlines()
+            if out:
+                return re.sub(r"[^A-Za-z0-9.]+", "_", out[0]).strip("_") or "gpu"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:  # Jetson: no nvidia-smi
+        return re.sub(r"[^A-Za-z0-9.]+", "_", Path("/proc/device-tree/model").read_text().strip("\x00 \n")) or "gpu"
+    except OSError:
+        return "gpu"
+
+
+def provider_candidates(available: Sequence[str], cache_dir: Path, prefer: str | None = None,
+                        trt_fp16: bool = False) -> list[tuple[str, dict]]:
+    """(provider, options) to try in order: TensorRT → CUDA → CPU, restricted to ``available``.
+
+    ``prefer`` (``"tensorrt"``, ``"cuda"`` or ``"cpu"``) starts the list there. TensorRT gets its engine and
+    timing caches under ``cache_dir``.
+    """
+    order = list(PROVIDER_ORDER)
+    if prefer is not None:
+        tags = {v: k for k, v in PROVIDER_TAGS.items()}
+        if prefer not in tags:
+            raise ValueError(f"provider: must be one of {sorted(tags)}, got {prefer!r}")
+        order = order[order.index(tags[prefer]):]
+    out: list[tuple[str, dict]] = []
+    for p in order:
+        if p not in available:
+            continue
+        if p == "TensorrtExecutionProvider":
+            out.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
+                            "trt_fp16_enable": bool(trt_fp16), "trt_max_workspace_size": 1 << 30}))
+        else:
+            out.append((p, {}))
+    if not out:
+        raise RuntimeError(f"onnxruntime offers none of {list(order)} (available: {list(available)})")
+    return out
+
+
+class OnnxPose(BlazePoseTracker):
+    """BlazePose through ONNX Runtime with the models built by ``python -m models.pose_build``.
+
+    Parameters
+    ----------
+    model_dir : folder with ``manifest.json`` and the ONNX files (default ``build/pose_onnx``).
+    provider : None = best available (TensorRT → CUDA → CPU), or ``"tensorrt"``/``"cuda"``/``"cpu"`` to start
+        the fall-back chain there.
+    intra_op_threads : ONNX Runtime CPU threads per session (0 = ONNX Runtime's default).
+    allow_spinning : let ONNX Runtime's CPU worker threads busy-wait between ops (off by default: on a
+        machine shared with the 500 Hz torque process, spinning threads steal its CPU time).
+    trt_fp16 : let TensorRT run in fp16 (changes numerics; off by default).
+    """
+
+    def __init__(self, model_dir: Path | None = None, provider: str | None = None, intra_op_threads: int = 0,
+                 allow_spinning: bool = False, trt_fp16: bool = False, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        import onnxruntime as ort
+
+        from models.pose_build import DEFAULT_OUT, load_manifest, onnx_path
+
+        if intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")
+        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_OUT
+        self.manifest = load_manifest(self.model_dir)
+        paths = {n: onnx_path(n, self.model_dir) for n in ("pose_detection", "pose_landmark_full")}
+        self.model_sha256 = {n: self.manifest["models"][n]["onnx_sha256"] for n in paths}
+        available = ort.get_available_providers()
+        needs_gpu_tag = "TensorrtExecutionProvider" in available and provider in (None, "tensorrt")
+        cache = self.model_dir / "trt_cache" / (gpu_tag() if needs_gpu_tag else "none")
+        candidates = provider_candidates(available, cache, provider, trt_fp16)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            so.intra_op_num_threads = int(intra_op_threads)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        so.log_severity_level = 3
+        self.provider = ""
+        sessions = None
+        for i, (prov, opts) in enumerate(candidates):
+            try:
+                if prov == "TensorrtExecutionProvider":
+                    cache.mkdir(parents=True, exist_ok=True)
+                chain = [(p, o) for p, o in candidates[i:]]
+                sessions = {n: ort.InferenceSession(str(p), sess_options=so, providers=[c[0] for c in chain],
+                                                    provider_options=[c[1] for c in chain]) for n, p in paths.items()}
+            except Exception as exc:  # noqa: BLE001 - any provider failure falls back to the next
+                nxt = candidates[i + 1][0] if i + 1 < len(candidates) else None
+                if nxt is None:
+                    raise
+                log.warning("pose onnx: %s failed (%s: %s); falling back to %s", prov, type(exc).__name__,
+                            str(exc).splitlines()[0][:200] if str(exc) else "", nxt)
+                continue
+            used = sessions["pose_landmark_full"].get_providers()[0]
+            if used != prov:
+                log.warning("pose onnx: %s unavailable at session creation; ONNX Runtime fell back to %s", prov, used)
+            self.provider = used
+            break
+        assert sessions is not None
+        self.sessions = sessions
+        log.info("pose onnx: provider %s; %s", self.provider,
+                 "; ".join(f"{n} {paths[n].name} sha256={self.model_sha256[n]}" for n in paths))
+        det, lm = sessions["pose_detection"], sessions["pose_landmark_full"]
+        det_in, lm_in = det.get_inputs()[0].name, lm.get_inputs()[0].name
+        det_out = [o.name for o in det.get_outputs()]
+        lm_out = [o.name for o in lm.get_outputs()]
+        if det_out != ["Identity", "Identity_1"] or lm_out != [f"Identity{s}" for s in ("", "_1", "_2", "_3", "_4")]:
+            raise ValueError(f"{self.model_dir}: unexpected model outputs {det_out} / {lm_out}; rebuild the models")
+        super().__init__(lambda x: det.run(det_out, {det_in: x}), lambda x: lm.run(lm_out, {lm_in: x}),
+                         name=f"onnx-{PROVIDER_TAGS.get(self.provider, self.provider)}",
+                         min_detection_confidence=min_detection_confidence,
+                         min_tracking_confidence=min_tracking_confidence)
