@@ -28,6 +28,10 @@ $(STAMP): $(PY) setup.py
 	    apt-get update -qq && apt-get install -y -qq util-linux iproute2 >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (browser test of the HTML report)"; \
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (clinic store tests; no system cluster)"; \
+	    mkdir -p /etc/postgresql-common; [ -e /etc/postgresql-common/createcluster.conf ] || \
+	    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; \
+	    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*

@@ -47,9 +47,31 @@ def _print_batch(report, stored: dict | None) -> None:
             print(f"  rejected: {r}", file=sys.stderr)
 
 
+def _with_outputs(jobs, args) -> list:
+    """Jobs writing their CSVs under --output (encrypted with --encrypt-key, created 0600 if missing)."""
+    import dataclasses
+    from pathlib import Path
+
+    if args.encrypt_key and not args.output:
+        raise ValueError(f"--encrypt-key = {args.encrypt_key!r}: needs --output (the CSVs it encrypts)")
+    if not args.output:
+        return jobs
+    key = None
+    if args.encrypt_key:
+        from runtime.clinic.files import new_key
+
+        key = Path(args.encrypt_key).resolve()
+        if not key.exists():
+            new_key(key)
+            print(f"created encryption key {key} (mode 0600): keep it; the encrypted CSVs cannot be read without it")
+    out = str(Path(args.output).resolve())
+    return [dataclasses.replace(j, output_dir=out, encrypt_key=None if key is None else str(key)) for j in jobs]
+
+
 def _run_batch(jobs, args, store) -> tuple[int, object]:
     from runtime.clinic.batch import report_json, run_batch, store_results
 
+    jobs = _with_outputs(jobs, args)
     report = run_batch(jobs, ray_address=args.ray, workers=args.workers, retries=args.retries,
                        progress=lambda s: print(s, flush=True))
     stored = store_results(store, report) if store is not None else None
@@ -62,18 +84,22 @@ def _run_batch(jobs, args, store) -> tuple[int, object]:
     return (EXIT_FAILED if bad else EXIT_OK), report
 
 
-def _check_common(args) -> None:
+def _check_common(args, what: str) -> None:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers = {args.workers}: must be >= 1")
     if args.retries < 0:
         raise ValueError(f"--retries = {args.retries}: must be >= 0")
+    if args.ray == "local":      # a private Ray instance listens on every interface: keep it in a private netns
+        from runtime.netns import ensure_private_netns
+
+        ensure_private_netns(f"exo {what} --ray local")
 
 
 def cmd_batch(args) -> int:
     from runtime.clinic.batch import jobs_from
     from runtime.clinic.store import open_store
 
-    _check_common(args)
+    _check_common(args, "batch")
     jobs = jobs_from(args.trials)
     print(f"exo batch: {len(jobs)} trial(s) from {args.trials} on "
           f"{'Ray ' + args.ray if args.ray else 'local processes'}" + ("" if args.no_store else f" -> {args.db}"), flush=True)
@@ -94,7 +120,7 @@ def cmd_ingest(args) -> int:
     from runtime.clinic.store import StoreError, open_store
     from runtime.doctor import shared_data_dir
 
-    _check_common(args)
+    _check_common(args, "ingest")
     data = Path(args.data) if args.data else shared_data_dir()
     jobs = jobs_from_shared(data)
     print(f"exo ingest: {len(jobs)} shared trial(s) under {data} through the analysis chain, then the lab's own "
@@ -132,6 +158,8 @@ def cmd_import(args) -> int:
     from runtime.clinic.importers import import_session, shared_lab_imports
     from runtime.clinic.store import StoreError, open_store, parse_date
 
+    if args.exo_run:
+        return _import_exo_run(args)
     if args.shared_lab:
         from runtime.doctor import shared_data_dir
 
@@ -163,13 +191,34 @@ def cmd_import(args) -> int:
         for kw in todo:
             try:
                 sid = import_session(store, **kw)
-                s = next(x for x in store.sessions(kw["pseudonym"]) if x["id"] == sid)
-                shown = {k: round(v, 4) for k, v in s["metrics"].items() if v is not None}
-                print(f"imported {kw['trial_name']} as session {sid}: {json.dumps(shown)}")
             except StoreError as exc:
+                if not args.shared_lab:
+                    raise                  # one session, bad input: the message and exit 2 (runtime.cli.main)
                 failed += 1
                 print(f"rejected {kw['trial_name']}: {exc}", file=sys.stderr)
+                continue
+            s = next(x for x in store.sessions(kw["pseudonym"]) if x["id"] == sid)
+            shown = {k: round(v, 4) for k, v in s["metrics"].items() if v is not None}
+            print(f"imported {kw['trial_name']} as session {sid}: {json.dumps(shown)}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _import_exo_run(args) -> int:
+    from runtime.clinic.exo_runs import exo_run_record
+    from runtime.clinic.store import SubjectInfo, open_store, parse_date
+
+    for key in ("subject", "side"):
+        if getattr(args, key) is None:
+            raise ValueError(f"import --exo-run: --{key} is required")
+    subject = SubjectInfo(args.subject, args.mass_kg, args.height_m, args.sex, args.affected_side)
+    subject.validate()
+    rec = exo_run_record(args.exo_run, subject, side=args.side, task=args.task,
+                         session_date=parse_date(args.date, "--date"), device_config=args.device_config)
+    with open_store(args.db) as store:
+        sid = store.add_session(rec)
+    shown = {k: round(v, 4) for k, v in rec.metrics.items() if v is not None}
+    print(f"imported exo run {rec.trial_name} as session {sid}: {json.dumps(shown)}")
+    return EXIT_OK
 
 
 def cmd_trend(args) -> int:
@@ -193,11 +242,16 @@ def cmd_trend(args) -> int:
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ray", metavar="ADDRESS|local", help="run on the Ray cluster at ADDRESS (e.g. 127.0.0.1:6379), or "
-                   "'local' for a private Ray instance; default: local processes")
+    p.add_argument("--ray", metavar="ADDRESS|local", help="run on the Ray cluster at ADDRESS (e.g. 10.0.0.5:6379), or "
+                   "'local' for a private Ray instance (the command re-runs itself in a private network namespace: "
+                   "only lo, so a PostgreSQL store must then be reached by its unix socket); default: local processes")
     p.add_argument("--workers", type=int, help="parallel workers (default: CPU count, at most the number of trials)")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed trial (default: %(default)s)")
     p.add_argument("--json", help="write per-trial results, errors and throughput to this JSON file")
+    p.add_argument("--output", help="write each trial's analysis CSVs under OUTPUT/<trial>/ and reference them in "
+                                    "the store (path + SHA-256)")
+    p.add_argument("--encrypt-key", help="encrypt those CSVs at rest (*.csv.enc, Fernet) with this key file; created "
+                                         "(mode 0600) if missing")
 
 
 def register(subparsers) -> None:
@@ -223,15 +277,18 @@ def register(subparsers) -> None:
     _batch_args(p)
     p.set_defaults(fn=cmd_ingest)
 
-    p = subparsers.add_parser("import", help="import sessions analysed elsewhere (OpenSim .sto/.mot results)",
+    p = subparsers.add_parser("import", help="import sessions analysed elsewhere (OpenSim .sto/.mot results) or exoskeleton runs",
                               description="Record a session analysed elsewhere: OpenSim inverse dynamics (KEM, KAM where "
                                           "the model has knee adduction), joint reaction (total knee contact force) and "
                                           "static optimisation activations (co-contraction index); peaks per stance from "
                                           "a force plate (--grf, --stance-plate) or --stance intervals. --shared-lab "
-                                          "imports the shared trials' own lab results.\n"
+                                          "imports the shared trials' own lab results; --exo-run an exoskeleton run "
+                                          "(assistance delivered, from its log).\n"
                                           "example: exo import --jr JR.sto --so-activation SO_activation.sto --subject "
                                           "P017 --mass-kg 75 --height-m 1.8 --side left --grf G.mot --stance-plate 1")
     p.add_argument("--shared-lab", action="store_true", help="import the shared trials' lab results")
+    p.add_argument("--exo-run", metavar="DIR", help="an 'exo run'/'exo hil' output folder: assistance delivered")
+    p.add_argument("--device-config", help="with --exo-run: the device YAML the run used (stored with the session)")
     p.add_argument("--data", help="shared data folder for --shared-lab")
     p.add_argument("--id", help="OpenSim inverse dynamics results (.sto/.mot)")
     p.add_argument("--knee-flexion", choices=["positive", "negative"],

@@ -1,0 +1,1 @@
+"""Alembic migration environment of the clinical store (run programmatically by ``open_store``)."""
