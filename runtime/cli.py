@@ -387,6 +387,8 @@ def cmd_recover(args) -> int:
 
 
 def cmd_analyze(args) -> int:
+    if args.video:
+        return _analyze_video(args)
     if args.trc or args.c3d:
         return _analyze_chain(args)
     if not args.trials:
@@ -409,6 +411,28 @@ def cmd_analyze(args) -> int:
         for r in results:
             print(f"{r['path']}: ERROR {r['error']}" if "error" in r else json.dumps(r, default=str))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _analyze_video(args) -> int:
+    """The offline path from a video (``runtime.vision.video_analysis.analyze_video``)."""
+    from runtime.vision.video_analysis import analyze_video
+
+    frames = None
+    if args.frames:
+        try:
+            a, b = args.frames.split(":")
+            frames = (int(a) if a else 0, int(b) if b else None)
+        except ValueError:
+            raise ValueError(f"--frames = {args.frames!r}: use START:STOP (frame indices)") from None
+    res = analyze_video(args.video, bbox=args.bbox, mask=args.mask, describe=args.describe, out_dir=args.output,
+                        height_m=args.height_m, mass_kg=args.mass_kg, side=args.side or "left",
+                        calibration=args.calibration, hfov_deg=args.hfov_deg, frames=frames, model=args.model)
+    summary = res.summary()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
 
 
 def _analyze_chain(args) -> int:
@@ -649,6 +673,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/analyze", help="output folder for the CSVs (default: %(default)s)")
     p.add_argument("--json", help="write the summary and validation figures to this JSON file")
     p.add_argument("--json-stdout", action="store_true", help="file-check mode: JSON on stdout")
+    p.add_argument("--video", help="a video of one walking person: pose (tracked), world grounding, landmark IK, then "
+                   "the kinematics-only chain (GRF, ID, KAM/KEM); landmarks.csv beside the usual CSVs")
+    p.add_argument("--bbox", help="with --video: the person to follow, x0,y0,x1,y1 in pixels of the first frame")
+    p.add_argument("--mask", help="with --video: a mask image of the person (its box becomes the prompt)")
+    p.add_argument("--describe", help="with --video: the subject in words, e.g. 'tall male, 1.85 m, 90 kg' "
+                   "(height and mass; --height-m/--mass-kg override)")
+    p.add_argument("--calibration", help="with --video: camera calibration (.toml or Qualisys .qca.txt)")
+    p.add_argument("--hfov-deg", type=float, default=60.0, help="with --video and no calibration: assumed horizontal "
+                   "field of view (default: %(default)s)")
+    p.add_argument("--frames", help="with --video: START:STOP frame range")
     p.set_defaults(fn=cmd_analyze)
 
     p = sub.add_parser("validate", help="the analysis chain on every shared trial, figures beside their anchors",

@@ -4,8 +4,8 @@ Frames: images are ``uint8`` arrays of shape (H, W, 3) in **RGB** order (OpenCV 
 convert at the source). Image coordinates are pixels, x right, y down, origin top-left.
 
 BlazePose world landmarks are metres in BlazePose's own frame: origin at the midpoint of the
-hips, x to the image's right, **y down**, z away from the camera (a camera-aligned, left-handed
-looking frame as published by MediaPipe). :mod:`runtime.vision.world` (world grounding)
+hips, x to the image's right, **y down**, z away from the camera (camera-aligned like OpenCV's camera
+frame, right-handed, as published by MediaPipe). :mod:`runtime.vision.world` (world grounding)
 converts them to the project frame (right-handed, z up).
 """
 from __future__ import annotations
