@@ -28,9 +28,12 @@ SETUP = "ip link set lo up && (ip route add 239.0.0.0/8 dev lo 2>/dev/null || tr
 
 
 ENV_DDS_HOST = "EXO_DDS_HOST_NETWORK"
-#: Cyclone DDS configuration: only the loopback interface.
+#: Cyclone DDS configuration: only the loopback interface, no multicast at all, discovery by unicast to
+#: 127.0.0.1 (participant indices probed on localhost) -- which is also how Fast DDS discovers with
+#: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so rclpy nodes and Cyclone-only processes find each other.
 CYCLONE_LO_CONFIG = ("<CycloneDDS><Domain><General><Interfaces><NetworkInterface name=\"lo\"/></Interfaces>"
-                     "</General></Domain></CycloneDDS>")
+                     "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+                     "<Peers><Peer address=\"127.0.0.1\"/></Peers></Discovery></Domain></CycloneDDS>")
 DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "CYCLONEDDS_URI": CYCLONE_LO_CONFIG}
 
 
@@ -61,6 +64,16 @@ def run_isolated(argv: list[str], *, timeout: float, env: Mapping[str, str] | No
     """Run *argv* in a fresh private network namespace with :func:`dds_environment`; capture text output."""
     return subprocess.run(wrap_command(argv), env=dds_environment(env), cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def netns_available() -> tuple[bool, str]:
+    """Whether a private network namespace can be made here, and if not why (for test skips)."""
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return False, "needs unshare (util-linux) and ip (iproute2) for a private network namespace"
+    p = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        return False, f"unshare -n not permitted here (needs root or CAP_SYS_ADMIN): {p.stderr.strip()}"
+    return True, ""
 
 
 def interfaces() -> list[str]:

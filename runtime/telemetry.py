@@ -14,6 +14,19 @@ the file at least every ``chunk_period_s``, so after SIGKILL (or a crash of the
 interpreter) everything but the last ``chunk_period_s`` (plus one poll of at most
 20 ms) can be recovered with :func:`runtime.telemetry_read.recover`.
 
+Encryption at rest (``encryption_key=``, or ``EXO_ENCRYPT_AT_REST=1`` with the key in the
+environment): when the log is closed, the finished MCAP file is
+encrypted with AES-256-GCM (:mod:`runtime.security.aead`) into ``<name>_0.mcap.enc`` and the
+plaintext file is removed; :mod:`runtime.telemetry_read` decrypts it for reading with the key
+(argument, ``$EXO_DATA_KEY`` or ``$EXO_DATA_KEY_FILE``). While the run lasts, and after a crash
+before ``close()``, the chunks on disk are plaintext (that is what makes them recoverable):
+put the log folder on an encrypted file system where that matters.
+
+Images: a topic of type ``sensor_msgs/msg/Image`` accepts only
+:class:`runtime.privacy.AnonymizedFrame` records (anything else raises
+:class:`runtime.privacy.PrivacyViolation` in :meth:`TelemetryLog.write`); the conversion to the
+message is built in, so no raw frame can reach the file.
+
 Times: ``*_ns`` are integer nanoseconds (log times are whatever clock the
 caller uses, normally ``time.time_ns()`` so that ROS tools show wall time),
 ``*_s`` float seconds.
@@ -34,6 +47,7 @@ import yaml
 from mcap.writer import CompressionType, Writer
 
 from runtime import telemetry_schema
+from runtime.privacy import AnonymizedFrame, require_anonymized
 
 ROSBAG2_VERSION = 9
 ROS_DISTRO = "jazzy"
@@ -70,6 +84,13 @@ DEFAULT_QOS_PROFILES: list[dict[str, Any]] = [
 ]
 DEFAULT_QOS_YAML = yaml.safe_dump(DEFAULT_QOS_PROFILES, default_flow_style=False, sort_keys=False).strip()
 
+#: Environment switch: "1" encrypts every telemetry log at rest (key from $EXO_DATA_KEY[_FILE]).
+ENV_ENCRYPT = "EXO_ENCRYPT_AT_REST"
+#: Message types that carry pictures: only anonymised frames may be written to them.
+IMAGE_MSGTYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
+#: ``frame_id`` of logged camera images.
+CAMERA_FRAME_ID = "camera"
+
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 
 
@@ -93,6 +114,11 @@ def bag_mcap_path(out_dir: Path) -> Path:
     """Path of the (single) storage file of the rosbag2 directory *out_dir*."""
     out_dir = Path(out_dir)
     return out_dir / f"{out_dir.name}_0.mcap"
+
+
+def encrypted_mcap_path(mcap_path: Path) -> Path:
+    """Where the encrypted form of *mcap_path* lives (``<name>.mcap.enc``)."""
+    return Path(mcap_path).with_name(Path(mcap_path).name + ".enc")
 
 
 def rosbag2_metadata(
@@ -192,8 +218,25 @@ def write_metadata_yaml(
     return path
 
 
+def anonymized_image_message(frame: AnonymizedFrame, offset_ns: int = 0) -> Any:
+    """``sensor_msgs/msg/Image`` (``rgb8``, frame ``camera``) of an anonymised frame.
+
+    The header stamp is the capture time plus *offset_ns* (monotonic -> wall clock).
+    """
+    frame = require_anonymized(frame, "sensor_msgs/Image conversion")
+    img = frame.image
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype.name != "uint8":
+        raise ValueError(f"AnonymizedFrame.image: shape {img.shape} dtype {img.dtype}: expected (H, W, 3) uint8 RGB")
+    h, w = int(img.shape[0]), int(img.shape[1])
+    return telemetry_schema.make(
+        "sensor_msgs/msg/Image",
+        header=telemetry_schema.make("std_msgs/msg/Header", stamp=int(frame.t_capture_ns) + int(offset_ns),
+                                     frame_id=CAMERA_FRAME_ID),
+        height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w, data=img.reshape(-1))
+
+
 class _Topic:
-    __slots__ = ("topic", "msgtype", "to_message", "channel_id", "count", "type_hash")
+    __slots__ = ("topic", "msgtype", "to_message", "channel_id", "count", "type_hash", "image")
 
     def __init__(self, topic: str, msgtype: str, to_message: Callable[[Any], object] | None) -> None:
         self.topic = topic
@@ -202,6 +245,7 @@ class _Topic:
         self.channel_id: int | None = None
         self.count = 0
         self.type_hash = telemetry_schema.type_hash(msgtype)
+        self.image = msgtype in IMAGE_MSGTYPES
 
 
 class TelemetryLog:
@@ -230,12 +274,16 @@ class TelemetryLog:
         queue_capacity: int = 100_000,
         compression: str = "zstd",
         fsync: bool = False,
+        encryption_key: Any = None,
     ) -> None:
         """*chunk_period_s* (s, 0 < x <= 0.5) bounds the data lost by a crash; chunks are also
         finished once they exceed *chunk_size_bytes* (uncompressed bytes).  *queue_capacity*
         bounds the records waiting for the writer thread.  *compression* of chunks: "zstd",
         "lz4" or "none".  *fsync*: also ``os.fsync`` at every periodic flush (protects against
         power loss, not only process death; costs disk latency in the writer thread).
+        *encryption_key*: a :class:`runtime.security.DataKey`; the file is encrypted on close.
+        With ``EXO_ENCRYPT_AT_REST=1`` in the environment and no key given, the key is loaded from
+        ``$EXO_DATA_KEY`` / ``$EXO_DATA_KEY_FILE`` (no key there: :class:`runtime.security.KeyMissingError`).
         """
         if not 0.0 < chunk_period_s <= MAX_CHUNK_PERIOD_S:
             raise ValueError(f"chunk_period_s must be in (0, {MAX_CHUNK_PERIOD_S}] s, got {chunk_period_s}")
@@ -252,6 +300,18 @@ class TelemetryLog:
         self.queue_capacity = int(queue_capacity)
         self.compression = compression
         self.fsync = fsync
+        if encryption_key is None and os.environ.get(ENV_ENCRYPT) == "1":
+            from runtime.security.keys import load_key
+
+            encryption_key = load_key()   # KeyMissingError now, not after the run, when no key is set
+        if encryption_key is not None:
+            from runtime.security.keys import DataKey
+
+            if not isinstance(encryption_key, DataKey):
+                raise ValueError(f"encryption_key: expected a runtime.security.DataKey, got {type(encryption_key).__name__}")
+        self.encryption_key = encryption_key
+        #: Path of the encrypted file once close() has encrypted it.
+        self.encrypted_path: Path | None = None
 
         self.written = 0
         self.dropped = 0
@@ -286,7 +346,17 @@ class TelemetryLog:
         Without it, records must already be message objects.  May be called before
         or after :meth:`open`; registering the same topic again with the same type
         replaces the converter, with another type raises ``ValueError``.
+
+        Image types (``sensor_msgs/msg/Image``, ``CompressedImage``) take no converter:
+        their records must be :class:`runtime.privacy.AnonymizedFrame` (built-in conversion).
         """
+        if msgtype in IMAGE_MSGTYPES:
+            if to_message is not None:
+                raise ValueError(f"topic {topic!r} ({msgtype}): image topics take AnonymizedFrame records and "
+                                 "no converter (the conversion is built in so no raw frame can reach the log)")
+            if msgtype != "sensor_msgs/msg/Image":
+                raise ValueError(f"topic {topic!r}: {msgtype} is not supported for images; use sensor_msgs/msg/Image")
+            to_message = anonymized_image_message
         try:
             telemetry_schema.msg_class(msgtype)
         except KeyError as exc:
@@ -340,14 +410,19 @@ class TelemetryLog:
     def write(self, topic: str, log_time_ns: int, record: Any) -> bool:
         """Queue *record* for *topic* at *log_time_ns* (ns; also the publish time).
 
-        Never blocks and never raises: returns False (and counts ``dropped``) when the
+        Never blocks: returns False (and counts ``dropped``) when the
         queue is full or the log is closing, or when *topic* is unregistered (counted in
-        ``unregistered_drops``, warned once per topic).
+        ``unregistered_drops``, warned once per topic). Raises only
+        :class:`runtime.privacy.PrivacyViolation`, for a record on an image topic that is not an
+        :class:`runtime.privacy.AnonymizedFrame` (a programming error that must not pass silently).
         """
+        entry = self._topics.get(topic)
+        if entry is not None and entry.image and not isinstance(record, AnonymizedFrame):
+            require_anonymized(record, f"MCAP log image topic {topic!r}")
         if self._closing:
             self.dropped += 1
             return False
-        if topic not in self._topics:
+        if entry is None:
             self.unregistered_drops += 1
             self._warn_once("unregistered", topic, f"TelemetryLog: write() to unregistered topic {topic!r} dropped; call register() first")
             return False
@@ -517,12 +592,22 @@ class TelemetryLog:
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        if self.encryption_key is not None:
+            custom["encryption"] = "AES-256-GCM (runtime.security.aead), key id " + self.encryption_key.key_id.hex()
         write_metadata_yaml(self.out_dir, self.mcap_path, topics, start, end, custom_data=custom)
+        if self.encryption_key is not None:
+            from runtime.security.aead import encrypt_file
+
+            self.encrypted_path = encrypt_file(self.mcap_path, encrypted_mcap_path(self.mcap_path),
+                                               self.encryption_key, remove_plaintext=True)
 
 
 __all__ = [
     "DEFAULT_QOS_PROFILES",
     "DEFAULT_QOS_YAML",
+    "IMAGE_MSGTYPES",
+    "anonymized_image_message",
+    "encrypted_mcap_path",
     "TelemetryError",
     "TelemetryLog",
     "TopicCount",

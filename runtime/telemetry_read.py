@@ -8,17 +8,26 @@ sequentially and stops cleanly at the first incomplete record, and
 
 Messages are decoded with the project's typestore
 (:mod:`runtime.telemetry_schema`), not with the definitions embedded in the file.
+
+Encrypted logs (``<name>_0.mcap.enc``, written when the log had an encryption key) are
+authenticated and decrypted in memory with the key given as ``key=`` or found in
+``$EXO_DATA_KEY`` / ``$EXO_DATA_KEY_FILE``; no key is :class:`runtime.security.KeyMissingError`,
+another key :class:`runtime.security.WrongKeyError`, a modified file
+:class:`runtime.security.TamperedError` (all ``ValueError``: ``exo report`` prints them and exits 2).
 Times: ``*_ns`` integer nanoseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from mcap.exceptions import McapError
@@ -35,6 +44,7 @@ from runtime.telemetry import (
     TopicCount,
     add_rosbag2_mcap_metadata,
     bag_mcap_path,
+    encrypted_mcap_path,
     rosbag2_metadata,
     write_metadata_yaml,
 )
@@ -83,24 +93,74 @@ def resolve_log(log_dir_or_mcap: Path | str) -> tuple[Path, Path]:
     default = bag_mcap_path(path)
     if default.is_file():
         return path, default
+    if encrypted_mcap_path(default).is_file():
+        return path, encrypted_mcap_path(default)
     meta = path / "metadata.yaml"
     if meta.is_file():
         info = yaml.safe_load(meta.read_text(encoding="utf-8")).get("rosbag2_bagfile_information", {})
         files = [path / Path(p).name for p in info.get("relative_file_paths", [])]
         if len(files) == 1 and files[0].is_file():
             return path, files[0]
-    candidates = sorted(path.glob("*.mcap"))
+    candidates = sorted(path.glob("*.mcap")) or sorted(path.glob("*.mcap.enc"))
     if len(candidates) != 1:
         raise FileNotFoundError(f"expected one .mcap file in {path}, found {[c.name for c in candidates]}")
     return path, candidates[0]
 
 
-def is_complete(mcap_path: Path | str) -> bool:
+_cache_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
+def _is_encrypted(path: Path) -> bool:
+    from runtime.security.aead import MAGIC
+
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _plaintext(path: Path, key: Any = None) -> bytes:
+    """Authenticated plaintext of an encrypted log (the last one is cached while the file is unchanged)."""
+    from runtime.security.aead import decrypt_path_to_bytes
+    from runtime.security.keys import KeyMissingError, key_from_env_or_none
+
+    if key is None:
+        key = key_from_env_or_none()
+    if key is None:
+        raise KeyMissingError(f"{path} is encrypted (AES-256-GCM): set $EXO_DATA_KEY_FILE (or $EXO_DATA_KEY) "
+                              "to the key it was written with; without that key it cannot be read")
+    st = path.stat()
+    tag = (str(path.resolve()), st.st_mtime_ns, st.st_size, key.key_id)
+    with _cache_lock:
+        if _cache.get("tag") == tag:
+            return _cache["data"]
+    data = decrypt_path_to_bytes(path, key)
+    with _cache_lock:
+        _cache.update(tag=tag, data=data)
+    return data
+
+
+@contextlib.contextmanager
+def open_log_file(mcap_path: Path | str, key: Any = None) -> Iterator[IO[bytes]]:
+    """A readable binary stream of the MCAP bytes of *mcap_path*, decrypting ``.mcap.enc`` files."""
+    path = Path(mcap_path)
+    if _is_encrypted(path):
+        yield io.BytesIO(_plaintext(path, key))
+    else:
+        with open(path, "rb") as f:
+            yield f
+
+
+def is_encrypted_log(log_dir_or_mcap: Path | str) -> bool:
+    """True if the log's storage file is encrypted."""
+    return _is_encrypted(resolve_log(log_dir_or_mcap)[1])
+
+
+def is_complete(mcap_path: Path | str, key: Any = None) -> bool:
     """True if *mcap_path* ends with a valid footer and readable summary (writer finished)."""
     path = Path(mcap_path)
     if path.is_dir():
         path = resolve_log(path)[1]
-    with open(path, "rb") as f:
+    with open_log_file(path, key) as f:
         head = f.read(len(MCAP_MAGIC))
         size = f.seek(0, os.SEEK_END)
         if head != MCAP_MAGIC or size < 2 * len(MCAP_MAGIC) + _FOOTER_LEN:
@@ -131,9 +191,9 @@ class _Scan:
     orphan_messages: int = 0
 
 
-def _scan_records(path: Path, scan: _Scan) -> Iterator[tuple[Schema | None, Channel, Message]]:
+def _scan_records(path: Path, scan: _Scan, key: Any = None) -> Iterator[tuple[Schema | None, Channel, Message]]:
     """Messages of *path* in file order; stops quietly at the first incomplete record."""
-    with open(path, "rb") as f:
+    with open_log_file(path, key) as f:
         head = f.read(len(MCAP_MAGIC))
         if head != MCAP_MAGIC:
             if MCAP_MAGIC.startswith(head):  # empty, or killed while writing the magic
@@ -178,19 +238,20 @@ def _decode(schema: Schema | None, channel: Channel, message: Message) -> tuple[
     return channel.topic, schema.name, message.log_time, msg
 
 
-def iter_messages(log_dir_or_mcap: Path | str) -> Iterator[tuple[str, str, int, Any]]:
+def iter_messages(log_dir_or_mcap: Path | str, key: Any = None) -> Iterator[tuple[str, str, int, Any]]:
     """Yield ``(topic, msgtype, log_time_ns, msg)`` of a telemetry log.
 
     Complete files are read through their summary in log-time order; truncated
     files sequentially in file order up to the last complete chunk (no exception).
+    Encrypted logs need *key* (a :class:`runtime.security.DataKey`) or the key in the environment.
     """
     _bag_dir, path = resolve_log(log_dir_or_mcap)
-    if is_complete(path):
-        with open(path, "rb") as f:
+    if is_complete(path, key):
+        with open_log_file(path, key) as f:
             for schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
                 yield _decode(schema, channel, message)
     else:
-        for schema, channel, message in _scan_records(path, _Scan()):
+        for schema, channel, message in _scan_records(path, _Scan(), key):
             yield _decode(schema, channel, message)
 
 
@@ -270,6 +331,15 @@ def recover(log_dir_or_mcap: Path | str, out_dir: Path | str | None = None) -> R
     input is not touched.  Messages after the last complete chunk are lost.
     """
     bag_dir, src = resolve_log(log_dir_or_mcap)
+    if _is_encrypted(src):
+        if is_complete(src):   # authenticated: encryption happens after the writer finished
+            per_topic: dict[str, int] = {}
+            for topic, _t, _ns, _m in iter_messages(src):
+                per_topic[topic] = per_topic.get(topic, 0) + 1
+            return RecoverResult(messages=sum(per_topic.values()), topics=per_topic, truncated=False,
+                                 out_path=bag_dir, mcap_path=src)
+        raise ValueError(f"{src}: encrypted log is not a complete MCAP file; decrypt it first "
+                         "(exo secure decrypt) and recover the plaintext")
     if out_dir is None and is_complete(src):
         scan = _Scan()
         counts: dict[int, int] = {}
@@ -320,4 +390,5 @@ def recover(log_dir_or_mcap: Path | str, out_dir: Path | str | None = None) -> R
     )
 
 
-__all__ = ["RecoverResult", "TRUNCATION_ERRORS", "is_complete", "iter_messages", "recover", "resolve_log"]
+__all__ = ["RecoverResult", "TRUNCATION_ERRORS", "is_complete", "is_encrypted_log", "iter_messages", "open_log_file",
+           "recover", "resolve_log"]

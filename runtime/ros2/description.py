@@ -15,6 +15,8 @@ Format::
     processes:                         # optional non-ROS companions (e.g. the HIL plant)
       - name: hil_plant
         cmd: ["{python}", "-m", "hil.plant_process", ...]   # {python} = this interpreter
+        ready: '"event": "ready"'      # optional: wait for this text on its stdout before starting nodes
+        ready_timeout_s: 20            # optional, s (default 20)
 
 Every node also gets the parameters ``device_config``, ``subject_config`` and
 ``calibration_config`` (absolute paths). Limits enforced on torque come only from the device
@@ -35,12 +37,13 @@ NODE_KINDS = ("vision", "estimator", "assistance", "safety", "can_bridge", "repl
 #: kind -> parameter -> (python type, (min, max) or allowed values or None, default; None = from the config files)
 PARAMETERS: dict[str, dict[str, tuple[type, Any, Any]]] = {
     "vision": {"rate_hz": (float, (1.0, 120.0), 30.0), "source": (str, None, "synthetic"),
-               "anonymizer": (str, None, "runtime.vision.anonymise:anonymize")},
+               "blur_margin": (float, (0.1, 2.0), 0.3)},
     "estimator": {"rate_hz": (float, (1.0, 120.0), None), "cadence_hz": (float, (0.1, 3.0), 0.9)},
     "assistance": {"assistance_level": (float, (0.0, 1.0), None), "peak_nm": (float, (0.1, 150.0), 15.0)},
     "safety": {"rate_hz": (float, (50.0, 1000.0), None), "diagnostics_hz": (float, (0.5, 50.0), 10.0)},
     "can_bridge": {"rate_hz": (float, (50.0, 1000.0), None), "stale_after_s": (float, (0.005, 0.5), None)},
-    "replay": {"log": (str, None, ""), "speed": (float, (0.01, 100.0), 1.0), "loop": (bool, None, False)},
+    "replay": {"log": (str, None, ""), "speed": (float, (0.01, 100.0), 1.0), "loop": (bool, None, False),
+               "wait_for_subscribers": (int, (0, 100), 0)},
 }
 CONFIG_KEYS = ("device", "subject", "calibration")
 
@@ -61,6 +64,8 @@ class NodeSpec:
 class ProcessSpec:
     name: str
     cmd: tuple[str, ...]
+    ready: str = ""                  # text its stdout prints once it is ready ("" = do not wait)
+    ready_timeout_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -165,9 +170,14 @@ def load_description(path: str | Path) -> NodeSetDescription:
     for i, pr in enumerate(doc.get("processes") or []):
         where = f"{p}: processes[{i}]"
         if not isinstance(pr, dict) or not isinstance(pr.get("name"), str) or not isinstance(pr.get("cmd"), list) \
-                or not pr["cmd"] or not all(isinstance(a, (str, int, float)) for a in pr["cmd"]):
-            raise DescriptionError(f"{where} = {pr!r}: expected {{name: str, cmd: [str, ...]}}")
-        procs.append(ProcessSpec(pr["name"], tuple(str(a) for a in pr["cmd"])))
+                or not pr["cmd"] or not all(isinstance(a, (str, int, float)) for a in pr["cmd"]) \
+                or set(pr) - {"name", "cmd", "ready", "ready_timeout_s"}:
+            raise DescriptionError(f"{where} = {pr!r}: expected {{name: str, cmd: [str, ...], ready: str, "
+                                   "ready_timeout_s: s}}")
+        timeout = pr.get("ready_timeout_s", 20.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
+            raise DescriptionError(f"{where}.ready_timeout_s = {timeout!r}: allowed 0 < ready_timeout_s <= 300 s")
+        procs.append(ProcessSpec(pr["name"], tuple(str(a) for a in pr["cmd"]), str(pr.get("ready", "")), float(timeout)))
     return NodeSetDescription(p.resolve(), str(doc.get("name") or p.stem), config, tuple(nodes), tuple(procs))
 
 

@@ -1,6 +1,7 @@
 """Start a node set from its description (``launch/*.yaml``), as the launch files do.
 
-``run_node_set`` runs the chosen nodes in this process (one rclpy executor); ``launch_processes``
+``run_node_set`` runs the chosen nodes in this process (one rclpy executor; the description's
+companion processes are started beside it); ``launch_processes``
 runs one process per node, as ``ros2 launch`` would, plus the description's companion
 processes. Autostart nodes are configured and activated downstream first (CAN bridge, safety,
 assistance, estimator, vision, replay) so no node waits on a stale input. Shutdown (SIGINT,
@@ -22,9 +23,44 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.ros2.description import NodeSetDescription, NodeSpec, load_description, with_overrides
+from runtime.ros2.description import NodeSetDescription, NodeSpec, ProcessSpec, load_description, with_overrides
 
 START_ORDER = ("can_bridge", "safety", "assistance", "estimator", "vision", "replay")
+
+
+def start_companion(desc: NodeSetDescription, proc: ProcessSpec) -> subprocess.Popen:
+    """Start a companion process; with ``ready`` set, return once its stdout printed that text.
+
+    Its output is copied to this process's stdout, prefixed with its name. Raises RuntimeError
+    (after stopping it) if it exits or stays silent past ``ready_timeout_s``.
+    """
+    import select
+    import threading
+
+    p = subprocess.Popen(desc.process_argv(proc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         bufsize=1)
+    assert p.stdout is not None
+    if proc.ready:
+        end = time.monotonic() + proc.ready_timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or p.poll() is not None:
+                p.kill()
+                p.wait()
+                raise RuntimeError(f"process {proc.name}: not ready ({proc.ready!r} not seen) within "
+                                   f"{proc.ready_timeout_s:g} s; exit code {p.returncode}")
+            if select.select([p.stdout], [], [], min(left, 0.1))[0]:
+                line = p.stdout.readline()
+                print(f"[{proc.name}] {line}", end="", flush=True)
+                if proc.ready in line:
+                    break
+
+    def pump() -> None:
+        for line in p.stdout:
+            print(f"[{proc.name}] {line}", end="", flush=True)
+
+    threading.Thread(target=pump, name=f"pump-{proc.name}", daemon=True).start()
+    return p
 
 
 def _order(specs: list[NodeSpec]) -> list[NodeSpec]:
@@ -53,6 +89,7 @@ def run_node_set(desc: NodeSetDescription, only: list[str] | None = None, durati
         stop["flag"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    companions = [] if only else [(p.name, start_companion(desc, p)) for p in desc.processes]
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor()
     nodes = {}
@@ -107,6 +144,14 @@ def run_node_set(desc: NodeSetDescription, only: list[str] | None = None, durati
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        for _name, p in companions:      # after the nodes: the drives were zeroed and disabled first
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         for s, h in old.items():
             signal.signal(s, h)
     return 1 if failed else 0
@@ -116,7 +161,7 @@ def launch_processes(desc: NodeSetDescription, duration_s: float | None = None, 
     """One process per node (and per companion process), as ``ros2 launch`` does; SIGINT/SIGTERM stop them all."""
     procs: list[tuple[str, subprocess.Popen]] = []
     for proc in desc.processes:
-        procs.append((proc.name, subprocess.Popen(desc.process_argv(proc))))
+        procs.append((proc.name, start_companion(desc, proc)))
     for spec in _order(list(desc.nodes)):
         argv = [sys.executable, "-m", "runtime.ros2.launcher", "--description", str(desc.path), "--only", spec.name]
         for item in settings or []:

@@ -3,7 +3,7 @@
 =============  ==========================================================================  ==========================
 node kind      what it wraps                                                               publishes
 =============  ==========================================================================  ==========================
-vision         a frame source + the anonymiser (``runtime.vision``); images only as        /exo/camera/image_anonymized
+vision         a frame source + the Anonymiser (``runtime.vision``); images only as        /exo/camera/image_anonymized
                :class:`AnonymizedFrame` through :class:`AnonymizedImagePublisher`
 estimator      the runtime pipeline's capture + gait-phase stages (``runtime.pipeline``)   /exo/estimation/gait_phase
 assistance     ``controllers.phase_profile.PhaseProfileController``                        /exo/assistance/request
@@ -25,6 +25,9 @@ node that dies or a lost topic fades the drive to zero after ``stale_after_s`` a
 Timing: rclpy timers are not real-time (Python, GIL, executor): the ROS 2 graph is the
 integration and observation surface; the deadline-bound torque path is ``exo run``'s
 two-process loop. Stamps are the node clock (system time); supervisor times are monotonic.
+A torque command's stamp is read before the supervisor's time of that tick and the reported
+fade start after the supervisor's, so every command stamped at or after
+``fade_start_ns + fade_time_s`` is exactly zero, however late the executor runs the timer.
 """
 from __future__ import annotations
 
@@ -125,6 +128,13 @@ class ExoLifecycleNode(LifecycleNode):
             self.teardown()
             self.configured = False
         return SUCCESS
+
+
+def latched_qos():
+    """Keep-last 1, reliable, transient-local: late subscribers get the current value."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def lifecycle_label(node: LifecycleNode) -> str:
@@ -241,6 +251,7 @@ class SafetyNode(ExoLifecycleNode):
         self.commanded = [0.0] * n
         self.req_rx_ns = 0
         self.activated_ns = 0
+        self.armed = False
         self.fade_start_wall_ns = 0
         self.estop = False
         self._joint_msgs: list[tuple[int, float, float]] = []
@@ -249,7 +260,7 @@ class SafetyNode(ExoLifecycleNode):
         self._ticks = 0
         self.pub_cmd = self.create_publisher(JointState, topics.TORQUE_COMMAND, 50)
         self.pub_wrench = self.create_publisher(WrenchStamped, topics.TORQUE_WRENCH, 50)
-        self.pub_state = self.create_publisher(String, topics.SAFETY_STATE, 10)
+        self.pub_state = self.create_publisher(String, topics.SAFETY_STATE, latched_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.subs = [self.create_subscription(JointState, topics.ASSISTANCE_REQUEST, self._on_request, 10),
                      self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_states, 10),
@@ -267,20 +278,25 @@ class SafetyNode(ExoLifecycleNode):
         for p in (self.pub_cmd, self.pub_wrench, self.pub_state, self.pub_diag):
             self.destroy_publisher(p)
 
-    # lifecycle -> supervisor
+    # lifecycle -> supervisor. As in the torque loop, the supervisor is activated by the first
+    # request that arrives after the lifecycle activation (a node started before its input is
+    # not a stale input); from then on the staleness watchdog runs.
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        now = _mono_ns()
-        if not self.sup.activate(now):
-            self.get_logger().error(f"activate refused by the supervisor: state {self.sup.state.value}, "
-                                    f"latched {[f'{f.source}:{f.kind.value}' for f in self.sup.latched]}")
+        if self.sup.latched or self.sup.state is not SafetyState.INACTIVE:
+            self.get_logger().error(f"activate refused: supervisor {self.sup.state.value}, latched "
+                                    f"{[f'{f.source}:{f.kind.value}' for f in self.sup.latched]} (reset on "
+                                    f"{topics.SAFETY_RESET} once torque is zero)")
             return FAILURE
-        self.activated_ns = now
+        self.activated_ns = _mono_ns()
+        self.armed = True
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.sup.state is SafetyState.ACTIVE:
-            self.fade_start_wall_ns = self.wall_ns()
+        self.armed = False
+        fading = self.sup.state is SafetyState.ACTIVE
         self.sup.deactivate(_mono_ns(), "lifecycle deactivate")
+        if fading:   # read after the supervisor's monotonic start: a stamp >= this + fade_time is past the fade
+            self.fade_start_wall_ns = self.wall_ns()
         self._publish_diagnostics()
         return SUCCESS
 
@@ -338,12 +354,15 @@ class SafetyNode(ExoLifecycleNode):
 
     # the command path
     def _tick(self) -> None:
+        stamp = self.stamp_now()        # before the monotonic time the supervisor uses (see on_deactivate)
         now = _mono_ns()
         sup = self.sup
         if self.estop:
             sup.report_fault(Fault("operator", FaultKind.ESTOP, 1.0, now))
+        if self.armed and sup.state is SafetyState.INACTIVE and self.req_rx_ns > self.activated_ns:
+            self.armed = not sup.activate(now)
         if sup.state is SafetyState.ACTIVE:
-            sup.check_command_age(now - max(self.req_rx_ns, self.activated_ns), now)
+            sup.check_command_age(now - self.req_rx_ns, now)
         while self._joint_msgs:
             i, pos, vel = self._joint_msgs.pop(0)
             sup.check_joint_state(i, pos, vel, now)
@@ -351,7 +370,6 @@ class SafetyNode(ExoLifecycleNode):
         sup.update(self.requested, now, self.commanded)
         if was_active and sup.state is not SafetyState.ACTIVE:
             self.fade_start_wall_ns = self.wall_ns()
-        stamp = self.stamp_now()
         self.pub_cmd.publish(_joint_state(stamp, self.names, effort=self.commanded))
         for name, tau in zip(self.names, self.commanded):
             w = WrenchStamped()
@@ -410,6 +428,7 @@ class CanBridgeNode(ExoLifecycleNode):
         self.out = [0.0] * n
         self.cmd_rx_ns = 0
         self.activated_ns = 0
+        self.armed = False
         self.enabled = False
         self.active = False
         self.pub_js = self.create_publisher(JointState, topics.JOINT_STATES, 50)
@@ -425,6 +444,9 @@ class CanBridgeNode(ExoLifecycleNode):
             self.drive.write([0.0] * len(self.names), now)
             self.drive.disable(now)
             self.enabled = False
+        close = getattr(self.drive, "close", None)
+        if close is not None:
+            close()                     # releases the CAN bus
         self.destroy_timer(self.timer)
         self.destroy_subscription(self.sub)
         self.destroy_publisher(self.pub_js)
@@ -432,18 +454,21 @@ class CanBridgeNode(ExoLifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         now = _mono_ns()
-        if self.watchdog.latched:
-            self.watchdog.reset_faults(now, "lifecycle activate")
-        if not self.watchdog.activate(now):
+        if self.watchdog.latched and not self.watchdog.reset_faults(now, "lifecycle activate"):
+            return FAILURE
+        if self.watchdog.state is not SafetyState.INACTIVE:
+            self.get_logger().error(f"activate refused: watchdog {self.watchdog.state.value}")
             return FAILURE
         self.drive.enable(now)          # sends zero first, then enters the control mode
         self.enabled = True
         self.activated_ns = now
+        self.armed = True               # the watchdog activates with the first command after this
         self.active = True
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = False
+        self.armed = False
         self.watchdog.deactivate(_mono_ns(), "lifecycle deactivate")   # the timer finishes the fade, then disables
         return SUCCESS
 
@@ -456,8 +481,10 @@ class CanBridgeNode(ExoLifecycleNode):
     def _tick(self) -> None:
         now = _mono_ns()
         wd = self.watchdog
+        if self.armed and wd.state is SafetyState.INACTIVE and self.cmd_rx_ns > self.activated_ns:
+            self.armed = not wd.activate(now)
         if wd.state is SafetyState.ACTIVE:
-            wd.check_command_age(now - max(self.cmd_rx_ns, self.activated_ns), now)
+            wd.check_command_age(now - self.cmd_rx_ns, now)
         self.drive.read(self.states, now)
         faults = list(self.poll_faults()) if self.poll_faults is not None else []
         for source, kind, value, t_seen in faults:
@@ -488,10 +515,11 @@ class CanBridgeNode(ExoLifecycleNode):
 class VisionNode(ExoLifecycleNode):
     """Frames from a source, anonymised on the device, published as ``sensor_msgs/Image`` (anonymised only).
 
-    ``anonymizer`` names ``module:function`` taking a :class:`runtime.vision.frame_sources.Frame`
-    and returning an :class:`runtime.privacy.AnonymizedFrame`; whatever it returns goes through
-    :class:`AnonymizedImagePublisher`, which refuses anything else. Without an importable
-    anonymiser the node refuses to configure: no image leaves the device un-blurred.
+    Every frame goes through :class:`runtime.vision.anonymise.Anonymiser` (face and person
+    detectors, held head boxes; ``blur_margin`` widens each region) and out through
+    :class:`AnonymizedImagePublisher`, which refuses anything but an AnonymizedFrame. Without the
+    anonymiser (import fails) the node refuses to configure: no image leaves the device un-blurred.
+    ``source``: ``synthetic`` or a frame-source spec of :func:`runtime.vision.frame_sources.open_source`.
     """
 
     KIND = "vision"
@@ -499,18 +527,17 @@ class VisionNode(ExoLifecycleNode):
     def setup(self) -> None:
         from runtime.ros2.image_publisher import AnonymizedImagePublisher
 
-        spec = str(self.param("anonymizer"))
-        mod_name, _, fn_name = spec.partition(":")
         try:
-            self.anonymize = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as exc:
-            raise RuntimeError(f"vision: anonymizer = {spec!r} is not available ({exc}); refusing to publish images "
+            from runtime.vision.anonymise import Anonymiser
+        except ImportError as exc:
+            raise RuntimeError(f"vision: the anonymiser is not available ({exc}); refusing to publish images "
                                "that were not anonymised") from None
         from runtime.vision.frame_sources import SyntheticSource, open_source
 
         rate = float(self.param("rate_hz"))
         src = str(self.param("source"))
-        self.source = SyntheticSource(rate, 10**9) if src == "synthetic" else open_source(src, fps=rate)
+        self.anonymiser = Anonymiser(margin=float(self.param("blur_margin")))
+        self.source = SyntheticSource(rate, 16_777_215) if src == "synthetic" else open_source(src, fps=rate)
         self.publisher = AnonymizedImagePublisher(self, topics.CAMERA_IMAGE)
         self.offset_ns = time.time_ns() - time.monotonic_ns()
         self.active = False
@@ -520,6 +547,7 @@ class VisionNode(ExoLifecycleNode):
         self.destroy_timer(self.timer)
         self.publisher.destroy(self)
         self.source.close()
+        self.anonymiser.close()
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = True
@@ -535,7 +563,7 @@ class VisionNode(ExoLifecycleNode):
         frame = self.source.read()
         if frame is None:
             return
-        self.publisher.publish(self.anonymize(frame), self.offset_ns)
+        self.publisher.publish(self.anonymiser.anonymize(frame.image, frame.t_capture_ns), self.offset_ns)
 
 
 class ReplayNode(ExoLifecycleNode):
@@ -543,7 +571,8 @@ class ReplayNode(ExoLifecycleNode):
 
     CDR bytes go out as they were logged (``rclpy.serialization``): what was recorded is what
     is replayed. Topics of the project's own types have no rclpy type support here and are
-    counted in ``skipped`` (named once in the log). Image topics pass the privacy gate at
+    counted in ``skipped`` (named once in the log). With ``wait_for_subscribers`` = N > 0 the
+    replay starts once every replayed topic has N subscribers (nothing is lost to discovery). Image topics pass the privacy gate at
     recording time, so a log holds anonymised frames only.
     """
 
@@ -582,6 +611,7 @@ class ReplayNode(ExoLifecycleNode):
         self.t0_log = self.records[0][0] if self.records else 0
         self.t0_mono = 0
         self.active = False
+        self.started = False
         self.timer = self.create_timer(0.002, self._tick)
         self.get_logger().info(f"replay: {len(self.records)} messages on {len(self.pubs)} topics from {mcap_path}")
 
@@ -592,15 +622,23 @@ class ReplayNode(ExoLifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = True
-        self.t0_mono = _mono_ns() - int((self.records[self.index][0] - self.t0_log) / self.speed) if self.records else 0
+        self.started = False            # the clock starts once every topic has its subscribers
         return SUCCESS
+
+    def _start(self) -> bool:
+        need = int(self.param("wait_for_subscribers"))
+        if need and any(p.get_subscription_count() < need for p in self.pubs.values()):
+            return False
+        self.t0_mono = _mono_ns() - int((self.records[self.index][0] - self.t0_log) / self.speed)
+        self.started = True
+        return True
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = False
         return SUCCESS
 
     def _tick(self) -> None:
-        if not self.active or not self.records:
+        if not self.active or not self.records or (not self.started and not self._start()):
             return
         from rclpy.serialization import deserialize_message
 
@@ -628,4 +666,4 @@ def make_node(kind: str, name: str, parameters: dict[str, Any] | None = None) ->
 
 
 __all__ = ["AssistanceNode", "CanBridgeNode", "EstimatorNode", "ExoLifecycleNode", "FAULT_HARDWARE_ID", "NODE_CLASSES",
-           "ReplayNode", "SafetyNode", "VisionNode", "lifecycle_label", "make_node", "message_class"]
+           "ReplayNode", "SafetyNode", "VisionNode", "latched_qos", "lifecycle_label", "make_node", "message_class"]

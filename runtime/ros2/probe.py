@@ -8,8 +8,9 @@ returns what it saw:
 * ``counts``: messages received per topic;
 * ``fade``: the deactivation call's wall time, the fade start the safety node reports in
   ``/diagnostics``, the torque at that moment, the header stamp of the first command that is
-  exactly zero, ``zero_after_s`` = that stamp minus the fade start, the largest |torque| in any
-  later command, and the safety node's lifecycle state afterwards.
+  exactly zero, ``zero_after_s`` = that stamp minus the fade start (the fade time plus the
+  executor's lateness), the largest |torque| in any later command and in any command stamped
+  at or after fade start + fade time, and the safety node's lifecycle state afterwards.
 
 Stamps are the publishing node's clock (system time, same host). Used by the tests and by
 ``exo ros probe``; it must run in the same (private) network namespace as the nodes.
@@ -35,6 +36,7 @@ def probe(safety_node: str = "safety", wait_s: float = 30.0, after_s: float = 0.
     from std_msgs.msg import Float64, String
 
     from runtime.netns import require_isolated_dds
+    from runtime.ros2.nodes import latched_qos
 
     require_isolated_dds("exo ros probe")
     rclpy.init()
@@ -62,9 +64,9 @@ def probe(safety_node: str = "safety", wait_s: float = 30.0, after_s: float = 0.
 
     for topic, cls in ((topics.GAIT_PHASE, Float64), (topics.ASSISTANCE_REQUEST, JointState),
                        (topics.TORQUE_COMMAND, JointState), (topics.TORQUE_WRENCH, WrenchStamped),
-                       (topics.JOINT_STATES, JointState), (topics.DIAGNOSTICS, DiagnosticArray),
-                       (topics.SAFETY_STATE, String)):
+                       (topics.JOINT_STATES, JointState), (topics.DIAGNOSTICS, DiagnosticArray)):
         node.create_subscription(cls, topic, count(topic), 100)
+    node.create_subscription(String, topics.SAFETY_STATE, count(topics.SAFETY_STATE), latched_qos())
     change = node.create_client(ChangeState, f"/{safety_node}/change_state")
     get = node.create_client(GetState, f"/{safety_node}/get_state")
     out: dict[str, Any] = {"counts": counts, "fade": None, "timed_out": False}
@@ -98,12 +100,16 @@ def probe(safety_node: str = "safety", wait_s: float = 30.0, after_s: float = 0.
         after = [(t, e) for t, e in commands[n_before - 1:] if t >= fade_start] if fade_start else []
         first_zero = next((t for t, e in after if all(x == 0.0 for x in e)), None)
         later = [abs(x) for t, e in after if first_zero is not None and t >= first_zero for x in e]
+        fade_time_s = float(diag[-1].get("fade_time_s", "nan")) if diag else float("nan")
+        past = [abs(x) for t, e in after if fade_start and t >= fade_start + fade_time_s * 1e9 for x in e]
         ramp = [(t - fade_start, max(abs(x) for x in e)) for t, e in after if first_zero is None or t <= first_zero]
         out["fade"] = {
             "call_wall_ns": t_call, "response_wall_ns": t_resp,
             "accepted": bool(fut.result().success) if fut.result() is not None else False,
             "fade_start_ns": fade_start,
-            "fade_time_s": float(diag[-1].get("fade_time_s", "nan")) if diag else float("nan"),
+            "fade_time_s": fade_time_s,
+            "max_abs_after_fade_time_nm": max(past) if past else None,
+            "commands_after_fade_time": len(past),
             "torque_before_nm": tau_before,
             "first_zero_stamp_ns": first_zero,
             "zero_after_s": None if first_zero is None or not fade_start else (first_zero - fade_start) * 1e-9,
