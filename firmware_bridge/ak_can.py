@@ -30,7 +30,10 @@ BUS_OFF       ``can.bus``         ``bus.state`` is ``can.BusState.ERROR`` (value
 TIMEOUT       ``can.<actuator>``  enabled, not in a zero-quiet window, and no valid reply for
                                   more than ``reply_timeout_s``: value = age in s, measured
                                   from the last valid reply, ``enable`` or the end of the
-                                  quiet window, whichever is latest.
+                                  quiet window, whichever is latest. Until the motor's first
+                                  valid reply after ``enable`` the limit is
+                                  ``first_reply_timeout_s`` (a drive answers its enter-mode
+                                  frame late; torque is zero until then anyway).
 DRIVE_ERROR   ``can.<actuator>``  a valid reply with a nonzero error code: value = the code.
 MALFORMED     ``can.<actuator>``  a frame for that motor that fails ``decode_reply`` (length,
               or ``can.bus``      motor-id byte, error code outside the table); ``can.bus``
@@ -209,6 +212,7 @@ class AkCanDrive:
         actuators: Sequence[ActuatorCalibration],
         *,
         reply_timeout_s: float = 0.05,
+        first_reply_timeout_s: float = 0.5,
         master_id: int = 0,
         estop_can_id: int | None = None,
         zero_quiet_s: float = 1.5,
@@ -269,6 +273,10 @@ class AkCanDrive:
         self._master_id = master_id
         self._estop_id = -1 if estop_can_id is None else estop_can_id
         self._timeout_ns = int(round(reply_timeout_s * 1e9))
+        if not first_reply_timeout_s >= reply_timeout_s:
+            raise ValueError(f"first_reply_timeout_s = {first_reply_timeout_s!r}: must be >= reply_timeout_s "
+                             f"({reply_timeout_s!r})")
+        self._first_timeout_ns = int(round(first_reply_timeout_s * 1e9))
         self._quiet_ns = int(round(zero_quiet_s * 1e9))
         self._interval_ns = int(round(fault_interval_s * 1e9))
         self._frame_log = frame_log
@@ -513,7 +521,7 @@ class AkCanDrive:
                 if m.quiet_until_ns > base:
                     base = m.quiet_until_ns
                 age = t_ns - base
-                if age > tmo:
+                if age > (tmo if m.last_rx_ns > self._enable_ns else self._first_timeout_ns):
                     if not m.timed_out:
                         m.timed_out = True
                         m.timeouts += 1

@@ -41,6 +41,10 @@ Method
    points of similar size), scaled by the tibia segment scale (talus-origin distance of the subject model over the
    template's).  The sagittal and axial contact moments are not attributed to the compartments.
 
+Cost: the crossing segments are walked by a numba kernel on MuJoCo's wrap arrays after ``mj_kinematics`` +
+``mj_tendon`` (no collision): ~40 us per MyoLeg frame, against ~340 us for the same walk in Python after
+``mj_fwdPosition`` (:meth:`KneeContact.muscle_wrench_reference`, equal to 1e-9 relative, tested).
+
 Outputs: :class:`KneeContactTrial` (N, N m, and the same in body weights).  :func:`quadriceps_hamstrings_cocontraction`:
 the co-contraction index of Rudolph et al. 2000 (Knee Surg Sports Traumatol Arthrosc 8:262; used on muscle
 activations, as in Heiden et al. 2009 Clin Biomech 24:833): ``CCI = (lower / higher) * (lower + higher)`` of the mean
@@ -53,11 +57,13 @@ This module is pure computation: numpy, mujoco and other ``models/`` modules.
 from __future__ import annotations
 
 import csv
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import mujoco
+import numba as nb
 import numpy as np
 
 from models.inverse_dynamics import ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams
@@ -67,7 +73,8 @@ CONDYLE_OFFSET_M = 0.020           # d_m = d_l on the unscaled MyoLeg tibia (Win
 QUADRICEPS = ("vasmed", "vaslat", "vasint", "recfem")
 HAMSTRINGS = ("semimem", "semiten", "bflh", "bfsh")
 
-__all__ = ["KneeContactTrial", "KneeContact", "knee_contact_from_analysis", "quadriceps_hamstrings_cocontraction",
+__all__ = ["KneeContactTrial", "KneeContact", "KinematicsToContact", "knee_contact_from_analysis",
+           "quadriceps_hamstrings_cocontraction",
            "medial_lateral_split", "opensim_so_tensions", "read_in_vivo", "validate_against_in_vivo", "tibia_scale"]
 
 
@@ -179,6 +186,17 @@ class KneeContact:
             self._sites[t] = np.array([int(model.wrap_objid[w]) for w in range(adr, adr + num)
                                        if int(model.wrap_type[w]) == int(mujoco.mjtWrap.mjWRAP_SITE)], dtype=int)
         self.crossing_muscles = self._find_crossing()
+        # flat arrays for the compiled per-frame kernel (crossing muscles only)
+        tmap = dict(zip(self.muscle_names, self._tendon))
+        self._x_tendon = np.array([tmap[n] for n in self.crossing_muscles], dtype=np.int64)
+        nsite = max((self._sites[t].size for t in self._x_tendon), default=1)
+        self._x_site_body = np.full((self._x_tendon.size, max(nsite, 1)), -1, dtype=np.int64)
+        for k, t in enumerate(self._x_tendon):
+            sb = np.asarray(model.site_bodyid, dtype=np.int64)[self._sites[t]]
+            self._x_site_body[k, :sb.size] = sb
+        self._geom_body = np.asarray(model.geom_bodyid, dtype=np.int64)
+        self._in_tibia_u8 = self.in_tibia.astype(np.uint8)
+        self._idx_cache: tuple[tuple[str, ...], np.ndarray] | None = None
 
     # -- muscle paths ------------------------------------------------------------------------------
 
@@ -226,11 +244,42 @@ class KneeContact:
         mujoco.mj_fwdPosition(m, d)
         return tuple(name for name, t in zip(self.muscle_names, self._tendon) if self._crossings(t))
 
+    def _crossing_index(self, names: Sequence[str] | None) -> np.ndarray:
+        """For each crossing muscle, its column in ``names`` (-1: absent, zero tension); cached per name tuple."""
+        key = tuple(self.muscle_names if names is None else names)
+        if self._idx_cache is None or self._idx_cache[0] != key:
+            pos = {n: i for i, n in enumerate(key)}
+            self._idx_cache = (key, np.array([pos.get(n, -1) for n in self.crossing_muscles], dtype=np.int64))
+        return self._idx_cache[1]
+
     def muscle_wrench(self, qpos: np.ndarray, tension_n: np.ndarray, names: Sequence[str] | None = None):
         """Muscles' net force (3,) and moment about the knee centre (3,) on the tibia subtree, tibia frame.
 
-        ``tension_n``: per muscle of ``names`` (default :attr:`muscle_names`), N >= 0.
+        ``tension_n``: per muscle of ``names`` (default :attr:`muscle_names`), N >= 0.  Compiled path: MuJoCo's
+        kinematics and tendon wrapping (``mj_kinematics``, ``mj_comPos``, ``mj_tendon``; no collision), then one
+        numba pass over the crossing muscles' path points (equal to :meth:`muscle_wrench_reference`, tested).
         """
+        m, d = self.model, self.data
+        d.qpos[:] = qpos
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_tendon(m, d)
+        return self.muscle_wrench_from_data(d, tension_n, names)
+
+    def muscle_wrench_from_data(self, d: mujoco.MjData, tension_n: np.ndarray, names: Sequence[str] | None = None):
+        """:meth:`muscle_wrench` from an ``MjData`` whose kinematics and tendon wrapping are already current for the
+        pose (e.g. the static optimisation's own data right after its step: same model structure), without any
+        MuJoCo call: saves the tendon pass (MyoFullBody: ~300 us per frame)."""
+        F = np.zeros(3)
+        M = np.zeros(3)
+        _wrench_kernel(d.ten_wrapadr, d.ten_wrapnum, d.wrap_obj.reshape(-1), d.wrap_xpos.reshape(-1, 3),
+                       self._x_tendon, self._x_site_body, self._geom_body, self._in_tibia_u8,
+                       np.asarray(tension_n, dtype=float), self._crossing_index(names), d.xpos[self.tibia_id], F, M)
+        R = d.xmat[self.tibia_id].reshape(3, 3)
+        return F @ R, M @ R
+
+    def muscle_wrench_reference(self, qpos: np.ndarray, tension_n: np.ndarray, names: Sequence[str] | None = None):
+        """The same as :meth:`muscle_wrench` in plain Python after ``mj_fwdPosition`` (reference for the tests)."""
         m, d = self.model, self.data
         d.qpos[:] = qpos
         mujoco.mj_fwdPosition(m, d)
@@ -278,6 +327,105 @@ class KneeContact:
         med, lat = medial_lateral_split(axial, mf, *self.condyle_offsets_m)
         return KneeContactTrial(time_s, med, lat, np.linalg.norm(Fc, axis=1), axial, mf, Fc, F_mus, F_int,
                                 self.body_weight_n, self.side, self.condyle_offsets_m)
+
+
+@nb.njit(cache=True)
+def _wrench_kernel(ten_wrapadr, ten_wrapnum, wrap_obj, wrap_xpos, x_tendon, x_site_body, geom_body, in_tibia,
+                   tension, col, origin, F, M):  # pragma: no cover - compiled
+    """Sum over crossing muscles and their straight path segments with one end in the tibia subtree of
+    ``T * unit(outside - inside)`` (world frame; moment about ``origin``), into ``F``, ``M``."""
+    for k in range(x_tendon.size):
+        c = col[k]
+        if c < 0:
+            continue
+        T = tension[c]
+        if T == 0.0:
+            continue
+        t = x_tendon[k]
+        adr = ten_wrapadr[t]
+        num = ten_wrapnum[t]
+        ks = 0
+        prev_b = -1
+        for i in range(num):
+            o = wrap_obj[adr + i]
+            if o == -1:
+                b = x_site_body[k, ks]
+                ks += 1
+            elif o == -2:
+                b = -1
+            else:
+                b = geom_body[o]
+            if i > 0 and prev_b >= 0 and b >= 0 and in_tibia[prev_b] != in_tibia[b]:
+                if in_tibia[b]:
+                    pin, pout = adr + i, adr + i - 1
+                else:
+                    pin, pout = adr + i - 1, adr + i
+                vx = wrap_xpos[pout, 0] - wrap_xpos[pin, 0]
+                vy = wrap_xpos[pout, 1] - wrap_xpos[pin, 1]
+                vz = wrap_xpos[pout, 2] - wrap_xpos[pin, 2]
+                nrm = (vx * vx + vy * vy + vz * vz) ** 0.5
+                if nrm > 0.0:
+                    fx, fy, fz = T * vx / nrm, T * vy / nrm, T * vz / nrm
+                    rx = wrap_xpos[pin, 0] - origin[0]
+                    ry = wrap_xpos[pin, 1] - origin[1]
+                    rz = wrap_xpos[pin, 2] - origin[2]
+                    F[0] += fx
+                    F[1] += fy
+                    F[2] += fz
+                    M[0] += ry * fz - rz * fy
+                    M[1] += rz * fx - rx * fz
+                    M[2] += rx * fy - ry * fx
+            prev_b = b
+
+
+class KinematicsToContact:
+    """Kinematics -> inverse dynamics -> static optimisation -> knee contact of one side, the whole trial in one call,
+    each MuJoCo pass done once: the contact step reads the muscle paths from the static optimisation's own data
+    (:meth:`KneeContact.muscle_wrench_from_data`).  Equal to ``InverseDynamics.run`` + ``StaticOptimization.run`` +
+    ``KneeContact.run`` on the same inputs (tested)."""
+
+    def __init__(self, model, side: str, *, body_mass_kg: float, so_params=None,
+                 condyle_offsets_m: tuple[float, float] | None = None) -> None:
+        from models.static_optimization import SOParams, StaticOptimization
+
+        model = getattr(model, "model", model)
+        self.contact = KneeContact(model, side, body_mass_kg=body_mass_kg, condyle_offsets_m=condyle_offsets_m)
+        self.inverse_dynamics = InverseDynamics(model, InverseDynamicsParams(
+            reaction_bodies=(self.contact.tibia,), gravity_m_s2=self.contact.gravity_m_s2))
+        self.static_optimization = StaticOptimization(model, so_params or SOParams())
+
+    def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
+            time_s: np.ndarray):
+        """``(SOTrial, KneeContactTrial)`` of the trial (arrays (N, ...) as in those classes)."""
+        from models.static_optimization import SOFrame, SOTrial
+
+        qpos, qvel, qacc = (np.asarray(x, dtype=float) for x in (qpos, qvel, qacc))
+        jm = self.inverse_dynamics.run(qpos, qvel, qacc, list(externals), time_s=time_s)
+        so, kc = self.static_optimization, self.contact
+        n, nm, nc = qpos.shape[0], so.n_muscles, so.n_coordinates
+        act, force = np.zeros((n, nm)), np.zeros((n, nm))
+        mom, res, resid = np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc))
+        cost, its, st = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        ts, tstep = np.zeros(n), np.zeros(n)
+        F_mus, M_mus = np.zeros((n, 3)), np.zeros((n, 3))
+        tau = jm.coordinate_force
+        so.reset()
+        t0 = time.perf_counter()
+        for i in range(n):
+            fr = SOFrame(act[i], force[i], mom[i], res[i], resid[i])
+            so.step(qpos[i], qvel[i], tau[i], fr)
+            cost[i], its[i], st[i], ts[i], tstep[i] = fr.cost, fr.iterations, fr.status, fr.solve_time_s, \
+                fr.step_time_s
+            if np.isfinite(fr.cost):
+                F_mus[i], M_mus[i] = kc.muscle_wrench_from_data(so.data, force[i], so.muscle_names)
+            else:
+                F_mus[i], M_mus[i] = np.nan, np.nan
+        total = time.perf_counter() - t0
+        trial = SOTrial(act, force, mom, res, resid, cost, its, st, ts, tstep, total, so.muscle_names,
+                        so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates, so.root_coordinates)
+        contact = kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :], F_mus, M_mus,
+                               np.asarray(time_s, dtype=float))
+        return trial, contact
 
 
 def opensim_so_tensions(so_force_path: str | Path, time_s: np.ndarray, muscle_names: Sequence[str]):

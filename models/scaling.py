@@ -57,6 +57,19 @@ activations do not change with the subject's size.  ``strength_exponent = 2/3`` 
 independent height factor, would make heavier subjects of the same height relatively weaker.  ``forcerange`` of a
 force-limited muscle scales with ``F0``.
 
+Subject-specific ``F0`` (``scale_model(..., max_isometric_force_n={muscle: N})``, e.g. from the subject's own
+OpenSim model via :func:`opensim_max_isometric_forces`) replaces the mass rule for the named muscles: ``gainprm[2] =
+F0``, ``biasprm[2]`` and ``forcerange`` by the same ratio. Why it matters (measured, GC5 subject PS, see
+``models/static_optimization.py``): the lab's ``GC5.osim`` gives every muscle crossing the knee about 0.6 x the
+MyoLeg template's ``F0`` (vasti 0.58-0.68, rectus femoris 0.59, hamstrings 0.57-0.61, gastrocnemii 0.72/0.84) while
+soleus is 1.16 x. Static optimisation with ``sum a^2`` shares a moment in proportion to ``r A^2`` (``A = F0`` x
+force-length-velocity), so the template's strong biarticular knee muscles took the ankle and hip moments from soleus
+and the hip flexors and had to be balanced by the other side of the knee: knee contact force ~2 x the implant's.
+OpenSim's ``F0`` is the fibre's maximum isometric force and is used as MuJoCo's ``F0`` unchanged; MuJoCo muscles
+have no pennation, so along the tendon this is up to 1/cos(alpha0) too strong for a pennated muscle (8 % at 0.4 rad;
+soleus 0.38 rad). The template's own values are the myo-sim conversion's fit, not Rajagopal's (soleus 5322 N against
+6195 N).
+
 Unchanged (documented choices): joint stiffness, damping, armature and friction loss; contact parameters, margins
 and solver settings; non-muscle actuators; geometry owned by the world body (floor, scenery, cameras).
 
@@ -85,6 +98,7 @@ This module is pure computation: it imports numpy, mujoco and :mod:`models.regis
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import math
 from dataclasses import dataclass, field
@@ -106,6 +120,7 @@ __all__ = [
     "HEIGHT_RANGE_M",
     "compute_scale_factors",
     "scale_model",
+    "opensim_max_isometric_forces",
 ]
 
 #: Accepted subject mass (kg) and height (m), the same bounds as the runtime's ``SubjectProfile``.
@@ -443,9 +458,53 @@ def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactor
         e.data = data
 
 
+def opensim_max_isometric_forces(osim_path: "str | os.PathLike[str]",
+                                 muscle_names: Sequence[str] | None = None) -> dict[str, float]:
+    """``{muscle: max_isometric_force (N)}`` of every muscle in an OpenSim ``.osim`` file (any muscle class with a
+    ``<max_isometric_force>``), restricted to ``muscle_names`` when given (names absent from the file are skipped).
+    Read with the standard library XML parser; no OpenSim install needed."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(osim_path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ValueError(f"osim_path = {str(osim_path)!r}: cannot read an OpenSim model ({exc})") from exc
+    out: dict[str, float] = {}
+    for el in root.iter():
+        f = el.find("max_isometric_force")
+        name = el.get("name")
+        if f is None or name is None or f.text is None:
+            continue
+        value = float(f.text)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{osim_path}: muscle {name!r} max_isometric_force = {f.text!r}: must be > 0 N")
+        out[name] = value
+    if not out:
+        raise ValueError(f"osim_path = {str(osim_path)!r}: no muscle with a <max_isometric_force> in it")
+    if muscle_names is not None:
+        keep = set(muscle_names)
+        out = {k: v for k, v in out.items() if k in keep}
+    return out
+
+
+def _check_forces(template: mujoco.MjModel, forces: Mapping[str, float], model_name: str) -> dict[str, float]:
+    muscle = is_muscle(template)
+    names = [template.actuator(i).name for i in range(template.nu) if muscle[i]]
+    out = {}
+    for k, v in forces.items():
+        if k not in names:
+            raise close_matches_error("muscle", str(k), names, f"max_isometric_force_n ({model_name})")
+        v = float(v)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"max_isometric_force_n[{k!r}] = {v!r}: must be a finite force > 0 N")
+        out[k] = v
+    return out
+
+
 def _apply_muscles(spec: mujoco.MjSpec, template: mujoco.MjModel, scaled: mujoco.MjModel,
-                   fac: ScaleFactors) -> None:
-    """Scale muscle length ranges by the muscle-tendon length ratio at qpos0, F0 by the force factor."""
+                   fac: ScaleFactors, f0_by_muscle: Mapping[str, float] | None = None) -> None:
+    """Scale muscle length ranges by the muscle-tendon length ratio at qpos0, F0 by the force factor (or set it
+    from ``f0_by_muscle``, N)."""
     if fac.uniform:
         act_ratio = np.full(template.nu, fac.height_factor)
         ten_ratio = np.full(template.ntendon, fac.height_factor)
@@ -465,11 +524,14 @@ def _apply_muscles(spec: mujoco.MjSpec, template: mujoco.MjModel, scaled: mujoco
         a.lengthrange = template.actuator_lengthrange[i] * act_ratio[i]
         g = np.asarray(a.gainprm, dtype=float).copy()
         bp = np.asarray(a.biasprm, dtype=float).copy()
-        g[2] = template.actuator_gainprm[i, 2] * k_f  # compiled F0 (resolves the automatic force < 0 case)
-        bp[2] = template.actuator_biasprm[i, 2] * k_f
+        k = k_f
+        if f0_by_muscle and template.actuator(i).name in f0_by_muscle:
+            k = f0_by_muscle[template.actuator(i).name] / template.actuator_gainprm[i, 2]
+        g[2] = template.actuator_gainprm[i, 2] * k  # compiled F0 (resolves the automatic force < 0 case)
+        bp[2] = template.actuator_biasprm[i, 2] * k
         a.gainprm, a.biasprm = g, bp
         if template.actuator_forcelimited[i]:
-            a.forcerange = template.actuator_forcerange[i] * k_f
+            a.forcerange = template.actuator_forcerange[i] * k
     for t, tn in enumerate(spec.tendons):
         r = ten_ratio[t]
         tn.springlength = np.asarray(tn.springlength) * r
@@ -488,12 +550,16 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
                 marker_map: Sequence[SegmentMeasure] | None = None, *,
                 template_height_m: float | None = None,
                 strength_exponent: float = 1.0,
-                length_by_body: Mapping[str, float] | None = None) -> MusculoskeletalModel:
+                length_by_body: Mapping[str, float] | None = None,
+                max_isometric_force_n: Mapping[str, float] | None = None) -> MusculoskeletalModel:
     """A copy of ``template`` scaled to ``subject`` (rules in the module docstring); the template is untouched.
 
     ``length_by_body``: explicit length factors for named bodies (e.g. the segment ratios of an OpenSim model
     already scaled to the subject), overriding the height/static-trial factors of those bodies; geometry and
     muscle length ranges follow them exactly as for measured segments.
+
+    ``max_isometric_force_n``: ``{muscle: F0 (N)}`` for named muscles (e.g. :func:`opensim_max_isometric_forces`
+    of the subject's OpenSim model), replacing the mass rule for those muscles; unknown names raise ``KeyError``.
 
     ``template``: a registry name (``"myoleg"``...) or a loaded model carrying its ``MjSpec``.
     ``static_markers``: marker name -> position (m), shape (3,) or (frames, 3) averaged ignoring NaN, any rigid
@@ -515,10 +581,11 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
         if bad:
             raise ValueError(f"length_by_body: factors outside 0.3..3: {bad}")
         fac = dataclasses.replace(fac, length_by_body={**fac.length_by_body, **{b: float(f) for b, f in length_by_body.items()}})
+    f0 = _check_forces(tmpl.model, max_isometric_force_n, tmpl.info.name) if max_isometric_force_n else None
     spec = tmpl.editable_spec()
     _apply_geometry(spec, tmpl.model, fac)
     geometry_only = None if fac.uniform else _compile(spec)
-    _apply_muscles(spec, tmpl.model, geometry_only, fac)
+    _apply_muscles(spec, tmpl.model, geometry_only, fac, f0)
     model = _compile(spec)
 
     sub = fac.subject
@@ -526,7 +593,8 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
         model,
         name=f"{tmpl.info.name}@{sub.mass_kg:g}kg_{sub.height_m:g}m",
         source=(f"scale_model({tmpl.info.name}, mass_kg={sub.mass_kg:g}, height_m={sub.height_m:g}"
-                f"{', static trial' if fac.measured else ''}) of {tmpl.info.source}"),
+                f"{', static trial' if fac.measured else ''}"
+                f"{f', F0 of {len(f0)} muscles given' if f0 else ''}) of {tmpl.info.source}"),
         height_m=sub.height_m,
         height_basis=f"subject height (template {fac.template_height_m:.4f} m: {fac.template_height_basis})",
     )

@@ -78,6 +78,34 @@ Per-frame cost measured here (2-core x86 VM, one core): MyoLeg 65-70 us (MuJoCo'
 ``mj_fwdActuation`` 44 us, static optimisation 20 us), a 132-frame gait trial ~9 ms; MyoFullBody 460-490 us
 (MuJoCo 335 us, static optimisation 120 us).
 
+Why our knee-crossing muscle forces were ~2x OpenSim's on GC5 PS (diagnosis, 2026-11-25)
+--------------------------------------------------------------------------------------------
+Not the solver: KKT residuals <= 1e-8 and BVLS costs agree on real frames (tests), reserves < 0.1 N m RMS.  Measured
+on PS ss1 against the lab's OpenSim SO (``opensim_results_baseline/SO``, same frames; ``tests/test_static_optimization
+.py::test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force``):
+
+1. **Muscle strengths (the main cause, fixed).** ``GC5.osim`` gives every muscle crossing the knee ~0.6 x the MyoLeg
+   template's F0 (vasti 0.58-0.68, rectus femoris 0.59, hamstrings 0.57-0.61, gastrocnemius med/lat 0.84/0.72) and
+   soleus 1.16 x. With ``sum a^2`` a moment is shared in proportion to ``r A^2`` (``A`` = F0 x force-length-
+   velocity), so the template's strong gastrocnemii took the ankle moment from soleus (gastrocnemii/soleus mean
+   force 0.86 against OpenSim's 0.29) and rectus femoris the hip-flexion moment from the iliopsoas (mean 339 N
+   against 166 N), and the other side of the knee had to balance them: total knee contact 4.7 BW peak against 2.2 in
+   vivo. Fix: the subject model's F0
+   (``models.scaling.scale_model(max_isometric_force_n=opensim_max_isometric_forces(osim))``): PS mean total /
+   medial / lateral RMSE 1.11 / 0.61 / 0.51 -> 0.62 / 0.44 / 0.26 BW, R^2 0.77 / 0.83 / 0.41 -> 0.86 / 0.88 / 0.54.
+2. **Moment arms (MyoLeg's geometry, remaining).**  OpenSim 4.6 on ``GC5.osim`` at the lab IK poses vs ours on the
+   scaled MyoLeg: quadriceps knee moment arms 7-15 % smaller in stance (vasti 0.037-0.040 vs 0.043-0.046 m),
+   hamstrings 20-30 % larger (semimem 0.046-0.052 vs 0.037-0.043 m), psoas hip-flexion arm 40 % smaller (0.016
+   vs 0.026 m; also in the unscaled template, 0.019 m): more quadriceps force per N m of extension moment and more
+   rectus femoris (a knee-crossing hip flexor) in terminal stance.
+3. **Force-length operating points (MyoLeg's muscle parameters, remaining).**  MuJoCo's ``A`` against OpenSim's
+   ``F / a`` at the same frames: gastrocnemii 1.35-1.6 x OpenSim's in terminal stance, rectus femoris 0.7 x, vastus
+   medialis below its ``lengthrange`` (normalised length 0.78-0.86 < range 1.15: weak in extension).
+4. **Net moments.**  Our ID knee extension moment exceeds OpenSim's (sum of its SO moments) by ~4-5 N m through stance.
+
+Fed OpenSim's own SO forces, the contact step gives 0.30 / 0.48 / 0.31 BW total on ss1 / ss3 / ss8: items 2-4 hold
+the rest of the gap.
+
 This module is pure computation: numpy, numba, mujoco and other ``models/`` modules.
 """
 

@@ -69,6 +69,7 @@ __all__ = [
     "SynergySolution",
     "solve_synergy_constrained",
     "compare_on_trial",
+    "synergy_activations",
     "ARTIFACT_PATH",
     "VAF_THRESHOLD",
 ]
@@ -517,6 +518,23 @@ def _coactivation(a: np.ndarray, names: Sequence[str], side: str) -> float:
     return float(np.mean(np.minimum(a[:, q].mean(axis=1), a[:, h].mean(axis=1))))
 
 
+def synergy_activations(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, W_block: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Synergy-constrained activations of a whole trial on ``so`` (a :class:`~models.static_optimization.
+    StaticOptimization`)'s per-frame problems: activations (N, n_muscles), reserves (N, n_solved) (N m), cost (N,),
+    per-frame solve time (N,) (s) and the method used per frame.  ``W_block``: :func:`block_synergy_matrix`."""
+    n = tau.shape[0]
+    act = np.full((n, so.n_muscles), np.nan)
+    resv = np.full((n, so.solved_index.size), np.nan)
+    cost, times, methods = np.full(n, np.nan), np.zeros(n), []
+    for i in range(n):
+        pr = so.problem(qpos[i], qvel[i], tau[i])
+        sol = solve_synergy_constrained(pr.C, pr.b, pr.reserve_penalty, W_block)
+        act[i], resv[i], cost[i], times[i] = sol.activation, sol.reserve, sol.cost, sol.time_s
+        methods.append(sol.method)
+    return act, resv, cost, times, methods
+
+
 def compare_on_trial(trial, syn: SynergySet) -> dict[str, Any]:
     """Unconstrained SO vs synergy-constrained SO on the same per-frame problems of one trial (plates)."""
     from models.static_optimization import SOParams, StaticOptimization
@@ -528,18 +546,7 @@ def compare_on_trial(trial, syn: SynergySet) -> dict[str, Any]:
     mk = kin.mapped
     tau = res.moments_nm
     n = tau.shape[0]
-    ns = so.solved_index.size
-    act = np.full((n, so.n_muscles), np.nan)
-    resv = np.full((n, ns), np.nan)
-    cost, times, methods = np.full(n, np.nan), np.zeros(n), []
-    c_prev = None
-    for i in range(n):
-        pr = so.problem(mk.qpos[i], mk.qvel[i], tau[i])
-        sol = solve_synergy_constrained(pr.C, pr.b, pr.reserve_penalty, Wb)
-        act[i], resv[i], cost[i], times[i] = sol.activation, sol.reserve, sol.cost, sol.time_s
-        methods.append(sol.method)
-        c_prev = sol.c
-    del c_prev
+    act, resv, cost, times, methods = synergy_activations(so, mk.qpos, mk.qvel, tau, Wb)
     solved = tuple(so.coordinate_names[j] for j in so.solved_index)
     s = "_" + trial.side[0]
     rows = {}

@@ -36,7 +36,7 @@ from models.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals
 from models.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
 from models.markerset import from_opensim_markerset
 from models.registry import MusculoskeletalModel, load_model
-from models.scaling import SubjectScale, scale_model
+from models.scaling import SubjectScale, opensim_max_isometric_forces, scale_model
 
 STANDARD_GRAVITY_M_S2 = 9.80665
 FOOT_BODIES = {"left": ("calcn_l", "toes_l"), "right": ("calcn_r", "toes_r")}
@@ -136,10 +136,17 @@ def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str])
                 factors.setdefault(f"patella_{side}", factors[f"femur_{side}"])
         bodies = {template.model.body(i).name for i in range(1, template.model.nbody)}
         factors = {b: f for b, f in factors.items() if b in bodies}
-        scaled = scale_model(template, subject, length_by_body=factors)
+        # the subject model's muscle strengths (F0): GC5.osim's knee muscles are ~0.6 x MyoLeg's, see models/scaling.py
+        try:
+            f0 = opensim_max_isometric_forces(markerset_path, [template.model.actuator(i).name
+                                                               for i in range(template.model.nu)])
+        except ValueError:
+            f0 = {}
+        scaled = scale_model(template, subject, length_by_body=factors, max_isometric_force_n=f0 or None)
         notes.append(f"model: {params.model} scaled to {markerset_path.name}'s segments "
                      f"({', '.join(f'{b} {f:.3f}' for b, f in sorted(factors.items()) if b.endswith('_l') or b == 'pelvis')}), "
-                     f"other segments by height, masses to {params.mass_kg:g} kg, muscles with their segments")
+                     f"other segments by height, masses to {params.mass_kg:g} kg, muscles with their segments"
+                     + (f", F0 of {len(f0)} muscles from {markerset_path.name}" if f0 else ""))
         return scaled.model
     scaled = scale_model(template, subject)
     notes.append(f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg)")

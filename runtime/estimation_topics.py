@@ -10,6 +10,8 @@ topic                              type                            content
 /exo/estimation/activations        sensor_msgs/JointState          effort: activation 0..1 per muscle
 /exo/estimation/synergies          sensor_msgs/JointState          effort: syn_1..syn_K coefficients
 /exo/estimation/kcf                sensor_msgs/JointState          effort: medial, lateral, total (N)
+/exo/estimation/stage_latency      exo_runtime/CycleTiming         per camera frame: vision stages (pose,
+                                                                   anonymise, ground) + the chain's stages (s)
 =================================  ==============================  ==========================================
 
 Header stamps are the frame's capture time (wall-clock ns, like every log time); ``frame_id`` names the
@@ -30,6 +32,7 @@ T_KNEE = "/exo/estimation/knee_moments"
 T_ACT = "/exo/estimation/activations"
 T_SYN = "/exo/estimation/synergies"
 T_KCF = "/exo/estimation/kcf"
+T_STAGES = "/exo/estimation/stage_latency"
 FOOT_SUFFIX = ("r", "l")          # runtime.estimation FEET order: right, left
 
 
@@ -62,6 +65,7 @@ def topics(estimator: Any) -> list[TopicSpec]:
                                                                       float(f.estimate.free_moment_nm[k]))))
         out.append(TopicSpec(T_COP.format(s), "geometry_msgs/msg/PointStamped", _point,
                              lambda f, k=k: None if not f.new_estimate else (f.capture_ns, f.estimate.cop_m[k].tolist())))
+    out.append(TopicSpec(T_STAGES, "exo_runtime/msg/CycleTiming", _stage_latency, _stage_snapshot))
     if estimator.so is not None:
         out += [
             TopicSpec(T_ACT, "sensor_msgs/msg/JointState", _joint_state("muscles", list(estimator.muscle_names),
@@ -90,3 +94,21 @@ def _point(rec, offset_ns: int):
     t, p = rec
     return schema.make("geometry_msgs/msg/PointStamped", header=_header(t + offset_ns, "world"),
                        point=schema.make("geometry_msgs/msg/Point", x=p[0], y=p[1], z=p[2]))
+
+
+def _stage_snapshot(f) -> Any:
+    """Per new camera frame: the vision front end's stage times and the chain's (None on held cycles)."""
+    import time
+
+    if not f.vision_s or f.estimate is None or not f.new_estimate:
+        return None
+    stages = dict(f.vision_s)
+    stages.update(f.estimate.stage_s)
+    return (f.capture_ns, f.index, time.monotonic_ns(), list(stages), list(stages.values()))
+
+
+def _stage_latency(rec, offset_ns: int):
+    capture_ns, index, done_ns, names, secs = rec
+    return schema.make("exo_runtime/msg/CycleTiming", stamp=capture_ns + offset_ns, loop_name="frame", cycle=index,
+                       scheduled_ns=capture_ns, start_ns=capture_ns, end_ns=done_ns, lateness_s=0.0,
+                       duration_s=float(sum(secs)), missed_total=0, stage_names=names, stage_durations_s=secs)

@@ -43,6 +43,7 @@ class PipelineFrame:
     estimate: Any = None                   # runtime.estimation.EstimateFrame (the latest; held between inputs)
     new_estimate: bool = False             # the estimate was computed this cycle (else held)
     stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
+    vision_s: dict = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
 
 
 @dataclass(frozen=True)

@@ -239,9 +239,12 @@ class LandmarkCapture:
             m[r["visibility"][self._idx] < self.min_visibility] = np.nan
             self._held = m if r["valid"] else np.full_like(m, np.nan)
             frame.markers_m = self._held
+            frame.vision_s = {"pose": float(r["pose_s"]), "anonymise": float(r["anonymise_s"]),
+                              "ground": float(r["ground_s"])}
             self.frames += 1
         else:
             self.holds += 1
+            frame.vision_s = {}
             frame.capture_ns = self.last_capture_ns or self._now()
         stale = self.last_capture_ns == 0 or self._now() - self.last_capture_ns > self.stale_after_ns
         frame.stale = stale
@@ -286,9 +289,11 @@ class LandmarkReplayCapture(LandmarkCapture):
             m[self.track.visibility[k_new][self._idx] < self.min_visibility] = np.nan
             self._held = m if self.track.valid[k_new] else np.full_like(m, np.nan)
             frame.markers_m = self._held
+            frame.vision_s = {k: float(v[k_new]) for k, v in self.track.stage_s.items()}
             self.frames += 1
         else:
             self.holds += 1
+            frame.vision_s = {}
             frame.capture_ns = self.last_capture_ns or now
         stale = self.last_capture_ns == 0 or now - self.last_capture_ns > self.stale_after_ns
         frame.stale = stale

@@ -301,8 +301,27 @@ def test_disable_sends_safe_stop_then_exit(make_rig):
 # ---------------------------------------------------------------------------------------
 
 
+def test_first_reply_gets_its_own_timeout(make_rig):
+    """A drive that never answers after enable: TIMEOUT once first_reply_timeout_s has passed, not before."""
+    rig = make_rig(reply_timeout_s=0.05, first_reply_timeout_s=0.5)
+    d = rig.drive
+    d.enable(T0)
+    rig.fake.sim[1].silent = True
+    rig.fake.service()
+    d.read(rig.out, T0 + 200 * MS)
+    assert d.poll_faults() == []                # past reply_timeout_s, within the first-reply limit
+    d.read(rig.out, T0 + 501 * MS)
+    f = d.poll_faults()
+    assert kinds(f) == [("can.m1", "TIMEOUT")] and f[0][2] == pytest.approx(0.501)
+
+
+def test_first_reply_timeout_below_reply_timeout_is_refused(make_rig):
+    with pytest.raises(ValueError, match="first_reply_timeout_s"):
+        make_rig(reply_timeout_s=0.05, first_reply_timeout_s=0.01)
+
+
 def test_timeout_fault_after_reply_timeout(make_rig):
-    rig = make_rig(reply_timeout_s=0.05)
+    rig = make_rig(reply_timeout_s=0.05, first_reply_timeout_s=0.05)
     d = rig.drive
     d.read(rig.out, T0 + 500 * MS)  # not enabled: silence is no fault
     assert d.poll_faults() == []

@@ -533,3 +533,71 @@ def test_gc5_ps_ss1_with_measured_plates():
         assert max(kk.values()) < 1e-8, kk
         _, _, fref = bvls_reference(pb.C, pb.b, pb.reserve_penalty)
         assert abs(trial.cost[i] - fref) <= 1e-8 * fref
+
+
+# ------------------------------------------------------------------------------ the 2x knee-force diagnosis
+
+
+def test_subject_f0_from_opensim_model_is_applied_and_validated(leg):
+    """scale_model(max_isometric_force_n=...) sets gain and bias F0 of the named muscles, leaves the others on the
+    mass rule, and names bad input."""
+    from models.scaling import SubjectScale, scale_model
+
+    subject = SubjectScale(leg.info.mass_kg * 1.1, leg.info.height_m)
+    m0 = leg.model
+    i = m0.actuator("vaslat_l").id
+    j = m0.actuator("soleus_l").id
+    scaled = scale_model(leg, subject, max_isometric_force_n={"vaslat_l": 3089.0}).model
+    assert scaled.actuator_gainprm[i, 2] == pytest.approx(3089.0)
+    assert scaled.actuator_biasprm[i, 2] / scaled.actuator_gainprm[i, 2] == pytest.approx(
+        m0.actuator_biasprm[i, 2] / m0.actuator_gainprm[i, 2])
+    assert scaled.actuator_gainprm[j, 2] == pytest.approx(m0.actuator_gainprm[j, 2] * 1.1)
+    with pytest.raises(KeyError, match="vaslatt_l"):
+        scale_model(leg, subject, max_isometric_force_n={"vaslatt_l": 3089.0})
+    with pytest.raises(ValueError, match="vaslat_l.*-1"):
+        scale_model(leg, subject, max_isometric_force_n={"vaslat_l": -1.0})
+
+
+@needs_data
+def test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force():
+    """The evidence behind the fix: the lab's GC5.osim gives the muscles crossing the knee ~0.6 x MyoLeg's F0
+    (soleus 1.16 x); with the lab's F0 our static optimisation's knee contact force on PS ss1 moves from ~1.0 BW
+    RMSE against the implant to ~0.5 BW, and the gastrocnemii stop taking the ankle moment from soleus."""
+    from models.knee_contact import knee_contact_from_analysis, validate_against_in_vivo
+    from models.scaling import opensim_max_isometric_forces, scale_model
+    from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
+
+    leg = load_model("myoleg")
+    names = [leg.model.actuator(i).name for i in range(leg.model.nu)]
+    f0 = opensim_max_isometric_forces(PS / "model" / "GC5.osim", names)
+    assert len(f0) == 80
+    ratio = {n: f0[f"{n}_l"] / leg.model.actuator_gainprm[leg.model.actuator(f"{n}_l").id, 2]
+             for n in KNEE_MUSCLES + ("soleus",)}
+    assert all(0.55 < ratio[n] < 0.7 for n in ("vasint", "vaslat", "vasmed", "recfem", "bflh", "bfsh", "semimem",
+                                               "semiten")), ratio
+    assert ratio["soleus"] > 1.1
+
+    params = AnalyzeParams(75.0, 1.80, "left", muscles=True)
+    kin = trial_kinematics(PS / "trc" / "PS_ngait_og_ss1.trc", PS / "model" / "GC5.osim", params)
+    r = analyze_trial(None, None, params, grf_path=PS / "grf" / "PS_ngait_og_ss1_kinetics.mot", kin=kin)
+    ref = PS / "in_vivo" / "PS_ngait_og_ss1_eTibia_101pt.csv"
+    m = kin.model
+    base = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
+    for k, v in f0.items():
+        a = m.actuator(k).id
+        s = v / m.actuator_gainprm[a, 2]
+        m.actuator_gainprm[a, 2] *= s
+        m.actuator_biasprm[a, 2] *= s
+    fixed = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
+    kc0 = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=base.muscle_force_n,
+                                                              muscle_names=base.muscle_names), ref)
+    kc1 = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=fixed.muscle_force_n,
+                                                              muscle_names=fixed.muscle_names), ref)
+    assert kc0["total"]["rmse_bw"] > 0.9 and kc1["total"]["rmse_bw"] < 0.6, (kc0["total"], kc1["total"])
+    assert kc1["lateral"]["rmse_bw"] < kc0["lateral"]["rmse_bw"] and kc1["medial"]["rmse_bw"] < kc0["medial"]["rmse_bw"]
+
+    def share(tr, name):
+        return tr.muscle_force_n[:, tr.muscle_names.index(name)].mean()
+    gas0 = (share(base, "gasmed_l") + share(base, "gaslat_l")) / share(base, "soleus_l")
+    gas1 = (share(fixed, "gasmed_l") + share(fixed, "gaslat_l")) / share(fixed, "soleus_l")
+    assert gas1 < 0.6 * gas0, (gas0, gas1)
