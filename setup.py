@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8,<4",
     "mujoco==4.0.0",
     "cryptography>=42,<51",
+    "scipy>=1.12,<2",          # the estimation chain (NNLS synergy coefficients) and the assistance strategies
 ]
 
 EXTRAS_REQUIRE = {

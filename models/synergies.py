@@ -74,7 +74,7 @@ __all__ = [
     "VAF_THRESHOLD",
 ]
 
-ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "synergies_myoleg_v1.npz"
+ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "synergies_myoleg_v2.npz"
 VAF_THRESHOLD = 0.90
 _EPS = 1e-12
 

@@ -159,7 +159,9 @@ class AssistanceConfig(_Strict):
     phase_peak: Annotated[float, Field(ge=0.0, le=0.999, description="fraction of the gait cycle")] = 0.12
     phase_width: Annotated[float, Field(ge=0.005, le=0.3, description="fraction of the gait cycle")] = 0.05
     extension_only: bool = True
-    gait_phase_source: Literal["kinematics", "grf"] = "kinematics"
+    gait_phase_source: Literal["kinematics", "grf"] = "kinematics"   # controllers.gait_phase source
+    # pre-compensate the motor command for the cuff tissue (controllers.tissue_compensator, versioned
+    # artifact) in the torque loop; not read by the torque loop yet (the wiring is pending)
     tissue_compensation: bool = False
 
 

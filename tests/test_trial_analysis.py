@@ -60,7 +60,10 @@ def test_analyze_cli_full_chain(tmp_path):
     kcf = doc["validation"]["knee_contact_force"]
     assert set(kcf) == {"medial", "lateral", "total"} and kcf["total"]["r2"] > 0.3      # shape follows the implant
     k = np.genfromtxt(out / "knee_contact_force.csv", delimiter=",", names=True)
-    assert np.allclose(k["medial_N"] + k["lateral_N"], k["total_N"], rtol=0.25)         # total is |F|, not the axial sum
+    loaded = k["total_N"] > 0.5 * 75.0 * 9.80665          # stance: compression dominates the shear
+    assert loaded.sum() > 20
+    # total is |F|, not the axial sum: close to it when the knee is loaded
+    assert np.allclose((k["medial_N"] + k["lateral_N"])[loaded], k["total_N"][loaded], rtol=0.25)
     act = np.genfromtxt(out / "activations.csv", delimiter=",", names=True)
     a = np.vstack([act[n] for n in act.dtype.names if n.endswith("_frac")])
     assert a.shape[0] == 80 and np.all((a >= 0) & (a <= 1))                 # MyoLeg's 80 muscles, bounded

@@ -1,7 +1,7 @@
 """``exo neuro --out DIR``: muscle synergies, activations against EMG, and knee contact force against the implant.
 
 For each GC5 PS trial (measured plates, left knee): our chain's static optimisation (``analyze_trial`` with
-``muscles=True``), the synergy-constrained solve with the versioned W (``models/artifacts/synergies_myoleg_v1``),
+``muscles=True``), the synergy-constrained solve with the versioned W (``models/artifacts/synergies_myoleg_v2``),
 the 16 EMG channels of the trial's ``.c3d`` (``models.emg``), and the knee contact force against the eTibia implant.
 Writes into ``DIR``:
 
