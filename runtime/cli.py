@@ -24,9 +24,10 @@ PKG_CONFIG = Path(__file__).resolve().parents[1] / "launch" / "config"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-#: The walking woman of the sports2d demo video at frame 70 (BlazePose detector box, pixels).
-DEMO_PROMPT_BBOX = "1077,492,1547,962"
-DEMO_PROMPT_FRAME = 70
+#: The walking woman of the sports2d demo video at frame 40 (pixels; tests/test_vision_tracking.py follows her
+#: from there to frame 198, where she leaves the picture).
+DEMO_PROMPT_BBOX = "1400,500,1700,990"
+DEMO_PROMPT_FRAME = 40
 #: Low-pass of the estimation chain on monocular video landmarks (Hz); lab markers use 6 Hz.
 VIDEO_CUTOFF_HZ = 3.0
 
@@ -105,7 +106,7 @@ def _replay_factory(replay: str, device, subject, markerset: str | None):
     ``replay``: the name of a shared trial (``PS_ss1`` ... ``DM_og6``: its marker set, mass, height and side
     come with it) or a ``.trc``/``.c3d`` path (``--markerset`` and the subject file give the rest)."""
     from runtime.estimation import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold
-    from runtime.pipeline import replay_estimation_pipeline
+    from runtime.pipeline import assistance_stage, replay_estimation_pipeline
     from runtime.doctor import shared_data_dir
     from runtime.validate import shared_trials
 
@@ -130,8 +131,8 @@ def _replay_factory(replay: str, device, subject, markerset: str | None):
           "restarted (filters reset) at its end", flush=True)
 
     def factory(n, level, now_ns, extra=None):
-        return replay_estimation_pipeline(n, level, now_ns, estimator=est, recording=rec, joint_names=names,
-                                          side=side, extra=extra)
+        return replay_estimation_pipeline(n, now_ns, estimator=est, recording=rec, extra=extra,
+                                          assistance=assistance_stage(device, subject, names, side, now_ns, est))
     return factory
 
 
@@ -163,7 +164,7 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
     time are dropped and counted). Otherwise the same front end runs over every frame first (cached in
     ``runs/cache``) and its landmarks are released on the video's timeline into the live loop."""
     from runtime.estimation import EstimatorParams, KinematicsToLoads
-    from runtime.pipeline import landmark_estimation_pipeline
+    from runtime.pipeline import assistance_stage, landmark_estimation_pipeline
     from runtime.vision_process import LandmarkCapture, LandmarkReplayCapture, VisionProcess, VisionSpec
 
     if video is None:
@@ -221,8 +222,9 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
             vision.go()
         else:
             capture = LandmarkReplayCapture(track, est.marker_names, now_ns, loop_rate_hz=rate)
-        return landmark_estimation_pipeline(n, level, now_ns, estimator=est, capture=capture,
-                                            source_description=description, joint_names=names, side=side, extra=extra)
+        return landmark_estimation_pipeline(n, now_ns, estimator=est, capture=capture, source_description=description,
+                                            assistance=assistance_stage(device, subject, names, side, now_ns, est),
+                                            extra=extra)
     return factory
 
 

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import numpy as np
+
 from controllers.phase_profile import CadencePhaseEstimator, PhaseProfileController, PhaseProfileParams
 
 
@@ -244,52 +246,88 @@ class EstimationStage:
         return estimation_topics.topics(self.estimator)
 
 
-class KneeMomentAssistanceStage:
-    """Proportional joint-moment assistance from the estimated biological knee moment: ``level * gain * M_knee``
-    on the knee joints, zero elsewhere and whenever the estimate is invalid. Limits are enforced downstream
-    (the torque loop's command limits and the safety supervisor), never here alone."""
+class ControllerAssistanceStage:
+    """The assistance controller (``controllers.assistance.AssistanceStage``: gait phase + the configured strategy +
+    the one command limiter) on the estimate of this cycle, for the assisted joint; zero on the other joints.
+
+    Inputs from the estimate (flexion positive, as the controller expects): the knee angle of ``side``, the
+    biological knee moment (the knee coordinate's generalised force), the muscle activations of that leg in the
+    synergy's order, the vertical GRF of that foot. An invalid estimate or a stale input gives NaN moment and
+    activations: the controller ramps to zero and flags it. The torque loop's safety supervisor limits again.
+    """
 
     name = "assistance"
 
-    def __init__(self, joint_names: list[str], side: str, gain: float, level: float) -> None:
-        if not (0.0 <= gain <= 1.0):
-            raise ValueError(f"assistance gain = {gain!r}: allowed 0..1 (fraction of the biological moment)")
-        sfx = "_" + side[0]
-        self.knee_idx = [i for i, n in enumerate(joint_names) if "knee" in n and (n.endswith(sfx) or len(joint_names) == 1)]
-        self.gain = gain * level
+    def __init__(self, controller: Any, joint_names: list[str], joint: str | None, side: str,
+                 now_ns: Callable[[], int], muscle_names: tuple[str, ...] = ()) -> None:
+        self.controller = controller
+        self.joint_idx = joint_names.index(joint) if joint else 0
+        self.side = side[0]
+        self._foot = 0 if self.side == "r" else 1        # runtime.estimation FEET order: right, left
+        self._now = now_ns
+        shape = getattr(controller.strategy, "shape", None)
+        self._act_idx = None
+        if shape is not None and muscle_names:
+            pos = {n: i for i, n in enumerate(muscle_names)}
+            self._act_idx = np.array([pos[f"{m}_{self.side}"] for m in shape.muscle_names], dtype=int)
+        self._knee = None
+        self.last = None
 
     def step(self, frame: PipelineFrame) -> None:
+        from controllers.assistance import StageInput
+
         est = frame.estimate
+        if self._knee is None and est is not None:
+            self._knee = list(est.coordinate_names).index(f"knee_angle_{self.side}")
+        ok = est is not None and est.valid and not frame.stale
+        nan = float("nan")
+        x = StageInput(t_s=self._now() * 1e-9,
+                       knee_flexion_rad=float(est.coordinates_rad[self._knee]) if est is not None else nan,
+                       knee_moment_nm=-est.knee_moment_nm if ok else nan,
+                       activations=(est.activation[self._act_idx] if ok and self._act_idx is not None else None),
+                       vertical_grf_n=float(est.grf_n[self._foot, 2]) if ok else None)
+        out = self.controller.step(x)
+        self.last = out
         for i in range(len(frame.assistance_nm)):
             frame.assistance_nm[i] = 0.0
-        if est is None or not est.valid or frame.stale:
-            return
-        for i in self.knee_idx:
-            frame.assistance_nm[i] = self.gain * est.knee_moment_nm
+        frame.assistance_nm[self.joint_idx] = out.torque_nm
 
 
-def replay_estimation_pipeline(n_joints: int, assistance_level: float, now_ns: Callable[[], int], *,
-                               estimator: Any, recording: Any, joint_names: list[str], side: str,
-                               gain: float = 0.2, extra: list[Stage] | None = None) -> Pipeline:
-    """Recorded markers -> the real estimation chain -> proportional knee-moment assistance."""
-    stages: list[Stage] = [ReplayCapture(recording, now_ns), EstimationStage(estimator),
-                           KneeMomentAssistanceStage(joint_names, side, gain, assistance_level)]
+def assistance_stage(device: Any, subject: Any, joint_names: list[str], side: str, now_ns: Callable[[], int],
+                     estimator: Any) -> ControllerAssistanceStage:
+    """The configured assistance controller (``device.assistance``) as a pipeline stage."""
+    from controllers.assistance import AssistanceStage
+
+    ctrl = AssistanceStage.from_config(device, subject)
+    return ControllerAssistanceStage(ctrl, joint_names, device.assistance.joint, side, now_ns,
+                                     tuple(getattr(estimator, "muscle_names", ())))
+
+
+def replay_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: Any, recording: Any,
+                               assistance: "ControllerAssistanceStage", extra: list[Stage] | None = None) -> Pipeline:
+    """Recorded markers -> the real estimation chain -> the assistance controller."""
+    stages: list[Stage] = [ReplayCapture(recording, now_ns), EstimationStage(estimator), assistance]
     stages.extend(extra or [])
     return Pipeline(stages, n_joints, now_ns,
                     f"replay: {recording.name} at {recording.rate_hz:g} Hz (held to the loop rate) -> IK -> causal filter "
                     f"-> GRF from kinematics -> inverse dynamics -> KAM/KEM -> static optimisation -> synergies -> "
-                    f"knee contact force -> {gain:g} x biological knee moment x level {assistance_level:g}")
+                    f"knee contact force -> {_describe(assistance)}")
 
 
-def landmark_estimation_pipeline(n_joints: int, assistance_level: float, now_ns: Callable[[], int], *,
-                                 estimator: Any, capture: Stage, source_description: str, joint_names: list[str],
-                                 side: str, gain: float = 0.2, extra: list[Stage] | None = None) -> Pipeline:
+def landmark_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: Any, capture: Stage,
+                                 source_description: str, assistance: "ControllerAssistanceStage",
+                                 extra: list[Stage] | None = None) -> Pipeline:
     """Landmarks (from the vision process, or precomputed and released on the camera's timeline) held to the
-    loop rate -> the estimation chain -> proportional knee-moment assistance."""
-    stages: list[Stage] = [capture, EstimationStage(estimator),
-                           KneeMomentAssistanceStage(joint_names, side, gain, assistance_level)]
+    loop rate -> the estimation chain -> the assistance controller."""
+    stages: list[Stage] = [capture, EstimationStage(estimator), assistance]
     stages.extend(extra or [])
     return Pipeline(stages, n_joints, now_ns,
                     f"{source_description} -> landmarks held to the loop rate -> IK (BlazePose landmarks) -> causal "
                     f"filter -> GRF from kinematics -> inverse dynamics -> KAM/KEM -> static optimisation -> synergies "
-                    f"-> knee contact force -> {gain:g} x biological knee moment x level {assistance_level:g}")
+                    f"-> knee contact force -> {_describe(assistance)}")
+
+
+def _describe(stage: "ControllerAssistanceStage") -> str:
+    p = stage.controller.strategy.params
+    return (f"assistance '{p.strategy}' (level {p.level:g}, ramp-in {p.ramp_in_s:g} s, limits {p.torque_limit_nm:g} N*m "
+            f"and {p.slew_limit_nm_per_s:g} N*m/s, gait phase from {stage.controller.gait.params.source})")

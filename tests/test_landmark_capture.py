@@ -1,7 +1,9 @@
 """Landmarks into the 60 Hz loop: released on the camera's timeline, held between frames, stale -> zero torque."""
 import numpy as np
 
-from runtime.pipeline import KneeMomentAssistanceStage, PipelineFrame
+import pytest
+
+from runtime.pipeline import ControllerAssistanceStage, PipelineFrame
 from runtime.vision.front_end import LandmarkTrack
 from runtime.vision.pose_types import BLAZEPOSE_LANDMARKS
 from runtime.vision_process import LandmarkReplayCapture
@@ -59,26 +61,40 @@ def test_low_visibility_landmarks_are_missing_not_guessed():
     raise AssertionError("frame 3 never delivered")
 
 
-def test_stale_input_zeroes_the_assistance():
+def test_stale_input_ramps_the_assistance_to_zero():
+    """Proportional assistance on a constant estimated moment; the input goes stale -> the controller's limiter
+    ramps to exactly zero (slew-limited), and it stays there."""
+    from controllers.assistance import AssistanceParameters, AssistanceStage, make_strategy
+    from controllers.gait_phase import GaitPhaseEstimator
+
     clock = Clock()
-    cap = LandmarkReplayCapture(_track(n=3), NAMES, clock, loop_rate_hz=60.0, stale_after_s=0.2)
-    stage = KneeMomentAssistanceStage(["knee_r"], "right", gain=0.2, level=1.0)
+    cap = LandmarkReplayCapture(_track(n=40), NAMES, clock, loop_rate_hz=60.0, stale_after_s=0.2)
+    params = AssistanceParameters(strategy="proportional", level=1.0, moment_fraction=0.2, ramp_in_s=0.0,
+                                  torque_limit_nm=18.0, slew_limit_nm_per_s=300.0)
+    stage = ControllerAssistanceStage(AssistanceStage(make_strategy(params), GaitPhaseEstimator()), ["knee_r"], None,
+                                      "right", clock)
     f = PipelineFrame(assistance_nm=[0.0])
 
     class Est:
         valid = True
-        knee_moment_nm = 50.0
+        knee_moment_nm = 50.0                  # extension positive: -50 N m in the controller's flexion-positive sign
+        coordinate_names = ("knee_angle_r",)
+        coordinates_rad = np.array([0.3])
+        grf_n = np.zeros((2, 3))
 
     f.estimate = Est()
     torques, stale = [], []
-    for _ in range(40):
+    for k in range(120):
+        if k == 30:
+            cap.track = _track(n=3)            # the camera stops after frame 2 of a new take: input goes stale
+            cap._k, cap._t0 = 0, None
         cap.step(f)
         stage.step(f)
         torques.append(f.assistance_nm[0])
         stale.append(f.stale)
         clock.t += 16_666_667
-    assert torques[2] == 10.0 and not stale[2]          # 0.2 x 50 N m while frames arrive
-    first_stale = stale.index(True, 3)
-    # the last frame (t = 2/30 s) is stale 0.2 s later: within one loop period of that
-    assert abs((first_stale * 16.667 - 8.333) - (2 / 30 * 1e3 + 200)) <= 16.7
-    assert all(t == 0.0 for t in torques[first_stale:])
+    assert torques[25] == pytest.approx(-10.0)            # 0.2 x the moment, extension assist (negative)
+    assert all(abs(t) <= 18.0 for t in torques)
+    assert all(abs(b - a) <= 300.0 * 16_666_667e-9 + 1e-9 for a, b in zip(torques, torques[1:]))   # slew limit
+    first_stale = stale.index(True, 31)
+    assert torques[-1] == 0.0 and all(t == 0.0 for t in torques[first_stale + 3:])

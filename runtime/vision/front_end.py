@@ -89,6 +89,9 @@ class LiveFrontEnd:
     def __init__(self, tracker: Any, anonymiser: Any, grounding: OnlineGrounding, prompt: Prompt,
                  preview: Any = None, backend_name: str = "") -> None:
         self.tracker, self.anonymiser, self.grounding, self.prompt = tracker, anonymiser, grounding, prompt
+        from runtime.vision.anonymise import Anonymiser
+
+        self.full_anonymiser = Anonymiser()          # with its own person detector (frames before the prompt)
         self.preview = preview
         self.started = False
         self.counts = {"frames": 0, "before_prompt": 0, "tracked": 0, "lost": 0, "grounded": 0}
@@ -103,6 +106,7 @@ class LiveFrontEnd:
         self.counts["frames"] += 1
         t0 = time.perf_counter()
         pose = None
+        tf = None
         if frame.index < self.prompt.frame:
             self.counts["before_prompt"] += 1
         elif not self.started:
@@ -118,7 +122,13 @@ class LiveFrontEnd:
         if self.preview is not None and self.preview.wants(self.counts["frames"] - 1):
             # Anonymised before it leaves this process (the only way out for an image); frames that are
             # neither stored, shown nor sent are not anonymised (nothing of them leaves the stage).
-            self.preview.write(self.anonymiser.anonymize(frame.image, capture_ns, [pose] if pose is not None else []))
+            # the tracker's own detections (every head and body it saw) spare a second detector pass; before the
+            # prompt frame there are none, so the anonymiser's own detector runs
+            if tf is not None:
+                self.preview.write(self.anonymiser.anonymize(frame.image, capture_ns, [pose] if pose is not None else [],
+                                                             heads=tf.heads, people=tf.others))
+            else:
+                self.preview.write(self.full_anonymiser.anonymize(frame.image, capture_ns))
         t2 = time.perf_counter()
         world = self.grounding.step(pose, frame.t_capture_ns * 1e-9)
         t3 = time.perf_counter()
@@ -131,8 +141,11 @@ class LiveFrontEnd:
         if self.preview is not None:
             self.preview.close()
         self.anonymiser.close()
-        return {**self.counts, "grounding": self.grounding.notes,
-                "anonymised_regions": dict(self.anonymiser.regions_by_source)}
+        self.full_anonymiser.close()
+        regions = dict(self.anonymiser.regions_by_source)
+        for k, v in self.full_anonymiser.regions_by_source.items():
+            regions[k] = regions.get(k, 0) + v
+        return {**self.counts, "grounding": self.grounding.notes, "anonymised_regions": regions}
 
 
 class SnapshotWriter:
@@ -180,8 +193,8 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     interaction = parse_interactions(", ".join(prompt.interaction)) if prompt.interaction else None
     tracker = PromptedTracker(pose, PoseDetector(), interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
-    return LiveFrontEnd(tracker, Anonymiser(), OnlineGrounding(camera, spec.subject_height_m), prompt, preview,
-                        backend_name=pose.name)
+    return LiveFrontEnd(tracker, Anonymiser(use_person_detector=False), OnlineGrounding(camera, spec.subject_height_m),
+                        prompt, preview, backend_name=pose.name)
 
 
 @dataclass
