@@ -185,7 +185,10 @@ class KinematicsToLoads:
         from models.scaling import SubjectScale, scale_model
 
         scaled = scale_model(load_model(params.model), SubjectScale(params.mass_kg, params.height_m))
-        est = cls(scaled.model, blazepose_markerset(scaled.model), params, ik_params=landmark_ik_params())
+        # real-time budget: at most 10 warm-started iterations per frame and a cold re-solve only on gross failure
+        # (25 cm RMS); offline landmark IK (models.landmark_ik) keeps the defaults (30, 8 cm)
+        est = cls(scaled.model, blazepose_markerset(scaled.model), params,
+                  ik_params=landmark_ik_params(max_iterations=10, reinit_rms_m=0.25))
         est.notes = [f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg); "
                      "BlazePose landmarks as markers (models.landmark_markerset)"]
         return est
