@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "time_ours_id_so", "opensim_available"]
@@ -45,10 +47,32 @@ __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "time_ours_id_s
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
 
+def import_opensim() -> Any:
+    """``import opensim`` without letting it rewrite this process's environment.
+
+    The opensim 4.6 wheel's ``__init__`` replaces ``LD_LIBRARY_PATH`` (and prepends to ``PATH``, sets
+    ``SIMBODY_HOME``); every child process started afterwards then lost the ROS 2 wheels' library paths and
+    failed to import rclpy. Its libraries are loaded by then, so the variables are restored at once.
+    """
+    import os
+
+    keys = ("LD_LIBRARY_PATH", "PATH", "SIMBODY_HOME")
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        import opensim
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return opensim
+
+
 def opensim_available() -> bool:
     """True when the ``opensim`` package imports."""
     try:
-        import opensim  # noqa: F401
+        import_opensim()
     except ImportError:
         return False
     return True
@@ -102,7 +126,7 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
                                     cutoff_hz: float = 6.0, name: str = "opensim_so") -> OpenSimSOResult:
     """OpenSim's AnalyzeTool + StaticOptimization on one trial (see the module docstring); results in ``out_dir``
     (a new temporary folder when ``None``)."""
-    import opensim as osim
+    osim = import_opensim()
 
     for label, p in (("model_path", model_path), ("ik_path", ik_path), ("grf_path", grf_path),
                      ("external_loads_path", external_loads_path)):

@@ -146,6 +146,7 @@ def test_cyclone_subscriber_in_another_process_receives_the_chain_without_rclpy(
         pytest.skip(why)
     r = run_isolated([sys.executable, __file__, "child"], timeout=120, cwd=str(REPO),
                      env={**os.environ, "PYTHONPATH": str(REPO)})
+    open("/tmp/dds_child_err.txt", "w").write(r.stderr)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["publisher_rc"] == 0 and res["publisher"]["rclpy_loaded"] is False

@@ -55,3 +55,14 @@ def test_reserves_skip_locked_and_coupled_coordinates(tmp_path):
     assert "knee_angle_l_beta_reserve" not in reserves          # the patella follows the knee
     assert not any(n.startswith(("mtp", "subtalar")) for n in reserves)   # locked in GC5.osim
     assert r.motion_s == pytest.approx(0.02)
+
+
+def test_importing_opensim_leaves_the_environment_alone():
+    """opensim's __init__ rewrites LD_LIBRARY_PATH; children (rclpy, Cyclone DDS) need the original."""
+    import os
+
+    from models.opensim_reference import import_opensim
+
+    before = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "PATH", "SIMBODY_HOME")}
+    import_opensim()
+    assert {k: os.environ.get(k) for k in before} == before

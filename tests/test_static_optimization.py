@@ -581,14 +581,20 @@ def test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force():
     kin = trial_kinematics(PS / "trc" / "PS_ngait_og_ss1.trc", PS / "model" / "GC5.osim", params)
     r = analyze_trial(None, None, params, grf_path=PS / "grf" / "PS_ngait_og_ss1_kinetics.mot", kin=kin)
     ref = PS / "in_vivo" / "PS_ngait_og_ss1_eTibia_101pt.csv"
-    m = kin.model
-    base = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
+    m = kin.model                       # the subject model: F0 from GC5.osim (models.trial_analysis.subject_model)
     for k, v in f0.items():
-        a = m.actuator(k).id
-        s = v / m.actuator_gainprm[a, 2]
+        assert m.actuator_gainprm[m.actuator(k).id, 2] == pytest.approx(v)
+    fixed = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
+    # before the fix: MyoLeg's F0 scaled with body mass only (what scale_model does without the OpenSim model)
+    from models.scaling import SubjectScale
+
+    by_mass = scale_model(leg, SubjectScale(75.0, 1.80)).model
+    for k in f0:
+        a, b = m.actuator(k).id, by_mass.actuator(k).id
+        s = by_mass.actuator_gainprm[b, 2] / m.actuator_gainprm[a, 2]
         m.actuator_gainprm[a, 2] *= s
         m.actuator_biasprm[a, 2] *= s
-    fixed = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
+    base = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
     kc0 = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=base.muscle_force_n,
                                                               muscle_names=base.muscle_names), ref)
     kc1 = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=fixed.muscle_force_n,

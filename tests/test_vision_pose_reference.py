@@ -82,9 +82,10 @@ def test_errors_named(frame100, pose):
 
 def test_detector_finds_both_people(frame100):
     """MediaPipe's legacy graph keeps one person; the tiled detector returns both, with head boxes on heads."""
-    from runtime.vision.pose_mediapipe import PoseDetector, _detector_anchors
+    from runtime.vision.pose_anchors import ANCHORS
+    from runtime.vision.pose_mediapipe import PoseDetector
 
-    assert _detector_anchors().shape == (2254, 2)
+    assert ANCHORS.shape == (2254, 2)          # one anchor layout for both backends
     dets = PoseDetector().detect(frame100.image)
     man = [d for d in dets if MAN.x0 < d.hip_center[0] < MAN.x1 and d.hip_center[1] < 450]
     woman = [d for d in dets if WOMAN_100.x0 < d.hip_center[0] < WOMAN_100.x1 and d.hip_center[1] > 600]

@@ -165,27 +165,9 @@ class MediaPipePose:
 
 # -- the bundled BlazePose person detector, all detections (the legacy graph keeps only one) ----
 
-#: SSD anchor layout of ``pose_detection.tflite`` (MediaPipe's pose_detection_cpu graph options).
+#: Input side of ``pose_detection.tflite``; anchors, decoding and weighted NMS are
+#: :mod:`runtime.vision.pose_anchors` (shared with the ONNX backend).
 _DET_INPUT = 224
-_DET_STRIDES = (8, 16, 32, 32, 32)
-_DET_SCORE_CLIP = 100.0
-
-
-def _detector_anchors() -> np.ndarray:
-    """(2254, 2) anchor centres, normalised 0..1 (fixed anchor size 1: two anchors per cell)."""
-    out = []
-    i = 0
-    while i < len(_DET_STRIDES):
-        stride = _DET_STRIDES[i]
-        n_same = 0
-        while i < len(_DET_STRIDES) and _DET_STRIDES[i] == stride:
-            n_same += 1
-            i += 1
-        side = int(np.ceil(_DET_INPUT / stride))
-        yy, xx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-        centres = np.column_stack(((xx.ravel() + 0.5) / side, (yy.ravel() + 0.5) / side))
-        out.append(np.repeat(centres, 2 * n_same, axis=0))  # 2 anchors (aspect 1 + interpolated) per layer
-    return np.concatenate(out)
 
 
 class PersonDetection:
@@ -216,28 +198,6 @@ class PersonDetection:
         return f"PersonDetection(head={self.head}, score={self.score:.2f})"
 
 
-def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou_thr: float):
-    """MediaPipe's weighted NMS: overlapping boxes are averaged with their scores as weights."""
-    order = np.argsort(-scores)
-    out = []
-    used = np.zeros(len(scores), bool)
-    for i in order:
-        if used[i]:
-            continue
-        b = boxes[i]
-        ix = np.clip(np.minimum(b[2], boxes[:, 2]) - np.maximum(b[0], boxes[:, 0]), 0, None)
-        iy = np.clip(np.minimum(b[3], boxes[:, 3]) - np.maximum(b[1], boxes[:, 1]), 0, None)
-        inter = ix * iy
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        iou = inter / np.maximum(area + area[i] - inter, 1e-9)
-        group = (~used) & (iou > iou_thr)
-        used |= group
-        w = scores[group][:, None]
-        out.append(((boxes[group] * w).sum(0) / w.sum(), (kps[group] * w[:, :, None]).sum(0) / w.sum(),
-                    float(scores[i])))
-    return out
-
-
 class PoseDetector:
     """Every person the bundled ``pose_detection.tflite`` finds (run with ai-edge-litert).
 
@@ -262,7 +222,6 @@ class PoseDetector:
         outs = {tuple(d["shape"]): d["index"] for d in self._it.get_output_details()}
         self._out_reg = outs[(1, 2254, 12)]
         self._out_score = outs[(1, 2254, 1)]
-        self._anchors = _detector_anchors()
         self.min_score, self.iou_threshold, self.tiles = float(min_score), float(iou_threshold), bool(tiles)
 
     def _run(self, image: np.ndarray):
@@ -278,29 +237,18 @@ class PoseDetector:
         canvas = canvas / 127.5 - 1.0
         self._it.set_tensor(self._in, canvas[None])
         self._it.invoke()
-        reg = self._it.get_tensor(self._out_reg)[0]
-        logit = np.clip(self._it.get_tensor(self._out_score)[0, :, 0].astype(np.float64), -_DET_SCORE_CLIP,
-                        _DET_SCORE_CLIP)
-        score = 1.0 / (1.0 + np.exp(-logit))
-        keep = score >= self.min_score
-        if not keep.any():
+        from runtime.vision.pose_anchors import decode_detections
+
+        dets = decode_detections(self._it.get_tensor(self._out_reg), self._it.get_tensor(self._out_score),
+                                 min_score=self.min_score)
+        if not dets:
             return np.zeros((0, 4)), np.zeros((0, 4, 2)), np.zeros(0)
-        reg, score, anc = reg[keep], score[keep], self._anchors[keep]
-        cx = reg[:, 0] / _DET_INPUT + anc[:, 0]
-        cy = reg[:, 1] / _DET_INPUT + anc[:, 1]
-        bw, bh = reg[:, 2] / _DET_INPUT, reg[:, 3] / _DET_INPUT
-        kx = reg[:, 4::2] / _DET_INPUT + anc[:, :1]
-        ky = reg[:, 5::2] / _DET_INPUT + anc[:, 1:2]
-
-        def to_px_x(v):
-            return (v * _DET_INPUT - ox) / s
-
-        def to_px_y(v):
-            return (v * _DET_INPUT - oy) / s
-
-        boxes = np.column_stack((to_px_x(cx - bw / 2), to_px_y(cy - bh / 2), to_px_x(cx + bw / 2), to_px_y(cy + bh / 2)))
-        kps = np.stack((to_px_x(kx), to_px_y(ky)), axis=-1)
-        return boxes, kps, score
+        # normalised letterboxed-tensor coordinates -> this image's pixels
+        boxes = np.array([d.box for d in dets]) * _DET_INPUT
+        kps = np.array([d.keypoints for d in dets]) * _DET_INPUT
+        boxes = (boxes - [ox, oy, ox, oy]) / s
+        kps = (kps - [ox, oy]) / s
+        return boxes, kps, np.array([d.score for d in dets])
 
     def detect(self, frame_rgb: np.ndarray) -> list[PersonDetection]:
         """All people in the frame (full-frame pixels), best score first."""
@@ -322,9 +270,13 @@ class PoseDetector:
                 all_s.append(sc)
         if not all_s:
             return []
-        merged = _weighted_nms(np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_k), self.iou_threshold)
+        from runtime.vision.pose_anchors import Detection, weighted_nms
+
+        merged = weighted_nms([Detection(b, k, float(sc)) for b, k, sc in
+                               zip(np.concatenate(all_b), np.concatenate(all_k), np.concatenate(all_s))],
+                              self.iou_threshold)
         dets = []
-        for box, kp, sc in merged:
+        for box, kp, sc in ((d.box, d.keypoints, d.score) for d in merged):
             x0, y0 = max(0.0, box[0]), max(0.0, box[1])
             x1, y1 = min(float(w), box[2]), min(float(h), box[3])
             if x1 - x0 < 1 or y1 - y0 < 1:
