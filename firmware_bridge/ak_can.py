@@ -80,6 +80,7 @@ Imports: stdlib, python-can and this package only.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import deque
 from typing import Any, Callable, Sequence
@@ -109,6 +110,8 @@ __all__ = [
 
 #: Fault kinds of the drive interface (values of ``controllers.safety.FaultKind``); this module
 #: emits all but OVER_TEMPERATURE, which the supervisor derives from ``JointStates.temperature_c``.
+#: Per-pair ratios kept for the velocity-table check's median (the most recent ones).
+_VC_RATIOS = 1024
 FAULT_KINDS = ("BUS_OFF", "BUS_ERROR", "TIMEOUT", "DRIVE_ERROR", "OVER_TEMPERATURE", "ESTOP", "MALFORMED")
 #: SocketCAN error class bit (linux/can/error.h) in an error frame's id: controller went bus-off.
 CAN_ERR_BUSOFF = 0x40
@@ -141,7 +144,7 @@ class _Motor:
         "has_state", "invalid", "quiet_until_ns", "last_rx_ns",
         "pos", "vel", "tq", "temp", "err",
         "replies_ok", "replies_quiet", "malformed", "timeouts", "timed_out", "drive_errors",
-        "vc_p", "vc_v", "vc_t", "vc_dt", "vc_sxy", "vc_sxx", "vc_n",
+        "vc_p", "vc_v", "vc_t", "vc_dt", "vc_sxy", "vc_sxx", "vc_n", "vc_ratios",
         "v_min_motion", "p_half_span", "p_edge",
     )
 
@@ -180,6 +183,7 @@ class _Motor:
         self.vc_reset()
         self.vc_sxy = self.vc_sxx = 0.0
         self.vc_n = 0
+        self.vc_ratios = [0.0] * _VC_RATIOS   # per-pair dp / (v_avg dt), ring (vc_n % size)
 
     def vc_reset(self) -> None:
         self.vc_t: int | None = None
@@ -661,6 +665,7 @@ class AkCanDrive:
                         x = va * dt_ns * 1e-9
                         m.vc_sxy += dp * x
                         m.vc_sxx += x * x
+                        m.vc_ratios[m.vc_n % _VC_RATIOS] = dp / x
                         m.vc_n += 1
         m.vc_t = t_ns
         m.vc_p = p
@@ -680,7 +685,7 @@ class AkCanDrive:
     def velocity_check(self, *, min_samples: int = 50, tolerance: float = 0.05) -> tuple[bool, str]:
         """Reported velocity vs the derivative of reported position, per motor, MIT frame.
 
-        Least-squares ratio ``r`` of ``dp`` (successive reply positions) over ``v_avg*dt``
+        Median ratio ``r`` of ``dp`` (successive reply positions) over ``v_avg*dt``
         (mean of the two reported velocities times the time between the reads that
         received them), over every pair seen so far while moving smoothly (|v| >= 5 velocity
         quanta, velocity change between the two replies at most 25 %, no position wrap or
@@ -700,7 +705,9 @@ class AkCanDrive:
                 parts.append(f"{m.name}: inconclusive, {m.vc_n} moving reply pairs (need {min_samples}); "
                              f"move the joint (|v| >= {m.v_min_motion:.3g} rad/s at the motor)")
                 continue
-            r = m.vc_sxy / m.vc_sxx
+            # the median of the per-pair ratios: a wrong table scales every pair alike, while a plant or drive
+            # whose replies bunch (a late reply carrying a later state) makes outliers that bias a least-squares fit
+            r = statistics.median(m.vc_ratios[:min(m.vc_n, _VC_RATIOS)])
             if abs(r - 1.0) <= tolerance:
                 parts.append(f"{m.name}: ok, position derivative / reported velocity = {r:.4f} over {m.vc_n} pairs "
                              f"({lim.model} {lim.firmware} V range +/-{lim.v_max:g} rad/s)")
@@ -718,6 +725,7 @@ class AkCanDrive:
             m.vc_reset()
             m.vc_sxy = m.vc_sxx = 0.0
             m.vc_n = 0
+            m.vc_ratios[:] = [0.0] * _VC_RATIOS
 
     def close(self) -> None:
         """Shut the bus down (the torque process calls this at exit)."""

@@ -260,6 +260,8 @@ class KneeContact:
         numba pass over the crossing muscles' path points (equal to :meth:`muscle_wrench_reference`, tested).
         """
         m, d = self.model, self.data
+        if not np.all(np.isfinite(qpos)):   # never hand MuJoCo's tendon wrapping a non-finite pose
+            return np.full(3, np.nan), np.full(3, np.nan)
         d.qpos[:] = qpos
         mujoco.mj_kinematics(m, d)
         mujoco.mj_comPos(m, d)
@@ -336,7 +338,7 @@ def _wrench_kernel(ten_wrapadr, ten_wrapnum, wrap_obj, wrap_xpos, x_tendon, x_si
     ``T * unit(outside - inside)`` (world frame; moment about ``origin``), into ``F``, ``M``."""
     for k in range(x_tendon.size):
         c = col[k]
-        if c < 0:
+        if c < 0 or c >= tension.size:
             continue
         T = tension[c]
         if T == 0.0:
@@ -344,17 +346,21 @@ def _wrench_kernel(ten_wrapadr, ten_wrapnum, wrap_obj, wrap_xpos, x_tendon, x_si
         t = x_tendon[k]
         adr = ten_wrapadr[t]
         num = ten_wrapnum[t]
+        if adr < 0 or num < 0 or adr + num > wrap_obj.size or adr + num > wrap_xpos.shape[0]:
+            continue                       # no valid path this frame (never index outside MuJoCo's arrays)
         ks = 0
         prev_b = -1
         for i in range(num):
             o = wrap_obj[adr + i]
             if o == -1:
+                if ks >= x_site_body.shape[1]:
+                    break
                 b = x_site_body[k, ks]
                 ks += 1
-            elif o == -2:
-                b = -1
-            else:
+            elif o >= 0 and o < geom_body.size:
                 b = geom_body[o]
+            else:                          # -2: pulley; anything else is not a path point
+                b = -1
             if i > 0 and prev_b >= 0 and b >= 0 and in_tibia[prev_b] != in_tibia[b]:
                 if in_tibia[b]:
                     pin, pout = adr + i, adr + i - 1

@@ -247,6 +247,16 @@ class KinematicsToLoads:
         t3 = clock()
         st["grf"] = t3 - t2
         jm = self._jm
+        from models.inverse_kinematics import IKStatus
+
+        # No state yet (nobody in view before the filters are primed) or a non-finite one: MuJoCo is not called
+        # with it (its tendon wrapping on NaN geometry corrupted memory); every downstream output is NaN.
+        state_ok = bool(np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(qacc).all())
+        if not state_ok:
+            self._invalid_downstream(out, st)
+            out.valid = False
+            self.frames += 1
+            return out
         self.inv.step(qpos, qvel, qacc, self._wrenches, jm)
         self.knee.step(jm, self._km)
         out.kam_pct_bw_ht = float(self._km.knee_adduction_moment_pct_bw_ht)
@@ -268,11 +278,18 @@ class KinematicsToLoads:
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
             st["knee_contact"] = clock() - t5
             ok = ok and bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
-        from models.inverse_kinematics import IKStatus
-
         out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
         self.frames += 1
         return out
+
+    def _invalid_downstream(self, out: EstimateFrame, st: dict[str, float]) -> None:
+        """NaN for everything after the GRF stage (this frame had no finite state)."""
+        out.kam_pct_bw_ht = out.kem_pct_bw_ht = out.knee_moment_nm = math.nan
+        out.activation[:] = math.nan
+        out.synergy[:] = math.nan
+        out.kcf_n[:] = math.nan
+        for k in ("inverse_dynamics", "static_optimization", "knee_contact"):
+            st[k] = 0.0
 
 
 class _QFrame:
