@@ -95,3 +95,19 @@ def test_live_run_equals_offline(ps1, offline, tmp_path):
     np.testing.assert_allclose(np.array(kcf[:n]), r.kcf_n[:n], rtol=1e-9, atol=1e-6, equal_nan=True)
     np.testing.assert_allclose(np.array(ang[:n]), r.coordinates_rad[:n], rtol=1e-9, atol=1e-12, equal_nan=True)
     assert "missed" in proc.stdout
+
+
+def test_no_finite_state_gives_nan_downstream_and_an_invalid_estimate(offline):
+    """Nobody in view yet (all landmarks missing): the filters are not primed, no finite state exists; nothing
+    downstream runs on it (MuJoCo's tendon wrapping on NaN geometry corrupts memory) and every output is NaN."""
+    est, rec, _ = offline
+    est.reset()
+    f = est.step(np.full_like(rec.markers_m[0], np.nan), 0.0)
+    assert not f.valid
+    assert np.isnan(f.kcf_n).all() and np.isnan(f.activation).all() and np.isnan(f.kam_pct_bw_ht)
+    F, M = est.kc.muscle_wrench(np.full(est.model.nq, np.nan), np.ones(len(est.muscle_names)), est.muscle_names)
+    assert np.isnan(F).all() and np.isnan(M).all()
+    # and it recovers on the first real frames
+    for i in range(5):
+        f = est.step(rec.markers_m[i], rec.time_s[i])
+    assert f.valid and np.isfinite(f.kcf_n).all()
