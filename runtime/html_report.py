@@ -443,9 +443,11 @@ pre{white-space:pre-wrap;font-size:.9em;max-height:30em;overflow:auto}
 
 
 def build_html(run: str | Path, plot_dir: Path | None = None,
-               series: dict[str, Any] | None = None) -> tuple[str, list[Path], dict[str, Any]]:
+               series: dict[str, Any] | None = None,
+               trend_dir: str | Path | None = None) -> tuple[str, list[Path], dict[str, Any]]:
     """(page text, PNG paths, summary dict) for the run at *run*; PNGs go to *plot_dir* (default ``<run>/plots``).
-    *series*: the run's ``load_series`` result when the caller already has it (read once)."""
+    *series*: the run's ``load_series`` result when the caller already has it (read once). *trend_dir*: the folder
+    ``exo trend --out`` wrote for this subject; the page links its plots (relative links, not embedded)."""
     run_dir = run_dir_of(run)
     series = series if series is not None else load_series(run)
     summary = summarize_log(run, series)
@@ -469,8 +471,11 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
                                                    streams, t0, "effort", 1.0, "force [N]"), "kcf")
     page.section("Torque: commanded and delivered", _torque_section(page, series, summary, t0), "torque")
     page.section("Faults and their timeline", _fault_section(page, series, summary, t0), "faults")
-    nav = " ".join(f'<a href="#{a}">{a}</a>' for a in ("run", "latency", "angles", "grf", "kam", "muscles", "kcf",
-                                                        "torque", "faults"))
+    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults"]
+    if trend_dir is not None:
+        page.section("Clinical trends of this subject", _trend_links(Path(trend_dir), plot_dir.parent), "trends")
+        anchors.append("trends")
+    nav = " ".join(f'<a href="#{a}">{a}</a>' for a in anchors)
     title = f"exo run report: {html.escape(run_dir.name)}"
     doc = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
            f"<style>{_CSS}</style></head>\n<body><h1>{title}</h1><nav>{nav}</nav>\n" + "\n".join(page.sections) +
@@ -479,11 +484,28 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
     return doc, page.pngs, summary
 
 
-def write_html_report(run: str | Path, out: str | Path | None = None, series: dict[str, Any] | None = None) -> Path:
-    """Write ``<run>/report.html`` (or *out*) and its PNGs in ``plots/`` beside it; returns the page's path."""
+def _trend_links(trend_dir: Path, page_dir: Path) -> str:
+    """Links to the per-metric trend plots of ``exo trend --out trend_dir`` (relative to the page's folder)."""
+    import os
+
+    if not trend_dir.is_dir():
+        raise FileNotFoundError(f"trend_dir = {str(trend_dir)!r}: no such folder (write it with exo trend --out)")
+    pngs = sorted(trend_dir.glob("*.png"))
+    if not pngs:
+        return f"<p class=\"missing\">no trend plots in {html.escape(str(trend_dir))}</p>"
+    items = "".join(f'<li><a href="{html.escape(os.path.relpath(p, page_dir))}">{html.escape(p.stem)}</a></li>'
+                    for p in pngs)
+    return (f"<p>Each metric of this subject over sessions, with its normal range and flags "
+            f"(<code>exo trend</code>, {len(pngs)} plots):</p><ul>{items}</ul>")
+
+
+def write_html_report(run: str | Path, out: str | Path | None = None, series: dict[str, Any] | None = None,
+                      trend_dir: str | Path | None = None) -> Path:
+    """Write ``<run>/report.html`` (or *out*) and its PNGs in ``plots/`` beside it; returns the page's path.
+    *trend_dir*: link the subject's ``exo trend`` plots (see :func:`build_html`)."""
     run_dir = run_dir_of(run)
     out_path = Path(out) if out is not None else run_dir / "report.html"
-    doc, _pngs, _summary = build_html(run, out_path.parent / "plots", series)
+    doc, _pngs, _summary = build_html(run, out_path.parent / "plots", series, trend_dir)
     tmp = out_path.with_suffix(".html.tmp")
     tmp.write_text(doc, encoding="utf-8")
     tmp.replace(out_path)

@@ -306,3 +306,21 @@ def test_report_html_bad_input_exit_2(tmp_path):
     r = subprocess.run(exo_cmd() + ["report-html", str(tmp_path / "none")], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "run = " in r.stderr and "none" in r.stderr
+
+
+def test_report_links_the_subjects_trend_plots(full_run, tmp_path):
+    """Issue 10: the HTML report links the clinical trend plots of `exo trend --out DIR` (relative links that resolve),
+    and a missing trend folder is an error naming it."""
+    truth, _page, _summary = full_run
+    trend = tmp_path / "trend"
+    trend.mkdir()
+    for metric in ("peak_kam", "peak_kcf_total"):
+        (trend / f"GC6_DM_{metric}.png").write_bytes(base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="))
+    doc, _pngs, _ = build_html(truth.run_dir, tmp_path / "page" / "plots", trend_dir=trend)
+    links = re.findall(r'<a href="([^"#]+\.png)">', doc)
+    assert len(links) == 2
+    assert all((tmp_path / "page" / link).resolve().is_file() for link in links)
+    assert 'href="#trends"' in doc
+    with pytest.raises(FileNotFoundError, match="trend_dir"):
+        build_html(truth.run_dir, tmp_path / "page2" / "plots", trend_dir=tmp_path / "missing")

@@ -4,6 +4,7 @@ run replayed into the Foxglove live view, with the gait-retraining feedback).
     exo report-html runs/try1                 write runs/try1/report.html, print its path and the headline figures
     exo report-html runs/try1 --out r.html    write the page elsewhere (PNGs in plots/ beside it)
     exo report-html runs/try1 --json          also print the summary (with the performance figures) as JSON
+    exo report-html runs/try1 --trend runs/trend_dm   link the subject's exo trend plots
     exo live-view runs/try1 --port 8765       serve on 127.0.0.1:8765, replay at real time; open Foxglove with
                                               launch/foxglove_layout.json and connect to ws://127.0.0.1:8765
 
@@ -32,7 +33,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
     try:
         out = Path(args.out) if args.out else run_dir_of(run) / "report.html"
-        doc, pngs, summary = build_html(run, out.parent / "plots")
+        doc, pngs, summary = build_html(run, out.parent / "plots", trend_dir=args.trend)
     except FileNotFoundError as exc:
         print(f"exo report-html: run = {str(run)!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,6 +110,8 @@ def register(subparsers) -> None:
     p.add_argument("run", help="run folder (with telemetry/ and summary.json), rosbag2 folder or .mcap file")
     p.add_argument("--out", help="page path (default: <run>/report.html); PNGs go to plots/ beside it")
     p.add_argument("--json", action="store_true", help="print the summary with the performance figures as JSON")
+    p.add_argument("--trend", metavar="DIR", help="link this subject's clinical trend plots (the folder written by "
+                   "exo trend --out DIR)")
     p.set_defaults(fn=_cmd)
 
     p = subparsers.add_parser(
