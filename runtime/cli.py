@@ -133,6 +133,7 @@ def _replay_factory(replay: str, device, subject, markerset: str | None):
     def factory(n, level, now_ns, extra=None):
         return replay_estimation_pipeline(n, now_ns, estimator=est, recording=rec, extra=extra,
                                           assistance=assistance_stage(device, subject, names, side, now_ns, est))
+    factory.offline = (est, rec, lambda now_ns: assistance_stage(device, subject, names, side, now_ns, est))
     return factory
 
 
@@ -225,6 +226,11 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
         return landmark_estimation_pipeline(n, now_ns, estimator=est, capture=capture, source_description=description,
                                             assistance=assistance_stage(device, subject, names, side, now_ns, est),
                                             extra=extra)
+    if not live_vision:
+        from runtime.offline import landmark_recording
+
+        factory.offline = (est, landmark_recording(track, est.marker_names, rate),
+                           lambda now_ns: assistance_stage(device, subject, names, side, now_ns, est))
     return factory
 
 
@@ -278,6 +284,8 @@ def cmd_demo(args) -> int:
         prompt = {"bbox": list(_box_tuple(parse_bbox(args.bbox))), "frame": args.prompt_frame,
                   "interaction": [args.interaction] if args.interaction else []}
         factory = _video_factory(args.video, prompt, device, subject, out, args.live_vision, metadata)
+    if args.offline:
+        return _demo_offline(factory, device, out, metadata)
     if args.seconds is None:
         args.seconds = 20.0 if args.replay else metadata["input_seconds"] + 1.0
     companion = None
@@ -294,6 +302,25 @@ def cmd_demo(args) -> int:
 
     print(f"html report: {write_html_report(out)}")
     return code
+
+
+def _demo_offline(factory, device, out: Path, metadata: dict) -> int:
+    """``exo demo --offline``: the same chain and controller over the whole input as fast as possible."""
+    from runtime.offline import progress_bar, run_pipeline_offline, write_offline
+
+    if not hasattr(factory, "offline"):
+        raise ValueError("--offline: needs a recorded input (video landmarks computed ahead, or --replay); "
+                         "it cannot be combined with --live-vision")
+    est, rec, make_assistance = factory.offline
+    names = [j.name for j in device.joints]
+    run = run_pipeline_offline(est, rec, make_assistance, len(names), progress_bar("offline"))
+    files = write_offline(out, run, names, {"input": metadata.get("input"), "fallbacks": metadata.get("fallbacks")})
+    r = run["result"]
+    print(f"offline: {run['frames']} frames ({rec.time_s[-1] - rec.time_s[0]:.1f} s of input at {rec.rate_hz:g} Hz) in "
+          f"{run['seconds']:.2f} s = {run['fps']:.0f} frames/s ({run['fps'] / rec.rate_hz:.1f}x real time); "
+          f"{int(r.valid.sum())} valid estimates; peak memory {run['peak_rss_mb']:.0f} MB")
+    print("wrote " + ", ".join(str(f) for f in files))
+    return EXIT_OK
 
 
 def _live_view_stages(port: int | None, subject, device) -> list:
@@ -616,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(frames it cannot take in time are dropped); default: landmarks computed ahead by the same front "
                    "end, released on the video's timeline (pose exceeds the frame period on this CPU)")
     p.add_argument("--replay", metavar="TRIAL", help="instead of video: a recorded marker trial (e.g. PS_ss1)")
+    p.add_argument("--offline", action="store_true", help="no loops, no CAN: the same estimation chain and "
+                   "assistance controller over the whole input as fast as possible (progress bar; offline.csv and "
+                   "offline.json with frames per second)")
     p.add_argument("--live-view", type=int, metavar="PORT", help="Foxglove live view on ws://127.0.0.1:PORT (inside "
                    "the run's private network namespace when the bus is udp_multicast: reachable from there only)")
     p.set_defaults(fn=cmd_demo)

@@ -361,6 +361,7 @@ class OfflineResult:
     cop_m: np.ndarray
     kam_pct_bw_ht: np.ndarray
     kem_pct_bw_ht: np.ndarray
+    knee_moment_nm: np.ndarray
     activation: np.ndarray
     synergy: np.ndarray
     kcf_n: np.ndarray
@@ -375,7 +376,7 @@ def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = No
     o = est.out
     cols = {"coordinates_rad": np.full((n, o.coordinates_rad.size), np.nan), "grf_n": np.full((n, 2, 3), np.nan),
             "cop_m": np.full((n, 2, 3), np.nan), "kam_pct_bw_ht": np.full(n, np.nan), "kem_pct_bw_ht": np.full(n, np.nan),
-            "activation": np.full((n, o.activation.size), np.nan), "synergy": np.full((n, o.synergy.size), np.nan),
+            "knee_moment_nm": np.full(n, np.nan), "activation": np.full((n, o.activation.size), np.nan), "synergy": np.full((n, o.synergy.size), np.nan),
             "kcf_n": np.full((n, 3), np.nan), "valid": np.zeros(n, bool)}
     stages: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()

@@ -111,3 +111,22 @@ def test_no_finite_state_gives_nan_downstream_and_an_invalid_estimate(offline):
     for i in range(5):
         f = est.step(rec.markers_m[i], rec.time_s[i])
     assert f.valid and np.isfinite(f.kcf_n).all()
+
+
+def test_demo_offline_mode_writes_the_same_chain_numbers(offline, tmp_path):
+    """`exo demo --offline --replay PS_ss1`: no loops, no CAN; the same chain and controller over the whole input,
+    with its throughput; the KAM column equals the chain's offline run."""
+    import json
+
+    est, rec, r = offline
+    out = tmp_path / "off"
+    proc = subprocess.run(exo_cmd() + ["demo", "--offline", "--replay", "PS_ss1", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = np.genfromtxt(out / "offline.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(data["kam_pct_bw_ht"], r.kam_pct_bw_ht, rtol=1e-5, atol=1e-5, equal_nan=True)
+    info = json.loads((out / "offline.json").read_text())
+    assert info["frames"] == rec.time_s.size and info["frames_per_s"] > 0
+    torque = data["torque_knee_r_nm"]
+    assert np.all(np.abs(torque) <= 6.0 + 1e-9)          # the HIL device's assistance cap (device_hil.yaml)
+    assert "frames/s" in proc.stdout
