@@ -128,7 +128,7 @@ def _replay_factory(replay: str, device, subject, markerset: str | None):
     rec = resample_hold(load_marker_recording(trc, est.marker_names), rate)
     names = [j.name for j in device.joints]
     print(f"estimation chain lag {est.lag_s * 1e3:.0f} ms (causal filters); recording {rec.time_s.size} frames, "
-          "restarted (filters reset) at its end", flush=True)
+          f"restarted (filters reset) at its end; warmed up in {est.warm_up() * 1e3:.0f} ms", flush=True)
 
     def factory(n, level, now_ns, extra=None):
         return replay_estimation_pipeline(n, now_ns, estimator=est, recording=rec, extra=extra,
@@ -196,7 +196,7 @@ def _video_factory(video: str | None, prompt: dict, device, subject, out: Path, 
         print(f"input: {description}; {int(track.valid.sum())}/{track.t_s.size} frames with the prompted person "
               "grounded", flush=True)
     print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "
-          "(causal filters)", flush=True)
+          f"(causal filters); warmed up in {est.warm_up() * 1e3:.0f} ms", flush=True)
     fallbacks = ["pose: the mediapipe reference backend (BlazePose full, CPU) runs the tracker; the ONNX backend "
                  "(runtime.vision.pose_onnx) is not wired into the tracker yet"]
     if not live_vision:

@@ -202,6 +202,18 @@ class KinematicsToLoads:
         """Delay of the outputs behind the input at low frequency: the coordinate filter's plus the GRF filter's."""
         return float(self.filter.lag_position_s + self.grf.causal_lag_s(self.params.rate_hz))
 
+    def warm_up(self, frames: int = 5) -> float:
+        """Run the whole chain on the model's own default pose a few times, then :meth:`reset`: loads the compiled
+        (numba) kernels from their cache and touches every buffer before a real-time loop starts. Returns the
+        seconds it took. (Otherwise the first live frame takes tens of ms at real-time priority, which on a
+        2-core HIL rig starves the emulated drive's process into a reply timeout.)"""
+        t0 = time.perf_counter()
+        markers = np.array(self.ik.marker_positions(np.array(self.model.qpos0)), dtype=float)
+        for i in range(frames):
+            self.step(markers, i / self.params.rate_hz)
+        self.reset()
+        return time.perf_counter() - t0
+
     def reset(self) -> None:
         """Forget all filter and warm-start state (a new recording or a long gap)."""
         self.ik.reset()
