@@ -112,6 +112,17 @@ class ExoLifecycleNode(LifecycleNode):
         self.configured = True
         return SUCCESS
 
+    #: True while the node is ACTIVE (a node acts only then; subclasses add their own transition work)
+    active = False
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = True
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        return SUCCESS
+
     def setup(self) -> None:
         """Create publishers, subscriptions and timers (called by on_configure)."""
 
@@ -185,14 +196,6 @@ class EstimatorNode(ExoLifecycleNode):
         self.destroy_timer(self.timer)
         self.destroy_publisher(self.pub)
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = True
-        return SUCCESS
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
-        return SUCCESS
-
     def _tick(self) -> None:
         if not self.active:
             return
@@ -219,14 +222,6 @@ class AssistanceNode(ExoLifecycleNode):
     def teardown(self) -> None:
         self.destroy_subscription(self.sub)
         self.destroy_publisher(self.pub)
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = True
-        return SUCCESS
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
-        return SUCCESS
 
     def _on_phase(self, msg: Float64) -> None:
         if not self.active:
@@ -548,14 +543,6 @@ class VisionNode(ExoLifecycleNode):
         self.publisher.destroy(self)
         self.source.close()
         self.anonymiser.close()
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = True
-        return SUCCESS
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
-        return SUCCESS
 
     def _tick(self) -> None:
         if not self.active:
