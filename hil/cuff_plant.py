@@ -18,7 +18,6 @@ in about 3 ms here, slower than the 1 kHz real-time plant, so this plant runs in
 """
 from __future__ import annotations
 
-import math
 from array import array
 
 import mujoco
@@ -26,7 +25,7 @@ import numpy as np
 
 from models.soft_tissue import CuffGeometryIds, CuffTissueParams, delivered_torque_nm, exo_xml, tissue_xml
 
-from .knee_plant import KneePlantParams
+from .knee_plant import KneePlantParams, voluntary_target_rad, voluntary_torque_nm
 
 
 def cuff_knee_mjcf(knee: KneePlantParams, tissue: CuffTissueParams) -> str:
@@ -124,10 +123,7 @@ class CuffKneePlant:
         return float(self.data.qvel[self._kv])
 
     def voluntary_target_rad(self, t_s: float) -> float:
-        p = self.params
-        mid = 0.5 * (p.flexion_min_rad + p.flexion_max_rad)
-        amp = 0.5 * (p.flexion_max_rad - p.flexion_min_rad)
-        return mid + amp * math.sin(2.0 * math.pi * p.cadence_hz * t_s)
+        return voluntary_target_rad(self.params, t_s)
 
     def step(self, exo_torque_nm: float, dt_s: float) -> None:
         """Advance ``dt_s`` (whole MuJoCo steps) with the motor torque held on the exo link."""
@@ -135,9 +131,8 @@ class CuffKneePlant:
         d = self.data
         n = max(1, int(round(dt_s / self.model.opt.timestep)))
         for _ in range(n):
-            target = self.voluntary_target_rad(d.time)
-            self.voluntary_torque_nm = (p.voluntary_kp_nm_per_rad * (target - d.qpos[self._kq])
-                                        - p.voluntary_kd_nm_s_per_rad * d.qvel[self._kv] + d.qfrc_bias[self._kv])
+            self.voluntary_torque_nm = voluntary_torque_nm(p, d.time, d.qpos[self._kq], d.qvel[self._kv],
+                                                           d.qfrc_bias[self._kv])
             d.ctrl[0] = exo_torque_nm
             d.ctrl[1] = self.voluntary_torque_nm
             mujoco.mj_step(self.model, d)

@@ -69,6 +69,21 @@ def _mjcf(p: KneePlantParams) -> str:
 """
 
 
+def voluntary_target_rad(params, t_s: float) -> float:
+    """The person's own knee flexion target at ``t_s`` (rad): a sinusoid between ``flexion_min_rad`` and
+    ``flexion_max_rad`` at ``cadence_hz``."""
+    mid = 0.5 * (params.flexion_min_rad + params.flexion_max_rad)
+    amp = 0.5 * (params.flexion_max_rad - params.flexion_min_rad)
+    return mid + amp * math.sin(2.0 * math.pi * params.cadence_hz * t_s)
+
+
+def voluntary_torque_nm(params, t_s: float, q_rad: float, qd_rad_s: float, bias_nm: float) -> float:
+    """The person's own knee torque (N*m): PD tracking of :func:`voluntary_target_rad` plus gravity compensation
+    (``bias_nm``, MuJoCo's ``qfrc_bias`` of the knee)."""
+    return (params.voluntary_kp_nm_per_rad * (voluntary_target_rad(params, t_s) - q_rad)
+            - params.voluntary_kd_nm_s_per_rad * qd_rad_s + bias_nm)
+
+
 class SimulatedKneePlant:
     """The seated knee, stepped in real time by the torque loop.
 
@@ -96,20 +111,14 @@ class SimulatedKneePlant:
         return float(self.data.qvel[0])
 
     def voluntary_target_rad(self, t_s: float) -> float:
-        p = self.params
-        mid = 0.5 * (p.flexion_min_rad + p.flexion_max_rad)
-        amp = 0.5 * (p.flexion_max_rad - p.flexion_min_rad)
-        return mid + amp * math.sin(2.0 * math.pi * p.cadence_hz * t_s)
+        return voluntary_target_rad(self.params, t_s)
 
     def step(self, exo_torque_nm: float, dt_s: float) -> None:
         p = self.params
         d = self.data
         n = max(1, int(round(dt_s / self.model.opt.timestep)))
         for _ in range(n):
-            target = self.voluntary_target_rad(d.time)
-            # gravity compensation of the person's own controller plus PD tracking
-            self.voluntary_torque_nm = (p.voluntary_kp_nm_per_rad * (target - d.qpos[self._qadr])
-                                        - p.voluntary_kd_nm_s_per_rad * d.qvel[0] + d.qfrc_bias[0])
+            self.voluntary_torque_nm = voluntary_torque_nm(p, d.time, d.qpos[self._qadr], d.qvel[0], d.qfrc_bias[0])
             d.ctrl[0] = exo_torque_nm
             d.ctrl[1] = self.voluntary_torque_nm
             mujoco.mj_step(self.model, d)
