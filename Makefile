@@ -42,8 +42,8 @@ setup: $(STAMP)
 # BlazePose as ONNX: mediapipe's bundled .tflite converted in a separate build venv (tensorflow-cpu + tf2onnx,
 # about 1.5 GB, about 1 min cold); build artefacts, never committed (manifest with SHA-256s).
 POSE_ONNX := build/pose_onnx/manifest.json
-$(POSE_ONNX): $(wildcard models/pose_build/*.py) models/pose_build/requirements.lock | $(STAMP)
-	$(PY) -m models.pose_build --out build/pose_onnx --python $(PYTHON)
+$(POSE_ONNX): $(wildcard runtime/vision/pose_build/*.py) runtime/vision/pose_build/requirements.lock | $(STAMP)
+	$(PY) -m runtime.vision.pose_build --out build/pose_onnx --python $(PYTHON)
 
 pose-models: $(POSE_ONNX)
 

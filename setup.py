@@ -72,6 +72,6 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     zip_safe=False,
-    entry_points={"console_scripts": ["exo = runtime.cli:main", "exo_ros_node = runtime.ros2.node_main:main"]},
+    entry_points={"console_scripts": ["exo = runtime.cli.main:main", "exo_ros_node = runtime.ros2.node_main:main"]},
     license="Apache-2.0",
 )

@@ -9,7 +9,7 @@ Strategies (``AssistanceParameters.strategy``):
 
 * ``"synergy"``: ``tau = level * moment_fraction * s * M`` with ``s`` in [0, 1] the stance-phase
   knee-extensor synergy's coefficient, normalised by its recent peak. The synergy is the column of
-  the NMF artifact (:mod:`models.synergies`, ``synergies_myoleg_v1``) with the largest weight on the
+  the NMF artifact (:mod:`models.muscles.synergies`, ``synergies_myoleg_v1``) with the largest weight on the
   mono-articular knee extensors (vastus lateralis, medialis, intermedius): in the shared trials it
   is the glutei + vasti weight-acceptance synergy of early stance. Its coefficient comes from the
   current muscle activations by non-negative least squares ``min |W c - a|, c >= 0``. Only during
@@ -23,7 +23,7 @@ Common to all: the clinician's ``level`` in [0, 1] (changeable at run time), a l
 slew limit, NaN/inf -> zero with a flag) as the *only* limiting. Each strategy is a stage object:
 ``step(AssistanceInput) -> AssistanceOutput``, no globals; :class:`AssistanceStage` adds the gait-phase
 estimator (:mod:`controllers.gait_phase`) in front, for the 60 Hz pipeline (``step(StageInput)``), and
-``AssistanceStage.from_config(device, subject)`` builds it from the configuration files.
+``runtime.wiring.assistance_controller(device, subject)`` builds it from the configuration files.
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ class SynergyShape:
 
     @classmethod
     def from_artifact(cls, path: str | Path | None = None) -> "SynergyShape":
-        from models.synergies import ARTIFACT_PATH, load_synergies
+        from models.muscles.synergies import ARTIFACT_PATH, load_synergies
         p = Path(path) if path is not None else ARTIFACT_PATH
         syn = load_synergies(p)
         return cls.from_matrix(syn.W, syn.muscle_names, source=str(p.name))
@@ -298,7 +298,7 @@ class StageInput:
 class AssistanceStage:
     """Gait phase + strategy as one stage: ``step(StageInput) -> AssistanceOutput``. No globals.
 
-    ``from_config(device, subject)`` builds it from ``runtime.config`` (strategy, limits, level, mass,
+    ``from_config(device, subject)`` builds it from ``runtime.core.config`` (strategy, limits, level, mass,
     gait-phase source). ``dt`` is taken from successive ``t_s`` (the first step uses 0: no slew allowance,
     the output starts at zero)."""
 
@@ -306,15 +306,6 @@ class AssistanceStage:
         self.strategy = strategy
         self.gait = gait
         self._t_prev: float | None = None
-
-    @classmethod
-    def from_config(cls, device, subject, synergy_shape: SynergyShape | None = None) -> "AssistanceStage":
-        from runtime.config import assistance_parameters
-
-        from .gait_phase import GaitPhaseParams
-        params = AssistanceParameters(**assistance_parameters(device, subject))
-        gait = GaitPhaseEstimator(GaitPhaseParams(source=device.assistance.gait_phase_source))
-        return cls(make_strategy(params, synergy_shape), gait)
 
     def step(self, x: StageInput) -> AssistanceOutput:
         g = self.gait.update(x.t_s, x.knee_flexion_rad, x.vertical_grf_n)

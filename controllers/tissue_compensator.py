@@ -1,6 +1,6 @@
 """Soft-tissue compensation: a fast surrogate of the cuff interface and the motor pre-compensation it allows.
 
-Surrogate (fitted to the flexcomp simulations of :mod:`models.soft_tissue`): with ``d = q_exo - q_knee``
+Surrogate (fitted to the flexcomp simulations of :mod:`models.tissue.soft_tissue`): with ``d = q_exo - q_knee``
 the cuff-bone deflection (rad) and ``dd`` its rate (rad/s), the torque delivered to the leg is
 
     tau_int(d, dd) = f(d) + b dd          (N*m, flexion positive; f piecewise linear, increasing; b >= 0)
@@ -124,7 +124,7 @@ class TissueSurrogate:
 
 def fit_surrogate(records: Sequence[Mapping[str, np.ndarray]], dt_s: float, n_segments: int = 6
                   ) -> tuple[TissueSurrogate, dict[str, float]]:
-    """Fit the surrogate to bench records (``models.soft_tissue.characterise`` signals: ``motor_nm``,
+    """Fit the surrogate to bench records (``models.tissue.soft_tissue.characterise`` signals: ``motor_nm``,
     ``delivered_nm``, ``knee_rad``, ``knee_rad_s``, ``exo_rad``, ``exo_rad_s``, one sample per ``dt_s``).
 
     Static curve and damping: bounded least squares on a monotone basis (``n_segments`` segments between
@@ -307,14 +307,14 @@ DEFAULT_CASES: tuple[tuple[float, float, float], ...] = (
 
 def calibrate(tissue: Any = None, cases: Sequence[tuple[float, float, float]] = DEFAULT_CASES,
               seconds_per_case: float = 2.0) -> tuple[TissueSurrogate, dict[str, Any]]:
-    """Run the flexcomp bench (:func:`models.soft_tissue.characterise`) on ``cases`` and fit the surrogate.
+    """Run the flexcomp bench (:func:`models.tissue.soft_tissue.characterise`) on ``cases`` and fit the surrogate.
 
     Returns the surrogate and its provenance: the tissue parameters, every case's figures (delivered vs
     motor torque RMSE, r, first-harmonic gain and phase, energy absorbed per cycle: the rigid assumption's
     error) and the fit statistics."""
     import time
 
-    from models.soft_tissue import CharacterisationCase, CuffTissueParams, characterise
+    from models.tissue.soft_tissue import CharacterisationCase, CuffTissueParams, characterise
 
     tissue = tissue or CuffTissueParams()
     if not cases:
@@ -336,7 +336,7 @@ def calibrate(tissue: Any = None, cases: Sequence[tuple[float, float, float]] = 
     prov = {
         "method": "bounded least squares: tau_delivered = f(d) + b dd, f piecewise linear between deflection "
                   "quantiles with slopes >= 1 N*m/rad, b >= 0, on flexcomp bench runs "
-                  "(models.soft_tissue.characterise: knee swinging 0.6 +- 0.4 rad at 1 Hz, sinusoidal motor torque); "
+                  "(models.tissue.soft_tissue.characterise: knee swinging 0.6 +- 0.4 rad at 1 Hz, sinusoidal motor torque); "
                   "J from motor - delivered = J * exo acceleration",
         "tissue": tissue.summary(),
         "cases": [{**r["case"], "rmse_rigid_nm": r["rmse_rigid_nm"], "corr_rigid": r["corr_rigid"],

@@ -1,6 +1,6 @@
 """AK-series drives in MIT mode over python-can: the torque loop's CAN back end.
 
-:class:`AkCanDrive` has the method names of ``runtime.drive.Drive`` (``enable``, ``write``,
+:class:`AkCanDrive` has the method names of ``runtime.control.drive.Drive`` (``enable``, ``write``,
 ``read``, ``disable``; structural typing, nothing of ``runtime`` is imported) plus
 ``zero_position``, ``poll_faults``, ``velocity_check``, ``stats`` and ``close``.
 

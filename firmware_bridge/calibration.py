@@ -56,7 +56,7 @@ MAX_CAN_ID = 0xFF
 #: Allowed measured/vendor Kt ratio: the vendor value is off by 25-40 %, a factor of 2 or more
 #: means a unit or frame mix-up (rotor vs output-shaft Kt, i.e. off by the internal ratio).
 KT_RATIO_RANGE = (0.5, 2.0)
-#: Allowed external transmission ratio, exclusive of the lower bound (as runtime.config).
+#: Allowed external transmission ratio, exclusive of the lower bound (as runtime.core.config).
 GEAR_RATIO_RANGE = (0.0, 100.0)
 #: Allowed torque constant, N*m/A at the AK output shaft, exclusive of the lower bound.
 KT_RANGE = (0.0, 10.0)

@@ -3,8 +3,8 @@
 Same person (Winter's segment table, the PD "voluntary" swing) and the same interface as
 :class:`hil.knee_plant.SimulatedKneePlant`, so :class:`hil.ak_emulator.HilRig` drives it unchanged; the
 difference is where the motor torque goes. The motor turns the exoskeleton link (a body on its own hinge
-about the knee axis, :func:`models.soft_tissue.exo_xml`); the link's cuff plates press on flexcomp tissue
-blocks pinned to the shank (:func:`models.soft_tissue.tissue_xml`), and only their contact forces reach
+about the knee axis, :func:`models.tissue.soft_tissue.exo_xml`); the link's cuff plates press on flexcomp tissue
+blocks pinned to the shank (:func:`models.tissue.soft_tissue.tissue_xml`), and only their contact forces reach
 the leg. Hence:
 
 * ``flexion_rad`` / ``flexion_velocity_rad_s`` are the **motor side** (exo link) angle and rate, what the
@@ -23,7 +23,7 @@ from array import array
 import mujoco
 import numpy as np
 
-from models.soft_tissue import CuffGeometryIds, CuffTissueParams, delivered_torque_nm, exo_xml, tissue_xml
+from models.tissue.soft_tissue import CuffGeometryIds, CuffTissueParams, delivered_torque_nm, exo_xml, tissue_xml
 
 from .knee_plant import KneePlantParams, voluntary_target_rad, voluntary_torque_nm
 

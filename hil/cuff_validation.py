@@ -8,7 +8,7 @@ milliseconds, slower than the 1 kHz real-time plant):
 * 60 Hz estimation: gait phase from the knee angle (:class:`controllers.gait_phase.GaitPhaseEstimator`)
   and the assistance strategy (:mod:`controllers.assistance`, limited by its ``CommandLimiter``);
 * 500 Hz torque loop: linear interpolation from the previous to the latest command over one estimation
-  period (as :mod:`runtime.torque_loop`), the tissue compensator (optional), the safety supervisor
+  period (as :mod:`runtime.control.torque_loop`), the tissue compensator (optional), the safety supervisor
   (:class:`controllers.safety.SafetySupervisor`: torque and slew limits), an MIT frame with Kp = Kd = 0 and
   the torque as feed-forward; motor angle and rate come back in the drive's (quantised) replies, the knee
   angle and rate from a shank sensor (the plant's values);
@@ -33,7 +33,7 @@ from controllers.assistance import AssistanceInput, AssistanceParameters, make_s
 from controllers.gait_phase import GaitPhaseEstimator
 from controllers.safety import JointLimits, SafetyParams, SafetySupervisor
 from controllers.tissue_compensator import CompensatorParams, TissueCompensator, TissueSurrogate
-from models.soft_tissue import CuffTissueParams, pressure_cell_edges, pressure_map, pressure_nodes
+from models.tissue.soft_tissue import CuffTissueParams, pressure_cell_edges, pressure_map, pressure_nodes
 
 from .knee_plant import KneePlantParams
 

@@ -3,16 +3,16 @@
 The offline chain that ``exo analyze`` runs (pure computation; the CLI only parses and writes):
 
 1. markers (``.trc``/``.c3d``, lab y-up frame) -> inverse kinematics on the model
-   (``models.inverse_kinematics``), the model scaled to the subject: per segment from an OpenSim
+   (``models.kinematics.inverse_kinematics``), the model scaled to the subject: per segment from an OpenSim
    model of the subject when the marker set comes from one (``GC5.osim``), else by height, and
    masses to the subject's body mass;
 2. coordinates -> zero-lag smoothed velocities and accelerations (``models.filters``, Butterworth
    ``cutoff_hz``, default 6 Hz);
 3. ground reaction force per foot: measured force plates (``grf``; each plate assigned to the foot
    whose calcaneus-to-toe segment is nearest its centre of pressure while loaded) or, without plates,
-   the kinematics-only estimate (``models.ground_reaction``);
+   the kinematics-only estimate (``models.grf.estimator``);
 4. inverse dynamics (``mj_inverse``, each foot's wrench at its CoP) -> coordinate moments (N*m),
-   pelvis residuals, knee adduction/extension moments in %BW*ht (``models.knee_moments``).
+   pelvis residuals, knee adduction/extension moments in %BW*ht (``models.dynamics.knee_moments``).
 
 Frames: outputs are in the model's z-up world (x, y horizontal) except where named otherwise.
 """
@@ -29,14 +29,14 @@ import mujoco
 import numpy as np
 
 from models.filters import smooth_derivatives
-from models.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams,
+from models.dynamics.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams,
                                      external_wrench_from_opensim_grf, kinematics_from_opensim)
-from models.inverse_kinematics import IKParams, InverseKinematics
-from models.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
-from models.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
-from models.markerset import from_opensim_markerset
-from models.registry import MusculoskeletalModel, load_model
-from models.scaling import SubjectScale, opensim_max_isometric_forces, scale_model
+from models.kinematics.inverse_kinematics import IKParams, InverseKinematics
+from models.dynamics.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
+from models.io.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
+from models.body.markerset import from_opensim_markerset
+from models.body.registry import MusculoskeletalModel, load_model
+from models.body.scaling import SubjectScale, opensim_max_isometric_forces, scale_model
 
 STANDARD_GRAVITY_M_S2 = 9.80665
 FOOT_BODIES = {"left": ("calcn_l", "toes_l"), "right": ("calcn_r", "toes_r")}
@@ -86,7 +86,7 @@ class TrialAnalysis:
     stance: list[tuple[float, float]]
     params: AnalyzeParams
     notes: list[str] = field(default_factory=list)
-    muscles: Any = None                     # models.static_optimization.SOTrial, when computed
+    muscles: Any = None                     # models.muscles.static_optimization.SOTrial, when computed
 
     def coordinate(self, name: str) -> np.ndarray:
         return self.coordinates[:, self.coordinate_names.index(name)]
@@ -136,7 +136,7 @@ def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str])
                 factors.setdefault(f"patella_{side}", factors[f"femur_{side}"])
         bodies = {template.model.body(i).name for i in range(1, template.model.nbody)}
         factors = {b: f for b, f in factors.items() if b in bodies}
-        # the subject model's muscle strengths (F0): GC5.osim's knee muscles are ~0.6 x MyoLeg's, see models/scaling.py
+        # the subject model's muscle strengths (F0): GC5.osim's knee muscles are ~0.6 x MyoLeg's, see models/body/scaling.py
         try:
             f0 = opensim_max_isometric_forces(markerset_path, [template.model.actuator(i).name
                                                                for i in range(template.model.nu)])
@@ -292,9 +292,9 @@ class TrialKinematics:
 
     name: str
     model: mujoco.MjModel
-    ik: Any                  # models.inverse_kinematics.IKTrial
+    ik: Any                  # models.kinematics.inverse_kinematics.IKTrial
     smoothed: Any            # models.filters smoothing result (position, velocity, acceleration)
-    mapped: Any              # models.inverse_dynamics.MappedKinematics (qpos, qvel, qacc)
+    mapped: Any              # models.dynamics.inverse_dynamics.MappedKinematics (qpos, qvel, qacc)
     notes: list[str]
     time_s: np.ndarray       # uniform grid at the trial's sample rate (lab stamps are often rounded)
     rate_hz: float
@@ -340,7 +340,7 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
     stance = stance_intervals_from_force(kin.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
     muscles = None
     if params.muscles:
-        from models.static_optimization import SOParams, StaticOptimization
+        from models.muscles.static_optimization import SOParams, StaticOptimization
 
         muscles = StaticOptimization(kin.model, SOParams()).run(mk.qpos, mk.qvel, jm.coordinate_force)
         worst = max(((float(np.sqrt(np.mean(muscles.reserve_nm[:, j] ** 2))), c)
@@ -472,9 +472,9 @@ def moment_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[
 
 
 def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
-    """Per-foot wrenches from kinematics alone (``models.ground_reaction``): the whole-body equation
+    """Per-foot wrenches from kinematics alone (``models.grf.estimator``): the whole-body equation
     F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot."""
-    from models.ground_reaction import FEET, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
+    from models.grf.estimator import FEET, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
 
     est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
                                                        sample_rate_hz=kin.rate_hz), model=kin.model)

@@ -33,17 +33,17 @@ from typing import Any, Callable
 import numpy as np
 
 from controllers.safety import FaultKind
-from runtime import telemetry_schema as schema
-from runtime.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
-from runtime.clock import MonotonicClock
-from runtime.companion import CompanionProcess
-from runtime.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
-from runtime.executor import FixedRateLoop
-from runtime.pipeline import Pipeline, Stage, synthetic_assistance_pipeline
-from runtime.realtime import apply_realtime
-from runtime.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
-from runtime.telemetry import TelemetryLog
-from runtime.torque_loop import TorqueProcessSpec, torque_process_main
+from runtime.telemetry import schema
+from runtime.core.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
+from firmware_bridge.clock import MonotonicClock
+from runtime.control.companion import CompanionProcess
+from runtime.core.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
+from runtime.core.executor import FixedRateLoop
+from runtime.pipeline.stages import Pipeline, Stage, synthetic_assistance_pipeline
+from runtime.core.realtime import apply_realtime
+from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+from runtime.telemetry.log import TelemetryLog
+from runtime.control.torque_loop import TorqueProcessSpec, torque_process_main
 
 T_EST_TIMING = "/exo/estimation/timing"
 T_EST_ASSIST = "/exo/estimation/assistance"

@@ -1,7 +1,7 @@
 """TEST FIXTURE: a small synthetic run folder carrying every topic the report reads.
 
 Not a simulation and not used by the runtime: it writes, with the project's own
-:class:`runtime.telemetry.TelemetryLog`, a ``<dir>/telemetry`` rosbag2 folder and a
+:class:`runtime.telemetry.log.TelemetryLog`, a ``<dir>/telemetry`` rosbag2 folder and a
 ``<dir>/summary.json`` shaped like what ``exo run`` writes, plus the 60 Hz estimation
 topics of the pipeline contract (joint angles, GRF/CoP per foot, KAM/KEM, activations,
 synergies, KCF, per-stage latency). Every value is generated from a known formula so a
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import telemetry_schema as schema
-from runtime.telemetry import TelemetryLog
+from runtime.telemetry import schema
+from runtime.telemetry.log import TelemetryLog
 
 EST_RATE_HZ = 60.0
 TQ_RATE_HZ = 500.0

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 def exo_cmd() -> list[str]:
     """The installed console script if present, else the module."""
     exe = Path(sys.executable).with_name("exo")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "runtime.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "runtime.cli.main"]
 
 
 # A two-link leg with a muscle, a coupled slide and meshes: the registry and scaling tests share it.

@@ -18,7 +18,7 @@ def repo() -> Path:
 
 @pytest.fixture
 def configs():
-    from runtime.config import load_calibration, load_device, load_subject
+    from runtime.core.config import load_calibration, load_device, load_subject
 
     return (load_device(CONFIG_DIR / "device.yaml"), load_subject(CONFIG_DIR / "subject.yaml"),
             load_calibration(CONFIG_DIR / "calibration.yaml"))

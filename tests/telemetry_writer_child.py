@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from runtime import telemetry_schema
-from runtime.telemetry import TelemetryLog
+from runtime.telemetry import schema as telemetry_schema
+from runtime.telemetry.log import TelemetryLog
 
 RATE_HZ = 500.0
 JOINTS = ["hip_l", "hip_r", "knee_l", "knee_r"]

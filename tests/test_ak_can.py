@@ -31,7 +31,7 @@ from firmware_bridge.ak_mit import (
 )
 from firmware_bridge.calibration import ActuatorCalibration
 from firmware_bridge.motor_tables import MitLimits, limits_for
-from runtime.drive import JointStates
+from runtime.control.drive import JointStates
 
 MS = 1_000_000
 T0 = 10_000 * MS  # an arbitrary monotonic start time

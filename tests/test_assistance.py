@@ -12,7 +12,7 @@ from controllers.assistance import (AssistanceInput, AssistanceParameters, Phase
                                     ProportionalMomentAssistance, SynergyAssistance, SynergyShape, make_strategy)
 from controllers.command_limits import CommandLimiter, CommandLimits, LimitFlag
 from controllers.phase_profile import PhaseProfileController, PhaseProfileParams
-from models.lab_files import read_sto, shared_data_dir
+from models.io.lab_files import read_sto, shared_data_dir
 
 SHAPE = SynergyShape.from_artifact()
 EPS = 1e-9
@@ -190,7 +190,7 @@ def test_limiter_bounds_for_any_stream(seq, limit, slew):
 # ----------------------------------------------------------------------------- configuration
 
 def test_strategy_from_device_and_subject_config(configs):
-    from runtime.config import assistance_parameters
+    from runtime.wiring import assistance_parameters
     device, subject, _ = configs
     p = AssistanceParameters(**assistance_parameters(device, subject))
     assert p.strategy == device.assistance.strategy
@@ -199,7 +199,7 @@ def test_strategy_from_device_and_subject_config(configs):
 
 
 def test_config_rejects_assistance_limits_above_the_joint(configs):
-    from runtime.config import ConfigError, DeviceConfig, parse
+    from runtime.core.config import ConfigError, DeviceConfig, parse
     device, _, _ = configs
     data = device.model_dump()
     data["assistance"] = {"torque_limit_nm": device.joints[0].torque_limit_nm + 1.0}
@@ -215,15 +215,17 @@ def test_config_rejects_assistance_limits_above_the_joint(configs):
 
 def test_stage_from_config_runs_on_real_knee_angles(configs):
     """The pipeline stage: phase from real knee angles (PS, lab IK), the configured phase profile."""
-    from controllers.assistance import AssistanceStage, StageInput
-    from models.lab_files import read_mot
+    from controllers.assistance import StageInput
+    from models.io.lab_files import read_mot
     device, subject, _ = configs
     d = shared_data_dir() / "GC5_PS" / "ik"
     if not d.exists():
         pytest.skip(f"shared data not found: {d}")
     q = np.concatenate([np.radians(read_mot(d / f"PS_ngait_og_{s}_kinematics.mot").data[:, 17]) for s in
                         ("ss1", "ss3", "ss8", "ss1", "ss3", "ss8")])[::2]                 # knee_angle_l, 60 Hz
-    stage = AssistanceStage.from_config(device, subject)
+    from runtime.wiring import assistance_controller
+
+    stage = assistance_controller(device, subject)
     outs = [stage.step(StageInput(k / 60.0, float(v))) for k, v in enumerate(q)]
     lim = device.joints[0].torque_limit_nm
     assert all(abs(o.torque_nm) <= lim for o in outs)

@@ -1,7 +1,7 @@
 """`exo can encode/decode`: values <-> candump lines for a given model and firmware."""
 import json
 
-from runtime.cli import main
+from runtime.cli.main import main
 
 
 def run(capsys, *argv):

@@ -10,7 +10,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from _support import REPO, exo_cmd
-from runtime.telemetry_read import is_complete, resolve_log
+from runtime.telemetry.read import is_complete, resolve_log
 
 
 def start_run(out: Path, seconds: float) -> subprocess.Popen:
@@ -115,7 +115,7 @@ def test_sigkill_leaves_a_recoverable_log_and_the_torque_process_stops(tmp_path)
 
 
 def test_analyze_reads_real_trials_and_names_bad_files(tmp_path):
-    from models.lab_files import shared_data_dir
+    from models.io.lab_files import shared_data_dir
 
     trc = shared_data_dir() / "GC5_PS" / "trc" / "PS_ngait_og_ss1.trc"
     if not trc.exists():

@@ -26,7 +26,7 @@ def pg():
 @pytest.fixture(scope="module")
 def ingested(pg, tmp_path_factory):
     """`exo ingest` (local processes, 2 workers) of every shared trial into a fresh PostgreSQL database."""
-    from runtime.cli import main
+    from runtime.cli.main import main
 
     url = pg.new_database()
     tmp = tmp_path_factory.mktemp("ingest")
@@ -44,7 +44,7 @@ def on_ray(tmp_path_factory):
     no usage stats) in a private network namespace (Ray listens on every interface)."""
     from _support import exo_cmd
 
-    from runtime.netns import netns_available, run_isolated
+    from firmware_bridge.netns import netns_available, run_isolated
 
     ok, why = netns_available()
     if not ok:
@@ -109,7 +109,7 @@ def test_analysis_csvs_are_encrypted_at_rest_and_hold_the_stored_peak(ingested):
 
 def test_private_local_ray_refuses_the_host_network():
     from runtime.clinic.batch import RayBackend
-    from runtime.netns import in_private_netns
+    from firmware_bridge.netns import in_private_netns
 
     if in_private_netns():
         pytest.skip("already in a private network namespace")

@@ -79,7 +79,7 @@ def test_joint_reaction_peak_matches_an_independent_read_of_the_file():
 
 
 def test_exo_import_shared_lab_then_duplicates(tmp_path):
-    from runtime.cli import main
+    from runtime.cli.main import main
     from runtime.clinic.store import open_store
 
     db = f"sqlite:///{tmp_path / 'c.db'}"
@@ -102,7 +102,7 @@ def test_exo_import_shared_lab_then_duplicates(tmp_path):
 
 
 def test_exo_import_rejects_a_subject_without_mass_and_bad_arguments(tmp_path):
-    from runtime.cli import main
+    from runtime.cli.main import main
     from runtime.clinic.store import open_store
 
     db = f"sqlite:///{tmp_path / 'c.db'}"
@@ -128,8 +128,8 @@ def test_exo_import_rejects_a_subject_without_mass_and_bad_arguments(tmp_path):
 
 def _write_run(run_dir: Path, amp_nm: float = 10.0, seconds: float = 2.0, rate_hz: float = 500.0) -> None:
     """A run log with only torque commands: tau(t) = amp * sin(2 pi t), written with the project's TelemetryLog."""
-    from runtime import telemetry_schema as schema
-    from runtime.telemetry import TelemetryLog
+    from runtime.telemetry import schema
+    from runtime.telemetry.log import TelemetryLog
 
     log = TelemetryLog(run_dir / "telemetry", chunk_period_s=0.5)
     log.register("/exo/torque/command", "exo_runtime/msg/TorqueCommand",
@@ -145,7 +145,7 @@ def _write_run(run_dir: Path, amp_nm: float = 10.0, seconds: float = 2.0, rate_h
 
 
 def test_exo_run_import_gives_assistance_delivered(tmp_path):
-    from runtime.cli import main
+    from runtime.cli.main import main
     from runtime.clinic.store import open_store
 
     run = tmp_path / "run1"

@@ -65,7 +65,7 @@ def test_plots_one_png_per_metric_with_data(db, tmp_path):
 
 
 def test_exo_trend_command(db, tmp_path):
-    from runtime.cli import main
+    from runtime.cli.main import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

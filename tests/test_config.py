@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from runtime.config import (CalibrationFile, ConfigError, DeviceConfig, SubjectProfile, check_consistency, load,
+from runtime.core.config import (CalibrationFile, ConfigError, DeviceConfig, SubjectProfile, check_consistency, load,
                             load_calibration, load_device, load_subject, parse)
 
 JOINT = {"name": "knee_r", "actuator": "knee_r_motor", "torque_limit_nm": 18.0}

@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 
 pytest.importorskip("cyclonedds", reason="the 'dds' extra (cyclonedds) is not installed")
 
-from runtime import telemetry_schema as ts  # noqa: E402
+from runtime.telemetry import schema as ts  # noqa: E402
 from runtime.dds.types import (BY_ROS_TYPE, Float64_, Header_, Image_, JointState_, String_, WrenchStamped_,  # noqa: E402
                                dds_topic_name, dds_type_name, time_from_ns)
 
@@ -139,7 +139,7 @@ def ts_type(topic: str) -> str:
 
 
 def test_cyclone_subscriber_in_another_process_receives_the_chain_without_rclpy() -> None:
-    from runtime.netns import netns_available, run_isolated
+    from firmware_bridge.netns import netns_available, run_isolated
 
     ok, why = netns_available()
     if not ok:

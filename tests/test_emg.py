@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.emg import (EMG_LABELS, EMG_TO_MYOLEG, compare_timing, emg_envelope, emg_window_101, model_activation_for,
+from models.muscles.emg import (EMG_LABELS, EMG_TO_MYOLEG, compare_timing, emg_envelope, emg_window_101, model_activation_for,
                         on_off, read_c3d_emg, timing_agreement, trc_start_offset_s, xcorr_lag)
-from models.lab_files import shared_data_dir
-from models.registry import load_model
+from models.io.lab_files import shared_data_dir
+from models.body.registry import load_model
 
 PS = shared_data_dir() / "GC5_PS"
 needs_data = pytest.mark.skipif(not (PS / "c3d" / "PS_ngait_og_ss1.c3d").exists(), reason=f"shared data absent at {PS}")
@@ -83,7 +83,7 @@ def test_real_ps_file_reads_aligns_and_has_emg():
     rec = read_c3d_emg(PS / "c3d" / "PS_ngait_og_ss1.c3d", EMG_LABELS + ("Fz1",))
     assert rec.rate_hz == 1200.0 and rec.volts.shape[1] == 17
     # alignment: the .mot plate-1 vertical force (trc clock) equals the c3d's -Fz1 at the computed offset
-    from models.lab_files import read_mot
+    from models.io.lab_files import read_mot
 
     off = trc_start_offset_s(PS / "trc" / "PS_ngait_og_ss1.trc", rec)
     mot = read_mot(PS / "grf" / "PS_ngait_og_ss1_kinetics.mot")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from _support import REPO, exo_cmd
-from runtime.estimation import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold, run_offline
-from runtime.telemetry_read import iter_messages
-from models.lab_files import shared_data_dir
-from runtime.validate import shared_trials
+from runtime.estimation.chain import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold, run_offline
+from runtime.telemetry.read import iter_messages
+from models.io.lab_files import shared_data_dir
+from models.io.shared_trials import shared_trials
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import gc
 
 import pytest
 
-from runtime.clock import FakeClock, MonotonicClock
-from runtime.executor import FixedRateLoop
+from firmware_bridge.clock import FakeClock, MonotonicClock
+from runtime.core.executor import FixedRateLoop
 
 
 def test_no_drift_over_ten_minutes_at_60hz():

@@ -20,10 +20,10 @@ from firmware_bridge.calibration import ActuatorCalibration
 from firmware_bridge.motor_tables import limits_for
 from hil.ak_emulator import EmulatedAkDrive, FaultInjection, HilRig
 from hil.knee_plant import SimulatedKneePlant
-from runtime.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
-from runtime.clock import FakeClock
-from runtime.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
-from runtime.torque_loop import TorqueLoop
+from runtime.core.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
+from firmware_bridge.clock import FakeClock
+from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+from runtime.control.torque_loop import TorqueLoop
 
 PERIOD_NS = 2_000_000          # 500 Hz
 INJECT = 200                   # cycle of injection

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from controllers.gait_phase import GaitPhaseEstimator, GaitPhaseParams, GaitState
-from models.lab_files import read_mot, shared_data_dir
+from models.io.lab_files import read_mot, shared_data_dir
 
 TRIALS = ("ss1", "ss3", "ss8")
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.gait_retraining import GAIT_TOPIC, GaitRetraining
+from runtime.report.gait_retraining import GAIT_TOPIC, GaitRetraining
 
 RATE_HZ = 60.0
 STRIDE_N = 72   # samples per stride (1.2 s at 60 Hz)

@@ -1,4 +1,4 @@
-"""Ground reaction force / CoP from kinematics (models/ground_reaction.py).
+"""Ground reaction force / CoP from kinematics (models/grf/estimator.py).
 
 Exact physics on synthetic motion (MyoLeg free fall, a MuJoCo contact simulation), the rules (feet sum, CoP inside
 the support polygon, static split), the real-time path (replay equals the causal batch, stated lag, no allocation
@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.ground_reaction import (
+from models.grf.estimator import (
     FEET,
     CoordinatesFrame,
     CoordinatesTrial,
@@ -30,7 +30,7 @@ from models.ground_reaction import (
     estimate_ground_frame,
     load_myoleg,
 )
-from models.lab_files import opensim_to_z_up, read_mot, read_trc, shared_data_dir
+from models.io.lab_files import opensim_to_z_up, read_mot, read_trc, shared_data_dir
 
 G = 9.81
 SUBJECT_KG = 75.0  # GC5 PS, getGCpatientInfo.m
@@ -548,7 +548,7 @@ def test_nan_gaps_filled_or_excluded(model, ps):
 
 
 def test_accepts_any_trial_with_time_and_qpos(model):
-    class IKLike:  # e.g. models.inverse_kinematics.IKTrial: no lumbar angles
+    class IKLike:  # e.g. models.kinematics.inverse_kinematics.IKTrial: no lumbar angles
         def __init__(self, t, q):
             self.time_s, self.qpos = t, q
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _run_fixture import STAGES, write_run  # noqa: E402
 from _support import REPO, exo_cmd  # noqa: E402
 
-from runtime.html_report import NOT_RECORDED, build_html, write_html_report  # noqa: E402
+from runtime.report.html import NOT_RECORDED, build_html, write_html_report  # noqa: E402
 
 
 def chromium_path() -> str:

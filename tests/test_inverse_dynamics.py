@@ -1,4 +1,4 @@
-"""Tests of models/inverse_dynamics.py and models/knee_moments.py.
+"""Tests of models/dynamics/inverse_dynamics.py and models/dynamics/knee_moments.py.
 
 Closed forms (pendulum, two-link leg, a body held by a force), MuJoCo round trips (forward simulation with known
 generalised and external forces -> inverse dynamics gives them back), the replay property (run == repeated step),
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from models.filters import smooth_derivatives
-from models.inverse_dynamics import (
+from models.dynamics.inverse_dynamics import (
     OPENSIM_TO_Z_UP,
     CoordinateCouplings,
     ExternalWrench,
@@ -30,7 +30,7 @@ from models.inverse_dynamics import (
     external_wrench_from_opensim_grf,
     kinematics_from_opensim,
 )
-from models.knee_moments import (
+from models.dynamics.knee_moments import (
     STANDARD_GRAVITY_M_S2,
     KneeMoments,
     KneeMomentsFrame,
@@ -39,7 +39,7 @@ from models.knee_moments import (
     stance_intervals_from_force,
     stance_summaries,
 )
-from models.lab_files import TimeSeriesTable, opensim_to_z_up, read_mot, read_trc, shared_data_dir
+from models.io.lab_files import TimeSeriesTable, opensim_to_z_up, read_mot, read_trc, shared_data_dir
 
 # --------------------------------------------------------------------------------------------------
 # models
@@ -50,7 +50,7 @@ from models.lab_files import TimeSeriesTable, opensim_to_z_up, read_mot, read_tr
 def _myoleg() -> mujoco.MjModel:
     """MyoLeg through the team registry when it exists, else myo_sim directly (cached per process)."""
     try:
-        from models.registry import load_model  # type: ignore[import-not-found]
+        from models.body.registry import load_model  # type: ignore[import-not-found]
     except ImportError:
         load_model = None
     if load_model is not None:
@@ -427,7 +427,7 @@ def test_parameters_and_errors(myoleg):
     with pytest.raises(TypeError, match="MjModel"):
         InverseDynamics(object())  # type: ignore[arg-type]
 
-    class Holder:  # like models.registry.MusculoskeletalModel: the MjModel in .model
+    class Holder:  # like models.body.registry.MusculoskeletalModel: the MjModel in .model
         model = myoleg
 
     assert InverseDynamics(Holder()).nv == myoleg.nv  # type: ignore[arg-type]

@@ -1,14 +1,14 @@
-"""Tibiofemoral contact (models.knee_contact): analytic static cases, split formula, signs, in-vivo validation."""
+"""Tibiofemoral contact (models.muscles.knee_contact): analytic static cases, split formula, signs, in-vivo validation."""
 import mujoco
 import numpy as np
 import pytest
 
-from models.inverse_dynamics import CoordinateCouplings, ExternalWrenchTrial
-from models.knee_contact import (KneeContact, knee_contact_from_analysis, medial_lateral_split, opensim_so_tensions,
+from models.dynamics.inverse_dynamics import CoordinateCouplings, ExternalWrenchTrial
+from models.muscles.knee_contact import (KneeContact, knee_contact_from_analysis, medial_lateral_split, opensim_so_tensions,
                                  quadriceps_hamstrings_cocontraction, read_in_vivo, tibia_scale,
                                  validate_against_in_vivo)
-from models.lab_files import shared_data_dir
-from models.registry import load_model
+from models.io.lab_files import shared_data_dir
+from models.body.registry import load_model
 
 G = 9.80665
 PS = shared_data_dir() / "GC5_PS"
@@ -200,9 +200,9 @@ def test_compiled_muscle_wrench_equals_the_python_path_walk(myoleg, side):
 def test_fused_chain_equals_the_separate_stages():
     """KinematicsToContact (one MuJoCo pass per stage, contact read from the SO's data) equals ID + SO +
     KneeContact.run on PS ss1 with the measured plates."""
-    from models.inverse_dynamics import InverseDynamics, InverseDynamicsParams
-    from models.knee_contact import KinematicsToContact
-    from models.static_optimization import SOParams, StaticOptimization
+    from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+    from models.muscles.knee_contact import KinematicsToContact
+    from models.muscles.static_optimization import SOParams, StaticOptimization
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
 
     params = AnalyzeParams(75.0, 1.80, "left")

@@ -1,4 +1,4 @@
-"""Lab trial readers (models/lab_files.py): real recordings in ../shared/data plus malformed files.
+"""Lab trial readers (models/io/lab_files.py): real recordings in ../shared/data plus malformed files.
 
 Fast (well under 10 s): every .trc/.mot/.sto under the shared data folder is read once per test session.
 Facts checked against ../shared/data/README.md.  The .c3d tests need the optional package ezc3d.
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import lab_files as lf
-from models.lab_files import (
+from models.io import lab_files as lf
+from models.io.lab_files import (
     C3DTrial,
     LabFileWarning,
     MarkerTrial,
@@ -573,7 +573,7 @@ def test_shared_data_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("EXO_SHARED_DATA", str(tmp_path))
     assert lf.shared_data_dir() == tmp_path
     monkeypatch.delenv("EXO_SHARED_DATA")
-    expected = (Path(lf.__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    expected = (Path(lf.__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
     assert lf.shared_data_dir() == expected
 
 

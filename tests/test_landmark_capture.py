@@ -3,10 +3,10 @@ import numpy as np
 
 import pytest
 
-from runtime.pipeline import ControllerAssistanceStage, PipelineFrame
+from runtime.pipeline.stages import ControllerAssistanceStage, PipelineFrame
 from runtime.vision.front_end import LandmarkTrack
 from runtime.vision.pose_types import BLAZEPOSE_LANDMARKS
-from runtime.vision_process import LandmarkReplayCapture
+from runtime.vision.process import LandmarkReplayCapture
 
 NAMES = ("left_hip", "right_hip", "left_knee", "right_knee")
 

@@ -3,10 +3,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.inverse_kinematics import IKStatus, InverseKinematics
-from models.landmark_ik import BLAZEPOSE_33, landmark_trial, solve_landmark_ik
-from models.landmark_markerset import LANDMARK_NAMES, blazepose_markerset, landmark_ik_params
-from models.registry import load_model
+from models.kinematics.inverse_kinematics import IKStatus, InverseKinematics
+from models.kinematics.landmark_ik import BLAZEPOSE_33, landmark_trial, solve_landmark_ik
+from models.body.landmark_markerset import LANDMARK_NAMES, blazepose_markerset, landmark_ik_params
+from models.body.registry import load_model
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_markers_sit_on_the_joint_centres(myoleg):
         q[myoleg.jnt_qposadr[mujoco.mj_name2id(myoleg, mujoco.mjtObj.mjOBJ_JOINT, c)]] = v
     p = ik.marker_positions(q)
     qq = q.copy()
-    from models.markerset import apply_joint_equalities
+    from models.body.markerset import apply_joint_equalities
 
     apply_joint_equalities(myoleg, qq)
     d.qpos[:] = qq
@@ -81,7 +81,7 @@ def test_recovers_known_angles(myoleg):
 
 
 def test_recovers_angles_on_a_scaled_subject():
-    from models.scaling import SubjectScale, scale_model
+    from models.body.scaling import SubjectScale, scale_model
 
     model = scale_model("myoleg", SubjectScale(90.0, 1.92)).model
     generic = blazepose_markerset(load_model("myoleg").model)
@@ -124,8 +124,8 @@ def test_bad_input_is_named(myoleg):
 
 def test_segment_factors_from_landmarks(myoleg):
     """Landmarks of a model with known segment factors give those factors back (thigh, shank, foot, pelvis)."""
-    from models.landmark_markerset import landmark_length_factors
-    from models.scaling import SubjectScale, scale_model
+    from models.body.landmark_markerset import landmark_length_factors
+    from models.body.scaling import SubjectScale, scale_model
 
     truth = {"femur_l": 1.12, "femur_r": 1.12, "tibia_l": 0.94, "tibia_r": 0.94}
     subject = scale_model("myoleg", SubjectScale(70.0, 1.75), length_by_body=truth)

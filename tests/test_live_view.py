@@ -1,6 +1,6 @@
 """Live view: the Foxglove WebSocket server on loopback, its JSON channels, the drop-oldest queue, the layout file.
 
-The server test runs in a child process inside a private network namespace (``runtime/netns.py``: only ``lo``),
+The server test runs in a child process inside a private network namespace (``firmware_bridge/netns.py``: only ``lo``),
 connects with the ``websockets`` client speaking the Foxglove WebSocket protocol, subscribes to every channel
 and checks that what was published arrives: the binary message header (subscription id, log time) and the JSON.
 """
@@ -18,16 +18,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import REPO  # noqa: E402
 
-from runtime import netns  # noqa: E402
-from runtime.live_view import DEFAULT_CHANNELS, DropOldestQueue, LiveView, to_message  # noqa: E402
+from firmware_bridge import netns  # noqa: E402
+from runtime.telemetry.live_view import DEFAULT_CHANNELS, DropOldestQueue, LiveView, to_message  # noqa: E402
 
 CHILD = r'''
 import asyncio, json, struct, sys, time
 import numpy as np
 import websockets
-from runtime import netns
-from runtime.gait_retraining import GaitRetraining
-from runtime.live_view import LiveView
+from firmware_bridge import netns
+from runtime.report.gait_retraining import GaitRetraining
+from runtime.telemetry.live_view import LiveView
 
 assert netns.in_private_netns(), netns.interfaces()
 T = 1_700_000_000_123_456_789
@@ -183,8 +183,8 @@ from pathlib import Path
 import websockets
 sys.path.insert(0, "tests")
 from _run_fixture import write_run
-from runtime.gait_retraining import GaitRetraining
-from runtime.live_view import LiveView, recorded_events, replay
+from runtime.report.gait_retraining import GaitRetraining
+from runtime.telemetry.live_view import LiveView, recorded_events, replay
 
 truth = write_run(Path(tempfile.mkdtemp()) / "run", seconds=3.0)
 events = recorded_events(truth.run_dir)

@@ -1,12 +1,12 @@
-"""OpenSim's StaticOptimization from Python (models.opensim_reference): runs on the lab model, agrees with the lab's
+"""OpenSim's StaticOptimization from Python (models.io.opensim_reference): runs on the lab model, agrees with the lab's
 own OpenSim 3.3 results.  Skipped without the ``opensim`` wheel (bench extra) or the shared data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.lab_files import read_sto, shared_data_dir
-from models.opensim_reference import opensim_available, run_opensim_static_optimization
+from models.io.lab_files import read_sto, shared_data_dir
+from models.io.opensim_reference import opensim_available, run_opensim_static_optimization
 
 PS = shared_data_dir() / "GC5_PS"
 pytestmark = [pytest.mark.skipif(not opensim_available(), reason="opensim not installed (pip install opensim==4.6)"),
@@ -61,7 +61,7 @@ def test_importing_opensim_leaves_the_environment_alone():
     """opensim's __init__ rewrites LD_LIBRARY_PATH; children (rclpy, Cyclone DDS) need the original."""
     import os
 
-    from models.opensim_reference import import_opensim
+    from models.io.opensim_reference import import_opensim
 
     before = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "PATH", "SIMBODY_HOME")}
     import_opensim()

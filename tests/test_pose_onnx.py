@@ -1,6 +1,6 @@
 """BlazePose ONNX backend against the original .tflite (ai-edge-litert) on real footage (sports2d demo).
 
-Needs the built models: ``python -m models.pose_build --out build/pose_onnx`` (CI builds them before
+Needs the built models: ``python -m runtime.vision.pose_build --out build/pose_onnx`` (CI builds them before
 the tests). A missing build FAILS these tests, on purpose.
 
 Tolerances (measured on all 230 frames of the demo, ``python -m runtime.vision.pose_litert``, with
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.pose_build import BUILD_COMMAND, DEFAULT_OUT, load_manifest
+from runtime.vision.pose_build import BUILD_COMMAND, DEFAULT_OUT, load_manifest
 
 FRAMES_CHECKED = (60, 80, 100, 120, 140, 160, 180, 200)   # both people in view at various poses
 TRACK_FRAMES = tuple(range(100, 106))
@@ -69,7 +69,7 @@ def ref():
 
 
 def test_manifest_records_sources_and_hashes(model_dir):
-    from models.pose_build import bundled_tflite, sha256
+    from runtime.vision.pose_build import bundled_tflite, sha256
 
     m = load_manifest(model_dir)
     assert m["opset"] == 17
@@ -191,7 +191,7 @@ def test_tampered_model_rejected(model_dir, tmp_path):
     with pytest.raises(ValueError, match="onnx_sha256"):
         OnnxPose(tmp_path, provider="cpu")
     (tmp_path / "manifest.json").unlink()
-    with pytest.raises(FileNotFoundError, match="models.pose_build"):
+    with pytest.raises(FileNotFoundError, match="runtime.vision.pose_build"):
         OnnxPose(tmp_path, provider="cpu")
 
 

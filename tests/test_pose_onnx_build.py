@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from models.pose_build import REPO, load_manifest, onnx_path
-from models.pose_build.convert_tflite import _decode_sparse
+from runtime.vision.pose_build import REPO, load_manifest, onnx_path
+from runtime.vision.pose_build.convert_tflite import _decode_sparse
 
 
 def _dim(fmt, dense_size=0, segments=None, indices=None):
@@ -55,13 +55,13 @@ def test_decode_sparse_rejects_block_sparse():
 
 
 def test_missing_build_names_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m models.pose_build"):
+    with pytest.raises(FileNotFoundError, match="python -m runtime.vision.pose_build"):
         load_manifest(tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m models.pose_build"):
+    with pytest.raises(FileNotFoundError, match="python -m runtime.vision.pose_build"):
         onnx_path("pose_detection", tmp_path)
 
 
 def test_bad_opset_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "models.pose_build", "--opset", "3", "--out", "/nonexistent"],
+    proc = subprocess.run([sys.executable, "-m", "runtime.vision.pose_build", "--opset", "3", "--out", "/nonexistent"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "--opset: 3" in proc.stderr

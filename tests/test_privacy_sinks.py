@@ -2,7 +2,7 @@
 ROS 2 image topic all refuse a raw frame (PrivacyViolation) and carry an AnonymizedFrame unchanged;
 the vision node publishes what the Anonymiser returns.
 
-``runtime.privacy._issue`` stands in for the anonymiser here (it is how runtime.vision.anonymise
+``runtime.core.privacy._issue`` stands in for the anonymiser here (it is how runtime.vision.anonymise
 wraps a blurred image). DDS and ROS 2 run in a child process inside a private network namespace.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from runtime.privacy import AnonymizedFrame, PrivacyViolation, _issue  # noqa: E402
+from runtime.core.privacy import AnonymizedFrame, PrivacyViolation, _issue  # noqa: E402
 
 T_NS = 1_700_000_000_000_000_000
 
@@ -31,9 +31,9 @@ def _frame(h: int = 6, w: int = 8) -> tuple[np.ndarray, AnonymizedFrame]:
 
 
 def test_mcap_image_channel_refuses_raw_frames_and_logs_anonymised_ones(tmp_path: Path) -> None:
-    from runtime import telemetry_schema as ts
-    from runtime.telemetry import TelemetryLog
-    from runtime.telemetry_read import iter_messages
+    from runtime.telemetry import schema as ts
+    from runtime.telemetry.log import TelemetryLog
+    from runtime.telemetry.read import iter_messages
 
     raw, anon = _frame()
     log = TelemetryLog(tmp_path / "tel")
@@ -58,7 +58,7 @@ def test_mcap_image_channel_refuses_raw_frames_and_logs_anonymised_ones(tmp_path
 def test_report_image_writer_refuses_raw_frames(tmp_path: Path) -> None:
     import cv2
 
-    from runtime.image_sinks import write_report_image
+    from runtime.report.image_sinks import write_report_image
 
     raw, anon = _frame()
     with pytest.raises(PrivacyViolation, match="report image"):
@@ -160,7 +160,7 @@ def _child() -> dict:
 
 
 def test_dds_and_ros2_image_topics_refuse_raw_frames() -> None:
-    from runtime.netns import netns_available, run_isolated
+    from firmware_bridge.netns import netns_available, run_isolated
 
     ok, why = netns_available()
     if not ok:

@@ -1,4 +1,4 @@
-"""models.registry: named models load with the facts in STACK.md, bad names are rejected clearly, moment arms are
+"""models.body.registry: named models load with the facts in STACK.md, bad names are rejected clearly, moment arms are
 MuJoCo's length Jacobian with the anatomical sign (checked against finite differences)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("myo_sim")
 pytest.importorskip("musclemimic_models")
 
-from models import registry  # noqa: E402
-from models.registry import MODEL_NAMES, ModelInfo, MusculoskeletalModel, load_model  # noqa: E402
+from models.body import registry  # noqa: E402
+from models.body.registry import MODEL_NAMES, ModelInfo, MusculoskeletalModel, load_model  # noqa: E402
 
 from _support import TWO_LINK_XML  # noqa: E402
 

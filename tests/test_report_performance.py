@@ -1,4 +1,4 @@
-"""Performance figures of ``runtime.report``: end-to-end latency from command ages, per-stage budget split,
+"""Performance figures of ``runtime.report.summary``: end-to-end latency from command ages, per-stage budget split,
 the recorded stage-latency topic, and the offline ``/analysis/`` topics in the HTML report."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _run_fixture import write_run  # noqa: E402
 from _support import REPO, exo_cmd  # noqa: E402
 
-from runtime import telemetry_schema as schema  # noqa: E402
-from runtime.html_report import NOT_RECORDED, build_html  # noqa: E402
-from runtime.report import E2E_STAGE, STAGE_LATENCY_TOPIC, first_write_ages, load_series, performance  # noqa: E402
-from runtime.telemetry import TelemetryLog  # noqa: E402
+from runtime.telemetry import schema  # noqa: E402
+from runtime.report.html import NOT_RECORDED, build_html  # noqa: E402
+from runtime.report.summary import E2E_STAGE, STAGE_LATENCY_TOPIC, first_write_ages, load_series, performance  # noqa: E402
+from runtime.telemetry.log import TelemetryLog  # noqa: E402
 
 
 def test_first_write_ages_picks_each_new_command():

@@ -76,9 +76,9 @@ def test_overrides_are_checked_like_the_file() -> None:
 
 def test_runtime_and_the_cli_import_without_rclpy() -> None:
     code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import runtime, runtime.ros2, runtime.ros2.description, runtime.ros2.topics, runtime.commands.ros\n"
-            "import runtime.commands.secure, runtime.cli\n"
-            "runtime.cli.build_parser().parse_args(['ros', 'check', 'launch/device.yaml'])\n"
+            "import runtime, runtime.ros2, runtime.ros2.description, runtime.ros2.topics, runtime.cli.commands.ros\n"
+            "import runtime.cli.commands.secure, runtime.cli.main\n"
+            "runtime.cli.main.build_parser().parse_args(['ros', 'check', 'launch/device.yaml'])\n"
             "from runtime.ros2.description import load_description; load_description('launch/device.yaml')\n"
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -193,9 +193,9 @@ def _child_replay(tmp: str) -> dict:
     import rclpy
     from sensor_msgs.msg import JointState
 
-    from runtime import telemetry_schema as ts
+    from runtime.telemetry import schema as ts
     from runtime.security.keys import generate_key_file
-    from runtime.telemetry import TelemetryLog
+    from runtime.telemetry.log import TelemetryLog
 
     key = generate_key_file(Path(tmp) / "k.hex")
     log = TelemetryLog(Path(tmp) / "telemetry", encryption_key=key)
@@ -231,7 +231,7 @@ def _child_replay(tmp: str) -> dict:
 
 
 def _run_child(*args: str) -> dict:
-    from runtime.netns import netns_available, run_isolated
+    from firmware_bridge.netns import netns_available, run_isolated
 
     ok, why = netns_available()
     if not ok:
@@ -272,7 +272,7 @@ def test_nodes_publish_and_deactivation_fades_torque_within_the_fade_time(tmp_pa
 
 
 def test_exo_ros_launch_runs_the_node_set_in_its_own_network_namespace(tmp_path: Path) -> None:
-    from runtime.netns import netns_available
+    from firmware_bridge.netns import netns_available
 
     from _support import exo_cmd
 

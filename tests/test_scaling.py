@@ -1,4 +1,4 @@
-"""models.scaling: subject scaling by height, mass and a static trial, checked on the compiled models."""
+"""models.body.scaling: subject scaling by height, mass and a static trial, checked on the compiled models."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 pytest.importorskip("myo_sim")
 pytest.importorskip("musclemimic_models")
 
-from models.registry import MusculoskeletalModel, load_model  # noqa: E402
-from models.scaling import (  # noqa: E402
+from models.body.registry import MusculoskeletalModel, load_model  # noqa: E402
+from models.body.scaling import (  # noqa: E402
     HEIGHT_RANGE_M,
     LOWER_LIMB_MARKER_MAP,
     MASS_RANGE_KG,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import telemetry_schema as ts
+from runtime.telemetry import schema as ts
 from runtime.security.aead import TamperedError, WrongKeyError
 from runtime.security.keys import DataKey, KeyMissingError, generate_key_file
-from runtime.telemetry import TelemetryLog, bag_mcap_path, encrypted_mcap_path
-from runtime.telemetry_read import is_complete, is_encrypted_log, iter_messages, recover, resolve_log
+from runtime.telemetry.log import TelemetryLog, bag_mcap_path, encrypted_mcap_path
+from runtime.telemetry.read import is_complete, is_encrypted_log, iter_messages, recover, resolve_log
 
 from _support import exo_cmd
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import telemetry_schema as ts
+from runtime.telemetry import schema as ts
 from runtime.security.tls import (TelemetryStreamClient, TelemetryStreamServer, client_context, generate_self_signed,
                                   server_context)
 

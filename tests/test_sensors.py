@@ -6,8 +6,8 @@ import time
 import pytest
 
 from firmware_bridge.serial_protocol import FootSwitchSample, ImuSample, encode_frame
-from runtime.config import SerialSensorConfig
-from runtime.sensors import SensorWatch
+from runtime.core.config import SerialSensorConfig
+from runtime.control.sensors import SensorWatch
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.soft_tissue import (FAT, MUSCLE, CharacterisationCase, CuffTissueParams, CuffTissueSim, bench_mjcf,
+from models.tissue.soft_tissue import (FAT, MUSCLE, CharacterisationCase, CuffTissueParams, CuffTissueSim, bench_mjcf,
                                 characterise, delivered_torque_by_contacts, delivered_torque_nm, layered_modulus,
                                 pressure_cell_edges, pressure_map, pressure_nodes)
-from models.soft_tissue import _cuff_contacts
+from models.tissue.soft_tissue import _cuff_contacts
 
 COARSE = CuffTissueParams(count_posterior=(3, 3, 2), count_anterior=(3, 3, 2))
 

@@ -1,4 +1,4 @@
-"""Static optimisation with MuJoCo's muscle model (models/static_optimization.py).
+"""Static optimisation with MuJoCo's muscle model (models/muscles/static_optimization.py).
 
 What is checked: the muscle model is affine in activation and the stage reads it right (act, signs, coupled knee
 moment arms); the solver's answer is a KKT point to 1e-8 and matches scipy's bounded least squares (BVLS) and SLSQP on
@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import lsq_linear, minimize
 
-from models.lab_files import shared_data_dir
-from models.registry import load_model
-from models.static_optimization import (STATUS_CONVERGED, STATUS_INVALID_INPUT, STATUS_ROUNDING_FLOOR, SOParams,
+from models.io.lab_files import shared_data_dir
+from models.body.registry import load_model
+from models.muscles.static_optimization import (STATUS_CONVERGED, STATUS_INVALID_INPUT, STATUS_ROUNDING_FLOOR, SOParams,
                                         StaticOptimization, solve_activation_qp)
 
 PS = shared_data_dir() / "GC5_PS"
@@ -541,7 +541,7 @@ def test_gc5_ps_ss1_with_measured_plates():
 def test_subject_f0_from_opensim_model_is_applied_and_validated(leg):
     """scale_model(max_isometric_force_n=...) sets gain and bias F0 of the named muscles, leaves the others on the
     mass rule, and names bad input."""
-    from models.scaling import SubjectScale, scale_model
+    from models.body.scaling import SubjectScale, scale_model
 
     subject = SubjectScale(leg.info.mass_kg * 1.1, leg.info.height_m)
     m0 = leg.model
@@ -563,8 +563,8 @@ def test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force():
     """The evidence behind the fix: the lab's GC5.osim gives the muscles crossing the knee ~0.6 x MyoLeg's F0
     (soleus 1.16 x); with the lab's F0 our static optimisation's knee contact force on PS ss1 moves from ~1.0 BW
     RMSE against the implant to ~0.5 BW, and the gastrocnemii stop taking the ankle moment from soleus."""
-    from models.knee_contact import knee_contact_from_analysis, validate_against_in_vivo
-    from models.scaling import opensim_max_isometric_forces, scale_model
+    from models.muscles.knee_contact import knee_contact_from_analysis, validate_against_in_vivo
+    from models.body.scaling import opensim_max_isometric_forces, scale_model
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
 
     leg = load_model("myoleg")
@@ -586,7 +586,7 @@ def test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force():
         assert m.actuator_gainprm[m.actuator(k).id, 2] == pytest.approx(v)
     fixed = StaticOptimization(m, SOParams()).run(kin.mapped.qpos, kin.mapped.qvel, r.moments_nm)
     # before the fix: MyoLeg's F0 scaled with body mass only (what scale_model does without the OpenSim model)
-    from models.scaling import SubjectScale
+    from models.body.scaling import SubjectScale
 
     by_mass = scale_model(leg, SubjectScale(75.0, 1.80)).model
     for k in f0:

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from runtime import telemetry_schema as ts
-from runtime.telemetry import TelemetryLog, bag_mcap_path
-from runtime.telemetry_read import is_complete, iter_messages, recover
+from runtime.telemetry import schema as ts
+from runtime.telemetry.log import TelemetryLog, bag_mcap_path
+from runtime.telemetry.read import is_complete, iter_messages, recover
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = REPO_ROOT / "tests" / "telemetry_writer_child.py"

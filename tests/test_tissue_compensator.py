@@ -10,7 +10,7 @@ import pytest
 from controllers.tissue_compensator import (ARTIFACT_PATH, CompensatorParams, TissueCompensator, TissueSurrogate,
                                             calibrate, fit_surrogate, load_artifact, save_artifact)
 from hil.cuff_validation import CuffScenario, validate
-from models.soft_tissue import CuffTissueParams
+from models.tissue.soft_tissue import CuffTissueParams
 
 SUR = TissueSurrogate(c0_nm=-14.0, knots_rad=(-0.03, -0.01, 0.0, 0.02), slopes_nm_per_rad=(500.0, 900.0, 3000.0),
                       b_nm_s_per_rad=15.0, exo_inertia_kg_m2=0.015)
@@ -136,7 +136,7 @@ def test_scenario_rejects_bad_input(tmp_path):
 
 
 def test_cli_rejects_bad_input(tmp_path, capsys):
-    from runtime.cli import main
+    from runtime.cli.main import main
     assert main(["tissue", "calibrate", "--seconds-per-case", "100", "--out", str(tmp_path / "a.json")]) == 2
     assert "seconds-per-case" in capsys.readouterr().err
     assert main(["tissue", "validate", "--out", str(tmp_path), "--scenario", str(tmp_path / "none.yaml")]) == 2

@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 
-from runtime.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
-from runtime.clock import FakeClock
-from runtime.drive import JointStates
-from runtime.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
-from runtime.torque_loop import TorqueLoop
+from runtime.core.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
+from firmware_bridge.clock import FakeClock
+from runtime.control.drive import JointStates
+from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+from runtime.control.torque_loop import TorqueLoop
 
 
 class RecordingDrive:

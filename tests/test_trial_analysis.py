@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _support import REPO, exo_cmd
-from models.lab_files import shared_data_dir
+from models.io.lab_files import shared_data_dir
 from models.trial_analysis import AnalyzeParams, analyze_trial, ik_validation, trial_kinematics, write_csvs
 
 PS = shared_data_dir() / "GC5_PS"

@@ -131,7 +131,7 @@ def test_monocular_check_on_the_pose2sim_demo(tmp_path):
         footage.pose2sim_single_person()
     except footage.FootageUnavailable as exc:
         pytest.skip(f"footage unavailable: {exc}")
-    from runtime.cli import main
+    from runtime.cli.main import main
 
     out = tmp_path / "mono.json"
     assert main(["monocular-check", "--frames", "46:60", "--json", str(out)]) == 0
@@ -149,7 +149,7 @@ def test_monocular_check_on_the_pose2sim_demo(tmp_path):
 
 
 def test_monocular_check_rejects_bad_frames(capsys):
-    from runtime.cli import main
+    from runtime.cli.main import main
 
     assert main(["monocular-check", "--frames", "a:b"]) == 2
     assert "--frames" in capsys.readouterr().err

@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from runtime.channels import STATE_NAMES
-from runtime.clock import MonotonicClock
-from runtime.executor import FixedRateLoop
-from runtime.pipeline import PythonSpinStage
-from runtime.report import load_series
+from runtime.core.channels import STATE_NAMES
+from firmware_bridge.clock import MonotonicClock
+from runtime.core.executor import FixedRateLoop
+from runtime.pipeline.stages import PythonSpinStage
+from runtime.report.summary import load_series
 from runtime.session import RunSession
 
 

@@ -8,7 +8,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 mp = pytest.importorskip("mediapipe")
 
-from runtime.privacy import AnonymizedFrame, PrivacyViolation  # noqa: E402
+from runtime.core.privacy import AnonymizedFrame, PrivacyViolation  # noqa: E402
 from runtime.vision.anonymise import (Anonymiser, AnonymizedVideoWriter, annotate, blur_region, grow,  # noqa: E402
                                       pose_head_box)
 from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult  # noqa: E402

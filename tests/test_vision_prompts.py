@@ -91,7 +91,7 @@ def test_parse_description_errors(text, match):
 
 
 def test_subject_attributes_feed_scaling():
-    from models.scaling import SubjectScale
+    from models.body.scaling import SubjectScale
 
     s = parse_description("tall male, 1.85 m, 90 kg").to_subject_scale()
     assert s == SubjectScale(mass_kg=90.0, height_m=1.85)

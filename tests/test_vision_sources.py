@@ -142,7 +142,7 @@ def test_rate_limit_named():
 
 
 def test_mcap_replay_of_anonymised_frames(tmp_path):
-    from runtime.telemetry import TelemetryLog
+    from runtime.telemetry.log import TelemetryLog
     from runtime.vision.anonymise import Anonymiser
 
     anon = Anonymiser(use_face_detector=False, use_person_detector=False)
@@ -182,7 +182,7 @@ def test_ros2_image_topic_in_private_netns():
     script = textwrap.dedent("""
         import sys, numpy as np
         sys.path.insert(0, %r)
-        from runtime.netns import in_private_netns
+        from firmware_bridge.netns import in_private_netns
         assert in_private_netns(), "not isolated"
         import rclpy
         from rclpy.qos import QoSProfile, ReliabilityPolicy

@@ -11,6 +11,6 @@
 * :mod:`runtime.clinic.config`    ``launch/config/clinic.yaml``: normal ranges and flag rules with their sources
 * :mod:`runtime.clinic.trend`     per-patient metrics over sessions, normal ranges, flags, plots
 
-Commands: ``exo batch``, ``exo ingest``, ``exo import``, ``exo trend`` (``runtime/commands/clinic.py``).
+Commands: ``exo batch``, ``exo ingest``, ``exo import``, ``exo trend`` (``runtime/cli/commands/clinic.py``).
 Module imports stay light here; SQLAlchemy, Alembic, Ray and the models load where used.
 """

@@ -10,7 +10,7 @@ times; a job that still fails is listed with every attempt's error (never droppe
 single-threaded BLAS (``OMP_NUM_THREADS=1`` etc.) on both backends so the arithmetic is the same.
 
 Trials come from a manifest (YAML or JSON, see :func:`jobs_from_manifest`) or from the shared data folder
-(:func:`jobs_from_shared`: PS ss1/3/8, DM og1/3/4/5/6 as in ``runtime.validate``).
+(:func:`jobs_from_shared`: PS ss1/3/8, DM og1/3/4/5/6 as in ``runtime.estimation.validate``).
 """
 from __future__ import annotations
 
@@ -87,9 +87,9 @@ class BatchReport:
 # ------------------------------------------------------------------------------------------ job lists
 
 def jobs_from_shared(data: Path, *, muscles: bool = True) -> list[TrialJob]:
-    """Every shared trial present under ``data`` (see ``runtime.validate.shared_trials``); date unknown (the
+    """Every shared trial present under ``data`` (see ``models.io.shared_trials``); date unknown (the
     recordings carry none)."""
-    from runtime.validate import shared_trials
+    from models.io.shared_trials import shared_trials
 
     jobs = []
     for t in shared_trials(Path(data)):
@@ -178,7 +178,7 @@ def run_job(job: TrialJob) -> dict[str, Any]:
         raise ValueError(f"trial {job.name}: subject {job.subject} has no mass_kg")
     if job.height_m is None:
         raise ValueError(f"trial {job.name}: subject {job.subject} has no height_m")
-    from models.lab_files import read_trial
+    from models.io.lab_files import read_trial
 
     for role, path in (("trc", job.trc), ("markerset", job.markerset), ("grf", job.grf),
                        ("external_loads", job.external_loads)):
@@ -188,8 +188,8 @@ def run_job(job: TrialJob) -> dict[str, Any]:
     if job.grf:
         read_trial(job.grf)
 
-    from models.knee_contact import knee_contact_from_analysis
-    from models.registry import load_model
+    from models.muscles.knee_contact import knee_contact_from_analysis
+    from models.body.registry import load_model
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
     from runtime.clinic.metrics import analysis_metrics, model_hash, software_version
     params = AnalyzeParams(float(job.mass_kg), float(job.height_m), job.side, muscles=job.muscles)  # type: ignore[arg-type]
@@ -285,7 +285,7 @@ class RayBackend:
 
     def __init__(self, address: str, workers: int) -> None:
         if address == "local":
-            from runtime.netns import in_private_netns, wrap_command
+            from firmware_bridge.netns import in_private_netns, wrap_command
 
             if not in_private_netns():     # Ray's GCS, raylet and workers listen on every interface
                 raise RuntimeError("a private local Ray instance listens on every network interface; run it in a "

@@ -1,6 +1,6 @@
 """``launch/config/clinic.yaml``: normal ranges beside each metric and the flag rules, each with its source.
 
-Validated like the other configuration files (``runtime.config.parse``): unknown keys, wrong types and
+Validated like the other configuration files (``runtime.core.config.parse``): unknown keys, wrong types and
 unknown metrics are rejected naming the key and the value.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from runtime.config import ConfigError, _Strict, load
+from runtime.core.config import ConfigError, _Strict, load
 
 DEFAULT_CLINIC_CONFIG = Path(__file__).resolve().parents[2] / "launch" / "config" / "clinic.yaml"
 

@@ -15,7 +15,7 @@ import numpy as np
 
 def assistance_metrics(run_dir: str | Path) -> tuple[dict[str, float | None], Path, dict[str, Any]]:
     """(metrics, MCAP path, facts) of a run folder; ``ValueError`` when its log holds no torque commands."""
-    from runtime.report import load_series
+    from runtime.report.summary import load_series
 
     s = load_series(run_dir)
     c = s["command"]
@@ -53,7 +53,7 @@ def exo_run_record(run_dir: str | Path, subject, *, side: str, task: str, sessio
         settings.update({k: doc[k] for k in ("pipeline", "exit_reason") if k in doc})
         refs.append(FileRef("run_summary", str(summary)))
     if device_config is not None:
-        from runtime.config import load_device
+        from runtime.core.config import load_device
 
         settings["device"] = load_device(device_config).model_dump()
         refs.append(FileRef("device_config", str(device_config)))

@@ -41,7 +41,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> tuple[str, int]:
 
 def check_file(ref: FileRef) -> tuple[str, int]:
     """Hash a referenced file after checking it: it exists and is not empty; lab files (.trc/.mot/.sto/.c3d, not
-    encrypted) must parse with :func:`models.lab_files.read_trial`. Raises :class:`CorruptFileError` naming the
+    encrypted) must parse with :func:`models.io.lab_files.read_trial`. Raises :class:`CorruptFileError` naming the
     role, the path and what is wrong."""
     p = Path(ref.path)
     if not p.is_file():
@@ -50,7 +50,7 @@ def check_file(ref: FileRef) -> tuple[str, int]:
     if size == 0:
         raise CorruptFileError(f"raw file {ref.role} = {str(p)!r}: empty file")
     if not ref.encrypted and p.suffix.lower() in LAB_SUFFIXES:
-        from models.lab_files import read_trial
+        from models.io.lab_files import read_trial
 
         try:
             read_trial(p)

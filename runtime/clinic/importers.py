@@ -1,6 +1,6 @@
 """Import sessions analysed elsewhere: OpenSim result files and the shared trials' lab results.
 
-OpenSim files (``.sto``/``.mot``, read with :mod:`models.lab_files`):
+OpenSim files (``.sto``/``.mot``, read with :mod:`models.io.lab_files`):
 
 * inverse dynamics (``*_moment`` columns, N*m; generalized forces = internal moments along each coordinate):
   KEM from ``knee_angle_<s>_moment`` (internal extension = -moment when knee flexion is the positive direction
@@ -27,7 +27,7 @@ G = 9.80665
 
 
 def _table(path: str | Path):
-    from models.lab_files import read_mot, read_sto
+    from models.io.lab_files import read_mot, read_sto
 
     p = Path(path)
     if p.suffix.lower() not in (".sto", ".mot"):
@@ -132,7 +132,7 @@ def opensim_metrics(*, mass_kg: float, height_m: float, side: str, inverse_dynam
         metrics["peak_kcf_total_bw"], _ = _per_stance(tb.time_s, total_bw, stances)
         notes.append(f"total knee contact force from OpenSim joint reaction {pre} (medial/lateral not available)")
     if "opensim_so_activation" in tables:
-        from models.knee_contact import quadriceps_hamstrings_cocontraction
+        from models.muscles.knee_contact import quadriceps_hamstrings_cocontraction
 
         tb = tables["opensim_so_activation"]
         cci = quadriceps_hamstrings_cocontraction(tb.data, tb.columns, side)

@@ -2,13 +2,13 @@
 
 Definitions (side = the limb of interest; stances = its loaded intervals as found by the analysis):
 
-* peak / impulse KAM and KEM (%BW*ht, %BW*ht*s): per stance from :func:`models.knee_moments.stance_summaries`
+* peak / impulse KAM and KEM (%BW*ht, %BW*ht*s): per stance from :func:`models.dynamics.knee_moments.stance_summaries`
   (peak = maximum, impulse = trapezoidal time integral over the stance), then the mean over stances;
 * peak medial / lateral / total knee contact force (BW): maximum over stance frames, mean over stances
   (needs static optimisation: ``AnalyzeParams(muscles=True)``);
 * medial load share: medial / (medial + lateral) contact-force impulse over all stance frames;
 * co-contraction index: Rudolph et al. 2000 quadriceps-hamstrings CCI of the static-optimisation activations
-  (:func:`models.knee_contact.quadriceps_hamstrings_cocontraction`), mean over stance frames. It is computed
+  (:func:`models.muscles.knee_contact.quadriceps_hamstrings_cocontraction`), mean over stance frames. It is computed
   from model activations, not EMG, so EMG-based published values are not directly comparable;
 * limb symmetry (%): 100 * peak vertical GRF of the side / peak vertical GRF of the other side, each over a
   *complete* stance (unloaded before and after, inside the trial); NULL when either side has none
@@ -50,8 +50,8 @@ def complete_stance_peaks(time_s: np.ndarray, vertical_n: np.ndarray, threshold_
 
 def analysis_metrics(result: Any, kcf: Any = None) -> tuple[dict[str, float | None], int]:
     """(metric -> value or None, number of stances) of a :class:`models.trial_analysis.TrialAnalysis` and, when
-    static optimisation ran, its :class:`models.knee_contact.KneeContactTrial` ``kcf``."""
-    from models.knee_moments import stance_summaries
+    static optimisation ran, its :class:`models.muscles.knee_contact.KneeContactTrial` ``kcf``."""
+    from models.dynamics.knee_moments import stance_summaries
 
     t = result.time_s
     stances = list(result.stance)
@@ -79,7 +79,7 @@ def analysis_metrics(result: Any, kcf: Any = None) -> tuple[dict[str, float | No
         out.update(peak_kcf_medial_bw=None, peak_kcf_lateral_bw=None, peak_kcf_total_bw=None, medial_load_share=None)
     so = result.muscles
     if so is not None and in_stance.any():
-        from models.knee_contact import quadriceps_hamstrings_cocontraction
+        from models.muscles.knee_contact import quadriceps_hamstrings_cocontraction
 
         cci = quadriceps_hamstrings_cocontraction(so.activation, so.muscle_names, result.params.side)
         out["cocontraction_index"] = _mean([float(np.nanmean(cci[in_stance]))])

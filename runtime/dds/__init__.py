@@ -6,5 +6,5 @@ declares the standard messages the nodes use with exactly those names and layout
 subscriber (any RMW) and ``rosbags``' CDR reader accept what :mod:`runtime.dds.transport` writes.
 ``cyclonedds`` bundles its C library; nothing here imports rclpy. Every participant is created
 on a domain configured for the loopback interface only, after
-:func:`runtime.netns.require_isolated_dds`.
+:func:`firmware_bridge.netns.require_isolated_dds`.
 """

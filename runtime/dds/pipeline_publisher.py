@@ -27,10 +27,10 @@ def run(seconds: float, rate_hz: float = 100.0, fade_at_s: float | None = None, 
     """Publish for *seconds*; returns counts and the supervisor's final state."""
     from controllers.phase_profile import CadencePhaseEstimator, PhaseProfileController, PhaseProfileParams
     from controllers.safety import SafetyState, SafetySupervisor
-    from runtime.config import load_device, load_subject
+    from runtime.core.config import load_device, load_subject
     from runtime.dds.transport import DdsTransport
     from runtime.ros2 import topics
-    from runtime.torque_loop import safety_params_from
+    from runtime.wiring import safety_params_from
 
     if not (1.0 <= rate_hz <= 1000.0):
         raise ValueError(f"rate_hz = {rate_hz}: allowed 1..1000 Hz")

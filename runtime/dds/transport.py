@@ -1,10 +1,10 @@
 """Publish and subscribe the node graph's topics over Cyclone DDS, as a ROS 2 node would.
 
 :class:`DdsTransport` owns one participant on a domain configured for ``lo`` only (default;
-see :data:`runtime.netns.CYCLONE_LO_CONFIG`), with ROS 2's default QoS (reliable, volatile,
+see :data:`firmware_bridge.netns.CYCLONE_LO_CONFIG`), with ROS 2's default QoS (reliable, volatile,
 keep last 10) and XCDR1 data representation. Topics and types are those of
 :mod:`runtime.ros2.topics`; images are written only from
-:class:`runtime.privacy.AnonymizedFrame` (:meth:`DdsTransport.publish_image`).
+:class:`runtime.core.privacy.AnonymizedFrame` (:meth:`DdsTransport.publish_image`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from runtime.dds.types import (BY_ROS_TYPE, Float64_, Header_, Image_, JointState_, String_, WrenchStamped_,
                                dds_topic_name, time_from_ns)
-from runtime.privacy import AnonymizedFrame, require_anonymized
+from runtime.core.privacy import AnonymizedFrame, require_anonymized
 from runtime.ros2 import topics
 
 _domains: dict[int, Any] = {}
@@ -42,7 +42,7 @@ class DdsTransport:
     def __init__(self, domain_id: int = 0, config: str | None = None) -> None:
         from cyclonedds.domain import DomainParticipant
 
-        from runtime.netns import CYCLONE_LO_CONFIG, require_isolated_dds
+        from firmware_bridge.netns import CYCLONE_LO_CONFIG, require_isolated_dds
 
         if not 0 <= domain_id <= 232:
             raise ValueError(f"domain_id = {domain_id}: allowed 0..232 (ROS_DOMAIN_ID range)")

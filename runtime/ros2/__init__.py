@@ -16,6 +16,6 @@ it inside their functions), so
 * :mod:`runtime.ros2.probe`: a subscriber that records the graph's messages and drives
   lifecycle transitions (used by the tests and ``exo ros probe``).
 
-Every DDS participant must run inside a private network namespace (``runtime.netns``) unless the
+Every DDS participant must run inside a private network namespace (``firmware_bridge.netns``) unless the
 operator explicitly puts the device on a ROS 2 network.
 """

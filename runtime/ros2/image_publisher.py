@@ -1,8 +1,8 @@
 """The only way this project puts a camera image on a ROS 2 topic: anonymised frames only.
 
 :class:`AnonymizedImagePublisher` wraps an rclpy publisher of ``sensor_msgs/msg/Image`` and
-accepts nothing but :class:`runtime.privacy.AnonymizedFrame` (anything else raises
-:class:`runtime.privacy.PrivacyViolation` before a byte is serialised). Images are ``rgb8``,
+accepts nothing but :class:`runtime.core.privacy.AnonymizedFrame` (anything else raises
+:class:`runtime.core.privacy.PrivacyViolation` before a byte is serialised). Images are ``rgb8``,
 ``frame_id = "camera"``, stamped with the capture time (monotonic ns, plus *offset_ns* when the
 caller converts to wall time).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.privacy import AnonymizedFrame, require_anonymized
+from runtime.core.privacy import AnonymizedFrame, require_anonymized
 
 CAMERA_FRAME_ID = "camera"
 
@@ -46,7 +46,7 @@ class AnonymizedImagePublisher:
         self.published = 0
 
     def publish(self, frame: AnonymizedFrame, offset_ns: int = 0) -> None:
-        """Publish *frame*; raises :class:`runtime.privacy.PrivacyViolation` for anything but an AnonymizedFrame."""
+        """Publish *frame*; raises :class:`runtime.core.privacy.PrivacyViolation` for anything but an AnonymizedFrame."""
         require_anonymized(frame, f"ROS 2 image topic {self.topic}")
         self._pub.publish(image_message(frame, offset_ns))
         self.published += 1

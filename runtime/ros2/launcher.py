@@ -78,7 +78,7 @@ def run_node_set(desc: NodeSetDescription, only: list[str] | None = None, durati
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from runtime.netns import require_isolated_dds
+    from firmware_bridge.netns import require_isolated_dds
     from runtime.ros2.nodes import SafetyNode, lifecycle_label, make_node
 
     require_isolated_dds("ROS 2 node set")

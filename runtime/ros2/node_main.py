@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from runtime.netns import require_isolated_dds
+    from firmware_bridge.netns import require_isolated_dds
     from runtime.ros2.nodes import NODE_CLASSES, SafetyNode, lifecycle_label, make_node
 
     args = list(sys.argv if argv is None else argv)

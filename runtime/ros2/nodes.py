@@ -5,13 +5,13 @@ node kind      what it wraps                                                    
 =============  ==========================================================================  ==========================
 vision         a frame source + the Anonymiser (``runtime.vision``); images only as        /exo/camera/image_anonymized
                :class:`AnonymizedFrame` through :class:`AnonymizedImagePublisher`
-estimator      the runtime pipeline's capture + gait-phase stages (``runtime.pipeline``)   /exo/estimation/gait_phase
+estimator      the runtime pipeline's capture + gait-phase stages (``runtime.pipeline.stages``)   /exo/estimation/gait_phase
 assistance     ``controllers.phase_profile.PhaseProfileController``                        /exo/assistance/request
 safety         ``controllers.safety.SafetySupervisor`` with the device file's limits       /exo/torque/command, /wrench,
                                                                                            /exo/safety/state, /diagnostics
-can_bridge     ``runtime.drive.make_drive`` (sim, virtual, udp_multicast, socketcan) and   /exo/joint_states, /diagnostics
+can_bridge     ``runtime.control.drive.make_drive`` (sim, virtual, udp_multicast, socketcan) and   /exo/joint_states, /diagnostics
                its own supervisor as a watchdog on the incoming command
-replay         a telemetry log (``runtime.telemetry_read``, encrypted logs too)            the logged standard topics
+replay         a telemetry log (``runtime.telemetry.read``, encrypted logs too)            the logged standard topics
 =============  ==========================================================================  ==========================
 
 Lifecycle: parameters and configuration files are read in ``on_configure``; only ACTIVE emits
@@ -86,7 +86,7 @@ class ExoLifecycleNode(LifecycleNode):
         return fallback if v is None or (isinstance(v, float) and math.isnan(v)) or v == "" else v
 
     def load_configs(self) -> None:
-        from runtime.config import check_consistency, load_calibration, load_device, load_subject
+        from runtime.core.config import check_consistency, load_calibration, load_device, load_subject
 
         def path(key: str, default: str) -> str:
             return self.param_or(f"{key}_config", str(_PKG_CONFIG / default))
@@ -178,7 +178,7 @@ class EstimatorNode(ExoLifecycleNode):
 
     def setup(self) -> None:
         from controllers.phase_profile import CadencePhaseEstimator
-        from runtime.pipeline import GaitPhaseStage, Pipeline, SyntheticCapture
+        from runtime.pipeline.stages import GaitPhaseStage, Pipeline, SyntheticCapture
 
         rate = float(self.param_or("rate_hz", self.device.estimation.rate_hz))
         self.pipeline = Pipeline([SyntheticCapture(_mono_ns),
@@ -236,7 +236,7 @@ class SafetyNode(ExoLifecycleNode):
     KIND = "safety"
 
     def setup(self) -> None:
-        from runtime.torque_loop import safety_params_from
+        from runtime.wiring import safety_params_from
 
         self.sup = SafetySupervisor(safety_params_from(self.device))
         self.names = [j.name for j in self.device.joints]
@@ -398,13 +398,14 @@ class SafetyNode(ExoLifecycleNode):
 
 
 class CanBridgeNode(ExoLifecycleNode):
-    """Commanded torque -> the drive (``runtime.drive``); measured joint states back; drive faults as diagnostics."""
+    """Commanded torque -> the drive (``runtime.control.drive``); measured joint states back; drive faults as diagnostics."""
 
     KIND = "can_bridge"
 
     def setup(self) -> None:
-        from runtime.drive import JointStates, make_drive
-        from runtime.torque_loop import safety_params_from
+        from runtime.control.drive import JointStates
+        from runtime.wiring import make_drive
+        from runtime.wiring import safety_params_from
 
         dev = self.device
         self.names = [j.name for j in dev.joints]
@@ -568,7 +569,7 @@ class ReplayNode(ExoLifecycleNode):
     def setup(self) -> None:
         from mcap.reader import make_reader
 
-        from runtime.telemetry_read import open_log_file, resolve_log
+        from runtime.telemetry.read import open_log_file, resolve_log
 
         log = str(self.param("log"))
         if not log:

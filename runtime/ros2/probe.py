@@ -35,7 +35,7 @@ def probe(safety_node: str = "safety", wait_s: float = 30.0, after_s: float = 0.
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64, String
 
-    from runtime.netns import require_isolated_dds
+    from firmware_bridge.netns import require_isolated_dds
     from runtime.ros2.nodes import latched_qos
 
     require_isolated_dds("exo ros probe")

@@ -6,5 +6,5 @@ Data flows one way through this package::
                    ->  prompts / tracking of the prompted person  ->  world grounding
 
 Shared types live in :mod:`runtime.vision.pose_types`; the privacy gate (only
-anonymised frames may leave the vision stage) in :mod:`runtime.privacy`.
+anonymised frames may leave the vision stage) in :mod:`runtime.core.privacy`.
 """

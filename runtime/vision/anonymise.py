@@ -1,6 +1,6 @@
 """On-device anonymisation: every head in a frame is blurred before the frame goes anywhere.
 
-The only code that creates :class:`runtime.privacy.AnonymizedFrame`. Regions blurred per frame
+The only code that creates :class:`runtime.core.privacy.AnonymizedFrame`. Regions blurred per frame
 (pixels, full frame), each grown by ``margin`` of its size on every side:
 
 * ``face-short`` / ``face-full``: MediaPipe's bundled face detectors (short range, and the
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from runtime.privacy import AnonymizedFrame, _issue
+from runtime.core.privacy import AnonymizedFrame, _issue
 from runtime.vision.pose_types import BoundingBox, PoseResult
 
 _LEFT_SHOULDER, _RIGHT_SHOULDER, _LEFT_HIP, _RIGHT_HIP = 11, 12, 23, 24
@@ -336,7 +336,7 @@ def annotate(frame: AnonymizedFrame, pose: PoseResult | None = None, bbox: Bound
     drawn on it; still anonymised (drawing adds no image content). ``color`` is RGB."""
     import cv2
 
-    from runtime.privacy import require_anonymized
+    from runtime.core.privacy import require_anonymized
 
     require_anonymized(frame, "annotate")
     img = np.array(frame.image, copy=True)
@@ -370,7 +370,7 @@ class AnonymizedVideoWriter:
     def write(self, frame: AnonymizedFrame) -> None:
         import cv2
 
-        from runtime.privacy import require_anonymized
+        from runtime.core.privacy import require_anonymized
 
         require_anonymized(frame, f"video writer {self.path}")
         h, w = frame.image.shape[:2]

@@ -245,14 +245,14 @@ IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
 class McapImageSource(FrameSource):
-    """Image messages of one topic in a rosbag2/MCAP log (ours: :mod:`runtime.telemetry`), in log order.
+    """Image messages of one topic in a rosbag2/MCAP log (ours: :mod:`runtime.telemetry.log`), in log order.
 
     Our logs only ever hold anonymised frames (the privacy gate), so replayed frames are too.
     Timestamps: ``header.stamp`` of each message (the capture time the writer put there).
     """
 
     def __init__(self, log: str | Path, topic: str) -> None:
-        from runtime.telemetry_read import iter_messages
+        from runtime.telemetry.read import iter_messages
 
         self.log = Path(log)
         if not self.log.exists():
@@ -287,7 +287,7 @@ class Ros2ImageSource(FrameSource):
 
     A background executor thread receives messages; :meth:`read` returns the next one (blocking up
     to ``timeout_s``; None on timeout). DDS multicasts: run it in a private network namespace
-    (:mod:`runtime.netns`) unless the ROS domain is configured for this host only.
+    (:mod:`firmware_bridge.netns`) unless the ROS domain is configured for this host only.
     """
 
     def __init__(self, topic: str, node_name: str = "exo_frame_source", timeout_s: float = 1.0,

@@ -8,7 +8,7 @@ World frame: right-handed, z up, origin on the floor, y along the walking direct
 warm-up (``runtime.vision.world.ground_monocular`` with ``heading="walking"``). Before the warm-up is
 complete the output is invalid (the estimation chain gets nothing; assistance stays zero).
 
-Used by the vision process (:mod:`runtime.vision_process`); :func:`build_front_end` is its factory.
+Used by the vision process (:mod:`runtime.vision.process`); :func:`build_front_end` is its factory.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class LiveFrontEnd:
                             f"(warm-up {grounding.warmup_frames} frames)")
 
     def process(self, frame: Any, capture_ns: int):
-        from runtime.vision_process import FrontEndOutput
+        from runtime.vision.process import FrontEndOutput
 
         self.counts["frames"] += 1
         t0 = time.perf_counter()
@@ -150,7 +150,7 @@ class LiveFrontEnd:
 
 class SnapshotWriter:
     """Every ``every``-th anonymised frame as a PNG in ``folder`` (for the run report); only
-    :class:`runtime.privacy.AnonymizedFrame` objects are accepted (``runtime.image_sinks``)."""
+    :class:`runtime.core.privacy.AnonymizedFrame` objects are accepted (``runtime.report.image_sinks``)."""
 
     def __init__(self, folder: str, every: int = 30) -> None:
         from pathlib import Path
@@ -164,7 +164,7 @@ class SnapshotWriter:
         return n % self.every == 0
 
     def write(self, frame: Any) -> None:
-        from runtime.image_sinks import write_report_image
+        from runtime.report.image_sinks import write_report_image
 
         write_report_image(frame, self.folder / f"frame_{self.written:05d}.png")
         self.written += 1
@@ -174,7 +174,7 @@ class SnapshotWriter:
 
 
 def build_front_end(spec: Any) -> LiveFrontEnd:
-    """The factory the vision process calls with its :class:`runtime.vision_process.VisionSpec`."""
+    """The factory the vision process calls with its :class:`runtime.vision.process.VisionSpec`."""
     from runtime.vision.anonymise import Anonymiser
     from runtime.vision.calibration import guess_intrinsics
     from runtime.vision.frame_sources import open_source

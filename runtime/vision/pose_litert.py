@@ -44,7 +44,7 @@ class LiteRtPose(BlazePoseTracker):
 
     def __init__(self, threads: int = 0, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5) -> None:
-        from models.pose_build import bundled_tflite, sha256
+        from runtime.vision.pose_build import bundled_tflite, sha256
 
         self.paths = {n: bundled_tflite(n) for n in ("pose_detection", "pose_landmark_full")}
         self.model_sha256 = {n: sha256(p) for n, p in self.paths.items()}

@@ -287,7 +287,7 @@ def provider_candidates(available: Sequence[str], cache_dir: Path, prefer: str |
 
 
 class OnnxPose(BlazePoseTracker):
-    """BlazePose through ONNX Runtime with the models built by ``python -m models.pose_build``.
+    """BlazePose through ONNX Runtime with the models built by ``python -m runtime.vision.pose_build``.
 
     Parameters
     ----------
@@ -305,7 +305,7 @@ class OnnxPose(BlazePoseTracker):
                  min_tracking_confidence: float = 0.5) -> None:
         import onnxruntime as ort
 
-        from models.pose_build import DEFAULT_OUT, load_manifest, onnx_path
+        from runtime.vision.pose_build import DEFAULT_OUT, load_manifest, onnx_path
 
         if intra_op_threads < 0:
             raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")

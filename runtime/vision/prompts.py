@@ -7,7 +7,7 @@
   (:func:`mask_prompt_from_point`);
 * anthropometric text (``"tall male, 1.85 m, 90 kg"``, ``"woman 60kg 165cm"``, ``5'11"``,
   ``"180 lb"``) → :class:`SubjectAttributes` (height m, mass kg, sex), usable by
-  :class:`models.scaling.SubjectScale`;
+  :class:`models.body.scaling.SubjectScale`;
 * interaction labels of the seed (``"close contact"``, ``"occlusion"``) → :class:`Interaction`,
   which relaxes the tracker's gates and lets it hold a prediction longer
   (:mod:`runtime.vision.tracking`).
@@ -25,7 +25,7 @@ import numpy as np
 
 from runtime.vision.pose_types import BoundingBox
 
-#: Same bounds as models.scaling / runtime.config.SubjectProfile.
+#: Same bounds as models.body.scaling / runtime.core.config.SubjectProfile.
 MASS_RANGE_KG = (20.0, 250.0)
 HEIGHT_RANGE_M = (0.5, 2.5)
 _LB_KG = 0.45359237
@@ -152,8 +152,8 @@ class SubjectAttributes:
             raise ValueError(f"sex: 'male', 'female' or None, got {self.sex!r}")
 
     def to_subject_scale(self):
-        """A :class:`models.scaling.SubjectScale` (needs both height and mass)."""
-        from models.scaling import SubjectScale
+        """A :class:`models.body.scaling.SubjectScale` (needs both height and mass)."""
+        from models.body.scaling import SubjectScale
 
         missing = [n for n in ("height_m", "mass_kg") if getattr(self, n) is None]
         if missing:

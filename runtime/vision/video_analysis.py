@@ -11,13 +11,13 @@
    ``calibration`` (a ``.toml``/``.qca.txt`` file, first camera) or guessed from the image size and
    ``hfov_deg`` (stated); metric scale from the subject's height; floor and walking direction from
    the data (project frame: z up, y = walking direction); zero-lag smoothing at ``cutoff_hz``.
-3. **Subject model**: ``models.scaling.scale_model`` of ``model`` (MyoLeg): thigh, shank, foot and
+3. **Subject model**: ``models.body.scaling.scale_model`` of ``model`` (MyoLeg): thigh, shank, foot and
    pelvis lengths from the grounded landmarks' distances
-   (:func:`models.landmark_markerset.landmark_length_factors`), the rest by the height and mass
+   (:func:`models.body.landmark_markerset.landmark_length_factors`), the rest by the height and mass
    from ``describe`` (``runtime.vision.prompts.split_description``: "tall male, 1.85 m, 90 kg";
    interaction words like "occlusion" go to the tracker) or from ``height_m``/``mass_kg``
    (explicit values win).
-4. **Landmark IK** (:func:`models.landmark_ik.solve_landmark_ik`), then the existing
+4. **Landmark IK** (:func:`models.kinematics.landmark_ik.solve_landmark_ik`), then the existing
    kinematics-only chain of :mod:`models.trial_analysis`: zero-lag derivatives, GRF from
    kinematics alone (``kinematic_foot_wrenches``), inverse dynamics and knee moments
    (``trial_dynamics``), CSVs (``write_csvs``).
@@ -53,7 +53,7 @@ BACKENDS = ("mediapipe",)
 @dataclass
 class VideoAnalysis:
     """What :func:`analyze_video` produced. ``grounded``: :class:`runtime.vision.world.GroundedTrajectory`;
-    ``ik``: :class:`models.inverse_kinematics.IKTrial`; ``trial``: :class:`models.trial_analysis.TrialAnalysis`;
+    ``ik``: :class:`models.kinematics.inverse_kinematics.IKTrial`; ``trial``: :class:`models.trial_analysis.TrialAnalysis`;
     ``tracked``: per analysed frame, whether the subject's pose was found."""
 
     video: Path
@@ -164,11 +164,11 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     import cv2
 
     from models.filters import smooth_derivatives
-    from models.inverse_dynamics import kinematics_from_opensim
-    from models.landmark_ik import solve_landmark_ik
-    from models.landmark_markerset import landmark_length_factors
-    from models.registry import load_model
-    from models.scaling import SubjectScale, scale_model
+    from models.dynamics.inverse_dynamics import kinematics_from_opensim
+    from models.kinematics.landmark_ik import solve_landmark_ik
+    from models.body.landmark_markerset import landmark_length_factors
+    from models.body.registry import load_model
+    from models.body.scaling import SubjectScale, scale_model
     from models.trial_analysis import (AnalyzeParams, TrialKinematics, kinematic_foot_wrenches, trial_dynamics,
                                        write_csvs)
     from runtime.vision.calibration import guess_intrinsics, read_calibration

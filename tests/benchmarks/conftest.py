@@ -89,7 +89,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         "python": sys.version.split()[0], "cpus": sorted(os.sched_getaffinity(0)),
         "load_average_at_end": list(os.getloadavg()),
         "duration_s": JITTER_S, "reference_duration_s": REF_S, "rt_priority": RT_PRIO,
-        "notes": ("lateness = start - scheduled of runtime.executor.FixedRateLoop with an empty step, one fresh "
+        "notes": ("lateness = start - scheduled of runtime.core.executor.FixedRateLoop with an empty step, one fresh "
                   "spawned process per case (mlockall, pinned to the loop CPU); load = a spawned process "
                   "spinning pure Python (SCHED_OTHER) on the loop's CPU (same_core) or the other CPU (other_core)"),
         "cases": rows,

@@ -9,7 +9,7 @@ pure Python on one CPU (the loop's own CPU, or the other one).
       measure(conn, case)           # child: apply_realtime, warm-up, FixedRateLoop.run, send summary
       spin(cpu, ready, stop, conn)  # child: the CPU load
 
-Wake-up lateness is ``start - scheduled`` of ``runtime.executor.FixedRateLoop`` (absolute
+Wake-up lateness is ``start - scheduled`` of ``runtime.core.executor.FixedRateLoop`` (absolute
 deadlines ``t0 + k * period``), with a step that does nothing, so it is the scheduler's and
 the sleep call's jitter only.
 """
@@ -45,7 +45,7 @@ LOADS = tuple(x.strip() for x in os.environ.get("EXO_BENCH_LOADS", "idle,other_c
 RT_PRIO = int(os.environ.get("EXO_BENCH_RT_PRIO", "90"))
 WARMUP_S = 0.5
 
-SLEEP_ABSOLUTE = "clock_nanosleep"   # runtime.clock.MonotonicClock: clock_nanosleep(TIMER_ABSTIME)
+SLEEP_ABSOLUTE = "clock_nanosleep"   # firmware_bridge.clock.MonotonicClock: clock_nanosleep(TIMER_ABSTIME)
 SLEEP_RELATIVE = "time.sleep"        # time.sleep(deadline - now), recomputed every cycle
 
 
@@ -115,9 +115,9 @@ def _noop(info) -> None:  # the step: nothing, so only the wake-up is measured
 
 
 def _measure(case: dict[str, Any]) -> dict[str, Any]:
-    from runtime.clock import MonotonicClock
-    from runtime.executor import FixedRateLoop
-    from runtime.realtime import apply_realtime
+    from firmware_bridge.clock import MonotonicClock
+    from runtime.core.executor import FixedRateLoop
+    from runtime.core.realtime import apply_realtime
 
     rt = apply_realtime(sched_fifo=case["sched_fifo"], priority=case["priority"], cpus=[case["loop_cpu"]],
                         lock_memory=True)

@@ -1,4 +1,4 @@
-"""Per-frame cost of the whole real-time estimation chain (``runtime.estimation.KinematicsToLoads.step``:
+"""Per-frame cost of the whole real-time estimation chain (``runtime.estimation.chain.KinematicsToLoads.step``:
 IK -> causal filter -> GRF -> ID -> KAM/KEM -> static optimisation -> synergies -> knee contact force),
 against a bare ``mj_inverse`` on the same model measured in the same run (the ratio is the figure to quote).
 
@@ -15,9 +15,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.lab_files import shared_data_dir
-from runtime.estimation import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold
-from runtime.validate import shared_trials
+from models.io.lab_files import shared_data_dir
+from runtime.estimation.chain import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold
+from models.io.shared_trials import shared_trials
 
 BUDGET_S = 1.0 / 60.0
 GROUP = "estimation chain MyoLeg PS ss1 60 Hz"

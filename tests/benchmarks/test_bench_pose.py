@@ -1,6 +1,6 @@
 """Per-frame BlazePose latency on this CPU, next to the 16.6 ms budget of a 60 Hz frame.
 
-Backends: ONNX Runtime (the built models, ``python -m models.pose_build``; the provider it picks here),
+Backends: ONNX Runtime (the built models, ``python -m runtime.vision.pose_build``; the provider it picks here),
 the original ``.tflite`` through ai-edge-litert (reference; same pre/post-processing), and MediaPipe's
 legacy solution (``mp.solutions.pose``, model_complexity 1) when importable.
 
@@ -78,7 +78,7 @@ def latency_table(request):
 
 def _backend(kind: str):
     if kind == "onnx":
-        from models.pose_build import DEFAULT_OUT, load_manifest
+        from runtime.vision.pose_build import DEFAULT_OUT, load_manifest
         from runtime.vision.pose_onnx import OnnxPose
 
         try:

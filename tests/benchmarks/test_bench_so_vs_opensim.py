@@ -2,14 +2,14 @@
 
 Measured, never asserted (a shared 2-core VM); figures go to ``extra_info`` and are printed.
 
-* ``test_so_vs_opensim``: OpenSim 4.6's AnalyzeTool + StaticOptimization (``models.opensim_reference``) on GC5 PS ss1
+* ``test_so_vs_opensim``: OpenSim 4.6's AnalyzeTool + StaticOptimization (``models.io.opensim_reference``) on GC5 PS ss1
   (the lab's ``GC5.osim``, its IK and plates; 1.09 s of motion) and, in the same process, our inverse dynamics +
   static optimisation on the same trial (our subject model and kinematics, measured plates): seconds of compute
   per second of motion for each and the ratio (the issue's goal: >= 3000 x).  Skipped when ``opensim`` is absent
   (``pip install opensim==4.6``, the bench extra).
 * ``test_walk_10s_kinematics_to_kcf[myoleg]``: PS ss1's smoothed kinematics and measured foot wrenches repeated to
   >= 10 s (10 cycles, 1320 frames at 120 Hz), then inverse dynamics (with the tibia reaction) -> static
-  optimisation -> knee contact in one call (``models.knee_contact.KinematicsToContact``: each MuJoCo pass once, the
+  optimisation -> knee contact in one call (``models.muscles.knee_contact.KinematicsToContact``: each MuJoCo pass once, the
   contact read from the static optimisation's data); goal <= 0.1 s.  CPU time (``time.process_time``) is printed
   beside the wall time: on a shared machine it is the figure to quote.
 * ``test_walk_10s_kinematics_to_kcf[myofullbody]``: the same chain on MyoFullBody over 1200 smooth synthetic
@@ -26,8 +26,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.inverse_dynamics import ExternalWrenchTrial
-from models.lab_files import shared_data_dir
+from models.dynamics.inverse_dynamics import ExternalWrenchTrial
+from models.io.lab_files import shared_data_dir
 
 PS = shared_data_dir() / "GC5_PS"
 needs_data = pytest.mark.skipif(not (PS / "trc" / "PS_ngait_og_ss1.trc").exists(), reason=f"shared data absent at {PS}")
@@ -48,7 +48,7 @@ def ps_ss1():
 
 @needs_data
 def test_so_vs_opensim(benchmark, ps_ss1):
-    from models.opensim_reference import opensim_available, run_opensim_static_optimization, time_ours_id_so
+    from models.io.opensim_reference import opensim_available, run_opensim_static_optimization, time_ours_id_so
 
     if not opensim_available():
         pytest.skip("opensim not installed (pip install opensim==4.6)")
@@ -77,14 +77,14 @@ def test_so_vs_opensim(benchmark, ps_ss1):
 
 
 def _chain(model, side, mass_kg, qpos, qvel, qacc, ext, t):
-    from models.knee_contact import KinematicsToContact
+    from models.muscles.knee_contact import KinematicsToContact
 
     chain = KinematicsToContact(model, side, body_mass_kg=mass_kg)
     return lambda: chain.run(qpos, qvel, qacc, ext, t)[1]
 
 
 def _fullbody_walk(n: int, rate: float):
-    from models.registry import load_model
+    from models.body.registry import load_model
 
     mm = load_model("myofullbody")
     m = mm.model

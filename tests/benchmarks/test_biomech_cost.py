@@ -37,11 +37,11 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.ground_reaction import CoordinatesFrame, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
-from models.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
-from models.inverse_kinematics import IKParams, InverseKinematics, match_marker_names
-from models.lab_files import opensim_to_z_up, read_trial, shared_data_dir
-from models.markerset import from_opensim_markerset
+from models.grf.estimator import CoordinatesFrame, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
+from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
+from models.kinematics.inverse_kinematics import IKParams, InverseKinematics, match_marker_names
+from models.io.lab_files import opensim_to_z_up, read_trial, shared_data_dir
+from models.body.markerset import from_opensim_markerset
 from models.trial_analysis import STANDARD_GRAVITY_M_S2, AnalyzeParams, trial_kinematics
 
 PS = shared_data_dir() / "GC5_PS"
@@ -328,7 +328,7 @@ def test_leg_chain(benchmark, hot_results, leg):
 # ------------------------------------------------------------------ MyoFullBody, random valid states
 @pytest.fixture(scope="module")
 def fullbody():
-    from models.registry import load_model
+    from models.body.registry import load_model
 
     model = load_model("myofullbody").model
     inv = InverseDynamics(model, InverseDynamicsParams())

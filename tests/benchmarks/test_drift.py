@@ -15,9 +15,9 @@ DURATION_S = float(os.environ.get("EXO_BENCH_DRIFT_S", "60"))
 
 
 def _worker(duration_s, conn):
-    from runtime.clock import MonotonicClock
-    from runtime.executor import FixedRateLoop
-    from runtime.realtime import apply_realtime
+    from firmware_bridge.clock import MonotonicClock
+    from runtime.core.executor import FixedRateLoop
+    from runtime.core.realtime import apply_realtime
 
     rt = apply_realtime(sched_fifo=True, priority=90, cpus=[1], lock_memory=True)
     loop = FixedRateLoop("drift", 60.0, MonotonicClock())

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from controllers.safety import JointLimits, SafetyParams, SafetyState, SafetySupervisor
-from runtime.channels import command_dtype, torque_record_dtype
-from runtime.shared_memory import LatestValueBuffer, RecordRing
+from runtime.core.channels import command_dtype, torque_record_dtype
+from runtime.core.shared_memory import LatestValueBuffer, RecordRing
 
 BENCH = dict(min_rounds=20, max_time=0.5, warmup=True, warmup_iterations=2000)
 RING_CAPACITY = 4096

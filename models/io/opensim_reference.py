@@ -1,0 +1,228 @@
+"""OpenSim's own StaticOptimization, run from Python beside ours on the same trial, with timings.
+
+``opensim`` (the 4.6 wheel, ``pip install opensim==4.6``; a *bench* extra, never imported by the default chain) is
+imported inside :func:`run_opensim_static_optimization`.  The model, coordinates and loads come from the shared
+data (``GC5_PS``: the lab's scaled Rajagopal model ``GC5.osim``, its IK ``.mot``, the plate ``.mot`` and the
+external-loads ``.xml`` whose ``datafile`` is the author's path and is replaced here).
+
+The run (OpenSim's AnalyzeTool with one StaticOptimization analysis, OpenSim's defaults otherwise: activation
+exponent 2, muscle force-length-velocity on, coordinates low-passed at 6 Hz, the cut-off of the lab's external-loads
+file):
+
+* reserves: a ``CoordinateActuator`` on every free, unlocked, independent coordinate, optimal force
+  ``reserve_optimal_force_nm`` (1 N m: a reserve costs as much as a fully active muscle per N m, the same weighting
+  as our default :class:`models.muscles.static_optimization.SOParams`), and ``residual_optimal_force`` (N or N m) on the six
+  pelvis coordinates (OpenSim's usual residual actuators);
+* timing: wall and CPU time of ``tool.run()`` only (model loading excluded), divided by the seconds of motion
+  analysed: "seconds of compute per second of motion".  Both tools are single-threaded; on a shared machine the
+  CPU-time ratio is the one to quote (wall time swings with other load: 17-70 s per s for OpenSim here).
+
+Agreement with the lab's own OpenSim 3.3 results on PS ss1 (same model, IK and loads; measured 2026-11-25): summed
+plantarflexor force within 0.3 % and gluteus medius within 5 % over mid-stance (tested), the soleus/gastrocnemius
+split differs (soleus up to 25 % lower in 4.6), and 4.6 adds quadriceps-hamstrings co-contraction in late swing
+(85-90 % of the cycle, vastus lateralis +825 N, semimembranosus +630 N; without the 6 Hz filter it is larger).
+Through our contact step (:mod:`models.muscles.knee_contact`) the lab's 3.3 forces give 0.30 BW total RMSE against the
+implant, the 4.6 rerun 0.68 BW: the OpenSim anchor depends on the OpenSim run.
+
+Ours on the same trial (:func:`time_ours_id_so`): inverse dynamics (:class:`models.dynamics.inverse_dynamics
+.InverseDynamics`) + static optimisation (:class:`models.muscles.static_optimization.StaticOptimization`) on our subject
+model and kinematics, the same work OpenSim's tool does after reading the files (it runs its own inverse dynamics
+inside StaticOptimization), timed in the same process.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "time_ours_id_so", "opensim_available"]
+
+PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
+
+
+def import_opensim() -> Any:
+    """``import opensim`` without letting it rewrite this process's environment.
+
+    The opensim 4.6 wheel's ``__init__`` replaces ``LD_LIBRARY_PATH`` (and prepends to ``PATH``, sets
+    ``SIMBODY_HOME``); every child process started afterwards then lost the ROS 2 wheels' library paths and
+    failed to import rclpy. Its libraries are loaded by then, so the variables are restored at once.
+    """
+    import os
+
+    keys = ("LD_LIBRARY_PATH", "PATH", "SIMBODY_HOME")
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        import opensim
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return opensim
+
+
+def opensim_available() -> bool:
+    """True when the ``opensim`` package imports."""
+    try:
+        import_opensim()
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class OpenSimSOResult:
+    """One OpenSim StaticOptimization run: ``force_path``/``activation_path`` (.sto), timings (s), window (s)."""
+
+    force_path: Path
+    activation_path: Path
+    run_wall_s: float
+    run_cpu_s: float
+    load_wall_s: float
+    start_s: float
+    end_s: float
+    opensim_version: str
+
+    @property
+    def motion_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def wall_per_motion_s(self) -> float:
+        """Seconds of compute (wall) per second of motion."""
+        return self.run_wall_s / self.motion_s
+
+    @property
+    def cpu_per_motion_s(self) -> float:
+        """Seconds of this process's CPU time per second of motion (less sensitive to other load than wall)."""
+        return self.run_cpu_s / self.motion_s
+
+
+def _external_loads_copy(xml_path: Path, grf_path: Path, out_dir: Path) -> Path:
+    text = Path(xml_path).read_text()
+    text, n = re.subn(r"<datafile>.*?</datafile>", f"<datafile>{Path(grf_path).resolve()}</datafile>", text,
+                      flags=re.S)
+    if n != 1:
+        raise ValueError(f"external_loads = {str(xml_path)!r}: expected one <datafile> element, found {n}")
+    text = re.sub(r"<external_loads_model_kinematics_file>.*?</external_loads_model_kinematics_file>",
+                  "<external_loads_model_kinematics_file />", text, flags=re.S)
+    out = out_dir / Path(xml_path).name
+    out.write_text(text)
+    return out
+
+
+def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path, grf_path: str | Path,
+                                    external_loads_path: str | Path, out_dir: str | Path | None = None, *,
+                                    start_s: float | None = None, end_s: float | None = None,
+                                    reserve_optimal_force_nm: float = 1.0, residual_optimal_force: float = 100.0,
+                                    cutoff_hz: float = 6.0, name: str = "opensim_so") -> OpenSimSOResult:
+    """OpenSim's AnalyzeTool + StaticOptimization on one trial (see the module docstring); results in ``out_dir``
+    (a new temporary folder when ``None``)."""
+    osim = import_opensim()
+
+    for label, p in (("model_path", model_path), ("ik_path", ik_path), ("grf_path", grf_path),
+                     ("external_loads_path", external_loads_path)):
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{label} = {str(p)!r}: no such file")
+    if not (reserve_optimal_force_nm > 0 and residual_optimal_force > 0):
+        raise ValueError(f"reserve_optimal_force_nm = {reserve_optimal_force_nm!r}, residual_optimal_force = "
+                         f"{residual_optimal_force!r}: must be > 0")
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="opensim_so_"))
+    out.mkdir(parents=True, exist_ok=True)
+    loads = _external_loads_copy(Path(external_loads_path), Path(grf_path), out)
+
+    w0 = time.perf_counter()
+    model = osim.Model(str(model_path))
+    cs = model.getCoordinateSet()
+    # coupled coordinates (the dependent side of a CoordinateCouplerConstraint, e.g. Rajagopal's knee_angle_l_beta,
+    # the patella) follow their independent coordinate and get no reserve
+    dependent = set()
+    cons = model.getConstraintSet()
+    for k in range(cons.getSize()):
+        cc = osim.CoordinateCouplerConstraint.safeDownCast(cons.get(k))
+        if cc is not None:
+            dependent.add(cc.getDependentCoordinateName())
+    for i in range(cs.getSize()):
+        c = cs.get(i)
+        if c.getDefaultLocked() or c.getDefaultIsPrescribed() or c.getName() in dependent:
+            continue
+        act = osim.CoordinateActuator(c.getName())
+        act.setName(f"{c.getName()}_reserve")
+        act.setOptimalForce(residual_optimal_force if c.getName() in PELVIS_COORDINATES else reserve_optimal_force_nm)
+        act.setMinControl(-np.inf)
+        act.setMaxControl(np.inf)
+        model.addForce(act)
+    model.finalizeConnections()
+    ik = osim.TimeSeriesTable(str(ik_path))
+    times = ik.getIndependentColumn()
+    t0 = float(times[0]) if start_s is None else float(start_s)
+    t1 = float(times[-1]) if end_s is None else float(end_s)
+    if not t1 > t0:
+        raise ValueError(f"start_s = {t0!r}, end_s = {t1!r}: need end_s > start_s")
+
+    model_file = out / f"{name}_model_with_reserves.osim"
+    model.printToXML(str(model_file))
+    setup = osim.AnalyzeTool()
+    setup.setName(name)
+    setup.setModelFilename(str(model_file))
+    setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
+    setup.setLowpassCutoffFrequency(cutoff_hz)
+    setup.setExternalLoadsFileName(str(loads))
+    setup.setInitialTime(t0)
+    setup.setFinalTime(t1)
+    setup.setResultsDir(str(out))
+    so = osim.StaticOptimization()
+    so.setStartTime(t0)
+    so.setEndTime(t1)
+    so.setUseModelForceSet(True)
+    so.setActivationExponent(2.0)
+    so.setUseMusclePhysiology(True)
+    setup.getAnalysisSet().cloneAndAppend(so)
+    setup_file = out / f"{name}_setup.xml"
+    setup.printToXML(str(setup_file))
+    w0 = time.perf_counter()
+    tool = osim.AnalyzeTool(str(setup_file))      # parses the setup, loads the model: excluded from the run time
+    w1 = time.perf_counter()
+    c1 = time.process_time()
+    ok = tool.run()
+    w2 = time.perf_counter()
+    c2 = time.process_time()
+    if not ok:
+        raise RuntimeError(f"OpenSim AnalyzeTool failed on {ik_path} (results in {out})")
+    force = out / f"{name}_StaticOptimization_force.sto"
+    activation = out / f"{name}_StaticOptimization_activation.sto"
+    if not force.exists():
+        raise RuntimeError(f"OpenSim wrote no {force.name} in {out}: {sorted(os.listdir(out))}")
+    return OpenSimSOResult(force, activation, w2 - w1, c2 - c1, w1 - w0, t0, t1, osim.__version__)
+
+
+def time_ours_id_so(model, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals, time_s: np.ndarray,
+                    repeats: int = 3) -> dict[str, float]:
+    """Our inverse dynamics + static optimisation over a trial, best of ``repeats`` wall and CPU time (s), and the same
+    per second of motion.
+
+    ``externals``: per-foot :class:`models.dynamics.inverse_dynamics.ExternalWrenchTrial` list."""
+    from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+    from models.muscles.static_optimization import SOParams, StaticOptimization
+
+    inv = InverseDynamics(model, InverseDynamicsParams())
+    so = StaticOptimization(model, SOParams())
+    best, best_cpu = np.inf, np.inf
+    for _ in range(max(1, int(repeats))):
+        t0, c0 = time.perf_counter(), time.process_time()
+        jm = inv.run(qpos, qvel, qacc, list(externals), time_s=time_s)
+        so.run(qpos, qvel, jm.coordinate_force)
+        best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    motion = float(time_s[-1] - time_s[0])
+    return {"id_so_s": float(best), "id_so_cpu_s": float(best_cpu), "motion_s": motion,
+            "per_motion_s": float(best / motion), "cpu_per_motion_s": float(best_cpu / motion),
+            "frames": int(qpos.shape[0])}

@@ -1,0 +1,941 @@
+"""Marker-based inverse kinematics for a MuJoCo musculoskeletal model (MyoLeg).
+
+Problem (one frame)
+-------------------
+Given measured marker positions ``m_i`` (world frame, z up, metres; NaN = missing) and a
+:class:`~models.body.markerset.MarkerSet` placing marker ``i`` on body ``b_i`` at offset ``o_i`` (body frame),
+find the generalised coordinates ``q`` minimising
+
+    C(q) = sum_i w_i || m_i - p_i(q) ||^2,     p_i(q) = xpos_{b_i}(q) + xmat_{b_i}(q) o_i,
+
+over the solved degrees of freedom only: the free root (pelvis translation + rotation, 6 dofs) and the
+coordinates in :attr:`IKParams.coordinates` (default: hip flexion/adduction/rotation, knee angle and
+ankle angle of both legs, as in the lab's OpenSim IK, which locks subtalar and mtp).  Every other dof
+keeps its ``qpos0`` value, except coordinates that a MuJoCo joint equality ties to a solved one (MyoLeg's
+knee translations, secondary knee rotations and patella, all polynomials of ``knee_angle_*``): those are
+set exactly from the polynomial, and their Jacobian columns are folded into the independent coordinate's
+column by the chain rule, ``J_eff[:, knee] = J[:, knee] + sum_k dpoly_k/dq J[:, dep_k]``.
+
+Method: Gauss-Newton with Levenberg damping and box constraints.  Each iteration evaluates the marker
+points (``mj_kinematics``, ``mj_comPos``), their 3 x nv Jacobians with ``mujoco.mj_jac``, and solves
+
+    (J^T W J + lambda I) dq = J^T W e,      lo - q <= dq <= hi - q  (joint ranges, ``jnt_range``)
+
+with a small active-set loop (coordinates whose step would cross a limit are pinned at the limit and
+the rest re-solved).  The step is capped (``max_step_rad``, ``max_step_m``), applied with
+``mj_integratePos`` (quaternion-safe for the free root) and clamped to the ranges, so limits are never
+exceeded.  A step that raises the cost is undone and lambda multiplied by 10.  Converged when
+``max |dq| < tolerance``; at most ``max_iterations`` iterations (``initial_max_iterations`` for a cold
+start).
+
+Frames: ``step`` takes markers in the **world frame, z up** (x forward, y left in the lab's convention).
+``run`` takes a :class:`~models.io.lab_files.MarkerTrial` and its ``source_frame``: ``"opensim_y_up"`` for
+``.trc`` files (converted with :func:`~models.io.lab_files.opensim_to_z_up`) or ``"z_up"``.  MyoLeg with its
+free root at identity faces world -y (left = +x); the solved root quaternion includes that yaw.
+The pelvis angles in :attr:`InverseKinematics.coordinate_names` are OpenSim's ``ground_pelvis``
+coordinates (body-fixed Z-X-Y: tilt, list, rotation) of the pelvis frame in OpenSim's ground
+(x forward, y up, z right, i.e. the inverse of ``opensim_to_z_up``), so they compare directly with a
+lab ``.mot``; ``pelvis_t[xyz]`` is the pelvis origin in that ground frame.
+
+Cold start (first frame, after :meth:`InverseKinematics.reset`, or when a warm start ends with an RMS
+error above ``reinit_rms_m``): the root pose is fitted to the markers rigid with the pelvis by Kabsch
+(SVD) on their neutral-pose positions, the legs start at ``qpos0``, then up to ``initial_max_iterations``;
+if the RMS error is still above ``reinit_rms_m`` the legs are restarted from the middle and then 3/4 of
+their ranges (deep flexion) and the best fit is kept (from random poses anywhere in the ranges, qpos0
+alone lands in a wrong minimum about 1 time in 100, e.g. hip 110 deg with knee 120 deg).
+With fewer than 3 pelvis markers the root is placed at the centroid of the visible markers with the
+heading ``initial_heading_rad``.
+
+Missing markers are dropped for the frame (status ``MARKERS_MISSING``); with fewer than ``min_markers``
+the frame is not solved, the previous pose is held and flagged ``TOO_FEW_MARKERS`` (residuals NaN).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import mujoco
+import numpy as np
+from scipy.linalg.lapack import dposv as _dposv
+
+from models.io.lab_files import opensim_to_z_up
+from models.body.markerset import MarkerSet, _as_mjmodel
+
+__all__ = [
+    "DEFAULT_COORDINATES",
+    "PELVIS_COORDINATES",
+    "IKParams",
+    "IKStatus",
+    "IKFrame",
+    "IKTrial",
+    "InverseKinematics",
+    "load_myoleg",
+    "rmse_against_reference",
+    "match_marker_names",
+    "SOURCE_FRAMES",
+]
+
+#: Coordinates solved by default besides the free root (the lab's OpenSim IK locks subtalar and mtp).
+DEFAULT_COORDINATES: tuple[str, ...] = tuple(
+    f"{c}_{s}"
+    for s in ("r", "l")
+    for c in ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
+)
+#: OpenSim ground_pelvis coordinates derived from the solved root (rad, rad, rad, m, m, m).
+PELVIS_COORDINATES: tuple[str, ...] = (
+    "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
+)
+#: Accepted ``source_frame`` values of :meth:`InverseKinematics.run`.
+SOURCE_FRAMES: tuple[str, ...] = ("opensim_y_up", "z_up")
+
+_HINGE_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+
+# OpenSim ground (x fwd, y up, z right) -> world z up (x fwd, y left, z up); see lab_files.opensim_to_z_up
+_T_OSIM_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+# --------------------------------------------------------------------------------------------------
+# model loading (swap for models.body.registry once it exists)
+# --------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def load_myoleg() -> mujoco.MjModel:
+    """MyoLeg (nq 35, nv 34, 80 muscles, free root), built once per process (about 2 s).
+
+    Uses ``models.body.registry.load_model("myoleg")`` when that module exists, else ``myo_sim`` directly.
+    Treat the result as read-only: it is shared.
+    """
+    try:
+        from models.body.registry import load_model  # type: ignore[import-not-found]
+    except ImportError:
+        load_model = None
+    if load_model is not None:
+        return _as_mjmodel(load_model("myoleg"))
+    import warnings
+
+    import myo_sim
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Attaching a spec with an empty prefix")
+        return myo_sim.load_model("myolegs")
+
+
+# --------------------------------------------------------------------------------------------------
+# types
+# --------------------------------------------------------------------------------------------------
+
+
+class IKStatus(enum.IntFlag):
+    """Per-frame flags (a frame can carry several)."""
+
+    OK = 0
+    MARKERS_MISSING = 1  #: some markers were NaN and dropped for this frame
+    TOO_FEW_MARKERS = 2  #: fewer than ``min_markers``: not solved, previous pose held, residuals NaN
+    NOT_CONVERGED = 4  #: iteration cap reached before ``max |dq| < tolerance``
+    AT_LIMIT = 8  #: at least one solved coordinate ended at a joint limit
+    COLD_START = 16  #: solved from the neutral pose (first frame, after reset, or re-initialised)
+    REINITIALISED = 32  #: the warm start ended above ``reinit_rms_m`` and a cold start was tried
+
+
+@dataclass(frozen=True, slots=True)
+class IKParams:
+    """Parameters of :class:`InverseKinematics` (validated at construction).
+
+    ``coordinates``: hinge/slide joints solved besides the free root.  ``marker_weights``: marker name ->
+    weight (default 1.0; 0 ignores the marker).  ``damping_m2``: Levenberg damping lambda added to
+    ``J^T W J`` (m^2 per rad^2 or per m^2 of step); it slows, but does not bias, convergence.
+    ``tolerance``: converged when the largest step component is below it (rad or m); the final error is
+    a few times that (Gauss-Newton converges linearly when the markers do not fit the model exactly).
+    ``predict``: warm-start from a constant-velocity extrapolation of the last two solved frames (same
+    optimum, fewer iterations) instead of the last solution.
+    ``max_step_rad``/``max_step_m``: caps on one iteration's rotation/translation step.
+    ``min_markers``: fewer visible markers -> frame not solved.  ``reinit_rms_m``: warm-started frames
+    ending with an RMS marker error above this are re-solved from a cold start (the better one is kept).
+    ``initial_heading_rad``: root yaw used only when a cold start sees fewer than 3 pelvis markers.
+    ``pelvis_body``: body whose frame gives the OpenSim pelvis coordinates.
+    """
+
+    coordinates: tuple[str, ...] = DEFAULT_COORDINATES
+    marker_weights: Mapping[str, float] = field(default_factory=dict)
+    damping_m2: float = 1e-5
+    max_iterations: int = 30
+    initial_max_iterations: int = 300
+    tolerance: float = 1e-5
+    predict: bool = True
+    max_step_rad: float = 0.3
+    max_step_m: float = 0.1
+    min_markers: int = 4
+    reinit_rms_m: float = 0.05
+    initial_heading_rad: float = math.pi / 2
+    pelvis_body: str = "pelvis"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coordinates", tuple(self.coordinates))
+        if len(set(self.coordinates)) != len(self.coordinates):
+            raise ValueError(f"IKParams.coordinates has duplicates: {self.coordinates}")
+        w = dict(self.marker_weights)
+        for k, v in w.items():
+            if not (math.isfinite(float(v)) and float(v) >= 0):
+                raise ValueError(f"IKParams.marker_weights[{k!r}] must be finite and >= 0, got {v!r}")
+        object.__setattr__(self, "marker_weights", MappingProxyType({k: float(v) for k, v in w.items()}))
+        for name in ("damping_m2", "tolerance", "max_step_rad", "max_step_m", "reinit_rms_m"):
+            v = float(getattr(self, name))
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"IKParams.{name} must be finite and > 0, got {v!r}")
+        for name in ("max_iterations", "initial_max_iterations", "min_markers"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"IKParams.{name} must be an integer >= 1, got {v!r}")
+
+
+@dataclass(slots=True, eq=False)
+class IKFrame:
+    """Output of :meth:`InverseKinematics.step` (preallocated by :meth:`InverseKinematics.new_frame`).
+
+    ``qpos``: (nq,) the model's full generalised coordinates (free root: position m + quaternion).
+    ``coordinates``: (nc,) values named by :attr:`InverseKinematics.coordinate_names`: the OpenSim pelvis
+    coordinates (rad, m) then the solved coordinates (rad for hinges, m for slides).
+    ``marker_error_m``: (M,) distance model-to-measured marker, NaN where missing; ``marker_used``: (M,).
+    ``residual_rms_m``/``residual_max_m``: over the used markers (unweighted), NaN when not solved.
+    """
+
+    qpos: np.ndarray
+    coordinates: np.ndarray
+    marker_error_m: np.ndarray
+    marker_used: np.ndarray
+    residual_rms_m: float = math.nan
+    residual_max_m: float = math.nan
+    markers_used: int = 0
+    iterations: int = 0
+    converged: bool = False
+    status: IKStatus = IKStatus.OK
+
+
+@dataclass(frozen=True, eq=False)
+class IKTrial:
+    """Output of :meth:`InverseKinematics.run` for N frames and M markers.
+
+    ``coordinates`` (N, nc): rad for angles, m for translations, named by ``coordinate_names``.
+    ``status`` holds :class:`IKStatus` values as ints.  ``solve_time_s``: wall time of each ``step``.
+    ``markers_not_in_trial``: marker-set markers the trial lacks (NaN throughout);
+    ``trial_markers_unused``: trial markers the marker set does not place.
+    """
+
+    time_s: np.ndarray
+    marker_names: tuple[str, ...]
+    coordinate_names: tuple[str, ...]
+    coordinates: np.ndarray
+    qpos: np.ndarray
+    residual_rms_m: np.ndarray
+    residual_max_m: np.ndarray
+    markers_used: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+    marker_error_m: np.ndarray
+    solve_time_s: np.ndarray
+    markers_not_in_trial: tuple[str, ...] = ()
+    trial_markers_unused: tuple[str, ...] = ()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.time_s.shape[0])
+
+    def coordinate(self, name: str) -> np.ndarray:
+        """(N,) one coordinate, rad or m."""
+        try:
+            return self.coordinates[:, self.coordinate_names.index(name)]
+        except ValueError:
+            raise KeyError(f"no coordinate {name!r}; coordinates: {list(self.coordinate_names)}") from None
+
+    def coordinate_deg(self, name: str) -> np.ndarray:
+        """(N,) one angular coordinate in degrees."""
+        if name.endswith(("_tx", "_ty", "_tz")):
+            raise ValueError(f"{name!r} is a translation (m), not an angle")
+        return np.rad2deg(self.coordinate(name))
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x = a^-1 b for a symmetric positive definite a (LAPACK dposv; falls back to lstsq)."""
+    _, x, info = _dposv(a, b)
+    if info != 0:
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+    return x
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R, t minimising sum ||R a_i + t - b_i||^2 for (K, 3) point sets, K >= 3."""
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    h = (a - ca).T @ (b - cb)
+    u, _, vt = np.linalg.svd(h)
+    dsign = 1.0 if np.linalg.det(vt.T @ u.T) >= 0 else -1.0
+    r = vt.T @ np.diag([1.0, 1.0, dsign]) @ u.T
+    return r, cb - r @ ca
+
+
+def _pelvis_opensim(xmat: np.ndarray, xpos: np.ndarray, out: np.ndarray) -> None:
+    """OpenSim ground_pelvis coordinates from the pelvis frame's world pose (z up): tilt, list, rotation
+    (body-fixed Z-X-Y), rad, and the origin in OpenSim ground (x fwd, y up, z right), m."""
+    r = _T_OSIM_TO_ZUP.T @ xmat.reshape(3, 3)
+    out[1] = math.asin(max(-1.0, min(1.0, r[2, 1])))
+    out[0] = math.atan2(-r[0, 1], r[1, 1])
+    out[2] = math.atan2(-r[2, 0], r[2, 2])
+    out[3:6] = _T_OSIM_TO_ZUP.T @ xpos
+
+
+class _JointEqualities:
+    """Active ``mjEQ_JOINT`` equalities of a model as arrays: ``q[dep] = q0_dep + poly(q[ind] - q0_ind)``
+    (``ind = -1``: constant).  ``apply`` sets the dependents; ``derivative`` gives d q[dep] / d q[ind]."""
+
+    __slots__ = ("dep_qadr", "dep_dof", "ind_qadr", "ind_jnt", "q0_dep", "q0_ind", "c", "_has_ind", "_x", "_ind_safe")
+
+    def __init__(self, m: mujoco.MjModel) -> None:
+        rows = [
+            e for e in range(m.neq)
+            if int(m.eq_type[e]) == int(mujoco.mjtEq.mjEQ_JOINT) and bool(m.eq_active0[e])
+        ]
+        j1 = np.array([int(m.eq_obj1id[e]) for e in rows], dtype=np.int64)
+        j2 = np.array([int(m.eq_obj2id[e]) for e in rows], dtype=np.int64)
+        self.dep_qadr = np.array([int(m.jnt_qposadr[j]) for j in j1], dtype=np.int64)
+        self.dep_dof = np.array([int(m.jnt_dofadr[j]) for j in j1], dtype=np.int64)
+        self.ind_jnt = j2
+        self._has_ind = j2 >= 0
+        self.ind_qadr = np.array([int(m.jnt_qposadr[j]) if j >= 0 else -1 for j in j2], dtype=np.int64)
+        self._ind_safe = np.where(self._has_ind, self.ind_qadr, 0)
+        self.q0_dep = np.array(m.qpos0)[self.dep_qadr] if rows else np.zeros(0)
+        self.q0_ind = np.where(self._has_ind, np.array(m.qpos0)[self._ind_safe], 0.0) if rows else np.zeros(0)
+        self.c = np.array([m.eq_data[e][:5] for e in rows], dtype=float).reshape(-1, 5)
+        self._x = np.zeros(len(rows))
+
+    def apply(self, q: np.ndarray) -> None:
+        if not self.dep_qadr.size:
+            return
+        x = self._x
+        np.take(q, self._ind_safe, out=x)
+        x -= self.q0_ind
+        x *= self._has_ind
+        c = self.c
+        v = c[:, 4] * x
+        v += c[:, 3]
+        v *= x
+        v += c[:, 2]
+        v *= x
+        v += c[:, 1]
+        v *= x
+        v += c[:, 0]
+        v += self.q0_dep
+        q[self.dep_qadr] = v
+
+    def derivative(self, q: np.ndarray, out: np.ndarray) -> None:
+        x = self._x
+        np.take(q, self._ind_safe, out=x)
+        x -= self.q0_ind
+        c = self.c
+        out[:] = 4.0 * c[:, 4] * x
+        out += 3.0 * c[:, 3]
+        out *= x
+        out += 2.0 * c[:, 2]
+        out *= x
+        out += c[:, 1]
+        out *= self._has_ind
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------------------------------
+
+
+class InverseKinematics:
+    """Per-frame marker IK (warm-started) with a batch method; see the module docstring.
+
+    ``model``: an ``MjModel`` (or an object with ``.mj_model``) with one free joint; ``markerset``: where
+    the markers sit on its bodies; ``params``: :class:`IKParams`.  The instance owns its ``MjData`` and
+    all (M, 3, nv)-sized work buffers; one instance per thread.  What still allocates per iteration is a
+    handful of n-sized temporaries (the LAPACK solve, the limit checks), n = 6 + len(coordinates).
+
+    Attributes: ``marker_names`` (the order ``step`` expects), ``solved_coordinates``,
+    ``coordinate_names`` (= ``PELVIS_COORDINATES + solved_coordinates``), ``coordinate_limits``.
+    """
+
+    def __init__(self, model: Any, markerset: MarkerSet, params: IKParams = IKParams()) -> None:
+        m = _as_mjmodel(model)
+        if not isinstance(m, mujoco.MjModel):
+            raise TypeError(
+                f"model must be a mujoco.MjModel or wrap one in .mj_model, got {type(model).__name__}"
+            )
+        if len(markerset) == 0:
+            raise ValueError("the marker set is empty")
+        self.model = m
+        self.data = mujoco.MjData(m)
+        self.params = params
+        self.markerset = markerset
+        self.marker_names: tuple[str, ...] = markerset.names
+        M = len(markerset)
+        self._body = markerset.body_ids(m)
+        self._offset = np.ascontiguousarray(markerset.offsets_m)
+        unknown = sorted(set(params.marker_weights) - set(self.marker_names))
+        if unknown:
+            raise KeyError(
+                f"IKParams.marker_weights names markers not in the set: {unknown}; "
+                f"markers: {list(self.marker_names)}"
+            )
+        self._weight = np.array([params.marker_weights.get(n, 1.0) for n in self.marker_names])
+
+        # --- the free root
+        free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)]
+        if len(free) != 1:
+            raise ValueError(f"the model must have exactly one free joint (the root), found {len(free)}")
+        self._root_jnt = free[0]
+        self._root_body = int(m.jnt_bodyid[self._root_jnt])
+        root_dof, root_qadr = int(m.jnt_dofadr[self._root_jnt]), int(m.jnt_qposadr[self._root_jnt])
+        self._root_qadr = root_qadr
+
+        # --- solved coordinates
+        names = [m.joint(j).name for j in range(m.njnt)]
+        dependents = {
+            int(m.eq_obj1id[e])
+            for e in range(m.neq)
+            if int(m.eq_type[e]) == int(mujoco.mjtEq.mjEQ_JOINT) and bool(m.eq_active0[e])
+        }
+        sel = list(range(root_dof, root_dof + 6))
+        rot = [False, False, False, True, True, True]
+        lo = [-math.inf] * 6
+        hi = [math.inf] * 6
+        coord_jnt = []
+        for c in params.coordinates:
+            if c not in names:
+                hinge = [
+                    n for j, n in enumerate(names) if int(m.jnt_type[j]) in _HINGE_SLIDE and j not in dependents
+                ]
+                raise KeyError(f"IKParams.coordinates: the model has no joint {c!r}; solvable joints: {hinge}")
+            j = names.index(c)
+            if int(m.jnt_type[j]) not in _HINGE_SLIDE:
+                raise ValueError(f"IKParams.coordinates: {c!r} is not a hinge or slide joint")
+            if j in dependents:
+                raise ValueError(
+                    f"IKParams.coordinates: {c!r} is set by a joint equality from another coordinate; solve that one"
+                )
+            coord_jnt.append(j)
+            sel.append(int(m.jnt_dofadr[j]))
+            rot.append(int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE))
+            if bool(m.jnt_limited[j]):
+                lo.append(float(m.jnt_range[j, 0]))
+                hi.append(float(m.jnt_range[j, 1]))
+            else:
+                lo.append(-math.inf)
+                hi.append(math.inf)
+        self.solved_coordinates: tuple[str, ...] = tuple(params.coordinates)
+        self.coordinate_names: tuple[str, ...] = PELVIS_COORDINATES + self.solved_coordinates
+        self._sel = np.array(sel, dtype=np.int64)
+        self._rot = np.array(rot, dtype=bool)
+        self._lo = np.array(lo)
+        self._hi = np.array(hi)
+        self._coord_qadr = np.array([int(m.jnt_qposadr[j]) for j in coord_jnt], dtype=np.int64)
+        self._coord_lo = self._lo[6:].copy()
+        self._coord_hi = self._hi[6:].copy()
+        n = len(sel)
+        self._n = n
+
+        # --- joint equalities; those whose independent coordinate is solved enter the Jacobian through
+        # the selection matrix S (nv, n): J_eff = J_full @ S, S[sel_k, k] = 1, S[dep, k(ind)] = dq_dep/dq_ind
+        self._eq = _JointEqualities(m)
+        coupled = [
+            (i, 6 + coord_jnt.index(int(j2))) for i, j2 in enumerate(self._eq.ind_jnt) if int(j2) in coord_jnt
+        ]
+        self._cpl_eq = np.array([i for i, _ in coupled], dtype=np.int64)
+        self._cpl_sel = np.array([k for _, k in coupled], dtype=np.int64)
+        self._cpl_dof = self._eq.dep_dof[self._cpl_eq]
+        self._cpl_deriv = np.zeros(len(self._eq.dep_qadr))
+        self._S = np.zeros((m.nv, n))
+        self._S[self._sel, np.arange(n)] = 1.0
+
+        try:
+            self._pelvis_body = m.body(params.pelvis_body).id
+        except KeyError:
+            bodies = [m.body(i).name for i in range(m.nbody)]
+            raise KeyError(f"IKParams.pelvis_body: no body {params.pelvis_body!r}; bodies: {bodies}") from None
+
+        # --- buffers
+        nv = m.nv
+        self._q = np.array(m.qpos0, dtype=float)
+        self._eq.apply(self._q)
+        self._q_prev = self._q.copy()
+        self._q_try = self._q.copy()
+        self._q_best = self._q.copy()
+        # cold-start seeds for the solved coordinates: qpos0, then 1/2 and 3/4 of each finite range
+        fin = np.isfinite(self._coord_lo) & np.isfinite(self._coord_hi)
+        q0c = np.array(m.qpos0)[self._coord_qadr]
+        self._cold_seeds: list[np.ndarray | None] = [None] + [
+            np.where(fin, self._coord_lo + f * np.where(fin, self._coord_hi - self._coord_lo, 0.0), q0c)
+            for f in (0.5, 0.75)
+        ]
+        self._q_last = self._q.copy()  # previous frame's solution
+        self._v = np.zeros(nv)  # last inter-frame step (tangent space)
+        self._have_v = False
+        self._target = np.zeros((M, 3))
+        self._P = np.zeros((M, 3))
+        self._E = np.zeros((M, 3))
+        self._err = np.zeros(M)
+        self._used = np.zeros(M, dtype=bool)
+        self._w = np.zeros(M)
+        self._xmat_b = np.zeros((M, 9))
+        self._xpos_b = np.zeros((M, 3))
+        self._jac = np.zeros((M, 3, nv))
+        self._J = np.zeros((M, 3, n))
+        self._JW = np.zeros((M, 3, n))
+        self._A = np.zeros((n, n))
+        self._b = np.zeros(n)
+        self._dq = np.zeros(n)
+        self._dq_full = np.zeros(nv)
+        self._dlo = np.zeros(n)
+        self._dhi = np.zeros(n)
+        self._fixed = np.zeros(n, dtype=bool)
+        self._usedf = np.zeros(M)
+        self._used_idx: list[int] = []
+        # per-marker views for the mj_jac loop (no slicing per call)
+        self._jac_rows = [self._jac[i] for i in range(M)]
+        self._P_rows = [self._P[i] for i in range(M)]
+        self._body_list = [int(b) for b in self._body]
+        self._rot_idx = np.flatnonzero(self._rot)
+        self._trans_idx = np.flatnonzero(~self._rot)
+
+        # --- markers rigid with the root body, and every marker's neutral-pose position in the root frame
+        rigid = np.zeros(M, dtype=bool)
+        for i, b in enumerate(self._body):
+            b = int(b)
+            ok = True
+            while b != self._root_body and b != 0:
+                if m.body_jntnum[b] > 0:
+                    ok = False
+                    break
+                b = int(m.body_parentid[b])
+            rigid[i] = ok and b == self._root_body
+        self._rigid = rigid
+        q0 = np.array(m.qpos0, dtype=float)
+        q0[root_qadr:root_qadr + 3] = 0.0
+        q0[root_qadr + 3:root_qadr + 7] = (1.0, 0.0, 0.0, 0.0)
+        self._eq.apply(q0)
+        self._neutral_root_local = self._marker_positions(q0).copy()
+
+        self._initialised = False
+
+    # ------------------------------------------------------------------------------------------
+    # public
+    # ------------------------------------------------------------------------------------------
+
+    def new_frame(self) -> IKFrame:
+        """A preallocated output for :meth:`step`."""
+        M = len(self.marker_names)
+        return IKFrame(
+            qpos=np.array(self._q),
+            coordinates=np.full(len(self.coordinate_names), np.nan),
+            marker_error_m=np.full(M, np.nan),
+            marker_used=np.zeros(M, dtype=bool),
+        )
+
+    def reset(self) -> None:
+        """Forget the previous solution: the next frame is solved from a cold start."""
+        self._q[:] = self.model.qpos0
+        self._eq.apply(self._q)
+        self._initialised = False
+        self._have_v = False
+
+    def marker_positions(self, qpos: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(M, 3) world positions (z up, m) of the markers for a full ``qpos`` (forward kinematics;
+        joint equalities are applied to a copy first).  Allocates; for tests and tools."""
+        q = np.array(qpos, dtype=float)
+        self._eq.apply(q)
+        p = self._marker_positions(q)
+        if out is None:
+            return p.copy()
+        out[...] = p
+        return out
+
+    def marker_jacobian(self, qpos: np.ndarray) -> np.ndarray:
+        """(M, 3, n) Jacobian of the marker world positions with respect to the solved dofs (free root:
+        world translation then body-frame rotation; then :attr:`solved_coordinates`), coupled coordinates
+        folded in by the chain rule; exactly what :meth:`step` uses.  Allocates; for tests and tools."""
+        m, d = self.model, self.data
+        q = np.array(qpos, dtype=float)
+        self._eq.apply(q)
+        self._marker_positions(q)
+        mujoco.mj_comPos(m, d)
+        for i in range(len(self.marker_names)):
+            mujoco.mj_jac(m, d, self._jac_rows[i], None, self._P_rows[i], self._body_list[i])
+        if self._cpl_eq.size:
+            self._eq.derivative(q, self._cpl_deriv)
+            self._S[self._cpl_dof, self._cpl_sel] = self._cpl_deriv[self._cpl_eq]
+        return (self._jac.reshape(-1, m.nv) @ self._S).reshape(len(self.marker_names), 3, self._n)
+
+    @property
+    def coordinate_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of :attr:`solved_coordinates` (rad or m; +-inf where a joint is unlimited)."""
+        return self._coord_lo.copy(), self._coord_hi.copy()
+
+    def step(self, markers_m: np.ndarray, out: IKFrame) -> None:
+        """Solve one frame.  ``markers_m``: (M, 3) world positions, z up, metres, in the order of
+        :attr:`marker_names`, NaN for missing.  Fills ``out``; warm-starts from the previous frame."""
+        M = len(self.marker_names)
+        if markers_m.shape != (M, 3):
+            raise ValueError(f"markers_m must have shape ({M}, 3) (order: marker_names), got {markers_m.shape}")
+        p = self.params
+        np.isfinite(markers_m).all(axis=1, out=self._used)
+        self._used &= self._weight > 0
+        n_used = int(self._used.sum())
+        np.copyto(self._target, markers_m)
+        np.copyto(self._usedf, self._used)
+        np.nan_to_num(self._target, copy=False, nan=0.0)
+        np.multiply(self._weight, self._usedf, out=self._w)
+        self._used_idx = np.flatnonzero(self._used).tolist()
+        status = IKStatus.OK
+        if n_used < M:
+            status |= IKStatus.MARKERS_MISSING
+        if n_used < p.min_markers:
+            status |= IKStatus.TOO_FEW_MARKERS
+            self._have_v = False
+            self._fill_unsolved(out, status)
+            return
+
+        if not self._initialised:
+            status |= IKStatus.COLD_START
+            it, conv, cost = self._cold_solve()
+        else:
+            if p.predict and self._have_v:
+                mujoco.mj_integratePos(self.model, self._q, self._v, 1.0)
+                cq = self._q[self._coord_qadr]
+                np.clip(cq, self._coord_lo, self._coord_hi, out=cq)
+                self._q[self._coord_qadr] = cq
+                self._eq.apply(self._q)
+            it, conv, cost = self._solve(p.max_iterations)
+            rms = self._rms()
+            if rms > p.reinit_rms_m:
+                status |= IKStatus.REINITIALISED
+                np.copyto(self._q_try, self._q)
+                warm_cost = cost
+                it2, conv2, cost2 = self._cold_solve()
+                it += it2
+                if cost2 <= warm_cost:
+                    status |= IKStatus.COLD_START
+                    conv = conv2
+                else:  # keep the warm result
+                    np.copyto(self._q, self._q_try)
+                    self._evaluate(self._q)
+        if self._initialised and not (status & IKStatus.COLD_START):
+            mujoco.mj_differentiatePos(self.model, self._v, 1.0, self._q_last, self._q)
+            self._have_v = True
+        else:
+            self._have_v = False
+        np.copyto(self._q_last, self._q)
+        self._initialised = True
+        if not conv:
+            status |= IKStatus.NOT_CONVERGED
+        q = self._q
+        cq = q[self._coord_qadr]
+        if np.any(cq <= self._coord_lo + 1e-9) or np.any(cq >= self._coord_hi - 1e-9):
+            status |= IKStatus.AT_LIMIT
+        np.copyto(out.qpos, q)
+        out.coordinates[6:] = cq
+        _pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
+        np.copyto(out.marker_used, self._used)
+        np.copyto(out.marker_error_m, self._err)
+        out.marker_error_m[~self._used] = np.nan
+        out.residual_rms_m = self._rms()
+        out.residual_max_m = float(self._err.max(where=self._used, initial=0.0))
+        out.markers_used = n_used
+        out.iterations = it
+        out.converged = conv
+        out.status = status
+
+    def run(self, trial: Any, source_frame: str = "opensim_y_up") -> IKTrial:
+        """Solve every frame of a marker trial (``MarkerTrial``: ``marker_names``, ``positions_m`` (N, M, 3),
+        ``time_s``), cold-starting the first.  Trial columns are matched to the set by name
+        (:func:`match_marker_names`).  ``source_frame``: ``"opensim_y_up"`` (``.trc``: x forward,
+        y up, z right; converted with ``opensim_to_z_up``) or ``"z_up"`` (already in the world frame)."""
+        if source_frame not in SOURCE_FRAMES:
+            raise ValueError(f"source_frame {source_frame!r} not supported; valid: {list(SOURCE_FRAMES)}")
+        pos = np.asarray(trial.positions_m, dtype=float)
+        if source_frame == "opensim_y_up":
+            pos = opensim_to_z_up(pos)
+        names = list(trial.marker_names)
+        N = pos.shape[0]
+        M = len(self.marker_names)
+        markers = np.full((N, M, 3), np.nan)
+        match = match_marker_names(self.marker_names, names)
+        for i, j in match.items():
+            markers[:, i] = pos[:, j]
+        missing = tuple(nm for i, nm in enumerate(self.marker_names) if i not in match)
+        taken = set(match.values())
+        unused = tuple(nm for j, nm in enumerate(names) if j not in taken)
+        nc = len(self.coordinate_names)
+        coords = np.full((N, nc), np.nan)
+        qpos = np.zeros((N, self.model.nq))
+        rms = np.full(N, np.nan)
+        mx = np.full(N, np.nan)
+        used = np.zeros(N, dtype=np.int64)
+        iters = np.zeros(N, dtype=np.int64)
+        status = np.zeros(N, dtype=np.int64)
+        err = np.full((N, M), np.nan)
+        dt = np.zeros(N)
+        self.reset()
+        f = self.new_frame()
+        for k in range(N):
+            t0 = time.perf_counter()
+            self.step(markers[k], f)
+            dt[k] = time.perf_counter() - t0
+            coords[k] = f.coordinates
+            qpos[k] = f.qpos
+            rms[k], mx[k], used[k], iters[k], status[k] = (
+                f.residual_rms_m, f.residual_max_m, f.markers_used, f.iterations, int(f.status),
+            )
+            err[k] = f.marker_error_m
+        return IKTrial(
+            time_s=np.asarray(trial.time_s, dtype=float).copy(),
+            marker_names=self.marker_names,
+            coordinate_names=self.coordinate_names,
+            coordinates=coords,
+            qpos=qpos,
+            residual_rms_m=rms,
+            residual_max_m=mx,
+            markers_used=used,
+            iterations=iters,
+            status=status,
+            marker_error_m=err,
+            solve_time_s=dt,
+            markers_not_in_trial=missing,
+            trial_markers_unused=unused,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # internals
+    # ------------------------------------------------------------------------------------------
+
+    def _fill_unsolved(self, out: IKFrame, status: IKStatus) -> None:
+        np.copyto(out.qpos, self._q)
+        if self._initialised:
+            out.coordinates[6:] = self._q[self._coord_qadr]
+            self.data.qpos[:] = self._q
+            mujoco.mj_kinematics(self.model, self.data)
+            _pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
+        else:
+            out.coordinates[:] = np.nan
+        np.copyto(out.marker_used, self._used)
+        out.marker_error_m[:] = np.nan
+        out.residual_rms_m = math.nan
+        out.residual_max_m = math.nan
+        out.markers_used = int(self._used.sum())
+        out.iterations = 0
+        out.converged = False
+        out.status = status
+
+    def _marker_positions(self, q: np.ndarray) -> np.ndarray:
+        """Kinematics at q (already coupled) into self.data; returns self._P (M, 3)."""
+        d = self.data
+        d.qpos[:] = q
+        mujoco.mj_kinematics(self.model, d)
+        np.take(d.xmat, self._body, axis=0, out=self._xmat_b)
+        np.take(d.xpos, self._body, axis=0, out=self._xpos_b)
+        np.einsum("mij,mj->mi", self._xmat_b.reshape(-1, 3, 3), self._offset, out=self._P)
+        self._P += self._xpos_b
+        return self._P
+
+    def _evaluate(self, q: np.ndarray) -> float:
+        """Marker errors at q; returns the weighted cost.  Leaves kinematics in self.data."""
+        self._marker_positions(q)
+        np.subtract(self._target, self._P, out=self._E)
+        self._E *= self._usedf[:, None]
+        np.einsum("mi,mi->m", self._E, self._E, out=self._err)
+        cost = float(self._w @ self._err)
+        np.sqrt(self._err, out=self._err)
+        return cost
+
+    def _rms(self) -> float:
+        n = int(self._used.sum())
+        if n == 0:
+            return math.nan
+        return math.sqrt(float(np.dot(self._err, self._err)) / n)  # unused markers have err = 0
+
+    def _cold_solve(self) -> tuple[int, bool, float]:
+        """Root by Kabsch, legs from a few seeds (qpos0, then mid-range, then 3/4 of the range) until the
+        RMS error is below ``reinit_rms_m``; the best is kept.  Returns summed iterations."""
+        total_it, best_cost, best_conv = 0, math.inf, False
+        for seed in self._cold_seeds:
+            self._cold_root(seed)
+            it, conv, cost = self._solve(self.params.initial_max_iterations)
+            total_it += it
+            if cost < best_cost:
+                best_cost, best_conv = cost, conv
+                np.copyto(self._q_best, self._q)
+            if self._rms() <= self.params.reinit_rms_m:
+                return total_it, conv, cost
+        np.copyto(self._q, self._q_best)
+        best_cost = self._evaluate(self._q)
+        return total_it, best_conv, best_cost
+
+    def _cold_root(self, seed: np.ndarray | None) -> None:
+        m = self.model
+        q = self._q
+        q[:] = m.qpos0
+        if seed is not None:
+            q[self._coord_qadr] = seed
+        use = self._used & self._rigid
+        a = self._neutral_root_local
+        if int(use.sum()) >= 3:
+            r, t = _kabsch(a[use], self._target[use])
+        else:
+            h = self.params.initial_heading_rad
+            r = np.array([[math.cos(h), -math.sin(h), 0.0], [math.sin(h), math.cos(h), 0.0], [0.0, 0.0, 1.0]])
+            u = self._used
+            t = self._target[u].mean(axis=0) - r @ a[u].mean(axis=0)
+        qa = self._root_qadr
+        q[qa:qa + 3] = t
+        mujoco.mju_mat2Quat(q[qa + 3:qa + 7], r.reshape(-1))
+        self._eq.apply(q)
+
+    def _solve(self, max_iter: int) -> tuple[int, bool, float]:
+        """Damped Gauss-Newton from self._q (in place).  Returns (iterations, converged, cost)."""
+        m, d, p = self.model, self.data, self.params
+        q, q_prev = self._q, self._q_prev
+        lam = p.damping_m2
+        cost = self._evaluate(q)
+        np.copyto(q_prev, q)
+        converged = False
+        it = 0
+        for it in range(1, max_iter + 1):
+            # Jacobians of the used marker points, then J_eff = J_full @ S (selection + chain rule)
+            mujoco.mj_comPos(m, d)
+            jr, pr, br = self._jac_rows, self._P_rows, self._body_list
+            for i in self._used_idx:
+                mujoco.mj_jac(m, d, jr[i], None, pr[i], br[i])
+            if self._cpl_eq.size:
+                self._eq.derivative(q, self._cpl_deriv)
+                self._S[self._cpl_dof, self._cpl_sel] = self._cpl_deriv[self._cpl_eq]
+            n = self._n
+            J2 = self._J.reshape(-1, n)
+            np.matmul(self._jac.reshape(-1, m.nv), self._S, out=J2)
+            np.multiply(self._J, self._w[:, None, None], out=self._JW)
+            JW2 = self._JW.reshape(-1, n)
+            np.matmul(JW2.T, J2, out=self._A)
+            np.matmul(JW2.T, self._E.reshape(-1), out=self._b)
+            self._A.flat[:: n + 1] += lam
+            self._box_step(q)
+            dq = self._dq
+            dmax = float(np.abs(dq).max())
+            if dmax < p.tolerance:
+                converged = True
+                break
+            # cap the step
+            rmax = float(np.abs(dq[self._rot_idx]).max(initial=0.0))
+            tmax = float(np.abs(dq[self._trans_idx]).max(initial=0.0))
+            s = min(1.0, p.max_step_rad / rmax if rmax > 0 else 1.0, p.max_step_m / tmax if tmax > 0 else 1.0)
+            if s < 1.0:
+                dq *= s
+            np.copyto(q_prev, q)
+            self._dq_full[:] = 0.0
+            self._dq_full[self._sel] = dq
+            mujoco.mj_integratePos(m, q, self._dq_full, 1.0)
+            cq = q[self._coord_qadr]
+            np.clip(cq, self._coord_lo, self._coord_hi, out=cq)
+            q[self._coord_qadr] = cq
+            self._eq.apply(q)
+            new_cost = self._evaluate(q)
+            if new_cost > cost * (1.0 + 1e-12) + 1e-18:
+                # the linearisation overshot: undo, damp harder, retry from the previous point
+                np.copyto(q, q_prev)
+                cost = self._evaluate(q)
+                lam *= 10.0
+                if lam > 1e6:
+                    break
+            else:
+                cost = new_cost
+                lam = max(p.damping_m2, lam / 3.0)
+        return it, converged, cost
+
+    def _box_step(self, q: np.ndarray) -> None:
+        """Solve (A) dq = b with lo - q <= dq <= hi - q by pinning violators at their limit (active set)."""
+        A, b, dq = self._A, self._b, self._dq
+        n = self._n
+        cq = q[self._coord_qadr]
+        self._dlo[:6] = -math.inf
+        self._dhi[:6] = math.inf
+        np.subtract(self._coord_lo, cq, out=self._dlo[6:])
+        np.subtract(self._coord_hi, cq, out=self._dhi[6:])
+        fixed = self._fixed
+        fixed[:] = False
+        dq[:] = _spd_solve(A, b)
+        for _ in range(n):
+            lo_v = (~fixed) & (dq < self._dlo - 1e-12)
+            hi_v = (~fixed) & (dq > self._dhi + 1e-12)
+            if not (lo_v.any() or hi_v.any()):
+                return
+            dq[lo_v] = self._dlo[lo_v]
+            dq[hi_v] = self._dhi[hi_v]
+            fixed |= lo_v | hi_v
+            free = ~fixed
+            if not free.any():
+                return
+            Aff = A[np.ix_(free, free)]
+            rhs = b[free] - A[np.ix_(free, fixed)] @ dq[fixed]
+            dq[free] = _spd_solve(Aff, rhs)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helper
+# --------------------------------------------------------------------------------------------------
+
+
+def _normalise_marker_name(name: str) -> str:
+    return "".join("_" if ch in ".- " else ch for ch in name.strip()).lower()
+
+
+def match_marker_names(set_names: Sequence[str], trial_names: Sequence[str]) -> dict[int, int]:
+    """Marker-set index -> trial column index.  Exact names first; the rest match when equal after
+    lower-casing and mapping ``.``, ``-`` and spaces to ``_`` (DM_markers.xml says ``R.Knee.Lateral``
+    where the DM ``.trc`` files say ``R_Knee_Lateral``).  A normalised name that two trial columns share
+    is ambiguous and raises ``ValueError``."""
+    exact = {n: j for j, n in enumerate(trial_names)}
+    out: dict[int, int] = {}
+    for i, n in enumerate(set_names):
+        if n in exact:
+            out[i] = exact[n]
+    taken = set(out.values())
+    norm: dict[str, list[int]] = {}
+    for j, n in enumerate(trial_names):
+        if j not in taken:
+            norm.setdefault(_normalise_marker_name(n), []).append(j)
+    for i, n in enumerate(set_names):
+        if i in out:
+            continue
+        js = norm.get(_normalise_marker_name(n), [])
+        if len(js) > 1:
+            raise ValueError(
+                f"marker {n!r} matches several trial columns after normalisation: {[trial_names[j] for j in js]}"
+            )
+        if js:
+            out[i] = js[0]
+    return out
+
+
+def rmse_against_reference(trial: IKTrial, reference: Any, coordinates: Sequence[str]) -> dict[str, float]:
+    """RMSE, in degrees, of angular ``coordinates`` of ``trial`` against a reference table in degrees
+    (a :class:`~models.io.lab_files.TimeSeriesTable` from an OpenSim IK ``.mot``: ``time_s``, ``column()``),
+    interpolated onto the trial's time; frames where either is NaN are skipped."""
+    if getattr(reference, "in_degrees", True) is False:
+        raise ValueError("reference table is in radians; pass the .mot as read (degrees)")
+    out: dict[str, float] = {}
+    for c in coordinates:
+        ours = trial.coordinate_deg(c)
+        ref = np.interp(trial.time_s, reference.time_s, reference.column(c))
+        ok = np.isfinite(ours) & np.isfinite(ref)
+        out[c] = float(np.sqrt(np.mean((ours[ok] - ref[ok]) ** 2))) if ok.any() else math.nan
+    return out

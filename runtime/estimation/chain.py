@@ -1,0 +1,403 @@
+"""The real-time estimation chain, one frame at a time: markers or landmarks -> loads on the knee.
+
+    markers (M, 3) world, z up, m
+      -> inverse kinematics (damped least squares on the subject-scaled model, warm-started)
+      -> causal low-pass + derivatives of the coordinates   (lag stated by ``lag_s``)
+      -> ground reaction force and centre of pressure from kinematics (F_ext = m (a_com - g))
+      -> inverse dynamics (mj_inverse) -> knee adduction / extension moments (%BW*ht)
+      -> static optimisation (MuJoCo muscles) -> synergy coefficients (NNLS onto the shipped W)
+      -> medial / lateral knee contact force (Winby split)
+
+Every stage is one of ``models``' per-frame ``step`` objects; this module only wires them and owns
+the preallocated buffers. The same object runs in the 60 Hz loop (``runtime.pipeline.stages``) and offline
+over a whole recording (:func:`run_offline`), so online equals offline by construction, and
+``tests/test_estimation.py`` replays a recording both ways to prove it.
+
+Inputs are in the model's world frame (right-handed, z up, metres). Outputs (see
+:class:`EstimateFrame`) in SI units unless the name says otherwise.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+
+STANDARD_GRAVITY_M_S2 = 9.80665
+#: Coordinates reported per frame (deg in telemetry); the side suffix is added.
+REPORTED_COORDINATES = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
+
+
+@dataclass(frozen=True)
+class EstimatorParams:
+    """Subject and chain options.
+
+    ``side``: the limb whose knee moments and contact force are computed. ``rate_hz``: frame rate of the
+    input (frames are assumed evenly spaced). ``cutoff_hz``: low-pass of the coordinates (2nd-order causal
+    Butterworth). ``muscles``: run static optimisation and the contact force (about 0.1 ms per frame more).
+    ``floor_height_m``: height of the walking surface in the input's world frame (0 for lab recordings, whose
+    origin is on the force plates, and for the vision front end's floor-grounded frame).
+    """
+
+    mass_kg: float
+    height_m: float
+    side: Literal["left", "right"]
+    rate_hz: float = 60.0
+    cutoff_hz: float = 6.0
+    muscles: bool = True
+    model: str = "myoleg"
+    floor_height_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        from models.body.scaling import SubjectScale
+
+        SubjectScale(self.mass_kg, self.height_m)          # names the field and the value
+        if self.side not in ("left", "right"):
+            raise ValueError(f"side = {self.side!r}: allowed 'left' or 'right'")
+        if not (10.0 <= self.rate_hz <= 1000.0):
+            raise ValueError(f"rate_hz = {self.rate_hz!r}: allowed 10..1000 Hz")
+        if not (1.0 <= self.cutoff_hz < 0.5 * self.rate_hz):
+            raise ValueError(f"cutoff_hz = {self.cutoff_hz!r}: allowed 1 Hz .. rate_hz/2 ({0.5 * self.rate_hz:g} Hz)")
+
+
+@dataclass
+class EstimateFrame:
+    """One frame's output (preallocated, overwritten by :meth:`KinematicsToLoads.step`).
+
+    ``coordinates_rad`` (n_rep,) the reported coordinates of ``side`` (rad), ``coordinate_names``;
+    ``grf_n`` (2, 3) per foot (right, left) world; ``cop_m`` (2, 3) (NaN when unloaded); ``contact`` (2,);
+    ``free_moment_nm`` (2,) vertical free moment per foot;
+    ``kam_pct_bw_ht``, ``kem_pct_bw_ht``: external knee adduction / internal extension moments of ``side``;
+    ``knee_moment_nm``: the biological knee flexion-extension moment (coordinate force, N m, extension +);
+    ``activation`` (n_muscles,), ``synergy`` (k,) coefficients of ``side``'s leg;
+    ``kcf_n`` (3,) medial, lateral, total compressive contact force (N); ``ik_residual_m`` RMS;
+    ``valid``: IK solved this frame (enough markers) and every stage produced finite outputs; ``stage_s``:
+    seconds per stage this frame.
+    """
+
+    t_s: float
+    coordinate_names: tuple[str, ...]
+    coordinates_rad: np.ndarray
+    grf_n: np.ndarray
+    cop_m: np.ndarray
+    contact: np.ndarray
+    free_moment_nm: np.ndarray = field(default_factory=lambda: np.full(2, math.nan))
+    kam_pct_bw_ht: float = math.nan
+    kem_pct_bw_ht: float = math.nan
+    knee_moment_nm: float = math.nan
+    activation: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    synergy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    kcf_n: np.ndarray = field(default_factory=lambda: np.full(3, math.nan))
+    ik_residual_m: float = math.nan
+    valid: bool = False
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+
+class KinematicsToLoads:
+    """Markers (world, z up) -> joint angles, GRF/CoP, KAM/KEM, activations, synergies, knee contact force.
+
+    Build with :meth:`for_subject` (scales the template to the subject, like the offline analysis) or
+    directly with a scaled MuJoCo model and a :class:`models.body.markerset.MarkerSet` on it.
+    """
+
+    def __init__(self, model: Any, markerset: Any, params: EstimatorParams, ik_params: Any = None) -> None:
+        import mujoco
+
+        from models.filters import CausalDerivativeFilter, LowPassParams
+        from models.grf.estimator import GroundReactionEstimator, GroundReactionParams
+        from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams, OpenSimStateMap
+        from models.kinematics.inverse_kinematics import IKParams, InverseKinematics
+        from models.dynamics.knee_moments import KneeMoments, KneeMomentsFrame, KneeMomentsParams
+
+        self.params = params
+        self.model = model
+        self.markerset = markerset
+        self.ik = InverseKinematics(model, markerset, ik_params if ik_params is not None else IKParams())
+        self._ik_out = self.ik.new_frame()
+        self.coordinate_names = tuple(self.ik.coordinate_names)
+        nc = len(self.coordinate_names)
+        self.filter = CausalDerivativeFilter(nc, LowPassParams(cutoff_hz=params.cutoff_hz, sample_rate_hz=params.rate_hz))
+        self._pos, self._vel, self._acc = np.zeros(nc), np.zeros(nc), np.zeros(nc)
+        self.state_map = OpenSimStateMap(model, self.coordinate_names)
+        self.grf = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
+                                                                sample_rate_hz=params.rate_hz,
+                                                                floor_height_m=params.floor_height_m), model=model)
+        self._grf_out = self.grf.new_frame()
+        self.tibia = f"tibia_{params.side[0]}"
+        self.inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(self.tibia,),
+                                                                 gravity_m_s2=STANDARD_GRAVITY_M_S2))
+        self._jm = self.inv.allocate_frame()
+        self._wrenches = [ExternalWrench.zeros("calcn_r"), ExternalWrench.zeros("calcn_l")]   # FEET order
+        self.knee = KneeMoments(self.inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m))
+        self._km = KneeMomentsFrame.allocate()
+        sfx = "_" + params.side[0]
+        self.reported = tuple(c + sfx for c in REPORTED_COORDINATES if c + sfx in self.coordinate_names)
+        self._rep_idx = np.array([self.coordinate_names.index(c) for c in self.reported], dtype=int)
+        self.so = self.kc = self.synergies = None
+        n_mus = 0
+        k = 0
+        if params.muscles:
+            from models.muscles.knee_contact import KneeContact
+            from models.muscles.static_optimization import SOParams, StaticOptimization
+            from models.muscles.synergies import load_synergies
+
+            self.so = StaticOptimization(model, SOParams())
+            self._so_out = self.so.allocate_frame()
+            n_mus = self.so.n_muscles
+            self.kc = KneeContact(model, params.side, body_mass_kg=params.mass_kg)
+            self.muscle_names = tuple(self.so.muscle_names)
+            syn = load_synergies()
+            self.synergies = syn
+            pos = {n: i for i, n in enumerate(self.muscle_names)}
+            self._syn_rows = np.array([pos[m + sfx] for m in syn.muscle_names], dtype=int)
+            k = syn.k
+        else:
+            self.muscle_names = ()
+        self.out = EstimateFrame(0.0, self.reported, np.full(len(self.reported), np.nan), np.full((2, 3), np.nan),
+                                 np.full((2, 3), np.nan), np.zeros(2, bool), activation=np.full(n_mus, np.nan),
+                                 synergy=np.full(k, np.nan))
+        self._mujoco = mujoco
+        self.frames = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_subject(cls, markerset_path: str | Path, params: EstimatorParams) -> "KinematicsToLoads":
+        """The template model scaled to the subject as the offline analysis does (``models.trial_analysis``)."""
+        from models.body.markerset import from_opensim_markerset
+        from models.trial_analysis import AnalyzeParams, subject_model
+
+        notes: list[str] = []
+        ap = AnalyzeParams(params.mass_kg, params.height_m, params.side, model=params.model, cutoff_hz=params.cutoff_hz)
+        model = subject_model(ap, Path(markerset_path), notes)
+        est = cls(model, from_opensim_markerset(Path(markerset_path), model), params)
+        est.notes = notes
+        return est
+
+    @classmethod
+    def for_landmarks(cls, params: EstimatorParams) -> "KinematicsToLoads":
+        """BlazePose landmarks (world, z up, floor at ``floor_height_m``) as the input: the template scaled by
+        the subject's height and mass, the landmark marker set and IK weights of ``models.body.landmark_markerset``."""
+        from models.body.landmark_markerset import blazepose_markerset, landmark_ik_params
+        from models.body.registry import load_model
+        from models.body.scaling import SubjectScale, scale_model
+
+        scaled = scale_model(load_model(params.model), SubjectScale(params.mass_kg, params.height_m))
+        # real-time budget: at most 10 warm-started iterations per frame and a cold re-solve only on gross failure
+        # (25 cm RMS); offline landmark IK (models.kinematics.landmark_ik) keeps the defaults (30, 8 cm)
+        est = cls(scaled.model, blazepose_markerset(scaled.model), params,
+                  ik_params=landmark_ik_params(max_iterations=10, reinit_rms_m=0.25))
+        est.notes = [f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg); "
+                     "BlazePose landmarks as markers (models.body.landmark_markerset)"]
+        return est
+
+    @property
+    def marker_names(self) -> tuple[str, ...]:
+        return tuple(self.ik.marker_names)
+
+    @property
+    def lag_s(self) -> float:
+        """Delay of the outputs behind the input at low frequency: the coordinate filter's plus the GRF filter's."""
+        return float(self.filter.lag_position_s + self.grf.causal_lag_s(self.params.rate_hz))
+
+    def warm_up(self, frames: int = 5) -> float:
+        """Run the whole chain on the model's own default pose a few times, then :meth:`reset`: loads the compiled
+        (numba) kernels from their cache and touches every buffer before a real-time loop starts. Returns the
+        seconds it took. (Otherwise the first live frame takes tens of ms at real-time priority, which on a
+        2-core HIL rig starves the emulated drive's process into a reply timeout.)"""
+        t0 = time.perf_counter()
+        markers = np.array(self.ik.marker_positions(np.array(self.model.qpos0)), dtype=float)
+        for i in range(frames):
+            self.step(markers, i / self.params.rate_hz)
+        self.reset()
+        return time.perf_counter() - t0
+
+    def reset(self) -> None:
+        """Forget all filter and warm-start state (a new recording or a long gap)."""
+        self.ik.reset()
+        self.filter.reset()
+        self.grf.reset()
+        if self.so is not None:
+            self.so.reset()
+        self.frames = 0
+
+    # ------------------------------------------------------------------ per frame
+    def step(self, markers_m: np.ndarray, t_s: float) -> EstimateFrame:
+        """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``."""
+        out = self.out
+        st = out.stage_s
+        clock = time.perf_counter
+        t0 = clock()
+        out.t_s = float(t_s)
+        ik = self._ik_out
+        self.ik.step(markers_m, ik)
+        out.ik_residual_m = float(ik.residual_rms_m)
+        t1 = clock()
+        st["ik"] = t1 - t0
+        self.filter.step(ik.coordinates, self._pos, self._vel, self._acc)
+        mk = self.state_map.map(self._pos, self._vel, self._acc)
+        qpos, qvel, qacc = mk.qpos[0], mk.qvel[0], mk.qacc[0]
+        out.coordinates_rad[:] = self._pos[self._rep_idx]
+        t2 = clock()
+        st["filter"] = t2 - t1
+        g = self._grf_out
+        self.grf.step(_QFrame(qpos, t_s), g)
+        out.grf_n[:] = g.force_n
+        out.cop_m[:] = g.cop_m
+        out.contact[:] = g.contact
+        out.free_moment_nm[:] = g.free_moment_nm
+        for k, w in enumerate(self._wrenches):
+            f = g.force_n[k]
+            loaded = bool(np.isfinite(f).all() and f[2] > 1e-9)
+            w.force_n[:] = f if loaded else 0.0
+            w.point_m[:] = g.cop_m[k] if loaded else 0.0
+            w.free_moment_nm[:] = 0.0
+            if loaded and np.isfinite(g.free_moment_nm[k]):
+                w.free_moment_nm[2] = g.free_moment_nm[k]
+        t3 = clock()
+        st["grf"] = t3 - t2
+        jm = self._jm
+        from models.kinematics.inverse_kinematics import IKStatus
+
+        # No state yet (nobody in view before the filters are primed) or a non-finite one: MuJoCo is not called
+        # with it (its tendon wrapping on NaN geometry corrupted memory); every downstream output is NaN.
+        state_ok = bool(np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(qacc).all())
+        if not state_ok:
+            self._invalid_downstream(out, st)
+            out.valid = False
+            self.frames += 1
+            return out
+        self.inv.step(qpos, qvel, qacc, self._wrenches, jm)
+        self.knee.step(jm, self._km)
+        out.kam_pct_bw_ht = float(self._km.knee_adduction_moment_pct_bw_ht)
+        out.kem_pct_bw_ht = float(self._km.knee_extension_moment_pct_bw_ht)
+        out.knee_moment_nm = float(self._km.knee_extension_moment_coordinate_nm)
+        t4 = clock()
+        st["inverse_dynamics"] = t4 - t3
+        ok = bool(np.isfinite(out.coordinates_rad).all() and np.isfinite(jm.coordinate_force).all())
+        if self.so is not None:
+            so = self._so_out
+            self.so.step(qpos, qvel, jm.coordinate_force, so)
+            out.activation[:] = so.activation
+            t5 = clock()
+            st["static_optimization"] = t5 - t4
+            out.synergy[:] = _nnls_coefficients(self.synergies.W, so.activation[self._syn_rows])
+            F_mus, M_mus = self.kc.muscle_wrench(qpos, so.muscle_force_n, self.muscle_names)
+            kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
+                                   M_mus[None, :], np.array([t_s]))
+            out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
+            st["knee_contact"] = clock() - t5
+            ok = ok and bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
+        out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
+        self.frames += 1
+        return out
+
+    def _invalid_downstream(self, out: EstimateFrame, st: dict[str, float]) -> None:
+        """NaN for everything after the GRF stage (this frame had no finite state)."""
+        out.kam_pct_bw_ht = out.kem_pct_bw_ht = out.knee_moment_nm = math.nan
+        out.activation[:] = math.nan
+        out.synergy[:] = math.nan
+        out.kcf_n[:] = math.nan
+        for k in ("inverse_dynamics", "static_optimization", "knee_contact"):
+            st[k] = 0.0
+
+
+class _QFrame:
+    """What :meth:`GroundReactionEstimator.step` reads: ``qpos`` and ``t_s``."""
+
+    __slots__ = ("qpos", "t_s", "lumbar_rad")
+
+    def __init__(self, qpos: np.ndarray, t_s: float) -> None:
+        self.qpos, self.t_s, self.lumbar_rad = qpos, t_s, None
+
+
+def _nnls_coefficients(W: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """c >= 0 minimising ||W c - a|| (W (m, k), a (m,)); NaN when ``a`` is not finite."""
+    if not np.isfinite(a).all():
+        return np.full(W.shape[1], np.nan)
+    from scipy.optimize import nnls
+
+    return nnls(W, a)[0]
+
+
+# ---------------------------------------------------------------------------------------------- replay input
+
+@dataclass(frozen=True)
+class MarkerRecording:
+    """Marker positions of a recorded trial in the estimator's marker order: ``markers_m`` (N, M, 3) world, z up."""
+
+    name: str
+    time_s: np.ndarray
+    markers_m: np.ndarray
+    rate_hz: float
+
+
+def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str]) -> MarkerRecording:
+    """Read a ``.trc``/``.c3d`` trial and order its markers like ``marker_names`` (NaN where absent)."""
+    from models.kinematics.inverse_kinematics import match_marker_names
+    from models.io.lab_files import opensim_to_z_up, read_trial
+
+    trial = read_trial(Path(trc_path))
+    markers = getattr(trial, "markers", trial)
+    pos = opensim_to_z_up(np.asarray(markers.positions_m, dtype=float))
+    names = list(marker_names)
+    out = np.full((pos.shape[0], len(names), 3), np.nan)
+    for i, j in match_marker_names(names, list(markers.marker_names)).items():
+        out[:, i] = pos[:, j]
+    rate = float(getattr(markers, "rate_hz", 0.0) or 0.0)
+    t = np.asarray(markers.time_s, dtype=float)
+    if not rate > 0:
+        rate = (t.size - 1) / float(t[-1] - t[0])
+    return MarkerRecording(Path(trc_path).stem, t[0] + np.arange(t.size) / rate, out, rate)
+
+
+def resample_hold(rec: MarkerRecording, rate_hz: float) -> MarkerRecording:
+    """The recording at ``rate_hz`` by sample-and-hold of the latest frame at or before each tick (what a
+    live source delivers to a loop at that rate; no interpolation, no look-ahead)."""
+    n = int(math.floor((rec.time_s[-1] - rec.time_s[0]) * rate_hz)) + 1
+    t = rec.time_s[0] + np.arange(n) / rate_hz
+    idx = np.clip(np.searchsorted(rec.time_s, t + 1e-9, side="right") - 1, 0, rec.time_s.size - 1)
+    return MarkerRecording(rec.name, t, rec.markers_m[idx], rate_hz)
+
+
+@dataclass
+class OfflineResult:
+    """Per-frame outputs stacked: arrays (N, ...) on ``time_s``; ``seconds`` the wall time of the run."""
+
+    time_s: np.ndarray
+    coordinate_names: tuple[str, ...]
+    coordinates_rad: np.ndarray
+    grf_n: np.ndarray
+    cop_m: np.ndarray
+    kam_pct_bw_ht: np.ndarray
+    kem_pct_bw_ht: np.ndarray
+    knee_moment_nm: np.ndarray
+    activation: np.ndarray
+    synergy: np.ndarray
+    kcf_n: np.ndarray
+    valid: np.ndarray
+    seconds: float
+    stage_s: dict[str, np.ndarray]
+
+
+def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = None) -> OfflineResult:
+    """The same chain over a whole recording as fast as possible (``progress(i, n)`` called every 60 frames)."""
+    n = rec.time_s.size
+    o = est.out
+    cols = {"coordinates_rad": np.full((n, o.coordinates_rad.size), np.nan), "grf_n": np.full((n, 2, 3), np.nan),
+            "cop_m": np.full((n, 2, 3), np.nan), "kam_pct_bw_ht": np.full(n, np.nan), "kem_pct_bw_ht": np.full(n, np.nan),
+            "knee_moment_nm": np.full(n, np.nan), "activation": np.full((n, o.activation.size), np.nan), "synergy": np.full((n, o.synergy.size), np.nan),
+            "kcf_n": np.full((n, 3), np.nan), "valid": np.zeros(n, bool)}
+    stages: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for i in range(n):
+        f = est.step(rec.markers_m[i], float(rec.time_s[i]))
+        for k, arr in cols.items():
+            arr[i] = getattr(f, k)
+        for k, v in f.stage_s.items():
+            stages.setdefault(k, np.zeros(n))[i] = v
+        if progress is not None and (i % 60 == 0 or i == n - 1):
+            progress(i + 1, n)
+    return OfflineResult(rec.time_s, est.reported, seconds=time.perf_counter() - t0, stage_s=stages, **cols)

@@ -1,0 +1,46 @@
+"""What flows through one estimation cycle, and what a pipeline stage and a telemetry topic are.
+
+A stage is any object with a ``name`` and ``step(frame: PipelineFrame) -> None`` that reads and writes
+fields of the shared per-cycle frame; ``TopicSpec`` describes one per-cycle telemetry topic a stage
+declares. Kept apart from the stages themselves so that the estimation topics, the fault injector and
+the stages can all import it without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass(slots=True)
+class PipelineFrame:
+    """What flows through one estimation cycle. Reused between cycles."""
+
+    index: int = 0
+    capture_ns: int = 0                    # monotonic capture time of the input
+    gait_phase: float = 0.0                # [0, 1), heel strike = 0
+    assistance_nm: list[float] = field(default_factory=list)   # per joint, flexion positive
+    publish: bool = True                   # False: this cycle publishes no command (fault injection)
+    t_s: float = 0.0                       # time of the input in its own timeline (s)
+    markers_m: Any = None                  # (M, 3) world z up, for the estimation chain
+    restart: bool = False                  # the input restarted (new recording / wrap): reset filters
+    estimate: Any = None                   # runtime.estimation.chain.EstimateFrame (the latest; held between inputs)
+    new_estimate: bool = False             # the estimate was computed this cycle (else held)
+    stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
+    vision_s: dict = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One per-cycle telemetry topic: ``snapshot(frame)`` copies what ``to_msg`` needs (the log writes later,
+    on its own thread); ``snapshot`` returning None writes nothing this cycle."""
+
+    topic: str
+    msgtype: str
+    to_msg: Callable[[Any], Any]
+    snapshot: Callable[["PipelineFrame"], Any]
+
+
+class Stage(Protocol):
+    name: str
+
+    def step(self, frame: PipelineFrame) -> None: ...

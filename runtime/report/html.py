@@ -1,0 +1,512 @@
+"""One self-contained HTML page per run: ``<run>/report.html``, with the PNGs beside it in ``<run>/plots/``.
+
+Reads the run's telemetry (``runtime.report.summary.load_series``) and ``summary.json`` and shows: run metadata
+(pipeline, exit, versions, providers, fallbacks, real-time settings, peak memory), the per-stage latency
+table against the 16.7 ms frame budget and the end-to-end (capture -> CAN write) latency, the loop table,
+joint angles, GRF and CoP per foot, KAM/KEM, muscle activations and synergy coefficients, medial/lateral
+knee contact force, commanded versus delivered torque, and the faults with their timeline. A topic that the
+run did not record is named as "not recorded in this run". The live pipeline's ``/exo/estimation/...``
+topics and the offline analysis' ``/analysis/...`` equivalents are both accepted.
+
+The page uses no script, no external URL and no web font: plots are embedded as base64 PNG.
+Units: angles in degrees on the plots (logged in rad), forces N, moments %BW*ht, torque N*m, times s or ms.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.report.summary import FRAME_BUDGET_S, find_log, joint_series, load_series, summarize_log
+
+NOT_RECORDED = "not recorded in this run"
+
+ANGLE_TOPICS = ("/exo/estimation/joint_angles", "/analysis/joint_angles")
+KNEE_MOMENT_TOPICS = ("/exo/estimation/knee_moments", "/analysis/knee_moments")
+ACTIVATION_TOPICS = ("/exo/estimation/activations", "/analysis/activations")
+SYNERGY_TOPICS = ("/exo/estimation/synergies", "/analysis/synergies")
+KCF_TOPICS = ("/exo/estimation/kcf", "/analysis/kcf")
+SIDES = {"r": ("r", "right"), "l": ("l", "left")}
+
+
+def grf_topics(kind: str, side: str) -> tuple[str, ...]:
+    """Live and offline topic names of *kind* ("grf" or "cop") for *side* ("r" or "l"), in order of preference."""
+    return tuple(f"{prefix}/{kind}/{s}" for prefix in ("/exo/estimation", "/analysis") for s in SIDES[side])
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder of a run folder, its ``telemetry/`` folder or its ``.mcap`` file."""
+    log = find_log(path)
+    if log.is_file():
+        log = log.parent
+    return log.parent if (log.parent / "summary.json").exists() or log.name == "telemetry" else log
+
+
+def first_stream(streams: dict[str, Any], topics: tuple[str, ...]) -> tuple[str | None, dict[str, Any] | None]:
+    """(topic, stream) of the first of *topics* recorded with at least one message, else (None, None)."""
+    for t in topics:
+        if t in streams and streams[t]["log_ns"]:
+            return t, streams[t]
+    return None, None
+
+
+class _Page:
+    """Collects sections and PNGs; each plot is saved beside the page and embedded."""
+
+    def __init__(self, plot_dir: Path) -> None:
+        self.plot_dir = plot_dir
+        self.sections: list[str] = []
+        self.pngs: list[Path] = []
+
+    def figure(self, name: str, draw: Callable[[Any], None], size: tuple[float, float]) -> str:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=size)
+        try:
+            draw(fig)
+            fig.tight_layout()
+            path = self.plot_dir / f"{name}.png"
+            fig.savefig(path, dpi=90)
+        finally:
+            plt.close(fig)
+        self.pngs.append(path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+
+    def section(self, title: str, body: str, anchor: str) -> None:
+        self.sections.append(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{body}\n</section>')
+
+
+def _missing(topics: tuple[str, ...] | list[str]) -> str:
+    return f'<p class="missing">{NOT_RECORDED}: {html.escape(" / ".join(topics))}</p>'
+
+
+def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if not math.isfinite(v) else f"{v:.3f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _t(log_ns: np.ndarray | list[int], t0_ns: int) -> np.ndarray:
+    return (np.asarray(log_ns, dtype=np.int64) - t0_ns) * 1e-9
+
+
+def _joint_plot(page: _Page, name: str, title: str, topics: tuple[str, ...], streams: dict[str, Any], t0: int,
+                field: str, scale: float, ylabel: str, size=(9.5, 3.4)) -> str:
+    topic, st = first_stream(streams, topics)
+    if st is None:
+        return _missing(topics)
+    names, tns, vals = joint_series(st, field)
+    if vals.size == 0:
+        return _missing(topics)
+    t = _t(tns, t0)
+
+    def draw(fig):
+        ax = fig.add_subplot(1, 1, 1)
+        for j, n in enumerate(names):
+            ax.plot(t, vals[:, j] * scale, lw=1, label=n)
+        ax.set_xlabel("time [s]")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title} ({topic})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=min(4, max(1, len(names))), loc="upper right")
+
+    finite = np.where(np.isfinite(vals), np.abs(vals), 0.0)
+    rows = [[n, float(np.nanmin(vals[:, j]) * scale), float(np.nanmax(vals[:, j]) * scale),
+             float(finite[:, j].max() * scale)] for j, n in enumerate(names)]
+    return (page.figure(name, draw, size) +
+            _table(["name", f"min {ylabel}", f"max {ylabel}", f"peak |x| {ylabel}"], rows, "small"))
+
+
+def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
+    grf = {s: first_stream(streams, grf_topics("grf", s)) for s in SIDES}
+    cop = {s: first_stream(streams, grf_topics("cop", s)) for s in SIDES}
+    parts = []
+    for s in SIDES:
+        if grf[s][1] is None:
+            parts.append(_missing(grf_topics("grf", s)))
+        if cop[s][1] is None:
+            parts.append(_missing(grf_topics("cop", s)))
+    if all(g[1] is None for g in grf.values()) and all(c[1] is None for c in cop.values()):
+        return "".join(parts)
+
+    def draw(fig):
+        ax1 = fig.add_subplot(2, 1, 1)
+        ax2 = fig.add_subplot(2, 1, 2, sharex=ax1)
+        for s, (topic, st) in grf.items():
+            if st is None:
+                continue
+            f = np.asarray(st["xyz"], dtype=float)
+            t = _t(st["log_ns"], t0)
+            for k, axis in enumerate("xyz"):
+                ax1.plot(t, f[:, k], lw=1, label=f"{s} F{axis}")
+        ax1.set_ylabel("GRF [N]")
+        ax1.set_title("ground reaction force per foot (world frame, z up)")
+        ax1.grid(True, alpha=0.3)
+        if ax1.get_legend_handles_labels()[0]:
+            ax1.legend(fontsize=7, ncol=6, loc="upper right")
+        else:
+            ax1.text(0.5, 0.5, f"GRF {NOT_RECORDED}", transform=ax1.transAxes, ha="center")
+        for s, (topic, st) in cop.items():
+            if st is None:
+                continue
+            p = np.asarray(st["xyz"], dtype=float)
+            t = _t(st["log_ns"], t0)
+            ax2.plot(t, p[:, 0], ".", ms=2, label=f"{s} CoP x")
+            ax2.plot(t, p[:, 1], ".", ms=2, label=f"{s} CoP y")
+        ax2.set_ylabel("CoP [m]")
+        ax2.set_xlabel("time [s]")
+        ax2.grid(True, alpha=0.3)
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend(fontsize=7, ncol=4, loc="upper right")
+        else:
+            ax2.text(0.5, 0.5, f"CoP {NOT_RECORDED}", transform=ax2.transAxes, ha="center")
+
+    rows = []
+    for s, (topic, st) in grf.items():
+        if st is not None:
+            f = np.asarray(st["xyz"], dtype=float)
+            rows.append([topic, f"{np.nanmax(f[:, 2]):.1f}", f"{np.nanmin(f[:, 2]):.1f}", len(st["log_ns"])])
+    return page.figure("grf_cop", draw, (9.5, 5.0)) + _table(["topic", "max Fz [N]", "min Fz [N]", "messages"], rows,
+                                                             "small") + "".join(parts)
+
+
+def _activation_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
+    out = []
+    topic, st = first_stream(streams, ACTIVATION_TOPICS)
+    if st is None:
+        out.append(_missing(ACTIVATION_TOPICS))
+    else:
+        names, tns, a = joint_series(st, "effort")
+        t = _t(tns, t0)
+
+        def draw(fig):
+            ax = fig.add_subplot(1, 1, 1)
+            im = ax.imshow(a.T, aspect="auto", origin="lower", vmin=0.0, vmax=1.0, cmap="viridis",
+                           extent=(t[0], t[-1] if t.size > 1 else t[0] + 1e-3, -0.5, len(names) - 0.5))
+            ax.set_yticks(range(len(names)))
+            ax.set_yticklabels(names, fontsize=7)
+            ax.set_xlabel("time [s]")
+            ax.set_title(f"muscle activation 0..1 ({topic})")
+            fig.colorbar(im, ax=ax, label="activation")
+
+        out.append(page.figure("activations", draw, (9.5, min(12.0, 0.9 + 0.22 * max(4, len(names))))))
+    topic, st = first_stream(streams, SYNERGY_TOPICS)
+    if st is None:
+        out.append(_missing(SYNERGY_TOPICS))
+    else:
+        out.append(_joint_plot(page, "synergies", "synergy coefficients", SYNERGY_TOPICS, streams, t0, "effort", 1.0,
+                               "coefficient"))
+    return "".join(out)
+
+
+def _torque_section(page: _Page, series: dict[str, Any], summary: dict[str, Any], t0: int) -> str:
+    c, js = series["command"], series["joint_states"]
+    if not c["log_ns"]:
+        return _missing(["/exo/torque/command"])
+    t = _t(c["log_ns"], t0)
+    req, com = np.vstack(c["requested"]), np.vstack(c["commanded"])
+    names = series["joint_names"]
+    have_js = bool(js["log_ns"]) and len(js["effort"][0]) == com.shape[1]
+
+    def draw(fig):
+        axes = [fig.add_subplot(len(names), 1, j + 1) for j in range(len(names))]
+        for j, (ax, n) in enumerate(zip(axes, names)):
+            ax.plot(t, req[:, j], lw=0.8, color="0.6", label="requested")
+            ax.plot(t, com[:, j], lw=1, label="commanded")
+            if have_js:
+                ax.plot(_t(js["log_ns"], t0), np.vstack(js["effort"])[:, j], lw=1, ls="--", label="delivered (measured)")
+            ax.set_ylabel(f"{n} [N*m]")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7, loc="upper right")
+        axes[-1].set_xlabel("time [s]")
+        axes[0].set_title("torque: requested, commanded after safety, delivered by the drive")
+
+    body = page.figure("torque_tracking", draw, (9.5, 2.6 * len(names) + 0.6))
+    rows = []
+    tq = summary.get("torque", {})
+    for j, n in enumerate(names):
+        rows.append([n, tq["peak_requested_nm"][j], tq["peak_commanded_nm"][j], tq["final_commanded_nm"][j]])
+    body += _table(["joint", "peak requested [N*m]", "peak commanded [N*m]", "final commanded [N*m]"], rows, "small")
+    if not have_js:
+        body += _missing(["/exo/joint_states"])
+    tt = summary.get("torque_tracking_nm")
+    if tt:
+        body += (f"<p>delivered versus commanded while ACTIVE (reply of cycle k+1 against the command of cycle k): "
+                 f"|error| p50 {tt['p50']:.4f}, p99 {tt['p99']:.4f}, max {tt['max']:.4f} N*m, rms {tt['rms']:.4f} N*m</p>")
+    return body
+
+
+def _memory_text(rs: dict[str, Any]) -> str:
+    """Peak memory from summary.json: ``peak_rss_mb`` (what the session writes: MB per process) or ``memory``."""
+    mem = rs.get("peak_rss_mb")
+    if isinstance(mem, dict) and mem:
+        return ", ".join(f"{k} {v} MB" for k, v in mem.items())
+    mem = rs.get("memory")
+    if isinstance(mem, dict) and mem:
+        return ", ".join(f"{k} {v}" for k, v in mem.items())
+    return NOT_RECORDED
+
+
+def _resources(run_summary: dict[str, Any] | None) -> str:
+    """Peak memory and offline throughput, as the session recorded them in summary.json."""
+    rs = run_summary or {}
+    mem_text = html.escape(_memory_text(rs))
+    off = rs.get("offline")
+    if isinstance(off, dict) and off.get("fps") is not None:
+        off_text = (f"{float(off['fps']):.1f} frames/s" +
+                    (f" ({off['frames']} frames in {float(off['wall_s']):.2f} s)" if "frames" in off and "wall_s" in off
+                     else ""))
+    else:
+        off_text = NOT_RECORDED
+    return f"<p>peak memory: {mem_text}</p><p>offline throughput: {html.escape(off_text)}</p>"
+
+
+def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any],
+                     run_summary: dict[str, Any] | None = None) -> str:
+    perf = summary["performance"]
+    b = perf["budget_s"]
+    body = []
+    if perf["stages_s"]:
+        rows = [[k, v["p50"] * 1e3, v["p99"] * 1e3, v["max"] * 1e3, f"{v['p99_share'] * 100:.1f} %", v["count"]]
+                for k, v in perf["stages_s"].items()]
+        rows.append(["sum of p99s", "", perf["stage_p99_sum_s"] * 1e3, "", f"{perf['stage_p99_sum_s'] / b * 100:.1f} %", ""])
+        body.append(f"<p>stages from <code>{html.escape(perf['stage_source'])}</code>; frame budget "
+                    f"{b * 1e3:.1f} ms (60 Hz)</p>")
+        body.append(_table(["stage", "p50 [ms]", "p99 [ms]", "max [ms]", "p99 share of budget", "samples"], rows,
+                           "latency"))
+        if not any("pose" in k for k in perf["stages_s"]):
+            body.append("<p class=\"missing\">no pose stage in this run's loop timing (pose computed ahead or in its "
+                        "own process): the budget split below covers only the stages listed; the pose model's own "
+                        "time per frame must be added to it.</p>")
+        if perf["stage_p99_sum_s"] > b and perf["largest_stage_target_s"] <= 0:
+            body.append(f"<p>budget split: the sum of stage p99s, {perf['stage_p99_sum_s'] * 1e3:.2f} ms, exceeds "
+                        f"{b * 1e3:.1f} ms even without <b>{html.escape(perf['largest_stage'])}</b>: the stages "
+                        f"together must lose {(perf['stage_p99_sum_s'] - b) * 1e3:.2f} ms, or run in parallel "
+                        "(the vision front end has its own process).</p>")
+        elif perf["stage_p99_sum_s"] > b:
+            body.append(f"<p>budget split: the sum of stage p99s exceeds {b * 1e3:.1f} ms; with the other stages as "
+                        f"measured, <b>{html.escape(perf['largest_stage'])}</b> must reach p99 &le; "
+                        f"{perf['largest_stage_target_s'] * 1e3:.2f} ms (sum of p99s, a conservative bound).</p>")
+        else:
+            body.append(f"<p>budget split: the sum of stage p99s, {perf['stage_p99_sum_s'] * 1e3:.2f} ms, fits the "
+                        f"{b * 1e3:.1f} ms budget with {(b - perf['stage_p99_sum_s']) * 1e3:.2f} ms to spare.</p>")
+    else:
+        body.append(_missing(["/exo/estimation/stage_latency", "/exo/estimation/timing stages"]))
+    e = perf["end_to_end_s"]
+    if e["count"]:
+        body.append(f"<p class=\"e2e\">end to end, capture &rarr; CAN write: p50 {e['p50'] * 1e3:.2f} ms, "
+                    f"p99 {e['p99'] * 1e3:.2f} ms, max {e['max'] * 1e3:.2f} ms over {e['count']} frames; "
+                    f"<b>{perf['frames_over_budget']}</b> frames over budget; estimation loop missed deadlines: "
+                    f"<b>{perf['missed_deadlines']}</b> (source: {html.escape(perf['end_to_end_source'])})</p>")
+    else:
+        body.append(_missing(["end-to-end latency (/exo/torque/command ages)"]))
+    if perf["stages_s"] or e["count"]:
+        from runtime.report.summary import first_write_ages
+
+        def draw(fig):
+            ax1 = fig.add_subplot(1, 2, 1)
+            names = list(perf["stages_s"])
+            p50 = [perf["stages_s"][k]["p50"] * 1e3 for k in names]
+            p99 = [perf["stages_s"][k]["p99"] * 1e3 for k in names]
+            left50 = np.concatenate([[0.0], np.cumsum(p50)[:-1]]) if names else []
+            left99 = np.concatenate([[0.0], np.cumsum(p99)[:-1]]) if names else []
+            for i, k in enumerate(names):
+                ax1.barh(1, p50[i], left=left50[i], label=k)
+                ax1.barh(0, p99[i], left=left99[i], color=ax1.patches[-1].get_facecolor())
+            ax1.axvline(b * 1e3, color="r", ls="--", label=f"budget {b * 1e3:.1f} ms")
+            ax1.set_yticks([0, 1])
+            ax1.set_yticklabels(["p99", "p50"])
+            ax1.set_xlabel("stage time, stacked [ms]")
+            ax1.set_title("budget split")
+            ax1.legend(fontsize=6, loc="lower right")
+            ax2 = fig.add_subplot(1, 2, 2)
+            ages = series["command"].get("age_s", [])
+            e2e = np.asarray(series.get("stage_latency", {}).get("stage:capture_to_can_write", []) or
+                             first_write_ages(ages), dtype=float)
+            if e2e.size:
+                ax2.plot(np.arange(e2e.size), e2e * 1e3, ".", ms=2)
+            ax2.axhline(b * 1e3, color="r", ls="--")
+            ax2.set_xlabel("frame")
+            ax2.set_ylabel("capture -> CAN write [ms]")
+            ax2.set_title("end-to-end latency per frame")
+            ax2.grid(True, alpha=0.3)
+
+        body.append(page.figure("stage_latency", draw, (10, 3.4)))
+    body.append(_resources(run_summary))
+    loops = summary["loops"]
+    rows = [[n, lp["rate_hz"], lp["cycles"], lp["expected_cycles"], lp["missed"], lp["lateness_s"]["p50"] * 1e3,
+             lp["lateness_s"]["p99"] * 1e3, lp["lateness_s"]["max"] * 1e3, lp["duration_s"]["p99"] * 1e3]
+            for n, lp in loops.items()]
+    body.append("<h3>loops</h3>" + _table(["loop", "rate [Hz]", "cycles", "expected", "missed", "late p50 [ms]",
+                                          "late p99 [ms]", "late max [ms]", "duration p99 [ms]"], rows, "small"))
+    if "command_age_s" in summary:
+        a = summary["command_age_s"]
+        body.append(f"<p>command age at every bus write (held between frames): p50 {a['p50'] * 1e3:.2f} ms, "
+                    f"p99 {a['p99'] * 1e3:.2f} ms, max {a['max'] * 1e3:.2f} ms</p>")
+    if "can" in summary:
+        cs = summary["can"]
+        lat = cs["command_to_reply_s"]
+        body.append(f"<p>CAN: {cs['frames_tx']} frames sent, {cs['frames_rx']} received, {cs['error_frames']} error "
+                    f"frames; command &rarr; reply p50 {lat['p50'] * 1e3:.3f} ms, p99 {lat['p99'] * 1e3:.3f} ms</p>")
+    return "".join(body)
+
+
+_STATE_LEVEL = {"ACTIVE": 2, "FADING": 1, "SAFE": 0}
+
+
+def _fault_section(page: _Page, series: dict[str, Any], summary: dict[str, Any], t0: int) -> str:
+    events = summary["events"]
+    c = series["command"]
+    body = []
+    if c["log_ns"]:
+        t = _t(c["log_ns"], t0)
+        levels = np.asarray([_STATE_LEVEL.get(str(s).upper(), -1) for s in c["state"]], dtype=float)
+        ev_t = [(e["log_ns"] - t0) * 1e-9 for e in events]
+
+        def draw(fig):
+            ax = fig.add_subplot(1, 1, 1)
+            ax.step(t, levels, where="post", lw=1.2, label="safety state")
+            gain_ax = ax.twinx()
+            gain_ax.plot(t, np.asarray(c["fade_gain"], dtype=float), lw=0.8, color="tab:green", label="fade gain")
+            gain_ax.set_ylim(-0.65, 1.8)
+            gain_ax.set_ylabel("fade gain", color="tab:green")
+            for e, te in zip(events, ev_t):
+                ax.axvline(te, color="r" if e["latched"] else "orange", lw=1)
+                ax.annotate(f"{e['source']}: {e['kind']}", (te, 2.1), fontsize=7, rotation=90, va="bottom")
+            ax.set_yticks([-1, 0, 1, 2])
+            ax.set_yticklabels(["other", "SAFE", "FADING", "ACTIVE"])
+            ax.set_ylim(-1.3, 3.6)
+            ax.set_xlabel("time [s]")
+            ax.set_title("safety state, fade gain and faults (red: latched)")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7, loc="lower left")
+
+        body.append(page.figure("faults_timeline", draw, (9.5, 3.0)))
+    if events:
+        rows = [[f"{e['t_s']:.3f}", e["source"], e["kind"], f"{e['value']:.4g}", "yes" if e["latched"] else "no",
+                 e["detail"]] for e in events]
+        body.append(_table(["t [s]", "source", "kind", "value", "latched", "detail"], rows, "faults"))
+    else:
+        body.append('<p class="ok">faults: none recorded</p>')
+    return "".join(body)
+
+
+def _metadata_section(series: dict[str, Any], summary: dict[str, Any], run_summary: dict[str, Any] | None) -> str:
+    rows: list[list[Any]] = [["log", summary["log"]], ["log complete", "no (recovered)" if summary["recovered"] else "yes"]]
+    if run_summary is None:
+        rows.append(["summary.json", NOT_RECORDED])
+    else:
+        for key in ("pipeline", "exit_reason", "config", "versions", "providers", "fallbacks", "stages", "realtime",
+                    "telemetry", "plant", "errors", "offline"):
+            v = run_summary.get(key)
+            rows.append([key, NOT_RECORDED if v is None and key != "plant" else v])
+    rows.append(["peak memory", _memory_text(run_summary or {})])
+
+    def value_cell(v: Any) -> str:
+        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        if len(text) <= 160:
+            return html.escape(text)
+        pretty = text if isinstance(v, str) else json.dumps(v, default=str, indent=1)
+        return f"<details><summary>{html.escape(text[:120])} ...</summary><pre>{html.escape(pretty)}</pre></details>"
+
+    body = ('<table class="meta"><thead><tr><th>item</th><th>value</th></tr></thead><tbody>' +
+            "".join(f"<tr><td>{html.escape(str(k))}</td><td>{value_cell(v)}</td></tr>" for k, v in rows) +
+            "</tbody></table>")
+    counts = series.get("topic_counts", {})
+    body += "<h3>topics</h3>" + _table(["topic", "messages"], [[k, v] for k, v in sorted(counts.items())], "small")
+    return body
+
+
+_CSS = """
+body{font-family:sans-serif;margin:1.5em auto;max-width:1100px;color:#222;background:#fff}
+h1{font-size:1.5em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em} td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;overflow-wrap:anywhere}
+th{background:#f0f0f0} img{max-width:100%;display:block;margin:.4em 0} .missing{color:#a60;font-style:italic}
+.ok{color:#070} code{background:#f4f4f4} nav a{margin-right:.8em} td:first-child{white-space:nowrap}
+pre{white-space:pre-wrap;font-size:.9em;max-height:30em;overflow:auto}
+"""
+
+
+def build_html(run: str | Path, plot_dir: Path | None = None,
+               series: dict[str, Any] | None = None,
+               trend_dir: str | Path | None = None) -> tuple[str, list[Path], dict[str, Any]]:
+    """(page text, PNG paths, summary dict) for the run at *run*; PNGs go to *plot_dir* (default ``<run>/plots``).
+    *series*: the run's ``load_series`` result when the caller already has it (read once). *trend_dir*: the folder
+    ``exo trend --out`` wrote for this subject; the page links its plots (relative links, not embedded)."""
+    run_dir = run_dir_of(run)
+    series = series if series is not None else load_series(run)
+    summary = summarize_log(run, series)
+    plot_dir = Path(plot_dir) if plot_dir is not None else run_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / "summary.json"
+    run_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    t0 = series["first_log_ns"] or 0
+    streams = series["streams"]
+    page = _Page(plot_dir)
+    page.section("Run", _metadata_section(series, summary, run_summary), "run")
+    page.section("Latency and performance", _latency_section(page, series, summary, run_summary),
+                 "latency")
+    page.section("Joint angles", _joint_plot(page, "joint_angles", "joint angles", ANGLE_TOPICS, streams, t0,
+                                             "position", 180.0 / math.pi, "angle [deg]"), "angles")
+    page.section("Ground reaction force and centre of pressure", _grf_section(page, streams, t0), "grf")
+    page.section("Knee adduction and extension moments", _joint_plot(
+        page, "knee_moments", "KAM / KEM", KNEE_MOMENT_TOPICS, streams, t0, "effort", 1.0, "moment [%BW*ht]"), "kam")
+    page.section("Muscle activations and synergies", _activation_section(page, streams, t0), "muscles")
+    page.section("Knee contact force", _joint_plot(page, "kcf", "medial / lateral knee contact force", KCF_TOPICS,
+                                                   streams, t0, "effort", 1.0, "force [N]"), "kcf")
+    page.section("Torque: commanded and delivered", _torque_section(page, series, summary, t0), "torque")
+    page.section("Faults and their timeline", _fault_section(page, series, summary, t0), "faults")
+    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults"]
+    if trend_dir is not None:
+        page.section("Clinical trends of this subject", _trend_links(Path(trend_dir), plot_dir.parent), "trends")
+        anchors.append("trends")
+    nav = " ".join(f'<a href="#{a}">{a}</a>' for a in anchors)
+    title = f"exo run report: {html.escape(run_dir.name)}"
+    doc = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+           f"<style>{_CSS}</style></head>\n<body><h1>{title}</h1><nav>{nav}</nav>\n" + "\n".join(page.sections) +
+           f"\n<p class=\"foot\">frame budget {FRAME_BUDGET_S * 1e3:.1f} ms; written by runtime/report/html.py</p>"
+           "</body></html>\n")
+    return doc, page.pngs, summary
+
+
+def _trend_links(trend_dir: Path, page_dir: Path) -> str:
+    """Links to the per-metric trend plots of ``exo trend --out trend_dir`` (relative to the page's folder)."""
+    import os
+
+    if not trend_dir.is_dir():
+        raise FileNotFoundError(f"trend_dir = {str(trend_dir)!r}: no such folder (write it with exo trend --out)")
+    pngs = sorted(trend_dir.glob("*.png"))
+    if not pngs:
+        return f"<p class=\"missing\">no trend plots in {html.escape(str(trend_dir))}</p>"
+    items = "".join(f'<li><a href="{html.escape(os.path.relpath(p, page_dir))}">{html.escape(p.stem)}</a></li>'
+                    for p in pngs)
+    return (f"<p>Each metric of this subject over sessions, with its normal range and flags "
+            f"(<code>exo trend</code>, {len(pngs)} plots):</p><ul>{items}</ul>")
+
+
+def write_html_report(run: str | Path, out: str | Path | None = None, series: dict[str, Any] | None = None,
+                      trend_dir: str | Path | None = None) -> Path:
+    """Write ``<run>/report.html`` (or *out*) and its PNGs in ``plots/`` beside it; returns the page's path.
+    *trend_dir*: link the subject's ``exo trend`` plots (see :func:`build_html`)."""
+    run_dir = run_dir_of(run)
+    out_path = Path(out) if out is not None else run_dir / "report.html"
+    doc, _pngs, _summary = build_html(run, out_path.parent / "plots", series, trend_dir)
+    tmp = out_path.with_suffix(".html.tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    tmp.replace(out_path)
+    return out_path

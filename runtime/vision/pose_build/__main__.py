@@ -1,0 +1,156 @@
+"""``python -m runtime.vision.pose_build --out build/pose_onnx``: build the BlazePose ONNX models.
+
+1. Creates the build venv (python3.11, ``requirements.lock``: tensorflow-cpu + tf2onnx) if missing.
+2. Runs ``convert_tflite.py`` in it for each bundled model: densify sparse weights, check the
+   densified model against the original, tf2onnx at opset :data:`~runtime.vision.pose_build.OPSET`.
+3. In THIS interpreter (the project venv: onnxruntime + ai-edge-litert) checks each ONNX model
+   against the original ``.tflite`` on fixed random inputs and records the max abs difference.
+4. Writes ``manifest.json`` (source/densified/ONNX SHA-256, tool versions, opset, check results).
+
+Exit 0 on success, 2 on bad arguments, 1 on a failed step (message on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runtime.vision.pose_build import (DEFAULT_BUILD_VENV, DEFAULT_OUT, OPSET, REQUIREMENTS_LOCK, SOURCE_MODELS,
+                               bundled_tflite, sha256)
+
+CONVERT_SCRIPT = Path(__file__).with_name("convert_tflite.py")
+#: Outputs compared ONNX vs TFLite in the build check (the segmentation mask is not used by the runtime).
+CHECKED_OUTPUTS = {"pose_detection": ("Identity", "Identity_1"),
+                   "pose_landmark_full": ("Identity", "Identity_1", "Identity_3", "Identity_4")}
+
+
+def _log(msg: str) -> None:
+    print(f"[pose_build] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_build_venv(venv: Path, python: str) -> Path:
+    """The build venv's python, creating the venv from ``requirements.lock`` when missing."""
+    py = venv / "bin" / "python"
+    stamp = venv / ".requirements.sha256"
+    want = sha256(REQUIREMENTS_LOCK)
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return py
+    if shutil.which(python) is None and not Path(python).exists():
+        raise FileNotFoundError(f"--python: {python!r} not found (the build venv needs Python 3.11)")
+    t0 = time.monotonic()
+    _log(f"creating build venv {venv} with {python}")
+    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS_LOCK)], check=True)
+    stamp.write_text(want + "\n")
+    _log(f"build venv ready in {time.monotonic() - t0:.0f} s")
+    return py
+
+
+def _convert(py: Path, src: Path, out: Path, name: str, opset: int) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([str(py), str(CONVERT_SCRIPT), "--src", str(src), "--out-dir", str(out), "--name", name,
+                           "--opset", str(opset)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"conversion of {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_against_tflite(name: str, tflite: Path, onnx_file: Path, n_inputs: int = 3) -> dict[str, float]:
+    """Max abs difference per output, ONNX Runtime (CPU) vs ai-edge-litert, on fixed random inputs."""
+    import numpy as np
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tflite))
+    interp.allocate_tensors()
+    d_in = interp.get_input_details()[0]
+    by_name = {d["name"]: d["index"] for d in interp.get_output_details()}
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+    out_names = [o.name for o in sess.get_outputs()]
+    low = -1.0 if name == "pose_detection" else 0.0  # the models' input ranges
+    rng = np.random.default_rng(20250601)
+    worst = {k: 0.0 for k in CHECKED_OUTPUTS[name]}
+    for _ in range(n_inputs):
+        x = rng.uniform(low, 1.0, size=tuple(d_in["shape"])).astype(np.float32)
+        interp.set_tensor(d_in["index"], x)
+        interp.invoke()
+        got = dict(zip(out_names, sess.run(None, {in_name: x})))
+        for k in worst:
+            worst[k] = max(worst[k], float(np.max(np.abs(got[k] - interp.get_tensor(by_name[k])))))
+    return worst
+
+
+def build(out: Path, venv: Path, python: str, opset: int = OPSET) -> dict:
+    """Build both models into ``out`` and return the manifest (also written to ``out/manifest.json``)."""
+    t0 = time.monotonic()
+    py = ensure_build_venv(venv, python)
+    t_venv = time.monotonic() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    models: dict[str, dict] = {}
+    versions: dict[str, str] = {}
+    for name in SOURCE_MODELS:
+        src = bundled_tflite(name)
+        _log(f"converting {name} ({src})")
+        rec = _convert(py, src, out, name, opset)
+        versions = rec["versions"]
+        onnx_file = out / f"{name}.onnx"
+        dense = out / f"{name}.dense.tflite"
+        diffs = check_against_tflite(name, src, onnx_file)
+        _log(f"{name}: max |onnx - tflite| on random inputs: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        models[name] = {
+            "source_tflite": str(src), "source_sha256": sha256(src),
+            "densified_tflite": dense.name, "densified_sha256": sha256(dense),
+            "densified_ops": len(rec["densified_ops"]), "densified_vs_source_max_abs_diff": rec["densified_max_abs_diff"],
+            "onnx": onnx_file.name, "onnx_sha256": sha256(onnx_file),
+            "inputs": rec["onnx_inputs"], "outputs": rec["onnx_outputs"],
+            "random_input_max_abs_diff_vs_tflite": diffs,
+        }
+    import ai_edge_litert
+    import onnxruntime
+
+    manifest = {
+        "format": 1,
+        "opset": opset,
+        "build_tools": versions,
+        "check_tools": {"onnxruntime": onnxruntime.__version__,
+                        "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")},
+        "requirements_lock_sha256": sha256(REQUIREMENTS_LOCK),
+        "platform": platform.platform(),
+        "build_seconds": {"venv": round(t_venv, 1), "total": round(time.monotonic() - t0, 1)},
+        "models": models,
+    }
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out / "manifest.json")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m runtime.vision.pose_build", description="Build BlazePose ONNX models.")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default build/pose_onnx)")
+    ap.add_argument("--venv", type=Path, default=DEFAULT_BUILD_VENV, help="build venv (default build/.venv-pose-build)")
+    ap.add_argument("--python", default="python3.11", help="interpreter for the build venv (Python 3.11)")
+    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    args = ap.parse_args(argv)
+    if not 13 <= args.opset <= 21:
+        print(f"error: --opset: {args.opset} outside 13..21", file=sys.stderr)
+        return 2
+    try:
+        manifest = build(args.out, args.venv, args.python, args.opset)
+    except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
+        print(f"error: pose build failed: {exc}", file=sys.stderr)
+        return 1
+    _log(f"wrote {args.out / 'manifest.json'} in {manifest['build_seconds']['total']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
