@@ -40,11 +40,14 @@ def _synthetic(model, n=24, seed=0, yaw=0.5):
     return np.arange(n) / 60.0, lms, truth, coords
 
 
-def test_names_match_the_vision_topology():
+def test_names_match_mediapipes_own_topology():
+    """The one landmark tuple against MediaPipe's ``PoseLandmark`` enum (an independent source), in order."""
+    mp_pose = pytest.importorskip("mediapipe").solutions.pose
     from runtime.vision.pose_types import BLAZEPOSE_LANDMARKS
 
-    assert BLAZEPOSE_33 == BLAZEPOSE_LANDMARKS
-    assert set(LANDMARK_NAMES) <= set(BLAZEPOSE_LANDMARKS)
+    assert BLAZEPOSE_33 == tuple(lm.name.lower() for lm in sorted(mp_pose.PoseLandmark, key=int))
+    assert BLAZEPOSE_LANDMARKS is BLAZEPOSE_33
+    assert set(LANDMARK_NAMES) <= set(BLAZEPOSE_33)
 
 
 def test_markers_sit_on_the_joint_centres(myoleg):

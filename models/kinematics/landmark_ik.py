@@ -15,22 +15,10 @@ import numpy as np
 from models.kinematics.inverse_kinematics import IKParams, IKTrial, InverseKinematics
 from models.io.lab_files import MarkerTrial
 from models.body.landmark_markerset import blazepose_markerset, landmark_ik_params
+from models.body.blazepose import BLAZEPOSE_33
 from models.body.markerset import MarkerSet
 
 __all__ = ["BLAZEPOSE_33", "landmark_trial", "solve_landmark_ik"]
-
-#: The 33 BlazePose landmark names in output order (the same tuple as
-#: ``runtime.vision.pose_types.BLAZEPOSE_LANDMARKS``; repeated here because ``models`` does not import
-#: ``runtime``; a test checks they agree).
-BLAZEPOSE_33: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)
-
 
 def landmark_trial(time_s: np.ndarray, landmarks_m: np.ndarray, visibility: np.ndarray | None = None, *,
                    min_visibility: float = 0.5, source: str = "landmarks") -> MarkerTrial:

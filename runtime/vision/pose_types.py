@@ -15,15 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-#: BlazePose landmark names, index order of the model's output.
-BLAZEPOSE_LANDMARKS: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)
+from models.body.blazepose import BLAZEPOSE_33
+
+#: BlazePose landmark names, index order of the model's output (defined once in ``models.body.blazepose``).
+BLAZEPOSE_LANDMARKS: tuple[str, ...] = BLAZEPOSE_33
 N_LANDMARKS = len(BLAZEPOSE_LANDMARKS)
 #: Landmarks of the head (used to place the anonymisation region when no face is detected).
 HEAD_LANDMARKS: tuple[int, ...] = tuple(range(0, 11))
