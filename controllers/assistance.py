@@ -34,7 +34,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from .command_limits import CommandLimiter, CommandLimits, LimitFlag
+from .command_limits import MAX_SLEW_NM_PER_S, MAX_TORQUE_NM, CommandLimiter, CommandLimits, LimitFlag
 from .gait_phase import GaitPhaseEstimator
 from .phase_profile import PhaseProfileController, PhaseProfileParams
 
@@ -96,7 +96,7 @@ class AssistanceParameters:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"AssistanceParameters.strategy = {self.strategy!r}: allowed {', '.join(STRATEGIES)}")
         ranges = {"level": (0.0, 1.0), "body_mass_kg": (20.0, 250.0), "moment_fraction": (0.0, 1.0),
-                  "ramp_in_s": (0.0, 30.0), "torque_limit_nm": (1e-3, 150.0), "slew_limit_nm_per_s": (1e-3, 5000.0),
+                  "ramp_in_s": (0.0, 30.0), "torque_limit_nm": (1e-3, MAX_TORQUE_NM), "slew_limit_nm_per_s": (1e-3, MAX_SLEW_NM_PER_S),
                   "peak_nm_per_kg": (0.0, 2.0), "phase_peak": (0.0, 0.999), "phase_width": (0.005, 0.3),
                   "synergy_peak_decay_s": (0.1, 600.0), "synergy_min_reference": (1e-4, 10.0)}
         for name, (lo, hi) in ranges.items():
@@ -248,7 +248,7 @@ class PhaseProfileAssistance(AssistanceStrategy):
         super().__init__(params)
         peak = max(1e-6, params.peak_nm_per_kg * params.body_mass_kg)
         self._profile = PhaseProfileController(
-            PhaseProfileParams(peak_nm=min(peak, 150.0), phase_peak=params.phase_peak, phase_width=params.phase_width),
+            PhaseProfileParams(peak_nm=min(peak, MAX_TORQUE_NM), phase_peak=params.phase_peak, phase_width=params.phase_width),
             assistance_level=1.0)
 
     def _request(self, x: AssistanceInput) -> tuple[float, float, bool]:

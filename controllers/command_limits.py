@@ -20,6 +20,14 @@ import math
 from dataclasses import dataclass
 from enum import IntFlag
 
+#: Hard ceiling of any joint torque command (N*m at the joint): the actuators' rated peak with the exoskeleton's
+#: gearing. Every configured or derived torque limit (device joints, assistance, phase-profile peak, ROS parameters)
+#: is validated against it, so no setting can ask the drive for more than the hardware is built to deliver.
+MAX_TORQUE_NM = 150.0
+#: Hard ceiling of any torque slew limit (N*m/s at the joint): bounds how fast a command may change, so that even a
+#: mis-set limit cannot produce a torque step the wearer's joint and the cuff could not follow safely.
+MAX_SLEW_NM_PER_S = 5000.0
+
 
 class LimitFlag(IntFlag):
     """What the limiter did to this step's request (bit set)."""
@@ -40,7 +48,8 @@ class CommandLimits:
     max_dt_s: float = 0.1        # a longer step (a stall) does not buy a larger jump
 
     def __post_init__(self) -> None:
-        for name, hi in (("torque_limit_nm", 150.0), ("slew_limit_nm_per_s", 5000.0), ("max_dt_s", 1.0)):
+        for name, hi in (("torque_limit_nm", MAX_TORQUE_NM), ("slew_limit_nm_per_s", MAX_SLEW_NM_PER_S),
+                         ("max_dt_s", 1.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0.0 < v <= hi):
                 raise ValueError(f"CommandLimits.{name} = {v!r}: allowed 0 < {name} <= {hi}")

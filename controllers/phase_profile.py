@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from controllers.command_limits import MAX_TORQUE_NM
+
 
 @dataclass(frozen=True, slots=True)
 class PhaseProfileParams:
@@ -22,8 +24,8 @@ class PhaseProfileParams:
     phase_width: float = 0.05      # standard deviation, fraction of the cycle
 
     def __post_init__(self) -> None:
-        if not (0.0 < self.peak_nm <= 150.0):
-            raise ValueError(f"PhaseProfileParams.peak_nm = {self.peak_nm!r}: allowed 0 < peak_nm <= 150 N*m")
+        if not (0.0 < self.peak_nm <= MAX_TORQUE_NM):
+            raise ValueError(f"PhaseProfileParams.peak_nm = {self.peak_nm!r}: allowed 0 < peak_nm <= {MAX_TORQUE_NM:g} N*m")
         if not (0.0 <= self.phase_peak < 1.0):
             raise ValueError(f"PhaseProfileParams.phase_peak = {self.phase_peak!r}: allowed 0 <= phase_peak < 1")
         if not (0.0 < self.phase_width <= 0.3):

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from controllers.command_limits import MAX_SLEW_NM_PER_S, MAX_TORQUE_NM
 from models.io.typed_yaml import ConfigError, Strict, format_validation_error, load, parse
 
 __all__ = ["ConfigError", "format_validation_error", "load", "parse"]  # re-exported: the loaders of every config file
@@ -61,8 +62,8 @@ class JointConfig(_Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
     actuator: Annotated[str, Field(min_length=1, description="name of the calibration entry driving this joint")]
-    torque_limit_nm: Annotated[float, Field(gt=0.0, le=150.0, description="N*m at the joint")]
-    slew_limit_nm_per_s: Annotated[float, Field(gt=0.0, le=5000.0, description="N*m/s")] = 200.0
+    torque_limit_nm: Annotated[float, Field(gt=0.0, le=MAX_TORQUE_NM, description="N*m at the joint")]
+    slew_limit_nm_per_s: Annotated[float, Field(gt=0.0, le=MAX_SLEW_NM_PER_S, description="N*m/s")] = 200.0
     position_min_rad: Annotated[float, Field(ge=-3.2, le=3.2, description="rad")] = -0.1
     position_max_rad: Annotated[float, Field(ge=-3.2, le=3.2, description="rad")] = 2.4
     velocity_limit_rad_s: Annotated[float, Field(gt=0.0, le=30.0, description="rad/s")] = 12.0
@@ -145,8 +146,8 @@ class AssistanceConfig(_Strict):
     joint: Annotated[str | None, Field(description="joint name; default the first joint")] = None
     moment_fraction: Annotated[float, Field(ge=0.0, le=1.0, description="fraction of the biological knee moment at level 1")] = 0.3
     ramp_in_s: Annotated[float, Field(ge=0.0, le=30.0, description="s")] = 2.0
-    torque_limit_nm: Annotated[float | None, Field(gt=0.0, le=150.0, description="N*m; default the joint's")] = None
-    slew_limit_nm_per_s: Annotated[float | None, Field(gt=0.0, le=5000.0, description="N*m/s; default the joint's")] = None
+    torque_limit_nm: Annotated[float | None, Field(gt=0.0, le=MAX_TORQUE_NM, description="N*m; default the joint's")] = None
+    slew_limit_nm_per_s: Annotated[float | None, Field(gt=0.0, le=MAX_SLEW_NM_PER_S, description="N*m/s; default the joint's")] = None
     peak_nm_per_kg: Annotated[float, Field(ge=0.0, le=2.0, description="N*m/kg; phase profile peak at level 1")] = 0.2
     phase_peak: Annotated[float, Field(ge=0.0, le=0.999, description="fraction of the gait cycle")] = 0.12
     phase_width: Annotated[float, Field(ge=0.005, le=0.3, description="fraction of the gait cycle")] = 0.05

@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from controllers.command_limits import MAX_TORQUE_NM
+
 NODE_KINDS = ("vision", "estimator", "assistance", "safety", "can_bridge", "replay")
 
 #: kind -> parameter -> (python type, (min, max) or allowed values or None, default; None = from the config files)
@@ -39,7 +41,7 @@ PARAMETERS: dict[str, dict[str, tuple[type, Any, Any]]] = {
     "vision": {"rate_hz": (float, (1.0, 120.0), 30.0), "source": (str, None, "synthetic"),
                "blur_margin": (float, (0.1, 2.0), 0.3)},
     "estimator": {"rate_hz": (float, (1.0, 120.0), None), "cadence_hz": (float, (0.1, 3.0), 0.9)},
-    "assistance": {"assistance_level": (float, (0.0, 1.0), None), "peak_nm": (float, (0.1, 150.0), 15.0)},
+    "assistance": {"assistance_level": (float, (0.0, 1.0), None), "peak_nm": (float, (0.1, MAX_TORQUE_NM), 15.0)},
     "safety": {"rate_hz": (float, (50.0, 1000.0), None), "diagnostics_hz": (float, (0.5, 50.0), 10.0)},
     "can_bridge": {"rate_hz": (float, (50.0, 1000.0), None), "stale_after_s": (float, (0.005, 0.5), None)},
     "replay": {"log": (str, None, ""), "speed": (float, (0.01, 100.0), 1.0), "loop": (bool, None, False),
