@@ -52,6 +52,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from models.body.blazepose import BLAZEPOSE_33
 from runtime.vision.calibration import CameraCalibration
 
 __all__ = [
@@ -78,13 +79,7 @@ FOOT_LANDMARK_HEIGHT_M = 0.05
 #: BlazePose world axes are the camera's (x right, y down, z away): identity (named for clarity).
 BLAZEPOSE_TO_CAMERA = np.eye(3)
 
-_IDX = {n: i for i, n in enumerate((
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index"))}
+_IDX = {n: i for i, n in enumerate(BLAZEPOSE_33)}
 _FOOT = [_IDX[n] for n in ("left_heel", "right_heel", "left_foot_index", "right_foot_index")]
 _HIPS = [_IDX["left_hip"], _IDX["right_hip"]]
 _ANKLES = [_IDX["left_ankle"], _IDX["right_ankle"]]
