@@ -224,25 +224,22 @@ class LiveView:
 
         Never blocks, never raises: returns False (and counts) when not running or the topic is unknown; when the
         queue is full the oldest queued record is dropped (``dropped_oldest``) and this one is kept."""
-        if not self._running:
-            self.dropped_closed += 1
-            return False
-        if topic not in self.channels:
-            self.unknown_topic += 1
-            return False
-        self._queue.put((topic, t_ns, values))
-        return True
+        return self._enqueue(topic, t_ns, values)
 
     def publish_named(self, topic: str, t_ns: int, names: Any, values: Any) -> bool:
         """Like :meth:`publish` with parallel sequences (e.g. a JointState's ``name`` and ``position``); the
         dict is built in the sender thread, not in the caller's."""
+        return self._enqueue(topic, t_ns, (names, values))
+
+    def _enqueue(self, topic: str, t_ns: int, payload: Any) -> bool:
+        """Queue one record unless closed or the topic is unknown (each counted)."""
         if not self._running:
             self.dropped_closed += 1
             return False
         if topic not in self.channels:
             self.unknown_topic += 1
             return False
-        self._queue.put((topic, t_ns, (names, values)))
+        self._queue.put((topic, t_ns, payload))
         return True
 
     @property
