@@ -30,7 +30,9 @@ def offline(ps1):
 def test_resample_hold_takes_the_latest_frame_without_look_ahead(ps1, offline):
     est, rec, _ = offline
     raw = load_marker_recording(ps1.trc, est.marker_names)
-    assert raw.rate_hz == pytest.approx(60.0) or raw.rate_hz > 0
+    # the lab's .trc header and its time column: 120 Hz (shared data README: "marker trajectories ... 120 Hz")
+    assert raw.rate_hz == pytest.approx(120.0)
+    np.testing.assert_allclose(np.diff(raw.time_s), 1.0 / 120.0, rtol=1e-6)
     again = resample_hold(raw, 30.0)
     # every held frame is a raw frame at or before its tick
     for t, m in zip(again.time_s, again.markers_m):
@@ -55,7 +57,14 @@ def test_offline_chain_outputs_are_physical(ps1, offline):
     ok = np.isfinite(tot)
     assert ok.mean() > 0.9
     assert np.nanmax(tot) / bw > 1.0                    # stance loads the knee above body weight
-    np.testing.assert_allclose((med + lat)[ok], r.kcf_n[10:, 0][ok] + r.kcf_n[10:, 1][ok])
+    # medial + lateral is the compression along the tibia axis, a component of the contact force: never above
+    # its magnitude, and in stance (total > 1 BW) the force is nearly axial. Measured 2026-12-07: axial/total
+    # 0.964 (min) / 0.989 (mean) over the 33 stance frames; bound 0.90 (a tilt of the force over 25 deg fails).
+    axial = (med + lat)[ok]
+    assert np.all(axial <= tot[ok] * (1.0 + 1e-9))
+    stance = tot[ok] > bw
+    assert stance.sum() >= 20
+    assert np.min(axial[stance] / tot[ok][stance]) > 0.90
     assert est.lag_s > 0.0
 
 
