@@ -344,24 +344,23 @@ def _copy_mesh(spec: mujoco.MjSpec, mesh: mujoco.MjsMesh, name: str) -> mujoco.M
     return new
 
 
-def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactors) -> None:
-    """Scale positions, sizes, meshes, inertials and length coordinates in ``spec`` (compiled twin: ``model``)."""
-    L = fac.length_by_body
-    s_h = fac.height_factor
-    k_m = fac.mass_factor
+def _length_factor(fac: ScaleFactors, b: mujoco.MjsBody) -> float:
+    """The factor of lengths expressed in body ``b``'s frame; the world's children keep standing on the floor."""
+    return fac.height_factor if b.name == "world" or b.id == 0 else fac.length_by_body[b.name]
 
-    def f_body(b: mujoco.MjsBody) -> float:
-        # the factor of lengths expressed in body b's frame; the world's children keep standing on the floor
-        return s_h if b.name == "world" or b.id == 0 else L[b.name]
 
-    def is_world(b: mujoco.MjsBody) -> bool:
-        return b.id == 0
+def _is_world(b: mujoco.MjsBody) -> bool:
+    return b.id == 0
 
-    # bodies: position in the parent frame, explicit inertial from the compiled template
+
+def _scale_bodies(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactors) -> None:
+    """Body positions in the parent frame; explicit inertials from the compiled template (mass * k_m,
+    inertia * k_m f^2); frames with their body."""
+    L, k_m = fac.length_by_body, fac.mass_factor
     for b in spec.bodies:
-        if is_world(b):
+        if _is_world(b):
             continue
-        f, fp = L[b.name], f_body(b.parent)
+        f, fp = L[b.name], _length_factor(fac, b.parent)
         b.pos = np.asarray(b.pos) * fp
         i = b.id
         mass = float(model.body_mass[i])
@@ -377,15 +376,17 @@ def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactor
     spec.compiler.boundinertia = 0.0
     spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_AUTO
     spec.compiler.settotalmass = -1.0
-
     # frames: positions in their body (world frames hold bodies: scale with the height)
     for fr in spec.frames:
-        fr.pos = np.asarray(fr.pos) * f_body(fr.parent)
+        fr.pos = np.asarray(fr.pos) * _length_factor(fac, fr.parent)
 
-    # geoms, and which factor each mesh needs
+
+def _scale_geoms_and_meshes(spec: mujoco.MjSpec, fac: ScaleFactors) -> None:
+    """Geom positions and sizes; a mesh used by bodies of different factors is duplicated per factor."""
+    L = fac.length_by_body
     mesh_users: dict[str, dict[float, list[mujoco.MjsGeom]]] = {}
     for g in spec.geoms:
-        if is_world(g.parent):
+        if _is_world(g.parent):
             continue
         f = L[g.parent.name]
         g.pos = np.asarray(g.pos) * f
@@ -405,43 +406,56 @@ def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactor
             for g in geoms:
                 g.meshname = dup.name
 
+
+def _scale_sites_cameras_lights(spec: mujoco.MjSpec, fac: ScaleFactors) -> None:
+    L = fac.length_by_body
     for st in spec.sites:
-        if is_world(st.parent):
+        if _is_world(st.parent):
             continue
         f = L[st.parent.name]
         st.pos = np.asarray(st.pos) * f
         st.size = np.asarray(st.size) * f
         st.fromto = _scaled_fromto(st.fromto, f)
     for el in list(spec.cameras) + list(spec.lights):
-        if not is_world(el.parent):
+        if not _is_world(el.parent):
             el.pos = np.asarray(el.pos) * L[el.parent.name]
 
-    # joints: anchors in the body; slide coordinates are lengths of the parent segment
+
+def _scale_joints(spec: mujoco.MjSpec, fac: ScaleFactors) -> dict[str, float]:
+    """Joint anchors in the body; slide coordinates are lengths of the parent segment.
+    Returns the factor of each slide joint (name -> factor)."""
     slide_factor: dict[str, float] = {}
     for j in spec.joints:
         b = j.parent
-        j.pos = np.asarray(j.pos) * L[b.name]
+        j.pos = np.asarray(j.pos) * fac.length_by_body[b.name]
         if j.type == mujoco.mjtJoint.mjJNT_SLIDE:
-            fp = f_body(b.parent)
+            fp = _length_factor(fac, b.parent)
             slide_factor[j.name] = fp
             j.range = np.asarray(j.range) * fp
             j.ref = j.ref * fp
             j.springref = j.springref * fp
+    return slide_factor
 
-    # keyframes: free-root translation with the height, slide joints with their parent
+
+def _scale_keyframes(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactors,
+                     slide_factor: dict[str, float]) -> None:
+    """Keyframes: free-root translation with the height, slide joints with their parent."""
     qpos_scale = np.ones(model.nq)
     for jid in range(model.njnt):
         adr = model.jnt_qposadr[jid]
         if model.jnt_type[jid] == mujoco.mjtJoint.mjJNT_FREE:
-            qpos_scale[adr:adr + 3] = f_body(spec.bodies[model.jnt_bodyid[jid]].parent)
+            qpos_scale[adr:adr + 3] = _length_factor(fac, spec.bodies[model.jnt_bodyid[jid]].parent)
         elif model.jnt_type[jid] == mujoco.mjtJoint.mjJNT_SLIDE:
-            qpos_scale[adr] = slide_factor.get(model.joint(jid).name, s_h)
+            qpos_scale[adr] = slide_factor.get(model.joint(jid).name, fac.height_factor)
     for key in spec.keys:
         q = np.asarray(key.qpos, dtype=float)
         if q.size == model.nq:
             key.qpos = q * qpos_scale
 
-    # joint-coupling equalities: y = sum a_k x^k with y, x lengths or angles
+
+def _scale_equalities(spec: mujoco.MjSpec, fac: ScaleFactors, slide_factor: dict[str, float]) -> None:
+    """Joint-coupling equalities y = sum a_k x^k (y, x lengths or angles), connect/weld anchors."""
+    L, s_h = fac.length_by_body, fac.height_factor
     for e in spec.equalities:
         data = np.asarray(e.data, dtype=float).copy()
         if e.type == mujoco.mjtEq.mjEQ_JOINT:
@@ -456,6 +470,16 @@ def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactor
         else:
             continue  # tendon equalities are handled with the tendon lengths
         e.data = data
+
+
+def _apply_geometry(spec: mujoco.MjSpec, model: mujoco.MjModel, fac: ScaleFactors) -> None:
+    """Scale positions, sizes, meshes, inertials and length coordinates in ``spec`` (compiled twin: ``model``)."""
+    _scale_bodies(spec, model, fac)
+    _scale_geoms_and_meshes(spec, fac)
+    _scale_sites_cameras_lights(spec, fac)
+    slide_factor = _scale_joints(spec, fac)
+    _scale_keyframes(spec, model, fac, slide_factor)
+    _scale_equalities(spec, fac, slide_factor)
 
 
 def opensim_max_isometric_forces(osim_path: "str | os.PathLike[str]",
