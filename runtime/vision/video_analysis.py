@@ -149,6 +149,77 @@ def _poses(path: Path, rng: range, fps: float, prompt: Any, interaction: Any, no
     return [out.get(i) for i in rng]
 
 
+def _resolve_prompt(bbox: Any, mask: Any, width: int, height: int, notes: list[str]) -> Any:
+    """The prompt box (pixels) from ``bbox`` ("x0,y0,x1,y1" or a BoundingBox) or, failing that, ``mask``."""
+    import cv2
+
+    from runtime.vision.pose_types import BoundingBox
+    from runtime.vision.prompts import mask_to_bbox, parse_bbox
+
+    prompt = None
+    if isinstance(bbox, str):
+        prompt = parse_bbox(bbox, width, height)
+    elif isinstance(bbox, BoundingBox):
+        prompt = bbox
+    elif bbox is not None:
+        raise ValueError(f"bbox: expected 'x0,y0,x1,y1' or a BoundingBox, got {type(bbox).__name__}")
+    if prompt is None and mask is not None:
+        arr = mask
+        if isinstance(mask, (str, Path)):
+            arr = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+            if arr is None:
+                raise ValueError(f"mask: cannot read image {mask}")
+        arr = np.asarray(arr)
+        if arr.shape[:2] != (height, width):
+            raise ValueError(f"mask: shape {arr.shape[:2]} does not match the video's {height}x{width}")
+        prompt = mask_to_bbox(arr if arr.dtype != bool else arr.astype(np.uint8))
+        notes.append(f"mask prompt -> box {prompt}")
+    return prompt
+
+
+def _landmarks_to_trial(name: str, t: np.ndarray, grounded: Any, params: Any, fps: float,
+                        notes: list[str]) -> tuple[Any, Any, list[str]]:
+    """Grounded world landmarks -> the subject's scaled model, landmark IK, filtered kinematics and the
+    kinematics-only dynamics. Returns the trimmed IK result, the trial dynamics and the dynamics notes."""
+    import dataclasses
+
+    from models.body.landmark_markerset import landmark_length_factors
+    from models.body.registry import load_model
+    from models.body.scaling import SubjectScale, scale_model
+    from models.dynamics.inverse_dynamics import kinematics_from_opensim
+    from models.filters import smooth_derivatives
+    from models.kinematics.landmark_ik import solve_landmark_ik
+    from models.trial_analysis import TrialKinematics, kinematic_foot_wrenches, trial_dynamics
+
+    model, h, m, cutoff_hz = params.model, params.height_m, params.mass_kg, params.cutoff_hz
+    template = load_model(model)
+    seen = np.where(grounded.visibility[..., None] >= 0.5, grounded.smoothed_m, np.nan)
+    factors, segs = landmark_length_factors(template.model, seen, _landmark_names())
+    subject_model = scale_model(template, SubjectScale(m, h), length_by_body=factors).model
+    notes.append(f"model: {model} scaled to height {h:g} m and mass {m:g} kg; thigh, shank, foot and pelvis from the "
+                 f"landmarks ({', '.join(f'{k} {v:.3f} m' for k, v in segs.items())})")
+    ik = solve_landmark_ik(subject_model, t, grounded.smoothed_m, grounded.visibility)
+    solved = np.isfinite(ik.coordinates).all(axis=1)
+    first, last = int(np.argmax(solved)), int(len(solved) - np.argmax(solved[::-1]))
+    if last - first < 12:
+        raise ValueError(f"video {name}: landmark IK solved only {int(solved.sum())} frames")
+    sl = slice(first, last)
+    coords = ik.coordinates[sl]
+    sm = smooth_derivatives(coords, fps, cutoff_hz=cutoff_hz, channel_names=ik.coordinate_names)
+    mk = kinematics_from_opensim(subject_model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
+
+    ik_trim = dataclasses.replace(
+        ik, time_s=ik.time_s[sl], coordinates=coords, qpos=ik.qpos[sl], residual_rms_m=ik.residual_rms_m[sl],
+        residual_max_m=ik.residual_max_m[sl], markers_used=ik.markers_used[sl], iterations=ik.iterations[sl],
+        status=ik.status[sl], marker_error_m=ik.marker_error_m[sl], solve_time_s=ik.solve_time_s[sl])
+    kin = TrialKinematics(name, subject_model, ik_trim, sm, mk, list(notes), t[sl], fps)
+    dyn_notes: list[str] = []
+    feet = kinematic_foot_wrenches(kin, params, dyn_notes)
+    trial = trial_dynamics(kin, feet, "kinematics", params, dyn_notes)
+
+    return ik_trim, trial, dyn_notes
+
+
 def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, describe: str | None = None,
                   out_dir: str | Path, backend: str = "mediapipe", height_m: float | None = None,
                   mass_kg: float | None = None, side: Literal["left", "right"] = "left",
@@ -163,17 +234,8 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     """
     import cv2
 
-    from models.filters import smooth_derivatives
-    from models.dynamics.inverse_dynamics import kinematics_from_opensim
-    from models.kinematics.landmark_ik import solve_landmark_ik
-    from models.body.landmark_markerset import landmark_length_factors
-    from models.body.registry import load_model
-    from models.body.scaling import SubjectScale, scale_model
-    from models.trial_analysis import (AnalyzeParams, TrialKinematics, kinematic_foot_wrenches, trial_dynamics,
-                                       write_csvs)
+    from models.trial_analysis import AnalyzeParams, write_csvs
     from runtime.vision.calibration import guess_intrinsics, read_calibration
-    from runtime.vision.prompts import mask_to_bbox, parse_bbox
-    from runtime.vision.pose_types import BoundingBox
     from runtime.vision.world import ground_monocular, pose_arrays
 
     video = Path(path)
@@ -194,24 +256,7 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
         raise ValueError(f"video {video}: no frame rate in the file (got {fps!r})")
     rng = _frame_range(frames, n_total)
 
-    prompt = None
-    if isinstance(bbox, str):
-        prompt = parse_bbox(bbox, width, height)
-    elif isinstance(bbox, BoundingBox):
-        prompt = bbox
-    elif bbox is not None:
-        raise ValueError(f"bbox: expected 'x0,y0,x1,y1' or a BoundingBox, got {type(bbox).__name__}")
-    if prompt is None and mask is not None:
-        arr = mask
-        if isinstance(mask, (str, Path)):
-            arr = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
-            if arr is None:
-                raise ValueError(f"mask: cannot read image {mask}")
-        arr = np.asarray(arr)
-        if arr.shape[:2] != (height, width):
-            raise ValueError(f"mask: shape {arr.shape[:2]} does not match the video's {height}x{width}")
-        prompt = mask_to_bbox(arr if arr.dtype != bool else arr.astype(np.uint8))
-        notes.append(f"mask prompt -> box {prompt}")
+    prompt = _resolve_prompt(bbox, mask, width, height, notes)
 
     if calibration is not None:
         cam = read_calibration(calibration)[0]
@@ -230,33 +275,7 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     grounded = ground_monocular(arrays, cam, h, heading="walking", cutoff_hz=cutoff_hz)
     notes.extend(grounded.notes)
 
-    template = load_model(model)
-    seen = np.where(grounded.visibility[..., None] >= 0.5, grounded.smoothed_m, np.nan)
-    factors, segs = landmark_length_factors(template.model, seen, _landmark_names())
-    subject_model = scale_model(template, SubjectScale(m, h), length_by_body=factors).model
-    notes.append(f"model: {model} scaled to height {h:g} m and mass {m:g} kg; thigh, shank, foot and pelvis from the "
-                 f"landmarks ({', '.join(f'{k} {v:.3f} m' for k, v in segs.items())})")
-    ik = solve_landmark_ik(subject_model, t, grounded.smoothed_m, grounded.visibility)
-    solved = np.isfinite(ik.coordinates).all(axis=1)
-    first, last = int(np.argmax(solved)), int(len(solved) - np.argmax(solved[::-1]))
-    if last - first < 12:
-        raise ValueError(f"video {video.name}: landmark IK solved only {int(solved.sum())} frames")
-    sl = slice(first, last)
-    coords = ik.coordinates[sl]
-    sm = smooth_derivatives(coords, fps, cutoff_hz=cutoff_hz, channel_names=ik.coordinate_names)
-    mk = kinematics_from_opensim(subject_model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
-
-    import dataclasses
-
-    ik_trim = dataclasses.replace(
-        ik, time_s=ik.time_s[sl], coordinates=coords, qpos=ik.qpos[sl], residual_rms_m=ik.residual_rms_m[sl],
-        residual_max_m=ik.residual_max_m[sl], markers_used=ik.markers_used[sl], iterations=ik.iterations[sl],
-        status=ik.status[sl], marker_error_m=ik.marker_error_m[sl], solve_time_s=ik.solve_time_s[sl])
-    kin = TrialKinematics(video.stem, subject_model, ik_trim, sm, mk, list(notes), t[sl], fps)
-    dyn_notes: list[str] = []
-    feet = kinematic_foot_wrenches(kin, params, dyn_notes)
-    trial = trial_dynamics(kin, feet, "kinematics", params, dyn_notes)
-
+    ik_trim, trial, dyn_notes = _landmarks_to_trial(video.stem, t, grounded, params, fps, notes)
     dyn_notes.extend(_plausibility(trial, m))
     out = Path(out_dir)
     files = [write_landmarks_csv(out / "landmarks.csv", t, grounded.smoothed_m, arrays.image_xy, arrays.visibility)]
