@@ -371,25 +371,43 @@ class OfflineResult:
     coordinates_rad: np.ndarray
     grf_n: np.ndarray
     cop_m: np.ndarray
+    contact: np.ndarray
+    free_moment_nm: np.ndarray
     kam_pct_bw_ht: np.ndarray
     kem_pct_bw_ht: np.ndarray
     knee_moment_nm: np.ndarray
     activation: np.ndarray
     synergy: np.ndarray
     kcf_n: np.ndarray
+    ik_residual_m: np.ndarray
     valid: np.ndarray
     seconds: float
     stage_s: dict[str, np.ndarray]
+
+    def frame(self, i: int) -> EstimateFrame:
+        """Frame ``i`` as the :class:`EstimateFrame` the live chain returned for it (its arrays are views)."""
+        return EstimateFrame(float(self.time_s[i]), self.coordinate_names, self.coordinates_rad[i], self.grf_n[i],
+                             self.cop_m[i], self.contact[i], free_moment_nm=self.free_moment_nm[i],
+                             kam_pct_bw_ht=float(self.kam_pct_bw_ht[i]), kem_pct_bw_ht=float(self.kem_pct_bw_ht[i]),
+                             knee_moment_nm=float(self.knee_moment_nm[i]), activation=self.activation[i],
+                             synergy=self.synergy[i], kcf_n=self.kcf_n[i], ik_residual_m=float(self.ik_residual_m[i]),
+                             valid=bool(self.valid[i]), stage_s={k: float(v[i]) for k, v in self.stage_s.items()})
+
+
+def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
+    """One preallocated (n, ...) array per per-frame output of :class:`EstimateFrame` (NaN / False)."""
+    return {"coordinates_rad": np.full((n, out.coordinates_rad.size), np.nan), "grf_n": np.full((n, 2, 3), np.nan),
+            "cop_m": np.full((n, 2, 3), np.nan), "contact": np.zeros((n, 2), bool),
+            "free_moment_nm": np.full((n, 2), np.nan), "kam_pct_bw_ht": np.full(n, np.nan),
+            "kem_pct_bw_ht": np.full(n, np.nan), "knee_moment_nm": np.full(n, np.nan),
+            "activation": np.full((n, out.activation.size), np.nan), "synergy": np.full((n, out.synergy.size), np.nan),
+            "kcf_n": np.full((n, 3), np.nan), "ik_residual_m": np.full(n, np.nan), "valid": np.zeros(n, bool)}
 
 
 def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = None) -> OfflineResult:
     """The same chain over a whole recording as fast as possible (``progress(i, n)`` called every 60 frames)."""
     n = rec.time_s.size
-    o = est.out
-    cols = {"coordinates_rad": np.full((n, o.coordinates_rad.size), np.nan), "grf_n": np.full((n, 2, 3), np.nan),
-            "cop_m": np.full((n, 2, 3), np.nan), "kam_pct_bw_ht": np.full(n, np.nan), "kem_pct_bw_ht": np.full(n, np.nan),
-            "knee_moment_nm": np.full(n, np.nan), "activation": np.full((n, o.activation.size), np.nan), "synergy": np.full((n, o.synergy.size), np.nan),
-            "kcf_n": np.full((n, 3), np.nan), "valid": np.zeros(n, bool)}
+    cols = _offline_columns(n, est.out)
     stages: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for i in range(n):

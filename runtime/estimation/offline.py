@@ -13,11 +13,14 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from runtime.estimation.chain import MarkerRecording, run_offline
+from runtime.estimation.chain import KinematicsToLoads, MarkerRecording, run_offline
+
+if TYPE_CHECKING:  # annotations only: runtime.pipeline.stages imports nothing of this module
+    from runtime.pipeline.stages import ControllerAssistanceStage
 
 
 def landmark_recording(track: Any, marker_names: tuple[str, ...], rate_hz: float,
@@ -48,7 +51,8 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
     return show
 
 
-def run_pipeline_offline(estimator: Any, recording: MarkerRecording, make_assistance: Callable[[Callable[[], int]], Any],
+def run_pipeline_offline(estimator: KinematicsToLoads, recording: MarkerRecording,
+                         make_assistance: Callable[[Callable[[], int]], ControllerAssistanceStage],
                          n_joints: int, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Estimation chain over ``recording`` (``run_offline``), then the assistance stage over its estimates with the
     recording's time as the clock. Returns arrays and the throughput."""
@@ -60,10 +64,9 @@ def run_pipeline_offline(estimator: Any, recording: MarkerRecording, make_assist
     stage = make_assistance(lambda: clock["ns"])
     frame = PipelineFrame(assistance_nm=[0.0] * n_joints)
     torque = np.zeros((recording.time_s.size, n_joints))
-    view = _EstimateView(estimator)
     for i, t in enumerate(recording.time_s):
         clock["ns"] = int(round(t * 1e9))
-        frame.estimate = view.at(est, i)
+        frame.estimate = est.frame(i)
         frame.stale = False
         stage.step(frame)
         torque[i] = frame.assistance_nm
@@ -71,21 +74,6 @@ def run_pipeline_offline(estimator: Any, recording: MarkerRecording, make_assist
     n = recording.time_s.size
     return {"result": est, "torque_nm": torque, "frames": n, "seconds": seconds, "fps": n / seconds,
             "chain_seconds": est.seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-
-
-class _EstimateView:
-    """Frame ``i`` of an ``OfflineResult`` with the attributes the assistance stage reads from an EstimateFrame."""
-
-    def __init__(self, estimator: Any) -> None:
-        self.coordinate_names = estimator.reported
-
-    def at(self, r: Any, i: int) -> "_EstimateView":
-        self.valid = bool(r.valid[i])
-        self.coordinates_rad = r.coordinates_rad[i]
-        self.knee_moment_nm = float(r.knee_moment_nm[i])
-        self.activation = r.activation[i]
-        self.grf_n = r.grf_n[i]
-        return self
 
 
 def write_offline(out_dir: Path, run: dict[str, Any], joint_names: list[str], meta: dict[str, Any]) -> list[Path]:

@@ -8,7 +8,12 @@ the stages can all import it without importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:  # annotations only; runtime.estimation.chain imports nothing of runtime.pipeline
+    import numpy as np
+
+    from runtime.estimation.chain import EstimateFrame
 
 
 @dataclass(slots=True)
@@ -21,12 +26,12 @@ class PipelineFrame:
     assistance_nm: list[float] = field(default_factory=list)   # per joint, flexion positive
     publish: bool = True                   # False: this cycle publishes no command (fault injection)
     t_s: float = 0.0                       # time of the input in its own timeline (s)
-    markers_m: Any = None                  # (M, 3) world z up, for the estimation chain
+    markers_m: np.ndarray | None = None    # (M, 3) world z up, m, for the estimation chain; None: no new input
     restart: bool = False                  # the input restarted (new recording / wrap): reset filters
-    estimate: Any = None                   # runtime.estimation.chain.EstimateFrame (the latest; held between inputs)
+    estimate: EstimateFrame | None = None     # the latest estimate (held between inputs); None before the first
     new_estimate: bool = False             # the estimate was computed this cycle (else held)
     stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
-    vision_s: dict = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
+    vision_s: dict[str, float] = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class TopicSpec:
 
 
 class Stage(Protocol):
+    """One step of the estimation cycle: reads and writes fields of ``frame`` (optionally also ``substage_s``,
+    ``telemetry_topics()`` and ``close()``, see :mod:`runtime.pipeline.stages`)."""
+
     name: str
 
     def step(self, frame: PipelineFrame) -> None: ...

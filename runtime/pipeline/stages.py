@@ -22,12 +22,17 @@ one message per cycle from the frame.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from controllers.phase_profile import CadencePhaseEstimator, PhaseProfileController, PhaseProfileParams
 from runtime.pipeline.frame import PipelineFrame, Stage, TopicSpec
+
+if TYPE_CHECKING:  # annotations only: none of these imports runtime.pipeline
+    from controllers.assistance import AssistanceOutput, AssistanceStage
+    from runtime.core.config import DeviceConfig, SubjectProfile
+    from runtime.estimation.chain import KinematicsToLoads, MarkerRecording
 
 
 class SyntheticCapture:
@@ -89,7 +94,7 @@ class Pipeline:
     description: str
 
     def __init__(self, stages: list[Stage], n_joints: int, now_ns: Callable[[], int], description: str) -> None:
-        self.stages = stages
+        self.stages: list[Stage] = stages
         self.frame = PipelineFrame(assistance_nm=[0.0] * n_joints)
         self._now = now_ns
         self.description = description
@@ -161,7 +166,7 @@ class ReplayCapture:
 
     name = "capture"
 
-    def __init__(self, recording: Any, now_ns: Callable[[], int], loop: bool = True) -> None:
+    def __init__(self, recording: MarkerRecording, now_ns: Callable[[], int], loop: bool = True) -> None:
         self.recording = recording
         self._now = now_ns
         self.loop = loop
@@ -190,7 +195,7 @@ class EstimationStage:
 
     name = "estimation"
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: KinematicsToLoads) -> None:
         self.estimator = estimator
         self.substage_s: dict[str, float] = {}
 
@@ -223,7 +228,7 @@ class ControllerAssistanceStage:
 
     name = "assistance"
 
-    def __init__(self, controller: Any, joint_names: list[str], joint: str | None, side: str,
+    def __init__(self, controller: AssistanceStage, joint_names: list[str], joint: str | None, side: str,
                  now_ns: Callable[[], int], muscle_names: tuple[str, ...] = ()) -> None:
         self.controller = controller
         self.joint_idx = joint_names.index(joint) if joint else 0
@@ -231,12 +236,12 @@ class ControllerAssistanceStage:
         self._foot = 0 if self.side == "r" else 1        # runtime.estimation.chain FEET order: right, left
         self._now = now_ns
         shape = getattr(controller.strategy, "shape", None)
-        self._act_idx = None
+        self._act_idx: np.ndarray | None = None
         if shape is not None and muscle_names:
             pos = {n: i for i, n in enumerate(muscle_names)}
             self._act_idx = np.array([pos[f"{m}_{self.side}"] for m in shape.muscle_names], dtype=int)
-        self._knee = None
-        self.last = None
+        self._knee: int | None = None
+        self.last: AssistanceOutput | None = None        # the controller's output of the latest step
 
     def step(self, frame: PipelineFrame) -> None:
         from controllers.assistance import StageInput
@@ -258,8 +263,8 @@ class ControllerAssistanceStage:
         frame.assistance_nm[self.joint_idx] = out.torque_nm
 
 
-def assistance_stage(device: Any, subject: Any, joint_names: list[str], side: str, now_ns: Callable[[], int],
-                     estimator: Any) -> ControllerAssistanceStage:
+def assistance_stage(device: DeviceConfig, subject: SubjectProfile, joint_names: list[str], side: str,
+                     now_ns: Callable[[], int], estimator: KinematicsToLoads) -> ControllerAssistanceStage:
     """The configured assistance controller (``device.assistance``) as a pipeline stage."""
 
     from runtime.wiring import assistance_controller
@@ -269,8 +274,9 @@ def assistance_stage(device: Any, subject: Any, joint_names: list[str], side: st
                                      tuple(getattr(estimator, "muscle_names", ())))
 
 
-def replay_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: Any, recording: Any,
-                               assistance: "ControllerAssistanceStage", extra: list[Stage] | None = None) -> Pipeline:
+def replay_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: KinematicsToLoads,
+                               recording: MarkerRecording, assistance: ControllerAssistanceStage,
+                               extra: list[Stage] | None = None) -> Pipeline:
     """Recorded markers -> the real estimation chain -> the assistance controller."""
     stages: list[Stage] = [ReplayCapture(recording, now_ns), EstimationStage(estimator), assistance]
     stages.extend(extra or [])
@@ -280,8 +286,8 @@ def replay_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, esti
                     f"knee contact force -> {_describe(assistance)}")
 
 
-def landmark_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: Any, capture: Stage,
-                                 source_description: str, assistance: "ControllerAssistanceStage",
+def landmark_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: KinematicsToLoads,
+                                 capture: Stage, source_description: str, assistance: ControllerAssistanceStage,
                                  extra: list[Stage] | None = None) -> Pipeline:
     """Landmarks (from the vision process, or precomputed and released on the camera's timeline) held to the
     loop rate -> the estimation chain -> the assistance controller."""
@@ -293,7 +299,7 @@ def landmark_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, es
                     f"-> knee contact force -> {_describe(assistance)}")
 
 
-def _describe(stage: "ControllerAssistanceStage") -> str:
+def _describe(stage: ControllerAssistanceStage) -> str:
     p = stage.controller.strategy.params
     return (f"assistance '{p.strategy}' (level {p.level:g}, ramp-in {p.ramp_in_s:g} s, limits {p.torque_limit_nm:g} N*m "
             f"and {p.slew_limit_nm_per_s:g} N*m/s, gait phase from {stage.controller.gait.params.source})")
