@@ -62,8 +62,8 @@ Which frames are what
 * error frames: counted, BUS_ERROR or BUS_OFF as above;
 * anything else (other ids, extended ids, remote frames): ignored, counted.
 
-Open the bus with ``receive_own_messages=False`` where the interface supports it
-(:func:`open_bus`); the echo check does not rely on it.
+Open the bus with :func:`firmware_bridge.bus.open_bus` (re-exported here as ``open_bus``),
+``receive_own_messages=False``; the echo check does not rely on it.
 
 Zeroing: ``zero_position`` sends ``ZERO_POSITION``; the drive then sends nothing for about
 1-1.5 s.  For ``zero_quiet_s`` that motor gets no TIMEOUT, its replies are not used (they
@@ -98,6 +98,7 @@ from .ak_mit import (
     quantum,
     safe_stop_command,
 )
+from .bus import open_bus
 from .calibration import ActuatorCalibration
 from .motor_tables import MitLimits
 
@@ -121,17 +122,6 @@ FrameLog = Callable[[int, int, bytes, bool, bool], None]
 
 _NAN = math.nan
 _RECENT = 8  # frames remembered per motor id for the own-echo check (power of 2)
-
-
-def open_bus(interface: str, channel: str, **kwargs: Any) -> can.BusABC:
-    """``can.Bus(interface=..., channel=..., receive_own_messages=False, **kwargs)``.
-
-    udp_multicast refuses ``receive_own_messages=True`` but delivers every frame sent back to
-    the sending bus anyway (multicast loopback; seen in a private network namespace, frames
-    marked ``is_rx``), so the drive's echo check is what really keeps own frames out.
-    """
-    kwargs.setdefault("receive_own_messages", False)
-    return can.Bus(interface=interface, channel=channel, **kwargs)
 
 
 class _Motor:

@@ -11,11 +11,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import sys
 import time
 from typing import Protocol
 
 CLOCK_MONOTONIC = 1
 TIMER_ABSTIME = 1
+PR_SET_TIMERSLACK = 29  # linux/prctl.h
 
 
 class Clock(Protocol):
@@ -34,12 +36,18 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-def _load_clock_nanosleep():
-    libc_name = ctypes.util.find_library("c") or "libc.so.6"
+def _load_libc():
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def _load_clock_nanosleep():
+    libc = _load_libc()
+    try:
         fn = libc.clock_nanosleep
-    except (OSError, AttributeError):
+    except AttributeError:  # no libc (None) or no such call
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Timespec), ctypes.c_void_p]
     fn.restype = ctypes.c_int
@@ -53,13 +61,17 @@ class MonotonicClock:
     run while a loop sleeps. Where ``clock_nanosleep`` is missing (not Linux), it
     falls back to relative ``time.sleep`` recomputed from the absolute deadline,
     which still cannot drift but wakes later; ``absolute_sleep`` says which is used.
+
+    ``wake_on_signal``: a signal (EINTR) ends ``sleep_until_ns`` early, so a loop can look at a
+    stop flag its handler set; by default the sleep goes on to the deadline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, wake_on_signal: bool = False) -> None:
         self._nanosleep = _load_clock_nanosleep()
         self._ts = _Timespec()
         self._ts_ref = ctypes.byref(self._ts)
         self.absolute_sleep = self._nanosleep is not None
+        self.wake_on_signal = wake_on_signal
 
     def now_ns(self) -> int:
         return time.monotonic_ns()
@@ -75,9 +87,25 @@ class MonotonicClock:
             rc = self._nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, self._ts_ref, None)
             if rc == 0:
                 return
+            if rc == errno.EINTR and self.wake_on_signal:
+                return
             if rc != errno.EINTR:  # clock_nanosleep returns the error number itself
                 raise OSError(rc, os.strerror(rc))
             # EINTR: a signal handler ran; the absolute deadline is unchanged, sleep again.
+
+
+def set_timer_slack_ns(slack_ns: int = 1) -> bool:
+    """Set this thread's timer slack (``prctl(PR_SET_TIMERSLACK)``, Linux; default 50 us) to
+    ``slack_ns`` ns, so absolute sleeps wake that close to their deadline. False where not possible."""
+    if isinstance(slack_ns, bool) or not isinstance(slack_ns, int) or slack_ns < 1:
+        raise ValueError(f"slack_ns={slack_ns!r}: allowed an int >= 1")
+    libc = _load_libc() if sys.platform.startswith("linux") else None
+    if libc is None:
+        return False
+    try:
+        return libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(slack_ns), 0, 0, 0) == 0
+    except (AttributeError, OSError):
+        return False
 
 
 class FakeClock:

@@ -21,7 +21,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 ENV_MARK = "EXO_PRIVATE_NETNS"
 SETUP = "ip link set lo up && (ip route add 239.0.0.0/8 dev lo 2>/dev/null || true) && exec \"$@\""
@@ -77,13 +78,44 @@ def netns_available() -> tuple[bool, str]:
 
 
 def interfaces() -> list[str]:
-    """Interfaces of *this process's* network namespace (``/sys/class/net`` shows the mounter's)."""
-    return sorted(name for _, name in socket.if_nameindex())
+    """Interfaces of *this process's* network namespace (``/sys/class/net`` shows the mounter's).
+
+    ``socket.if_nameindex()`` asks the kernel (netlink) for the caller's namespace; where that
+    fails, ``/proc/self/net/dev`` (also per namespace) is read instead.
+    """
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+        return sorted(line.split(":", 1)[0].strip() for line in lines if ":" in line)
 
 
 def in_private_netns() -> bool:
     """True when the only network interface is ``lo`` (nothing can leave this machine)."""
     return interfaces() == ["lo"]
+
+
+#: How to run a udp_multicast user in a private namespace (the end of :class:`PrivateNetnsRequired`'s text).
+NETNS_HOWTO = ("run it inside a private network namespace: unshare -n sh -c 'ip link set lo up && "
+               "ip route add 239.0.0.0/8 dev lo && exec <command>' (as root; see firmware_bridge/netns.py)")
+
+
+class PrivateNetnsRequired(RuntimeError):
+    """udp_multicast (or other multicast) was asked for outside a lo-only network namespace."""
+
+
+def require_private_netns(names: Sequence[str] | None = None, *, what: str = "udp_multicast",
+                          howto: str = NETNS_HOWTO) -> None:
+    """Raise :class:`PrivateNetnsRequired` unless the only network interface is ``lo``.
+
+    ``names``: the interfaces to judge (default: :func:`interfaces` of this process);
+    ``what``: what is refused (named in the message); ``howto``: the message's last part.
+    """
+    found = list(interfaces() if names is None else names)
+    if found != ["lo"]:
+        raise PrivateNetnsRequired(
+            f"refusing to open {what}: this process's network namespace has interfaces {found}, need exactly "
+            f"['lo'] (multicast must never reach the host network); {howto}")
 
 
 def wrap_command(argv: list[str]) -> list[str]:

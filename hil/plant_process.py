@@ -23,25 +23,24 @@ It ends after ``duration_s`` or on SIGTERM/SIGINT, shuts the bus down and writes
 status (also at start and once a second while running) to ``status_path``.
 
 Network rule: python-can's ``udp_multicast`` sends IPv4/IPv6 multicast.  :func:`run_plant`
-refuses it unless this process is in a network namespace whose only interface is ``lo``.
-The check lists the interfaces of the *calling process's* namespace with
-``socket.if_nameindex()`` (netlink), not ``/sys/class/net``: after ``unshare -n`` without
-remounting sysfs, ``/sys/class/net`` still lists the host's interfaces.
+refuses it unless this process is in a network namespace whose only interface is ``lo``
+(:func:`firmware_bridge.netns.require_private_netns`, which lists the *calling process's*
+interfaces with ``socket.if_nameindex()``, not ``/sys/class/net``: after ``unshare -n``
+without remounting sysfs, ``/sys/class/net`` still lists the host's interfaces).  The bus is
+opened by :func:`firmware_bridge.bus.open_bus`, the sleep is
+:class:`firmware_bridge.clock.MonotonicClock` (``wake_on_signal=True``).
 
 Imports: python-can, numpy, :mod:`firmware_bridge`, :mod:`hil` (nothing from runtime/).
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import heapq
 import json
 import math
 import os
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -52,7 +51,12 @@ from typing import Any, Callable, Mapping, Sequence
 import can
 import numpy as np
 
+from firmware_bridge import netns as _netns
+from firmware_bridge.bus import DEFAULT_UDP_PORT, open_bus
+from firmware_bridge.clock import MonotonicClock, set_timer_slack_ns
 from firmware_bridge.motor_tables import limits_for
+from firmware_bridge.netns import PrivateNetnsRequired
+from firmware_bridge.netns import interfaces as network_interfaces
 
 from .ak_emulator import EmulatedAkDrive, FaultInjection, HilRig, ThermalParams
 from .knee_plant import KneePlantParams, SimulatedKneePlant
@@ -67,7 +71,6 @@ __all__ = [
     "DEFAULT_UDP_PORT",
 ]
 
-DEFAULT_UDP_PORT = 43113  # python-can's default for udp_multicast
 NETNS_HOWTO = (
     "run it inside a private network namespace: unshare -n sh -c 'ip link set lo up && "
     "ip route add 239.0.0.0/8 dev lo && exec python -m hil.plant_process --interface "
@@ -75,91 +78,10 @@ NETNS_HOWTO = (
 )
 
 
-class PrivateNetnsRequired(RuntimeError):
-    """udp_multicast was asked for outside a lo-only network namespace."""
-
-
-# ---------------------------------------------------------------------------------------
-# network namespace guard
-# ---------------------------------------------------------------------------------------
-
-
-def network_interfaces() -> list[str]:
-    """Interfaces of this process's network namespace.
-
-    ``socket.if_nameindex()`` asks the kernel for the caller's namespace; ``/proc/self/net/dev``
-    (also per namespace) is the fallback.  ``/sys/class/net`` is *not* used: it shows the
-    namespace of whoever mounted sysfs, i.e. the host's after a bare ``unshare -n``.
-    """
-    try:
-        return sorted(name for _, name in socket.if_nameindex())
-    except OSError:
-        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-        return sorted(line.split(":", 1)[0].strip() for line in lines if ":" in line)
-
-
 def require_private_netns(interfaces: Sequence[str] | None = None) -> None:
-    """Raise :class:`PrivateNetnsRequired` unless the only network interface is ``lo``."""
-    names = list(network_interfaces() if interfaces is None else interfaces)
-    if names != ["lo"]:
-        raise PrivateNetnsRequired(
-            f"refusing to open udp_multicast: this process's network namespace has interfaces "
-            f"{names}, need exactly ['lo'] (multicast must never reach the host network); "
-            + NETNS_HOWTO
-        )
-
-
-# ---------------------------------------------------------------------------------------
-# absolute sleep
-# ---------------------------------------------------------------------------------------
-
-_CLOCK_MONOTONIC = 1
-_TIMER_ABSTIME = 1
-_PR_SET_TIMERSLACK = 29
-_EINTR = 4
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.clock_nanosleep
-        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Timespec), ctypes.c_void_p]
-        fn.restype = ctypes.c_int
-        return libc, fn
-    except (OSError, AttributeError):
-        return None, None
-
-
-_LIBC, _CLOCK_NANOSLEEP = _load_libc() if sys.platform.startswith("linux") else (None, None)
-
-
-def sleep_until_ns(deadline_ns: int) -> None:
-    """Sleep until ``time.monotonic_ns() >= deadline_ns`` (absolute; CLOCK_MONOTONIC).
-
-    One call of ``clock_nanosleep(TIMER_ABSTIME)`` (ctypes releases the GIL); a signal
-    returns early (EINTR) so the caller can check its stop flag.  Without libc support,
-    ``time.sleep`` of the remaining time.
-    """
-    if _CLOCK_NANOSLEEP is not None:
-        ts = _Timespec(deadline_ns // 1_000_000_000, deadline_ns % 1_000_000_000)
-        _CLOCK_NANOSLEEP(_CLOCK_MONOTONIC, _TIMER_ABSTIME, ctypes.byref(ts), None)
-        return
-    remaining = deadline_ns - time.monotonic_ns()
-    if remaining > 0:
-        time.sleep(remaining / 1e9)
-
-
-def _set_timer_slack_1ns() -> bool:
-    if _LIBC is None:
-        return False
-    try:
-        return _LIBC.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(1), 0, 0, 0) == 0
-    except (AttributeError, OSError):
-        return False
+    """Raise :class:`PrivateNetnsRequired` unless the only network interface is ``lo``
+    (:func:`firmware_bridge.netns.require_private_netns` with this command's how-to)."""
+    _netns.require_private_netns(interfaces, what="udp_multicast", howto=NETNS_HOWTO)
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,16 +133,6 @@ def _faults_at(schedule: list[dict[str, Any]], t_s: float, motor_id: int) -> Fau
         ):
             merged.update(f["fields"])
     return FaultInjection(**merged)
-
-
-def _open_bus(interface: str, channel: str, port: int) -> can.BusABC:
-    if interface == "udp_multicast":
-        require_private_netns()
-        return can.Bus(interface="udp_multicast", channel=channel, port=port,
-                       receive_own_messages=False, fd=False)
-    if interface == "virtual":
-        return can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
-    return can.Bus(interface=interface, channel=channel)
 
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
@@ -330,7 +242,8 @@ def run_plant(
         stop["reason"] = f"signal:{signal.Signals(signum).name}"
 
     fd = -1
-    bus = _open_bus(interface, channel, port)  # udp_multicast: refuses outside a private netns
+    # udp_multicast: refused outside a private netns (checked again right before opening)
+    bus = open_bus(interface, channel, port=port, receive_own_messages=False, fd=False, netns_howto=NETNS_HOWTO)
     try:
         rig = HilRig(bus, drive_specs, plant, rate_hz=1.0 / dt_s, seed=seed)
         if reply_mode != "tick":
@@ -352,14 +265,16 @@ def run_plant(
         bus.shutdown()
         raise
     mode = "immediate" if fd >= 0 else "tick"
-    slack_ok = _set_timer_slack_1ns()
+    slack_ok = set_timer_slack_ns(1)
+    clock = MonotonicClock(wake_on_signal=True)  # a signal ends a sleep early: the stop flag is looked at
+    sleep_until_ns = clock.sleep_until_ns
     guard_ns = 100_000  # stop select()ing this long before a deadline; sleep the rest exactly
 
     base = {
         "pid": os.getpid(), "interface": interface, "channel": channel,
         "port": port if interface == "udp_multicast" else None,
         "rate_hz": 1e9 / period_ns, "duration_s": duration_s, "reply_mode": mode,
-        "sleep": "clock_nanosleep(ctypes)" if _CLOCK_NANOSLEEP is not None else "time.sleep",
+        "sleep": "clock_nanosleep(ctypes)" if clock.absolute_sleep else "time.sleep",
         "timer_slack_1ns": slack_ok,
         "motors": [dict(m) for m in motors],
         "faults": [dict(f) for f in faults],

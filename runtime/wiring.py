@@ -62,26 +62,16 @@ def make_drive(device, calibration: dict | None, body_mass_kg: float, height_m: 
     bus_cfg = device.bus
     if bus_cfg.interface == "sim":
         return SimulatedDrive(n, period_s, body_mass_kg, height_m)
-    import can
-
     from firmware_bridge.ak_can import AkCanDrive
+    from firmware_bridge.bus import open_bus
     from firmware_bridge.calibration import ActuatorCalibration
 
     if not calibration:
         raise ValueError(f"bus.interface = {bus_cfg.interface!r} needs the actuator calibration file")
     by_name = {a["name"]: a for a in calibration["actuators"]}
     actuators = [ActuatorCalibration.from_mapping(by_name[j.actuator]) for j in device.joints]
-    if bus_cfg.interface == "udp_multicast":
-        from firmware_bridge.netns import in_private_netns
-
-        if not in_private_netns():
-            raise RuntimeError("bus.interface = 'udp_multicast' outside a private network namespace: refused "
-                               "(multicast must not reach the host network; run under 'unshare -n', see firmware_bridge/netns.py)")
-        bus = can.Bus(interface="udp_multicast", channel=bus_cfg.channel, port=bus_cfg.udp_port,
-                      receive_own_messages=False)
-    elif bus_cfg.interface == "virtual":
-        bus = can.Bus(interface="virtual", channel=bus_cfg.channel, receive_own_messages=False)
-    else:
-        bus = can.Bus(interface="socketcan", channel=bus_cfg.channel, bitrate=bus_cfg.bitrate, receive_own_messages=False)
+    # udp_multicast: refused outside a private network namespace (firmware_bridge/netns.py)
+    bus = open_bus(bus_cfg.interface, bus_cfg.channel, port=bus_cfg.udp_port, bitrate=bus_cfg.bitrate,
+                   receive_own_messages=False)
     return AkCanDrive(bus, actuators, reply_timeout_s=device.safety.reply_timeout_s, master_id=bus_cfg.master_id,
                       estop_can_id=bus_cfg.estop_can_id, frame_log=frame_log)

@@ -19,6 +19,7 @@ from pathlib import Path
 import can
 import pytest
 
+from firmware_bridge import netns
 from firmware_bridge.ak_mit import (
     ENTER_MOTOR_MODE,
     EXIT_MOTOR_MODE,
@@ -385,7 +386,7 @@ def test_netns_guard_refuses_before_opening_the_bus(monkeypatch):
     def no_bus(*a, **k):
         raise AssertionError("can.Bus must not be opened")
 
-    monkeypatch.setattr(plant_process, "network_interfaces", lambda: ["eth0", "lo"])
+    monkeypatch.setattr(netns, "interfaces", lambda: ["eth0", "lo"])
     monkeypatch.setattr(can, "Bus", no_bus)
     with pytest.raises(plant_process.PrivateNetnsRequired):
         plant_process.run_plant("udp_multicast", "239.0.0.1", motors=[
