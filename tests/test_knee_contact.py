@@ -131,36 +131,113 @@ def test_cocontraction_rudolph():
         quadriceps_hamstrings_cocontraction(a, names, "right")
 
 
-@needs_data
-def test_in_vivo_validation_ps():
+# What the chain achieves against the PS implant today (measured 2026-12-07 by running the fixture below on
+# ss1 / ss3 / ss8, 75 kg, measured plates): per trial and compartment (RMSE in BW, Pearson r^2, coefficient of
+# determination R^2, our peak in BW). "ours" = our static optimisation; "opensim_so" = the contact stage fed
+# OpenSim's SO tensions of the same trial. The implant's peaks (BW): total 2.188 / 2.470 / 2.331.
+ACHIEVED = {
+    "ours": {
+        1: {"total": (0.494, 0.910, 0.590, 3.238), "medial": (0.421, 0.896, 0.532, 2.097),
+            "lateral": (0.223, 0.589, 0.555, 1.085)},
+        3: {"total": (0.741, 0.797, 0.009, 3.993), "medial": (0.467, 0.871, 0.314, 2.467),
+            "lateral": (0.322, 0.417, -0.321, 1.569)},
+        8: {"total": (0.628, 0.868, 0.345, 3.573), "medial": (0.434, 0.864, 0.555, 2.346),
+            "lateral": (0.236, 0.599, 0.185, 1.153)},
+    },
+    "opensim_so": {
+        1: {"total": (0.301, 0.853, 0.847, 2.284), "medial": (0.321, 0.920, 0.727, 1.887),
+            "lateral": (0.368, 0.240, -0.210, 0.638)},
+        3: {"total": (0.478, 0.758, 0.587, 3.478), "medial": (0.413, 0.867, 0.464, 2.379),
+            "lateral": (0.286, 0.263, -0.043, 1.071)},
+        8: {"total": (0.312, 0.857, 0.839, 2.534), "medial": (0.336, 0.881, 0.733, 2.073),
+            "lateral": (0.247, 0.456, 0.109, 0.590)},
+    },
+}
+# regression margin: each error figure (RMSE, |peak - implant peak|, 1 - r^2, 1 - R^2) may grow by at most 15 %
+MARGIN = 0.15
+
+
+@pytest.fixture(scope="module")
+def in_vivo_ps():
+    """Per trial: the KneeContactTrial of our chain, the validation of ours and of the OpenSim-SO-fed stage."""
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
 
     params = AnalyzeParams(75.0, 1.80, "left", muscles=True)
+    out = {}
     for ss in (1, 3, 8):
         kin = trial_kinematics(PS / "trc" / f"PS_ngait_og_ss{ss}.trc", PS / "model" / "GC5.osim", params)
         r = analyze_trial(None, None, params, grf_path=PS / "grf" / f"PS_ngait_og_ss{ss}_kinetics.mot", kin=kin)
         kc = knee_contact_from_analysis(kin, r)
+        implant = PS / "in_vivo" / f"PS_ngait_og_ss{ss}_eTibia_101pt.csv"
+        so = PS / "opensim_results_baseline" / "SO" / f"PS_ngait_og_ss{ss}_StaticOptimization_force.sto"
+        T, names = opensim_so_tensions(so, r.time_s, r.muscles.muscle_names)
+        vo = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=T, muscle_names=names), implant)
+        out[ss] = {"kin": kin, "analysis": r, "kc": kc, "so_names": names,
+                   "ours": validate_against_in_vivo(kc, implant), "opensim_so": vo}
+        for key in ("ours", "opensim_so"):
+            print(ss, key, {k: {a: round(b, 3) for a, b in v.items()} for k, v in out[ss][key].items()})
+    return out
+
+
+@needs_data
+def test_in_vivo_contact_is_consistent(in_vivo_ps):
+    """Structure of the contact on the real trials (no accuracy figure): split, finiteness, co-contraction range."""
+    for ss, d in in_vivo_ps.items():
+        kc, kin, r = d["kc"], d["kin"], d["analysis"]
         assert kc.condyle_offsets_m[0] == pytest.approx(0.02 * tibia_scale(kin.model, "left"))
         np.testing.assert_allclose(kc.medial_n + kc.lateral_n, kc.axial_n, atol=1e-9)
         assert np.all(np.isfinite(kc.total_n))
-        assert 1.5 < kc.total_bw.max() < 5.0
-        v = validate_against_in_vivo(kc, PS / "in_vivo" / f"PS_ngait_og_ss{ss}_eTibia_101pt.csv")
-        print(ss, {k: {a: round(b, 3) for a, b in s.items()} for k, s in v.items()})
-        assert v["total"]["r2"] > 0.3 and v["medial"]["r2"] > 0.3
-        assert v["total"]["rmse_bw"] < 1.5                      # loose: OpenSim SO+JR reaches 0.37 BW
-        assert (kc.medial_n.max() > kc.lateral_n.max())          # the implant's medial compartment dominates
+        assert np.all(kc.axial_n <= kc.total_n * (1 + 1e-9))
         cci = quadriceps_hamstrings_cocontraction(r.muscles.activation, r.muscles.muscle_names, "left")
         assert np.all((cci >= 0) & (cci <= 2))
-        # the contact stage alone, fed OpenSim's SO tensions of the same trial: at the OpenSim SO+JR level
-        # (measured here: total 0.30 / 0.48 / 0.31 BW, medial 236-304 N, lateral 182-271 N RMSE)
-        so = PS / "opensim_results_baseline" / "SO" / f"PS_ngait_og_ss{ss}_StaticOptimization_force.sto"
-        T, names = opensim_so_tensions(so, r.time_s, r.muscles.muscle_names)
-        assert len(names) == 80
-        vo = validate_against_in_vivo(knee_contact_from_analysis(kin, r, tension_n=T, muscle_names=names),
-                                      PS / "in_vivo" / f"PS_ngait_og_ss{ss}_eTibia_101pt.csv")
-        print(ss, "opensim SO", {k: {a: round(b, 3) for a, b in s.items()} for k, s in vo.items()})
-        assert vo["total"]["rmse_bw"] < 0.6 and vo["total"]["r2"] > 0.6
-        assert vo["medial"]["rmse_n"] < 350 and vo["lateral"]["rmse_n"] < 350
+        assert len(d["so_names"]) == 80
+
+
+@needs_data
+@pytest.mark.parametrize("source", ["ours", "opensim_so"])
+def test_regression_guard_in_vivo_contact_ps(in_vivo_ps, source):
+    """RMSE, r^2, coefficient of determination and peak of every compartment against the implant: no figure may
+    get more than 15 % worse than ACHIEVED (improvements pass; update ACHIEVED with the date when they land)."""
+    slips = []
+    for ss, d in in_vivo_ps.items():
+        for part, (rmse, r2, cod, peak) in ACHIEVED[source][ss].items():
+            v = d[source][part]
+            peak_err = abs(peak - v["peak_ref_bw"])
+            checks = {"rmse_bw": (v["rmse_bw"], rmse * (1 + MARGIN)),
+                      "1-r2": (1 - v["r2"], (1 - r2) * (1 + MARGIN)),
+                      "1-r2_cod": (1 - v["r2_cod"], (1 - cod) * (1 + MARGIN)),
+                      "peak_error_bw": (abs(v["peak_bw"] - v["peak_ref_bw"]), peak_err * (1 + MARGIN))}
+            slips += [f"ss{ss} {part} {k}: {got:.3f} > {bound:.3f}" for k, (got, bound) in checks.items() if got > bound]
+    assert not slips, "\n".join(slips)
+
+
+@needs_data
+def test_anchor_opensim_so_tensions_reach_the_published_opensim_figure(in_vivo_ps):
+    """Anchor: the contact stage fed OpenSim's SO tensions against the implant, mean of ss1/3/8, inside the
+    published OpenSim SO + JR figure on these trials (Modenese et al. 2021, Gait Posture 88:318, Table 1:
+    total RMSE 0.371 +- 0.070 BW, R^2 0.755), and the Grand Challenge medial/lateral RMS (229-312 / 238-326 N,
+    Fregly et al. 2012) within their spread."""
+    total = [d["opensim_so"]["total"] for d in in_vivo_ps.values()]
+    mean_rmse = float(np.mean([t["rmse_bw"] for t in total]))
+    mean_r2 = float(np.mean([t["r2"] for t in total]))
+    print("opensim-SO-fed contact: mean total RMSE", round(mean_rmse, 3), "BW, r^2", round(mean_r2, 3))
+    assert abs(mean_rmse - 0.371) <= 0.070
+    assert mean_r2 >= 0.755 - 0.070
+    for d in in_vivo_ps.values():
+        assert d["opensim_so"]["medial"]["rmse_n"] <= 312 and d["opensim_so"]["lateral"]["rmse_n"] <= 326
+
+
+@needs_data
+def test_anchor_our_chain_against_the_implant(in_vivo_ps):
+    """Anchor figures of our own static optimisation against the implant, reported beside their goals (total RMSE
+    goal 0.25 BW: not met, see README); asserted is only what the implant shows qualitatively: the medial
+    compartment carries the larger peak, and the total peak sits above body weight, as in the implant."""
+    for ss, d in in_vivo_ps.items():
+        kc, v = d["kc"], d["ours"]
+        print(ss, "total RMSE", round(v["total"]["rmse_bw"], 3), "BW (goal 0.25; OpenSim 0.371), peak",
+              round(v["total"]["peak_bw"], 2), "vs implant", round(v["total"]["peak_ref_bw"], 2), "BW")
+        assert kc.medial_n.max() > kc.lateral_n.max()
+        assert v["total"]["peak_ref_bw"] > 1.0 and v["total"]["peak_bw"] > 1.0
 
 
 @needs_data
