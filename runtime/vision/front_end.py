@@ -13,12 +13,25 @@ Used by the vision process (:mod:`runtime.vision.process`); :func:`build_front_e
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from runtime.vision.pose_types import BoundingBox, PoseResult
+
+
+@dataclass
+class FrontEndOutput:
+    """One frame out of a front end: world landmarks (33, 3) z up floor at 0, visibility, and stage times."""
+
+    valid: bool
+    world_m: np.ndarray
+    visibility: np.ndarray
+    pose_s: float = 0.0
+    anonymise_s: float = 0.0
+    ground_s: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,8 +114,6 @@ class LiveFrontEnd:
                             f"(warm-up {grounding.warmup_frames} frames)")
 
     def process(self, frame: Any, capture_ns: int):
-        from runtime.vision.process import FrontEndOutput
-
         self.counts["frames"] += 1
         t0 = time.perf_counter()
         pose = None

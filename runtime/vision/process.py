@@ -40,30 +40,23 @@ LANDMARK_DTYPE = np.dtype([
 
 @dataclass(frozen=True)
 class VisionSpec:
-    """What the vision process needs (picklable). ``front_end``: ``"module:function"`` building the per-frame
-    front end from this spec (see :func:`runtime.vision.front_end.build_front_end`)."""
+    """What the vision process needs (picklable); the per-frame front end is built from it by
+    :func:`runtime.vision.front_end.build_front_end`."""
 
     source: str                                  # video file, image folder, camera:N, mcap:LOG#TOPIC
     shm_name: str
     prompt: dict[str, Any] = field(default_factory=dict)   # bbox, bbox_frame, describe, interaction
     subject_height_m: float = 1.7
     backend: str = "auto"                        # "onnx", "mediapipe" or "auto" (ONNX when built)
-    front_end: str = "runtime.vision.front_end:build_front_end"
     preview_path: str | None = None              # anonymised video written here (only anonymised frames)
     max_frames: int | None = None
     loop: bool = False
 
 
-def _load(path: str) -> Callable[..., Any]:
-    import importlib
-
-    mod, fn = path.split(":")
-    return getattr(importlib.import_module(mod), fn)
-
-
 def vision_process_main(spec: VisionSpec, conn) -> None:
     """Entry point of the spawned process: runs until the source ends or the parent asks to stop."""
     from runtime.vision.frame_sources import LatestFrameGrabber, open_source
+    from runtime.vision.front_end import build_front_end
 
     buf = LatestValueBuffer.attach(spec.shm_name, LANDMARK_DTYPE)
     rec = np.zeros(1, dtype=LANDMARK_DTYPE)
@@ -71,7 +64,7 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
     front = None
     grabber = None
     try:
-        front = _load(spec.front_end)(spec)
+        front = build_front_end(spec)
         conn.send({"event": "ready", "description": front.description})
         if conn.recv() != "go":              # wait until the estimation loop is about to run (or "stop")
             return
@@ -181,19 +174,6 @@ class VisionProcess:
             self.result.setdefault("errors", []).append("vision process did not stop; terminated")
         self.buffer.close()
         return self.result
-
-
-@dataclass
-class FrontEndOutput:
-    """One frame out of a front end: world landmarks (33, 3) z up floor at 0, visibility, and stage times."""
-
-    valid: bool
-    world_m: np.ndarray
-    visibility: np.ndarray
-    pose_s: float = 0.0
-    anonymise_s: float = 0.0
-    ground_s: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class LandmarkCapture:
