@@ -1,4 +1,4 @@
-"""Static optimisation with MuJoCo's muscle model (models/muscles/static_optimization.py).
+"""Static optimisation with MuJoCo's muscle model (models/muscles/static_optimization.py, models/muscles/qp_kernels.py).
 
 What is checked: the muscle model is affine in activation and the stage reads it right (act, signs, coupled knee
 moment arms); the solver's answer is a KKT point to 1e-8 and matches scipy's bounded least squares (BVLS) and SLSQP on
@@ -18,8 +18,9 @@ from scipy.optimize import lsq_linear, minimize
 
 from models.io.lab_files import shared_data_dir
 from models.body.registry import load_model
+from models.muscles.qp_kernels import solve_activation_qp
 from models.muscles.static_optimization import (STATUS_CONVERGED, STATUS_INVALID_INPUT, STATUS_ROUNDING_FLOOR, SOParams,
-                                        StaticOptimization, solve_activation_qp)
+                                                StaticOptimization)
 
 PS = shared_data_dir() / "GC5_PS"
 needs_data = pytest.mark.skipif(not (PS / "trc" / "PS_ngait_og_ss1.trc").exists(), reason=f"shared data absent at {PS}")

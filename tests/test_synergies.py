@@ -129,7 +129,7 @@ def test_synergy_constrained_upper_bound_binds():
 
 def test_identity_synergies_equal_static_optimisation_qp():
     """With W = I the synergy problem is the static optimisation QP: same optimum as the stage's solver."""
-    from models.muscles.static_optimization import solve_activation_qp
+    from models.muscles.qp_kernels import solve_activation_qp
 
     C, _, rng = _random_problem(seed=4, n=8, m=20)
     b = rng.normal(0.0, 60.0, 8)

@@ -35,39 +35,9 @@ For a state ``(q, qd)`` and the net moments ``tau`` of the independent coordinat
   ``w_res = 1e8`` (MyoFullBody, random feasible moments); ``muscle moment + reserve = tau`` holds to the solver
   tolerance (1e-12 relative) in every case.
 
-The solver: dual semismooth Newton with exact line search
----------------------------------------------------------
-Write the constraint as ``C a + s = b`` with ``C = R_solved^T diag(A)`` (n_solved, n_muscles), ``b = tau - R^T B``
-and ``P = diag(w_res / tau_scale^2)``.  The Lagrangian ``a'a + s'Ps - lambda'(Ca + s - b)`` is minimised in closed
-form by ``a(lambda) = clip(C' lambda / 2, 0, 1)`` and ``s(lambda) = P^-1 lambda / 2``, so the dual
-
-    phi(lambda) = sum_i h((C' lambda)_i / 2) - lambda' P^-1 lambda / 4 + lambda' b,
-    h(u) = -u^2 on [0, 1], 0 below, 1 - 2u above,
-
-is a concave, continuously differentiable, piecewise-quadratic function of only ``n_solved`` variables (14 for
-MyoLeg, 71 for MyoFullBody) with gradient ``b - C a(lambda) - s(lambda)`` (the primal infeasibility) and generalised
-Hessian ``-(C_F C_F' / 2 + P^-1 / 2)`` (``F``: muscles with ``0 < a_i < 1``), negative definite whatever the active
-set thanks to the reserves.  Each step solves ``(C_F C_F'/2 + P^-1/2) d = grad`` and moves ``lambda += t d`` with
-the **exact** ``t`` (the derivative of ``phi`` along ``d`` is piecewise linear; its zero is found by walking the
-breakpoints where muscles enter or leave (0, 1), popped from a heap).  On the final quadratic piece the full
-Newton step is exact, so the method ends after finitely many steps at the optimum, the finite-Newton scheme of
-Keerthi & DeCoste (2005, JMLR 6:341) for the same kind of piecewise-quadratic objective: typically 2 steps per frame
-warm-started from the previous frame's ``lambda`` (which carries the active set), 2-5 cold.  Stationarity and
-complementary slackness hold by construction of ``a(lambda)``, ``s(lambda)``; the stopping test is primal
-feasibility, ``max |b - C a - s| <= tolerance * (1 + max |b|)``.  A cold start (first frame, after
-:meth:`StaticOptimization.reset`, or ``warm_start=False``) begins from the bound-free solution.
-
-Cost per step: the Hessian is accumulated over each free muscle's few nonzero moment arms (4 coordinates per muscle
-in MyoLeg, 5 in MyoFullBody) and factored by an envelope Cholesky in a reverse Cuthill-McKee order of the
-coordinates (MyoLeg: two independent 7x7 legs; MyoFullBody: ~8k flops instead of ~120k dense).  Everything per frame
-runs in numba on preallocated arrays.
-
-Conditioning.  The accuracy any method can reach is set by ``cond = 1 + max P * max |C|^2``, the condition number of
-the primal Hessian ``I + P C'C``: about 1e5 for MyoLeg at the default weight, where KKT residuals are 1e-12.
-With a heavy weight (``w_res >= 1e6``) on a frame the muscles cannot satisfy, ``lambda`` reaches 1e7-1e9 and
-``a_F = C_F' lambda / 2`` becomes a difference of huge numbers; the solver then re-solves the primal on the final
-active set (``(I + C_F' P C_F) a_F = C_F' P (b - C_U 1)``, primal-dual active-set corrections) and reports
-:data:`STATUS_ROUNDING_FLOOR` where even that cannot reach 1e-9 relative (``residual_nm`` says by how much).
+The solver (:mod:`models.muscles.qp_kernels`): a dual semismooth Newton method with exact line search on the
+``n_solved`` multipliers, typically 2 steps per frame warm-started; its derivation, cost and conditioning are
+described there.
 
 Outputs per frame (:class:`SOFrame`) and per trial (:class:`SOTrial`): activations, muscle tensions (N, >= 0),
 muscle moments and reserves per independent coordinate (N m), the equality residual ``tau - muscle - reserve``, the
@@ -118,11 +88,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import mujoco
-import numba as nb
 import numpy as np
 
 from models.dynamics.inverse_dynamics import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
+from models.muscles.qp_kernels import assemble, couplings_kernel, frame_outputs, moment_arms, solve_qp
 
 __all__ = [
     "SOParams",
@@ -130,7 +100,6 @@ __all__ = [
     "SOTrial",
     "SOProblem",
     "StaticOptimization",
-    "solve_activation_qp",
     "STATUS_CONVERGED",
     "STATUS_MAX_ITERATIONS",
     "STATUS_INVALID_INPUT",
@@ -322,555 +291,6 @@ def _index(names: tuple[str, ...], name: str, what: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# numba kernels
-# --------------------------------------------------------------------------------------------------
-
-_NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
-
-
-@nb.njit(**_NJ)
-def _couplings_kernel(qpos, qvel, tau, apply, dep_qadr, dep_dof, ind_qadr, ind_dof, x0, y0, coef, dof_factor):
-    """Fill slaved coordinates (if ``apply``) and their factors ``dy/dx``; return False on non-finite input."""
-    for k in range(qpos.shape[0]):
-        if not np.isfinite(qpos[k]):
-            return False
-    for k in range(qvel.shape[0]):
-        if not np.isfinite(qvel[k]):
-            return False
-    for k in range(tau.shape[0]):
-        if not np.isfinite(tau[k]):
-            return False
-    for e in range(dep_qadr.shape[0]):
-        c0, c1, c2, c3, c4 = coef[e, 0], coef[e, 1], coef[e, 2], coef[e, 3], coef[e, 4]
-        if ind_qadr[e] < 0:  # locked to a constant
-            if apply:
-                qpos[dep_qadr[e]] = y0[e] + c0
-                qvel[dep_dof[e]] = 0.0
-            dof_factor[dep_dof[e]] = 0.0
-            continue
-        x = qpos[ind_qadr[e]] - x0[e]
-        dp = c1 + x * (2.0 * c2 + x * (3.0 * c3 + x * 4.0 * c4))
-        if apply:
-            qpos[dep_qadr[e]] = y0[e] + c0 + x * (c1 + x * (c2 + x * (c3 + x * c4)))
-            qvel[dep_dof[e]] = dp * qvel[ind_dof[e]]
-        dof_factor[dep_dof[e]] = dp
-    return True
-
-
-@nb.njit(**_NJ)
-def _moment_arms(rownnz, rowadr, colind, moment, mus_act, dof_coord, dof_factor, R, rcnt, ridx, mark):
-    """R[i, k] = -sum of muscle i's moment entries over the dofs d that move coordinate k, times dq_d/dq_k.
-
-    ``R`` stays dense but only each row's touched entries (``ridx[i, :rcnt[i]]``) are written: the previous
-    frame's are zeroed first, so the cost is the number of nonzeros, not n_muscles x n_coord.  ``mark`` (n_coord,)
-    must be all -1 on entry and is left so."""
-    m = R.shape[0]
-    for i in range(m):
-        for p in range(rcnt[i]):
-            R[i, ridx[i, p]] = 0.0
-        cnt = 0
-        act = mus_act[i]
-        a0 = rowadr[act]
-        for p in range(a0, a0 + rownnz[act]):
-            d = colind[p]
-            k = dof_coord[d]
-            if k >= 0:
-                if mark[k] != i:
-                    mark[k] = i
-                    ridx[i, cnt] = k
-                    cnt += 1
-                R[i, k] -= moment[p] * dof_factor[d]
-        rcnt[i] = cnt
-        for p in range(cnt):
-            mark[ridx[i, p]] = -1
-
-
-@nb.njit(**_NJ)
-def _assemble(R, rcnt, ridx, F1, F0, mus_act, tau, solved, pos, gain, passive, Ct, nzcnt, nzidx, env, b):
-    """Tensions ``gain = -(F1 - F0)``, ``passive = -F0``; ``Ct[i] = R[i, solved] * gain[i]`` with each muscle's
-    nonzero pattern ``nzidx[i, :nzcnt[i]]`` (internal order); ``b = tau_solved - R_solved^T passive``; the envelope
-    ``env[j]`` = first column of row j of the Hessian (and of its Cholesky factor)."""
-    m = R.shape[0]
-    ns = solved.shape[0]
-    for j in range(ns):
-        b[j] = tau[solved[j]]
-        env[j] = j
-    for i in range(m):
-        act = mus_act[i]
-        g = F0[act] - F1[act]
-        pas = -F0[act]
-        gain[i] = g
-        passive[i] = pas
-        for p in range(nzcnt[i]):
-            Ct[i, nzidx[i, p]] = 0.0
-        cnt = 0
-        lo = ns
-        for p in range(rcnt[i]):
-            k = ridx[i, p]
-            j = pos[k]
-            if j < 0:
-                continue
-            r = R[i, k]
-            b[j] -= r * pas
-            v = r * g
-            if v != 0.0:
-                Ct[i, j] = v
-                nzidx[i, cnt] = j
-                cnt += 1
-                if j < lo:
-                    lo = j
-        nzcnt[i] = cnt
-        for p in range(cnt):
-            j = nzidx[i, p]
-            if lo < env[j]:
-                env[j] = lo
-
-
-@nb.njit(**_NJ)
-def _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls):
-    """u = C' lam / 2 and the piece of each muscle: 0 (a = 0), 1 (free), 2 (a = 1).  Returns how many muscles
-    changed piece."""
-    m = Ct.shape[0]
-    changed = 0
-    for i in range(m):
-        acc = 0.0
-        for p in range(nzcnt[i]):
-            j = nzidx[i, p]
-            acc += Ct[i, j] * lam[j]
-        ui = 0.5 * acc
-        u[i] = ui
-        c = 0 if ui <= 0.0 else (2 if ui >= 1.0 else 1)
-        if c != cls[i]:
-            changed += 1
-            cls[i] = c
-    return changed
-
-
-@nb.njit(**_NJ)
-def _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g):
-    """a = clip(u, 0, 1), g = b - C a - hp * lam (the dual gradient, the primal infeasibility); returns max |g|."""
-    ns = b.shape[0]
-    for j in range(ns):
-        g[j] = b[j] - hp[j] * lam[j]
-    for i in range(Ct.shape[0]):
-        ui = u[i]
-        ai = 0.0 if ui <= 0.0 else (1.0 if ui >= 1.0 else ui)
-        a[i] = ai
-        if ai != 0.0:
-            for p in range(nzcnt[i]):
-                j = nzidx[i, p]
-                g[j] -= Ct[i, j] * ai
-    gmax = 0.0
-    for j in range(ns):
-        x = abs(g[j])
-        if x > gmax:
-            gmax = x
-    return gmax
-
-
-@nb.njit(**_NJ)
-def _newton_direction(Ct, nzcnt, nzidx, cls, all_free, hp, env, g, H, d):
-    """Solve (C_F C_F'/2 + diag(hp)) d = g: envelope Cholesky (row j of the factor spans columns env[j]..j; H's
-    lower triangle is overwritten by the factor)."""
-    ns = g.shape[0]
-    for p in range(ns):
-        for q in range(env[p], p):
-            H[p, q] = 0.0
-        H[p, p] = 0.0
-    for i in range(Ct.shape[0]):
-        if not all_free and cls[i] != 1:
-            continue
-        c = nzcnt[i]
-        for p in range(c):
-            jp = nzidx[i, p]
-            vp = 0.5 * Ct[i, jp]
-            for q in range(c):
-                jq = nzidx[i, q]
-                if jq <= jp:
-                    H[jp, jq] += vp * Ct[i, jq]
-    hmax = 0.0
-    for i in range(ns):
-        if H[i, i] > hmax:
-            hmax = H[i, i]
-    # the reserve term P^-1/2 on the diagonal, but at least 1e-14 of the largest: with a heavy reserve weight hp is
-    # tiny and C_F C_F' singular, and below ~n eps the factor breaks down by rounding or grows without bound.
-    # Returns True when that floor was used (the step is then not the exact Newton step of the piece).
-    reg = 1e-14 * hmax
-    regularised = False
-    for i in range(ns):
-        if hp[i] >= reg:
-            H[i, i] += hp[i]
-        else:
-            H[i, i] += reg
-            regularised = True
-    piv_min = 1e-13 * hmax + 1e-300
-    for i in range(ns):  # row-oriented (bordering) Cholesky within the envelope
-        fi = env[i]
-        for j in range(fi, i):
-            s = H[i, j]
-            k0 = fi if fi > env[j] else env[j]
-            for k in range(k0, j):
-                s -= H[i, k] * H[j, k]
-            H[i, j] = s / H[j, j]
-        s = H[i, i]
-        for k in range(fi, i):
-            s -= H[i, k] * H[i, k]
-        if s < piv_min:  # breakdown by rounding (a heavy reserve weight: H = C_F C_F'/2 + tiny): modified
-            s = piv_min  # Cholesky, L L' = H + E with E >= 0 diagonal, still an ascent direction
-        H[i, i] = math.sqrt(s)
-    for i in range(ns):  # forward: L y = g
-        s = g[i]
-        for k in range(env[i], i):
-            s -= H[i, k] * d[k]
-        d[i] = s / H[i, i]
-    for i in range(ns - 1, -1, -1):  # backward: L' d = y (column sweep)
-        di = d[i] / H[i, i]
-        d[i] = di
-        for k in range(env[i], i):
-            d[k] -= H[i, k] * di
-    return regularised
-
-
-@nb.njit(**_NJ)
-def _sift_down(key, val, start, n):
-    """Min-heap on ``key[:n]`` (``val`` moves with it)."""
-    i = start
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            return
-        if c + 1 < n and key[c + 1] < key[c]:
-            c += 1
-        if key[c] >= key[i]:
-            return
-        key[i], key[c] = key[c], key[i]
-        val[i], val[c] = val[c], val[i]
-        i = c
-
-
-@nb.njit(**_NJ)
-def _exact_step(Ct, nzcnt, nzidx, u, g, d, lam, hp, delta, bkey, bval):
-    """argmax over t > 0 of the dual along ``lam + t d``.
-
-    ``phi(lam + t d)`` is piecewise quadratic in ``t``; its derivative ``g'd - t sum hp d^2 - 2 sum_i delta_i
-    clip(u_i + t delta_i, 0, 1)`` (``delta = C'd / 2``) is piecewise linear and decreasing, with breakpoints where
-    a muscle enters or leaves (0, 1).  Walk the breakpoints in order (a heap: only those before the maximiser are
-    popped) until the derivative's zero falls inside a segment.  The exact line search is what makes the method
-    converge in a few steps also when the curvature differs by orders of magnitude between pieces (a heavy
-    reserve weight: ``hp`` tiny where few muscles are free)."""
-    ns = d.shape[0]
-    slope = 0.0
-    hpd2 = 0.0  # curvature of the reserve term, > 0: kept apart so that rounding in the muscle part cannot eat it
-    for j in range(ns):
-        slope += g[j] * d[j]
-        hpd2 += hp[j] * d[j] * d[j]
-    fc = 0.0  # curvature of the free muscles, sum 2 delta_i^2
-    nb_ = 0
-    for i in range(Ct.shape[0]):
-        acc = 0.0
-        for p in range(nzcnt[i]):
-            j = nzidx[i, p]
-            acc += Ct[i, j] * d[j]
-        di = 0.5 * acc
-        delta[i] = di
-        ui = u[i]
-        if di == 0.0:
-            continue
-        c2 = 2.0 * di * di
-        if (0.0 < ui < 1.0) or (ui == 0.0 and di > 0.0) or (ui == 1.0 and di < 0.0):
-            fc += c2  # free just after t = 0
-        if di > 0.0:
-            if ui < 0.0:
-                bkey[nb_] = -ui / di
-                bval[nb_] = c2  # enters
-                nb_ += 1
-            if ui < 1.0:
-                bkey[nb_] = (1.0 - ui) / di
-                bval[nb_] = -c2  # leaves at the upper bound
-                nb_ += 1
-        else:
-            if ui > 1.0:
-                bkey[nb_] = (1.0 - ui) / di
-                bval[nb_] = c2
-                nb_ += 1
-            if ui > 0.0:
-                bkey[nb_] = -ui / di
-                bval[nb_] = -c2
-                nb_ += 1
-    if not (slope > 0.0 and hpd2 > 0.0):
-        return 0.0
-    for k in range(nb_ // 2 - 1, -1, -1):
-        _sift_down(bkey, bval, k, nb_)
-    t0 = 0.0
-    while True:
-        t = t0 + slope / (hpd2 + (fc if fc > 0.0 else 0.0))
-        if nb_ == 0 or t <= bkey[0]:
-            return t if t < 1e100 else 1e100
-        tk = bkey[0]
-        slope -= (hpd2 + (fc if fc > 0.0 else 0.0)) * (tk - t0)
-        t0 = tk
-        fc += bval[0]
-        nb_ -= 1
-        bkey[0] = bkey[nb_]
-        bval[0] = bval[nb_]
-        _sift_down(bkey, bval, 0, nb_)
-
-
-@nb.njit(**_NJ)
-def _polish(Ct, nzcnt, nzidx, b, hp, cls, a, lam, g, fidx, M, r, x):
-    """Primal active-set re-solve, for a dual solve that stopped at its rounding floor.
-
-    With the free set ``F`` (at most n_solved muscles) and the upper set ``U`` fixed, the optimum solves
-    ``(I + C_F' P C_F) a_F = C_F' P (b - C_U 1)``: a small, well-conditioned system, where the dual's ``a_F =
-    C_F' lam / 2`` is a difference of huge numbers (heavy reserve weight, muscles far from enough).  Then ``lam =
-    2 P s`` from the primal ``s``, and the active set is corrected (primal-dual active set: a free muscle out of
-    [0, 1] goes to its bound, a bound muscle whose multiplier has the wrong sign is freed) until it is consistent,
-    at most 30 times.  Returns False (``a``, ``lam`` untouched; ``cls``, ``g`` are scratch then) if ``F`` grows
-    beyond n_solved, the loop does not settle, or the result is less stationary than the dual's."""
-    ns = b.shape[0]
-    m = Ct.shape[0]
-    for _k in range(30):
-        nf = 0
-        for i in range(m):
-            if cls[i] == 1:
-                if nf >= ns:
-                    return False
-                fidx[nf] = i
-                nf += 1
-        for j in range(ns):
-            rj = b[j]
-            for i in range(m):
-                if cls[i] == 2:
-                    rj -= Ct[i, j]
-            r[j] = rj
-        for p in range(nf):
-            ip = fidx[p]
-            acc = 0.0
-            for j in range(ns):
-                acc += Ct[ip, j] * (0.5 / hp[j]) * r[j]
-            x[p] = acc
-            for q in range(p + 1):
-                iq = fidx[q]
-                acc = 0.0
-                for j in range(ns):
-                    acc += Ct[ip, j] * (0.5 / hp[j]) * Ct[iq, j]
-                M[p, q] = acc + (1.0 if p == q else 0.0)
-        for j in range(nf):  # dense Cholesky, lower (M >= I: no breakdown)
-            sj = M[j, j]
-            for k in range(j):
-                sj -= M[j, k] * M[j, k]
-            ljj = math.sqrt(max(sj, 1.0))
-            M[j, j] = ljj
-            for i in range(j + 1, nf):
-                si = M[i, j]
-                for k in range(j):
-                    si -= M[i, k] * M[j, k]
-                M[i, j] = si / ljj
-        for i in range(nf):
-            si = x[i]
-            for k in range(i):
-                si -= M[i, k] * x[k]
-            x[i] = si / M[i, i]
-        for i in range(nf - 1, -1, -1):
-            si = x[i]
-            for k in range(i + 1, nf):
-                si -= M[k, i] * x[k]
-            x[i] = si / M[i, i]
-        # s and lam = 2 P s of this active set (kept in g and r until accepted)
-        for j in range(ns):
-            sj = r[j]
-            for p in range(nf):
-                sj -= Ct[fidx[p], j] * x[p]
-            g[j] = sj / hp[j]
-        changed = False
-        for p in range(nf):
-            if x[p] < 0.0:
-                cls[fidx[p]] = 0
-                changed = True
-            elif x[p] > 1.0:
-                cls[fidx[p]] = 2
-                changed = True
-        for i in range(m):
-            if cls[i] == 1:
-                continue
-            ui = 0.0
-            uabs = 0.0
-            for p in range(nzcnt[i]):
-                j = nzidx[i, p]
-                v = Ct[i, j] * g[j]
-                ui += v
-                uabs += abs(v)
-            ui *= 0.5
-            marg = 1e-13 * uabs
-            if (cls[i] == 0 and ui > marg) or (cls[i] == 2 and ui < 1.0 - marg):
-                cls[i] = 1
-                changed = True
-        if not changed:
-            for p in range(nf):  # stationarity of the free muscles, a_F = C_F' lam / 2, as the KKT check reads it
-                i = fidx[p]
-                ui = 0.0
-                uabs = 0.0
-                for q in range(nzcnt[i]):
-                    j = nzidx[i, q]
-                    v = Ct[i, j] * g[j]
-                    ui += v
-                    uabs += abs(v)
-                if abs(x[p] - 0.5 * ui) > 1e-10 + 1e-14 * uabs:
-                    return False  # lam = 2 P s is the less exact one here (heavy weight, feasible): keep the dual
-            for i in range(m):
-                if cls[i] == 0:
-                    a[i] = 0.0
-                elif cls[i] == 2:
-                    a[i] = 1.0
-            for p in range(nf):
-                a[fidx[p]] = x[p]
-            for j in range(ns):
-                lam[j] = g[j]
-            for j in range(ns):  # the equality residual b - C a - s, s = hp lam
-                sj = b[j] - hp[j] * lam[j]
-                for i in range(m):
-                    if a[i] != 0.0:
-                        sj -= Ct[i, j] * a[i]
-                g[j] = sj
-            return True
-    return False
-
-
-@nb.njit(**_NJ)
-def _solve_qp(Ct, nzcnt, nzidx, env, b, hp, lam, cold, max_iter, tol, a, g, r, u, cls, delta, bkey, bval, H, d,
-              fidx):
-    """Dual semismooth Newton with exact line search for min a'a + s'Ps s.t. C a + s = b, 0 <= a <= 1
-    (``hp = 1/(2P)``, ``Ct = C'``).
-
-    ``lam`` in/out (warm start unless ``cold``).  Converged when ``max |g| <= tol * (1 + max |b|)``; a full Newton
-    step that stays on its piece and does not halve ``|g|`` means the rounding floor of an ill-conditioned piece:
-    then :func:`_polish`, and converged if within 1e3 x the tolerance.  Returns (iterations, status, max |g|)."""
-    ns = b.shape[0]
-    bmax = 0.0
-    for j in range(ns):
-        if abs(b[j]) > bmax:
-            bmax = abs(b[j])
-    tol_b = tol * (1.0 + bmax)
-    if cold:  # the bound-free solution
-        _newton_direction(Ct, nzcnt, nzidx, cls, True, hp, env, b, H, lam)
-    _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-    gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
-    it = 0
-    status = 0
-    while gmax > tol_b:
-        if it >= max_iter:
-            status = 1
-            break
-        regularised = _newton_direction(Ct, nzcnt, nzidx, cls, False, hp, env, g, H, d)
-        t = _exact_step(Ct, nzcnt, nzidx, u, g, d, lam, hp, delta, bkey, bval)
-        it += 1
-        if t <= 0.0:
-            status = 3  # no ascent left along a Newton direction: the rounding floor
-            break
-        if abs(t - 1.0) <= 1e-9:
-            t = 1.0  # the Newton step stays on its piece: it is that piece's exact maximiser
-        for j in range(ns):
-            lam[j] += t * d[j]
-            if not math.isfinite(lam[j]):  # cannot happen short of absurd weights; keep the outputs finite
-                for k in range(j + 1):
-                    lam[k] -= t * d[k]
-                status = 3
-                break
-        if status == 3:
-            _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-            gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
-            break
-        gprev = gmax
-        changed = _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-        gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
-        if t == 1.0 and changed == 0 and gmax > tol_b and (regularised or gmax > 0.5 * gprev):
-            status = 3  # the final piece, but the full Newton step could not finish it (rounding floor of an
-            break  # ill-conditioned piece, or a regularised Hessian): the primal re-solve below finishes it
-    if status != 0:  # re-solve the primal on the active set (exact where the dual cannot be)
-        if _polish(Ct, nzcnt, nzidx, b, hp, cls, a, lam, g, fidx, H, r, d):
-            gmax = 0.0
-            for j in range(ns):
-                if abs(g[j]) > gmax:
-                    gmax = abs(g[j])
-        if gmax <= 1e3 * tol_b:  # within 1e3 x tolerance (1e-9 relative at the default): converged to rounding
-            status = 0
-    return it, status, gmax
-
-
-@nb.njit(**_NJ)
-def _outputs(R, rcnt, ridx, gain, passive, a, lam, hp, P, tau, solved, is_solved, act_out, force_out, moment_out,
-             reserve_out, resid_out):
-    """Fill the frame outputs; return the cost."""
-    m, nc = R.shape
-    cost = 0.0
-    for k in range(nc):
-        moment_out[k] = 0.0
-    for i in range(m):
-        ai = a[i]
-        f = gain[i] * ai + passive[i]
-        act_out[i] = ai
-        force_out[i] = f
-        cost += ai * ai
-        for p in range(rcnt[i]):
-            k = ridx[i, p]
-            moment_out[k] += R[i, k] * f
-    for k in range(nc):
-        if not is_solved[k]:
-            reserve_out[k] = tau[k] - moment_out[k]
-            resid_out[k] = 0.0
-    for j in range(solved.shape[0]):
-        k = solved[j]
-        s = hp[j] * lam[j]
-        reserve_out[k] = s
-        resid_out[k] = tau[k] - moment_out[k] - s
-        cost += P[j] * s * s
-    return cost
-
-
-# --------------------------------------------------------------------------------------------------
-# standalone QP (tests, cross-checks)
-# --------------------------------------------------------------------------------------------------
-
-
-def solve_activation_qp(C: np.ndarray, b: np.ndarray, reserve_penalty: np.ndarray, *,
-                        lam0: np.ndarray | None = None, tolerance: float = 1e-12, max_iterations: int = 100
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Solve ``min a'a + s' diag(P) s`` s.t. ``C a + s = b``, ``0 <= a <= 1`` with the stage's dual Newton method.
-
-    ``C`` (n, m), ``b`` (n,), ``reserve_penalty`` ``P`` (n,) > 0.  ``lam0``: warm start (else the bound-free
-    solution).  Returns ``(a, s, lam, iterations, status)`` with ``s = lam / (2P)``.  Allocates (a convenience
-    for tests and offline checks); the stage itself calls the same kernels on preallocated arrays.
-    """
-    C = np.ascontiguousarray(C, dtype=float)
-    n, m = C.shape
-    b = np.ascontiguousarray(b, dtype=float).reshape(n)
-    P = np.ascontiguousarray(reserve_penalty, dtype=float).reshape(n)
-    if not np.all(P > 0):
-        raise ValueError("reserve_penalty must be > 0 everywhere")
-    Ct = np.ascontiguousarray(C.T)
-    nzcnt = np.zeros(m, dtype=np.int64)
-    nzidx = np.zeros((m, max(n, 1)), dtype=np.int64)
-    env = np.arange(n, dtype=np.int64)
-    for i in range(m):
-        nz = np.flatnonzero(Ct[i])
-        nzcnt[i] = nz.size
-        nzidx[i, : nz.size] = nz
-        if nz.size:
-            env[nz] = np.minimum(env[nz], nz[0])
-    hp = 0.5 / P
-    lam = np.zeros(n) if lam0 is None else np.array(lam0, dtype=float)
-    a, g, r, d = np.zeros(m), np.zeros(n), np.zeros(n), np.zeros(n)
-    u, delta = np.zeros(m), np.zeros(m)
-    bkey, bval = np.zeros(2 * m), np.zeros(2 * m)
-    cls = np.zeros(m, dtype=np.int8)
-    H = np.zeros((n, n))
-    fidx = np.zeros(m, dtype=np.int64)
-    it, status, _ = _solve_qp(Ct, nzcnt, nzidx, env, b, hp, lam, lam0 is None, int(max_iterations),
-                              float(tolerance), a, g, r, u, cls, delta, bkey, bval, H, d, fidx)
-    return a, hp * lam, lam, int(it), int(status)
-
-
-# --------------------------------------------------------------------------------------------------
 # the stage
 # --------------------------------------------------------------------------------------------------
 
@@ -898,6 +318,21 @@ class StaticOptimization:
     def __init__(self, model: MusculoskeletalModel | mujoco.MjModel, params: SOParams | None = None) -> None:
         mm = _as_musculoskeletal(model)
         self.params = params if params is not None else SOParams()
+        self._private_model(mm)
+        self._coordinate_maps()
+        self._frame_buffers()
+        # which coordinates the muscles cross, and which cross together (for the solver's ordering)
+        crossed, pattern = self._crossed_coordinates()
+        solved = self._solved_indices(crossed)
+        self._reserves(solved)
+        self._solver_buffers(pattern)
+        # one frame through every kernel: compiles (or loads numba's cache) here, not in the first real frame
+        fr = self.allocate_frame()
+        self.step(self.model.qpos0, np.zeros(self.model.nv), np.zeros(self.n_coordinates), fr)
+        self.reset()
+
+    def _private_model(self, mm: MusculoskeletalModel) -> None:
+        """The private copy of the model (actuation on; muscles unclamped) and where each muscle's input goes."""
         m = copy.deepcopy(mm.model)
         m.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
         mus = np.flatnonzero(is_muscle(m)).astype(np.int64)
@@ -919,7 +354,9 @@ class StaticOptimization:
         self._ctrl_idx = mus[actnum == 0].astype(np.int64)
         self.muscle_input = "act" if self._ctrl_idx.size == 0 else ("ctrl" if self._act_idx.size == 0 else "act+ctrl")
 
-        # coordinates
+    def _coordinate_maps(self) -> None:
+        """Independent coordinates, the free root, and the dof -> coordinate map with the couplings as arrays."""
+        m = self.model
         cc = CoordinateCouplings(m)
         self.couplings = cc
         self.coordinate_names: tuple[str, ...] = cc.coordinate_names
@@ -950,8 +387,10 @@ class StaticOptimization:
         self._dof_coord = dof_coord
         self._dof_factor = dof_factor
 
-        # buffers
-        nm = mus.size
+    def _frame_buffers(self) -> None:
+        """Preallocated per-frame arrays of the muscle state (moment arms, tensions)."""
+        m, nc = self.model, self.n_coordinates
+        nm = self.muscle_ids.size
         self._F1 = np.zeros(m.nu)
         self._R = np.zeros((nm, nc))
         self._rcnt = np.zeros(nm, dtype=np.int64)
@@ -961,8 +400,10 @@ class StaticOptimization:
         self._passive = np.zeros(nm)
         self._tau = np.zeros(nc)
 
-        # which coordinates the muscles cross, and which cross together (for the solver's ordering)
-        crossed, pattern = self._crossed_coordinates()
+    def _solved_indices(self, crossed: np.ndarray) -> list[int]:
+        """Coordinates the QP solves (coordinate order): ``params.solved_coordinates``, validated, or every
+        non-root coordinate that muscles cross."""
+        nc = self.n_coordinates
         if self.params.solved_coordinates is None:
             solved = [k for k in range(nc) if not self._root_mask[k] and crossed[k]]
         else:
@@ -976,6 +417,11 @@ class StaticOptimization:
                     raise ValueError(f"solved_coordinates: no muscle crosses {name!r}")
                 solved.append(k)
             solved = sorted(set(solved))
+        return solved
+
+    def _reserves(self, solved: list[int]) -> None:
+        """Public solved / reserve-only coordinates and the reserve penalties ``w_res / tau_scale^2``."""
+        nc = self.n_coordinates
         #: public order: coordinate order
         self.solved_index = np.array(solved, dtype=np.int64)
         self.solved_coordinates = tuple(self.coordinate_names[k] for k in solved)
@@ -988,6 +434,10 @@ class StaticOptimization:
             scales[name] = v
         self.reserve_scale_nm = np.array([scales[n] for n in self.solved_coordinates], dtype=float)
         self.reserve_penalty = self.params.reserve_weight / self.reserve_scale_nm ** 2
+
+    def _solver_buffers(self, pattern: np.ndarray) -> None:
+        """The solver's internal coordinate order and its preallocated arrays."""
+        nc, nm = self.n_coordinates, self.n_muscles
         # internal order: reverse Cuthill-McKee on the "crossed by the same muscle" graph keeps the Cholesky factor
         # of the dual Hessian inside a small envelope (MyoLeg: two 7x7 legs; MyoFullBody: ~8k flops, against ~30k in
         # the natural order and ~120k dense)
@@ -1022,10 +472,6 @@ class StaticOptimization:
         self._max_iter = int(self.params.max_iterations)
         self._apply = bool(self.params.apply_couplings)
         self._warm = bool(self.params.warm_start)
-        # one frame through every kernel: compiles (or loads numba's cache) here, not in the first real frame
-        fr = self.allocate_frame()
-        self.step(self.model.qpos0, np.zeros(m.nv), np.zeros(nc), fr)
-        self.reset()
 
     @staticmethod
     def _solver_order(pattern: np.ndarray) -> np.ndarray:
@@ -1100,11 +546,11 @@ class StaticOptimization:
                         q[m.jnt_qposadr[j]] = rng.uniform(lo, hi)
             d.qpos[:] = q
             d.qvel[:] = 0.0
-            _couplings_kernel(d.qpos, d.qvel, dummy_tau, True, self._c_dep_qadr, self._c_dep_dof, self._c_ind_qadr,
-                              self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef, self._dof_factor)
+            couplings_kernel(d.qpos, d.qvel, dummy_tau, True, self._c_dep_qadr, self._c_dep_dof, self._c_ind_qadr,
+                             self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef, self._dof_factor)
             self._muscle_state()
-            _moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
-                         self._dof_coord, self._dof_factor, self._R, self._rcnt, self._ridx, self._mark)
+            moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
+                        self._dof_coord, self._dof_factor, self._R, self._rcnt, self._ridx, self._mark)
             absr = np.abs(self._R)
             np.maximum(peak, absr.max(axis=0), out=peak)
             pattern |= absr > 0.0
@@ -1125,8 +571,8 @@ class StaticOptimization:
         np.copyto(d.qvel, qvel)
         tau = self._tau
         np.copyto(tau, tau_coord)
-        ok = _couplings_kernel(d.qpos, d.qvel, tau, self._apply, self._c_dep_qadr, self._c_dep_dof, self._c_ind_qadr,
-                               self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef, self._dof_factor)
+        ok = couplings_kernel(d.qpos, d.qvel, tau, self._apply, self._c_dep_qadr, self._c_dep_dof, self._c_ind_qadr,
+                              self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef, self._dof_factor)
         if not ok:
             for arr in (out.activation, out.muscle_force_n, out.muscle_moment_nm, out.reserve_nm, out.residual_nm):
                 arr.fill(np.nan)
@@ -1137,17 +583,17 @@ class StaticOptimization:
         self._muscle_state()
         t1 = time.perf_counter()
         R = self._R
-        _moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
-                     self._dof_coord, self._dof_factor, R, self._rcnt, self._ridx, self._mark)
-        _assemble(R, self._rcnt, self._ridx, self._F1, d.actuator_force, self.muscle_ids, tau, self._solved,
-                  self._pos, self._gain, self._passive, self._Ct, self._nzcnt, self._nzidx, self._env, self._b)
+        moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
+                    self._dof_coord, self._dof_factor, R, self._rcnt, self._ridx, self._mark)
+        assemble(R, self._rcnt, self._ridx, self._F1, d.actuator_force, self.muscle_ids, tau, self._solved,
+                 self._pos, self._gain, self._passive, self._Ct, self._nzcnt, self._nzidx, self._env, self._b)
         cold = not (self._warm and self._have_warm)
-        it, status, _ = _solve_qp(self._Ct, self._nzcnt, self._nzidx, self._env, self._b, self._hp, self._lam, cold,
-                                  self._max_iter, self._tol, self._a, self._g, self._r, self._u, self._cls,
-                                  self._delta, self._bkey, self._bval, self._H, self._d, self._fidx)
-        cost = _outputs(R, self._rcnt, self._ridx, self._gain, self._passive, self._a, self._lam, self._hp, self._P,
-                        tau, self._solved, self._is_solved, out.activation, out.muscle_force_n,
-                        out.muscle_moment_nm, out.reserve_nm, out.residual_nm)
+        it, status, _ = solve_qp(self._Ct, self._nzcnt, self._nzidx, self._env, self._b, self._hp, self._lam, cold,
+                                 self._max_iter, self._tol, self._a, self._g, self._r, self._u, self._cls,
+                                 self._delta, self._bkey, self._bval, self._H, self._d, self._fidx)
+        cost = frame_outputs(R, self._rcnt, self._ridx, self._gain, self._passive, self._a, self._lam, self._hp,
+                             self._P, tau, self._solved, self._is_solved, out.activation, out.muscle_force_n,
+                             out.muscle_moment_nm, out.reserve_nm, out.residual_nm)
         self._have_warm = True
         t2 = time.perf_counter()
         out.cost = cost
@@ -1162,23 +608,23 @@ class StaticOptimization:
         np.copyto(d.qpos, qpos)
         np.copyto(d.qvel, qvel)
         tau = np.array(tau_coord, dtype=float)
-        if not _couplings_kernel(d.qpos, d.qvel, tau, self._apply, self._c_dep_qadr, self._c_dep_dof,
-                                 self._c_ind_qadr, self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef,
-                                 self._dof_factor):
+        if not couplings_kernel(d.qpos, d.qvel, tau, self._apply, self._c_dep_qadr, self._c_dep_dof,
+                                self._c_ind_qadr, self._c_ind_dof, self._c_x0, self._c_y0, self._c_coef,
+                                self._dof_factor):
             raise ValueError("problem(): qpos, qvel and tau_coord must be finite")
         self._muscle_state()
         nm, nc = self.n_muscles, self.n_coordinates
         R, rcnt, ridx = np.zeros((nm, nc)), np.zeros(nm, dtype=np.int64), np.zeros((nm, nc), dtype=np.int64)
-        _moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
-                     self._dof_coord, self._dof_factor, R, rcnt, ridx, np.full(nc, -1, dtype=np.int64))
+        moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
+                    self._dof_coord, self._dof_factor, R, rcnt, ridx, np.full(nc, -1, dtype=np.int64))
         ns = self.solved_index.size
         Ct, b = np.zeros((nm, ns)), np.zeros(ns)
         gain, passive = np.zeros(nm), np.zeros(nm)
         pos = np.full(nc, -1, dtype=np.int64)
         pos[self.solved_index] = np.arange(ns)
-        _assemble(R, rcnt, ridx, self._F1, d.actuator_force, self.muscle_ids, tau, self.solved_index, pos, gain,
-                  passive, Ct, np.zeros(nm, dtype=np.int64), np.zeros((nm, max(ns, 1)), dtype=np.int64),
-                  np.zeros(ns, dtype=np.int64), b)
+        assemble(R, rcnt, ridx, self._F1, d.actuator_force, self.muscle_ids, tau, self.solved_index, pos, gain,
+                 passive, Ct, np.zeros(nm, dtype=np.int64), np.zeros((nm, max(ns, 1)), dtype=np.int64),
+                 np.zeros(ns, dtype=np.int64), b)
         return SOProblem(C=np.ascontiguousarray(Ct.T), b=b, reserve_penalty=self.reserve_penalty.copy(),
                          moment_arm_m=R, active_force_n=gain, passive_force_n=passive,
                          solved_index=self.solved_index.copy())
