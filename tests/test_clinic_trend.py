@@ -91,11 +91,32 @@ def test_clinic_config_rejects_bad_keys_naming_them(tmp_path):
 
 
 def test_every_configured_range_and_flag_names_a_source():
+    """A range or threshold is a number someone must be able to check: each names a citation (author, year) or
+    says in words that it is a project convention / heuristic / brief value, and none claims ``verified: true``
+    without a citation. Every unverified range is shown as such (``*``) in the table and the plots' legend."""
+    import re
+
     cfg = load_clinic_config()
     from runtime.clinic.schema import METRICS
+    from runtime.clinic.trend import _range_text
 
+    citation = re.compile(r"[A-Z][A-Za-z-]+( et al\.| and [A-Z][A-Za-z-]+)? \(?(19|20)\d\d")
+    own = re.compile(r"project|brief|convention|heuristic|approximate|README|device-specific", re.IGNORECASE)
     assert set(cfg.metrics) == set(METRICS)
     for name, r in cfg.metrics.items():
-        assert len(r.source) > 20, name
+        has_range = r.normal_low is not None or r.normal_high is not None
+        if not has_range:
+            assert re.search(r"no normal range|device-specific", r.source), (name, r.source)
+            continue
+        assert citation.search(r.source) or own.search(r.source), (name, r.source)
+        if r.verified:
+            assert citation.search(r.source), f"{name}: verified: true needs a citation, got {r.source!r}"
+        else:
+            assert _range_text(cfg, name).endswith("*"), name
     for name, f in cfg.flags.items():
-        assert len(f.source) > 20, name
+        assert citation.search(f.source) or own.search(f.source), (name, f.source)
+        thr = f.above if f.above is not None else f.below
+        rng = cfg.metrics[f.metric]
+        # a threshold taken from the normal range says so, and equals that bound
+        if thr is not None and "normal range" in f.source:
+            assert thr in (rng.normal_low, rng.normal_high), (name, thr)
