@@ -424,6 +424,15 @@ def write_csvs(result: TrialAnalysis, out_dir: str | Path) -> list[Path]:
     return files
 
 
+def write_results(result: TrialAnalysis, out_dir: str | Path) -> list[Path]:
+    """What ``exo analyze`` writes: :func:`write_csvs`, and beside them the same results in OpenSim's formats
+    (``joint_angles.mot``, ``grf.mot`` + ``external_loads.xml``, ``joint_moments.sto``;
+    :mod:`models.io.opensim_export`)."""
+    from models.io.opensim_export import write_opensim_results
+
+    return write_csvs(result, out_dir) + write_opensim_results(result, out_dir)
+
+
 # ----------------------------------------------------------------------------------- validation
 
 def _rmse(a: np.ndarray, b: np.ndarray) -> float:

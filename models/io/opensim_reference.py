@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "time_ours_id_so", "opensim_available"]
+__all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "run_opensim_inverse_dynamics",
+           "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available"]
 
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
@@ -202,6 +203,97 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
     if not force.exists():
         raise RuntimeError(f"OpenSim wrote no {force.name} in {out}: {sorted(os.listdir(out))}")
     return OpenSimSOResult(force, activation, w2 - w1, c2 - c1, w1 - w0, t0, t1, osim.__version__)
+
+
+def run_opensim_inverse_dynamics(model_path: str | Path, coordinates_path: str | Path,
+                                 external_loads_path: str | Path, out_dir: str | Path, *,
+                                 grf_path: str | Path | None = None, start_s: float | None = None,
+                                 end_s: float | None = None, cutoff_hz: float | None = 6.0,
+                                 name: str = "opensim_id") -> Path:
+    """OpenSim's InverseDynamicsTool (muscles excluded: net joint moments) on one motion; returns its ``.sto``
+    (``<coordinate>_moment`` N m, ``<coordinate>_force`` N).
+
+    ``cutoff_hz``: OpenSim's low-pass of the coordinates (``None``: the coordinates as they are, e.g. already
+    filtered); ``grf_path``: replaces the external loads' ``datafile`` (the lab's files name the author's path)."""
+    osim = import_opensim()
+    for label, p in (("model_path", model_path), ("coordinates_path", coordinates_path),
+                     ("external_loads_path", external_loads_path)):
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{label} = {str(p)!r}: no such file")
+    if cutoff_hz is not None and not cutoff_hz > 0:
+        raise ValueError(f"cutoff_hz = {cutoff_hz!r}: must be > 0 or None")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loads = Path(external_loads_path)
+    if grf_path is not None:
+        loads = _external_loads_copy(loads, Path(grf_path), out)
+    times = osim.TimeSeriesTable(str(coordinates_path)).getIndependentColumn()
+    t0 = float(times[0]) if start_s is None else float(start_s)
+    t1 = float(times[-1]) if end_s is None else float(end_s)
+    if not t1 > t0:
+        raise ValueError(f"start_s = {t0!r}, end_s = {t1!r}: need end_s > start_s")
+    tool = osim.InverseDynamicsTool()
+    tool.setName(name)
+    tool.setModelFileName(str(Path(model_path).resolve()))
+    tool.setCoordinatesFileName(str(Path(coordinates_path).resolve()))
+    tool.setExternalLoadsFileName(str(loads.resolve()))
+    tool.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
+    tool.setStartTime(t0)
+    tool.setEndTime(t1)
+    tool.setResultsDir(str(out.resolve()))
+    tool.setOutputGenForceFileName(f"{name}.sto")
+    excluded = osim.ArrayStr()
+    excluded.append("Muscles")
+    tool.setExcludedForces(excluded)
+    setup = out / f"{name}_setup.xml"
+    tool.printToXML(str(setup))
+    if not osim.InverseDynamicsTool(str(setup)).run():       # from the file, as OpenSim's GUI and CLI run it
+        raise RuntimeError(f"OpenSim InverseDynamicsTool failed on {coordinates_path} (setup {setup})")
+    result = out / f"{name}.sto"
+    if not result.exists():
+        raise RuntimeError(f"OpenSim wrote no {result.name} in {out}: {sorted(os.listdir(out))}")
+    return result
+
+
+def run_opensim_joint_reaction(so: OpenSimSOResult, ik_path: str | Path, grf_path: str | Path,
+                               external_loads_path: str | Path, joint: str, *, on_body: str = "child",
+                               in_frame: str = "child", cutoff_hz: float = 6.0, name: str = "opensim_jr") -> Path:
+    """OpenSim's JointReaction analysis after :func:`run_opensim_static_optimization` (its model with reserves, its
+    muscle and reserve forces as the ``forces_file``, the same window and filter); returns the ``.sto`` whose
+    ``<joint>_on_<body>_in_<frame>_f{x,y,z}`` columns are the joint's reaction force (N) in that body's frame."""
+    osim = import_opensim()
+    out = so.force_path.parent
+    name_so = so.force_path.name[: -len("_StaticOptimization_force.sto")]
+    model_file = out / f"{name_so}_model_with_reserves.osim"
+    if not model_file.exists():
+        raise FileNotFoundError(f"so: {model_file} is missing (run_opensim_static_optimization writes it)")
+    loads = _external_loads_copy(Path(external_loads_path), Path(grf_path), out)
+    setup = osim.AnalyzeTool()
+    setup.setName(name)
+    setup.setModelFilename(str(model_file))
+    setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
+    setup.setLowpassCutoffFrequency(cutoff_hz)
+    setup.setExternalLoadsFileName(str(loads))
+    setup.setInitialTime(so.start_s)
+    setup.setFinalTime(so.end_s)
+    setup.setResultsDir(str(out))
+    jr = osim.JointReaction()
+    jr.setStartTime(so.start_s)
+    jr.setEndTime(so.end_s)
+    jr.setForcesFileName(str(so.force_path))
+    for setter, value in ((jr.setJointNames, joint), (jr.setOnBody, on_body), (jr.setInFrame, in_frame)):
+        arr = osim.ArrayStr()
+        arr.append(value)
+        setter(arr)
+    setup.getAnalysisSet().cloneAndAppend(jr)
+    setup_file = out / f"{name}_setup.xml"
+    setup.printToXML(str(setup_file))
+    if not osim.AnalyzeTool(str(setup_file)).run():
+        raise RuntimeError(f"OpenSim JointReaction failed on {ik_path} (results in {out})")
+    result = out / f"{name}_JointReaction_ReactionLoads.sto"
+    if not result.exists():
+        raise RuntimeError(f"OpenSim wrote no {result.name} in {out}: {sorted(os.listdir(out))}")
+    return result
 
 
 def time_ours_id_so(model, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals, time_s: np.ndarray,

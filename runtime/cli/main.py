@@ -469,7 +469,7 @@ def _analyze_chain(args) -> int:
     import numpy as np
 
     from models.trial_analysis import (AnalyzeParams, analyze_trial, grf_validation, ik_validation, moment_validation,
-                                       trial_kinematics, write_csvs)
+                                       trial_kinematics, write_results)
 
     missing = [f"--{k.replace('_', '-')}" for k in ("markerset", "mass_kg", "height_m", "side") if getattr(args, k) is None]
     if missing:
@@ -484,7 +484,7 @@ def _analyze_chain(args) -> int:
     print(f"  inverse kinematics: {kin.time_s.size} frames, marker RMS median "
           f"{float(np.nanmedian(kin.ik.residual_rms_m)) * 1e3:.1f} mm", flush=True)
     result = analyze_trial(trc, args.markerset, params, grf_path=args.grf, kin=kin, external_loads=args.external_loads)
-    files = write_csvs(result, out)
+    files = write_results(result, out)
     kcf = None
     if result.muscles is not None:
         from models.muscles.knee_contact import knee_contact_from_analysis
