@@ -33,7 +33,9 @@ from models.dynamics.inverse_dynamics import (ExternalWrenchTrial, InverseDynami
                                      external_wrench_from_opensim_grf, kinematics_from_opensim)
 from models.kinematics.inverse_kinematics import IKParams, InverseKinematics
 from models.dynamics.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
-from models.io.lab_files import TimeSeriesTable, read_mot, read_sto, read_trial
+from models.io.lab_files import read_trial
+from models.io.storage import read_mot, read_sto
+from models.io.time_series import TimeSeriesTable
 from models.body.markerset import from_opensim_markerset
 from models.body.registry import MusculoskeletalModel, load_model
 from models.body.scaling import SubjectScale, opensim_max_isometric_forces, scale_model

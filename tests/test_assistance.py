@@ -12,7 +12,8 @@ from controllers.assistance import (AssistanceInput, AssistanceParameters, Phase
                                     ProportionalMomentAssistance, SynergyAssistance, SynergyShape, make_strategy)
 from controllers.command_limits import CommandLimiter, CommandLimits, LimitFlag
 from controllers.phase_profile import PhaseProfileController, PhaseProfileParams
-from models.io.lab_files import read_sto, shared_data_dir
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_sto
 
 SHAPE = SynergyShape.from_artifact()
 EPS = 1e-9
@@ -216,7 +217,7 @@ def test_config_rejects_assistance_limits_above_the_joint(configs):
 def test_stage_from_config_runs_on_real_knee_angles(configs):
     """The pipeline stage: phase from real knee angles (PS, lab IK), the configured phase profile."""
     from controllers.assistance import StageInput
-    from models.io.lab_files import read_mot
+    from models.io.storage import read_mot
     device, subject, _ = configs
     d = shared_data_dir() / "GC5_PS" / "ik"
     if not d.exists():

@@ -83,7 +83,7 @@ def test_real_ps_file_reads_aligns_and_has_emg():
     rec = read_c3d_emg(PS / "c3d" / "PS_ngait_og_ss1.c3d", EMG_LABELS + ("Fz1",))
     assert rec.rate_hz == 1200.0 and rec.volts.shape[1] == 17
     # alignment: the .mot plate-1 vertical force (trc clock) equals the c3d's -Fz1 at the computed offset
-    from models.io.lab_files import read_mot
+    from models.io.storage import read_mot
 
     off = trc_start_offset_s(PS / "trc" / "PS_ngait_og_ss1.trc", rec)
     mot = read_mot(PS / "grf" / "PS_ngait_og_ss1_kinetics.mot")

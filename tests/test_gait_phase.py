@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from controllers.gait_phase import GaitPhaseEstimator, GaitPhaseParams, GaitState
-from models.io.lab_files import read_mot, shared_data_dir
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_mot
 
 TRIALS = ("ss1", "ss3", "ss8")
 

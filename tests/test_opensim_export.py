@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.io.lab_files import opensim_to_z_up, read_mot, read_sto, shared_data_dir
+from models.io.axes import opensim_to_z_up
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_mot, read_sto
 from models.io.opensim_export import (write_coordinates_mot, write_foot_loads_mot, write_moments_sto,
                                       z_up_to_opensim)
 from models.io.opensim_reference import opensim_available, run_opensim_inverse_dynamics

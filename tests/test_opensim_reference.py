@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.io.lab_files import read_sto, shared_data_dir
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_sto
 from models.io.opensim_reference import opensim_available, run_opensim_static_optimization
 
 PS = shared_data_dir() / "GC5_PS"

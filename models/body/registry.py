@@ -61,7 +61,7 @@ from typing import Callable, Iterable, Iterator
 import mujoco
 import numpy as np
 
-from models.io.lab_files import close_matches_error
+from models.io.reader_support import close_matches_error
 
 __all__ = [
     "ModelInfo",

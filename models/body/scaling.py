@@ -108,7 +108,7 @@ from typing import Mapping, Sequence
 import mujoco
 import numpy as np
 
-from models.io.lab_files import close_matches_error
+from models.io.reader_support import close_matches_error
 from models.body.registry import ModelInfo, MusculoskeletalModel, _compile, is_muscle, load_model
 
 __all__ = [

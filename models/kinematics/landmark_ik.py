@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from models.kinematics.inverse_kinematics import IKParams, IKTrial, InverseKinematics
-from models.io.lab_files import MarkerTrial
+from models.io.marker_trial import MarkerTrial
 from models.body.landmark_markerset import blazepose_markerset, landmark_ik_params
 from models.body.blazepose import BLAZEPOSE_33
 from models.body.markerset import MarkerSet

@@ -438,7 +438,7 @@ def opensim_so_tensions(so_force_path: str | Path, time_s: np.ndarray, muscle_na
     """Muscle tensions from an OpenSim StaticOptimization ``_force.sto`` interpolated onto ``time_s``: (N, k) and
     the k names of ``muscle_names`` found in the file (for :meth:`KneeContact.run`; isolates the contact stage from
     our own static optimisation)."""
-    from models.io.lab_files import read_sto
+    from models.io.storage import read_sto
 
     tab = read_sto(so_force_path)
     names = [n for n in muscle_names if n in tab.columns]

@@ -27,7 +27,7 @@ G = 9.80665
 
 
 def _table(path: str | Path):
-    from models.io.lab_files import read_mot, read_sto
+    from models.io.storage import read_mot, read_sto
 
     p = Path(path)
     if p.suffix.lower() not in (".sto", ".mot"):

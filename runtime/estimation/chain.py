@@ -337,7 +337,8 @@ class MarkerRecording:
 def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str]) -> MarkerRecording:
     """Read a ``.trc``/``.c3d`` trial and order its markers like ``marker_names`` (NaN where absent)."""
     from models.kinematics.inverse_kinematics import match_marker_names
-    from models.io.lab_files import opensim_to_z_up, read_trial
+    from models.io.axes import opensim_to_z_up
+    from models.io.lab_files import read_trial
 
     trial = read_trial(Path(trc_path))
     markers = getattr(trial, "markers", trial)

@@ -40,7 +40,8 @@ import pytest
 from models.grf.estimator import CoordinatesFrame, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
 from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
 from models.kinematics.inverse_kinematics import IKParams, InverseKinematics, match_marker_names
-from models.io.lab_files import opensim_to_z_up, read_trial, shared_data_dir
+from models.io.axes import opensim_to_z_up
+from models.io.lab_files import read_trial, shared_data_dir
 from models.body.markerset import from_opensim_markerset
 from models.trial_analysis import STANDARD_GRAVITY_M_S2, AnalyzeParams, trial_kinematics
 
