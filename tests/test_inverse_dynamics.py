@@ -39,7 +39,11 @@ from models.dynamics.knee_moments import (
     stance_intervals_from_force,
     stance_summaries,
 )
-from models.io.lab_files import TimeSeriesTable, opensim_to_z_up, read_mot, read_trc, shared_data_dir
+from models.io.axes import opensim_to_z_up
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_mot
+from models.io.time_series import TimeSeriesTable
+from models.io.trc import read_trc
 
 # --------------------------------------------------------------------------------------------------
 # models

@@ -23,7 +23,10 @@ from models.kinematics.inverse_kinematics import (
     load_myoleg,
     rmse_against_reference,
 )
-from models.io.lab_files import opensim_to_z_up, read_mot, read_trc, shared_data_dir
+from models.io.axes import opensim_to_z_up
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_mot
+from models.io.trc import read_trc
 from models.body.markerset import (
     Marker,
     MarkerSet,

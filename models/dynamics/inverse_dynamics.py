@@ -79,7 +79,8 @@ import mujoco
 import numpy as np
 
 from models.filters import smooth_derivatives
-from models.io.lab_files import TimeSeriesTable, opensim_to_z_up
+from models.io.axes import opensim_to_z_up
+from models.io.time_series import TimeSeriesTable
 
 __all__ = [
     "ExternalWrench",

@@ -64,7 +64,7 @@ import mujoco
 import numpy as np
 from scipy.linalg.lapack import dposv as _dposv
 
-from models.io.lab_files import opensim_to_z_up
+from models.io.axes import opensim_to_z_up
 from models.body.markerset import MarkerSet, _as_mjmodel
 
 __all__ = [
