@@ -1,8 +1,8 @@
 """AK-series drives in MIT mode over python-can: the torque loop's CAN back end.
 
-:class:`AkCanDrive` has the method names of ``runtime.control.drive.Drive`` (``enable``, ``write``,
-``read``, ``disable``; structural typing, nothing of ``runtime`` is imported) plus
-``zero_position``, ``poll_faults``, ``velocity_check``, ``stats`` and ``close``.
+:class:`AkCanDrive` is a :class:`~firmware_bridge.drive_interface.DriveBase` (= ``runtime.control.drive.Drive``;
+nothing of ``runtime`` is imported): ``enable``, ``write``/``read`` (returning a ``DriveResult``), ``disable``,
+``poll_faults``, ``velocity_check``, ``close`` and the context manager, plus ``zero_position`` and ``stats``.
 
 Units and frames: ``write``/``read`` are joint side (N*m, rad, rad/s), converted with each
 actuator's :class:`~firmware_bridge.calibration.ActuatorCalibration` (direction, gear ratio,
@@ -56,7 +56,8 @@ Which frames are what
 * a frame on a motor's own id: first compared with the last few frames we sent to that id
   -- equal means it is our own command coming back (virtual bus with
   ``receive_own_messages=True``, udp_multicast's multicast loopback, SocketCAN
-  ``CAN_RAW_RECV_OWN_MSGS``) and it is skipped (``stats["echoes"]``); otherwise it is decoded
+  ``CAN_RAW_RECV_OWN_MSGS``) and it is skipped: not logged again (``frame_log`` has it once, as
+  sent) and not counted in ``stats["frames_rx"]`` but in ``stats["echoes"]``; otherwise it is decoded
   as a reply (some firmware answers on its own id); if that fails it is MALFORMED;
 * a frame on ``estop_can_id``: ESTOP;
 * error frames: counted, BUS_ERROR or BUS_OFF as above;
@@ -100,6 +101,7 @@ from .ak_mit import (
 )
 from .bus import open_bus
 from .calibration import ActuatorCalibration
+from .drive_interface import DriveBase, DriveResult, FaultRecord
 from .motor_tables import MitLimits
 
 __all__ = [
@@ -181,7 +183,7 @@ class _Motor:
         self.vc_dt = 0
 
 
-class AkCanDrive:
+class AkCanDrive(DriveBase):
     """AK-series drives in MIT mode on one python-can bus, torque-only (Kp = Kd = 0).
 
     ``actuators[i]`` is joint ``i``.  See the module docstring for the fault mapping, the frame
@@ -193,8 +195,11 @@ class AkCanDrive:
     the loop); ``max_pending_faults`` -- size of the fault buffer.
 
     ``frame_log(t_ns, arbitration_id, data, is_rx, is_error)`` gets every frame the bus
-    accepted for sending (a send that raised is a BUS_ERROR fault, not a logged frame) and
-    every frame received, echoes and error frames included, with ``t_ns = clock_ns()``;
+    accepted for sending, once, ``is_rx=False`` (a send that raised is a BUS_ERROR fault, not a
+    logged frame), and every frame received from others, error frames included, ``is_rx=True``,
+    with ``t_ns = clock_ns()``.  Our own frames coming back (see "Which frames are what") are
+    neither logged again nor counted as received: ``stats["echoes"]`` counts them apart from
+    ``stats["frames_rx"]``;
     an exception in it is counted (``stats["frame_log_errors"]``), never propagated.
     One ``can.Message`` per motor is reused for its commands (data overwritten in place:
     interfaces copy or pack the message in ``send``).
@@ -302,6 +307,7 @@ class AkCanDrive:
         self._faults_suppressed = 0
         self._faults_dropped = 0
         self._frame_log_errors = 0
+        self._fault_events = 0
         self._wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
         # receive stamps are used only on the real monotonic clock (an injected test clock has no wall time)
         self._real_clock = clock_ns is time.monotonic_ns
@@ -360,6 +366,7 @@ class AkCanDrive:
 
     # ------------------------------------------------------------------ faults
     def _emit(self, source: str, kind: str, value: float, t_ns: int, key: Any = None, force: bool = False) -> None:
+        self._fault_events += 1  # suppressed ones included: read() returns ERROR for this cycle
         k = (source, kind) if key is None else key
         if not force:
             last = self._last_emit.get(k)
@@ -371,7 +378,7 @@ class AkCanDrive:
             self._faults_dropped += 1  # deque drops the oldest
         self._faults.append((source, kind, float(value), t_ns))
 
-    def poll_faults(self) -> list[tuple[str, str, float, int]]:
+    def poll_faults(self) -> list[FaultRecord]:
         """Faults ``(source, kind, value, t_ns)`` recorded since the last call, oldest first."""
         if not self._faults:
             return []
@@ -447,15 +454,18 @@ class AkCanDrive:
         m.vc_reset()
         self._send(m, ZERO_POSITION, t_ns)
 
-    def write(self, torque_nm: Sequence[float], t_ns: int) -> None:
+    def write(self, torque_nm: Sequence[float], t_ns: int) -> DriveResult:
         """One MIT command per motor: P = V = 0, Kp = Kd = 0, T_ff from the joint torque.
 
         While disabled, or while a motor's state is invalid after a zero, that motor gets the
         safe-stop frame instead.  A non-finite torque sends safe-stop (counted); out-of-range
-        torques are clamped by the codec (counted).  Never raises for bus problems."""
+        torques are clamped by the codec (counted).  Never raises for bus problems.
+        Returns ``ERROR`` if a send failed (a BUS_ERROR fault) or a torque was non-finite,
+        else ``OK``."""
         if len(torque_nm) != self._n:
             raise ValueError(f"torque_nm has {len(torque_nm)} values for {self._n} actuators")
         enabled = self._enabled
+        ok = True
         for m in self._motors:
             if enabled and not m.invalid:
                 try:
@@ -463,22 +473,29 @@ class AkCanDrive:
                 except (ValueError, TypeError):
                     self._nonfinite += 1
                     data = m.safe_stop
+                    ok = False
                 else:
                     data = enc.data
                     if enc.clamped:
                         self._clamped += 1
             else:
                 data = m.safe_stop
-            self._send(m, data, t_ns)
+            if not self._send(m, data, t_ns):
+                ok = False
+        return DriveResult.OK if ok else DriveResult.ERROR
 
     # ------------------------------------------------------------------ rx
-    def read(self, out: Any, t_ns: int) -> None:
+    def read(self, out: Any, t_ns: int) -> DriveResult:
         """Drain the bus (``recv(timeout=0)`` until None), decode, check timeouts and bus state,
         then fill ``out`` (a ``JointStates``) joint side.  Never raises for bus problems.
 
         ``out.rx_ns[i]`` is the ``t_ns`` of the ``read`` that received motor i's newest valid
         reply (0: none yet, or none since a zero); entries of a motor without a new reply
-        keep their values."""
+        keep their values.  Returns ``DEACTIVATE`` if an e-stop frame came in, else ``ERROR``
+        if any fault arose in this call (rate-limited repeats included: a motor that stays
+        timed out gives ``ERROR`` every cycle), else ``OK``."""
+        faults0 = self._fault_events
+        estops0 = self._estops
         self._reads += 1
         self._last_read_ns = t_ns
         if self._frame_log is not None:
@@ -537,6 +554,9 @@ class AkCanDrive:
                 out.temperature_c[i] = m.temp
                 out.error_code[i] = m.err
                 out.rx_ns[i] = m.last_rx_ns
+        if self._estops != estops0:
+            return DriveResult.DEACTIVATE
+        return DriveResult.OK if self._fault_events == faults0 else DriveResult.ERROR
 
     def _poll_bus_state(self, t_ns: int) -> None:
         try:
@@ -558,9 +578,16 @@ class AkCanDrive:
             self._emit("can.bus", "BUS_OFF", 1.0, t_ns)
 
     def _handle(self, msg: can.Message, t_ns: int) -> None:
-        self._frames_rx += 1
         aid = msg.arbitration_id
         data = msg.data
+        m = self._by_id.get(aid)
+        if (m is not None and len(data) == 8 and data in m.recent and not msg.is_error_frame
+                and not msg.is_extended_id and not msg.is_remote_frame):
+            # our own command coming back (python-can marks it is_rx=False on virtual/SocketCAN with
+            # receive_own_messages; udp_multicast's loopback marks it is_rx=True): logged once, as sent
+            self._echoes += 1
+            return
+        self._frames_rx += 1
         log = self._frame_log
         if log is not None:
             try:
@@ -593,11 +620,7 @@ class AkCanDrive:
                 return
             self._reply(m, aid, data, t_ns)
             return
-        m = self._by_id.get(aid)
         if m is not None:
-            if len(data) == 8 and data in m.recent:
-                self._echoes += 1
-                return
             self._reply(m, aid, data, t_ns)
             return
         if aid == self._estop_id:
@@ -717,8 +740,8 @@ class AkCanDrive:
             m.vc_n = 0
             m.vc_ratios[:] = [0.0] * _VC_RATIOS
 
-    def close(self) -> None:
-        """Shut the bus down (the torque process calls this at exit)."""
+    def _release(self) -> None:
+        """Shut the bus down (``close``, the end of a ``with`` block: after ``disable`` if enabled)."""
         try:
             self.bus.shutdown()
         except (can.CanError, OSError):

@@ -700,3 +700,105 @@ def test_constructor_validation(channel, buses):
         AkCanDrive(bus, [cal("a", 1)], reply_timeout_s=0)
     with pytest.raises(ValueError, match="at least one"):
         AkCanDrive(bus, [])
+
+
+# ---------------------------------------------------------------------------------------
+# own frames in the frame log, results, context manager, open_bus
+# ---------------------------------------------------------------------------------------
+
+
+def test_echoed_commands_are_logged_once_as_sent_not_received(make_rig):
+    """The bus hands every command back to its sender (receive_own_messages): N cycles on 2 motors must
+    log 2*(N+2) frames sent and exactly the replies as received -- not the echoes on top."""
+    from runtime.report.summary import _can_summary
+
+    rig = make_rig([cal("m1", 1), cal("m2", 2)], receive_own=True)
+    d = rig.drive
+    n = 25
+    d.enable(rig.t)
+    for k in range(n):
+        assert rig.cycle([0.5, -0.5 + 0.01 * k]) == []
+    sent = 2 * (2 + n)                           # safe-stop + ENTER per motor, then one command per cycle
+    tx = [(i, bytes(data)) for _, i, data, is_rx, _ in rig.log if not is_rx]
+    rx = [(i, bytes(data)) for _, i, data, is_rx, _ in rig.log if is_rx]
+    assert tx == rig.fake.received and len(tx) == sent
+    assert rx == [(i, data) for i, data, _ in rig.fake.sent] and len(rx) == sent  # the fake answers every frame
+    st = d.stats
+    assert st["frames_tx"] == sent and st["echoes"] == sent and st["frames_rx"] == len(rx)
+    cs = _can_summary({"t_ns": [e[0] for e in rig.log], "id": [e[1] for e in rig.log],
+                       "rx": [e[3] for e in rig.log], "err": [e[4] for e in rig.log],
+                       "data": [bytes(e[2]) for e in rig.log]})
+    assert (cs["frames_tx"], cs["frames_rx"]) == (sent, len(rx))
+    assert cs["command_to_reply_s"]["count"] == 2 * n                    # one pair per command and motor
+
+
+def test_read_and_write_results(make_rig):
+    from firmware_bridge.drive_interface import DriveResult
+
+    rig = make_rig(estop_can_id=0x7E)
+    d = rig.drive
+    d.enable(rig.t)
+    rig.fake.service()
+    assert d.read(rig.out, rig.t) is DriveResult.OK
+    rig.t += 2 * MS
+    assert d.write([1.0], rig.t) is DriveResult.OK
+    rig.fake.service()
+    assert d.read(rig.out, rig.t) is DriveResult.OK and d.poll_faults() == []
+    assert d.write([math.nan], rig.t) is DriveResult.ERROR            # refused: safe-stop sent instead
+    rig.fake.send(0x7E, b"\x01")
+    rig.fake.service()
+    assert d.read(rig.out, rig.t) is DriveResult.DEACTIVATE
+    assert kinds(d.poll_faults()) == [("can.estop", "ESTOP")]
+    rig.fake.sim[1].silent = True
+    rig.t += 60 * MS                                                  # past reply_timeout_s: TIMEOUT fault
+    assert d.read(rig.out, rig.t) is DriveResult.ERROR and kinds(d.poll_faults()) == [("can.m1", "TIMEOUT")]
+    rig.t += 2 * MS                                                   # still timed out (fault rate-limited)
+    assert d.read(rig.out, rig.t) is DriveResult.ERROR and d.poll_faults() == []
+
+
+def test_context_manager_disables_and_closes_once(channel, buses):
+    from firmware_bridge.drive_interface import DriveBase
+
+    bus = can.Bus(interface="virtual", channel=channel)
+    fake = FakeDrive(channel, {1: cal().limits})
+    buses.append(fake.bus)
+    with AkCanDrive(bus, [cal()]) as d:
+        assert isinstance(d, DriveBase) and not d.enabled
+        assert fake.service() == 0 and fake.received == []           # entering sends nothing (no enable)
+        d.enable(T0)
+    fake.service()
+    assert fake.received[-2:] == [(1, safe_stop_command(cal().limits)), (1, EXIT_MOTOR_MODE)]
+    assert not d.enabled and d.closed and bus._is_shutdown
+    n = len(fake.received)
+    d.close()                                                         # idempotent: nothing more on the bus
+    d.__exit__(None, None, None)
+    fake.service()
+    assert len(fake.received) == n
+
+
+def test_open_bus_refuses_udp_multicast_outside_a_private_netns(monkeypatch):
+    from firmware_bridge import bus as bus_mod
+    from firmware_bridge import netns
+
+    def no_bus(*a, **k):
+        raise AssertionError("can.Bus must not be opened")
+
+    monkeypatch.setattr(netns, "interfaces", lambda: ["eth0", "lo"])
+    monkeypatch.setattr(can, "Bus", no_bus)
+    with pytest.raises(netns.PrivateNetnsRequired, match=r"refusing to open udp_multicast.*\['eth0', 'lo'\].*unshare -n"):
+        bus_mod.open_bus("udp_multicast", "239.0.0.1")
+    with pytest.raises(ValueError, match="interface='pcan'"):
+        bus_mod.open_bus("pcan", "PCAN_USBBUS1")
+
+
+def test_open_bus_virtual_receive_own_messages(channel):
+    from firmware_bridge.bus import open_bus
+
+    for own in (False, True):
+        b = open_bus("virtual", f"{channel}-{own}", receive_own_messages=own, port=1234, bitrate=500_000)
+        try:
+            b.send(can.Message(arbitration_id=5, data=b"\x01", is_extended_id=False))
+            got = b.recv(0)
+            assert (got is not None) == own and (got is None or got.is_rx is False)
+        finally:
+            b.shutdown()

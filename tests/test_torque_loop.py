@@ -4,18 +4,25 @@ import math
 import numpy as np
 import pytest
 
-from runtime.core.channels import EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
 from firmware_bridge.clock import FakeClock
-from runtime.control.drive import JointStates
-from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+from runtime.control.drive import Drive, DriveResult, JointStates
 from runtime.control.torque_loop import TorqueLoop
+from runtime.core.channels import (
+    EVENT_DTYPE,
+    STATE_NAMES,
+    Slot,
+    command_dtype,
+    torque_record_dtype,
+)
+from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
 
 
-class RecordingDrive:
+class RecordingDrive(Drive):
     """A drive that records every write (joint torque, N*m) and reports a fixed in-range state."""
 
     def __init__(self):
         self.writes, self.enabled, self.calls = [], False, []
+        self.read_result = self.write_result = DriveResult.OK
 
     def enable(self, t_ns):
         self.calls.append(("enable", t_ns, list(self.writes[-1]) if self.writes else None))
@@ -23,12 +30,14 @@ class RecordingDrive:
 
     def write(self, torque_nm, t_ns):
         self.writes.append(list(torque_nm))
+        return self.write_result
 
     def read(self, out: JointStates, t_ns):
         out.position_rad[0], out.velocity_rad_s[0], out.rx_ns[0] = 1.0, 0.0, t_ns
+        return self.read_result
 
     def disable(self, t_ns):
-        self.calls.append(("disable", t_ns, list(self.writes[-1])))
+        self.calls.append(("disable", t_ns, list(self.writes[-1]) if self.writes else None))
         self.enabled = False
 
 
@@ -162,3 +171,53 @@ def test_nan_command_never_reaches_the_drive(rig):
     assert all(math.isfinite(w[0]) for w in rig.drive.writes)
     assert rig.drive.writes[-1] == [0.0]
     assert rig.loop.supervisor.latched[0].kind.value == "NAN"
+
+
+def test_drive_asking_to_deactivate_fades_and_results_are_counted(rig):
+    """A read returning DEACTIVATE (ros2_control's return_type) deactivates the supervisor: torque fades to
+    zero without a latched fault; ERROR/DEACTIVATE reads and failed writes are counted in the run report."""
+    rig.control[Slot.REQ_ACTIVE] = 1
+    drive_for(rig, 100, publish_every=8, torque=8.0)
+    assert STATE_NAMES[int(rig.control[Slot.ST_STATE])] == "ACTIVE" and rig.drive.writes[-1][0] > 0.0
+    rig.drive.read_result = DriveResult.DEACTIVATE
+    drive_for(rig, 1, publish_every=8, torque=8.0)
+    rig.drive.read_result = DriveResult.ERROR
+    rig.drive.write_result = DriveResult.ERROR
+    drive_for(rig, 2, publish_every=8, torque=8.0)
+    rig.drive.read_result = rig.drive.write_result = DriveResult.OK
+    drive_for(rig, 400, publish_every=8, torque=8.0)
+    assert rig.loop.supervisor.latched == [] and rig.drive.writes[-1] == [0.0]
+    assert STATE_NAMES[int(rig.control[Slot.ST_STATE])] == "INACTIVE"
+    assert rig.loop.drive_read_results == {"error": 2, "deactivate": 1} and rig.loop.drive_write_errors == 2
+
+
+def test_drive_base_defaults_and_context_manager(configs):
+    from runtime.control.drive import SimulatedDrive
+
+    d = RecordingDrive()
+    assert d.poll_faults() == [] and d.velocity_check() is None and not d.closed
+    with d:
+        d.enable(5)
+    assert d.calls[-1][:2] == ("disable", d.calls[-1][1]) and d.closed and not d.enabled
+    d.close()
+    assert [c[0] for c in d.calls] == ["enable", "disable"]          # closing twice disables once
+    with SimulatedDrive(1, 0.002, 75.0, 1.8) as sim:
+        assert sim.write([1.0], 0) is DriveResult.OK
+        out = JointStates.zeros(1)
+        assert sim.read(out, 7) is DriveResult.OK and out.rx_ns == [7]
+    assert sim.closed and not sim.enabled
+
+
+def test_after_a_drive_deactivate_only_a_new_request_activates(rig):
+    rig.control[Slot.REQ_ACTIVE] = 1
+    drive_for(rig, 100, publish_every=8, torque=8.0)
+    rig.drive.read_result = DriveResult.DEACTIVATE
+    drive_for(rig, 1, publish_every=8, torque=8.0)
+    rig.drive.read_result = DriveResult.OK
+    drive_for(rig, 50, publish_every=8, torque=8.0)
+    assert STATE_NAMES[int(rig.control[Slot.ST_STATE])] != "ACTIVE"
+    rig.control[Slot.REQ_ACTIVE] = 0
+    drive_for(rig, 1, publish_every=8, torque=8.0)
+    rig.control[Slot.REQ_ACTIVE] = 1
+    drive_for(rig, 200, publish_every=8, torque=8.0)
+    assert STATE_NAMES[int(rig.control[Slot.ST_STATE])] == "ACTIVE" and rig.drive.writes[-1][0] > 0.0

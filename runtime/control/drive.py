@@ -1,14 +1,24 @@
 """The torque loop's view of the hardware: write joint torques, read joint states.
 
-Back ends are chosen by ``bus.interface`` in the device configuration
-(``sim`` today; the AK-series CAN drive and the HIL plant plug in behind the same
-interface). Joint side, SI units: torque N*m, angle rad (knee flexion positive),
-velocity rad/s.
+Back ends are chosen by ``bus.interface`` in the device configuration (``runtime.wiring.make_drive``):
+``sim`` is :class:`SimulatedDrive` here; ``virtual``/``udp_multicast``/``socketcan`` are AK-series
+drives in MIT mode (``firmware_bridge.ak_can.AkCanDrive``, also behind the HIL plant). Both derive
+from :class:`Drive` (= ``firmware_bridge.drive_interface.DriveBase``, defined below ``runtime`` so the
+CAN back end can use it): ``read``/``write`` return a :class:`DriveResult`, faults come from
+``poll_faults`` (empty by default), and ``with drive:`` / ``close`` disable and release it once.
+Joint side, SI units: torque N*m, angle rad (knee flexion positive), velocity rad/s.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from firmware_bridge.drive_interface import DriveBase, DriveResult, FaultRecord
+
+#: The torque loop's drive base class (see ``firmware_bridge.drive_interface``).
+Drive = DriveBase
+
+__all__ = ["Drive", "DriveResult", "FaultRecord", "JointStates", "SimulatedDrive"]
 
 
 @dataclass(slots=True)
@@ -27,26 +37,11 @@ class JointStates:
         return cls([0.0] * n, [0.0] * n, [0.0] * n, [None] * n, [None] * n, [0] * n)
 
 
-class Drive(Protocol):
-    """What the torque loop needs of the actuators."""
-
-    def enable(self, t_ns: int) -> None:
-        """Send zero torque, then enter the control mode (never enable before zero is sent)."""
-
-    def write(self, torque_nm: list[float], t_ns: int) -> None:
-        """Command joint torques (already limited by the safety supervisor)."""
-
-    def read(self, out: JointStates, t_ns: int) -> None:
-        """Fill ``out`` with the latest state."""
-
-    def disable(self, t_ns: int) -> None:
-        """Final zero torque, then leave the control mode; nothing stays latched in the drive."""
-
-
-class SimulatedDrive:
+class SimulatedDrive(Drive):
     """Ideal drive on the in-process simulated knee plant (``hil.knee_plant``).
 
-    Each ``write`` holds the torque for one torque-loop period of simulated time.
+    Each ``write`` holds the torque for one torque-loop period of simulated time; ``read`` and
+    ``write`` always return ``OK`` (no bus, no faults).
     """
 
     def __init__(self, n_joints: int, period_s: float, body_mass_kg: float, height_m: float) -> None:
@@ -63,15 +58,17 @@ class SimulatedDrive:
         self.plant.step(0.0, 0.0)
         self.enabled = True
 
-    def write(self, torque_nm: list[float], t_ns: int) -> None:
+    def write(self, torque_nm: Sequence[float], t_ns: int) -> DriveResult:
         self.plant.step(torque_nm[0] if self.enabled else 0.0, self.period_s)
         self.writes += 1
+        return DriveResult.OK
 
-    def read(self, out: JointStates, t_ns: int) -> None:
+    def read(self, out: JointStates, t_ns: int) -> DriveResult:
         out.position_rad[0] = self.plant.flexion_rad
         out.velocity_rad_s[0] = self.plant.flexion_velocity_rad_s
         out.torque_nm[0] = self.plant.exo_torque_nm
         out.rx_ns[0] = t_ns
+        return DriveResult.OK
 
     def disable(self, t_ns: int) -> None:
         self.plant.step(0.0, 0.0)

@@ -20,10 +20,17 @@ from typing import Any
 import numpy as np
 
 from controllers.safety import Fault, FaultKind, SafetyState, SafetySupervisor
-from runtime.core.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_CODES, Slot, command_dtype, torque_record_dtype
 from firmware_bridge.clock import Clock, MonotonicClock
+from runtime.control.drive import Drive, DriveResult, JointStates
+from runtime.core.channels import (
+    CAN_FRAME_DTYPE,
+    EVENT_DTYPE,
+    STATE_CODES,
+    Slot,
+    command_dtype,
+    torque_record_dtype,
+)
 from runtime.core.config import DeviceConfig
-from runtime.control.drive import Drive, JointStates
 from runtime.core.executor import CycleInfo, FixedRateLoop
 from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
 from runtime.wiring import safety_params_from
@@ -68,18 +75,62 @@ class TorqueLoop:
         self._ev = np.zeros(1, dtype=EVENT_DTYPE)
         self.finished = False
         self.parent_lost = False
-        self._poll_faults = getattr(drive, "poll_faults", None)
         self._sensor_check = sensors.check if sensors is not None else None
-        # start-up check of the velocity table against the position derivative (CAN drives only)
-        self._velocity_check = getattr(drive, "velocity_check", None) if device.safety.velocity_check_s > 0 else None
+        # cycles whose read/write did not return OK (the reasons reach the supervisor as faults)
+        self.drive_read_results = {DriveResult.ERROR.value: 0, DriveResult.DEACTIVATE.value: 0}
+        self.drive_write_errors = 0
+        self._drive_hold = False  # a DEACTIVATE read holds the loop inactive until REQ_ACTIVE goes 0 and back to 1
+        # start-up check of the velocity table against the position derivative (drives that have one)
+        self._velocity_check = drive.velocity_check if device.safety.velocity_check_s > 0 else None
         self._vc_next_cycle = int(device.safety.velocity_check_s * device.torque_loop.rate_hz)
         self._vc_last_cycle = self._vc_next_cycle * 5
 
     # --------------------------------------------------------------------- one cycle
     def step(self, info: CycleInfo) -> None:
-        clock, sup, ctl, stages = self.clock, self.supervisor, self.control.slots, self.loop.stages
+        """One cycle: requests, newest command, lifecycle, measured state, supervisor, write, record."""
+        clock, sup, stages = self.clock, self.supervisor, self.loop.stages
         now = info.start_ns
-        # requests from the supervising process
+        shutdown = self._requests(now)
+        latest, have_cmd, age_from_write = self._take_command(now)
+        # lifecycle (after a drive's DEACTIVATE, only a new activation request activates again)
+        want_active = self.control.slots[Slot.REQ_ACTIVE] == 1 and shutdown == 0
+        if not want_active:
+            self._drive_hold = False
+        if want_active and sup.state is SafetyState.INACTIVE and not sup.latched and have_cmd and not self._drive_hold:
+            sup.activate(now)
+        elif not want_active and sup.state is SafetyState.ACTIVE:
+            sup.deactivate(now, "shutdown requested" if shutdown else "deactivation requested")
+        if have_cmd:
+            sup.check_command_age(age_from_write, now)
+        t1 = clock.now_ns()
+        self._measure(info, now)
+        t2 = clock.now_ns()
+        if shutdown == 2:  # immediate stop (second Ctrl-C): zero now, no fade
+            if sup.state is SafetyState.ACTIVE:
+                sup.report_fault(Fault("operator", FaultKind.ESTOP, 2.0, now))
+            for i in range(self.n):
+                self._commanded[i] = 0.0
+        else:
+            sup.update(self._requested, now, self._commanded)
+        t3 = clock.now_ns()
+        if self.drive.write(self._commanded, now) is not DriveResult.OK:
+            self.drive_write_errors += 1
+        t4 = clock.now_ns()
+        self._record(info, latest, have_cmd, age_from_write, (now, t1, t2, t3, t4))
+        stages.record("read", (t2 - now) * 1e-9)
+        stages.record("safety", (t3 - t2) * 1e-9)
+        stages.record("write", (t4 - t3) * 1e-9)
+        for ev in sup.pop_events():
+            self._push_event(ev)
+        self._publish_status(now)
+        if shutdown == 2 or (shutdown == 1 and sup.fade_complete and sup.state is not SafetyState.ACTIVE):
+            self.finished = True
+            self.loop.stop()
+
+    def _requests(self, now: int) -> int:
+        """Requests from the supervising process (e-stop, fault reset) and the parent watch;
+        returns the shutdown level (0 none, 1 fade and stop, 2 immediate)."""
+        sup, ctl = self.supervisor, self.control.slots
         if ctl[Slot.REQ_ESTOP]:
             sup.report_fault(Fault("operator", FaultKind.ESTOP, float(ctl[Slot.REQ_ESTOP]), now))
         if ctl[Slot.REQ_RESET_SEQ] != self._reset_seq:
@@ -91,7 +142,11 @@ class TorqueLoop:
             sup.report_fault(Fault("torque_loop", FaultKind.PARENT_LOST, float(self.parent_pid), now))
         if self.parent_lost:
             shutdown = max(shutdown, 1)
-        # newest command (never blocks)
+        return shutdown
+
+    def _take_command(self, now: int) -> tuple[Any, bool, int]:
+        """Newest command (never blocks), interpolated into ``self._requested`` (N*m) from the previous
+        one over one estimation period; returns (latest record, have a command, ns since it was written)."""
         seq = self.command.read(self._cmd)
         if seq > self._latest_seq:
             for i in range(self.n):
@@ -101,7 +156,6 @@ class TorqueLoop:
         latest = self._latest[0]
         have_cmd = self._latest_seq > 0
         age_from_write = now - int(latest["write_ns"]) if have_cmd else 0
-        # interpolate from the previous command to the latest over one estimation period
         if have_cmd:
             lt = latest["torque_nm"]
             if self._linear:
@@ -112,20 +166,20 @@ class TorqueLoop:
             else:
                 for i in range(self.n):
                     self._requested[i] = float(lt[i])
-        # lifecycle
-        want_active = ctl[Slot.REQ_ACTIVE] == 1 and shutdown == 0
-        if want_active and sup.state is SafetyState.INACTIVE and not sup.latched and have_cmd:
-            sup.activate(now)
-        elif not want_active and sup.state is SafetyState.ACTIVE:
-            sup.deactivate(now, "shutdown requested" if shutdown else "deactivation requested")
-        if have_cmd:
-            sup.check_command_age(age_from_write, now)
-        t1 = clock.now_ns()
-        # measured state
-        self.drive.read(self._states, now)
-        if self._poll_faults is not None:
-            for source, kind, value, t_seen in self._poll_faults():
-                sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
+        return latest, have_cmd, age_from_write
+
+    def _measure(self, info: CycleInfo, now: int) -> None:
+        """Read the drive, hand its and the sensors' faults to the supervisor, check the joint states."""
+        sup = self.supervisor
+        result = self.drive.read(self._states, now)
+        for source, kind, value, t_seen in self.drive.poll_faults():
+            sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
+        if result is not DriveResult.OK:
+            self.drive_read_results[result.value] += 1
+            if result is DriveResult.DEACTIVATE:
+                self._drive_hold = True
+                if sup.state is SafetyState.ACTIVE:
+                    sup.deactivate(now, "the drive asked to deactivate")
         if self._sensor_check is not None:
             for source, kind, value, t_seen in self._sensor_check():
                 sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
@@ -135,18 +189,13 @@ class TorqueLoop:
                                   source=f"drive.{self.device.joints[i].name}")
         if self._velocity_check is not None and info.index >= self._vc_next_cycle:
             self._run_velocity_check(info.index, now)
-        t2 = clock.now_ns()
-        if shutdown == 2:  # immediate stop (second Ctrl-C): zero now, no fade
-            if sup.state is SafetyState.ACTIVE:
-                sup.report_fault(Fault("operator", FaultKind.ESTOP, 2.0, now))
-            for i in range(self.n):
-                self._commanded[i] = 0.0
-        else:
-            sup.update(self._requested, now, self._commanded)
-        t3 = clock.now_ns()
-        self.drive.write(self._commanded, now)
-        t4 = clock.now_ns()
-        # telemetry record, filled in place
+
+    def _record(self, info: CycleInfo, latest: Any, have_cmd: bool, age_from_write: int,
+                times: tuple[int, int, int, int, int]) -> None:
+        """One telemetry record into the shared ring, filled in place; ``times``: cycle start, after the
+        command, after the measurement, after the supervisor, after the write (ns)."""
+        now, t1, t2, t3, t4 = times
+        sup, st = self.supervisor, self._states
         rec = self.records.slot()[0]
         rec["cycle"] = info.index
         rec["scheduled_ns"] = info.scheduled_ns
@@ -168,25 +217,25 @@ class TorqueLoop:
         rec["stage_safety_s"] = (t3 - t2) * 1e-9
         rec["stage_write_s"] = (t4 - t3) * 1e-9
         self.records.commit()
-        stages.record("read", (t2 - now) * 1e-9)
-        stages.record("safety", (t3 - t2) * 1e-9)
-        stages.record("write", (t4 - t3) * 1e-9)
-        for ev in sup.pop_events():
-            self._push_event(ev)
+
+    def _publish_status(self, now: int) -> None:
+        """State, cycle counts and heartbeat into the control block (read by the supervising process)."""
+        sup, ctl = self.supervisor, self.control.slots
         ctl[Slot.ST_STATE] = STATE_CODES[sup.state.value]
         ctl[Slot.ST_CYCLES] = self.loop.cycles + 1
         ctl[Slot.ST_MISSED] = self.loop.missed
         ctl[Slot.ST_HEARTBEAT_NS] = now
         ctl[Slot.ST_LATCHED] = len(sup.latched)
-        if shutdown == 2 or (shutdown == 1 and sup.fade_complete and sup.state is not SafetyState.ACTIVE):
-            self.finished = True
-            self.loop.stop()
 
     def _run_velocity_check(self, cycle: int, now: int) -> None:
         """Wrong firmware table (velocity range) shows as a position-derivative/velocity ratio far from 1:
         latched CONFIG fault. Too little motion: retried every second, then logged as inconclusive."""
-        ok, text = self._velocity_check()
+        outcome = self._velocity_check()
         sup = self.supervisor
+        if outcome is None:  # this drive has no velocity-table check
+            self._velocity_check = None
+            return
+        ok, text = outcome
         if ok:
             sup.note(now, f"velocity table check: {text}")
             self._velocity_check = None
@@ -230,7 +279,8 @@ class TorqueLoop:
             for ev in self.supervisor.pop_events():
                 self._push_event(ev)
             self.control[Slot.ST_EXITED] = 1
-        return report.as_dict()
+        return {**report.as_dict(), "drive_read_not_ok": dict(self.drive_read_results),
+                "drive_write_errors": self.drive_write_errors}
 
 
 @dataclass(frozen=True)
@@ -270,8 +320,9 @@ def _can_frame_logger(ring: RecordRing):
 
 def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
     """Entry point of the torque process (started with the ``spawn`` method)."""
-    from runtime.wiring import make_drive
     from runtime.core.realtime import apply_realtime
+    from runtime.report.memory import own_peak_rss_mb
+    from runtime.wiring import make_drive
 
     # The supervising process decides about signals: SIGINT (Ctrl-C to the process group) must not
     # kill this loop before it has faded; SIGTERM to this process alone asks for a fade and stop.
@@ -304,6 +355,7 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
         raise
     finally:
         if result_conn is not None:
+            result["peak_rss_mb"] = own_peak_rss_mb()  # this process's own VmHWM (ru_maxrss would be the parent's)
             try:
                 result_conn.send(result)
             except (BrokenPipeError, OSError):
@@ -311,9 +363,7 @@ def torque_process_main(spec: TorqueProcessSpec, result_conn=None) -> None:
         if locals().get("sensors") is not None:
             sensors.close()
         if "drive" in locals():
-            close = getattr(drive, "close", None) or getattr(getattr(drive, "bus", None), "shutdown", None)
-            if close is not None:
-                close()
+            drive.close()  # disables it if still enabled, releases the bus (idempotent)
         for ch in (command, control, records, events, can_ring):
             if ch is not None:
                 ch.close()

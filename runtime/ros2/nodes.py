@@ -418,7 +418,7 @@ class CanBridgeNode(ExoLifecycleNode):
         self.watchdog = SafetySupervisor(replace(params, stale_after_s=stale))
         self.drive = make_drive(dev, self.calibration.model_dump(mode="json"), self.subject.mass_kg,
                                 self.subject.height_m)
-        self.poll_faults = getattr(self.drive, "poll_faults", None)
+        self.poll_faults = self.drive.poll_faults
         self.states = JointStates.zeros(n)
         self.cmd_in = [0.0] * n
         self.out = [0.0] * n
@@ -440,9 +440,7 @@ class CanBridgeNode(ExoLifecycleNode):
             self.drive.write([0.0] * len(self.names), now)
             self.drive.disable(now)
             self.enabled = False
-        close = getattr(self.drive, "close", None)
-        if close is not None:
-            close()                     # releases the CAN bus
+        self.drive.close()              # releases the CAN bus
         self.destroy_timer(self.timer)
         self.destroy_subscription(self.sub)
         self.destroy_publisher(self.pub_js)
@@ -482,7 +480,7 @@ class CanBridgeNode(ExoLifecycleNode):
         if wd.state is SafetyState.ACTIVE:
             wd.check_command_age(now - self.cmd_rx_ns, now)
         self.drive.read(self.states, now)
-        faults = list(self.poll_faults()) if self.poll_faults is not None else []
+        faults = self.poll_faults()
         for source, kind, value, t_seen in faults:
             try:
                 fk = FaultKind(kind)
