@@ -25,12 +25,20 @@ def test_spinning_stage_does_not_stall_torque_loop(tmp_path, configs):
     result = session.run()
     assert spin.spun and not result.errors, result.errors
     tq = result.torque
-    # The torque loop kept its deadlines while the estimation process held the GIL for 200 ms
-    # (stalled by it, the loop would miss ~100 deadlines; a few are allowed for machine noise).
-    assert tq["missed"] <= 5, {k: tq[k] for k in ("cycles", "missed", "overruns", "lateness")}
-    assert abs(tq["cycles"] + tq["missed"] - tq["expected_cycles"]) <= 2
+    assert abs(tq["cycles"] + tq["missed"] - tq["expected_cycles"]) <= 2      # every deadline accounted for
     assert result.estimation["missed"] >= 10          # the estimation loop itself did overrun (and skipped)
     series = load_series(tmp_path / "run")
+    # The torque loop kept cycling while the estimation process held the GIL for 200 ms: torque cycles start
+    # all through the spinning estimation cycle (judged from the log's own stamps, not from a miss count that a
+    # busy machine inflates). Stalled by it, as the same loop in a thread is (below), no torque cycle would start
+    # in those 200 ms; the bound, no gap over half the spin, leaves 50 periods of margin for machine noise.
+    est, trq = series["timing"]["estimation"], series["timing"]["torque"]
+    k = int(np.argmax(est["duration_s"]))
+    assert est["duration_s"][k] >= spin.spin_s
+    a, b = est["start_ns"][k], est["start_ns"][k] + int(est["duration_s"][k] * 1e9)
+    starts = np.array([t for t in trq["start_ns"] if a <= t <= b], dtype=np.int64)
+    gaps = np.diff(np.concatenate([[a], starts, [b]]))
+    assert starts.size >= 1 and gaps.max() < spin.spin_s * 0.5e9, (starts.size, gaps.max() / 1e6)
     c = series["command"]
     states = [s for s in c["state"]]
     com = np.vstack(c["commanded"])[:, 0]
