@@ -31,7 +31,8 @@ import numpy as np
 from models.filters import smooth_derivatives
 from models.dynamics.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams,
                                      external_wrench_from_opensim_grf, kinematics_from_opensim)
-from models.kinematics.inverse_kinematics import IKParams, InverseKinematics
+from models.kinematics.ik_types import IKParams
+from models.kinematics.inverse_kinematics import InverseKinematics
 from models.dynamics.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries
 from models.io.lab_files import read_trial
 from models.io.storage import read_mot, read_sto

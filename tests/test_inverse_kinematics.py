@@ -14,15 +14,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.kinematics.inverse_kinematics import (
-    DEFAULT_COORDINATES,
-    PELVIS_COORDINATES,
-    IKParams,
-    IKStatus,
-    InverseKinematics,
-    load_myoleg,
-    rmse_against_reference,
-)
+from models.kinematics.ik_types import DEFAULT_COORDINATES, PELVIS_COORDINATES, IKParams, IKStatus
+from models.kinematics.ik_validation import rmse_against_reference
+from models.kinematics.inverse_kinematics import InverseKinematics, load_myoleg
 from models.io.axes import opensim_to_z_up
 from models.io.lab_files import shared_data_dir
 from models.io.storage import read_mot
@@ -246,7 +240,7 @@ def test_cold_start_recovers_poses_anywhere_in_the_ranges(myoleg, ik):
 
 
 def test_marker_names_match_across_punctuation():
-    from models.kinematics.inverse_kinematics import match_marker_names
+    from models.kinematics.marker_matching import match_marker_names
 
     assert match_marker_names(["R.Knee.Lateral", "LAsis", "X"], ["LAsis", "R_Knee_Lateral", "Y"]) == {0: 1, 1: 0}
     with pytest.raises(ValueError, match="several"):

@@ -3,7 +3,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.kinematics.inverse_kinematics import IKStatus, InverseKinematics
+from models.kinematics.ik_types import IKStatus
+from models.kinematics.inverse_kinematics import InverseKinematics
 from models.kinematics.landmark_ik import BLAZEPOSE_33, landmark_trial, solve_landmark_ik
 from models.body.landmark_markerset import LANDMARK_NAMES, blazepose_markerset, landmark_ik_params
 from models.body.registry import load_model

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import mujoco
 import numpy as np
 
-from models.kinematics.inverse_kinematics import DEFAULT_COORDINATES, IKParams
+from models.kinematics.ik_types import DEFAULT_COORDINATES, IKParams
 from models.body.markerset import Marker, MarkerSet, _as_mjmodel, apply_joint_equalities
 
 __all__ = [

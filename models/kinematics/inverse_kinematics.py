@@ -29,8 +29,8 @@ exceeded.  A step that raises the cost is undone and lambda multiplied by 10.  C
 start).
 
 Frames: ``step`` takes markers in the **world frame, z up** (x forward, y left in the lab's convention).
-``run`` takes a :class:`~models.io.lab_files.MarkerTrial` and its ``source_frame``: ``"opensim_y_up"`` for
-``.trc`` files (converted with :func:`~models.io.lab_files.opensim_to_z_up`) or ``"z_up"``.  MyoLeg with its
+``run`` takes a :class:`~models.io.marker_trial.MarkerTrial` and its ``source_frame``: ``"opensim_y_up"`` for
+``.trc`` files (converted with :func:`~models.io.axes.opensim_to_z_up`) or ``"z_up"``.  MyoLeg with its
 free root at identity faces world -y (left = +x); the solved root quaternion includes that yaw.
 The pelvis angles in :attr:`InverseKinematics.coordinate_names` are OpenSim's ``ground_pelvis``
 coordinates (body-fixed Z-X-Y: tilt, list, rotation) of the pelvis frame in OpenSim's ground
@@ -52,52 +52,28 @@ the frame is not solved, the previous pose is held and flagged ``TOO_FEW_MARKERS
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 import time
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mujoco
 import numpy as np
 from scipy.linalg.lapack import dposv as _dposv
 
-from models.io.axes import opensim_to_z_up
 from models.body.markerset import MarkerSet, _as_mjmodel
+from models.io.axes import opensim_to_z_up
+from models.kinematics.ik_types import PELVIS_COORDINATES, SOURCE_FRAMES, IKFrame, IKParams, IKStatus, IKTrial
+from models.kinematics.joint_equalities import JointEqualities
+from models.kinematics.marker_matching import match_marker_names
+from models.kinematics.opensim_pelvis import pelvis_opensim
 
 __all__ = [
-    "DEFAULT_COORDINATES",
-    "PELVIS_COORDINATES",
-    "IKParams",
-    "IKStatus",
-    "IKFrame",
-    "IKTrial",
     "InverseKinematics",
     "load_myoleg",
-    "rmse_against_reference",
-    "match_marker_names",
-    "SOURCE_FRAMES",
 ]
 
-#: Coordinates solved by default besides the free root (the lab's OpenSim IK locks subtalar and mtp).
-DEFAULT_COORDINATES: tuple[str, ...] = tuple(
-    f"{c}_{s}"
-    for s in ("r", "l")
-    for c in ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
-)
-#: OpenSim ground_pelvis coordinates derived from the solved root (rad, rad, rad, m, m, m).
-PELVIS_COORDINATES: tuple[str, ...] = (
-    "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
-)
-#: Accepted ``source_frame`` values of :meth:`InverseKinematics.run`.
-SOURCE_FRAMES: tuple[str, ...] = ("opensim_y_up", "z_up")
-
 _HINGE_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-
-# OpenSim ground (x fwd, y up, z right) -> world z up (x fwd, y left, z up); see lab_files.opensim_to_z_up
-_T_OSIM_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,140 +104,6 @@ def load_myoleg() -> mujoco.MjModel:
 
 
 # --------------------------------------------------------------------------------------------------
-# types
-# --------------------------------------------------------------------------------------------------
-
-
-class IKStatus(enum.IntFlag):
-    """Per-frame flags (a frame can carry several)."""
-
-    OK = 0
-    MARKERS_MISSING = 1  #: some markers were NaN and dropped for this frame
-    TOO_FEW_MARKERS = 2  #: fewer than ``min_markers``: not solved, previous pose held, residuals NaN
-    NOT_CONVERGED = 4  #: iteration cap reached before ``max |dq| < tolerance``
-    AT_LIMIT = 8  #: at least one solved coordinate ended at a joint limit
-    COLD_START = 16  #: solved from the neutral pose (first frame, after reset, or re-initialised)
-    REINITIALISED = 32  #: the warm start ended above ``reinit_rms_m`` and a cold start was tried
-
-
-@dataclass(frozen=True, slots=True)
-class IKParams:
-    """Parameters of :class:`InverseKinematics` (validated at construction).
-
-    ``coordinates``: hinge/slide joints solved besides the free root.  ``marker_weights``: marker name ->
-    weight (default 1.0; 0 ignores the marker).  ``damping_m2``: Levenberg damping lambda added to
-    ``J^T W J`` (m^2 per rad^2 or per m^2 of step); it slows, but does not bias, convergence.
-    ``tolerance``: converged when the largest step component is below it (rad or m); the final error is
-    a few times that (Gauss-Newton converges linearly when the markers do not fit the model exactly).
-    ``predict``: warm-start from a constant-velocity extrapolation of the last two solved frames (same
-    optimum, fewer iterations) instead of the last solution.
-    ``max_step_rad``/``max_step_m``: caps on one iteration's rotation/translation step.
-    ``min_markers``: fewer visible markers -> frame not solved.  ``reinit_rms_m``: warm-started frames
-    ending with an RMS marker error above this are re-solved from a cold start (the better one is kept).
-    ``initial_heading_rad``: root yaw used only when a cold start sees fewer than 3 pelvis markers.
-    ``pelvis_body``: body whose frame gives the OpenSim pelvis coordinates.
-    """
-
-    coordinates: tuple[str, ...] = DEFAULT_COORDINATES
-    marker_weights: Mapping[str, float] = field(default_factory=dict)
-    damping_m2: float = 1e-5
-    max_iterations: int = 30
-    initial_max_iterations: int = 300
-    tolerance: float = 1e-5
-    predict: bool = True
-    max_step_rad: float = 0.3
-    max_step_m: float = 0.1
-    min_markers: int = 4
-    reinit_rms_m: float = 0.05
-    initial_heading_rad: float = math.pi / 2
-    pelvis_body: str = "pelvis"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "coordinates", tuple(self.coordinates))
-        if len(set(self.coordinates)) != len(self.coordinates):
-            raise ValueError(f"IKParams.coordinates has duplicates: {self.coordinates}")
-        w = dict(self.marker_weights)
-        for k, v in w.items():
-            if not (math.isfinite(float(v)) and float(v) >= 0):
-                raise ValueError(f"IKParams.marker_weights[{k!r}] must be finite and >= 0, got {v!r}")
-        object.__setattr__(self, "marker_weights", MappingProxyType({k: float(v) for k, v in w.items()}))
-        for name in ("damping_m2", "tolerance", "max_step_rad", "max_step_m", "reinit_rms_m"):
-            v = float(getattr(self, name))
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"IKParams.{name} must be finite and > 0, got {v!r}")
-        for name in ("max_iterations", "initial_max_iterations", "min_markers"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"IKParams.{name} must be an integer >= 1, got {v!r}")
-
-
-@dataclass(slots=True, eq=False)
-class IKFrame:
-    """Output of :meth:`InverseKinematics.step` (preallocated by :meth:`InverseKinematics.new_frame`).
-
-    ``qpos``: (nq,) the model's full generalised coordinates (free root: position m + quaternion).
-    ``coordinates``: (nc,) values named by :attr:`InverseKinematics.coordinate_names`: the OpenSim pelvis
-    coordinates (rad, m) then the solved coordinates (rad for hinges, m for slides).
-    ``marker_error_m``: (M,) distance model-to-measured marker, NaN where missing; ``marker_used``: (M,).
-    ``residual_rms_m``/``residual_max_m``: over the used markers (unweighted), NaN when not solved.
-    """
-
-    qpos: np.ndarray
-    coordinates: np.ndarray
-    marker_error_m: np.ndarray
-    marker_used: np.ndarray
-    residual_rms_m: float = math.nan
-    residual_max_m: float = math.nan
-    markers_used: int = 0
-    iterations: int = 0
-    converged: bool = False
-    status: IKStatus = IKStatus.OK
-
-
-@dataclass(frozen=True, eq=False)
-class IKTrial:
-    """Output of :meth:`InverseKinematics.run` for N frames and M markers.
-
-    ``coordinates`` (N, nc): rad for angles, m for translations, named by ``coordinate_names``.
-    ``status`` holds :class:`IKStatus` values as ints.  ``solve_time_s``: wall time of each ``step``.
-    ``markers_not_in_trial``: marker-set markers the trial lacks (NaN throughout);
-    ``trial_markers_unused``: trial markers the marker set does not place.
-    """
-
-    time_s: np.ndarray
-    marker_names: tuple[str, ...]
-    coordinate_names: tuple[str, ...]
-    coordinates: np.ndarray
-    qpos: np.ndarray
-    residual_rms_m: np.ndarray
-    residual_max_m: np.ndarray
-    markers_used: np.ndarray
-    iterations: np.ndarray
-    status: np.ndarray
-    marker_error_m: np.ndarray
-    solve_time_s: np.ndarray
-    markers_not_in_trial: tuple[str, ...] = ()
-    trial_markers_unused: tuple[str, ...] = ()
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.time_s.shape[0])
-
-    def coordinate(self, name: str) -> np.ndarray:
-        """(N,) one coordinate, rad or m."""
-        try:
-            return self.coordinates[:, self.coordinate_names.index(name)]
-        except ValueError:
-            raise KeyError(f"no coordinate {name!r}; coordinates: {list(self.coordinate_names)}") from None
-
-    def coordinate_deg(self, name: str) -> np.ndarray:
-        """(N,) one angular coordinate in degrees."""
-        if name.endswith(("_tx", "_ty", "_tz")):
-            raise ValueError(f"{name!r} is a translation (m), not an angle")
-        return np.rad2deg(self.coordinate(name))
-
-
-# --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
 
@@ -282,73 +124,6 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dsign = 1.0 if np.linalg.det(vt.T @ u.T) >= 0 else -1.0
     r = vt.T @ np.diag([1.0, 1.0, dsign]) @ u.T
     return r, cb - r @ ca
-
-
-def _pelvis_opensim(xmat: np.ndarray, xpos: np.ndarray, out: np.ndarray) -> None:
-    """OpenSim ground_pelvis coordinates from the pelvis frame's world pose (z up): tilt, list, rotation
-    (body-fixed Z-X-Y), rad, and the origin in OpenSim ground (x fwd, y up, z right), m."""
-    r = _T_OSIM_TO_ZUP.T @ xmat.reshape(3, 3)
-    out[1] = math.asin(max(-1.0, min(1.0, r[2, 1])))
-    out[0] = math.atan2(-r[0, 1], r[1, 1])
-    out[2] = math.atan2(-r[2, 0], r[2, 2])
-    out[3:6] = _T_OSIM_TO_ZUP.T @ xpos
-
-
-class _JointEqualities:
-    """Active ``mjEQ_JOINT`` equalities of a model as arrays: ``q[dep] = q0_dep + poly(q[ind] - q0_ind)``
-    (``ind = -1``: constant).  ``apply`` sets the dependents; ``derivative`` gives d q[dep] / d q[ind]."""
-
-    __slots__ = ("dep_qadr", "dep_dof", "ind_qadr", "ind_jnt", "q0_dep", "q0_ind", "c", "_has_ind", "_x", "_ind_safe")
-
-    def __init__(self, m: mujoco.MjModel) -> None:
-        rows = [
-            e for e in range(m.neq)
-            if int(m.eq_type[e]) == int(mujoco.mjtEq.mjEQ_JOINT) and bool(m.eq_active0[e])
-        ]
-        j1 = np.array([int(m.eq_obj1id[e]) for e in rows], dtype=np.int64)
-        j2 = np.array([int(m.eq_obj2id[e]) for e in rows], dtype=np.int64)
-        self.dep_qadr = np.array([int(m.jnt_qposadr[j]) for j in j1], dtype=np.int64)
-        self.dep_dof = np.array([int(m.jnt_dofadr[j]) for j in j1], dtype=np.int64)
-        self.ind_jnt = j2
-        self._has_ind = j2 >= 0
-        self.ind_qadr = np.array([int(m.jnt_qposadr[j]) if j >= 0 else -1 for j in j2], dtype=np.int64)
-        self._ind_safe = np.where(self._has_ind, self.ind_qadr, 0)
-        self.q0_dep = np.array(m.qpos0)[self.dep_qadr] if rows else np.zeros(0)
-        self.q0_ind = np.where(self._has_ind, np.array(m.qpos0)[self._ind_safe], 0.0) if rows else np.zeros(0)
-        self.c = np.array([m.eq_data[e][:5] for e in rows], dtype=float).reshape(-1, 5)
-        self._x = np.zeros(len(rows))
-
-    def apply(self, q: np.ndarray) -> None:
-        if not self.dep_qadr.size:
-            return
-        x = self._x
-        np.take(q, self._ind_safe, out=x)
-        x -= self.q0_ind
-        x *= self._has_ind
-        c = self.c
-        v = c[:, 4] * x
-        v += c[:, 3]
-        v *= x
-        v += c[:, 2]
-        v *= x
-        v += c[:, 1]
-        v *= x
-        v += c[:, 0]
-        v += self.q0_dep
-        q[self.dep_qadr] = v
-
-    def derivative(self, q: np.ndarray, out: np.ndarray) -> None:
-        x = self._x
-        np.take(q, self._ind_safe, out=x)
-        x -= self.q0_ind
-        c = self.c
-        out[:] = 4.0 * c[:, 4] * x
-        out += 3.0 * c[:, 3]
-        out *= x
-        out += 2.0 * c[:, 2]
-        out *= x
-        out += c[:, 1]
-        out *= self._has_ind
 
 
 # --------------------------------------------------------------------------------------------------
@@ -381,7 +156,6 @@ class InverseKinematics:
         self.params = params
         self.markerset = markerset
         self.marker_names: tuple[str, ...] = markerset.names
-        M = len(markerset)
         self._body = markerset.body_ids(m)
         self._offset = np.ascontiguousarray(markerset.offsets_m)
         unknown = sorted(set(params.marker_weights) - set(self.marker_names))
@@ -391,8 +165,17 @@ class InverseKinematics:
                 f"markers: {list(self.marker_names)}"
             )
         self._weight = np.array([params.marker_weights.get(n, 1.0) for n in self.marker_names])
+        root_dof = self._find_root()
+        coord_jnt = self._select_coordinates(root_dof)
+        self._couple_equalities(coord_jnt)
+        self._find_pelvis()
+        self._allocate_buffers()
+        self._rigid_root_markers()
+        self._initialised = False
 
-        # --- the free root
+    def _find_root(self) -> int:
+        """The one free joint (the root): its joint, body and qpos address; returns its first dof."""
+        m = self.model
         free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)]
         if len(free) != 1:
             raise ValueError(f"the model must have exactly one free joint (the root), found {len(free)}")
@@ -400,8 +183,12 @@ class InverseKinematics:
         self._root_body = int(m.jnt_bodyid[self._root_jnt])
         root_dof, root_qadr = int(m.jnt_dofadr[self._root_jnt]), int(m.jnt_qposadr[self._root_jnt])
         self._root_qadr = root_qadr
+        return root_dof
 
-        # --- solved coordinates
+    def _select_coordinates(self, root_dof: int) -> list[int]:
+        """The solved dofs (root, then :attr:`IKParams.coordinates`, validated), rotational flags and ranges;
+        returns the joints of the solved coordinates."""
+        m, params = self.model, self.params
         names = [m.joint(j).name for j in range(m.njnt)]
         dependents = {
             int(m.eq_obj1id[e])
@@ -446,10 +233,14 @@ class InverseKinematics:
         self._coord_hi = self._hi[6:].copy()
         n = len(sel)
         self._n = n
+        return coord_jnt
 
+    def _couple_equalities(self, coord_jnt: list[int]) -> None:
+        """Joint equalities and the selection matrix ``S``."""
+        m, n = self.model, self._n
         # --- joint equalities; those whose independent coordinate is solved enter the Jacobian through
         # the selection matrix S (nv, n): J_eff = J_full @ S, S[sel_k, k] = 1, S[dep, k(ind)] = dq_dep/dq_ind
-        self._eq = _JointEqualities(m)
+        self._eq = JointEqualities(m)
         coupled = [
             (i, 6 + coord_jnt.index(int(j2))) for i, j2 in enumerate(self._eq.ind_jnt) if int(j2) in coord_jnt
         ]
@@ -460,13 +251,18 @@ class InverseKinematics:
         self._S = np.zeros((m.nv, n))
         self._S[self._sel, np.arange(n)] = 1.0
 
+    def _find_pelvis(self) -> None:
+        """The body whose frame gives the OpenSim pelvis coordinates."""
+        m, params = self.model, self.params
         try:
             self._pelvis_body = m.body(params.pelvis_body).id
         except KeyError:
             bodies = [m.body(i).name for i in range(m.nbody)]
             raise KeyError(f"IKParams.pelvis_body: no body {params.pelvis_body!r}; bodies: {bodies}") from None
 
-        # --- buffers
+    def _allocate_buffers(self) -> None:
+        """State, cold-start seeds and every (M, 3, nv)-sized work buffer."""
+        m, n, M = self.model, self._n, len(self.marker_names)
         nv = m.nv
         self._q = np.array(m.qpos0, dtype=float)
         self._eq.apply(self._q)
@@ -510,7 +306,9 @@ class InverseKinematics:
         self._rot_idx = np.flatnonzero(self._rot)
         self._trans_idx = np.flatnonzero(~self._rot)
 
-        # --- markers rigid with the root body, and every marker's neutral-pose position in the root frame
+    def _rigid_root_markers(self) -> None:
+        """Markers rigid with the root body, and every marker's neutral-pose position in the root frame."""
+        m, M, root_qadr = self.model, len(self.marker_names), self._root_qadr
         rigid = np.zeros(M, dtype=bool)
         for i, b in enumerate(self._body):
             b = int(b)
@@ -527,8 +325,6 @@ class InverseKinematics:
         q0[root_qadr + 3:root_qadr + 7] = (1.0, 0.0, 0.0, 0.0)
         self._eq.apply(q0)
         self._neutral_root_local = self._marker_positions(q0).copy()
-
-        self._initialised = False
 
     # ------------------------------------------------------------------------------------------
     # public
@@ -646,7 +442,7 @@ class InverseKinematics:
             status |= IKStatus.AT_LIMIT
         np.copyto(out.qpos, q)
         out.coordinates[6:] = cq
-        _pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
+        pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
         np.copyto(out.marker_used, self._used)
         np.copyto(out.marker_error_m, self._err)
         out.marker_error_m[~self._used] = np.nan
@@ -726,7 +522,7 @@ class InverseKinematics:
             out.coordinates[6:] = self._q[self._coord_qadr]
             self.data.qpos[:] = self._q
             mujoco.mj_kinematics(self.model, self.data)
-            _pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
+            pelvis_opensim(self.data.xmat[self._pelvis_body], self.data.xpos[self._pelvis_body], out.coordinates)
         else:
             out.coordinates[:] = np.nan
         np.copyto(out.marker_used, self._used)
@@ -887,55 +683,3 @@ class InverseKinematics:
             Aff = A[np.ix_(free, free)]
             rhs = b[free] - A[np.ix_(free, fixed)] @ dq[fixed]
             dq[free] = _spd_solve(Aff, rhs)
-
-
-# --------------------------------------------------------------------------------------------------
-# validation helper
-# --------------------------------------------------------------------------------------------------
-
-
-def _normalise_marker_name(name: str) -> str:
-    return "".join("_" if ch in ".- " else ch for ch in name.strip()).lower()
-
-
-def match_marker_names(set_names: Sequence[str], trial_names: Sequence[str]) -> dict[int, int]:
-    """Marker-set index -> trial column index.  Exact names first; the rest match when equal after
-    lower-casing and mapping ``.``, ``-`` and spaces to ``_`` (DM_markers.xml says ``R.Knee.Lateral``
-    where the DM ``.trc`` files say ``R_Knee_Lateral``).  A normalised name that two trial columns share
-    is ambiguous and raises ``ValueError``."""
-    exact = {n: j for j, n in enumerate(trial_names)}
-    out: dict[int, int] = {}
-    for i, n in enumerate(set_names):
-        if n in exact:
-            out[i] = exact[n]
-    taken = set(out.values())
-    norm: dict[str, list[int]] = {}
-    for j, n in enumerate(trial_names):
-        if j not in taken:
-            norm.setdefault(_normalise_marker_name(n), []).append(j)
-    for i, n in enumerate(set_names):
-        if i in out:
-            continue
-        js = norm.get(_normalise_marker_name(n), [])
-        if len(js) > 1:
-            raise ValueError(
-                f"marker {n!r} matches several trial columns after normalisation: {[trial_names[j] for j in js]}"
-            )
-        if js:
-            out[i] = js[0]
-    return out
-
-
-def rmse_against_reference(trial: IKTrial, reference: Any, coordinates: Sequence[str]) -> dict[str, float]:
-    """RMSE, in degrees, of angular ``coordinates`` of ``trial`` against a reference table in degrees
-    (a :class:`~models.io.lab_files.TimeSeriesTable` from an OpenSim IK ``.mot``: ``time_s``, ``column()``),
-    interpolated onto the trial's time; frames where either is NaN are skipped."""
-    if getattr(reference, "in_degrees", True) is False:
-        raise ValueError("reference table is in radians; pass the .mot as read (degrees)")
-    out: dict[str, float] = {}
-    for c in coordinates:
-        ours = trial.coordinate_deg(c)
-        ref = np.interp(trial.time_s, reference.time_s, reference.column(c))
-        ok = np.isfinite(ours) & np.isfinite(ref)
-        out[c] = float(np.sqrt(np.mean((ours[ok] - ref[ok]) ** 2))) if ok.any() else math.nan
-    return out

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from models.kinematics.inverse_kinematics import IKParams, IKTrial, InverseKinematics
+from models.kinematics.ik_types import IKParams, IKTrial
+from models.kinematics.inverse_kinematics import InverseKinematics
 from models.io.marker_trial import MarkerTrial
 from models.body.landmark_markerset import blazepose_markerset, landmark_ik_params
 from models.body.blazepose import BLAZEPOSE_33

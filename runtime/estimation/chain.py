@@ -109,7 +109,8 @@ class KinematicsToLoads:
         from models.filters import CausalDerivativeFilter, LowPassParams
         from models.grf.estimator import GroundReactionEstimator, GroundReactionParams
         from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams, OpenSimStateMap
-        from models.kinematics.inverse_kinematics import IKParams, InverseKinematics
+        from models.kinematics.ik_types import IKParams
+        from models.kinematics.inverse_kinematics import InverseKinematics
         from models.dynamics.knee_moments import KneeMoments, KneeMomentsFrame, KneeMomentsParams
 
         self.params = params
@@ -259,7 +260,7 @@ class KinematicsToLoads:
         t3 = clock()
         st["grf"] = t3 - t2
         jm = self._jm
-        from models.kinematics.inverse_kinematics import IKStatus
+        from models.kinematics.ik_types import IKStatus
 
         # No state yet (nobody in view before the filters are primed) or a non-finite one: MuJoCo is not called
         # with it (its tendon wrapping on NaN geometry corrupted memory); every downstream output is NaN.
@@ -336,7 +337,7 @@ class MarkerRecording:
 
 def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str]) -> MarkerRecording:
     """Read a ``.trc``/``.c3d`` trial and order its markers like ``marker_names`` (NaN where absent)."""
-    from models.kinematics.inverse_kinematics import match_marker_names
+    from models.kinematics.marker_matching import match_marker_names
     from models.io.axes import opensim_to_z_up
     from models.io.lab_files import read_trial
 

@@ -39,7 +39,9 @@ import pytest
 
 from models.grf.estimator import CoordinatesFrame, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
 from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
-from models.kinematics.inverse_kinematics import IKParams, InverseKinematics, match_marker_names
+from models.kinematics.ik_types import IKParams
+from models.kinematics.inverse_kinematics import InverseKinematics
+from models.kinematics.marker_matching import match_marker_names
 from models.io.axes import opensim_to_z_up
 from models.io.lab_files import read_trial, shared_data_dir
 from models.body.markerset import from_opensim_markerset
