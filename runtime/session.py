@@ -13,46 +13,49 @@
    zero and stop (a second signal: zero at once), joins it, closes the log, and
    writes ``<out>/summary.json``.
 
+Each of those is a context-managed part (``runtime.session_parts``) joined by one ``ExitStack``, so every exit
+path (the end, a signal, a failed start, a stage that raised) fades the torque first, then closes the pipeline's
+stages, stops the torque process, drains the rings, stops the plant, closes the log completely, restores the
+signal handlers and frees the shared memory, in that order.
+
 Log times are wall-clock ns (monotonic + a fixed offset taken at start) so ROS tools
-show real dates; every ``*_ns`` field inside messages is monotonic.
+show real dates; every ``*_ns`` field inside messages is monotonic (``runtime.session_topics``).
 """
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import FrameType
+from typing import Any
 
 import numpy as np
 
 from controllers.safety import FaultKind
-from runtime.telemetry import schema
-from runtime.core.channels import CAN_FRAME_DTYPE, EVENT_DTYPE, STATE_NAMES, Slot, command_dtype, torque_record_dtype
 from firmware_bridge.clock import MonotonicClock
 from runtime.control.companion import CompanionProcess
+from runtime.control.torque_loop import TorqueProcessSpec
+from runtime.core.channels import STATE_NAMES, Slot, command_dtype
 from runtime.core.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
-from runtime.core.executor import FixedRateLoop
+from runtime.core.executor import CycleInfo, FixedRateLoop
+from runtime.core.realtime import RealtimeReport, apply_realtime
+from runtime.core.shared_memory import ControlBlock
+from runtime.pipeline.frame import TopicSpec
 from runtime.pipeline.stages import Pipeline, Stage, synthetic_assistance_pipeline
-from runtime.core.realtime import apply_realtime
-from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
+from runtime.session_parts import (EVENTS_CAPACITY, PipelineStages, PlantCompanion, SharedChannels, SignalHandlers,
+                                   TelemetryDrain, TorqueProcess)
+# the run's topic names, also importable from here
+from runtime.session_topics import (T_CAN, T_EST_ASSIST, T_EST_TIMING, T_FAULTS, T_JOINT_STATES,  # noqa: F401
+                                    T_SUMMARY, T_TQ_COMMAND, T_TQ_TIMING, register_pipeline_topics,
+                                    register_run_topics, summary_fields)
 from runtime.telemetry.log import TelemetryLog
-from runtime.control.torque_loop import TorqueProcessSpec, torque_process_main
-
-T_EST_TIMING = "/exo/estimation/timing"
-T_EST_ASSIST = "/exo/estimation/assistance"
-T_TQ_TIMING = "/exo/torque/timing"
-T_TQ_COMMAND = "/exo/torque/command"
-T_JOINT_STATES = "/exo/joint_states"
-T_FAULTS = "/exo/faults"
-T_SUMMARY = "/exo/loop_summary"
-T_CAN = "/exo/can/frames"
 
 
 @dataclass
@@ -68,7 +71,7 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
     plant: dict[str, Any] | None = None
     stages: dict[str, Any] = field(default_factory=dict)   # what pipeline stages reported at close
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float | None] = field(default_factory=dict)   # MB per process (None: not reported)
     metadata: dict[str, Any] = field(default_factory=dict)  # versions, config, providers, fallbacks
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +81,55 @@ class RunResult:
                 "stages": self.stages, "peak_rss_mb": self.peak_rss_mb, **self.metadata}
 
 
+class EstimationCycle:
+    """The estimation loop's body: one pipeline step, its command out to the torque loop (ACTIVE requested once the
+    first command is out, unless a signal came), its telemetry, and a progress line every second."""
+
+    def __init__(self, session: RunSession, pipeline: Pipeline, loop: FixedRateLoop, clock: MonotonicClock,
+                 channels: SharedChannels, log: TelemetryLog, torque: TorqueProcess, topics: list[TopicSpec],
+                 offset_ns: int, errors: list[str]) -> None:
+        self.session, self.pipeline, self.loop, self.clock = session, pipeline, loop, clock
+        self.command, self.control = channels.command, channels.control
+        self.log, self.torque, self.topics, self.offset_ns, self.errors = log, torque, topics, offset_ns, errors
+        self.cmd = np.zeros((), dtype=command_dtype(session.n))
+        self.last_progress_ns = clock.now_ns()
+
+    def step(self, info: CycleInfo) -> None:
+        frame = self.pipeline.step(info.index, self.loop.stages.record)
+        control, cmd = self.control, self.cmd
+        if frame.publish:
+            cmd["frame_index"] = frame.index
+            cmd["capture_ns"] = frame.capture_ns
+            cmd["write_ns"] = self.clock.now_ns()
+            cmd["torque_nm"] = frame.assistance_nm
+            self.command.write(cmd)
+            if control[Slot.REQ_ACTIVE] == 0 and self.session.signals_received == 0:
+                control[Slot.REQ_ACTIVE] = 1
+        t_log = frame.capture_ns + self.offset_ns
+        self.log.write(T_EST_ASSIST, t_log, (frame.capture_ns, list(frame.assistance_nm)))
+        for spec in self.topics:
+            snap = spec.snapshot(frame)
+            if snap is not None:
+                self.log.write(spec.topic, t_log, snap)
+        if not self.torque.is_alive():
+            if control[Slot.REQ_SHUTDOWN] == 0:   # not an exit we asked for
+                self.errors.append(f"torque process died (exit code {self.torque.exitcode})")
+            self.loop.stop()
+
+    def on_cycle(self, info: CycleInfo, duration_ns: int) -> None:
+        loop, control = self.loop, self.control
+        st = loop.stages.last
+        self.log.write(T_EST_TIMING, info.start_ns + self.offset_ns,
+                       (info.start_ns, info.index, info.scheduled_ns, info.start_ns, info.start_ns + duration_ns,
+                        loop.missed, list(st), list(st.values())))
+        if info.start_ns - self.last_progress_ns > 1_000_000_000:
+            self.last_progress_ns = info.start_ns
+            self.session.progress(f"t={(info.start_ns - loop.t0_ns) * 1e-9:6.1f} s  est cycles {loop.cycles:6d} "
+                                  f"missed {loop.missed}  torque cycles {control[Slot.ST_CYCLES]:7d} "
+                                  f"missed {control[Slot.ST_MISSED]}  state {STATE_NAMES.get(control[Slot.ST_STATE])}"
+                                  f"  faults {control[Slot.ST_LATCHED]}")
+
+
 class RunSession:
     """Both loops for ``duration_s`` (or until a signal), logged to ``out_dir``."""
 
@@ -85,7 +137,7 @@ class RunSession:
                  duration_s: float | None, *, extra_stages: list[Stage] | None = None,
                  progress: Callable[[str], None] | None = None, install_signal_handlers: bool = True,
                  pipeline_factory: Callable[..., Pipeline] | None = None,
-                 companion: "CompanionProcess | None" = None, metadata: dict[str, Any] | None = None) -> None:
+                 companion: CompanionProcess | None = None, metadata: dict[str, Any] | None = None) -> None:
         check_consistency(device, calibration)
         self.device, self.subject, self.calibration = device, subject, calibration
         self.out_dir = Path(out_dir)
@@ -102,8 +154,14 @@ class RunSession:
         self._loop: FixedRateLoop | None = None
         self._control: ControlBlock | None = None
         self.exit_reason = "completed"
+        self.pipeline_result: dict[str, Any] = {}   # what the pipeline's stages reported at close (last run)
 
     # ------------------------------------------------------------------ signals
+    @property
+    def signals_received(self) -> int:
+        """Shutdown signals (SIGINT, SIGTERM, SIGHUP) received so far."""
+        return self._signals
+
     def request_estop(self) -> None:
         """Emergency stop from the operator side: latched ESTOP fault in the torque loop."""
         if self._control is not None:
@@ -119,14 +177,14 @@ class RunSession:
             self._control[Slot.REQ_ESTOP] = 0
             self._control[Slot.REQ_RESET_SEQ] = self._control[Slot.REQ_RESET_SEQ] + 1
 
-    def _on_operator_signal(self, signum, _frame) -> None:
+    def _on_operator_signal(self, signum: int, _frame: FrameType | None) -> None:
         """SIGUSR2: e-stop (latched). SIGUSR1: explicit fault reset (logged; refused until torque is zero)."""
         if signum == signal.SIGUSR2:
             self.request_estop()
         else:
             self.request_fault_reset()
 
-    def _on_signal(self, signum, _frame) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         name = signal.Signals(signum).name
         if self._control is not None:
@@ -135,68 +193,36 @@ class RunSession:
             self._loop.stop()
         self.exit_reason = f"{name} ({'fade to zero' if self._signals == 1 else 'immediate zero'})"
 
-    # ------------------------------------------------------------------ telemetry
-    def _register_topics(self, log: TelemetryLog, offset_ns: int) -> None:
-        names = self.joint_names
+    def _install_signal_handlers(self, handlers: SignalHandlers) -> None:
+        handlers.install(self._on_signal, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        handlers.install(self._on_operator_signal, (signal.SIGUSR1, signal.SIGUSR2))
 
-        def est_timing(r):
-            return schema.make("exo_runtime/msg/CycleTiming", stamp=r[0] + offset_ns, loop_name="estimation", cycle=r[1],
-                               scheduled_ns=r[2], start_ns=r[3], end_ns=r[4], lateness_s=(r[3] - r[2]) * 1e-9,
-                               duration_s=(r[4] - r[3]) * 1e-9, missed_total=r[5], stage_names=r[6],
-                               stage_durations_s=r[7])
+    def _detach_control(self) -> None:
+        """Before the control block is freed: the signal and operator handlers stop writing to it."""
+        self._control = None
 
-        def est_assist(r):
-            return schema.make("sensor_msgs/msg/JointState",
-                               header=schema.make("std_msgs/msg/Header", stamp=r[0] + offset_ns, frame_id="capture"),
-                               name=names, position=[], velocity=[], effort=r[1])
+    # ------------------------------------------------------------------ parts
+    def _telemetry_log(self, offset_ns: int) -> TelemetryLog:
+        """The MCAP log (``<out>/telemetry``) with the run's topics registered; opened by entering it."""
+        dev = self.device
+        log = TelemetryLog(self.out_dir / "telemetry", chunk_period_s=dev.telemetry.chunk_period_s)
+        register_run_topics(log, self.joint_names, offset_ns, dev.bus.channel if dev.bus.interface != "sim" else None)
+        return log
 
-        def tq_timing(rec):
-            return schema.make("exo_runtime/msg/CycleTiming", stamp=int(rec["start_ns"]) + offset_ns, loop_name="torque",
-                               cycle=int(rec["cycle"]), scheduled_ns=int(rec["scheduled_ns"]), start_ns=int(rec["start_ns"]),
-                               end_ns=int(rec["end_ns"]), lateness_s=(int(rec["start_ns"]) - int(rec["scheduled_ns"])) * 1e-9,
-                               duration_s=(int(rec["end_ns"]) - int(rec["start_ns"])) * 1e-9,
-                               missed_total=int(rec["missed_total"]), stage_names=["read", "safety", "write"],
-                               stage_durations_s=[float(rec["stage_read_s"]), float(rec["stage_safety_s"]),
-                                                  float(rec["stage_write_s"])])
+    def _torque_spec(self, ch: SharedChannels) -> TorqueProcessSpec:
+        return TorqueProcessSpec(device=self.device.model_dump(mode="json"), body_mass_kg=self.subject.mass_kg,
+                                 height_m=self.subject.height_m, command_shm=ch.command.name, control_shm=ch.control.name,
+                                 records_shm=ch.records.name, records_capacity=ch.records_capacity,
+                                 events_shm=ch.events.name, events_capacity=EVENTS_CAPACITY, parent_pid=os.getpid(),
+                                 calibration=self.calibration.model_dump(mode="json"),
+                                 can_shm=ch.can.name if ch.can is not None else None, can_capacity=ch.can_capacity)
 
-        def tq_command(rec):
-            return schema.make("exo_runtime/msg/TorqueCommand", stamp=int(rec["write_ns"]) + offset_ns, joint_names=names,
-                               requested_torque_nm=rec["requested_nm"], commanded_torque_nm=rec["commanded_nm"],
-                               command_age_s=int(rec["command_age_ns"]) * 1e-9, fade_gain=float(rec["fade_gain"]),
-                               state=STATE_NAMES[int(rec["state"])], stale=bool(rec["stale"]))
-
-        def joint_states(rec):
-            return schema.make("sensor_msgs/msg/JointState",
-                               header=schema.make("std_msgs/msg/Header", stamp=int(rec["start_ns"]) + offset_ns, frame_id=""),
-                               name=names, position=rec["position_rad"], velocity=rec["velocity_rad_s"],
-                               effort=rec["measured_torque_nm"])
-
-        def fault(ev):
-            return schema.make("exo_runtime/msg/Fault", stamp=int(ev["t_ns"]) + offset_ns,
-                               source=ev["source"].decode() or ev["what"].decode(), kind=ev["kind"].decode() or ev["what"].decode().upper(),
-                               value=float(ev["value"]), t_ns=int(ev["t_ns"]), latched=bool(ev["latched"]),
-                               detail=f"{ev['state'].decode()}: {ev['detail'].decode('utf-8', 'replace')}")
-
-        channel = self.device.bus.channel
-
-        def can_frame(fr):
-            n = int(fr["dlc"])
-            return schema.make("exo_runtime/msg/CanFrame", stamp=int(fr["t_ns"]) + offset_ns, channel=channel,
-                               arbitration_id=int(fr["arbitration_id"]), is_extended=int(fr["arbitration_id"]) > 0x7FF,
-                               is_rx=bool(fr["is_rx"]), is_error=bool(fr["is_error"]), dlc=n, data=fr["data"][:n])
-
-        def summary(r):
-            return schema.make("exo_runtime/msg/LoopSummary", **r)
-
-        log.register(T_EST_TIMING, "exo_runtime/msg/CycleTiming", est_timing)
-        log.register(T_EST_ASSIST, "sensor_msgs/msg/JointState", est_assist)
-        log.register(T_TQ_TIMING, "exo_runtime/msg/CycleTiming", tq_timing)
-        log.register(T_TQ_COMMAND, "exo_runtime/msg/TorqueCommand", tq_command)
-        log.register(T_JOINT_STATES, "sensor_msgs/msg/JointState", joint_states)
-        log.register(T_FAULTS, "exo_runtime/msg/Fault", fault)
-        log.register(T_SUMMARY, "exo_runtime/msg/LoopSummary", summary)
-        if self.device.bus.interface != "sim":
-            log.register(T_CAN, "exo_runtime/msg/CanFrame", can_frame)
+    def _realtime(self) -> RealtimeReport:
+        """This (estimation) process's real-time settings; the GIL hand-over delay bounded for the loop."""
+        rt_cfg = self.device.realtime
+        sys.setswitchinterval(0.0005)
+        return apply_realtime(sched_fifo=rt_cfg.sched_fifo, priority=rt_cfg.estimation_priority,
+                              cpus=rt_cfg.estimation_cpus, lock_memory=False)
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
@@ -204,197 +230,91 @@ class RunSession:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         clock = MonotonicClock()
         offset_ns = time.time_ns() - time.monotonic_ns()
-        rec_capacity = int(dev.torque_loop.rate_hz * 8)       # 8 s of records: the drain runs every 20 ms
-        command = LatestValueBuffer(command_dtype(self.n))
-        control = ControlBlock(Slot.N)
-        records = RecordRing(torque_record_dtype(self.n), rec_capacity)
-        events = RecordRing(EVENT_DTYPE, 4096)
-        can_capacity = int(dev.torque_loop.rate_hz * 8 * 4 * len(dev.joints))   # 8 s of tx+rx frames, headroom 2x
-        can_ring = RecordRing(CAN_FRAME_DTYPE, can_capacity) if dev.bus.interface != "sim" else None
-        self._control = control
-        log = TelemetryLog(self.out_dir / "telemetry", chunk_period_s=dev.telemetry.chunk_period_s)
-        self._register_topics(log, offset_ns)
         errors: list[str] = []
-        faults_seen: list[str] = []
-        companion_result: dict[str, Any] | None = None
-        torque_result: dict[str, Any] = {}
         est_report: dict[str, Any] = {}
-        old_handlers = {}
-        ctx = mp.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe(duplex=False)
-        spec = TorqueProcessSpec(device=dev.model_dump(mode="json"), body_mass_kg=self.subject.mass_kg,
-                                 height_m=self.subject.height_m, command_shm=command.name, control_shm=control.name,
-                                 records_shm=records.name, records_capacity=rec_capacity, events_shm=events.name,
-                                 events_capacity=4096, parent_pid=os.getpid(),
-                                 calibration=self.calibration.model_dump(mode="json"),
-                                 can_shm=can_ring.name if can_ring is not None else None, can_capacity=can_capacity)
-        proc = ctx.Process(target=torque_process_main, args=(spec, child_conn), name="exo-torque-loop", daemon=False)
-        stop_drain = threading.Event()
-
-        def drain_once() -> None:
-            for rec in records.drain():
-                t = int(rec["start_ns"]) + offset_ns
-                log.write(T_TQ_TIMING, t, rec)
-                log.write(T_TQ_COMMAND, t, rec)
-                log.write(T_JOINT_STATES, t, rec)
-            if can_ring is not None:
-                for fr in can_ring.drain():
-                    log.write(T_CAN, int(fr["t_ns"]) + offset_ns, fr)
-            for ev in events.drain():
-                log.write(T_FAULTS, int(ev["t_ns"]) + offset_ns, ev)
-                if ev["latched"]:
-                    faults_seen.append(f"{ev['source'].decode()}:{ev['kind'].decode()} value={float(ev['value']):.4g}")
-
-        def drain_loop() -> None:
-            while not stop_drain.wait(0.02):
-                drain_once()
-
-        drainer = threading.Thread(target=drain_loop, name="telemetry-drain", daemon=True)
-        log.open()
-        try:
-            if self.install_signal_handlers:
-                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    old_handlers[s] = signal.signal(s, self._on_signal)
-                for s in (signal.SIGUSR1, signal.SIGUSR2):
-                    old_handlers[s] = signal.signal(s, self._on_operator_signal)
-            if self.companion is not None:
-                self.progress(f"starting {self.companion.name}: {' '.join(self.companion.argv[:4])} ...")
-                self.companion.start()
-            proc.start()
-            child_conn.close()
-            (self.out_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), "torque": proc.pid}))
-            drainer.start()
-            t_wait = time.monotonic() + 20.0
-            while control[Slot.ST_READY] != 1:
-                if not proc.is_alive():
-                    raise RuntimeError(f"torque process exited during start-up (exit code {proc.exitcode})")
-                if time.monotonic() > t_wait:
-                    raise RuntimeError("torque process did not start within 20 s")
-                time.sleep(0.005)
-            sys.setswitchinterval(0.0005)  # bound the GIL hand-over delay for the estimation loop
-            rt = apply_realtime(sched_fifo=dev.realtime.sched_fifo, priority=dev.realtime.estimation_priority,
-                                cpus=dev.realtime.estimation_cpus, lock_memory=False)
-            factory = self.pipeline_factory or synthetic_assistance_pipeline
-            pipeline = factory(self.n, self.subject.assistance_level, clock.now_ns, extra=self.extra_stages)
-            self.progress(f"pipeline: {pipeline.description}")
-            pipeline_topics = pipeline.telemetry_topics()
-            for spec_t in pipeline_topics:
-                log.register(spec_t.topic, spec_t.msgtype, lambda r, f=spec_t.to_msg: f(r, offset_ns))
-            self.progress(f"estimation loop {dev.estimation.rate_hz:g} Hz: {rt.line()}")
-            loop = FixedRateLoop("estimation", dev.estimation.rate_hz, clock)
-            self._loop = loop
-            cmd = np.zeros((), dtype=command_dtype(self.n))
-            last_progress = [clock.now_ns()]
-
-            def est_step(info) -> None:
-                frame = pipeline.step(info.index, loop.stages.record)
-                if frame.publish:
-                    cmd["frame_index"] = frame.index
-                    cmd["capture_ns"] = frame.capture_ns
-                    cmd["write_ns"] = clock.now_ns()
-                    cmd["torque_nm"] = frame.assistance_nm
-                    command.write(cmd)
-                    if control[Slot.REQ_ACTIVE] == 0 and self._signals == 0:
-                        control[Slot.REQ_ACTIVE] = 1
-                log.write(T_EST_ASSIST, frame.capture_ns + offset_ns, (frame.capture_ns, list(frame.assistance_nm)))
-                for spec_t in pipeline_topics:
-                    snap = spec_t.snapshot(frame)
-                    if snap is not None:
-                        log.write(spec_t.topic, frame.capture_ns + offset_ns, snap)
-                if not proc.is_alive():
-                    if control[Slot.REQ_SHUTDOWN] == 0:   # not an exit we asked for
-                        errors.append(f"torque process died (exit code {proc.exitcode})")
-                    loop.stop()
-
-            def est_on_cycle(info, duration_ns) -> None:
-                st = loop.stages.last
-                log.write(T_EST_TIMING, info.start_ns + offset_ns,
-                          (info.start_ns, info.index, info.scheduled_ns, info.start_ns, info.start_ns + duration_ns,
-                           loop.missed, list(st), list(st.values())))
-                if info.start_ns - last_progress[0] > 1_000_000_000:
-                    last_progress[0] = info.start_ns
-                    self.progress(f"t={(info.start_ns - loop.t0_ns) * 1e-9:6.1f} s  est cycles {loop.cycles:6d} "
-                                  f"missed {loop.missed}  torque cycles {control[Slot.ST_CYCLES]:7d} "
-                                  f"missed {control[Slot.ST_MISSED]}  state {STATE_NAMES.get(control[Slot.ST_STATE])}"
-                                  f"  faults {control[Slot.ST_LATCHED]}")
-
+        with ExitStack() as stack:   # unwinds in reverse: fade, stages, torque, drain, plant, log, signals, memory
+            channels = stack.enter_context(SharedChannels(self.n, dev.torque_loop.rate_hz, dev.bus.interface != "sim"))
+            self._control = channels.control
+            stack.callback(self._detach_control)
+            handlers = stack.enter_context(SignalHandlers())
+            log = stack.enter_context(self._telemetry_log(offset_ns))
+            plant = PlantCompanion(self.companion, self.progress, errors)
+            drain = TelemetryDrain(channels, log, offset_ns, errors)
+            torque = TorqueProcess(self._torque_spec(channels), channels, dev.safety.fade_time_s,
+                                   self.out_dir / "pids.json", errors)
+            stages = PipelineStages(self.pipeline_factory or synthetic_assistance_pipeline, self.n,
+                                    self.subject.assistance_level, clock.now_ns, self.extra_stages, errors)
             try:
-                est = loop.run(est_step, duration_s=self.duration_s, on_cycle=est_on_cycle)
-            except Exception as exc:  # a stage failed: fade, log, report; never crash mid-run
-                errors.append(f"estimation loop: {type(exc).__name__}: {exc}")
-                errors.append(traceback.format_exc(limit=5))
-                self.exit_reason = "estimation error"
-                est = loop.report()
-            est_report = est.as_dict()
-            est_report["realtime"] = rt.as_dict()
-            log.write(T_SUMMARY, clock.now_ns() + offset_ns, _summary_fields(est, clock.now_ns() + offset_ns))
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            self.exit_reason = "start-up error"
-        finally:
-            # Shut down: fade to zero (or zero now after a second signal), then stop.
-            if control[Slot.REQ_SHUTDOWN] == 0:
-                control[Slot.REQ_SHUTDOWN] = 1
-            if "pipeline" in locals():
-                self.pipeline_result = pipeline.close()
-                for name, res in self.pipeline_result.items():
-                    for e in (res or {}).get("errors", []) if isinstance(res, dict) else []:
-                        errors.append(f"pipeline stage {name}: {e}")
-            deadline = time.monotonic() + dev.safety.fade_time_s + 3.0
-            while proc.is_alive() and control[Slot.ST_EXITED] != 1 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if proc.is_alive() or proc.pid is not None:
-                proc.join(timeout=3.0)
-            if proc.is_alive():
-                errors.append("torque process did not exit after shutdown; terminated")
-                proc.terminate()
-                proc.join(timeout=2.0)
-            if parent_conn.poll(0.5):
-                try:
-                    torque_result = parent_conn.recv()
-                except EOFError:
-                    pass
-            stop_drain.set()
-            if drainer.is_alive():
-                drainer.join(timeout=2.0)
-            drain_once()
-            if torque_result.get("loop"):
-                tl = torque_result["loop"]
-                log.write(T_SUMMARY, time.time_ns(), _summary_fields_dict(tl, time.time_ns()))
-            if records.lost:
-                errors.append(f"telemetry: {records.lost} torque records lost (drain too slow)")
-            if can_ring is not None and can_ring.lost:
-                errors.append(f"telemetry: {can_ring.lost} CAN frames lost (drain too slow)")
-            if "error" in torque_result:
-                errors.append(f"torque process: {torque_result['error']}")
-            if self.companion is not None:
-                companion_result = self.companion.stop()
-                if companion_result.get("exit_code") not in (0, -15, None):
-                    errors.append(f"{self.companion.name} exited with {companion_result.get('exit_code')}: "
-                                  + " | ".join(companion_result.get("output_tail", [])[-3:]))
-            log.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            for ch in (command, control, records, events, can_ring):
-                if ch is not None:
-                    ch.close()
-            self._control = None
-        tel = log.stats()
+                if self.install_signal_handlers:
+                    self._install_signal_handlers(handlers)
+                stack.enter_context(plant)
+                stack.callback(self._log_torque_result, torque, log, errors)   # after the drain's last pass
+                stack.enter_context(drain)
+                stack.enter_context(torque)
+                torque.wait_ready()
+                rt = self._realtime()
+                pipeline = stack.enter_context(stages)
+                stack.callback(channels.request_shutdown)      # the fade to zero starts before the stages close
+                est_report = self._estimate(pipeline, rt, clock, channels, log, torque, offset_ns, errors)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                self.exit_reason = "start-up error"
+        self.pipeline_result = stages.result
+        result = self._result(est_report, torque.result, log.stats(), drain.faults_seen, errors, plant.result,
+                              stages.pipeline.description if stages.pipeline is not None else "")
+        self._write_summary(result)
+        return result
 
+    def _estimate(self, pipeline: Pipeline, rt: RealtimeReport, clock: MonotonicClock, channels: SharedChannels,
+                  log: TelemetryLog, torque: TorqueProcess, offset_ns: int, errors: list[str]) -> dict[str, Any]:
+        """The estimation loop until the end of the run, a signal or a dead torque process; its report. A stage that
+        raises ends the loop (the torque fades on the way out), is reported in ``errors`` and never crashes the run."""
+        self.progress(f"pipeline: {pipeline.description}")
+        topics = pipeline.telemetry_topics()
+        register_pipeline_topics(log, topics, offset_ns)
+        self.progress(f"estimation loop {self.device.estimation.rate_hz:g} Hz: {rt.line()}")
+        loop = FixedRateLoop("estimation", self.device.estimation.rate_hz, clock)
+        self._loop = loop
+        cycle = EstimationCycle(self, pipeline, loop, clock, channels, log, torque, topics, offset_ns, errors)
+        try:
+            est = loop.run(cycle.step, duration_s=self.duration_s, on_cycle=cycle.on_cycle)
+        except Exception as exc:  # a stage failed: fade, log, report; never crash mid-run
+            errors.append(f"estimation loop: {type(exc).__name__}: {exc}")
+            errors.append(traceback.format_exc(limit=5))
+            self.exit_reason = "estimation error"
+            est = loop.report()
+        report = est.as_dict()
+        report["realtime"] = rt.as_dict()
+        log.write(T_SUMMARY, clock.now_ns() + offset_ns, summary_fields(est.as_dict(), clock.now_ns() + offset_ns))
+        return report
+
+    @staticmethod
+    def _log_torque_result(torque: TorqueProcess, log: TelemetryLog, errors: list[str]) -> None:
+        """The torque loop's own summary into the log (after the last drain), its error into ``errors``."""
+        res = torque.result
+        if res.get("loop"):
+            log.write(T_SUMMARY, time.time_ns(), summary_fields(res["loop"], time.time_ns()))
+        if "error" in res:
+            errors.append(f"torque process: {res['error']}")
+
+    def _result(self, est_report: dict[str, Any], torque_result: dict[str, Any], telemetry: dict[str, int],
+                faults_seen: list[str], errors: list[str], plant: dict[str, Any] | None, pipeline: str) -> RunResult:
         result = RunResult(self.out_dir, est_report, torque_result.get("loop", {}),
                            {"estimation": est_report.get("realtime", {}), "torque": torque_result.get("realtime", {})},
-                           tel, torque_result.get("latched_faults", faults_seen), getattr(self, "_pipeline_desc", ""),
-                           self.exit_reason, errors, companion_result)
-        result.pipeline = pipeline.description if "pipeline" in locals() else ""
-        result.stages = getattr(self, "pipeline_result", {})
-        result.peak_rss_mb = _peak_rss_mb()
+                           telemetry, torque_result.get("latched_faults", faults_seen), pipeline, self.exit_reason,
+                           errors, plant)
+        result.stages = self.pipeline_result
+        result.peak_rss_mb = _peak_rss_mb(torque_result)
         result.metadata = {"versions": _versions(), "config": {"device": self.device.model_dump(mode="json"),
                                                                "subject": self.subject.model_dump(mode="json")},
                            "fallbacks": [], "providers": {}, **self.metadata}
+        return result
+
+    def _write_summary(self, result: RunResult) -> None:
+        """``<out>/summary.json``, replaced atomically."""
         tmp = self.out_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(result.as_dict(), indent=2, default=str))
         os.replace(tmp, self.out_dir / "summary.json")
-        return result
 
 
 def _versions() -> dict[str, str]:
@@ -419,25 +339,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory (MB) of this process and of its waited-for children (torque, vision, plant)."""
-    import resource
+def _peak_rss_mb(torque_result: dict[str, Any]) -> dict[str, float | None]:
+    """Peak resident memory (MB) of this process and of the torque process, each its own VmHWM
+    (:mod:`runtime.report.memory`: ``RUSAGE_CHILDREN`` would repeat this process's peak)."""
+    from runtime.report.memory import own_peak_rss_mb, peak_memory
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return {"estimation_process": round(own, 1), "largest_child_process": round(kids, 1)}
-
-
-def _summary_fields(report, stamp_ns: int) -> dict[str, Any]:
-    return _summary_fields_dict(report.as_dict(), stamp_ns)
-
-
-def _summary_fields_dict(r: dict[str, Any], stamp_ns: int) -> dict[str, Any]:
-    lat, dur = r["lateness"], r["duration"]
-    return dict(stamp=stamp_ns, loop_name=r["name"], rate_hz=float(r["rate_hz"]), cycles=int(r["cycles"]),
-                missed=int(r["missed"]), lateness_p50_s=float(lat["p50_s"]), lateness_p99_s=float(lat["p99_s"]),
-                lateness_max_s=float(lat["max_s"]), duration_p50_s=float(dur["p50_s"]),
-                duration_p99_s=float(dur["p99_s"]), duration_max_s=float(dur["max_s"]))
+    return peak_memory(own_peak_rss_mb(), {"torque_process": torque_result.get("peak_rss_mb")})
 
 
 __all__ = ["RunSession", "RunResult", "FaultKind"]

@@ -36,12 +36,13 @@ class PipelineFrame:
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One per-cycle telemetry topic: ``snapshot(frame)`` copies what ``to_msg`` needs (the log writes later,
-    on its own thread); ``snapshot`` returning None writes nothing this cycle."""
+    """One per-cycle telemetry topic: ``snapshot(frame)`` copies what ``to_msg(snapshot, offset_ns)`` needs (the log
+    converts later, on its own thread, adding the run's wall-clock offset to the stamp); ``snapshot`` returning None
+    writes nothing this cycle."""
 
     topic: str
     msgtype: str
-    to_msg: Callable[[Any], Any]
+    to_msg: Callable[[Any, int], Any]
     snapshot: Callable[["PipelineFrame"], Any]
 
 
