@@ -81,7 +81,6 @@ Imports: stdlib, python-can and this package only.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections import deque
 from typing import Any, Callable, Sequence
@@ -96,13 +95,13 @@ from .ak_mit import (
     MalformedReply,
     decode_reply,
     encode_command,
-    quantum,
     safe_stop_command,
 )
 from .bus import open_bus
 from .calibration import ActuatorCalibration
 from .drive_interface import DriveBase, DriveResult, FaultRecord
 from .motor_tables import MitLimits
+from .velocity_check import VelocityTableCheck
 
 __all__ = [
     "AkCanDrive",
@@ -113,8 +112,6 @@ __all__ = [
 
 #: Fault kinds of the drive interface (values of ``controllers.safety.FaultKind``); this module
 #: emits all but OVER_TEMPERATURE, which the supervisor derives from ``JointStates.temperature_c``.
-#: Per-pair ratios kept for the velocity-table check's median (the most recent ones).
-_VC_RATIOS = 1024
 FAULT_KINDS = ("BUS_OFF", "BUS_ERROR", "TIMEOUT", "DRIVE_ERROR", "OVER_TEMPERATURE", "ESTOP", "MALFORMED")
 #: SocketCAN error class bit (linux/can/error.h) in an error frame's id: controller went bus-off.
 CAN_ERR_BUSOFF = 0x40
@@ -136,8 +133,7 @@ class _Motor:
         "has_state", "invalid", "quiet_until_ns", "last_rx_ns",
         "pos", "vel", "tq", "temp", "err",
         "replies_ok", "replies_quiet", "malformed", "timeouts", "timed_out", "drive_errors",
-        "vc_p", "vc_v", "vc_t", "vc_dt", "vc_sxy", "vc_sxx", "vc_n", "vc_ratios",
-        "v_min_motion", "p_half_span", "p_edge",
+        "vc",
     )
 
     def __init__(self, index: int, cal: ActuatorCalibration, limits: MitLimits) -> None:
@@ -169,18 +165,7 @@ class _Motor:
         self.replies_ok = self.replies_quiet = self.malformed = 0
         self.timeouts = self.drive_errors = 0
         self.timed_out = False
-        self.v_min_motion = 5.0 * quantum(limits, "velocity_rad_s")
-        self.p_half_span = 0.5 * (limits.p_max - limits.p_min)
-        self.p_edge = (limits.p_min + quantum(limits, "position_rad"), limits.p_max - quantum(limits, "position_rad"))
-        self.vc_reset()
-        self.vc_sxy = self.vc_sxx = 0.0
-        self.vc_n = 0
-        self.vc_ratios = [0.0] * _VC_RATIOS   # per-pair dp / (v_avg dt), ring (vc_n % size)
-
-    def vc_reset(self) -> None:
-        self.vc_t: int | None = None
-        self.vc_p = self.vc_v = 0.0
-        self.vc_dt = 0
+        self.vc = VelocityTableCheck(limits)
 
 
 class AkCanDrive(DriveBase):
@@ -338,7 +323,7 @@ class AkCanDrive(DriveBase):
             per[m.name] = {
                 "replies_ok": m.replies_ok, "replies_ignored_quiet": m.replies_quiet,
                 "malformed": m.malformed, "timeouts": m.timeouts, "drive_errors": m.drive_errors,
-                "state_valid": m.has_state and not m.invalid, "velocity_samples": m.vc_n,
+                "state_valid": m.has_state and not m.invalid, "velocity_samples": m.vc.n,
             }
         return {
             "frames_tx": self._frames_tx,
@@ -451,7 +436,7 @@ class AkCanDrive(DriveBase):
         m.invalid = True
         m.timed_out = False
         m.quiet_until_ns = t_ns + self._quiet_ns
-        m.vc_reset()
+        m.vc.restart()
         self._send(m, ZERO_POSITION, t_ns)
 
     def write(self, torque_nm: Sequence[float], t_ns: int) -> DriveResult:
@@ -658,31 +643,7 @@ class AkCanDrive(DriveBase):
             return
         p = r.position_rad
         v = r.velocity_rad_s
-        # velocity-table check: reported velocity vs the derivative of reported position
-        pt = m.vc_t
-        if pt is not None:
-            dt_ns = t_ns - pt
-            if 0 < dt_ns <= 50_000_000:
-                ref = m.vc_dt  # running mean spacing: skip pairs received late / bunched
-                m.vc_dt = dt_ns if ref == 0 else (ref * 7 + dt_ns) >> 3
-                if ref == 0 or (ref >> 1) <= dt_ns <= ref + (ref >> 1):
-                    dp = p - m.vc_p
-                    va = 0.5 * (v + m.vc_v)
-                    lo, hi = m.p_edge
-                    # smooth motion only: a velocity change of more than a quarter between two replies (an
-                    # impact on a joint stop, a reversal, a torque step) breaks the trapezoid rule dp = v_avg dt;
-                    # a relative gate is blind to a wrong table, which scales both velocities alike
-                    smooth = abs(v - m.vc_v) <= 0.25 * max(abs(v), abs(m.vc_v))
-                    if (smooth and abs(va) >= m.v_min_motion and abs(dp) < m.p_half_span
-                            and lo < p < hi and lo < m.vc_p < hi):
-                        x = va * dt_ns * 1e-9
-                        m.vc_sxy += dp * x
-                        m.vc_sxx += x * x
-                        m.vc_ratios[m.vc_n % _VC_RATIOS] = dp / x
-                        m.vc_n += 1
-        m.vc_t = t_ns
-        m.vc_p = p
-        m.vc_v = v
+        m.vc.add(t_ns, p, v)  # velocity-table check: reported velocity vs the derivative of reported position
         # joint side
         m.pos = m.pos_scale * (p - m.zero)
         m.vel = m.vel_scale * v
@@ -696,7 +657,8 @@ class AkCanDrive(DriveBase):
 
     # ------------------------------------------------------------------ checks
     def velocity_check(self, *, min_samples: int = 50, tolerance: float = 0.05) -> tuple[bool, str]:
-        """Reported velocity vs the derivative of reported position, per motor, MIT frame.
+        """Reported velocity vs the derivative of reported position, per motor, MIT frame
+        (:class:`~firmware_bridge.velocity_check.VelocityTableCheck`).
 
         Median ratio ``r`` of ``dp`` (successive reply positions) over ``v_avg*dt``
         (mean of the two reported velocities times the time between the reads that
@@ -712,33 +674,15 @@ class AkCanDrive(DriveBase):
         ok = True
         parts = []
         for m in self._motors:
-            lim = m.limits
-            if m.vc_n < min_samples or m.vc_sxx <= 0.0:
-                ok = False
-                parts.append(f"{m.name}: inconclusive, {m.vc_n} moving reply pairs (need {min_samples}); "
-                             f"move the joint (|v| >= {m.v_min_motion:.3g} rad/s at the motor)")
-                continue
-            # the median of the per-pair ratios: a wrong table scales every pair alike, while a plant or drive
-            # whose replies bunch (a late reply carrying a later state) makes outliers that bias a least-squares fit
-            r = statistics.median(m.vc_ratios[:min(m.vc_n, _VC_RATIOS)])
-            if abs(r - 1.0) <= tolerance:
-                parts.append(f"{m.name}: ok, position derivative / reported velocity = {r:.4f} over {m.vc_n} pairs "
-                             f"({lim.model} {lim.firmware} V range +/-{lim.v_max:g} rad/s)")
-            else:
-                ok = False
-                parts.append(f"{m.name}: WRONG velocity table? position derivative / reported velocity = {r:.4f} "
-                             f"over {m.vc_n} pairs (tolerance {tolerance:g}); the drive's V range looks like "
-                             f"+/-{lim.v_max * r:.4g} rad/s, the table ({lim.model} {lim.firmware}) says "
-                             f"+/-{lim.v_max:g}: check the firmware version")
+            m_ok, text = m.vc.verdict(m.name, min_samples=min_samples, tolerance=tolerance)
+            ok = ok and m_ok
+            parts.append(text)
         return ok, "; ".join(parts)
 
     def reset_velocity_check(self) -> None:
         """Forget the pairs collected so far (e.g. after changing tables)."""
         for m in self._motors:
-            m.vc_reset()
-            m.vc_sxy = m.vc_sxx = 0.0
-            m.vc_n = 0
-            m.vc_ratios[:] = [0.0] * _VC_RATIOS
+            m.vc.reset()
 
     def _release(self) -> None:
         """Shut the bus down (``close``, the end of a ``with`` block: after ``disable`` if enabled)."""
