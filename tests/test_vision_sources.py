@@ -121,17 +121,38 @@ def test_latest_frame_policy_counts_every_drop():
     assert sum(b - a - 1 for a, b in zip(seen, seen[1:])) + seen[0] + (179 - seen[-1]) == st.dropped
 
 
+class _Lockstep:
+    """A source that reads its next frame only once the consumer took the previous one: a consumer that keeps
+    up, by construction rather than by the machine being quiet enough to keep a 120 Hz pace."""
+
+    def __init__(self, src) -> None:
+        import threading
+
+        self._src = src
+        self.taken = threading.Semaphore(1)
+
+    def __getattr__(self, name):
+        return getattr(self._src, name)
+
+    def read(self):
+        if not self.taken.acquire(timeout=60.0):
+            raise TimeoutError("the consumer took no frame in 60 s")
+        return self._src.read()
+
+
 def test_fast_consumer_drops_nothing_and_pending_frame_counts_at_close():
-    src = fs.SyntheticSource(rate_hz=120.0, n=30)
+    src = _Lockstep(fs.SyntheticSource(rate_hz=120.0, n=30))
+    got = []
     with fs.LatestFrameGrabber(src, pace=True) as grab:
-        got = [f.index for f in grab]
-    assert got == list(range(30)) and grab.stats.dropped == 0
-    # closing with a frame still pending counts it as dropped
+        for f in grab:
+            got.append(f.index)
+            src.taken.release()
+    assert got == list(range(30)) and grab.stats.dropped == 0 and grab.stats.delivered == 30
+    # closing with a frame still pending counts it as dropped (no consumer: 2 replaced, 1 pending)
     grab = fs.LatestFrameGrabber(fs.SyntheticSource(rate_hz=120.0, n=3), pace=True)
-    deadline = time.monotonic() + 5.0
-    while not grab.finished and grab.stats.produced < 3 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60.0
+    while grab.stats.produced < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.05)
     grab.close()
     assert grab.stats.produced == 3 and grab.stats.delivered == 0 and grab.stats.dropped == 3
 
