@@ -159,6 +159,7 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
     import can
 
     from firmware_bridge.ak_mit import ENTER_MOTOR_MODE, decode_reply, encode_command, safe_stop_command
+    from firmware_bridge.bus import open_bus
     from firmware_bridge.motor_tables import limits_for
 
     from .ak_emulator import EmulatedAkDrive, HilRig
@@ -175,8 +176,8 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
     plant = CuffKneePlant(knee, tissue, initial_flexion_rad=mid)
     lim = limits_for("AK80-9", "V2")
     ch = f"cuff-{uuid.uuid4().hex}"
-    host = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
-    rig_bus = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
+    host = open_bus("virtual", ch, receive_own_messages=False)
+    rig_bus = open_bus("virtual", ch, receive_own_messages=False)
     drive = EmulatedAkDrive(lim, 1, zero_silence_s=0.0)
     rig = HilRig(rig_bus, [(drive, 1, 0.0)], plant, rate_hz=sc.plant_rate_hz)
     sup = SafetySupervisor(SafetyParams(joints=(JointLimits("knee", sc.torque_limit_nm, sc.slew_limit_nm_per_s,
