@@ -19,11 +19,12 @@ import numpy as np
 
 from runtime.estimation.chain import KinematicsToLoads, MarkerRecording, run_offline
 
-if TYPE_CHECKING:  # annotations only: runtime.pipeline.stages imports nothing of this module
+if TYPE_CHECKING:  # annotations only: neither imports anything of this module
     from runtime.pipeline.stages import ControllerAssistanceStage
+    from runtime.vision.front_end import LandmarkTrack
 
 
-def landmark_recording(track: Any, marker_names: tuple[str, ...], rate_hz: float,
+def landmark_recording(track: LandmarkTrack, marker_names: tuple[str, ...], rate_hz: float,
                        min_visibility: float = 0.5) -> MarkerRecording:
     """A :class:`runtime.vision.front_end.LandmarkTrack` as the markers the loop sees at ``rate_hz``: each tick holds
     the newest camera frame at or before it; landmarks below ``min_visibility`` and invalid frames are NaN (the rules

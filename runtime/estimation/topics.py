@@ -20,10 +20,13 @@ log's writer thread.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.telemetry import schema
 from runtime.pipeline.frame import TopicSpec
+
+if TYPE_CHECKING:  # annotations only: the chain imports nothing of runtime
+    from runtime.estimation.chain import KinematicsToLoads
 
 T_ANGLES = "/exo/estimation/joint_angles"
 T_GRF = "/exo/estimation/grf/{}"
@@ -48,8 +51,8 @@ def _joint_state(frame_id: str, names: list[str], *, position: bool):
     return to_msg
 
 
-def topics(estimator: Any) -> list[TopicSpec]:
-    """The topics of ``estimator`` (a ``runtime.estimation.chain.KinematicsToLoads``)."""
+def topics(estimator: KinematicsToLoads) -> list[TopicSpec]:
+    """The per-cycle topics of ``estimator``'s outputs (muscle topics only when it runs the muscles)."""
     side = estimator.params.side[0]
     out = [
         TopicSpec(T_ANGLES, "sensor_msgs/msg/JointState", _joint_state("model", list(estimator.reported), position=True),
