@@ -14,12 +14,18 @@ from scipy import signal
 from models.filters import (
     CausalDerivativeFilter,
     LowPassParams,
+    RampPrimedLowPass,
+    RampPrimedLowPassState,
+    ZeroLagLowPass,
     butterworth_lowpass,
     fill_gaps,
+    fill_short_gaps,
     group_delay_at_dc_samples,
     group_delay_s,
     savgol_window_for_cutoff,
+    settle_samples,
     smooth_derivatives,
+    true_runs,
     two_pass_cutoff_correction,
 )
 
@@ -272,3 +278,83 @@ def test_bad_arguments():
         smooth_derivatives(np.zeros(3), 100.0)
     with pytest.raises(ValueError, match="shape"):
         CausalDerivativeFilter(3).run(np.zeros((10, 2)))
+
+
+# --------------------------------------------------------------------------------------------------
+# whole-frame gaps, zero-lag with quadratic end extension, ramp-primed causal (models/grf)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_true_runs():
+    assert true_runs(np.array([1, 1, 0, 1, 0, 0, 1], bool)) == [(0, 2), (3, 4), (6, 7)]
+    assert true_runs(np.zeros(4, bool)) == []
+    assert true_runs(np.ones(3, bool)) == [(0, 3)]
+
+
+def test_fill_short_gaps_fills_interior_frames_and_leaves_long_and_edge_gaps():
+    """A cubic in time (non-uniform stamps, as lab files round them) is recovered exactly by the not-a-knot spline;
+    a gap longer than max_gap_s and gaps at either end stay NaN; nothing bad returns the input itself."""
+    rate = 100.0
+    t = np.arange(60) / rate + np.where(np.arange(60) % 3 == 0, 4e-4, 0.0)
+    x = np.stack([1.0 + 2.0 * t - 3.0 * t ** 2 + 5.0 * t ** 3, -t ** 3], axis=1)
+    assert fill_short_gaps(t, x, np.zeros(60, bool), 0.1)[0] is x
+    bad = np.zeros(60, bool)
+    bad[:2] = bad[10:14] = bad[30:45] = bad[-1] = True
+    xb = np.where(bad[:, None], np.nan, x)
+    out, filled = fill_short_gaps(t, xb, bad, 0.1)
+    assert filled.sum() == 4 and filled[10:14].all()
+    np.testing.assert_allclose(out[10:14], x[10:14], rtol=0, atol=1e-12)
+    assert np.isnan(out[bad & ~filled]).all() and np.isnan(xb[10:14]).all()  # input untouched
+    # the length limit is in seconds: 4 frames = 0.04 s
+    assert not fill_short_gaps(t, xb, bad, 0.035)[1].any()
+
+
+@pytest.mark.parametrize("cutoff", [6.0, None])
+def test_zero_lag_lowpass_passes_a_quadratic_exactly(cutoff):
+    rate = 120.0
+    t = np.arange(90) / rate
+    x = np.stack([0.3 + 1.2 * t - 4.9 * t ** 2, 2.0 * t ** 2], axis=1)
+    zl = ZeroLagLowPass(2, cutoff, rate)
+    y = zl(x)
+    assert y.shape == (90 + 2 * zl.n_pad, 2)
+    np.testing.assert_allclose(y[zl.n_pad:zl.n_pad + 90], x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(zl.central_velocity(y), np.stack([1.2 - 9.8 * t, 4.0 * t], axis=1), rtol=0, atol=1e-10)
+
+
+def test_zero_lag_lowpass_cutoff_above_nyquist_is_named():
+    with pytest.raises(ValueError, match="Nyquist"):
+        ZeroLagLowPass(2, 50.0, 120.0)  # design 62 Hz for two passes
+
+
+def test_settle_samples_is_where_the_transient_has_decayed():
+    b, a = butterworth_lowpass(LowPassParams(cutoff_hz=6.0, sample_rate_hz=120.0))
+    k = settle_samples(a)
+    h = signal.lfilter(b, a, np.r_[1.0, np.zeros(k + 10)])
+    assert np.max(np.abs(h[k:])) < 1e-12 < np.max(np.abs(h[k - 20:k]))
+
+
+def test_ramp_primed_lowpass_has_no_transient_on_a_ramp_and_step_equals_run():
+    """Primed at the ramp through the first two samples, the causal filter passes a ramp delayed by exactly its DC
+    group delay from sample 1 on; the per-sample state gives what the vectorised run gives."""
+    rate = 60.0
+    f = RampPrimedLowPass(2, 6.0, rate)
+    assert f.delay_samples == pytest.approx(2.18, abs=0.01)
+    n = 50
+    x = np.stack([0.7 + 0.02 * np.arange(n), -0.5 * np.arange(n)], axis=1)
+    y, prev, prev2 = f.run(x)
+    d = x[1] - x[0]
+    np.testing.assert_allclose(y[1:], x[1:] - f.delay_samples * d, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(prev[2:], y[1:-1], rtol=0, atol=0)
+    np.testing.assert_allclose(prev2[1], y[1] - 2 * d, rtol=0, atol=0)
+    rng = np.random.default_rng(3)
+    xr = np.cumsum(rng.normal(size=(n, 2)), axis=0)
+    yr, _, _ = f.run(xr)
+    st_ = RampPrimedLowPassState(f, (2,))
+    ys = np.empty_like(xr)
+    for k in range(n):
+        if k == 0:
+            st_.prime(xr[0])
+        elif k == 1:
+            st_.prime_ramp(xr[0], xr[1] - xr[0])
+        st_.step(xr[k], ys[k])
+    np.testing.assert_allclose(ys, yr, rtol=0, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Ground reaction force / CoP from kinematics (models/grf/estimator.py).
+"""Ground reaction force / CoP from kinematics (models/grf/).
 
 Exact physics on synthetic motion (MyoLeg free fall, a MuJoCo contact simulation), the rules (feet sum, CoP inside
 the support polygon, static split), the real-time path (replay equals the causal batch, stated lag, no allocation
@@ -17,20 +17,16 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.grf.estimator import (
-    FEET,
-    CoordinatesFrame,
-    CoordinatesTrial,
-    FootGeometry,
-    FootPoint,
-    GroundReactionEstimator,
-    GroundReactionParams,
-    coordinates_from_lab_ik,
-    cop_inside_support,
-    estimate_ground_frame,
-    load_myoleg,
-)
-from models.io.lab_files import opensim_to_z_up, read_mot, read_trc, shared_data_dir
+from _grf_helpers import coordinates_from_lab_ik, cop_inside_support, estimate_ground_frame
+from models.grf.contact import FEET, FootGeometry, FootPoint
+from models.grf.estimator import GroundReactionEstimator
+from models.grf.model import load_myoleg
+from models.grf.params import GroundReactionParams
+from models.grf.records import CoordinatesFrame, CoordinatesTrial
+from models.io.axes import opensim_to_z_up
+from models.io.lab_files import shared_data_dir
+from models.io.storage import read_mot
+from models.io.trc import read_trc
 
 G = 9.81
 SUBJECT_KG = 75.0  # GC5 PS, getGCpatientInfo.m
@@ -211,8 +207,8 @@ def test_model_mass_and_scaling(model):
     assert est.model_mass_kg == pytest.approx(74.98, abs=0.05)
     assert est.mass_scale == pytest.approx(82.9 / est.model_mass_kg)
     # the upper body (lumbar5 subtree: lumbar vertebrae, torso with the arms lumped in, head) is represented
-    assert est._n_upper >= 8
-    assert float(est._m[: est._n_upper].sum()) == pytest.approx(29.67, abs=0.05)
+    assert est.body.n_upper >= 8
+    assert float(est.body.masses_kg[: est.body.n_upper].sum()) == pytest.approx(29.67, abs=0.05)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,12 +298,13 @@ def test_lab_ik_maps_pelvis_and_feet_touch_the_floor(model, ps):
         # MyoLeg's legs are shorter than PS's: its soles meet a floor ~6.5 cm above the lab floor
         assert 0.05 < res.floor_height_m < 0.08
         fr, fl, _, _ = _plate_feet(plates, res.time_s)
-        pts = np.empty((tr.n_frames, 2 * est._P, 3))
+        P, buf = est.body.n_points, est.body.new_buffers()
+        pts = np.empty((tr.n_frames, 2 * P, 3))
         for k in range(tr.n_frames):
-            est._pose(tr.qpos[k], None, est._buf)
-            pts[k] = est._buf.pts
-        low_l = pts[:, est._P:, 2].min(axis=1) - res.floor_height_m
-        low_r = pts[:, :est._P, 2].min(axis=1) - res.floor_height_m
+            est.body.pose(tr.qpos[k], None, buf)
+            pts[k] = buf.pts
+        low_l = pts[:, P:, 2].min(axis=1) - res.floor_height_m
+        low_r = pts[:, :P, 2].min(axis=1) - res.floor_height_m
         assert np.all(np.abs(low_l[fl[:, 2] > 300]) < 0.015)  # loaded left foot: on the floor
         assert np.all(np.abs(low_r[fr[:, 2] > 300]) < 0.015)
         assert low_l[(fl[:, 2] < 1) & (fr[:, 2] > 300)].max() > 0.04  # left swing: clearly off the floor
@@ -339,7 +336,7 @@ def test_validation_against_force_plates(model, ps, capsys, pytestconfig):
     implied = []
     for ss in TRIALS:
         tr, plates = ps[ss]
-        tt, pl = plates
+        _, pl = plates
         implied.append(float(np.mean(sum(pl[i][0][:, 2] for i in (1, 2, 3)))) / G)
         for mass in (SUBJECT_KG, 82.9):
             for causal in (False, True):

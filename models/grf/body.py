@@ -1,0 +1,197 @@
+"""The whole-body mass model behind F_ext = m (a_com - g): which bodies carry mass, one pose's body COMs,
+orientations and foot sole points, the lumbar graft of the rigid upper body, the COM and the angular momentum.
+
+MyoLeg's upper body (the ``lumbar5`` subtree: lumbar vertebrae, torso with the arms lumped in, head; 29.7 kg) is
+welded to the pelvis.  When the input carries Rajagopal lumbar angles it is rotated about the ``lumbar5`` origin
+(L5/S1) by ``Rz(ext) Rx(bend) Ry(rot)`` in the pelvis frame, as Rajagopal's ``back`` joint does.  World frame z up,
+SI units; masses here are the model's (the subject's are ``mass_scale`` times these).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from models.grf.contact import FootGeometry
+
+__all__ = ["BodyModel", "PoseBuffers", "rot_zxy"]
+
+
+def rot_zxy(e: float, b: float, r: float, out: np.ndarray) -> None:
+    """out = Rz(e) @ Rx(b) @ Ry(r) (body-fixed Z-X-Y, OpenSim's rotation1/2/3 of the pelvis and back joints)."""
+    ce, se, cb, sb, cr, sr = math.cos(e), math.sin(e), math.cos(b), math.sin(b), math.cos(r), math.sin(r)
+    out[0, 0] = ce * cr - se * sb * sr
+    out[0, 1] = -se * cb
+    out[0, 2] = ce * sr + se * sb * cr
+    out[1, 0] = se * cr + ce * sb * sr
+    out[1, 1] = ce * cb
+    out[1, 2] = se * sr - ce * sb * cr
+    out[2, 0] = -cb * sr
+    out[2, 1] = sb
+    out[2, 2] = cb * cr
+
+
+
+class PoseBuffers:
+    """Pose outputs and scratch of :meth:`BodyModel.pose`, with their views made once: ``x`` (nb, 3) body COMs (m),
+    ``r`` (nb, 9) inertial-frame rotations (row-major), ``pts`` (2P, 3) foot sole points (m)."""
+
+    def __init__(self, nb: int, np2: int, nu: int) -> None:
+        z = np.zeros
+        self.x, self.r, self.pts = z((nb, 3)), z((nb, 9)), z((np2, 3))
+        self.pt_pos, self.pt_mat9, self.pt_tmp = z((np2, 3)), z((np2, 9)), z((np2, 3, 1))
+        self.pt_mat33 = self.pt_mat9.reshape(np2, 3, 3)
+        self.pt_tmp0 = self.pt_tmp[:, :, 0]
+        self.rl, self.rp, self.rw, self.t33 = z((3, 3)), z((3, 3)), z((3, 3)), z((3, 3))
+        self.rp9, self.rpT, self.rwT = self.rp.reshape(9), self.rp.T, self.rw.T
+        self.xu = self.x[:nu]
+        self.ru = self.r[:nu].reshape(nu, 3, 3)
+        self.xu_tmp = z((nu, 3))
+        self.ru_tmp = z((nu, 3, 3))
+
+
+
+class BodyModel:
+    """Bodies with mass (upper body first, so the lumbar graft rotates a contiguous slice), their masses (kg) and
+    principal inertias, and the foot sole points of ``feet`` (right, left; the same number of points each).
+
+    ``trunk_body``: root of the rigid upper body to rotate by the lumbar angles (``None`` or absent: no graft; also
+    none when the upper body has joints of its own).  ``pelvis_body``: the frame of the lumbar angles.
+    """
+
+    def __init__(self, model: mujoco.MjModel, feet: tuple[FootGeometry, FootGeometry], *, use_lumbar: bool = True,
+                 trunk_body: str | None = "lumbar5", pelvis_body: str = "pelvis") -> None:
+        self.model = model
+        self.use_lumbar = bool(use_lumbar)
+        self.data = mujoco.MjData(model)
+        d = self.data  # views cached once: each attribute access of MjData builds a new array object
+        self._d_qpos, self._d_xipos, self._d_ximat = d.qpos, d.xipos, d.ximat
+        self._d_xpos, self._d_xmat = d.xpos, d.xmat
+        self.feet = tuple(feet)
+        if len(self.feet) != 2:
+            raise ValueError(f"feet must be (right, left), got {len(self.feet)} feet")
+        self._select_bodies(trunk_body, pelvis_body)
+        self._select_foot_points()
+        self._xmat_pelvis = self._d_xmat[max(self.pelvis_id, 0)]
+        self._xpos_trunk = self._d_xpos[max(self.trunk_id, 0)]
+
+    def _select_bodies(self, trunk_body: str | None, pelvis_body: str) -> None:
+        m = self.model
+        mass = np.asarray(m.body_mass, float)
+        massive = [b for b in range(1, m.nbody) if mass[b] > 0]
+        upper: list[int] = []
+        self.pelvis_id = -1
+        self.trunk_id = -1
+        if trunk_body is not None and mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, trunk_body) >= 0:
+            tid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, trunk_body)
+            pid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, pelvis_body)
+            if pid < 0:
+                raise ValueError(f"pelvis_body {pelvis_body!r} not in the model")
+            upper = [b for b in massive if self._is_descendant(b, tid)]
+            if any(m.body_dofnum[b] for b in upper) or self._has_joint_between(tid, pid):
+                upper = []  # the upper body has its own joints: nothing to graft
+            else:
+                self.trunk_id, self.pelvis_id = tid, pid
+        rest = [b for b in massive if b not in upper]
+        self.bodies = np.array(upper + rest, dtype=np.intp)
+        self.n_upper = len(upper)
+        self.model_mass_kg = float(mass[self.bodies].sum())
+        if not self.model_mass_kg > 0:
+            raise ValueError("the model has no mass")
+        self.masses_kg = mass[self.bodies].copy()  # model masses (kg)
+        self.inertia = np.asarray(m.body_inertia, float)[self.bodies].copy()  # principal, inertial frame
+
+    def _select_foot_points(self) -> None:
+        m = self.model
+        names = [(f, p) for f in self.feet for p in f.points]
+        n_pts = [len(f.points) for f in self.feet]
+        if n_pts[0] != n_pts[1]:
+            raise ValueError(f"both feet need the same number of points, got {n_pts}")
+        self.n_points = n_pts[0]
+        pb = []
+        for f, p in names:
+            bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, p.body)
+            if bid < 0:
+                raise ValueError(f"foot {f.name!r} point {p.name!r}: body {p.body!r} not in the model")
+            pb.append(bid)
+        self.point_body = np.array(pb, dtype=np.intp)
+        self.point_local = np.array([p.pos_m for _, p in names], float).reshape(-1, 3, 1)
+        self.point_weight = np.array([p.weight for _, p in names], float).reshape(2, self.n_points)
+
+    def _is_descendant(self, b: int, root: int) -> bool:
+        while b > 0:
+            if b == root:
+                return True
+            b = int(self.model.body_parentid[b])
+        return b == root
+
+    def _has_joint_between(self, b: int, anc: int) -> bool:
+        m = self.model
+        # joints on the path from b up to the common ancestor with anc
+        path_b = []
+        x = b
+        while x > 0:
+            path_b.append(x)
+            x = int(m.body_parentid[x])
+        path_a = set()
+        x = anc
+        while x > 0:
+            path_a.add(x)
+            x = int(m.body_parentid[x])
+        for x in path_b:
+            if x in path_a:
+                break
+            if m.body_jntnum[x] > 0:
+                return True
+        x = anc
+        while x > 0 and x not in path_b:
+            if m.body_jntnum[x] > 0:
+                return True
+            x = int(m.body_parentid[x])
+        return False
+
+    def new_buffers(self) -> PoseBuffers:
+        """Buffers for :meth:`pose`."""
+        return PoseBuffers(self.bodies.size, 2 * self.n_points, self.n_upper)
+
+    def pose(self, qpos: np.ndarray, lumbar: np.ndarray | None, buf: PoseBuffers) -> None:
+        """Fill ``buf.x`` (nb, 3) body COM positions, ``buf.r`` (nb, 9) inertial-frame rotations and ``buf.pts``
+        (2P, 3) foot points of one pose (no allocation)."""
+        np.copyto(self._d_qpos, qpos)
+        mujoco.mj_kinematics(self.model, self.data)
+        np.take(self._d_xipos, self.bodies, axis=0, out=buf.x, mode="clip")
+        np.take(self._d_ximat, self.bodies, axis=0, out=buf.r, mode="clip")
+        np.take(self._d_xpos, self.point_body, axis=0, out=buf.pt_pos, mode="clip")
+        np.take(self._d_xmat, self.point_body, axis=0, out=buf.pt_mat9, mode="clip")
+        np.matmul(buf.pt_mat33, self.point_local, out=buf.pt_tmp)
+        np.add(buf.pt_pos, buf.pt_tmp0, out=buf.pts)
+        if lumbar is not None and self.n_upper and self.use_lumbar:
+            rot_zxy(float(lumbar[0]), float(lumbar[1]), float(lumbar[2]), buf.rl)
+            np.copyto(buf.rp9, self._xmat_pelvis)
+            np.matmul(buf.rp, buf.rl, out=buf.t33)
+            np.matmul(buf.t33, buf.rpT, out=buf.rw)  # world rotation about the L5/S1 joint
+            pj = self._xpos_trunk
+            np.subtract(buf.xu, pj, out=buf.xu_tmp)
+            np.matmul(buf.xu_tmp, buf.rwT, out=buf.xu)
+            buf.xu += pj
+            np.copyto(buf.ru_tmp, buf.ru)
+            np.matmul(buf.rw, buf.ru_tmp, out=buf.ru)
+
+    def angular_momentum(self, x: np.ndarray, v: np.ndarray, r9: np.ndarray, rd9: np.ndarray, c: np.ndarray,
+                         cv: np.ndarray, out: np.ndarray) -> None:
+        """Vectorised L about the COM (model masses): x, v (..., nb, 3); r9, rd9 (..., nb, 9); c, cv (..., 3)."""
+        r = r9.reshape(r9.shape[:-1] + (3, 3))
+        rd = rd9.reshape(rd9.shape[:-1] + (3, 3))
+        w_skew = rd @ np.swapaxes(r, -1, -2)
+        w = 0.5 * np.stack([w_skew[..., 2, 1] - w_skew[..., 1, 2], w_skew[..., 0, 2] - w_skew[..., 2, 0],
+                            w_skew[..., 1, 0] - w_skew[..., 0, 1]], axis=-1)
+        wl = np.einsum("...ji,...j->...i", r, w)  # body (inertial) frame
+        spin = np.einsum("...ij,...j->...i", r, wl * self.inertia)
+        orb = np.cross(x - c[..., None, :], v - cv[..., None, :])
+        out[...] = np.einsum("b,...bi->...i", self.masses_kg, orb) + spin.sum(axis=-2)
+
+    def com(self, X: np.ndarray) -> np.ndarray:
+        """Mass-weighted mean (..., 3) of per-body vectors (..., nb, 3): the COM of positions, or of velocities."""
+        return np.einsum("b,...bi->...i", self.masses_kg, X) / self.model_mass_kg

@@ -1,0 +1,149 @@
+"""Foot contact: the sole points of each foot, each point's contact likelihood, contact state, and the CoP rule.
+
+Point likelihood (module doc of :mod:`models.grf.estimator`)::
+
+    l_j = sigmoid((h0 - h_j) / sh) * sigmoid((v0 - |v_j|) / sv)      h_j: height above the floor (m, z up),
+                                                                   v_j: point velocity (m/s)
+
+A foot is in contact with hysteresis (on above ``contact_on``, off below ``contact_off``); offline, contacts shorter
+than ``min_contact_s`` are dropped.  CoP per foot: the likelihood x prior weighted mean of its points on the floor,
+so it never leaves the foot's support polygon; a foot with no point in contact puts it under its lowest point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.filters import true_runs
+from models.grf.params import GroundReactionParams
+
+__all__ = [
+    "FEET",
+    "FootGeometry",
+    "FootPoint",
+    "cop_batch",
+    "drop_short",
+    "hysteresis",
+    "myoleg_feet",
+    "point_likelihood",
+    "sigmoid_",
+]
+
+#: Order of the feet along every ``(..., 2, ...)`` axis.
+FEET: tuple[str, str] = ("right", "left")
+
+
+@dataclass(frozen=True, slots=True)
+class FootPoint:
+    """A point of a foot's sole: ``body`` name, ``pos_m`` in that body's frame, CoP ``weight`` prior, ``name``."""
+
+    name: str
+    body: str
+    pos_m: tuple[float, float, float]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FootGeometry:
+    """The sole points of one foot (at least one).  Their convex hull on the floor is the foot's support polygon."""
+
+    name: str
+    points: tuple[FootPoint, ...]
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError(f"FootGeometry {self.name!r}: needs at least one point")
+        for p in self.points:
+            if not (math.isfinite(p.weight) and p.weight > 0):
+                raise ValueError(f"FootGeometry {self.name!r}: point {p.name!r} weight must be > 0, got {p.weight!r}")
+
+
+def myoleg_feet() -> tuple[FootGeometry, FootGeometry]:
+    """MyoLeg sole points (right, left), read off the foot collision capsules (radius 20 mm, sole at y = -0.02 m in
+    the ``calcn`` frame: x forward, y up, z right; mirrored in z on the left).
+
+    heel: the posterior ends of the two calcaneal capsules (x = 0.02, z = -/+ 0.02 m); mt1/mt5: the anterior ends of
+    the medial (x = 0.175) and lateral (x = 0.141) capsules; hallux: the toe capsules' anterior underside in ``toes``.
+    """
+
+    def foot(side: str, sgn: float) -> FootGeometry:
+        return FootGeometry(
+            name="right" if side == "r" else "left",
+            points=(
+                FootPoint("heel_medial", f"calcn_{side}", (0.02, -0.02, -0.02 * sgn), 1.0),
+                FootPoint("heel_lateral", f"calcn_{side}", (0.02, -0.02, 0.02 * sgn), 1.0),
+                FootPoint("mt1_head", f"calcn_{side}", (0.175, -0.02, -0.025 * sgn), 1.0),
+                FootPoint("mt5_head", f"calcn_{side}", (0.141, -0.02, 0.03 * sgn), 1.0),
+                FootPoint("hallux", f"toes_{side}", (0.05, -0.018, -0.01 * sgn), 0.5),
+            ),
+        )
+
+    return foot("r", 1.0), foot("l", -1.0)
+
+
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In place: x <- 1 / (1 + exp(-x)), overflow-safe."""
+    np.minimum(x, 60.0, out=x)
+    np.maximum(x, -60.0, out=x)
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    np.reciprocal(x, out=x)
+    return x
+
+
+def point_likelihood(pts: np.ndarray, vel: np.ndarray, floor: float, p: GroundReactionParams) -> np.ndarray:
+    """Point contact likelihood (..., 2P) from positions (m) and velocities (m/s) (..., 2P, 3), floor z (m)."""
+    hh = (p.contact_height_m - (pts[..., 2] - floor)) / p.contact_height_scale_m
+    vv = (p.contact_speed_m_s - np.linalg.norm(vel, axis=-1)) / p.contact_speed_scale_m_s
+    return sigmoid_(hh) * sigmoid_(vv)
+
+
+def hysteresis(lik: np.ndarray, on: float, off: float) -> np.ndarray:
+    """Contact (N, 2) bool from foot likelihoods (N, 2): on above ``on``, off below ``off``, start at 0.5."""
+    n = lik.shape[0]
+    out = np.zeros(lik.shape, bool)
+    for f in range(lik.shape[1]):
+        state = bool(lik[0, f] >= 0.5)
+        for k in range(n):
+            v = lik[k, f]
+            if state and v < off:
+                state = False
+            elif not state and v > on:
+                state = True
+            out[k, f] = state
+    return out
+
+
+def drop_short(contact: np.ndarray, min_frames: int) -> np.ndarray:
+    """Contact (N, 2) without interior contacts shorter than ``min_frames`` (runs at either end are kept)."""
+    c = contact.copy()
+    n = c.shape[0]
+    for f in range(c.shape[1]):
+        for a, b in true_runs(c[:, f]):
+            if b - a < min_frames and not (a == 0 or b == n):
+                c[a:b, f] = False
+    return c
+
+
+def cop_batch(pts: np.ndarray, lik_pt: np.ndarray, weight: np.ndarray, floor: float) -> np.ndarray:
+    """CoP (N, 2, 3) per foot from raw points (N, 2P, 3), point likelihoods (N, 2P) and priors ``weight`` (2, P):
+    the likelihood x prior weighted mean of the points on the floor (under the lowest point if no weight)."""
+    n = pts.shape[0]
+    P = weight.shape[1]
+    pp = pts.reshape(n, 2, P, 3)
+    w = lik_pt.reshape(n, 2, P) * weight
+    ws = w.sum(axis=-1)
+    cop = np.empty((n, 2, 3))
+    safe = ws > 1e-9
+    wn = np.where(safe[..., None], w / np.where(safe, ws, 1.0)[..., None], 0.0)
+    lowest = np.argmin(pp[..., 2], axis=-1)  # (n, 2)
+    onehot = np.zeros_like(w)
+    np.put_along_axis(onehot, lowest[..., None], 1.0, axis=-1)
+    wn = np.where(safe[..., None], wn, onehot)
+    cop[..., :2] = np.einsum("nfp,nfpi->nfi", wn, pp[..., :2])
+    cop[..., 2] = floor
+    return cop

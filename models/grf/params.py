@@ -1,0 +1,105 @@
+"""Parameters of the ground reaction estimate (:class:`GroundReactionParams`), validated at construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FREE_MOMENTS", "HORIZONTAL_SPLITS", "TRANSITIONS", "GroundReactionParams"]
+
+#: Shapes of the trailing foot's share over double support.
+TRANSITIONS = ("cosine", "linear")
+#: Free-moment rules.
+FREE_MOMENTS = ("balance", "zero")
+#: Rules for the horizontal force split between the feet.
+HORIZONTAL_SPLITS = ("pivot", "proportional")
+
+
+def _positive(owner: str, name: str, v: Any, *, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {v!r}") from None
+    if not (math.isfinite(f) and f > 0):
+        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {v!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class GroundReactionParams:
+    """Parameters of :class:`GroundReactionEstimator`, validated at construction (``ValueError`` names the field).
+
+    ``subject_mass_kg``: the subject's mass; the model's masses are scaled to it.  ``cutoff_hz``: low-pass cut-off
+    for body positions/orientations (overall -3 dB for the zero-lag filter, design cut-off for the causal one);
+    ``None`` = no filtering (plain differences).  ``contact_cutoff_hz``: same for the foot points used by contact
+    detection in the zero-lag path (the causal path filters them with ``cutoff_hz``, to share the force's lag).
+    ``filter_order``: Butterworth order per pass.  ``causal``: :meth:`~GroundReactionEstimator.run` uses
+    the causal filters and the real-time phase logic (what :meth:`~GroundReactionEstimator.step` does).
+    ``sample_rate_hz``: nominal frame rate, needed by :meth:`~GroundReactionEstimator.step`; ``run`` uses it when
+    given (it must agree with the trial's time stamps within 1 %), else the mean rate of the time stamps.
+    ``floor_height_m``: z of the floor; ``None`` = estimate from each trial in ``run`` (``step`` needs it given, or
+    set by :meth:`~GroundReactionEstimator.reset`).  ``contact_*``: the likelihood of a point being in contact (module
+    doc).  ``min_contact_s``: shortest contact kept offline.  ``double_support_s``: double-support duration assumed
+    where none is observed.  ``transition``: ``"cosine"`` or ``"linear"``.  ``free_moment``: ``"balance"`` or
+    ``"zero"``.  ``horizontal_split``: ``"pivot"`` or ``"proportional"``; ``pivot_height_m``: height of the pivot
+    above the COM.  ``max_gap_s``: NaN gaps up to this long are filled by a cubic spline, longer ones are excluded.
+    ``use_lumbar``: rotate the upper body by the input's lumbar angles when it has them.
+    """
+
+    subject_mass_kg: float
+    cutoff_hz: float | None = 6.0
+    contact_cutoff_hz: float | None = 12.0
+    filter_order: int = 2
+    causal: bool = False
+    sample_rate_hz: float | None = None
+    floor_height_m: float | None = None
+    contact_height_m: float = 0.02
+    contact_height_scale_m: float = 0.005
+    contact_speed_m_s: float = 0.8
+    contact_speed_scale_m_s: float = 0.15
+    contact_on: float = 0.6
+    contact_off: float = 0.4
+    min_contact_s: float = 0.04
+    double_support_s: float = 0.12
+    double_support_range_s: tuple[float, float] = (0.03, 0.4)
+    transition: str = "linear"
+    free_moment: str = "zero"
+    horizontal_split: str = "pivot"
+    pivot_height_m: float = 0.2
+    max_gap_s: float = 0.1
+    use_lumbar: bool = True
+
+    def __post_init__(self) -> None:
+        o = "GroundReactionParams"
+        _positive(o, "subject_mass_kg", self.subject_mass_kg)
+        _positive(o, "cutoff_hz", self.cutoff_hz, allow_none=True)
+        _positive(o, "contact_cutoff_hz", self.contact_cutoff_hz, allow_none=True)
+        _positive(o, "sample_rate_hz", self.sample_rate_hz, allow_none=True)
+        for name in ("contact_height_scale_m", "contact_speed_m_s", "contact_speed_scale_m_s", "double_support_s",
+                     "max_gap_s"):
+            _positive(o, name, getattr(self, name))
+        for name in ("contact_height_m", "min_contact_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{o}.{name} must be a finite number >= 0, got {v!r}")
+        if self.floor_height_m is not None and not math.isfinite(float(self.floor_height_m)):
+            raise ValueError(f"{o}.floor_height_m must be finite or None, got {self.floor_height_m!r}")
+        if int(self.filter_order) != self.filter_order or not 1 <= self.filter_order <= 8:
+            raise ValueError(f"{o}.filter_order must be an integer in 1..8, got {self.filter_order!r}")
+        if not 0.0 < self.contact_off <= self.contact_on < 1.0:
+            raise ValueError(f"{o}: need 0 < contact_off <= contact_on < 1, got contact_off={self.contact_off!r}, "
+                             f"contact_on={self.contact_on!r}")
+        lo, hi = self.double_support_range_s
+        if not 0 < lo < hi:
+            raise ValueError(f"{o}.double_support_range_s must be (lo, hi) with 0 < lo < hi, got {(lo, hi)!r}")
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"{o}.transition must be one of {TRANSITIONS}, got {self.transition!r}")
+        if self.free_moment not in FREE_MOMENTS:
+            raise ValueError(f"{o}.free_moment must be one of {FREE_MOMENTS}, got {self.free_moment!r}")
+        if self.horizontal_split not in HORIZONTAL_SPLITS:
+            raise ValueError(f"{o}.horizontal_split must be one of {HORIZONTAL_SPLITS}, got {self.horizontal_split!r}")
+        if not (isinstance(self.pivot_height_m, (int, float)) and math.isfinite(self.pivot_height_m)
+                and 0.0 <= self.pivot_height_m <= 2.0):
+            raise ValueError(f"{o}.pivot_height_m must be in [0, 2] m, got {self.pivot_height_m!r}")
