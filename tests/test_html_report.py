@@ -191,7 +191,11 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
+    """The synthetic run with what ``exo run`` writes before the page: ``write_plots`` into ``plots/``."""
+    from runtime.report.summary import load_series, write_plots
+
     truth = write_run(tmp_path_factory.mktemp("run") / "r")
+    write_plots(load_series(truth.run_dir), truth.run_dir / "plots")
     doc, _pngs, summary = build_html(truth.run_dir)
     page = truth.run_dir / "report.html"
     page.write_text(doc, encoding="utf-8")
@@ -236,10 +240,73 @@ def test_page_is_self_contained_and_pngs_beside_it(full_run):
     pngs = sorted((page.parent / "plots").glob("*.png"))
     names = {p.stem for p in pngs}
     for want in ("joint_angles", "grf_cop", "knee_moments", "activations", "synergies", "kcf", "torque_tracking",
-                 "stage_latency", "faults_timeline"):
+                 "stage_latency", "faults_timeline", "latency", "torque", "command_age"):
         assert want in names
     on_disk = {base64.b64encode(p.read_bytes()).decode() for p in pngs}
-    assert set(embedded) <= on_disk and len(embedded) == len(pngs)
+    assert set(embedded) == on_disk and len(embedded) == len(pngs)   # every PNG of plots/ is on the page, once
+
+
+def test_every_plot_of_the_run_is_shown_with_a_caption(full_run, tmp_path):
+    """Issue 15: ``command_age.png``, ``latency.png``, ``torque.png`` (and any other PNG in plots/) appear as images,
+    each in a <figure> with a caption naming the file; a PNG the page does not know gets a generic caption."""
+    truth, page, _summary = full_run
+    doc = page.read_text()
+    figures = re.findall(r'<figure><img alt="([^"]+)" src="data:image/png;base64,[^"]+"><figcaption>([^<]+)'
+                         r'<code>([^<]+)</code></figcaption></figure>', doc)
+    assert sorted(f"{alt}.png" for alt, _cap, _name in figures) == sorted(
+        p.name for p in (page.parent / "plots").glob("*.png"))
+    captions = {name: cap for _alt, cap, name in figures}
+    assert "Age of the command at every bus write" in captions["command_age.png"]
+    assert "Wake-up lateness" in captions["latency.png"] and "requested and commanded" in captions["torque.png"]
+    assert doc.count("<img") == len(figures)
+    # a run folder with an extra plot (copied in by hand) and the page built elsewhere: still shown
+    run = tmp_path / "copy"
+    shutil.copytree(truth.run_dir, run)
+    shutil.copy(run / "plots" / "latency.png", run / "plots" / "my_extra.png")
+    doc2, pngs2, _ = build_html(run, tmp_path / "elsewhere" / "plots")
+    assert "plot written by this run: my_extra" in doc2
+    assert {p.name for p in pngs2} >= {"my_extra.png", "command_age.png", "grf_cop.png"}
+
+
+def _streams(n: int = 200):
+    t_ns = [k * 10_000_000 for k in range(n)]
+    x = np.linspace(0.0, 1.2, n)            # along the walk: metres
+    y = 0.1 + 0.01 * np.sin(np.arange(n) / 5)   # across: centimetres
+    grf = {"type": "geometry_msgs/msg/WrenchStamped", "log_ns": t_ns,
+           "xyz": [(0.0, 0.0, 700.0 + k) for k in range(n)]}
+    cop = {"type": "geometry_msgs/msg/PointStamped", "log_ns": t_ns, "xyz": list(zip(x, y, np.zeros(n)))}
+    return grf, cop, x, y
+
+
+def test_cop_x_and_y_have_their_own_axes_and_legends_sit_beside_the_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from runtime.report.html import draw_grf_cop
+
+    grf, cop, x, y = _streams()
+    fig = plt.figure(figsize=(9.5, 7.0))
+    try:
+        axes = draw_grf_cop(fig, {"r": ("/exo/estimation/grf/r", grf), "l": (None, None)},
+                            {"r": ("/exo/estimation/cop/r", cop), "l": (None, None)}, 0)
+        assert set(axes) == {"grf", "cop_x", "cop_y"} and len(fig.axes) == 3
+        assert axes["cop_x"] is not axes["cop_y"]
+        (lx,), (ly,) = axes["cop_x"].get_lines(), axes["cop_y"].get_lines()
+        np.testing.assert_array_equal(lx.get_ydata(), x)
+        np.testing.assert_array_equal(ly.get_ydata(), y)
+        # y is readable: its own axis spans centimetres, not the metres of x
+        lo, hi = axes["cop_y"].get_ylim()
+        assert hi - lo < 0.1 and lo < y.min() and hi > y.max()
+        fig.tight_layout()
+        fig.canvas.draw()
+        for ax in axes.values():
+            leg = ax.get_legend()
+            assert leg is not None
+            assert leg.get_window_extent().x0 >= ax.get_window_extent().x1   # beside, not over the curves
+    finally:
+        plt.close(fig)
 
 
 def test_figures_match_the_fixture_truth(full_run):
@@ -253,7 +320,10 @@ def test_figures_match_the_fixture_truth(full_run):
     assert f"<td>medial</td><td>400.000</td><td>{truth.kcf_medial_peak_n:.3f}</td>" in doc
     fault = re.search(r"<td>([0-9.]+)</td><td>safety</td><td>overtorque</td>", doc)
     assert fault and abs(float(fault.group(1)) - truth.fault_t_s) < 1e-3
-    assert "peak memory: estimation_process 412.5 MB, largest_child_process 96.2 MB" in doc
+    # each figure says which process and what it is (the fixture's summary.json has the old RUSAGE_CHILDREN key)
+    assert ("peak memory: estimation process (the session&#x27;s own process: its VmHWM): 412.5 MB; largest child by "
+            "getrusage(RUSAGE_CHILDREN).ru_maxrss") in doc
+    assert "not the child&#x27;s own): 96.2 MB" in doc
     assert "TensorRT not available" in doc
     # end to end: each frame's command reaches the bus at the first 2 ms torque cycle after it is ready
     e2e = summary["performance"]["end_to_end_s"]

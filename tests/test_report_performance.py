@@ -100,3 +100,83 @@ def test_offline_analysis_topics_are_accepted(tmp_path):
     assert f"<td>/analysis/grf/left</td><td>{700 * (1 + np.sin(np.arange(100) / 10)).max():.1f}</td>" in doc
     assert f"{NOT_RECORDED}: /exo/estimation/grf/r" in doc  # the other foot was not recorded
     assert {p.stem for p in pngs} >= {"joint_angles", "knee_moments", "grf_cop"}
+
+
+# --- peak memory: each process's own figure, labelled (issue 15) ---------------------------------------------------
+
+STATUS = "Name:\tpython\nVmPeak:\t 900000 kB\nVmHWM:\t  422400 kB\nVmRSS:\t  300000 kB\n"
+
+
+def test_vm_hwm_read_from_the_process_status(tmp_path):
+    from runtime.report.memory import own_peak_rss_mb, vm_hwm_mb
+
+    assert vm_hwm_mb(STATUS) == pytest.approx(412.5)
+    assert vm_hwm_mb("Name:\tzombie\nState:\tZ\n") is None
+    with pytest.raises(ValueError, match="VmHWM unit = 'MB'"):
+        vm_hwm_mb("VmHWM:\t 12 MB\n")
+    status = tmp_path / "status"
+    status.write_text(STATUS)
+    assert own_peak_rss_mb(status) == 412.5
+
+
+def test_peak_memory_keeps_each_process_own_figure():
+    from runtime.report.memory import memory_lines, peak_memory
+
+    peak = peak_memory(412.5, {"torque_process": 96.2, "vision_process": None})
+    assert peak == {"estimation_process": 412.5, "torque_process": 96.2, "vision_process": None}
+    lines = memory_lines(peak)
+    assert lines[0] == "estimation process (the session's own process: its VmHWM): 412.5 MB"
+    assert lines[1] == "torque process (its own VmHWM, reported by that process at exit): 96.2 MB"
+    assert lines[2].endswith(": not reported")
+    with pytest.raises(ValueError, match=r"children\['torque_process'\] = -1"):
+        peak_memory(412.5, {"torque_process": -1.0})
+    with pytest.raises(ValueError, match="own_mb = nan"):
+        peak_memory(float("nan"), {})
+
+
+def test_session_peak_memory_takes_the_torque_process_own_report(monkeypatch):
+    """The session's record: its own VmHWM and the number the torque process sent, never RUSAGE_CHILDREN."""
+    import runtime.report.memory as memory
+    from runtime.session import _peak_rss_mb
+
+    monkeypatch.setattr(memory, "own_peak_rss_mb", lambda: 412.5)
+    assert _peak_rss_mb({"peak_rss_mb": 33.3, "loop": {}}) == {"estimation_process": 412.5, "torque_process": 33.3}
+    assert _peak_rss_mb({"error": "crashed early"}) == {"estimation_process": 412.5, "torque_process": None}
+
+
+def _child_peak(conn) -> None:
+    from runtime.report.memory import own_peak_rss_mb
+
+    conn.send(own_peak_rss_mb())
+
+
+def test_spawned_child_reports_its_own_peak_not_the_parents():
+    """Why the figures were equal: a spawned child's ru_maxrss starts at the parent's peak (Linux carries it over
+    exec); its own VmHWM does not. Parent holds 160 MB; the child (a bare interpreter) reports far less."""
+    import multiprocessing as mp
+
+    from runtime.report.memory import own_peak_rss_mb
+
+    ballast = np.ones(20 * 1024 * 1024)     # 160 MB, touched
+    ctx = mp.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=_child_peak, args=(child_conn,))
+    proc.start()
+    child_mb = parent_conn.recv()
+    proc.join(timeout=30)
+    parent_mb = own_peak_rss_mb()
+    assert float(ballast[-1]) == 1.0
+    assert parent_mb > 160.0
+    assert 0.0 < child_mb < parent_mb - 100.0, (child_mb, parent_mb)
+
+
+def test_report_labels_each_process_memory(tmp_path):
+    import json
+
+    truth = write_run(tmp_path / "r", seconds=1.0)
+    summary = json.loads((truth.run_dir / "summary.json").read_text())
+    summary["peak_rss_mb"] = {"estimation_process": 402.0, "torque_process": 61.5}
+    (truth.run_dir / "summary.json").write_text(json.dumps(summary))
+    doc, _pngs, _ = build_html(truth.run_dir, tmp_path / "plots")
+    assert ("<p>peak memory: estimation process (the session&#x27;s own process: its VmHWM): 402.0 MB; torque process "
+            "(its own VmHWM, reported by that process at exit): 61.5 MB</p>") in doc

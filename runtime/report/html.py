@@ -1,10 +1,12 @@
 """One self-contained HTML page per run: ``<run>/report.html``, with the PNGs beside it in ``<run>/plots/``.
 
 Reads the run's telemetry (``runtime.report.summary.load_series``) and ``summary.json`` and shows: run metadata
-(pipeline, exit, versions, providers, fallbacks, real-time settings, peak memory), the per-stage latency
+(pipeline, exit, versions, providers, fallbacks, real-time settings, peak memory per process, each labelled with
+what it is), the per-stage latency
 table against the 16.7 ms frame budget and the end-to-end (capture -> CAN write) latency, the loop table,
 joint angles, GRF and CoP per foot, KAM/KEM, muscle activations and synergy coefficients, medial/lateral
-knee contact force, commanded versus delivered torque, and the faults with their timeline. A topic that the
+knee contact force, commanded versus delivered torque, the faults with their timeline, and every other PNG in the
+run's ``plots/`` folder (``exo run``/``demo``: latency, torque, command age), each with a caption. A topic that the
 run did not record is named as "not recorded in this run". The live pipeline's ``/exo/estimation/...``
 topics and the offline analysis' ``/analysis/...`` equivalents are both accepted.
 
@@ -23,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.report.summary import FRAME_BUDGET_S, find_log, joint_series, load_series, summarize_log
+from runtime.report.memory import memory_lines
+from runtime.report.summary import FRAME_BUDGET_S, PLOT_CAPTIONS, find_log, joint_series, load_series, summarize_log
 
 NOT_RECORDED = "not recorded in this run"
 
@@ -33,6 +36,24 @@ ACTIVATION_TOPICS = ("/exo/estimation/activations", "/analysis/activations")
 SYNERGY_TOPICS = ("/exo/estimation/synergies", "/analysis/synergies")
 KCF_TOPICS = ("/exo/estimation/kcf", "/analysis/kcf")
 SIDES = {"r": ("r", "right"), "l": ("l", "left")}
+#: where legends go: beside the data, right of the axes (never over the curves)
+LEGEND_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+#: caption of each plot the page draws (the PNG's stem -> what it shows); the plots of
+#: :func:`runtime.report.summary.write_plots` have theirs in ``PLOT_CAPTIONS``
+CAPTIONS: dict[str, str] = {
+    "stage_latency": "Budget split of the 60 Hz pipeline (stacked stage p50 and p99 against the 16.7 ms frame "
+                     "budget) and the end-to-end latency, capture to CAN write, of every frame.",
+    "joint_angles": "Joint angles of the estimation chain (deg).",
+    "grf_cop": "Ground reaction force per foot (N, world frame, z up) and centre of pressure per foot: CoP x and "
+               "CoP y on their own axes (m, world frame).",
+    "knee_moments": "Knee adduction and extension moments (%BW*ht).",
+    "activations": "Muscle activations from static optimisation (0..1), one row per muscle.",
+    "synergies": "Synergy coefficients over time.",
+    "kcf": "Medial and lateral knee contact force (N).",
+    "torque_tracking": "Torque per joint: requested by the controller, commanded after the safety supervisor, and "
+                       "delivered (measured by the drive), N*m.",
+    "faults_timeline": "Safety state, fade gain and every fault event (red: latched).",
+}
 
 
 def grf_topics(kind: str, side: str) -> tuple[str, ...]:
@@ -62,9 +83,11 @@ class _Page:
     def __init__(self, plot_dir: Path) -> None:
         self.plot_dir = plot_dir
         self.sections: list[str] = []
-        self.pngs: list[Path] = []
+        self.pngs: list[Path] = []          # drawn by the page
+        self.other_pngs: list[Path] = []    # found in the run's plots/ folder and embedded as they are
 
     def figure(self, name: str, draw: Callable[[Any], None], size: tuple[float, float]) -> str:
+        """Draw, save ``<plot_dir>/<name>.png`` and return it embedded with its caption (:data:`CAPTIONS`)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -79,11 +102,37 @@ class _Page:
         finally:
             plt.close(fig)
         self.pngs.append(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+        return embed_png(path, CAPTIONS.get(name, name))
 
     def section(self, title: str, body: str, anchor: str) -> None:
         self.sections.append(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{body}\n</section>')
+
+
+def embed_png(path: Path, caption: str) -> str:
+    """A ``<figure>`` with the PNG at *path* embedded as base64 and *caption* under it."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)} <code>{html.escape(path.name)}</code></figcaption></figure>")
+
+
+def plot_caption(path: Path) -> str:
+    """Caption of a plot found in the run's ``plots/`` folder: known names have theirs, others say what file."""
+    return CAPTIONS.get(path.stem) or PLOT_CAPTIONS.get(path.stem) or f"plot written by this run: {path.stem}"
+
+
+def _other_plots_section(page: _Page, folders: list[Path]) -> str:
+    """Every PNG in *folders* (the run's ``plots/`` and the page's) not already on the page, with its caption."""
+    shown = {p.resolve() for p in page.pngs}
+    found: dict[Path, Path] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.png")):
+                if p.resolve() not in shown:
+                    found.setdefault(p.resolve(), p)
+    if not found:
+        return '<p class="missing">no other plots in this run\'s plots/ folder</p>'
+    page.other_pngs.extend(found.values())
+    return "".join(embed_png(p, plot_caption(p)) for p in found.values())
 
 
 def _missing(topics: tuple[str, ...] | list[str]) -> str:
@@ -123,13 +172,49 @@ def _joint_plot(page: _Page, name: str, title: str, topics: tuple[str, ...], str
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} ({topic})")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=min(4, max(1, len(names))), loc="upper right")
+        ax.legend(fontsize=7, ncol=1 if len(names) <= 12 else 2, **LEGEND_OUTSIDE)
 
     finite = np.where(np.isfinite(vals), np.abs(vals), 0.0)
     rows = [[n, float(np.nanmin(vals[:, j]) * scale), float(np.nanmax(vals[:, j]) * scale),
              float(finite[:, j].max() * scale)] for j, n in enumerate(names)]
     return (page.figure(name, draw, size) +
             _table(["name", f"min {ylabel}", f"max {ylabel}", f"peak |x| {ylabel}"], rows, "small"))
+
+
+def draw_grf_cop(fig: Any, grf: dict[str, tuple[str | None, dict[str, Any] | None]],
+                 cop: dict[str, tuple[str | None, dict[str, Any] | None]], t0: int) -> dict[str, Any]:
+    """Draw GRF per foot (N) and the CoP per foot on *fig*: three axes sharing time, ``{"grf", "cop_x",
+    "cop_y"}``. CoP x and y have their own axes because they differ by metres (walking direction) against
+    centimetres (across): on one axis the smaller one reads flat. World frame, z up; *t0* in ns."""
+    ax_f = fig.add_subplot(3, 1, 1)
+    ax_x = fig.add_subplot(3, 1, 2, sharex=ax_f)
+    ax_y = fig.add_subplot(3, 1, 3, sharex=ax_f)
+    for side, (_topic, st) in grf.items():
+        if st is None:
+            continue
+        f = np.asarray(st["xyz"], dtype=float)
+        t = _t(st["log_ns"], t0)
+        for k, axis in enumerate("xyz"):
+            ax_f.plot(t, f[:, k], lw=1, label=f"{side} F{axis}")
+    ax_f.set_ylabel("GRF [N]")
+    ax_f.set_title("ground reaction force and centre of pressure per foot (world frame, z up)")
+    for side, (_topic, st) in cop.items():
+        if st is None:
+            continue
+        p = np.asarray(st["xyz"], dtype=float)
+        t = _t(st["log_ns"], t0)
+        ax_x.plot(t, p[:, 0], ".", ms=2, label=f"{side} CoP x")
+        ax_y.plot(t, p[:, 1], ".", ms=2, label=f"{side} CoP y")
+    ax_x.set_ylabel("CoP x [m]")
+    ax_y.set_ylabel("CoP y [m]")
+    ax_y.set_xlabel("time [s]")
+    for ax, what in ((ax_f, "GRF"), (ax_x, "CoP x"), (ax_y, "CoP y")):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, **LEGEND_OUTSIDE)
+        else:
+            ax.text(0.5, 0.5, f"{what} {NOT_RECORDED}", transform=ax.transAxes, ha="center")
+    return {"grf": ax_f, "cop_x": ax_x, "cop_y": ax_y}
 
 
 def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
@@ -145,43 +230,14 @@ def _grf_section(page: _Page, streams: dict[str, Any], t0: int) -> str:
         return "".join(parts)
 
     def draw(fig):
-        ax1 = fig.add_subplot(2, 1, 1)
-        ax2 = fig.add_subplot(2, 1, 2, sharex=ax1)
-        for s, (topic, st) in grf.items():
-            if st is None:
-                continue
-            f = np.asarray(st["xyz"], dtype=float)
-            t = _t(st["log_ns"], t0)
-            for k, axis in enumerate("xyz"):
-                ax1.plot(t, f[:, k], lw=1, label=f"{s} F{axis}")
-        ax1.set_ylabel("GRF [N]")
-        ax1.set_title("ground reaction force per foot (world frame, z up)")
-        ax1.grid(True, alpha=0.3)
-        if ax1.get_legend_handles_labels()[0]:
-            ax1.legend(fontsize=7, ncol=6, loc="upper right")
-        else:
-            ax1.text(0.5, 0.5, f"GRF {NOT_RECORDED}", transform=ax1.transAxes, ha="center")
-        for s, (topic, st) in cop.items():
-            if st is None:
-                continue
-            p = np.asarray(st["xyz"], dtype=float)
-            t = _t(st["log_ns"], t0)
-            ax2.plot(t, p[:, 0], ".", ms=2, label=f"{s} CoP x")
-            ax2.plot(t, p[:, 1], ".", ms=2, label=f"{s} CoP y")
-        ax2.set_ylabel("CoP [m]")
-        ax2.set_xlabel("time [s]")
-        ax2.grid(True, alpha=0.3)
-        if ax2.get_legend_handles_labels()[0]:
-            ax2.legend(fontsize=7, ncol=4, loc="upper right")
-        else:
-            ax2.text(0.5, 0.5, f"CoP {NOT_RECORDED}", transform=ax2.transAxes, ha="center")
+        draw_grf_cop(fig, grf, cop, t0)
 
     rows = []
     for s, (topic, st) in grf.items():
         if st is not None:
             f = np.asarray(st["xyz"], dtype=float)
             rows.append([topic, f"{np.nanmax(f[:, 2]):.1f}", f"{np.nanmin(f[:, 2]):.1f}", len(st["log_ns"])])
-    return page.figure("grf_cop", draw, (9.5, 5.0)) + _table(["topic", "max Fz [N]", "min Fz [N]", "messages"], rows,
+    return page.figure("grf_cop", draw, (9.5, 7.0)) + _table(["topic", "max Fz [N]", "min Fz [N]", "messages"], rows,
                                                              "small") + "".join(parts)
 
 
@@ -232,7 +288,7 @@ def _torque_section(page: _Page, series: dict[str, Any], summary: dict[str, Any]
                 ax.plot(_t(js["log_ns"], t0), np.vstack(js["effort"])[:, j], lw=1, ls="--", label="delivered (measured)")
             ax.set_ylabel(f"{n} [N*m]")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, **LEGEND_OUTSIDE)
         axes[-1].set_xlabel("time [s]")
         axes[0].set_title("torque: requested, commanded after safety, delivered by the drive")
 
@@ -252,10 +308,11 @@ def _torque_section(page: _Page, series: dict[str, Any], summary: dict[str, Any]
 
 
 def _memory_text(rs: dict[str, Any]) -> str:
-    """Peak memory from summary.json: ``peak_rss_mb`` (what the session writes: MB per process) or ``memory``."""
+    """Peak memory from summary.json: ``peak_rss_mb`` (what the session writes: MB per process, each labelled with
+    what it is, :mod:`runtime.report.memory`) or ``memory``."""
     mem = rs.get("peak_rss_mb")
     if isinstance(mem, dict) and mem:
-        return ", ".join(f"{k} {v} MB" for k, v in mem.items())
+        return "; ".join(memory_lines(mem))
     mem = rs.get("memory")
     if isinstance(mem, dict) and mem:
         return ", ".join(f"{k} {v}" for k, v in mem.items())
@@ -333,7 +390,7 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
             ax1.set_yticklabels(["p99", "p50"])
             ax1.set_xlabel("stage time, stacked [ms]")
             ax1.set_title("budget split")
-            ax1.legend(fontsize=6, loc="lower right")
+            ax1.legend(fontsize=6, **LEGEND_OUTSIDE)
             ax2 = fig.add_subplot(1, 2, 2)
             ages = series["command"].get("age_s", [])
             e2e = np.asarray(series.get("stage_latency", {}).get("stage:capture_to_can_write", []) or
@@ -394,7 +451,8 @@ def _fault_section(page: _Page, series: dict[str, Any], summary: dict[str, Any],
             ax.set_xlabel("time [s]")
             ax.set_title("safety state, fade gain and faults (red: latched)")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7, loc="lower left")
+            handles = ax.get_legend_handles_labels()[0] + gain_ax.get_legend_handles_labels()[0]
+            ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1.0), borderaxespad=0.0)
 
         body.append(page.figure("faults_timeline", draw, (9.5, 3.0)))
     if events:
@@ -437,6 +495,7 @@ body{font-family:sans-serif;margin:1.5em auto;max-width:1100px;color:#222;backgr
 h1{font-size:1.5em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.85em} td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;overflow-wrap:anywhere}
 th{background:#f0f0f0} img{max-width:100%;display:block;margin:.4em 0} .missing{color:#a60;font-style:italic}
+figure{margin:.6em 0} figcaption{font-size:.85em;color:#444}
 .ok{color:#070} code{background:#f4f4f4} nav a{margin-right:.8em} td:first-child{white-space:nowrap}
 pre{white-space:pre-wrap;font-size:.9em;max-height:30em;overflow:auto}
 """
@@ -471,7 +530,9 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
                                                    streams, t0, "effort", 1.0, "force [N]"), "kcf")
     page.section("Torque: commanded and delivered", _torque_section(page, series, summary, t0), "torque")
     page.section("Faults and their timeline", _fault_section(page, series, summary, t0), "faults")
-    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults"]
+    # whatever else the run wrote into plots/ (exo run/demo: latency, torque, command age): every PNG is shown
+    page.section("Other plots of this run", _other_plots_section(page, [run_dir / "plots", plot_dir]), "plots")
+    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults", "plots"]
     if trend_dir is not None:
         page.section("Clinical trends of this subject", _trend_links(Path(trend_dir), plot_dir.parent), "trends")
         anchors.append("trends")
@@ -481,7 +542,7 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
            f"<style>{_CSS}</style></head>\n<body><h1>{title}</h1><nav>{nav}</nav>\n" + "\n".join(page.sections) +
            f"\n<p class=\"foot\">frame budget {FRAME_BUDGET_S * 1e3:.1f} ms; written by runtime/report/html.py</p>"
            "</body></html>\n")
-    return doc, page.pngs, summary
+    return doc, page.pngs + page.other_pngs, summary
 
 
 def _trend_links(trend_dir: Path, page_dir: Path) -> str:

@@ -378,6 +378,15 @@ def format_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: caption of each PNG of :func:`write_plots` (shown under it in the HTML report)
+PLOT_CAPTIONS: dict[str, str] = {
+    "latency": "Wake-up lateness of each loop, |actual - scheduled| start of every cycle (ms).",
+    "torque": "Torque requested and commanded per joint (N*m), and the joint angles (deg).",
+    "command_age": "Age of the command at every bus write, from frame capture (ms): grows while a command is held, "
+                   "drops when a newer frame's command is written.",
+}
+
+
 def _save(fig, path: Path) -> Path:
     """Lay out, write the PNG and free the figure."""
     import matplotlib.pyplot as plt
@@ -418,7 +427,7 @@ def write_plots(series: dict[str, Any], out_dir: str | Path) -> list[Path]:
             ax1.plot(t, req[:, j], label=f"{name} requested", lw=1)
             ax1.plot(t, com[:, j], label=f"{name} commanded", lw=1)
         ax1.set_ylabel("torque [N*m]")
-        ax1.legend(loc="upper right", fontsize=8)
+        ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)  # beside the data
         ax1.grid(True, alpha=0.3)
         js = series["joint_states"]
         if js["log_ns"]:
