@@ -486,7 +486,10 @@ def moment_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[
 def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
     """Per-foot wrenches from kinematics alone (``models.grf.estimator``): the whole-body equation
     F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot."""
-    from models.grf.estimator import FEET, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
+    from models.grf.contact import FEET
+    from models.grf.estimator import GroundReactionEstimator
+    from models.grf.params import GroundReactionParams
+    from models.grf.records import CoordinatesTrial
 
     est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
                                                        sample_rate_hz=kin.rate_hz), model=kin.model)

@@ -107,7 +107,8 @@ class KinematicsToLoads:
         import mujoco
 
         from models.filters import CausalDerivativeFilter, LowPassParams
-        from models.grf.estimator import GroundReactionEstimator, GroundReactionParams
+        from models.grf.estimator import GroundReactionEstimator
+        from models.grf.params import GroundReactionParams
         from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams, OpenSimStateMap
         from models.kinematics.ik_types import IKParams
         from models.kinematics.inverse_kinematics import InverseKinematics

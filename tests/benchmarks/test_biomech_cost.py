@@ -37,7 +37,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.grf.estimator import CoordinatesFrame, CoordinatesTrial, GroundReactionEstimator, GroundReactionParams
+from models.grf.estimator import GroundReactionEstimator
+from models.grf.params import GroundReactionParams
+from models.grf.records import CoordinatesFrame, CoordinatesTrial
 from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
 from models.kinematics.ik_types import IKParams
 from models.kinematics.inverse_kinematics import InverseKinematics
