@@ -122,9 +122,9 @@ def test_reprojection_errors_shape():
     assert e.shape == (2, 33, 3) and e.max() < 1e-6
 
 
-def test_monocular_check_on_the_pose2sim_demo(tmp_path):
-    """The command on 14 frames of the real demo (with cam02's left/right swap): the four-camera reference
-    reprojects within BlazePose's few-pixel noise, every figure of the table is finite."""
+@pytest.fixture(scope="module")
+def mono_doc(tmp_path_factory):
+    """`exo monocular-check` on 14 frames of the real pose2sim demo (with cam02's left/right swap): its JSON."""
     from runtime.vision import footage
 
     try:
@@ -133,19 +133,50 @@ def test_monocular_check_on_the_pose2sim_demo(tmp_path):
         pytest.skip(f"footage unavailable: {exc}")
     from runtime.cli.main import main
 
-    out = tmp_path / "mono.json"
+    out = tmp_path_factory.mktemp("mono") / "mono.json"
     assert main(["monocular-check", "--frames", "46:60", "--json", str(out)]) == 0
-    doc = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+# What the check gives today (measured 2026-12-07, frames 46..59, mean of both sides): joint angle RMSE (deg) hip
+# flexion 9.14, hip adduction 6.29, hip rotation 24.44, knee 11.45, ankle 16.83, mean 13.63; root translation
+# 3.30 cm; reference reprojection median 12.8 px; monocular floor normal 17.19 deg off the calibrated vertical;
+# camera height 1.475 m estimated vs 1.8965 m calibrated. Each error may grow by at most 15 %.
+MONO_ACHIEVED_DEG = {"hip_flexion_rmse_deg": 9.14, "hip_adduction_rmse_deg": 6.29, "hip_rotation_rmse_deg": 24.44,
+                     "knee_angle_rmse_deg": 11.45, "ankle_angle_rmse_deg": 16.83}
+MONO_MARGIN = 0.15
+
+
+def test_regression_guard_monocular_check_on_the_pose2sim_demo(mono_doc):
+    """The four-camera reference and the monocular figures of the table, each at most 15 % worse than today."""
+    doc = mono_doc
     ref = doc["reference"]
     assert ref["frames"] == 14
-    assert ref["reprojection_px_median"] < 20.0          # 1080x1920 images, subject ~750 px tall
     assert min(ref["consistent_fraction_per_camera"]) >= 0.9
-    assert all(math.isfinite(v) and 0 <= v < 90 for v in doc["joint_angle_rmse_deg"].values())
-    assert math.isfinite(doc["root_translation_rmse_cm"])
+    assert ref["reprojection_px_median"] <= 12.83 * (1 + MONO_MARGIN)     # 1080x1920 images, subject ~750 px tall
+    got = doc["joint_angle_rmse_deg"]
+    assert set(got) == set(MONO_ACHIEVED_DEG)
+    for name, achieved in MONO_ACHIEVED_DEG.items():
+        assert got[name] <= achieved * (1 + MONO_MARGIN), (name, got[name], achieved)
+    assert doc["mean_joint_angle_rmse_deg"] <= 13.63 * (1 + MONO_MARGIN)
+    assert doc["mean_joint_angle_rmse_deg"] == pytest.approx(np.mean(list(got.values())))
+    assert doc["root_translation_rmse_cm"] <= 3.30 * (1 + MONO_MARGIN)
     g = doc["monocular_grounding_vs_calibration"]
     assert abs(g["reference_lowest_foot_z_m_p5"]) < 0.1          # the triangulated feet stand on the lab floor
-    assert 0 <= g["floor_normal_error_deg"] < 90 and g["camera_height_calibrated_m"] == pytest.approx(1.8965, abs=1e-3)
+    assert g["camera_height_calibrated_m"] == pytest.approx(1.8965, abs=1e-3)   # the demo's Calib.toml
+    assert 0 <= g["floor_normal_error_deg"] <= 17.19 * (1 + MONO_MARGIN)
+    height_err = abs(g["camera_height_estimated_m"] - g["camera_height_calibrated_m"])
+    assert height_err <= abs(1.475 - 1.8965) * (1 + MONO_MARGIN)
+
+
+def test_anchor_monocular_check_vs_opencap_monocular(mono_doc):
+    """Anchor: OpenCap Monocular (Uhlrich lab preprint) reports 4.8 deg joint angle and 3.4 cm root translation
+    error. Reported beside ours; our root translation meets it, our joint angles do not (13.6 deg, README)."""
+    doc = mono_doc
     assert doc["anchors"]["OpenCap Monocular"] == {"joint_angle_deg": 4.8, "root_translation_cm": 3.4}
+    print("joint angle RMSE", round(doc["mean_joint_angle_rmse_deg"], 2), "deg vs 4.8; root translation",
+          round(doc["root_translation_rmse_cm"], 2), "cm vs 3.4")
+    assert doc["root_translation_rmse_cm"] <= 3.4
 
 
 def test_monocular_check_rejects_bad_frames(capsys):
