@@ -29,8 +29,10 @@ import mujoco
 import numpy as np
 
 from models.filters import smooth_derivatives
-from models.dynamics.inverse_dynamics import (ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams,
-                                     external_wrench_from_opensim_grf, kinematics_from_opensim)
+from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+from models.dynamics.opensim_grf import external_wrench_from_opensim_grf
+from models.dynamics.opensim_state import kinematics_from_opensim
+from models.dynamics.wrenches import ExternalWrenchTrial
 from models.kinematics.ik_types import IKParams
 from models.kinematics.inverse_kinematics import InverseKinematics
 from models.dynamics.knee_moments import KneeMoments, KneeMomentsParams, stance_intervals_from_force, stance_summaries

@@ -20,16 +20,11 @@ import numpy as np
 import pytest
 
 from models.filters import smooth_derivatives
-from models.dynamics.inverse_dynamics import (
-    OPENSIM_TO_Z_UP,
-    CoordinateCouplings,
-    ExternalWrench,
-    ExternalWrenchTrial,
-    InverseDynamics,
-    InverseDynamicsParams,
-    external_wrench_from_opensim_grf,
-    kinematics_from_opensim,
-)
+from models.dynamics.couplings import CoordinateCouplings
+from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+from models.dynamics.opensim_grf import external_wrench_from_opensim_grf
+from models.dynamics.opensim_state import OPENSIM_TO_Z_UP, kinematics_from_opensim
+from models.dynamics.wrenches import ExternalWrench, ExternalWrenchTrial
 from models.dynamics.knee_moments import (
     STANDARD_GRAVITY_M_S2,
     KneeMoments,

@@ -3,7 +3,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.dynamics.inverse_dynamics import CoordinateCouplings, ExternalWrenchTrial
+from models.dynamics.couplings import CoordinateCouplings
+from models.dynamics.wrenches import ExternalWrenchTrial
 from models.muscles.knee_contact import (KneeContact, knee_contact_from_analysis, medial_lateral_split, opensim_so_tensions,
                                  quadriceps_hamstrings_cocontraction, read_in_vivo, tibia_scale,
                                  validate_against_in_vivo)

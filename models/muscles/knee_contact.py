@@ -66,7 +66,8 @@ import mujoco
 import numba as nb
 import numpy as np
 
-from models.dynamics.inverse_dynamics import ExternalWrenchTrial, InverseDynamics, InverseDynamicsParams
+from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+from models.dynamics.wrenches import ExternalWrenchTrial
 
 STANDARD_GRAVITY_M_S2 = 9.80665
 CONDYLE_OFFSET_M = 0.020           # d_m = d_l on the unscaled MyoLeg tibia (Winby 2009 / Lerner 2015 size)

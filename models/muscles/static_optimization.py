@@ -90,7 +90,7 @@ from typing import Mapping
 import mujoco
 import numpy as np
 
-from models.dynamics.inverse_dynamics import CoordinateCouplings
+from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
 from models.muscles.qp_kernels import assemble, couplings_kernel, frame_outputs, moment_arms, solve_qp
 
@@ -360,7 +360,6 @@ class StaticOptimization:
         cc = CoordinateCouplings(m)
         self.couplings = cc
         self.coordinate_names: tuple[str, ...] = cc.coordinate_names
-        nc = cc.n_coordinates
         free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == _FREE]
         root_dofs = set(range(int(m.jnt_dofadr[free[0]]), int(m.jnt_dofadr[free[0]]) + 6)) if free else set()
         self._root_mask = np.array([int(d) in root_dofs for d in cc.independent_dofs], dtype=bool)

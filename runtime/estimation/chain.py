@@ -109,7 +109,9 @@ class KinematicsToLoads:
         from models.filters import CausalDerivativeFilter, LowPassParams
         from models.grf.estimator import GroundReactionEstimator
         from models.grf.params import GroundReactionParams
-        from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams, OpenSimStateMap
+        from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+        from models.dynamics.opensim_state import OpenSimStateMap
+        from models.dynamics.wrenches import ExternalWrench
         from models.kinematics.ik_types import IKParams
         from models.kinematics.inverse_kinematics import InverseKinematics
         from models.dynamics.knee_moments import KneeMoments, KneeMomentsFrame, KneeMomentsParams

@@ -186,7 +186,7 @@ def _landmarks_to_trial(name: str, t: np.ndarray, grounded: Any, params: Any, fp
     from models.body.landmark_markerset import landmark_length_factors
     from models.body.registry import load_model
     from models.body.scaling import SubjectScale, scale_model
-    from models.dynamics.inverse_dynamics import kinematics_from_opensim
+    from models.dynamics.opensim_state import kinematics_from_opensim
     from models.filters import smooth_derivatives
     from models.kinematics.landmark_ik import solve_landmark_ik
     from models.trial_analysis import TrialKinematics, kinematic_foot_wrenches, trial_dynamics

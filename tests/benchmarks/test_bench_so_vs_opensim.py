@@ -26,7 +26,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.dynamics.inverse_dynamics import ExternalWrenchTrial
+from models.dynamics.wrenches import ExternalWrenchTrial
 from models.io.lab_files import shared_data_dir
 
 PS = shared_data_dir() / "GC5_PS"

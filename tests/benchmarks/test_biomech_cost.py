@@ -40,7 +40,8 @@ import pytest
 from models.grf.estimator import GroundReactionEstimator
 from models.grf.params import GroundReactionParams
 from models.grf.records import CoordinatesFrame, CoordinatesTrial
-from models.dynamics.inverse_dynamics import ExternalWrench, InverseDynamics, InverseDynamicsParams
+from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+from models.dynamics.wrenches import ExternalWrench
 from models.kinematics.ik_types import IKParams
 from models.kinematics.inverse_kinematics import InverseKinematics
 from models.kinematics.marker_matching import match_marker_names
