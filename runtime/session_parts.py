@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from runtime.control.companion import CompanionProcess
 from runtime.control.torque_loop import TorqueProcessSpec, torque_process_main
@@ -45,6 +45,8 @@ READY_TIMEOUT_S = 20.0
 #: s the torque process gets beyond the fade time to report that it exited, then to be joined.
 EXIT_GRACE_S = 3.0
 
+_Channel = TypeVar("_Channel", LatestValueBuffer, ControlBlock, RecordRing)
+
 
 class SharedChannels:
     """The channels between the estimation process and the torque process, created on enter, closed on exit.
@@ -58,19 +60,22 @@ class SharedChannels:
         self.records_capacity = int(torque_rate_hz * RING_SECONDS)
         self.can_capacity = int(torque_rate_hz * RING_SECONDS * 4 * n_joints)
         self.with_can = with_can
-        self.command: LatestValueBuffer | None = None
-        self.control: ControlBlock | None = None
-        self.records: RecordRing | None = None
-        self.events: RecordRing | None = None
-        self.can: RecordRing | None = None
+        self._opened: list[LatestValueBuffer | ControlBlock | RecordRing] = []
+
+    # set by __enter__
+    command: LatestValueBuffer
+    control: ControlBlock
+    records: RecordRing
+    events: RecordRing
+    can: RecordRing | None
 
     def __enter__(self) -> Self:
         try:
-            self.command = LatestValueBuffer(command_dtype(self.n_joints))
-            self.control = ControlBlock(Slot.N)
-            self.records = RecordRing(torque_record_dtype(self.n_joints), self.records_capacity)
-            self.events = RecordRing(EVENT_DTYPE, EVENTS_CAPACITY)
-            self.can = RecordRing(CAN_FRAME_DTYPE, self.can_capacity) if self.with_can else None
+            self.command = self._keep(LatestValueBuffer(command_dtype(self.n_joints)))
+            self.control = self._keep(ControlBlock(Slot.N))
+            self.records = self._keep(RecordRing(torque_record_dtype(self.n_joints), self.records_capacity))
+            self.events = self._keep(RecordRing(EVENT_DTYPE, EVENTS_CAPACITY))
+            self.can = self._keep(RecordRing(CAN_FRAME_DTYPE, self.can_capacity)) if self.with_can else None
         except BaseException:
             self._close()
             raise
@@ -79,10 +84,14 @@ class SharedChannels:
     def __exit__(self, *exc: object) -> None:
         self._close()
 
+    def _keep(self, channel: _Channel) -> _Channel:
+        self._opened.append(channel)
+        return channel
+
     def _close(self) -> None:
-        for ch in (self.command, self.control, self.records, self.events, self.can):
-            if ch is not None:
-                ch.close()
+        """Free every channel this part created (also after a failed start)."""
+        while self._opened:
+            self._opened.pop().close()
 
     def request_shutdown(self) -> None:
         """Ask the torque loop to fade to zero and stop (unless a stronger request, immediate zero, is already set)."""
@@ -126,16 +135,15 @@ class PlantCompanion:
             try:
                 c.start()
             except BaseException:
-                self._stop()
+                self._stop(c)
                 raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.companion is not None:
-            self._stop()
+            self._stop(self.companion)
 
-    def _stop(self) -> None:
-        c = self.companion
+    def _stop(self, c: CompanionProcess) -> None:
         self.result = c.stop()
         if self.result.get("exit_code") not in (0, -15, None):
             self.errors.append(f"{c.name} exited with {self.result.get('exit_code')}: "
@@ -205,8 +213,10 @@ class TorqueProcess:
         self.pids_path = pids_path
         self.errors = errors
         self.result: dict[str, Any] = {}
-        self._proc: BaseProcess | None = None
-        self._conn: Connection | None = None
+
+    # set by __enter__
+    _proc: BaseProcess
+    _conn: Connection
 
     def __enter__(self) -> Self:
         ctx = mp.get_context("spawn")
@@ -278,6 +288,8 @@ class PipelineStages:
         return self.pipeline
 
     def __exit__(self, *exc: object) -> None:
+        if self.pipeline is None:
+            return
         self.result = self.pipeline.close()
         for name, res in self.result.items():
             for e in (res or {}).get("errors", []) if isinstance(res, dict) else []:

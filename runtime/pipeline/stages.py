@@ -30,9 +30,9 @@ from controllers.phase_profile import CadencePhaseEstimator, PhaseProfileControl
 from runtime.pipeline.frame import PipelineFrame, Stage, TopicSpec
 
 if TYPE_CHECKING:  # annotations only: none of these imports runtime.pipeline
-    from controllers.assistance import AssistanceOutput, AssistanceStage
+    from controllers.assistance import AssistanceOutput, AssistanceStage, StageInput
     from runtime.core.config import DeviceConfig, SubjectProfile
-    from runtime.estimation.chain import KinematicsToLoads, MarkerRecording
+    from runtime.estimation.chain import EstimateFrame, KinematicsToLoads, MarkerRecording
 
 
 class SyntheticCapture:
@@ -244,23 +244,29 @@ class ControllerAssistanceStage:
         self.last: AssistanceOutput | None = None        # the controller's output of the latest step
 
     def step(self, frame: PipelineFrame) -> None:
-        from controllers.assistance import StageInput
-
-        est = frame.estimate
-        if self._knee is None and est is not None:
-            self._knee = list(est.coordinate_names).index(f"knee_angle_{self.side}")
-        ok = est is not None and est.valid and not frame.stale
-        nan = float("nan")
-        x = StageInput(t_s=self._now() * 1e-9,
-                       knee_flexion_rad=float(est.coordinates_rad[self._knee]) if est is not None else nan,
-                       knee_moment_nm=-est.knee_moment_nm if ok else nan,
-                       activations=(est.activation[self._act_idx] if ok and self._act_idx is not None else None),
-                       vertical_grf_n=float(est.grf_n[self._foot, 2]) if ok else None)
-        out = self.controller.step(x)
+        out = self.controller.step(self._input(frame.estimate, frame.stale))
         self.last = out
         for i in range(len(frame.assistance_nm)):
             frame.assistance_nm[i] = 0.0
         frame.assistance_nm[self.joint_idx] = out.torque_nm
+
+    def _input(self, est: EstimateFrame | None, stale: bool) -> StageInput:
+        """The controller's input now: no estimate yet gives NaN angle and moment; an invalid estimate or a stale
+        input the knee angle (s, rad, N*m) with NaN moment and neither activations nor GRF."""
+        from controllers.assistance import StageInput
+
+        t_s = self._now() * 1e-9
+        nan = float("nan")
+        if est is None:
+            return StageInput(t_s=t_s, knee_flexion_rad=nan, knee_moment_nm=nan, activations=None, vertical_grf_n=None)
+        if self._knee is None:
+            self._knee = list(est.coordinate_names).index(f"knee_angle_{self.side}")
+        knee = float(est.coordinates_rad[self._knee])
+        if not (est.valid and not stale):
+            return StageInput(t_s=t_s, knee_flexion_rad=knee, knee_moment_nm=nan, activations=None, vertical_grf_n=None)
+        return StageInput(t_s=t_s, knee_flexion_rad=knee, knee_moment_nm=-est.knee_moment_nm,
+                          activations=est.activation[self._act_idx] if self._act_idx is not None else None,
+                          vertical_grf_n=float(est.grf_n[self._foot, 2]))
 
 
 def assistance_stage(device: DeviceConfig, subject: SubjectProfile, joint_names: list[str], side: str,
