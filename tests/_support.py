@@ -2,8 +2,65 @@
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: footage function -> the wheel it comes from (a failed wheel is not fetched again in the same session)
+_FOOTAGE_DIST = {"sports2d_demo_video": "sports2d", "sports2d_calibration": "sports2d",
+                 "pose2sim_single_person": "pose2sim", "fetch_all": "all"}
+_FOOTAGE_FAILED: dict[str, str] = {}
+_FOOTAGE_FOUND: dict[str, Any] = {}
+
+
+def footage_or_skip(name: str = "sports2d_demo_video") -> Any:
+    """``runtime.vision.footage.<name>()`` (``sports2d_demo_video``, ``sports2d_calibration``,
+    ``pose2sim_single_person``, ``fetch_all``): from the cache, else fetched once per test session (with the
+    module's retries; never with ``EXO_FOOTAGE_OFFLINE=1``). When it cannot be obtained the calling test is
+    skipped with the reason, and later requests for the same wheel skip at once."""
+    from runtime.vision import footage
+
+    if name not in _FOOTAGE_DIST:
+        raise ValueError(f"footage name = {name!r}: expected one of {sorted(_FOOTAGE_DIST)}")
+    if name in _FOOTAGE_FOUND:
+        return _FOOTAGE_FOUND[name]
+    dist = _FOOTAGE_DIST[name]
+    failed = _FOOTAGE_FAILED.get(dist) or (_FOOTAGE_FAILED.get("all") if dist != "all" else None)
+    if failed is None:
+        try:
+            _FOOTAGE_FOUND[name] = getattr(footage, name)()
+            return _FOOTAGE_FOUND[name]
+        except footage.FootageUnavailable as exc:
+            failed = _FOOTAGE_FAILED[dist] = str(exc)
+    pytest.skip(f"footage unavailable: {failed}")
+
+
+def shared_data(*parts: str) -> Path:
+    """``shared_data_dir() / parts`` (the lab recordings: ``$EXO_SHARED_DATA`` or ``../shared/data``); the calling
+    test is skipped with the reason when that path does not exist."""
+    path = shared_data_path(*parts)
+    if not path.exists():
+        pytest.skip(_shared_reason(path))
+    return path
+
+
+def shared_data_path(*parts: str) -> Path:
+    """``shared_data_dir() / parts`` without checking it exists (for module-level constants)."""
+    from models.io.lab_files import shared_data_dir
+
+    return shared_data_dir().joinpath(*parts)
+
+
+def needs_shared_data(*parts: str) -> pytest.MarkDecorator:
+    """A ``skipif`` mark: skip when ``shared_data_dir() / parts`` is absent (reason names the path)."""
+    path = shared_data_path(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=_shared_reason(path))
+
+
+def _shared_reason(path: Path) -> str:
+    return f"shared lab data {path} is absent (set EXO_SHARED_DATA to the folder holding GC5_PS, GC6_DM, ...)"
 
 
 def exo_cmd() -> list[str]:

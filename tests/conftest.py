@@ -22,3 +22,19 @@ def configs():
 
     return (load_device(CONFIG_DIR / "device.yaml"), load_subject(CONFIG_DIR / "subject.yaml"),
             load_calibration(CONFIG_DIR / "calibration.yaml"))
+
+
+@pytest.fixture(scope="session")
+def sports2d_video() -> Path:
+    """The sports2d demo video (cache, else one fetch per session); the test skips when it cannot be obtained."""
+    from _support import footage_or_skip
+
+    return footage_or_skip("sports2d_demo_video")
+
+
+@pytest.fixture(scope="session")
+def pose2sim_demo() -> dict:
+    """The pose2sim single-person demo (videos, calibration, config); skips when it cannot be obtained."""
+    from _support import footage_or_skip
+
+    return footage_or_skip("pose2sim_single_person")

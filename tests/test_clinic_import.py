@@ -9,7 +9,9 @@ import pytest
 
 from runtime.clinic.importers import opensim_metrics, stance_from_grf
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _support import needs_shared_data, shared_data_path  # noqa: E402
+
+DATA = shared_data_path()   # $EXO_SHARED_DATA or ../shared/data
 PS = DATA / "GC5_PS"
 JR1 = PS / "opensim_results_baseline" / "JR" / "PS_ngait_og_ss1_JointReaction_ReactionLoads.sto"
 GRF1 = PS / "grf" / "PS_ngait_og_ss1_kinetics.mot"
@@ -62,6 +64,7 @@ def test_inverse_dynamics_moments_give_kem_and_kam_in_closed_form(tmp_path):
     assert any("KAM not available" in n for n in r.notes) and any("whole file" in n for n in r.notes)
 
 
+@needs_shared_data("GC5_PS")
 def test_joint_reaction_peak_matches_an_independent_read_of_the_file():
     stances = stance_from_grf(GRF1, "1")
     labels, grf = _loadsto(GRF1)
@@ -78,6 +81,7 @@ def test_joint_reaction_peak_matches_an_independent_read_of_the_file():
     assert 1.8 < r.metrics["peak_kcf_total_bw"] < 2.8
 
 
+@needs_shared_data("GC5_PS")
 def test_exo_import_shared_lab_then_duplicates(tmp_path):
     from runtime.cli.main import main
     from runtime.clinic.store import open_store
@@ -101,6 +105,7 @@ def test_exo_import_shared_lab_then_duplicates(tmp_path):
         assert store.counts() == before
 
 
+@needs_shared_data("GC5_PS")
 def test_exo_import_rejects_a_subject_without_mass_and_bad_arguments(tmp_path):
     from runtime.cli.main import main
     from runtime.clinic.store import open_store

@@ -2,7 +2,6 @@
 import datetime as dt
 import hashlib
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,9 @@ from runtime.clinic.schema import METRICS
 from runtime.clinic.store import (DuplicateSessionError, SessionRecord, SubjectInfo, SubjectRejectedError,
                                   current_revision, downgrade, open_store, upgrade)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _support import needs_shared_data, shared_data, shared_data_path  # noqa: E402
+
+DATA = shared_data_path()   # $EXO_SHARED_DATA or ../shared/data
 TRC = DATA / "GC5_PS" / "trc" / "PS_ngait_og_ss1.trc"
 GRF = DATA / "GC5_PS" / "grf" / "PS_ngait_og_ss1_kinetics.mot"
 
@@ -33,6 +34,7 @@ def store(request, tmp_path):
 
 
 def _record(subject=None, *, date=dt.date(2026, 3, 2), source_file=TRC, metrics=None, raw=()):
+    shared_data("GC5_PS", "trc", "PS_ngait_og_ss1.trc")      # the files it refers to: skip when absent
     return SessionRecord(subject=subject or SubjectInfo("P017", 75.0, 1.80, "male", "left"), task="walking",
                          source="lab_trial", trial_name="walk1", side="left", source_file=str(source_file),
                          session_date=date, metrics=metrics if metrics is not None else
@@ -116,6 +118,7 @@ def test_bad_subject_is_rejected_and_changes_nothing(store, subject, match):
     assert [s["pseudonym"] for s in store.subjects()] == ["P017"]
 
 
+@needs_shared_data("GC5_PS", "trc", "PS_ngait_og_ss1.trc")
 def test_corrupt_file_is_rejected_and_the_new_subject_is_rolled_back(store, tmp_path):
     bad = tmp_path / "cut.trc"
     lines = TRC.read_text().splitlines(keepends=True)
@@ -129,6 +132,7 @@ def test_corrupt_file_is_rejected_and_the_new_subject_is_rolled_back(store, tmp_
     assert store.counts() == before
 
 
+@needs_shared_data("GC5_PS", "trc", "PS_ngait_og_ss1.trc")
 def test_file_references_and_encryption_at_rest(tmp_path):
     from cryptography.fernet import InvalidToken
 

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from _support import REPO, exo_cmd
+from _support import REPO, exo_cmd, shared_data
 from runtime.estimation.chain import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold, run_offline
 from runtime.telemetry.read import iter_messages
 from models.io.lab_files import shared_data_dir
@@ -17,6 +17,7 @@ from models.io.shared_trials import shared_trials
 
 @pytest.fixture(scope="module")
 def ps1():
+    shared_data("GC5_PS", "model", "GC5.osim")          # skip with the reason when the lab data are absent
     return next(t for t in shared_trials(shared_data_dir()) if t.name == "PS_ss1")
 
 

@@ -34,13 +34,11 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def frames() -> dict[int, np.ndarray]:
+def frames(sports2d_video) -> dict[int, np.ndarray]:
     import cv2
 
-    from runtime.vision.footage import sports2d_demo_video
-
     wanted = set(FRAMES_CHECKED) | set(TRACK_FRAMES) | {0}
-    cap = cv2.VideoCapture(str(sports2d_demo_video()))
+    cap = cv2.VideoCapture(str(sports2d_video))
     out, i = {}, 0
     while len(out) < len(wanted):
         ok, bgr = cap.read()

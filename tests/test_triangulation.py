@@ -123,14 +123,8 @@ def test_reprojection_errors_shape():
 
 
 @pytest.fixture(scope="module")
-def mono_doc(tmp_path_factory):
+def mono_doc(tmp_path_factory, pose2sim_demo):
     """`exo monocular-check` on 14 frames of the real pose2sim demo (with cam02's left/right swap): its JSON."""
-    from runtime.vision import footage
-
-    try:
-        footage.pose2sim_single_person()
-    except footage.FootageUnavailable as exc:
-        pytest.skip(f"footage unavailable: {exc}")
     from runtime.cli.main import main
 
     out = tmp_path_factory.mktemp("mono") / "mono.json"

@@ -9,12 +9,9 @@ from runtime.vision.video_analysis import analyze_video
 
 
 def _demo_video():
-    from runtime.vision import footage
+    from _support import footage_or_skip
 
-    try:
-        return footage.sports2d_demo_video()
-    except footage.FootageUnavailable as exc:
-        pytest.skip(f"footage unavailable: {exc}")
+    return footage_or_skip("sports2d_demo_video")
 
 
 WOMAN_BOX = "1077,492,1547,962"     # the walking woman of the sports2d demo at frame 70 (pixels)

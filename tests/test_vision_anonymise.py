@@ -15,13 +15,12 @@ from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult  # no
 
 
 @pytest.fixture(scope="module")
-def real_frames():
+def real_frames(sports2d_video, pose2sim_demo):
     """Every 23rd frame of the sports2d demo (10 frames) and frame 50 of each pose2sim camera."""
-    from runtime.vision.footage import pose2sim_single_person, sports2d_demo_video
     from runtime.vision.frame_sources import VideoFileSource
 
-    frames = [("sports2d", f) for f in VideoFileSource(sports2d_demo_video(), step=23)]
-    for v in pose2sim_single_person()["videos"]:
+    frames = [("sports2d", f) for f in VideoFileSource(sports2d_video, step=23)]
+    for v in pose2sim_demo["videos"]:
         frames += [(v.stem, f) for f in VideoFileSource(v, start=50, stop=51)]
     return frames
 
@@ -169,16 +168,15 @@ def test_privacy_gate_for_writers(tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
 
 
-def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him():
+def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him(sports2d_video):
     """The backlit man on the box (sports2d frames 100-160): the person detector misses him on most of
     these frames, yet his head is blurred on every one. Reference for his head: MediaPipe's own
     video-mode tracker, which holds him on these frames (hips on the box, y < 450 px)."""
-    from runtime.vision.footage import sports2d_demo_video
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.pose_mediapipe import MediaPipePose
 
     ref: dict[int, BoundingBox] = {}
-    with MediaPipePose() as mp_video, VideoFileSource(sports2d_demo_video(), start=40, stop=161, step=2) as src:
+    with MediaPipePose() as mp_video, VideoFileSource(sports2d_video, start=40, stop=161, step=2) as src:
         for f in src:
             r = mp_video.infer(f.image, f.t_capture_ns)
             if r is not None and f.index >= 100 and 0.5 * (r.image_xy[23, 1] + r.image_xy[24, 1]) < 450:
@@ -186,7 +184,7 @@ def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him():
     assert len(ref) >= 20, sorted(ref)
     anon = Anonymiser()
     by_detector_only = 0
-    with VideoFileSource(sports2d_demo_video(), start=100, stop=161, step=2) as src:
+    with VideoFileSource(sports2d_video, start=100, stop=161, step=2) as src:
         for f in src:
             out = anon.anonymize(f.image, f.t_capture_ns)
             head = ref.get(f.index)

@@ -11,12 +11,9 @@ from runtime.vision.calibration import (CameraCalibration, guess_intrinsics, rea
 
 
 def _footage(fn):
-    from runtime.vision import footage
+    from _support import footage_or_skip
 
-    try:
-        return getattr(footage, fn)()
-    except footage.FootageUnavailable as exc:      # no registry access: nothing to check against
-        pytest.skip(f"footage unavailable: {exc}")
+    return footage_or_skip(fn)      # no registry access: nothing to check against, skipped with the reason
 
 
 @pytest.fixture(scope="module")

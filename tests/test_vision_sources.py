@@ -20,10 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo_video() -> Path:
-    from runtime.vision.footage import sports2d_demo_video
-
-    return sports2d_demo_video()
+def demo_video(sports2d_video) -> Path:
+    return sports2d_video
 
 
 def test_video_file_timeline_and_rgb(demo_video):

@@ -22,12 +22,11 @@ LAST_VISIBLE = 196  # she is fully in view up to here (frame 198: half out; 203:
 
 
 @pytest.fixture(scope="module")
-def history():
-    from runtime.vision.footage import sports2d_demo_video
+def history(sports2d_video):
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.tracking import track_video
 
-    with VideoFileSource(sports2d_demo_video(), start=START, step=STEP) as src:
+    with VideoFileSource(sports2d_video, start=START, step=STEP) as src:
         return track_video(src, WOMAN_AT_START, start_index=START)
 
 
@@ -66,25 +65,23 @@ def test_no_switch_to_the_man_after_she_leaves(history):
     assert sum(1 for tf in after for b in tf.others if b.center[0] > 800) >= 3
 
 
-def test_bad_prompt_is_refused():
-    from runtime.vision.footage import sports2d_demo_video
+def test_bad_prompt_is_refused(sports2d_video):
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.tracking import track_video
 
-    with VideoFileSource(sports2d_demo_video(), start=0, stop=1) as src:
+    with VideoFileSource(sports2d_video, start=0, stop=1) as src:
         with pytest.raises(ValueError, match=r"bbox: no person found inside the prompt"):
             track_video(src, BoundingBox(1000, 700, 1100, 800), start_index=0)  # grass, nobody there
 
 
-def test_mediapipe_own_tracker_switches_people():
+def test_mediapipe_own_tracker_switches_people(sports2d_video):
     """The reference failure our tracker avoids: MediaPipe's video-mode graph (its own ROI tracking)
     over the same frames holds the man on the box, then the woman, then the man again."""
-    from runtime.vision.footage import sports2d_demo_video
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.pose_mediapipe import MediaPipePose
 
     hips = []
-    with MediaPipePose() as pose, VideoFileSource(sports2d_demo_video(), start=START, step=STEP) as src:
+    with MediaPipePose() as pose, VideoFileSource(sports2d_video, start=START, step=STEP) as src:
         for f in src:
             r = pose.infer(f.image, f.t_capture_ns)
             if r is not None:
@@ -96,12 +93,11 @@ def test_mediapipe_own_tracker_switches_people():
     assert min(on_box) < min(woman_left) < min(man_landed)
 
 
-def test_occlusion_reported_lost_then_reacquired():
+def test_occlusion_reported_lost_then_reacquired(sports2d_video):
     """The woman hidden behind a grey panel for frames 96-108: those frames are reported lost (no pose
     invented), and she is picked up again afterwards, on the ground and further left — not the man."""
     from dataclasses import replace
 
-    from runtime.vision.footage import sports2d_demo_video
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.prompts import parse_interactions
     from runtime.vision.tracking import track_video
@@ -116,7 +112,7 @@ def test_occlusion_reported_lost_then_reacquired():
                 f = replace(f, image=img)
             yield f
 
-    with VideoFileSource(sports2d_demo_video(), start=80, stop=141, step=4) as src:
+    with VideoFileSource(sports2d_video, start=80, stop=141, step=4) as src:
         hist = track_video(occluded(src), BoundingBox(1080, 500, 1400, 990), start_index=80,
                            interaction=parse_interactions("occlusion"))
     status = {tf.index: tf.status for tf in hist}

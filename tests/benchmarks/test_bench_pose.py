@@ -36,10 +36,10 @@ _RESULTS: dict[tuple[str, str], tuple[float, float]] = {}   # (backend, case) ->
 def video() -> dict[int, np.ndarray]:
     import cv2
 
-    from runtime.vision.footage import sports2d_demo_video
+    from _support import footage_or_skip
 
     wanted = set(SPREAD) | set(RUN)
-    cap = cv2.VideoCapture(str(sports2d_demo_video()))
+    cap = cv2.VideoCapture(str(footage_or_skip("sports2d_demo_video")))
     out, i = {}, 0
     while i <= max(wanted):
         ok, bgr = cap.read()

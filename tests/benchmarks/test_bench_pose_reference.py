@@ -25,10 +25,10 @@ BENCH = dict(min_rounds=15, max_time=3.0, warmup=False)
 
 @pytest.fixture(scope="module")
 def frames():
-    from runtime.vision.footage import sports2d_demo_video
+    from _support import footage_or_skip
     from runtime.vision.frame_sources import VideoFileSource
 
-    with VideoFileSource(sports2d_demo_video(), start=60, stop=180, step=4) as src:
+    with VideoFileSource(footage_or_skip("sports2d_demo_video"), start=60, stop=180, step=4) as src:
         return [f for f in src]
 
 
