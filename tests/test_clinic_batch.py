@@ -11,7 +11,9 @@ import pytest
 from runtime.clinic.batch import (BatchReport, JobOutcome, TrialJob, jobs_from, jobs_from_manifest, run_batch,
                                   store_results, summary_table)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _support import needs_shared_data, shared_data, shared_data_path  # noqa: E402
+
+DATA = shared_data_path()   # $EXO_SHARED_DATA or ../shared/data
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -28,6 +30,7 @@ def ingested(pg, tmp_path_factory):
     """`exo ingest` (local processes, 2 workers) of every shared trial into a fresh PostgreSQL database."""
     from runtime.cli.main import main
 
+    shared_data("GC5_PS")               # the trials it ingests: skip with the reason when absent
     url = pg.new_database()
     tmp = tmp_path_factory.mktemp("ingest")
     out = tmp / "batch.json"
@@ -46,6 +49,7 @@ def on_ray(tmp_path_factory):
 
     from firmware_bridge.netns import netns_available, run_isolated
 
+    shared_data("GC5_PS")               # the trials it analyses: skip with the reason when absent
     ok, why = netns_available()
     if not ok:
         pytest.fail(f"the Ray test needs a private network namespace: {why}")
@@ -149,6 +153,7 @@ def test_re_ingesting_is_rejected_as_duplicates_and_changes_nothing(ingested):
         assert store.counts() == before
 
 
+@needs_shared_data("GC5_PS", "model", "GC5.osim")
 def test_failed_trials_are_retried_and_reported_never_dropped(tmp_path):
     bad = tmp_path / "bad.trc"
     bad.write_text("PathFileType\t4\t(X/Y/Z)\tbad.trc\nDataRate\nnot a trc\n")
