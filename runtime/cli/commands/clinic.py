@@ -10,7 +10,9 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import add_command
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK
+
 _DEFAULT_DB = "sqlite:///runs/clinic.db"
 
 
@@ -255,12 +257,13 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("batch", help="analyse many trials in parallel (local processes or Ray) into the store",
-                              description="Run the analysis chain (IK, measured GRF, inverse dynamics, KAM/KEM, static "
-                                          "optimisation, knee contact force) over a folder or manifest of trials, in "
-                                          "parallel; failed trials are retried and reported with their errors; results "
-                                          "are recorded in the session store; throughput is printed.\n"
-                                          "example: exo batch --trials ../shared/data --ray local")
+    p = add_command(subparsers, "batch", help="analyse many trials in parallel (local processes or Ray) into the store",
+                    description="Run the analysis chain (IK, measured GRF, inverse dynamics, KAM/KEM, static "
+                                "optimisation, knee contact force) over a folder or manifest of trials, in parallel; "
+                                "failed trials are retried and reported with their errors; results are recorded in the "
+                                "session store; throughput is printed. Over the shared data folder this is a long run "
+                                "(every trial with static optimisation: minutes).",
+                    examples=["exo batch --trials ../shared/data --ray local"])
     p.add_argument("--trials", required=True, help="manifest (.yaml/.json), folder with manifest.yaml, or the shared "
                                                    "data folder")
     p.add_argument("--db", default=_db_default(), help="store URL (default: %(default)s)")
@@ -268,24 +271,26 @@ def register(subparsers) -> None:
     _batch_args(p)
     p.set_defaults(fn=cmd_batch)
 
-    p = subparsers.add_parser("ingest", help="every shared trial into the session store",
-                              description="Analyse every shared trial (as 'batch') and import the lab's own OpenSim "
-                                          "results (PS static optimisation + joint reaction) into the store.\n"
-                                          "example: exo ingest --db sqlite:///runs/clinic.db")
+    p = add_command(subparsers, "ingest", help="every shared trial into the session store",
+                    description="Analyse every shared trial (as 'batch') and import the lab's own OpenSim results (PS "
+                                "static optimisation + joint reaction) into the store. A long run (every trial: "
+                                "minutes).",
+                    examples=["exo ingest --db sqlite:///runs/clinic.db"])
     p.add_argument("--data", help="shared data folder (default: ../shared/data or $EXO_SHARED_DATA)")
     p.add_argument("--db", default=_db_default(), help="store URL (default: %(default)s)")
     _batch_args(p)
     p.set_defaults(fn=cmd_ingest)
 
-    p = subparsers.add_parser("import", help="import sessions analysed elsewhere (OpenSim .sto/.mot results) or exoskeleton runs",
-                              description="Record a session analysed elsewhere: OpenSim inverse dynamics (KEM, KAM where "
-                                          "the model has knee adduction), joint reaction (total knee contact force) and "
-                                          "static optimisation activations (co-contraction index); peaks per stance from "
-                                          "a force plate (--grf, --stance-plate) or --stance intervals. --shared-lab "
-                                          "imports the shared trials' own lab results; --exo-run an exoskeleton run "
-                                          "(assistance delivered, from its log).\n"
-                                          "example: exo import --jr JR.sto --so-activation SO_activation.sto --subject "
-                                          "P017 --mass-kg 75 --height-m 1.8 --side left --grf G.mot --stance-plate 1")
+    p = add_command(subparsers, "import",
+                    help="import sessions analysed elsewhere (OpenSim .sto/.mot results) or exoskeleton runs",
+                    description="Record a session analysed elsewhere: OpenSim inverse dynamics (KEM, KAM where the "
+                                "model has knee adduction), joint reaction (total knee contact force) and static "
+                                "optimisation activations (co-contraction index); peaks per stance from a force plate "
+                                "(--grf, --stance-plate) or --stance intervals. --shared-lab imports the shared trials' "
+                                "own lab results; --exo-run an exoskeleton run (assistance delivered, from its log).\n\n"
+                                "Your own OpenSim results: exo import --jr JR.sto --so-activation SO_activation.sto "
+                                "--subject P017 --mass-kg 75 --height-m 1.8 --side left --grf G.mot --stance-plate 1",
+                    examples=["exo import --shared-lab --db sqlite:///runs/clinic.db"])
     p.add_argument("--shared-lab", action="store_true", help="import the shared trials' lab results")
     p.add_argument("--exo-run", metavar="DIR", help="an 'exo run'/'exo hil' output folder: assistance delivered")
     p.add_argument("--device-config", help="with --exo-run: the device YAML the run used (stored with the session)")
@@ -311,11 +316,12 @@ def register(subparsers) -> None:
     p.add_argument("--db", default=_db_default(), help="store URL (default: %(default)s)")
     p.set_defaults(fn=cmd_import)
 
-    p = subparsers.add_parser("trend", help="a patient's metrics over sessions with normal ranges, flags and plots",
-                              description="Print each metric of one subject over sessions beside its normal range, the "
-                                          "flags of clinic.yaml (elevated peak KAM, unloading of the affected limb, rising "
-                                          "co-contraction) and write a PNG per metric.\n"
-                                          "example: exo trend --subject GC6_DM --out runs/trend_dm")
+    p = add_command(subparsers, "trend", help="a patient's metrics over sessions with normal ranges, flags and plots",
+                    description="Print each metric of one subject over sessions beside its normal range, the flags of "
+                                "clinic.yaml (elevated peak KAM, unloading of the affected limb, rising co-contraction) "
+                                "and write a PNG per metric. The store must hold the subject's sessions (exo ingest, "
+                                "exo import).",
+                    examples=["exo trend --subject GC5_PS --db sqlite:///runs/clinic.db --out runs/trend_ps"])
     p.add_argument("--subject", required=True, help="pseudonymous study code")
     p.add_argument("--db", default=_db_default(), help="store URL (default: %(default)s)")
     p.add_argument("--out", help="folder for one PNG per metric")

@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import add_command
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK
 
 #: Anchors printed beside our figures: (joint-angle RMSE deg, root translation error cm).
 ANCHORS = {"seed target": (4.5, 3.4), "OpenCap Monocular": (4.8, 3.4)}
@@ -177,13 +178,14 @@ def cmd_monocular_check(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "monocular-check", help="monocular joint angles vs a four-camera triangulated reference (pose2sim demo)",
+    p = add_command(
+        subparsers, "monocular-check", help="monocular joint angles vs a four-camera triangulated reference (pose2sim demo)",
         description="BlazePose on cam01 alone (monocular, grounded) and on all four calibrated cameras "
                     "(triangulated reference) of the pose2sim single-person demo; landmark IK on MyoLeg; RMSE per "
                     "joint (deg) and root translation error (cm) beside the anchors (seed 4.5 deg / 3.4 cm, OpenCap "
-                    "Monocular 4.8 deg / 3.4 cm).\nexample: exo monocular-check --json runs/mono.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "Monocular 4.8 deg / 3.4 cm). The figures are meant over all 100 frames (no --frames); the example "
+                    "takes the fewest it accepts (12).",
+        examples=["exo monocular-check --frames 0:12 --json runs/mono.json"])
     p.add_argument("--frames", help="START:STOP frame range of cam01 (default: all 100)")
     p.add_argument("--height-m", type=float, help="subject height in m (default: from the triangulated leg length)")
     p.add_argument("--mass-kg", type=float, default=70.0, help="subject mass in kg (default: %(default)s, the demo's Config.toml)")

@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.exit_codes import EXIT_OK, EXIT_USAGE
+
 PS_TRIALS = ("PS_ss1", "PS_ss3", "PS_ss8")
 VAF_ANCHORS = {"issue_literature": "K = 5-8 synergies explain > 90 % of EMG variance",
                "clark_2010": "4-5 synergies at VAF >= 0.90 in healthy walking, from EMG (J Neurophysiol 103:844)"}
@@ -204,7 +205,7 @@ def cmd_neuro(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("neuro", help="synergy VAF table, activations vs EMG, knee contact force vs the implant",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="example: exo neuro --out runs/neuro")
+                              epilog="example (one trial; the default is all three):\n  exo neuro --trials PS_ss1 --out runs/neuro")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--data", default=None, help="shared data folder (default $EXO_SHARED_DATA or ../shared/data)")
     p.add_argument("--trials", default=",".join(PS_TRIALS), help=f"comma list from {', '.join(PS_TRIALS)}")

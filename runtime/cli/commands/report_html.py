@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import add_command
+from runtime.cli.exit_codes import EXIT_OK, EXIT_USAGE
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -100,13 +101,13 @@ def _live(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``report-html`` and ``live-view`` to the ``exo`` subcommands."""
-    p = subparsers.add_parser(
-        "report-html", help="write the run's self-contained HTML report (plots embedded, PNGs beside it)",
+    p = add_command(
+        subparsers, "report-html", help="write the run's self-contained HTML report (plots embedded, PNGs beside it)",
         description="Write <run>/report.html: run metadata, per-stage and end-to-end latency against the 16.7 ms "
                     "frame budget, joint angles, GRF/CoP, KAM/KEM, activations and synergies, knee contact force, "
                     "commanded vs delivered torque, faults and their timeline. Topics the run did not record are "
-                    "named as such. No script, no external URL.\nexample: exo report-html runs/try1",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "named as such. No script, no external URL.",
+        examples=["exo report-html runs/try1"])
     p.add_argument("run", help="run folder (with telemetry/ and summary.json), rosbag2 folder or .mcap file")
     p.add_argument("--out", help="page path (default: <run>/report.html); PNGs go to plots/ beside it")
     p.add_argument("--json", action="store_true", help="print the summary with the performance figures as JSON")
@@ -114,13 +115,13 @@ def register(subparsers) -> None:
                    "exo trend --out DIR)")
     p.set_defaults(fn=_cmd)
 
-    p = subparsers.add_parser(
-        "live-view", help="replay a recorded run into the Foxglove live view (127.0.0.1) with gait-retraining feedback",
+    p = add_command(
+        subparsers, "live-view", help="replay a recorded run into the Foxglove live view (127.0.0.1) with gait-retraining feedback",
         description="Serve the live-view channels (angles, KAM/KEM, KCF, torque, faults, per-stride peak KAM against "
                     "the walker's baseline) on 127.0.0.1 with foxglove-sdk's WebSocket server and replay a recorded "
-                    "run (or an 'exo analyze' log) into them. Layout: launch/foxglove_layout.json.\n"
-                    "example: exo live-view runs/try1 --port 8765 --baseline-strides 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "run (or an 'exo analyze' log) into them. Layout: launch/foxglove_layout.json. For a viewer, "
+                    "replay at real time (--speed 1, the default) on a fixed port, e.g. --port 8765.",
+        examples=["exo live-view runs/try1 --port 0 --speed 0 --baseline-strides 5"])
     p.add_argument("run", help="run folder, rosbag2 folder or .mcap file")
     p.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default: %(default)s; 0: any free)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed, x real time (0: as fast as possible)")

@@ -18,7 +18,8 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import positive_seconds
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def _check(args) -> int:
@@ -103,7 +104,8 @@ def cmd_ros(args) -> int:
 def register(subparsers) -> None:
     """Add ``exo ros`` and its subcommands."""
     p = subparsers.add_parser("ros", help="ROS 2 node set: check a description, launch it, probe the graph; DDS",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example:\n  exo ros check launch/device.yaml")
     sub = p.add_subparsers(dest="ros_command", metavar="<check|launch|probe>", required=True)
 
     q = sub.add_parser("check", help="validate a node-set description and list its nodes (no ROS 2 needed)")
@@ -114,7 +116,7 @@ def register(subparsers) -> None:
     q = sub.add_parser("launch", help="start a node set (the same nodes as launch/*.launch.py)")
     q.add_argument("--description", required=True, help="node-set description YAML, e.g. launch/device.yaml")
     q.add_argument("--processes", action="store_true", help="one process per node, as ros2 launch does")
-    q.add_argument("--seconds", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    q.add_argument("--seconds", type=positive_seconds, default=None, help="stop after S seconds, > 0 (default: until Ctrl-C)")
     q.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a node parameter, e.g. --set safety.rate_hz=200")
     q.add_argument("--host-network", action="store_true",
@@ -123,14 +125,14 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("probe", help="record the graph's messages, deactivate the safety node, print JSON")
     q.add_argument("--safety-node", default="safety")
-    q.add_argument("--wait", type=float, default=30.0, help="s to wait for torque to flow (default %(default)s)")
-    q.add_argument("--after", type=float, default=0.6, help="s to keep recording after the deactivation")
+    q.add_argument("--wait", type=positive_seconds, default=30.0, help="s to wait for torque to flow (default %(default)s)")
+    q.add_argument("--after", type=positive_seconds, default=0.6, help="s to keep recording after the deactivation")
     q.add_argument("--min-torque", type=float, default=1.0, help="N*m of command before deactivating")
     q.add_argument("--no-deactivate", action="store_true", help="only record")
     q.set_defaults(fn=cmd_ros, ros_fn=_probe)
 
     q = sub.add_parser("dds", help="publish the phase -> assistance -> safety chain on Cyclone DDS (no rclpy)")
-    q.add_argument("--seconds", type=float, required=True)
+    q.add_argument("--seconds", type=positive_seconds, required=True, help="run length in s, > 0")
     q.add_argument("--rate-hz", type=float, default=100.0)
     q.add_argument("--fade-at", type=float, default=None, help="s into the run to deactivate (fade to zero)")
     q.add_argument("--domain-id", type=int, default=0)

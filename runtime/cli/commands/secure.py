@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def _key(args):
@@ -112,7 +112,8 @@ def cmd_secure(args) -> int:
 def register(subparsers) -> None:
     """Add ``exo secure`` and its subcommands."""
     p = subparsers.add_parser("secure", help="data keys, AES-256-GCM encryption at rest, model manifests",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example:\n  exo secure keygen runs/data.key")
     sub = p.add_subparsers(dest="secure_command", metavar="<keygen|encrypt|decrypt|manifest|verify>", required=True)
 
     def key_arg(q):

@@ -18,7 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import positive_seconds
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[3] / "hil" / "scenarios" / "cuff_gait.yaml"
 
 
@@ -183,13 +185,13 @@ def register(subparsers) -> None:
     pc = sub.add_parser("calibrate", help="flexcomp bench over gait frequencies and loads -> surrogate artifact")
     pc.add_argument("--out", default=None, help="artifact path (default models/artifacts/tissue_compensator_v1.json)")
     pc.add_argument("--quick", action="store_true", help="coarse tissue grid (seconds, not minutes)")
-    pc.add_argument("--seconds-per-case", type=float, default=2.0, help="simulated s per bench case (default 2)")
+    pc.add_argument("--seconds-per-case", type=positive_seconds, default=2.0, help="simulated s per bench case (default 2)")
     pc.set_defaults(fn=cmd_calibrate)
     pv = sub.add_parser("validate", help="HIL cuff scenario with and without compensation -> JSON and PNGs")
     pv.add_argument("--out", required=True, help="output folder")
     pv.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="cuff scenario YAML (default hil/scenarios/cuff_gait.yaml)")
     pv.add_argument("--artifact", default=None, help="compensator artifact (default the versioned one)")
-    pv.add_argument("--duration", type=float, default=None, help="override the scenario's duration_s")
+    pv.add_argument("--duration", type=positive_seconds, default=None, help="override the scenario's duration_s")
     pv.add_argument("--feedback-gain", type=float, default=0.0, help="interface-torque feedback gain (default 0)")
     pv.add_argument("--quick", action="store_true", help="coarse tissue grid, surrogate fitted on it")
     pv.set_defaults(fn=cmd_validate)

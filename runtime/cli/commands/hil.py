@@ -1,0 +1,59 @@
+"""``exo hil``: a hardware-in-the-loop scenario (faults injected at given times), logged to MCAP."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from runtime.cli.arguments import add_command
+from runtime.cli.run_output import fresh_out, print_run_result
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    from hil.scenario import load_scenario
+    from runtime.cli.plant_companion import plant_companion
+    from runtime.core.config import (
+        check_consistency,
+        load_calibration,
+        load_device,
+        load_subject,
+    )
+    from runtime.pipeline.fault_injection import FaultInjectionStage
+    from runtime.session import RunSession
+
+    scenario, base = load_scenario(args.scenario)
+    device = load_device(base / scenario.device)
+    subject = load_subject(base / scenario.subject)
+    calibration = load_calibration(base / scenario.calibration)
+    check_consistency(device, calibration)
+    if device.bus.interface == "udp_multicast":
+        from firmware_bridge.netns import ensure_private_netns
+
+        ensure_private_netns("exo hil over udp_multicast")   # re-executes this command if needed
+    out = fresh_out(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    companion = None
+    if device.bus.interface in ("udp_multicast", "socketcan"):
+        companion = plant_companion(device, subject, calibration, scenario.plant, out, scenario.duration_s)
+    plant_text = ("in-process simulated knee" if companion is None else
+                  f"emulated AK drives on {device.bus.interface} {device.bus.channel} (own process) on the simulated knee")
+    print(f"exo hil: scenario '{scenario.name}', {scenario.duration_s:g} s, {len(scenario.faults)} injected fault(s), "
+          f"plant: {plant_text} -> {out}")
+    session = RunSession(device, subject, calibration, out, scenario.duration_s,
+                         progress=lambda s: print(s, flush=True), companion=companion)
+    injector = FaultInjectionStage(list(scenario.faults), device.estimation.rate_hz, session)
+    session.extra_stages = [injector]
+    result = session.run()
+    print("injected: " + ("; ".join(injector.applied) or "none"))
+    return print_run_result(result, out)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``hil``."""
+    p = add_command(
+        subparsers, "hil", help="run a hardware-in-the-loop scenario with injected faults",
+        description="Run a scenario (YAML: configs, duration, faults and their times) and write the same log and "
+                    "report as 'run'. The scenario's duration_s sets the run length (stale_and_estop: 9 s).",
+        examples=["exo hil hil/scenarios/stale_and_estop.yaml --out runs/hil1"])
+    p.add_argument("scenario", help="scenario YAML (see hil/scenarios/)")
+    p.add_argument("--out", default="runs/hil", help="output folder (default: %(default)s)")
+    p.set_defaults(fn=cmd_hil)

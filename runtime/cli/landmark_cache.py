@@ -1,0 +1,49 @@
+"""The vision front end's landmarks of a video, computed once and cached in ``runs/cache``.
+
+The cache key hashes the video's bytes, the prompt, the subject's height and the source of the vision modules that
+produce the landmarks, so a change to any of them recomputes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+#: Cache folder, relative to the working directory.
+CACHE_DIR = Path("runs") / "cache"
+#: Modules of ``runtime/vision`` whose source is part of the key.
+VISION_MODULES = ("front_end", "tracking", "world", "pose_mediapipe", "calibration")
+
+
+def landmark_cache_path(video: str, prompt: dict, height_m: float) -> Path:
+    """``runs/cache/landmarks-<16 hex>.npz`` for ``video`` followed from ``prompt`` for a subject ``height_m`` m tall."""
+    from runtime.vision import front_end as fe
+
+    h = hashlib.sha1()
+    h.update(Path(video).read_bytes())
+    h.update(json.dumps([prompt, height_m], sort_keys=True).encode())
+    for mod in VISION_MODULES:
+        h.update((Path(fe.__file__).parent / f"{mod}.py").read_bytes())
+    return CACHE_DIR / f"landmarks-{h.hexdigest()[:16]}.npz"
+
+
+def cached_landmarks(video: str, prompt: dict, height_m: float, out: Path) -> Any:
+    """The front end's ``LandmarkTrack`` for ``video``, from the cache when video, prompt, height and the vision
+    code are unchanged; else computed now (progress printed, anonymised previews under ``out/frames``) and cached."""
+    from runtime.vision import front_end as fe
+    from runtime.vision.process import VisionSpec
+
+    cache = landmark_cache_path(video, prompt, height_m)
+    spec = VisionSpec(source=video, shm_name="", prompt=prompt, subject_height_m=height_m,
+                      preview_path=str(out / "frames"))
+    if cache.exists():
+        print(f"vision: landmarks from the cache {cache}", flush=True)
+        return fe.LandmarkTrack.load(str(cache))
+    print(f"vision: running the front end over every frame of {Path(video).name} (pose, tracking, anonymisation, "
+          "grounding) ...", flush=True)
+    track = fe.precompute_landmarks(spec, progress=lambda i, n: print(f"  frame {i}/{n}", flush=True))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    track.save(str(tmp))
+    tmp.replace(cache)
+    return track
