@@ -81,8 +81,56 @@ def test_ingest_records_every_shared_trial_in_postgresql(ingested):
             assert m["peak_kcf_total_bw"] is not None and m["cocontraction_index"] is not None
         # PS trials are one cycle cut at heel strike: no complete stance on either foot -> no symmetry
         assert (m["limb_symmetry_pct"] is None) == name.startswith("PS_")
-    # the shared PS recording's measured peak KAM (README validation table: 2.73 %BW*ht with plates)
-    assert sessions["PS_ss1"]["metrics"]["peak_kam_pct_bw_ht"] == pytest.approx(2.73, abs=0.01)
+    # the stored peak KAM of PS ss1 against an independent hand computation from the trial's own plate file
+    # (measured 2026-12-07: stored 2.732, quasi-static 2.824 %BW*ht, 3.3 % apart: the shank and foot's inertia
+    # that inverse dynamics includes and the lever-arm method neglects)
+    assert sessions["PS_ss1"]["metrics"]["peak_kam_pct_bw_ht"] == pytest.approx(_quasi_static_peak_kam_ps1(), rel=0.05)
+
+
+def _quasi_static_peak_kam_ps1() -> float:
+    """Peak external KAM of PS ss1 (%BW*ht) without inverse dynamics: plate 1 (left foot) read with numpy from the
+    .mot, its moment about the knee centre plus the free moment and the weight of the shank and foot (quasi-static:
+    no segment inertia), on the adduction axis of the tibia (-x for the left knee), over the loaded interval
+    (vertical force > 20 N). Knee centre, tibia axes and shank+foot mass and centre of mass come from the
+    subject-scaled model posed by IK (the kinematics the chain uses); no part of the chain's dynamics is used.
+    PS: 75 kg, 1.80 m (shared data README); %BW*ht = 100 M / (m g h)."""
+    import mujoco
+    import numpy as np
+
+    from models.trial_analysis import AnalyzeParams, trial_kinematics
+
+    g, mass, height = 9.80665, 75.0, 1.80
+    ps = DATA / "GC5_PS"
+    kin = trial_kinematics(ps / "trc" / "PS_ngait_og_ss1.trc", ps / "model" / "GC5.osim",
+                           AnalyzeParams(mass, height, "left"))
+    with open(ps / "grf" / "PS_ngait_og_ss1_kinetics.mot") as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "endheader") + 1
+    header = lines[start].split()
+    mot = np.loadtxt(lines[start + 1:])
+    col = {h: mot[:, j] for j, h in enumerate(header)}
+    axes = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])       # OpenSim (y up, z right) -> world (z up)
+    t = kin.time_s
+
+    def series(fmt):
+        return np.stack([np.interp(t, col["time"], col[fmt.format(a)]) for a in "xyz"], axis=1) @ axes.T
+
+    force, cop = series("1_ground_force_v{}"), series("1_ground_force_p{}")
+    free = series("1_ground_torque_{}")
+    m = kin.model
+    d = mujoco.MjData(m)
+    tibia = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "tibia_l")
+    weight = np.array([0.0, 0.0, -g * m.body_subtreemass[tibia]])
+    kam = np.full(t.size, np.nan)
+    for k in range(t.size):
+        d.qpos[:] = kin.mapped.qpos[k]
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        knee, R = d.xpos[tibia], d.xmat[tibia].reshape(3, 3)
+        moment = np.cross(cop[k] - knee, force[k]) + free[k] + np.cross(d.subtree_com[tibia] - knee, weight)
+        kam[k] = -(moment @ R)[0]
+    loaded = force[:, 2] > 20.0
+    return float(np.max(kam[loaded])) * 100.0 / (mass * g * height)
 
 
 def test_analysis_csvs_are_encrypted_at_rest_and_hold_the_stored_peak(ingested):
