@@ -59,7 +59,6 @@ from typing import Any
 
 import mujoco
 import numpy as np
-from scipy.linalg.lapack import dposv as _dposv
 
 from models.body.markerset import MarkerSet, _as_mjmodel
 from models.io.axes import opensim_to_z_up
@@ -67,6 +66,7 @@ from models.kinematics.ik_types import PELVIS_COORDINATES, SOURCE_FRAMES, IKFram
 from models.kinematics.joint_equalities import JointEqualities
 from models.kinematics.marker_matching import match_marker_names
 from models.kinematics.opensim_pelvis import pelvis_opensim
+from models.kinematics.step_solvers import box_constrained_solve, kabsch
 
 __all__ = [
     "InverseKinematics",
@@ -101,29 +101,6 @@ def load_myoleg() -> mujoco.MjModel:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Attaching a spec with an empty prefix")
         return myo_sim.load_model("myolegs")
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x = a^-1 b for a symmetric positive definite a (LAPACK dposv; falls back to lstsq)."""
-    _, x, info = _dposv(a, b)
-    if info != 0:
-        return np.linalg.lstsq(a, b, rcond=None)[0]
-    return x
-
-
-def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """R, t minimising sum ||R a_i + t - b_i||^2 for (K, 3) point sets, K >= 3."""
-    ca, cb = a.mean(axis=0), b.mean(axis=0)
-    h = (a - ca).T @ (b - cb)
-    u, _, vt = np.linalg.svd(h)
-    dsign = 1.0 if np.linalg.det(vt.T @ u.T) >= 0 else -1.0
-    r = vt.T @ np.diag([1.0, 1.0, dsign]) @ u.T
-    return r, cb - r @ ca
 
 
 # --------------------------------------------------------------------------------------------------
@@ -587,7 +564,7 @@ class InverseKinematics:
         use = self._used & self._rigid
         a = self._neutral_root_local
         if int(use.sum()) >= 3:
-            r, t = _kabsch(a[use], self._target[use])
+            r, t = kabsch(a[use], self._target[use])
         else:
             h = self.params.initial_heading_rad
             r = np.array([[math.cos(h), -math.sin(h), 0.0], [math.sin(h), math.cos(h), 0.0], [0.0, 0.0, 1.0]])
@@ -659,27 +636,9 @@ class InverseKinematics:
 
     def _box_step(self, q: np.ndarray) -> None:
         """Solve (A) dq = b with lo - q <= dq <= hi - q by pinning violators at their limit (active set)."""
-        A, b, dq = self._A, self._b, self._dq
-        n = self._n
         cq = q[self._coord_qadr]
         self._dlo[:6] = -math.inf
         self._dhi[:6] = math.inf
         np.subtract(self._coord_lo, cq, out=self._dlo[6:])
         np.subtract(self._coord_hi, cq, out=self._dhi[6:])
-        fixed = self._fixed
-        fixed[:] = False
-        dq[:] = _spd_solve(A, b)
-        for _ in range(n):
-            lo_v = (~fixed) & (dq < self._dlo - 1e-12)
-            hi_v = (~fixed) & (dq > self._dhi + 1e-12)
-            if not (lo_v.any() or hi_v.any()):
-                return
-            dq[lo_v] = self._dlo[lo_v]
-            dq[hi_v] = self._dhi[hi_v]
-            fixed |= lo_v | hi_v
-            free = ~fixed
-            if not free.any():
-                return
-            Aff = A[np.ix_(free, free)]
-            rhs = b[free] - A[np.ix_(free, fixed)] @ dq[fixed]
-            dq[free] = _spd_solve(Aff, rhs)
+        box_constrained_solve(self._A, self._b, self._dlo, self._dhi, self._fixed, self._dq)
