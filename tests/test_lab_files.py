@@ -1,4 +1,5 @@
-"""Lab trial readers (models/io/: lab_files.py, trc.py, storage.py, c3d.py and their types): real recordings in ../shared/data plus malformed files.
+"""Lab trial readers (models/io/: lab_files, trc, storage, c3d and their types): real recordings in ../shared/data
+plus malformed files.
 
 Fast (well under 10 s): every .trc/.mot/.sto under the shared data folder is read once per test session.
 Facts checked against ../shared/data/README.md.  The .c3d tests need the optional package ezc3d.
