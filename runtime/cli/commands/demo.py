@@ -89,10 +89,10 @@ def register(subparsers: Any) -> None:
                     "the assistance, the safety supervisor and the CAN bridge into the emulated exoskeleton drives in "
                     "their own process (udp_multicast in a private network namespace), paced at the device's "
                     "estimation rate; then the log and the report.\n\n"
-                    "With no flag (plain 'exo demo', as 'make demo' runs it) the input is the sports2d demo video, its landmarks computed ahead "
-                    "once and cached in runs/cache (the first run takes about half a minute for that), for the "
-                    "video's length + 1 s. --replay takes a recorded marker trial instead (cheap: the example); "
-                    "--offline runs the same chain and controller over the whole input without loops or CAN.",
+                    "With no flag (plain 'exo demo', as 'make demo' runs it) the input is the sports2d demo video, "
+                    "its landmarks computed ahead once and cached in runs/cache (the first run takes about half a "
+                    "minute for that), for the video's length + 1 s. --replay takes a recorded marker trial "
+                    "instead (cheap: the example); --offline runs the same chain and controller over the whole input without loops or CAN.",
         examples=["exo demo --replay PS_ss1 --seconds 2 --out runs/demo_replay"])
     add_config_args(p)
     p.set_defaults(config=default_config("device_hil.yaml"))
