@@ -17,7 +17,7 @@ __all__ = ["rmse_against_reference"]
 
 def rmse_against_reference(trial: IKTrial, reference: Any, coordinates: Sequence[str]) -> dict[str, float]:
     """RMSE, in degrees, of angular ``coordinates`` of ``trial`` against a reference table in degrees
-    (a :class:`~models.io.lab_files.TimeSeriesTable` from an OpenSim IK ``.mot``: ``time_s``, ``column()``),
+    (a :class:`~models.io.time_series.TimeSeriesTable` from an OpenSim IK ``.mot``: ``time_s``, ``column()``),
     interpolated onto the trial's time; frames where either is NaN are skipped."""
     if getattr(reference, "in_degrees", True) is False:
         raise ValueError("reference table is in radians; pass the .mot as read (degrees)")

@@ -11,7 +11,7 @@ For a state ``(q, qd)`` and the net moments ``tau`` of the independent coordinat
 
 * ``R`` (n_muscles, n_coord): anatomical moment arms about the *independent* coordinates, ``r N`` with ``r =
   -d(length)/dq`` (:meth:`models.body.registry.MusculoskeletalModel.muscle_moment_arms`) and ``N = dq/dq_independent``
-  (the coupling basis of :class:`models.dynamics.inverse_dynamics.CoordinateCouplings`).  This equals
+  (the coupling basis of :class:`models.dynamics.couplings.CoordinateCouplings`).  This equals
   :meth:`~models.body.registry.MusculoskeletalModel.coupled_muscle_moment_arms` (checked in the tests): MyoLeg's knee
   coordinate gets the moment arms *through* the patella and the knee translations, as ID's coordinate moment does.
 * ``A * a + B`` is the muscle **tension** (N, >= 0).  MuJoCo's muscle force is ``actuator_force = gain(l, v) * act +
