@@ -46,7 +46,7 @@ def test_run_report_and_rosbags_reader(tmp_path):
     proc = subprocess.run(exo_cmd() + ["run", "--seconds", "2", "--out", str(out)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "simulated seated knee" in proc.stdout and "not built yet" in proc.stdout
+    assert "simulated seated knee" in proc.stdout and "exo demo" in proc.stdout
     rep = subprocess.run(exo_cmd() + ["report", str(out), "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert rep.returncode == 0, rep.stderr
     summary = json.loads(rep.stdout)
