@@ -3,14 +3,18 @@
 
 Frames: OpenSim ground is x forward, y up, z right; the project's world is z up (x forward, y left, z up), so every
 vector written here goes through :func:`z_up_to_opensim` (``(x, y, z) -> (x, z, -y)``, the inverse of
-:func:`models.io.lab_files.opensim_to_z_up`).  Coordinates are already OpenSim's (the IK solves the model's OpenSim
+:func:`models.io.axes.opensim_to_z_up`).  Coordinates are already OpenSim's (the IK solves the model's OpenSim
 coordinate names, pelvis translations in OpenSim ground), so they are written as they are, angles in degrees.
 
 Files (pure text, no ``opensim`` import; :mod:`tests.test_opensim_export` reads them back with OpenSim 4.6):
 
 * :func:`write_coordinates_mot`: ``Coordinates`` header, ``inDegrees=yes``, ``time`` then one column per coordinate;
   the patella coordinate ``knee_angle_<s>_beta`` of the Rajagopal family (coupled 1:1 to ``knee_angle_<s>`` in
-  Rajagopal 2015/2016 and ``GC5.osim``) is added beside each knee, so OpenSim's coupler constraint holds.
+  Rajagopal 2015/2016 and ``GC5.osim``) is added beside each knee, so OpenSim's coupler constraint holds.  Coupled
+  coordinates (``*_beta``) are written in radians even in a degrees file: OpenSim 4 converts only coordinates of
+  rotational motion type from degrees, and writes coupled ones in radians itself (the opensim_walk Rajagopal IK:
+  ``knee_angle_r`` 70.82, ``knee_angle_r_beta`` 1.236).  Written in degrees, the patella spins 57 times too far and
+  OpenSim's hip moments in swing reach hundreds of N m (measured on PS ss1 with GC5.osim).
 * :func:`write_foot_loads_mot`: per foot ``<k>_ground_force_v{x,y,z}`` (N), ``<k>_ground_force_p{x,y,z}`` (m, centre
   of pressure in ground) and ``<k>_ground_torque_{x,y,z}`` (N m, free moment about that point), ``k`` = 1 left,
   2 right (numbered like the lab's plates, so :func:`models.trial_analysis.force_plates` reads it too); an unloaded
@@ -36,6 +40,7 @@ __all__ = ["FOOT_LOAD_PREFIX", "z_up_to_opensim", "write_coordinates_mot", "writ
 FOOT_LOAD_PREFIX = {"left": "1_", "right": "2_"}
 FOOT_BODY = {"left": "calcn_l", "right": "calcn_r"}
 _TRANSLATIONS = ("_tx", "_ty", "_tz")
+_COUPLED = ("_beta",)                      # OpenSim motion type "coupled": radians in every file
 
 
 def z_up_to_opensim(v: np.ndarray) -> np.ndarray:
@@ -88,14 +93,14 @@ def write_coordinates_mot(path: str | Path, time_s: np.ndarray, names: Sequence[
     names = list(names)
     t, q = _check_table(time_s, coordinates, names, f"coordinates for {Path(path).name}")
     q = q.copy()
-    rot = np.array([not n.endswith(_TRANSLATIONS) for n in names])
-    q[:, rot] = np.degrees(q[:, rot])
     if add_patella_beta:
         for s in "lr":
             k, b = f"knee_angle_{s}", f"knee_angle_{s}_beta"
             if k in names and b not in names:
-                names.append(b)
                 q = np.hstack([q, q[:, [names.index(k)]]])
+                names.append(b)
+    rot = np.array([not n.endswith(_TRANSLATIONS + _COUPLED) for n in names])
+    q[:, rot] = np.degrees(q[:, rot])
     return _write_table(Path(path), "Coordinates", t, q, names, True,
                         "Units are S.I. units (second, meters, Newtons, ...)\nAngles are in degrees.")
 

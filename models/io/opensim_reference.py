@@ -28,6 +28,17 @@ Ours on the same trial (:func:`time_ours_id_so`): inverse dynamics (:class:`mode
 .InverseDynamics`) + static optimisation (:class:`models.muscles.static_optimization.StaticOptimization`) on our subject
 model and kinematics, the same work OpenSim's tool does after reading the files (it runs its own inverse dynamics
 inside StaticOptimization), timed in the same process.
+
+Other OpenSim tools run here: :func:`run_opensim_inverse_dynamics` (InverseDynamicsTool, muscles excluded) and
+:func:`run_opensim_joint_reaction` (JointReaction after a StaticOptimization run, its forces as ``forces_file``).
+
+Side by side on the same frames (:func:`inverse_dynamics_side_by_side`, :func:`muscles_side_by_side`; figures in
+``tests/test_opensim_side_by_side.py`` and ``make validate``): an OpenSim IK ``.mot`` and its plates on our model
+(:func:`motion_on_model`: coordinates and plate wrenches low-passed at 6 Hz as ``exo analyze`` does), the same
+low-passed inputs written for OpenSim (:mod:`models.io.opensim_export`) and run with OpenSim's filter off, so that only
+the models and the methods differ.  The patella coordinate ``knee_angle_<s>_beta`` goes to OpenSim in radians (its
+motion type is "coupled", which OpenSim 4 does not convert from degrees): the lab's OpenSim 3.3 IK files hold it in
+degrees, and fed as they are to OpenSim 4.6 the patella spins and the hip moments in swing reach 480 N m.
 """
 from __future__ import annotations
 
@@ -43,7 +54,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "run_opensim_inverse_dynamics",
-           "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available"]
+           "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available", "SideBySide", "MotionOnModel",
+           "motion_on_model", "inverse_dynamics_side_by_side", "muscles_side_by_side", "MUSCLE_GROUPS"]
 
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
@@ -124,9 +136,9 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
                                     external_loads_path: str | Path, out_dir: str | Path | None = None, *,
                                     start_s: float | None = None, end_s: float | None = None,
                                     reserve_optimal_force_nm: float = 1.0, residual_optimal_force: float = 100.0,
-                                    cutoff_hz: float = 6.0, name: str = "opensim_so") -> OpenSimSOResult:
+                                    cutoff_hz: float | None = 6.0, name: str = "opensim_so") -> OpenSimSOResult:
     """OpenSim's AnalyzeTool + StaticOptimization on one trial (see the module docstring); results in ``out_dir``
-    (a new temporary folder when ``None``)."""
+    (a new temporary folder when ``None``); ``cutoff_hz=None``: the coordinates as they are (already filtered)."""
     osim = import_opensim()
 
     for label, p in (("model_path", model_path), ("ik_path", ik_path), ("grf_path", grf_path),
@@ -175,7 +187,7 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
     setup.setName(name)
     setup.setModelFilename(str(model_file))
     setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
-    setup.setLowpassCutoffFrequency(cutoff_hz)
+    setup.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
     setup.setExternalLoadsFileName(str(loads))
     setup.setInitialTime(t0)
     setup.setFinalTime(t1)
@@ -257,7 +269,7 @@ def run_opensim_inverse_dynamics(model_path: str | Path, coordinates_path: str |
 
 def run_opensim_joint_reaction(so: OpenSimSOResult, ik_path: str | Path, grf_path: str | Path,
                                external_loads_path: str | Path, joint: str, *, on_body: str = "child",
-                               in_frame: str = "child", cutoff_hz: float = 6.0, name: str = "opensim_jr") -> Path:
+                               in_frame: str = "child", cutoff_hz: float | None = 6.0, name: str = "opensim_jr") -> Path:
     """OpenSim's JointReaction analysis after :func:`run_opensim_static_optimization` (its model with reserves, its
     muscle and reserve forces as the ``forces_file``, the same window and filter); returns the ``.sto`` whose
     ``<joint>_on_<body>_in_<frame>_f{x,y,z}`` columns are the joint's reaction force (N) in that body's frame."""
@@ -272,12 +284,13 @@ def run_opensim_joint_reaction(so: OpenSimSOResult, ik_path: str | Path, grf_pat
     setup.setName(name)
     setup.setModelFilename(str(model_file))
     setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
-    setup.setLowpassCutoffFrequency(cutoff_hz)
+    setup.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
     setup.setExternalLoadsFileName(str(loads))
     setup.setInitialTime(so.start_s)
     setup.setFinalTime(so.end_s)
     setup.setResultsDir(str(out))
     jr = osim.JointReaction()
+    jr.setName("JointReaction")
     jr.setStartTime(so.start_s)
     jr.setEndTime(so.end_s)
     jr.setForcesFileName(str(so.force_path))
@@ -318,3 +331,229 @@ def time_ours_id_so(model, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray,
     return {"id_so_s": float(best), "id_so_cpu_s": float(best_cpu), "motion_s": motion,
             "per_motion_s": float(best / motion), "cpu_per_motion_s": float(best_cpu / motion),
             "frames": int(qpos.shape[0])}
+
+
+# ----------------------------------------------------------------------------------- side by side
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One quantity frame by frame on the same frames: ``ours`` and ``theirs`` (N, k) on ``time_s`` (s) for
+    ``names``, in ``unit``."""
+
+    quantity: str
+    unit: str
+    names: tuple[str, ...]
+    time_s: np.ndarray
+    ours: np.ndarray
+    theirs: np.ndarray
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        """Per name: ``rmse``, ``peak_ours``, ``peak_theirs`` (|max|, in ``unit``), Pearson ``r``, ``frames``."""
+        out: dict[str, dict[str, float]] = {}
+        for j, n in enumerate(self.names):
+            a, b = self.ours[:, j], self.theirs[:, j]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if not ok.any():
+                out[n] = {"rmse": float("nan"), "peak_ours": float("nan"), "peak_theirs": float("nan"),
+                          "r": float("nan"), "frames": 0}
+                continue
+            a, b = a[ok], b[ok]
+            r = float(np.corrcoef(a, b)[0, 1]) if a.size > 2 and np.std(a) > 0 and np.std(b) > 0 else float("nan")
+            out[n] = {"rmse": float(np.sqrt(np.mean((a - b) ** 2))), "peak_ours": float(np.max(np.abs(a))),
+                      "peak_theirs": float(np.max(np.abs(b))), "r": r, "frames": int(a.size)}
+        return out
+
+    def rmse(self, name: str) -> float:
+        return self.figures()[name]["rmse"]
+
+
+@dataclass(frozen=True)
+class MotionOnModel:
+    """An OpenSim motion and its loads on our MuJoCo model: the coordinates low-passed (``position``, rad / m, the
+    motion's column ``names``), mapped to MuJoCo (``mapped``), and each ``ExternalForce`` of the loads file on a body
+    (``externals``, z-up world, low-passed at the same cut-off, points recomputed on the plate plane)."""
+
+    model: Any                       # mujoco.MjModel
+    time_s: np.ndarray
+    names: tuple[str, ...]
+    position: np.ndarray
+    mapped: Any                      # models.dynamics.inverse_dynamics.MappedKinematics
+    externals: tuple[Any, ...]       # models.dynamics.inverse_dynamics.ExternalWrenchTrial per foot
+    cutoff_hz: float
+
+
+def external_forces(xml_path: str | Path) -> list[tuple[str, str, str, str]]:
+    """``(body, force, point, torque identifier)`` of every ``ExternalForce`` applied to a body (not ``ground``) in
+    an OpenSim ExternalLoads file, force and point expressed in ground (the only convention read)."""
+    import xml.etree.ElementTree as ET
+
+    out = []
+    for ef in ET.parse(xml_path).getroot().iter("ExternalForce"):
+        text = {k: (ef.findtext(k) or "").strip() for k in ("applied_to_body", "force_expressed_in_body",
+                                                              "point_expressed_in_body", "force_identifier",
+                                                              "point_identifier", "torque_identifier")}
+        if text["applied_to_body"] in ("", "ground"):
+            continue
+        for k in ("force_expressed_in_body", "point_expressed_in_body"):
+            if text[k] != "ground":
+                raise ValueError(f"{xml_path}: ExternalForce {ef.get('name')!r} {k} = {text[k]!r}: only 'ground' is read")
+        out.append((text["applied_to_body"], text["force_identifier"], text["point_identifier"],
+                    text["torque_identifier"]))
+    if not out:
+        raise ValueError(f"{xml_path}: no ExternalForce applied to a body")
+    return out
+
+
+def motion_on_model(model, ik_path: str | Path, external_loads_path: str | Path, grf_path: str | Path, *,
+                    cutoff_hz: float = 6.0, threshold_n: float = 20.0) -> MotionOnModel:
+    """An OpenSim IK ``.mot`` and its plates on ``model`` (MyoLeg or a scaled copy): coordinates low-passed at
+    ``cutoff_hz`` with their derivatives (:func:`models.filters.smooth_derivatives`, as ``exo analyze``), plate
+    wrenches by :func:`models.dynamics.inverse_dynamics.external_wrench_from_opensim_grf`, one per foot."""
+    from models.dynamics.opensim_grf import external_wrench_from_opensim_grf
+    from models.dynamics.opensim_state import kinematics_from_opensim
+    from models.filters import smooth_derivatives
+    from models.io.storage import read_mot, read_sto
+
+    ik = read_mot(ik_path) if str(ik_path).endswith(".mot") else read_sto(ik_path)
+    ik = ik.to_radians() if ik.in_degrees else ik
+    n = ik.time_s.size
+    rate = (n - 1) / float(ik.time_s[-1] - ik.time_s[0])
+    t = ik.time_s[0] + np.arange(n) / rate              # uniform grid (lab stamps are rounded)
+    names = tuple(ik.columns)
+    sm = smooth_derivatives(np.asarray(ik.data, dtype=float), rate, cutoff_hz=cutoff_hz, channel_names=names)
+    mk = kinematics_from_opensim(model, names, sm.position, sm.velocity, sm.acceleration)
+    table = read_mot(grf_path) if str(grf_path).endswith(".mot") else read_sto(grf_path)
+    feet: dict[str, Any] = {}
+    for body, f_id, p_id, t_id in external_forces(external_loads_path):
+        if body in feet:
+            raise ValueError(f"external_loads_path = {str(external_loads_path)!r}: two forces on {body!r}; "
+                             "one per foot is read")
+        feet[body] = external_wrench_from_opensim_grf(table, body, force_identifier=f_id, point_identifier=p_id,
+                                                      torque_identifier=t_id, time_s=t, cutoff_hz=cutoff_hz,
+                                                      threshold_n=threshold_n)
+    return MotionOnModel(model, t, names, sm.position, mk, tuple(feet.values()), float(cutoff_hz))
+
+
+def _opensim_inputs(motion: MotionOnModel, out: Path) -> tuple[Path, Path, Path]:
+    """The motion's low-passed coordinates and its plate wrenches, written for OpenSim (no further filtering)."""
+    from models.io.opensim_export import write_coordinates_mot, write_external_loads_xml, write_foot_loads_mot
+
+    # the motion's own patella columns are dropped: the writer adds them from the knee in OpenSim's unit (radians;
+    # OpenSim 3.3 files such as the lab's GC5 IK hold them in degrees)
+    keep = [j for j, n in enumerate(motion.names) if not n.endswith("_beta")]
+    coords = write_coordinates_mot(out / "coordinates.mot", motion.time_s, [motion.names[j] for j in keep],
+                                   motion.position[:, keep])
+    side = {"calcn_l": "left", "calcn_r": "right"}
+    feet = {}
+    for w in motion.externals:
+        if w.body not in side:
+            raise ValueError(f"external force on {w.body!r}: only calcn_l / calcn_r are written for OpenSim")
+        feet[side[w.body]] = w
+    grf = write_foot_loads_mot(out / "loads.mot", motion.time_s, {s: w.force_n for s, w in feet.items()},
+                               {s: w.point_m for s, w in feet.items()}, {s: w.free_moment_nm for s, w in feet.items()})
+    return coords, grf, write_external_loads_xml(out / "loads.xml", grf, list(feet))
+
+
+def _window(time_s: np.ndarray, start_s: float | None, end_s: float | None) -> np.ndarray:
+    t0 = float(time_s[0]) if start_s is None else float(start_s)
+    t1 = float(time_s[-1]) if end_s is None else float(end_s)
+    if not t1 > t0:
+        raise ValueError(f"start_s = {t0!r}, end_s = {t1!r}: need end_s > start_s")
+    return (time_s >= t0 - 1e-9) & (time_s <= t1 + 1e-9)
+
+
+def _gravity(osim_model_path: str | Path) -> float:
+    osim = import_opensim()
+    return float(np.linalg.norm(osim.Model(str(osim_model_path)).getGravity().to_numpy()))
+
+
+def inverse_dynamics_side_by_side(osim_model_path: str | Path, motion: MotionOnModel, coordinates: tuple[str, ...],
+                                  out_dir: str | Path, *, start_s: float | None = None,
+                                  end_s: float | None = None) -> SideBySide:
+    """Net joint moments (N m) of ``coordinates``: our :class:`models.dynamics.inverse_dynamics.InverseDynamics` on
+    ``motion`` against OpenSim's InverseDynamicsTool on the OpenSim model with the same low-passed coordinates and
+    plate wrenches (written by :mod:`models.io.opensim_export`, OpenSim's filter off), the OpenSim model's gravity
+    on both sides."""
+    from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    coords, _, loads = _opensim_inputs(motion, out)
+    w = _window(motion.time_s, start_s, end_s)
+    t = motion.time_s[w]
+    sto = run_opensim_inverse_dynamics(osim_model_path, coords, loads, out, cutoff_hz=None, start_s=float(t[0]),
+                                       end_s=float(t[-1]), name="side_by_side_id")
+    from models.io.storage import read_sto
+
+    theirs_tab = read_sto(sto)
+    inv = InverseDynamics(motion.model, InverseDynamicsParams(gravity_m_s2=_gravity(osim_model_path)))
+    mk = motion.mapped
+    jm = inv.run(mk.qpos, mk.qvel, mk.qacc, list(motion.externals), time_s=motion.time_s)
+    ours = np.column_stack([jm.coordinate(c)[w] for c in coordinates])
+    theirs = np.column_stack([np.interp(t, theirs_tab.time_s, theirs_tab.column(f"{c}_moment")) for c in coordinates])
+    return SideBySide("net joint moment", "N*m", tuple(coordinates), t, ours, theirs)
+
+
+MUSCLE_GROUPS = {"plantarflexors": ("soleus", "gasmed", "gaslat"), "quadriceps": ("vasmed", "vaslat", "vasint", "recfem"),
+                 "hamstrings": ("semimem", "semiten", "bflh", "bfsh"), "gluteus_medius": ("glmed1", "glmed2", "glmed3")}
+
+
+@dataclass(frozen=True)
+class MusclesSideBySide:
+    """Static optimisation and knee contact, ours against OpenSim's on the same frames: summed muscle-group forces
+    (N), per-muscle activations (0..1) of the muscles both models have, and the knee's total contact force (N,
+    ``|F|`` on the tibia: our :mod:`models.muscles.knee_contact` vs OpenSim's JointReaction on ``joint``)."""
+
+    group_force_n: SideBySide
+    activation: SideBySide
+    knee_contact_n: SideBySide
+    opensim: OpenSimSOResult
+    opensim_jr_path: Path
+
+
+def muscles_side_by_side(osim_model_path: str | Path, motion: MotionOnModel, side: str, body_mass_kg: float,
+                         out_dir: str | Path, *, start_s: float, end_s: float, joint: str | None = None) -> MusclesSideBySide:
+    """Our ID -> SO -> knee contact (:class:`models.muscles.knee_contact.KinematicsToContact`, default
+    :class:`models.muscles.static_optimization.SOParams`) on ``motion`` against OpenSim 4.6's StaticOptimization
+    (:func:`run_opensim_static_optimization`: reserves, activation exponent 2, the same low-passed coordinates and
+    plate wrenches, OpenSim's filter off) and JointReaction (:func:`run_opensim_joint_reaction`, ``joint`` default
+    ``walker_knee_<s>`` on the tibia in the tibia frame) over ``start_s..end_s``."""
+    from models.io.storage import read_sto
+    from models.muscles.knee_contact import KinematicsToContact
+
+    if side not in ("left", "right"):
+        raise ValueError(f"side = {side!r}: allowed 'left' or 'right'")
+    s = side[0]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    coords, grf, loads = _opensim_inputs(motion, out)
+    w = _window(motion.time_s, start_s, end_s)
+    t = motion.time_s[w]
+    so = run_opensim_static_optimization(osim_model_path, coords, grf, loads, out, start_s=float(t[0]),
+                                         end_s=float(t[-1]), cutoff_hz=None, name="side_by_side_so")
+    jr_path = run_opensim_joint_reaction(so, coords, grf, loads, joint or f"walker_knee_{s}", cutoff_hz=None,
+                                         name="side_by_side_jr")
+    mk = motion.mapped
+    trial, contact = KinematicsToContact(motion.model, side, body_mass_kg=body_mass_kg).run(
+        mk.qpos, mk.qvel, mk.qacc, list(motion.externals), motion.time_s)
+    f_tab, a_tab, jr_tab = read_sto(so.force_path), read_sto(so.activation_path), read_sto(jr_path)
+
+    def theirs(tab, col: str) -> np.ndarray:
+        return np.interp(t, tab.time_s, tab.column(col))
+
+    ours_m = {m: j for j, m in enumerate(trial.muscle_names)}
+    groups = [g for g, ms in MUSCLE_GROUPS.items()
+              if all(f"{m}_{s}" in ours_m and f"{m}_{s}" in f_tab.columns for m in ms)]
+    g_ours = np.column_stack([sum(trial.muscle_force_n[w, ours_m[f"{m}_{s}"]] for m in MUSCLE_GROUPS[g]) for g in groups])
+    g_theirs = np.column_stack([sum(theirs(f_tab, f"{m}_{s}") for m in MUSCLE_GROUPS[g]) for g in groups])
+    common = tuple(m for m in trial.muscle_names if m.endswith(f"_{s}") and m in a_tab.columns)
+    a_ours = np.column_stack([trial.activation[w, ours_m[m]] for m in common])
+    a_theirs = np.column_stack([theirs(a_tab, m) for m in common])
+    prefix = f"{joint or f'walker_knee_{s}'}_on_tibia_{s}_in_tibia_{s}_f"
+    jr = np.column_stack([theirs(jr_tab, prefix + a) for a in "xyz"])
+    return MusclesSideBySide(
+        SideBySide("muscle-group force", "N", tuple(groups), t, g_ours, g_theirs),
+        SideBySide("activation", "1", common, t, a_ours, a_theirs),
+        SideBySide("knee total contact force", "N", ("knee_total",), t, contact.total_n[w][:, None],
+                   np.linalg.norm(jr, axis=1)[:, None]),
+        so, jr_path)
