@@ -145,6 +145,18 @@ def test_run_seconds_zero_and_negative_rejected_end_to_end():
         assert r.returncode == 2 and "--seconds" in r.stderr and repr(value) in r.stderr, r.stderr
 
 
+def test_every_example_parses_including_the_long_ones():
+    """Even the examples that only run with EXO_LONG_EXAMPLES=1 name existing flags with valid values."""
+    parser = build_parser()
+    for where, example in all_examples():
+        args = parser.parse_args(shlex.split(example)[1:])
+        assert args.fn is not None, (where, example)
+
+
+def test_no_subcommand_prints_help_and_exits_2(capsys):
+    assert main([]) == 2 and "commands (" in capsys.readouterr().out
+
+
 def test_example_extraction():
     text = "description\n\nexamples:\n  exo a --x 1\n  exo b\nnot an example\n  exo c\nexample: exo d 'q r'\n"
     assert examples_in(text) == ["exo a --x 1", "exo b", "exo d 'q r'"]

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exo", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="<command>", help=argparse.SUPPRESS)
     parser.usage = "exo [-h] <command> ..."      # after add_subparsers: the subcommands' prog stays 'exo <name>'
+    parser.set_defaults(fn=None)                 # each subcommand sets its own
     _register_command_modules(sub)
     rows = command_table(sub)
     parser.description = f"{textwrap.fill(_INTRO, 100, break_on_hyphens=False)}\n\ncommands ({len(rows)}):\n{_format_table(rows)}"
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "fn", None):
+    if args.fn is None:
         parser.print_help()
         return EXIT_USAGE
     try:
