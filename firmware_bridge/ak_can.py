@@ -99,7 +99,7 @@ from .ak_mit import (
 )
 from .bus import open_bus
 from .calibration import ActuatorCalibration
-from .drive_interface import DriveBase, DriveResult, FaultRecord
+from .drive_interface import DriveBase, DriveResult, FaultRecord, JointStateBuffer
 from .motor_tables import MitLimits
 from .velocity_check import VelocityTableCheck
 
@@ -470,7 +470,7 @@ class AkCanDrive(DriveBase):
         return DriveResult.OK if ok else DriveResult.ERROR
 
     # ------------------------------------------------------------------ rx
-    def read(self, out: Any, t_ns: int) -> DriveResult:
+    def read(self, out: JointStateBuffer, t_ns: int) -> DriveResult:
         """Drain the bus (``recv(timeout=0)`` until None), decode, check timeouts and bus state,
         then fill ``out`` (a ``JointStates``) joint side.  Never raises for bus problems.
 
