@@ -26,7 +26,8 @@ LONG_COMMANDS = {"validate": "every shared trial through the chain (minutes; mak
                  "ingest": "every shared trial with static optimisation (minutes)",
                  "neuro": "static optimisation and synergies on a whole trial (about 30 s even for one)",
                  "monocular-check": "BlazePose on four cameras and triangulation (about 20 s for the fewest frames)",
-                 "demo": "model scaling, both loops and the plant process (about 20 s for a 2 s replay)"}
+                 "demo": "model scaling, both loops and the plant process (about 20 s for a 2 s replay)",
+                 "tissue": "the flexcomp bench (about 15 s even with --quick)"}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:

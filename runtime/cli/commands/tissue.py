@@ -180,7 +180,9 @@ def cmd_validate(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("tissue", help="soft-tissue cuff: flexcomp bench, compensator artifact, HIL validation",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example (quick bench, artifact written beside, not over, the versioned one):\n"
+                                     "  exo tissue calibrate --quick --seconds-per-case 0.2 --out runs/tissue_compensator.json")
     sub = p.add_subparsers(dest="tissue_command")
     pc = sub.add_parser("calibrate", help="flexcomp bench over gait frequencies and loads -> surrogate artifact")
     pc.add_argument("--out", default=None, help="artifact path (default models/artifacts/tissue_compensator_v1.json)")
