@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 from models.io.lab_files import shared_data_dir
-from models.io.opensim_reference import (MusclesSideBySide, SideBySide, import_opensim, inverse_dynamics_side_by_side,
-                                         motion_on_model, muscles_side_by_side, opensim_available)
+from models.io.opensim_reference import (MusclesSideBySide, SideBySide, inverse_dynamics_side_by_side,
+                                         muscles_side_by_side, opensim_available, side_by_side_trials, trial_motion)
 
 DATA = shared_data_dir()
 PS = DATA / "GC5_PS"
@@ -38,16 +38,7 @@ pytestmark = [pytest.mark.skipif(not opensim_available(), reason="opensim not in
               pytest.mark.skipif(not (PS / "model" / "GC5.osim").exists() or not (RAJ / "ik_output_walk.mot").exists(),
                                  reason=f"shared data absent at {DATA}")]
 
-TRIALS = {
-    # name: model, IK, external loads, plates, side, mass (kg), height (m), stance window for SO/JR (s)
-    "PS_ss1": (PS / "model" / "GC5.osim", PS / "ik" / "PS_ngait_og_ss1_kinematics.mot",
-               PS / "grf" / "PS_ngait_og_ss1_External_Forces.xml", PS / "grf" / "PS_ngait_og_ss1_kinetics.mot",
-               "left", 75.0, 1.80, (0.30, 0.40)),
-    # mass: the model's own (85.07 kg); the height scales only the segments its marker set does not cover (changing
-    # it from 1.8 to 1.6 m moves the knee moment RMSE by < 0.001 N*m, measured): 1.8 m is stated, not measured
-    "rajagopal_walk": (RAJ / "subject_scaled_walk.osim", RAJ / "ik_output_walk.mot", RAJ / "grf_walk.xml",
-                       RAJ / "grf_walk.mot", "right", None, 1.80, (0.55, 0.65)),
-}
+TRIALS = {t.name: t for t in side_by_side_trials(DATA)}
 
 # measured RMSE (N*m) over the whole trial -> bound; PS ss1: 132 frames, Rajagopal walk: 238 frames (0-2.37 s)
 ID_RMSE_NM = {
@@ -71,34 +62,24 @@ ACTIVATION_MEDIAN_RMSE = {"PS_ss1": (0.0108, 0.0124), "rajagopal_walk": (0.0213,
 KNEE_CONTACT_RMSE_N = {"PS_ss1": (85.7, 98.5), "rajagopal_walk": (296.0, 340.0)}
 
 
-def _subject(name: str):
-    from models.trial_analysis import AnalyzeParams, subject_model
-
-    osim_model, ik, loads, grf, side, mass, height, window = TRIALS[name]
-    if mass is None:
-        osim = import_opensim()
-        m = osim.Model(str(osim_model))
-        mass = float(m.getTotalMass(m.initSystem()))
-    model = subject_model(AnalyzeParams(mass, height, side), osim_model, [])
-    return motion_on_model(model, ik, loads, grf), side, mass, window
-
-
 @pytest.fixture(scope="module", params=sorted(TRIALS))
-def side_by_side(request, tmp_path_factory) -> tuple[str, SideBySide, MusclesSideBySide]:
+def side_by_side(request, tmp_path_factory) -> tuple[str, SideBySide, MusclesSideBySide, float]:
     name = request.param
-    motion, side, mass, window = _subject(name)
-    s = side[0]
+    trial = TRIALS[name]
+    motion, mass = trial_motion(trial)
+    s = trial.side[0]
     out = tmp_path_factory.mktemp(name)
-    id_cmp = inverse_dynamics_side_by_side(TRIALS[name][0], motion, tuple(f"{c}_{s}" for c in ID_RMSE_NM[name]), out)
-    mus = muscles_side_by_side(TRIALS[name][0], motion, side, mass, out, start_s=window[0], end_s=window[1])
-    return name, id_cmp, mus
+    id_cmp = inverse_dynamics_side_by_side(trial.osim_model, motion, tuple(f"{c}_{s}" for c in ID_RMSE_NM[name]), out)
+    mus = muscles_side_by_side(trial.osim_model, motion, trial.side, mass, out, start_s=trial.window_s[0],
+                               end_s=trial.window_s[1])
+    return name, id_cmp, mus, mass
 
 
 def test_net_joint_moments_match_opensim(side_by_side):
-    name, cmp, _ = side_by_side
+    name, cmp, _, _ = side_by_side
     fig = cmp.figures()
     for c, (measured, bound) in ID_RMSE_NM[name].items():
-        f = fig[f"{c}_{TRIALS[name][4][0]}"]
+        f = fig[f"{c}_{TRIALS[name].side[0]}"]
         assert f["frames"] == cmp.time_s.size > 100, f
         assert f["rmse"] < bound, (name, c, f, measured)
         assert f["r"] > 0.98, (name, c, f)                          # the same curve, frame by frame
@@ -106,7 +87,7 @@ def test_net_joint_moments_match_opensim(side_by_side):
 
 
 def test_static_optimisation_beside_opensim(side_by_side):
-    name, _, mus = side_by_side
+    name, _, mus, _ = side_by_side
     g = mus.group_force_n.figures()
     assert set(g) == set(SO_RMSE_N[name]) and mus.group_force_n.time_s.size >= 10
     for group, (measured, bound) in SO_RMSE_N[name].items():
@@ -121,11 +102,11 @@ def test_static_optimisation_beside_opensim(side_by_side):
 
 
 def test_knee_joint_reaction_beside_opensim(side_by_side):
-    name, _, mus = side_by_side
+    name, _, mus, mass = side_by_side
     f = mus.knee_contact_n.figures()["knee_total"]
     measured, bound = KNEE_CONTACT_RMSE_N[name]
     assert f["rmse"] < bound, (name, f, measured)
     # both see a stance knee load of 1.5-3.5 body weights (the total is dominated by the compression)
-    bw = (75.0 if name == "PS_ss1" else 85.07) * 9.80665
+    bw = mass * 9.80665
     for peak in (f["peak_ours"], f["peak_theirs"]):
         assert 1.5 * bw < peak < 3.5 * bw, (name, f)

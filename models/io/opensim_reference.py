@@ -55,7 +55,8 @@ import numpy as np
 
 __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "run_opensim_inverse_dynamics",
            "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available", "SideBySide", "MotionOnModel",
-           "motion_on_model", "inverse_dynamics_side_by_side", "muscles_side_by_side", "MUSCLE_GROUPS"]
+           "motion_on_model", "inverse_dynamics_side_by_side", "muscles_side_by_side", "MUSCLE_GROUPS",
+           "SideBySideTrial", "side_by_side_trials", "trial_motion", "side_by_side_figures"]
 
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
@@ -557,3 +558,70 @@ def muscles_side_by_side(osim_model_path: str | Path, motion: MotionOnModel, sid
         SideBySide("knee total contact force", "N", ("knee_total",), t, contact.total_n[w][:, None],
                    np.linalg.norm(jr, axis=1)[:, None]),
         so, jr_path)
+
+
+@dataclass(frozen=True)
+class SideBySideTrial:
+    """A trial with an OpenSim model, IK, plates and external loads: what the side by side runs on.  ``mass_kg``
+    ``None``: the OpenSim model's own mass; ``window_s``: the stance window of the SO / JR comparison."""
+
+    name: str
+    osim_model: Path
+    ik: Path
+    external_loads: Path
+    grf: Path
+    side: str
+    mass_kg: float | None
+    height_m: float
+    window_s: tuple[float, float]
+
+
+def side_by_side_trials(data: Path) -> list[SideBySideTrial]:
+    """PS ss1 (Grand Challenge 5: ``GC5.osim``, the lab's IK and loads; left knee; 75 kg, 1.80 m) and OpenSim's example
+    walk on Rajagopal 2016 (``opensim_walk/rajagopal``, right leg; the model's own 85.07 kg).  The walk's subject
+    height is not given: 1.80 m is stated, and it scales only the segments its marker set does not cover (1.6 m
+    instead moves the knee moment RMSE by < 0.001 N m, measured 2026-12-07).  Windows: 0.10 s of stance."""
+    ps, raj = Path(data) / "GC5_PS", Path(data) / "opensim_walk" / "rajagopal"
+    return [SideBySideTrial("PS_ss1", ps / "model" / "GC5.osim", ps / "ik" / "PS_ngait_og_ss1_kinematics.mot",
+                            ps / "grf" / "PS_ngait_og_ss1_External_Forces.xml",
+                            ps / "grf" / "PS_ngait_og_ss1_kinetics.mot", "left", 75.0, 1.80, (0.30, 0.40)),
+            SideBySideTrial("rajagopal_walk", raj / "subject_scaled_walk.osim", raj / "ik_output_walk.mot",
+                            raj / "grf_walk.xml", raj / "grf_walk.mot", "right", None, 1.80, (0.55, 0.65))]
+
+
+def trial_motion(trial: SideBySideTrial) -> tuple[MotionOnModel, float]:
+    """The trial on MyoLeg scaled to its OpenSim model (:func:`models.trial_analysis.subject_model`), and the body
+    mass used (kg)."""
+    from models.trial_analysis import AnalyzeParams, subject_model
+
+    mass = trial.mass_kg
+    if mass is None:
+        osim = import_opensim()
+        m = osim.Model(str(trial.osim_model))
+        mass = float(m.getTotalMass(m.initSystem()))
+    model = subject_model(AnalyzeParams(mass, trial.height_m, trial.side), Path(trial.osim_model), [])  # type: ignore[arg-type]
+    return motion_on_model(model, trial.ik, trial.external_loads, trial.grf), mass
+
+
+SIDE_BY_SIDE_COORDINATES = ("hip_flexion", "hip_adduction", "knee_angle", "ankle_angle")
+
+
+def side_by_side_figures(trial: SideBySideTrial, out_dir: str | Path, *, muscles: bool = True) -> dict[str, Any]:
+    """The figures of one trial for ``make validate``: net joint moment RMSE / r / peaks (whole trial), and with
+    ``muscles`` the muscle-group forces, the median activation RMSE and the knee total contact force (window)."""
+    motion, mass = trial_motion(trial)
+    s = trial.side[0]
+    out = Path(out_dir)
+    idc = inverse_dynamics_side_by_side(trial.osim_model, motion, tuple(f"{c}_{s}" for c in SIDE_BY_SIDE_COORDINATES),
+                                        out)
+    fig: dict[str, Any] = {"trial": trial.name, "side": trial.side, "opensim_model": Path(trial.osim_model).name,
+                           "net_joint_moment_nm": idc.figures(), "frames": int(idc.time_s.size)}
+    if muscles:
+        mus = muscles_side_by_side(trial.osim_model, motion, trial.side, mass, out, start_s=trial.window_s[0],
+                                   end_s=trial.window_s[1])
+        act = mus.activation.figures()
+        fig.update({"window_s": list(trial.window_s), "muscle_group_force_n": mus.group_force_n.figures(),
+                    "activation_rmse_median": float(np.median([v["rmse"] for v in act.values()])),
+                    "activation_muscles": len(act), "knee_total_contact_force_n": mus.knee_contact_n.figures(),
+                    "opensim_so_cpu_per_motion_s": mus.opensim.cpu_per_motion_s})
+    return fig

@@ -7,6 +7,11 @@ KAM RMSE of the kinematics-only chain against our inverse dynamics with the meas
 Anchors (published, mean absolute error): OpenCap two-camera 4.5 deg and 6.2 %BW GRF; OpenCap
 monocular 4.8 deg and 9.7 %BW; the seed's targets 4.5 deg and 3.9 %BW vertical GRF. We report RMSE
 (required) and MAE (the anchors' metric); RMSE >= MAE, so RMSE beside a MAE anchor is conservative.
+
+Section ``opensim_4_6_side_by_side``: on the trials with an OpenSim model, IK and external loads (PS ss1 with
+``GC5.osim``, OpenSim's Rajagopal example walk), our net joint moments (whole trial), static optimisation and knee
+contact force (0.10 s of stance) beside OpenSim 4.6's InverseDynamicsTool, StaticOptimization and JointReaction on the
+same frames (:func:`models.io.opensim_reference.side_by_side_figures`; bounds in tests/test_opensim_side_by_side.py).
 """
 from __future__ import annotations
 
@@ -89,6 +94,27 @@ def _mean_of(results: list[dict[str, Any]], group: str) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in vals.items()}
 
 
+def _opensim_side_by_side(data: Path, out_dir: Path | None, progress: Callable[[str], None]) -> list[dict[str, Any]] | str:
+    """The OpenSim 4.6 section (see the module docstring); a line saying why when ``opensim`` is absent."""
+    import tempfile
+
+    from models.io.opensim_reference import opensim_available, side_by_side_figures, side_by_side_trials
+
+    if not opensim_available():
+        return "not available: opensim not installed (pip install opensim==4.6)"
+    out: list[dict[str, Any]] = []
+    for t in side_by_side_trials(data):
+        if not all(Path(p).exists() for p in (t.osim_model, t.ik, t.external_loads, t.grf)):
+            continue
+        progress(f"OpenSim 4.6 side by side: {t.name} ...")
+        work = out_dir / t.name / "opensim_side_by_side" if out_dir is not None else Path(tempfile.mkdtemp(prefix="osim_sbs_"))
+        try:
+            out.append(side_by_side_figures(t, work))
+        except (ValueError, OSError, RuntimeError) as exc:       # reported, never silently dropped
+            out.append({"trial": t.name, "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
 def run_validation(data: Path, out_json: Path, out_dir: Path | None = None,
                    progress: Callable[[str], None] = print) -> dict[str, Any]:
     trials = [t for t in shared_trials(data) if Path(t.trc).exists()]
@@ -106,6 +132,11 @@ def run_validation(data: Path, out_json: Path, out_dir: Path | None = None,
            "trials": results,
            "mean": {g: _mean_of(results, g) for g in ("joint_angle_rmse_deg", "grf_error_pct_bw", "knee_moment_rmse_pct_bw_ht",
                                                        "knee_contact_force_vs_in_vivo")}}
+    doc["opensim_4_6_side_by_side"] = _opensim_side_by_side(data, out_dir, progress)
+    if isinstance(doc["opensim_4_6_side_by_side"], list):
+        doc["mean"]["opensim_4_6_net_moment_rmse_nm"] = {
+            f"{r['trial']}_{c}": f["rmse"] for r in doc["opensim_4_6_side_by_side"]
+            for c, f in r.get("net_joint_moment_nm", {}).items()}
     tmp = out_json.with_suffix(out_json.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
     os.replace(tmp, out_json)
