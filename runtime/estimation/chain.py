@@ -230,6 +230,8 @@ class KinematicsToLoads:
     # ------------------------------------------------------------------ per frame
     def step(self, markers_m: np.ndarray, t_s: float) -> EstimateFrame:
         """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``."""
+        from models.kinematics.ik_types import IKStatus
+
         out = self.out
         st = out.stage_s
         clock = time.perf_counter
@@ -240,12 +242,40 @@ class KinematicsToLoads:
         out.ik_residual_m = float(ik.residual_rms_m)
         t1 = clock()
         st["ik"] = t1 - t0
-        self.filter.step(ik.coordinates, self._pos, self._vel, self._acc)
-        mk = self.state_map.map(self._pos, self._vel, self._acc)
-        qpos, qvel, qacc = mk.qpos[0], mk.qvel[0], mk.qacc[0]
-        out.coordinates_rad[:] = self._pos[self._rep_idx]
+        qpos, qvel, qacc = self._filtered_state(ik.coordinates, out)
         t2 = clock()
         st["filter"] = t2 - t1
+        self._ground_reaction(qpos, t_s, out)
+        t3 = clock()
+        st["grf"] = t3 - t2
+        # No state yet (nobody in view before the filters are primed) or a non-finite one: MuJoCo is not called
+        # with it (its tendon wrapping on NaN geometry corrupted memory); every downstream output is NaN.
+        state_ok = bool(np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(qacc).all())
+        if not state_ok:
+            self._invalid_downstream(out, st)
+            out.valid = False
+            self.frames += 1
+            return out
+        jm = self._inverse_dynamics(qpos, qvel, qacc, out)
+        t4 = clock()
+        st["inverse_dynamics"] = t4 - t3
+        ok = bool(np.isfinite(out.coordinates_rad).all() and np.isfinite(jm.coordinate_force).all())
+        if self.so is not None:
+            ok = self._muscles(qpos, qvel, t_s, jm, out, t4) and ok
+        out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
+        self.frames += 1
+        return out
+
+    def _filtered_state(self, coordinates: np.ndarray, out: EstimateFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Causal low-pass and derivatives of the IK coordinates -> MuJoCo (qpos, qvel, qacc); the reported angles."""
+        self.filter.step(coordinates, self._pos, self._vel, self._acc)
+        mk = self.state_map.map(self._pos, self._vel, self._acc)
+        out.coordinates_rad[:] = self._pos[self._rep_idx]
+        return mk.qpos[0], mk.qvel[0], mk.qacc[0]
+
+    def _ground_reaction(self, qpos: np.ndarray, t_s: float, out: EstimateFrame) -> None:
+        """GRF, CoP, contact and free moment per foot from kinematics; the loaded feet become the external wrenches
+        of inverse dynamics (world, z up; zero on an unloaded foot)."""
         g = self._grf_out
         self.grf.step(_QFrame(qpos, t_s), g)
         out.grf_n[:] = g.force_n
@@ -260,43 +290,36 @@ class KinematicsToLoads:
             w.free_moment_nm[:] = 0.0
             if loaded and np.isfinite(g.free_moment_nm[k]):
                 w.free_moment_nm[2] = g.free_moment_nm[k]
-        t3 = clock()
-        st["grf"] = t3 - t2
-        jm = self._jm
-        from models.kinematics.ik_types import IKStatus
 
-        # No state yet (nobody in view before the filters are primed) or a non-finite one: MuJoCo is not called
-        # with it (its tendon wrapping on NaN geometry corrupted memory); every downstream output is NaN.
-        state_ok = bool(np.isfinite(qpos).all() and np.isfinite(qvel).all() and np.isfinite(qacc).all())
-        if not state_ok:
-            self._invalid_downstream(out, st)
-            out.valid = False
-            self.frames += 1
-            return out
+    def _inverse_dynamics(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, out: EstimateFrame) -> Any:
+        """Inverse dynamics with the feet's wrenches -> KAM / KEM (%BW*ht) and the knee coordinate moment (N m);
+        returns the joint-moment frame (coordinate forces, the tibia's reaction) for the muscle stages."""
+        jm = self._jm
         self.inv.step(qpos, qvel, qacc, self._wrenches, jm)
         self.knee.step(jm, self._km)
         out.kam_pct_bw_ht = float(self._km.knee_adduction_moment_pct_bw_ht)
         out.kem_pct_bw_ht = float(self._km.knee_extension_moment_pct_bw_ht)
         out.knee_moment_nm = float(self._km.knee_extension_moment_coordinate_nm)
-        t4 = clock()
-        st["inverse_dynamics"] = t4 - t3
-        ok = bool(np.isfinite(out.coordinates_rad).all() and np.isfinite(jm.coordinate_force).all())
-        if self.so is not None:
-            so = self._so_out
-            self.so.step(qpos, qvel, jm.coordinate_force, so)
-            out.activation[:] = so.activation
-            t5 = clock()
-            st["static_optimization"] = t5 - t4
-            out.synergy[:] = _nnls_coefficients(self.synergies.W, so.activation[self._syn_rows])
-            F_mus, M_mus = self.kc.muscle_wrench(qpos, so.muscle_force_n, self.muscle_names)
-            kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
-                                   M_mus[None, :], np.array([t_s]))
-            out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
-            st["knee_contact"] = clock() - t5
-            ok = ok and bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
-        out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
-        self.frames += 1
-        return out
+        return jm
+
+    def _muscles(self, qpos: np.ndarray, qvel: np.ndarray, t_s: float, jm: Any, out: EstimateFrame,
+                 t_start: float) -> bool:
+        """Static optimisation -> activations, synergy coefficients, medial / lateral knee contact force (N); their
+        stage seconds from ``t_start``. True when the activations and the contact force are finite."""
+        clock = time.perf_counter
+        st = out.stage_s
+        so = self._so_out
+        self.so.step(qpos, qvel, jm.coordinate_force, so)
+        out.activation[:] = so.activation
+        t5 = clock()
+        st["static_optimization"] = t5 - t_start
+        out.synergy[:] = _nnls_coefficients(self.synergies.W, so.activation[self._syn_rows])
+        F_mus, M_mus = self.kc.muscle_wrench(qpos, so.muscle_force_n, self.muscle_names)
+        kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
+                               M_mus[None, :], np.array([t_s]))
+        out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
+        st["knee_contact"] = clock() - t5
+        return bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
 
     def _invalid_downstream(self, out: EstimateFrame, st: dict[str, float]) -> None:
         """NaN for everything after the GRF stage (this frame had no finite state)."""
