@@ -292,9 +292,16 @@ COCO_17_TO_BLAZEPOSE: dict[int, str] = {
     12: "right_hip", 13: "left_knee", 14: "right_knee", 15: "left_ankle", 16: "right_ankle",
 }
 
+#: HALPE-26 (Sports2D's default ``body_with_feet``, RTMPose): COCO-17 for 0-16, then Head, Neck, Hip (17-19),
+#: LBigToe 20, RBigToe 21, LSmallToe 22, RSmallToe 23, LHeel 24, RHeel 25 (Pose2Sim ``skeletons.HALPE_26``).
+HALPE_26_TO_BLAZEPOSE: dict[int, str] = {
+    **COCO_17_TO_BLAZEPOSE, 20: "left_foot_index", 21: "right_foot_index", 24: "left_heel", 25: "right_heel",
+}
+
 _SKELETONS: dict[int, tuple[str, dict[int, str]]] = {
     25: ("BODY_25", BODY_25_TO_BLAZEPOSE),
     17: ("COCO-17", COCO_17_TO_BLAZEPOSE),
+    26: ("HALPE-26", HALPE_26_TO_BLAZEPOSE),
 }
 _FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
@@ -320,24 +327,31 @@ def read_openpose_folder(path: str | Path, fps: float) -> Keypoints2D:
     """Read a folder of OpenPose-style JSON files (one per frame) into :class:`Keypoints2D`.
 
     Each file's ``people[i].pose_keypoints_2d`` is a flat list ``x0, y0, c0, x1, ...`` in px (origin top-left,
-    y down), BODY_25 (25 points) or COCO-17 (17 points), mapped onto the BlazePose names that exist. Frames
-    are sorted by the last number in the file name; ``time_s = frame_number / fps`` (frame numbers as written,
+    y down), BODY_25 (25 points), COCO-17 (17) or HALPE-26 (26, Sports2D's default), mapped onto the BlazePose
+    names that exist (COCO-17 has no heels or toes). Frames are sorted by the last number in the file name; ``time_s = frame_number / fps`` (frame numbers as written,
     so an excerpt keeps its place in the video). Where several people are present the one with the highest
     mean confidence is taken, and :attr:`Keypoints2D.source` says in how many frames that happened. A file with
-    no person gives a frame with nothing detected. ``c = 0`` (or x = y = 0, OpenPose's "missing") = not detected.
+    no person gives a frame with nothing detected. ``c = 0``, x = y = 0 (OpenPose's "missing") or a NaN entry
+    (Pose2Sim/Sports2D's) = not detected; confidences above 1 are clipped to 1 and the source says so.
     """
     import json
 
     folder = Path(path)
     if not folder.is_dir():
         raise KeypointsError(folder, "not a folder of OpenPose JSON files")
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+    try:
+        fps_ok = math.isfinite(float(fps)) and float(fps) > 0
+    except (TypeError, ValueError):
+        fps_ok = False
+    if not fps_ok:
         raise KeypointsError(folder, f"fps must be a positive number of frames per second, got {fps!r}")
+    fps = float(fps)
     frames = _frame_files(folder)
     skeleton: tuple[str, dict[int, str], Path] | None = None
     xy = np.full((len(frames), N_LANDMARKS, 2), np.nan)
     sc = np.zeros((len(frames), N_LANDMARKS))
     multi = 0
+    clipped = 0
     for i, (_, f) in enumerate(frames):
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
@@ -350,6 +364,7 @@ def read_openpose_folder(path: str | Path, fps: float) -> Keypoints2D:
             raise KeypointsError(f, "no 'people' list at the top level")
         best: np.ndarray | None = None
         best_conf = -1.0
+        n_present = 0
         for j, person in enumerate(people):
             flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
             if not isinstance(flat, list):
@@ -360,25 +375,36 @@ def read_openpose_folder(path: str | Path, fps: float) -> Keypoints2D:
                 raise KeypointsError(f, f"people[{j}].pose_keypoints_2d: non-numeric entry") from None
             if arr.size == 0:
                 continue
-            if arr.size % 3 or arr.size // 3 not in _SKELETONS:
+            if arr.ndim != 1 or arr.size % 3 or arr.size // 3 not in _SKELETONS:
                 raise KeypointsError(
-                    f, f"people[{j}].pose_keypoints_2d: {arr.size} numbers; expected 75 (BODY_25) or 51 (COCO-17)"
+                    f,
+                    f"people[{j}].pose_keypoints_2d: {arr.size} numbers; expected 75 (BODY_25), 51 (COCO-17) "
+                    "or 78 (HALPE-26)",
                 )
-            pts = arr.reshape(-1, 3)
-            if not np.all(np.isfinite(pts)):
-                raise KeypointsError(f, f"people[{j}].pose_keypoints_2d: non-finite entry")
+            pts = arr.reshape(-1, 3).copy()
+            if np.any(np.isinf(pts)):
+                raise KeypointsError(f, f"people[{j}].pose_keypoints_2d: infinite entry")
             name, mapping = _SKELETONS[pts.shape[0]]
             if skeleton is None:
                 skeleton = (name, mapping, f)
             elif skeleton[0] != name:
                 raise KeypointsError(f, f"people[{j}]: {name} points, but {skeleton[2].name} has {skeleton[0]}")
+            # NaN (Pose2Sim/Sports2D's "not tracked") = not detected.
+            gone = np.any(np.isnan(pts), axis=1)
+            pts[gone] = (0.0, 0.0, 0.0)
             c = pts[:, 2]
-            if np.any((c < 0) | (c > 1)):
-                raise KeypointsError(f, f"people[{j}].pose_keypoints_2d: confidence outside [0, 1]")
+            if np.any(c < 0):
+                k = int(np.argmax(c < 0))
+                raise KeypointsError(f, f"people[{j}].pose_keypoints_2d: point {k} confidence {c[k]!r} below 0")
+            if np.any(c > 1):
+                clipped += 1
+                pts[:, 2] = np.minimum(c, 1.0)
+                c = pts[:, 2]
             conf = float(c.mean())
+            n_present += conf > 0
             if conf > best_conf:
                 best, best_conf = pts, conf
-        if sum(1 for p in people if isinstance(p, dict) and p.get("pose_keypoints_2d")) > 1:
+        if n_present > 1:
             multi += 1
         if best is None:
             continue
@@ -392,6 +418,8 @@ def read_openpose_folder(path: str | Path, fps: float) -> Keypoints2D:
     source = f"{folder} (OpenPose JSON, {skeleton[0] if skeleton else 'no person'}, {fps:g} fps"
     if multi:
         source += f"; several people in {multi} of {len(frames)} frames, the highest mean confidence taken"
+    if clipped:
+        source += f"; confidences above 1 (RTMPose SimCC) clipped to 1 in {clipped} detections"
     source += ")"
     return Keypoints2D(time_s=numbers / float(fps), xy_px=xy, score=sc, image_size=None, source=source)
 
