@@ -31,6 +31,10 @@ from models.io.trc import read_trc
 G = 9.81
 SUBJECT_KG = 75.0  # GC5 PS, getGCpatientInfo.m
 TRIALS = (1, 3, 8)
+#: The exact-split tests below pin the rule-based split (``contact_solver="share"``): since 2026-12-07 the default is
+#: the feasible contact fit, which uses that split as its soft prior and, being constrained (Fz >= 0, zero force on
+#: a foot off the floor), no longer sums to F_ext exactly; its own closed-form cases are in tests/test_grf_feasible.py.
+SPLIT = "share"
 DATA = shared_data_dir()
 needs_data = pytest.mark.skipif(not (DATA / "GC5_PS" / "ik").is_dir(), reason="shared GC5 data not found")
 
@@ -150,7 +154,7 @@ def test_total_force_is_m_times_a_minus_g_exactly(model, cutoff, accel):
     t = np.arange(150) / rate
     a = np.array(accel)
     p = np.array([0.1, -0.2, 1.0]) + np.outer(t, [1.2, 0.1, 0.0]) + 0.5 * np.outer(t * t, a)
-    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, cutoff_hz=cutoff), model)
+    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, cutoff_hz=cutoff, contact_solver=SPLIT), model)
     res = est.run(_rigid_trial(model, p, t))
     bw = SUBJECT_KG * G
     expected = SUBJECT_KG * (a - est.gravity_m_s2)
@@ -191,7 +195,8 @@ def test_matches_contact_forces_of_a_mujoco_simulation():
         return tuple(FootPoint(f"c{i}", "box", (x, sgn * 0.05, -0.03)) for i, x in enumerate((0.12, -0.12)))
 
     feet = (FootGeometry("right", pts(-1)), FootGeometry("left", pts(1)))
-    p = GroundReactionParams(subject_mass_kg=2.0, cutoff_hz=None, contact_cutoff_hz=None, floor_height_m=0.0)
+    p = GroundReactionParams(subject_mass_kg=2.0, cutoff_hz=None, contact_cutoff_hz=None, floor_height_m=0.0,
+                             contact_solver=SPLIT)
     est = GroundReactionEstimator(p, model=m, feet=feet, trunk_body=None)
     res = est.run(CoordinatesTrial(time_s=np.arange(n) * m.opt.timestep, qpos=q))
     w = 2.0 * G
@@ -227,7 +232,7 @@ def test_standing_still_splits_statically(model):
     """Standing (both feet down from the first frame, COM at rest): F_ext = m g up exactly, shared so the COM is
     balanced between the two CoPs; shifting the COM toward one foot loads that foot."""
     t = np.arange(60) / 60.0
-    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG), model)
+    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, contact_solver=SPLIT), model)
     res = est.run(_rigid_trial(model, np.tile([0.0, 0.0, 1.0], (60, 1)), t))
     assert np.all(res.contact)
     np.testing.assert_allclose(res.total_force_n, np.tile([0, 0, SUBJECT_KG * G], (60, 1)), atol=1e-9)
@@ -270,9 +275,9 @@ def test_cop_progresses_heel_to_toe(model, ps):
 @needs_data
 def test_free_moment_options(model, ps):
     tr, _ = ps[1]
-    zero = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG), model).run(tr)
-    bal = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, free_moment="balance"),
-                                  model).run(tr)
+    zero = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, contact_solver=SPLIT), model).run(tr)
+    bal = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, free_moment="balance",
+                                                       contact_solver=SPLIT), model).run(tr)
     assert np.all(zero.free_moment_nm == 0.0)
     assert np.max(np.abs(bal.residual_moment_nm[:, 2])) < 1e-9
     # forces and CoPs do not depend on the free-moment option; the free moment closes the vertical balance
@@ -536,7 +541,7 @@ def test_step_needs_rate_and_floor(model):
 @needs_data
 def test_nan_gaps_filled_or_excluded(model, ps):
     tr, _ = ps[1]
-    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG), model)
+    est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=SUBJECT_KG, contact_solver=SPLIT), model)
     clean = est.run(tr)
     q = tr.qpos.copy()
     q[30:35] = np.nan  # 5 frames = 42 ms: filled by the cubic spline

@@ -12,12 +12,13 @@ import numpy as np
 
 from models.filters import RampPrimedLowPass, ZeroLagLowPass, fill_short_gaps, true_runs
 from models.grf.body import BodyModel
-from models.grf.contact import cop_batch, drop_short, hysteresis, point_likelihood
+from models.grf.contact import cop_batch, cop_weights, drop_short, hysteresis, point_likelihood
+from models.grf.feasible import FeasibleFit, fit_frames
 from models.grf.load_share import PhaseTracker, offline_share
 from models.grf.params import GroundReactionParams
 from models.grf.records import TrialArrays
 
-__all__ = ["SegmentEstimator", "fill_frames", "segments", "trial_inputs"]
+__all__ = ["SegmentEstimator", "feasible_fit", "fill_frames", "segments", "trial_inputs"]
 
 
 def trial_inputs(trial: Any, nq: int, p: GroundReactionParams
@@ -74,6 +75,14 @@ def fill_frames(t: np.ndarray, q: np.ndarray, lum: np.ndarray | None, max_gap_s:
     return q, lum, bad, ~bad | filled, filled
 
 
+def feasible_fit(body: BodyModel, p: GroundReactionParams, gravity_m_s2: np.ndarray) -> FeasibleFit:
+    """The feasible contact fit of ``p`` (:mod:`models.grf.feasible`) for ``body``'s sole points."""
+    return FeasibleFit(body.n_points, float(p.subject_mass_kg * np.linalg.norm(gravity_m_s2)), mu=p.friction_mu,
+                       n_edges=int(p.friction_edges), moment_length_m=p.feasible_moment_length_m,
+                       prior_weight=p.feasible_prior_weight, cop_weight=p.feasible_cop_weight,
+                       ridge=p.feasible_ridge)
+
+
 def segments(valid: np.ndarray, min_len: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each run of valid frames at least ``min_len`` long."""
     return [(a, b) for a, b in true_runs(valid) if b - a >= min_len]
@@ -87,6 +96,7 @@ class SegmentEstimator:
                  rate: float, floor: float, out: TrialArrays) -> None:
         self.body, self.p, self.mass_scale, self.gravity_m_s2 = body, p, mass_scale, gravity_m_s2
         self.rate, self.floor, self.out = rate, floor, out
+        self.fit = feasible_fit(body, p, gravity_m_s2) if p.contact_solver == "feasible" else None
 
     def zero_lag(self, t: np.ndarray, X: np.ndarray, R: np.ndarray, PTS: np.ndarray, sl: slice) -> None:
         """Zero-lag estimate of the frames ``sl`` (offline contact detection and load share)."""
@@ -127,6 +137,7 @@ class SegmentEstimator:
         self.out.contact_likelihood[sl] = lik
         self.out.com_acc_m_s2[sl] = acc
         self._finish(F, c, dl, cop, share_r, sl)
+        self._feasible(PTS, lik_pt, contact, F, c, dl, sl)
 
     def causal(self, t: np.ndarray, X: np.ndarray, R: np.ndarray, PTS: np.ndarray, sl: slice) -> None:
         """Causal estimate of the frames ``sl``: what :class:`models.grf.realtime.StepEstimator` gives."""
@@ -162,6 +173,23 @@ class SegmentEstimator:
         self.out.contact_likelihood[sl] = lik
         self.out.com_acc_m_s2[sl] = acc
         self._finish(F, cs, dl, cop, share_r, sl)
+        self._feasible(PTS, lik_pt, contact, F, cs, dl, sl)
+
+    def _feasible(self, PTS: np.ndarray, lik_pt: np.ndarray, contact: np.ndarray, F: np.ndarray, c: np.ndarray,
+                  dl: np.ndarray, sl: slice) -> None:
+        """Replace the rule-based forces of ``sl`` (already in ``out``, the fit's prior) by the feasible fit."""
+        if self.fit is None:
+            return
+        out, n, P = self.out, PTS.shape[0], self.body.n_points
+        pxy = PTS.reshape(n, 2, P, 3)[..., :2]
+        cw = cop_weights(PTS, lik_pt, self.body.point_weight)
+        force, cop, free, res_f, res_m = fit_frames(self.fit, pxy, contact, c, F, dl, out.force_n[sl], cw,
+                                                    self.floor)
+        out.force_n[sl] = force
+        out.cop_m[sl] = cop
+        out.free_moment_nm[sl] = free
+        out.residual_force_n[sl] = res_f
+        out.residual_moment_nm[sl] = res_m
 
     def _finish(self, F: np.ndarray, c: np.ndarray, dl: np.ndarray, cop: np.ndarray, share_r: np.ndarray,
                 sl: slice) -> None:

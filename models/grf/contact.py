@@ -25,6 +25,7 @@ __all__ = [
     "FootGeometry",
     "FootPoint",
     "cop_batch",
+    "cop_weights",
     "drop_short",
     "hysteresis",
     "myoleg_feet",
@@ -129,21 +130,31 @@ def drop_short(contact: np.ndarray, min_frames: int) -> np.ndarray:
     return c
 
 
+def cop_weights(pts: np.ndarray, lik_pt: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """CoP weights (N, 2, P) of each foot's points (each row sums to 1) from raw points (N, 2P, 3), point
+    likelihoods (N, 2P) and priors ``weight`` (2, P): likelihood x prior, normalised; all on the lowest point of a
+    foot with no weight."""
+    n = pts.shape[0]
+    P = weight.shape[1]
+    pp = pts.reshape(n, 2, P, 3)
+    w = lik_pt.reshape(n, 2, P) * weight
+    ws = w.sum(axis=-1)
+    safe = ws > 1e-9
+    wn = np.where(safe[..., None], w / np.where(safe, ws, 1.0)[..., None], 0.0)
+    lowest = np.argmin(pp[..., 2], axis=-1)  # (n, 2)
+    onehot = np.zeros_like(w)
+    np.put_along_axis(onehot, lowest[..., None], 1.0, axis=-1)
+    return np.where(safe[..., None], wn, onehot)
+
+
 def cop_batch(pts: np.ndarray, lik_pt: np.ndarray, weight: np.ndarray, floor: float) -> np.ndarray:
     """CoP (N, 2, 3) per foot from raw points (N, 2P, 3), point likelihoods (N, 2P) and priors ``weight`` (2, P):
     the likelihood x prior weighted mean of the points on the floor (under the lowest point if no weight)."""
     n = pts.shape[0]
     P = weight.shape[1]
     pp = pts.reshape(n, 2, P, 3)
-    w = lik_pt.reshape(n, 2, P) * weight
-    ws = w.sum(axis=-1)
+    wn = cop_weights(pts, lik_pt, weight)
     cop = np.empty((n, 2, 3))
-    safe = ws > 1e-9
-    wn = np.where(safe[..., None], w / np.where(safe, ws, 1.0)[..., None], 0.0)
-    lowest = np.argmin(pp[..., 2], axis=-1)  # (n, 2)
-    onehot = np.zeros_like(w)
-    np.put_along_axis(onehot, lowest[..., None], 1.0, axis=-1)
-    wn = np.where(safe[..., None], wn, onehot)
     cop[..., :2] = np.einsum("nfp,nfpi->nfi", wn, pp[..., :2])
     cop[..., 2] = floor
     return cop

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FREE_MOMENTS", "HORIZONTAL_SPLITS", "TRANSITIONS", "GroundReactionParams"]
+__all__ = ["CONTACT_SOLVERS", "FREE_MOMENTS", "HORIZONTAL_SPLITS", "TRANSITIONS", "GroundReactionParams"]
 
 #: Shapes of the trailing foot's share over double support.
 TRANSITIONS = ("cosine", "linear")
@@ -14,6 +14,8 @@ TRANSITIONS = ("cosine", "linear")
 FREE_MOMENTS = ("balance", "zero")
 #: Rules for the horizontal force split between the feet.
 HORIZONTAL_SPLITS = ("pivot", "proportional")
+#: How the per-foot forces are found: the feasible contact fit (:mod:`models.grf.feasible`) or the rule-based split.
+CONTACT_SOLVERS = ("feasible", "share")
 
 
 def _positive(owner: str, name: str, v: Any, *, allow_none: bool = False) -> None:
@@ -46,6 +48,12 @@ class GroundReactionParams:
     ``"zero"``.  ``horizontal_split``: ``"pivot"`` or ``"proportional"``; ``pivot_height_m``: height of the pivot
     above the COM.  ``max_gap_s``: NaN gaps up to this long are filled by a cubic spline, longer ones are excluded.
     ``use_lumbar``: rotate the upper body by the input's lumbar angles when it has them.
+    ``contact_solver``: ``"feasible"`` (default): the per-frame constrained fit of :mod:`models.grf.feasible`
+    (Fz >= 0, friction pyramid of ``friction_mu`` with ``friction_edges`` edges, CoP inside the support polygon,
+    zero force in swing), with the rule-based split as a soft prior of weight ``feasible_prior_weight``, the rule
+    CoP as a soft prior of weight ``feasible_cop_weight``, the moment balance about the COM weighted by
+    1 / ``feasible_moment_length_m`` and a ridge ``feasible_ridge``; ``"share"``: the rule-based split alone (the
+    estimate before the fit, kept for comparison).
     """
 
     subject_mass_kg: float
@@ -70,6 +78,13 @@ class GroundReactionParams:
     pivot_height_m: float = 0.2
     max_gap_s: float = 0.1
     use_lumbar: bool = True
+    contact_solver: str = "feasible"
+    friction_mu: float = 0.7
+    friction_edges: int = 4
+    feasible_moment_length_m: float = 1.0
+    feasible_prior_weight: float = 0.3
+    feasible_cop_weight: float = 0.3
+    feasible_ridge: float = 1e-6
 
     def __post_init__(self) -> None:
         o = "GroundReactionParams"
@@ -103,3 +118,16 @@ class GroundReactionParams:
         if not (isinstance(self.pivot_height_m, (int, float)) and math.isfinite(self.pivot_height_m)
                 and 0.0 <= self.pivot_height_m <= 2.0):
             raise ValueError(f"{o}.pivot_height_m must be in [0, 2] m, got {self.pivot_height_m!r}")
+        if self.contact_solver not in CONTACT_SOLVERS:
+            raise ValueError(f"{o}.contact_solver must be one of {CONTACT_SOLVERS}, got {self.contact_solver!r}")
+        if not (isinstance(self.friction_mu, (int, float)) and math.isfinite(self.friction_mu)
+                and 0.0 < self.friction_mu <= 2.0):
+            raise ValueError(f"{o}.friction_mu must be in (0, 2], got {self.friction_mu!r}")
+        if int(self.friction_edges) != self.friction_edges or not 3 <= self.friction_edges <= 16:
+            raise ValueError(f"{o}.friction_edges must be an integer in 3..16, got {self.friction_edges!r}")
+        for name in ("feasible_moment_length_m", "feasible_ridge"):
+            _positive(o, name, getattr(self, name))
+        for name in ("feasible_prior_weight", "feasible_cop_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{o}.{name} must be a finite number >= 0, got {v!r}")

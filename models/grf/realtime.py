@@ -3,8 +3,9 @@ array allocation after construction (every buffer and view is made once).
 
 Each frame: pose -> ramp-primed causal Butterworth of body COMs, orientations and foot points
 (:class:`models.filters.RampPrimedLowPassState`) -> backward differences (COM acceleration, dL/dt) -> point
-contact likelihoods and CoPs -> load share (:class:`models.grf.load_share.PhaseTracker`) -> per-foot forces, free
-moments and residuals.  Every output refers to ``t - lag`` (:meth:`GroundReactionEstimator.causal_lag_s`).  It
+contact likelihoods and CoPs -> load share (:class:`models.grf.load_share.PhaseTracker`) -> rule-based per-foot
+forces, free moments and residuals -> (``contact_solver="feasible"``) the feasible contact fit of
+:mod:`models.grf.feasible` with the rule-based forces as its prior.  Every output refers to ``t - lag`` (:meth:`GroundReactionEstimator.causal_lag_s`).  It
 gives what ``GroundReactionEstimator.run`` gives with ``params.causal=True`` to 1e-9 BW (the two differ only in the
 order of floating-point operations).
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from models.filters import RampPrimedLowPass, RampPrimedLowPassState
 from models.grf.body import BodyModel
+from models.grf.batch import feasible_fit
 from models.grf.contact import sigmoid_
 from models.grf.load_share import PhaseTracker
 from models.grf.params import GroundReactionParams
@@ -60,6 +62,7 @@ class StepEstimator:
         self._pt_weight = body.point_weight
         self._build_buffers()
         self._build_ang_mom_buffers()
+        self._fit = feasible_fit(body, params, gravity_m_s2) if params.contact_solver == "feasible" else None
         self._seg_k = 0
         self._k = -1
         self._last_t = math.nan
@@ -79,6 +82,8 @@ class StepEstimator:
         self._L, self._L1, self._dl, self._F, self._mom = z(3), z(3), z(3), z(3), z(3)
         self._lik_pt, self._tmp_pt, self._tmp_pt3 = z(np2), z(np2), z((np2, 3))
         self._w, self._ws = z((2, P)), z(2)
+        self._cw, self._pxy = z((2, P)), z((2, P, 2))  # CoP weights (rows sum to 1), sole points on the floor
+        self._pts_xy = self._pts.reshape(2, P, 3)[:, :, :2]
         self._cop, self._forces, self._rel, self._mom2 = z((2, 3)), z((2, 3)), z((2, 3)), z((2, 3))
         # views made once
         self._pf_z = self._pts_f[:, 2]
@@ -150,6 +155,11 @@ class StepEstimator:
         share = self._tracker.update(t, lr, ll, self._c, self._cv, self._cop)
         self._split_forces(share, out)
         self._write(out, share, lr, ll)
+        if self._fit is not None:
+            np.copyto(self._pxy, self._pts_xy)
+            self._fit.frame(self._pxy, self._tracker.contact, self._c, self._F, self._dl, self._forces, self._cw,
+                            self._floor, out.force_n, out.cop_m, out.free_moment_nm, out.residual_force_n,
+                            out.residual_moment_nm)
         self._advance(seg_k)
 
     def _frame_time(self, frame: Any) -> float:
@@ -267,13 +277,17 @@ class StepEstimator:
         for f in range(2):
             wf, px, py, pz = self._foot_views[f]
             ws = float(self._ws[f])
+            cwf = self._cw[f]
             if ws > 1e-9:
                 cop[f, 0] = float(np.dot(wf, px)) / ws
                 cop[f, 1] = float(np.dot(wf, py)) / ws
+                np.multiply(wf, 1.0 / ws, out=cwf)
             else:
                 j = int(np.argmin(pz))
                 cop[f, 0] = px[j]
                 cop[f, 1] = py[j]
+                cwf.fill(0.0)
+                cwf[j] = 1.0
             cop[f, 2] = self._floor
 
     def _split_forces(self, share: float, out: GroundReactionFrame) -> None:
