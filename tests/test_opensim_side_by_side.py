@@ -50,8 +50,9 @@ ID_RMSE_NM = {
 # static optimisation over the window: summed group force RMSE (N), median per-muscle activation RMSE, and the knee's
 # total contact force RMSE (N) against OpenSim's JointReaction.  The largest gap is the quadriceps in mid-stance: ours
 # 642 N vs OpenSim's 421 N peak on PS, 1571 vs 1016 N on the Rajagopal walk, for net knee moments within 3.5-6.3 N*m
-# RMSE of each other; the cause is not isolated (moment arms, muscle model and solver all differ); the plantarflexors,
-# which the ankle moment fixes, agree within 3 %
+# RMSE of each other; the cause is not isolated (moment arms, muscle model and solver all differ; the README records
+# MyoLeg's quadriceps knee moment arms 7-15 % below OpenSim's on GC5.osim, which asks for more force for the same
+# moment); the plantarflexors, which the ankle moment fixes, agree within 3 %
 SO_RMSE_N = {
     "PS_ss1": {"plantarflexors": (34.5, 39.5), "quadriceps": (138.2, 158.0), "hamstrings": (37.1, 42.5),
                "gluteus_medius": (10.0, 11.5)},

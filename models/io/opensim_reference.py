@@ -1,4 +1,5 @@
-"""OpenSim's own StaticOptimization, run from Python beside ours on the same trial, with timings.
+"""OpenSim's own tools (StaticOptimization, InverseDynamicsTool, JointReaction), run from Python beside ours on the
+same trial, with timings.
 
 ``opensim`` (the 4.6 wheel, ``pip install opensim==4.6``; a *bench* extra, never imported by the default chain) is
 imported inside :func:`run_opensim_static_optimization`.  The model, coordinates and loads come from the shared
@@ -17,12 +18,15 @@ file):
   analysed: "seconds of compute per second of motion".  Both tools are single-threaded; on a shared machine the
   CPU-time ratio is the one to quote (wall time swings with other load: 17-70 s per s for OpenSim here).
 
-Agreement with the lab's own OpenSim 3.3 results on PS ss1 (same model, IK and loads; measured 2026-11-25): summed
-plantarflexor force within 0.3 % and gluteus medius within 5 % over mid-stance (tested), the soleus/gastrocnemius
-split differs (soleus up to 25 % lower in 4.6), and 4.6 adds quadriceps-hamstrings co-contraction in late swing
-(85-90 % of the cycle, vastus lateralis +825 N, semimembranosus +630 N; without the 6 Hz filter it is larger).
-Through our contact step (:mod:`models.muscles.knee_contact`) the lab's 3.3 forces give 0.30 BW total RMSE against the
-implant, the 4.6 rerun 0.68 BW: the OpenSim anchor depends on the OpenSim run.
+Agreement with the lab's own OpenSim 3.3 results on PS ss1 (same model, IK and loads; whole trial, measured
+2026-12-07, the patella coordinate recomputed as below): summed plantarflexor force within 4.9 % of its peak frame by
+frame (peaks 3007 vs 2993 N), soleus alone within 5.7 %, gluteus medius within 6.9 %, vasti within 9.0 %,
+semimembranosus within 11 %.  An earlier rerun (2026-11-25) reported the soleus up to 25 % lower and a late-swing
+quadriceps-hamstrings co-contraction in 4.6 (vastus lateralis +825 N, semimembranosus +630 N at 85-90 % of the
+cycle): both came from the patella coordinate's unit (:func:`coordinates_with_coupled`), not from OpenSim 4.6.
+Through our contact step (:mod:`models.muscles.knee_contact`) the lab's 3.3 forces give 0.301 BW total RMSE against
+the implant, the corrected 4.6 rerun 0.348 BW (r2 0.84; 0.68 BW before the correction).  JointReaction 4.6 against
+3.3 on the knee (``walker_knee_l`` on the tibia, |F|): RMSE 135 N over the trial, peaks 1916 vs 1694 N.
 
 Ours on the same trial (:func:`time_ours_id_so`): inverse dynamics (:class:`models.dynamics.inverse_dynamics
 .InverseDynamics`) + static optimisation (:class:`models.muscles.static_optimization.StaticOptimization`) on our subject
@@ -31,6 +35,7 @@ inside StaticOptimization), timed in the same process.
 
 Other OpenSim tools run here: :func:`run_opensim_inverse_dynamics` (InverseDynamicsTool, muscles excluded) and
 :func:`run_opensim_joint_reaction` (JointReaction after a StaticOptimization run, its forces as ``forces_file``).
+Each of the three first rewrites the coordinates with :func:`coordinates_with_coupled` (beside its results).
 
 Side by side on the same frames (:func:`inverse_dynamics_side_by_side`, :func:`muscles_side_by_side`; figures in
 ``tests/test_opensim_side_by_side.py`` and ``make validate``): an OpenSim IK ``.mot`` and its plates on our model
@@ -56,7 +61,7 @@ import numpy as np
 __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "run_opensim_inverse_dynamics",
            "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available", "SideBySide", "MotionOnModel",
            "motion_on_model", "inverse_dynamics_side_by_side", "muscles_side_by_side", "MUSCLE_GROUPS",
-           "SideBySideTrial", "side_by_side_trials", "trial_motion", "side_by_side_figures"]
+           "SideBySideTrial", "side_by_side_trials", "trial_motion", "side_by_side_figures", "coordinates_with_coupled"]
 
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
 
@@ -133,6 +138,59 @@ def _external_loads_copy(xml_path: Path, grf_path: Path, out_dir: Path) -> Path:
     return out
 
 
+def coordinates_with_coupled(model: Any, coordinates_path: str | Path, out_dir: str | Path) -> Path:
+    """A copy of an OpenSim coordinates file in ``out_dir`` whose coupled coordinates (the dependent side of every
+    ``CoordinateCouplerConstraint`` of ``model``, an ``opensim.Model``) are recomputed from their independent
+    coordinate with the constraint's own function, in radians (added when missing).
+
+    Why: OpenSim 4 converts only rotational coordinates from degrees, so a coupled one (Rajagopal's patella,
+    ``knee_angle_<s>_beta``) is read as radians even in an ``inDegrees=yes`` file, while the lab's OpenSim 3.3 IK
+    holds it in degrees: the patella then sits 57 times too far round, the quadriceps paths over it are wrong, and
+    OpenSim 4.6's SO on PS ss1 puts 825 N in vastus lateralis and 833 N in semimembranosus in late swing (0.90-0.97
+    s) where the lab's 3.3 run has 0 N and 169 N; with the patella recomputed, 21 N and 162 N (measured 2026-12-07).
+    """
+    osim = import_opensim()
+    src = Path(coordinates_path)
+    lines = src.read_text().splitlines()
+    try:
+        end = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader")
+    except StopIteration:
+        raise ValueError(f"coordinates_path = {str(src)!r}: no 'endheader' line") from None
+    header = lines[:end + 1]
+    labels = lines[end + 1].split()
+    rows = [ln.split() for ln in lines[end + 2:] if ln.strip()]
+    data = np.array(rows, dtype=float)
+    in_degrees = any(ln.strip().lower().replace(" ", "") == "indegrees=yes" for ln in header)
+    cs = model.getCoordinateSet()
+    cons = model.getConstraintSet()
+    for k in range(cons.getSize()):
+        cc = osim.CoordinateCouplerConstraint.safeDownCast(cons.get(k))
+        if cc is None:
+            continue
+        names = cc.getIndependentCoordinateNames()
+        if names.getSize() != 1:
+            raise ValueError(f"constraint {cc.getName()!r}: {names.getSize()} independent coordinates; one is read")
+        ind, dep = names.get(0), cc.getDependentCoordinateName()
+        if ind not in labels:
+            continue
+        x = data[:, labels.index(ind)].copy()
+        if in_degrees and cs.get(ind).getMotionType() == 1:          # rotational
+            x = np.radians(x)
+        fn = cc.getFunction()
+        y = np.array([fn.calcValue(osim.Vector(1, float(v))) for v in x])
+        if dep in labels:
+            data[:, labels.index(dep)] = y
+        else:
+            labels.append(dep)
+            data = np.hstack([data, y[:, None]])
+    header = [f"nColumns={len(labels)}" if ln.strip().startswith("nColumns=") else
+              f"nRows={data.shape[0]}" if ln.strip().startswith("nRows=") else ln for ln in header]
+    out = Path(out_dir) / f"{src.stem}_coupled{src.suffix}"
+    out.write_text("\n".join(header + ["\t".join(labels)] + ["\t".join(f"{v:.10g}" for v in row) for row in data])
+                   + "\n")
+    return out
+
+
 def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path, grf_path: str | Path,
                                     external_loads_path: str | Path, out_dir: str | Path | None = None, *,
                                     start_s: float | None = None, end_s: float | None = None,
@@ -175,6 +233,7 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
         act.setMaxControl(np.inf)
         model.addForce(act)
     model.finalizeConnections()
+    ik_path = coordinates_with_coupled(model, ik_path, out)
     ik = osim.TimeSeriesTable(str(ik_path))
     times = ik.getIndependentColumn()
     t0 = float(times[0]) if start_s is None else float(start_s)
@@ -240,6 +299,9 @@ def run_opensim_inverse_dynamics(model_path: str | Path, coordinates_path: str |
     loads = Path(external_loads_path)
     if grf_path is not None:
         loads = _external_loads_copy(loads, Path(grf_path), out)
+    model = osim.Model(str(model_path))
+    model.initSystem()
+    coordinates_path = coordinates_with_coupled(model, coordinates_path, out)
     times = osim.TimeSeriesTable(str(coordinates_path)).getIndependentColumn()
     t0 = float(times[0]) if start_s is None else float(start_s)
     t1 = float(times[-1]) if end_s is None else float(end_s)
@@ -281,6 +343,9 @@ def run_opensim_joint_reaction(so: OpenSimSOResult, ik_path: str | Path, grf_pat
     if not model_file.exists():
         raise FileNotFoundError(f"so: {model_file} is missing (run_opensim_static_optimization writes it)")
     loads = _external_loads_copy(Path(external_loads_path), Path(grf_path), out)
+    model = osim.Model(str(model_file))
+    model.initSystem()
+    ik_path = coordinates_with_coupled(model, ik_path, out)
     setup = osim.AnalyzeTool()
     setup.setName(name)
     setup.setModelFilename(str(model_file))
