@@ -59,6 +59,7 @@ class AnalyzeParams:
     cutoff_hz: float = 6.0
     grf_threshold_n: float = 20.0
     muscles: bool = False                    # static optimisation (activations, reserves)
+    grf_contact_solver: str = "feasible"     # kinematics-only GRF: models.grf.params.CONTACT_SOLVERS
 
     def __post_init__(self) -> None:
         SubjectScale(self.mass_kg, self.height_m)   # validates mass and height, naming the field and value
@@ -494,7 +495,8 @@ def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: 
     from models.grf.records import CoordinatesTrial
 
     est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
-                                                       sample_rate_hz=kin.rate_hz), model=kin.model)
+                                                       sample_rate_hz=kin.rate_hz,
+                                                       contact_solver=params.grf_contact_solver), model=kin.model)
     g = est.run(CoordinatesTrial(kin.time_s, kin.mapped.qpos, None, source=kin.name))
     notes.extend(f"GRF estimate: {n}" for n in getattr(g, "notes", []))
     out = {}
