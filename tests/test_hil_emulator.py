@@ -350,8 +350,11 @@ def test_thermal_heats_trips_and_cools():
     assert th.ambient_c < drive.temperature_c < hot - 20
     assert drive.temperature_c == pytest.approx(
         th.ambient_c + (hot - th.ambient_c) * math.exp(-100 / th.time_constant_s))
-    # rated torque is continuous: settles below the trip
-    assert th.steady_state_c(9.0) == pytest.approx(80.4, abs=0.5)
+    # rated torque is continuous: settles below the trip. By hand from the documented parameters: 9 N*m / 0.819
+    # N*m/A = 10.99 A; I^2 R = 120.8 A^2 * 0.17 ohm = 20.5 W; * 2.7 K/W = 55.4 K over 25 C ambient = 80.4 C
+    assert (th.kt_nm_per_a, th.resistance_ohm, th.thermal_resistance_k_per_w, th.ambient_c) == (0.819, 0.17, 2.7, 25.0)
+    assert th.steady_state_c(9.0) == pytest.approx(25.0 + (9.0 / 0.819) ** 2 * 0.17 * 2.7, rel=1e-12)
+    assert th.steady_state_c(9.0) < th.t_error_c
 
 
 def test_thermal_through_the_rig():
