@@ -17,8 +17,9 @@ Files (pure text, no ``opensim`` import; :mod:`tests.test_opensim_export` reads 
   OpenSim's hip moments in swing reach hundreds of N m (measured on PS ss1 with GC5.osim).
 * :func:`write_foot_loads_mot`: per foot ``<k>_ground_force_v{x,y,z}`` (N), ``<k>_ground_force_p{x,y,z}`` (m, centre
   of pressure in ground) and ``<k>_ground_torque_{x,y,z}`` (N m, free moment about that point), ``k`` = 1 left,
-  2 right (numbered like the lab's plates, so :func:`models.trial_analysis.force_plates` reads it too); an unloaded
-  foot is written as zero force at the origin (OpenSim reads no NaN).
+  2 right (numbered like the lab's plates, so :func:`models.trial_analysis.force_plates` reads it too); a frame
+  without a centre of pressure (NaN: the foot is unloaded) is written as zero force and free moment at the origin
+  (OpenSim reads no NaN).
 * :func:`write_external_loads_xml`: one ``ExternalForce`` per foot on ``calcn_l`` / ``calcn_r``, force and point
   expressed in ground, the ``.mot`` as ``datafile`` (its file name: OpenSim resolves it beside the ``.xml``).
 * :func:`write_moments_sto`: OpenSim InverseDynamicsTool's naming: ``<coordinate>_moment`` (N m) for rotations,

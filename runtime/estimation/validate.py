@@ -116,7 +116,7 @@ def _opensim_side_by_side(data: Path, out_dir: Path | None, progress: Callable[[
         work = out_dir / t.name / "opensim_side_by_side" if out_dir is not None else Path(tempfile.mkdtemp(prefix="osim_sbs_"))
         try:
             out.append(side_by_side_figures(t, work))
-        except (ValueError, OSError, RuntimeError) as exc:       # reported, never silently dropped
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:       # reported, never silently dropped
             out.append({"trial": t.name, "error": f"{type(exc).__name__}: {exc}"})
     return out
 
