@@ -6,7 +6,8 @@ A static (ast) walk over every ``tests/*.py`` and ``tests/benchmarks/*.py``. It 
   ``x == pytest.approx(x)`` and ``np.testing.assert_allclose(x, x)`` / ``assert_array_equal(x, x)``;
 * a boolean ``or`` in an assert with an always-true operand: ``or True``, ``or <non-empty literal>``, or a bare
   ``name > 0`` / ``name >= 0`` beside a comparison of the same name with ``approx`` or a literal (the
-  ``rate == approx(60) or rate > 0`` pattern, true for any positive rate).
+  ``rate == approx(60) or rate > 0`` pattern, true for any positive rate);
+* an assert of a non-empty literal (``assert (cond, "message")`` is always true) and ``len(x) >= 0``.
 """
 from __future__ import annotations
 
@@ -63,6 +64,22 @@ def _bare_positive_check(node: ast.AST) -> str | None:
     return None
 
 
+def _len_at_least_zero(node: ast.AST) -> bool:
+    """``len(x) >= 0`` / ``0 <= len(x)``: true for every sized object."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+        return False
+    left, op, right = node.left, node.ops[0], node.comparators[0]
+
+    def is_len(n):
+        return isinstance(n, ast.Call) and getattr(n.func, "id", None) == "len"
+
+    def zero(n):
+        return isinstance(n, ast.Constant) and n.value == 0 and not isinstance(n.value, bool)
+
+    return (isinstance(op, ast.GtE) and is_len(left) and zero(right)) or (isinstance(op, ast.LtE) and zero(left)
+                                                                          and is_len(right))
+
+
 def _compared_names(node: ast.AST) -> set[str]:
     """Dumps of the operands of a comparison with ``approx`` or a numeric literal (the 'meant' check)."""
     out: set[str] = set()
@@ -103,7 +120,12 @@ def problems_in(source: str, filename: str = "<snippet>") -> list[str]:
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Assert):
+            if _always_true_literal(node.test):          # assert (cond, "message"), assert "text"
+                found.append(f"{where(node)}: asserts a non-empty literal (always true): {ast.unparse(node.test)}")
             check_expr(node.test)
+            for n in ast.walk(node.test):
+                if _len_at_least_zero(n):
+                    found.append(f"{where(n)}: a length is always >= 0: {ast.unparse(n)}")
         elif isinstance(node, ast.Call) and _call_name(node) in _SAME_ARG_CALLS and len(node.args) >= 2:
             if _dump(node.args[0]) == _dump(node.args[1]):
                 found.append(f"{where(node)}: {_call_name(node)} of an expression with itself: {ast.unparse(node)}")
@@ -133,6 +155,8 @@ def test_no_tautologies_in_the_suite():
     "assert rate_hz == pytest.approx(60.0) or rate_hz > 0",
     "assert raw.rate_hz == 60 or raw.rate_hz >= 0",
     "assert n == 3 or 0 < n",
+    "assert (x == 1, 'x must be one')",
+    "assert len(rows) >= 0",
 ])
 def test_the_checker_catches_bad_snippets(snippet):
     assert problems_in(snippet), snippet
@@ -146,6 +170,8 @@ def test_the_checker_catches_bad_snippets(snippet):
     "np.testing.assert_allclose(med + lat, axial)",
     "assert ok or False",
     "assert ok or ''",
+    "assert (x == 1), 'x must be one'",
+    "assert len(rows) >= 1",
 ])
 def test_the_checker_passes_good_snippets(snippet):
     assert problems_in(snippet) == [], snippet
