@@ -19,8 +19,11 @@ Strategies (``AssistanceParameters.strategy``):
 * ``"proportional"``: ``tau = level * moment_fraction * M`` (proportional joint-moment control).
 
 Common to all: the clinician's ``level`` in [0, 1] (changeable at run time), a linear ramp-in over
-``ramp_in_s`` from the first step, and :class:`controllers.command_limits.CommandLimiter` (torque cap,
-slew limit, NaN/inf -> zero with a flag) as the *only* limiting. Each strategy is a stage object:
+``ramp_in_s`` from the first step, an optional gain in [0, 1] from the caller (the confidence gate,
+:mod:`controllers.confidence_gate`), ``extension_only`` (every strategy: a request that would flex the
+knee, i.e. a positive torque, is replaced by zero before the limiter, so the command is never a flexion
+torque) and :class:`controllers.command_limits.CommandLimiter` (torque cap, slew limit, NaN/inf -> zero
+with a flag) as the *only* limiting. Each strategy is a stage object:
 ``step(AssistanceInput) -> AssistanceOutput``, no globals; :class:`AssistanceStage` adds the gait-phase
 estimator (:mod:`controllers.gait_phase`) in front, for the 60 Hz pipeline (``step(StageInput)``), and
 ``runtime.wiring.assistance_controller(device, subject)`` builds it from the configuration files.
@@ -68,6 +71,7 @@ class AssistanceOutput:
     shape: float                          # synergy shape 0..1 (1 for the other strategies when active)
     active: bool                          # the strategy asked for assistance at this step
     strategy: str
+    gain: float = 1.0                     # the caller's gain 0..1 (confidence gate) applied before the limiter
 
     @property
     def fault(self) -> bool:
@@ -88,7 +92,7 @@ class AssistanceParameters:
     peak_nm_per_kg: float = 0.2           # phase profile peak at level 1
     phase_peak: float = 0.12
     phase_width: float = 0.05
-    extension_only: bool = True           # synergy: assist extension moments only
+    extension_only: bool = True           # every strategy: never request a flexion (positive) torque
     synergy_peak_decay_s: float = 10.0    # time constant of the running peak normaliser
     synergy_min_reference: float = 0.05   # floor of that peak (activation-norm units)
 
@@ -196,14 +200,20 @@ class AssistanceStrategy:
         """(raw torque at level 1 before ramp N*m, shape 0..1, active)."""
         raise NotImplementedError
 
-    def step(self, x: AssistanceInput) -> AssistanceOutput:
+    def step(self, x: AssistanceInput, gain: float = 1.0) -> AssistanceOutput:
+        """One command: ``gain`` (0..1; non-finite counts as 0) scales the request after the strategy and before
+        the limiter; with ``extension_only`` a positive (flexion) request becomes zero."""
+        g = float(gain) if isinstance(gain, (int, float)) and math.isfinite(gain) else 0.0
+        g = min(1.0, max(0.0, g))
         ramp = self._ramp(x.t_s)
         raw, shape, active = self._request(x)
-        requested = self._level * ramp * raw if active else 0.0
+        requested = self._level * ramp * raw * g if active else 0.0
         if active and not math.isfinite(raw):
             requested = math.nan                           # let the limiter flag it
+        elif self.params.extension_only and requested > 0.0:
+            requested = 0.0                                # never a flexion torque, whatever the strategy
         out, flags = self.limiter.step(requested, x.dt_s)
-        return AssistanceOutput(x.t_s, out, requested, flags, ramp, self._level, shape, active, self.name)
+        return AssistanceOutput(x.t_s, out, requested, flags, ramp, self._level, shape, active, self.name, g)
 
 
 class SynergyAssistance(AssistanceStrategy):
@@ -295,22 +305,110 @@ class StageInput:
     vertical_grf_n: float | None = None         # for GaitPhaseParams(source="grf")
 
 
+@dataclass(frozen=True, slots=True)
+class StrategyEvent:
+    """The stage switched strategy at ``t_s`` (s): ``kind`` "fallback" (to ``strategy``, the gait phase did not
+    lock for ``phase_lock_timeout_s``) or "primary" (back, the phase locked); ``reason`` in words."""
+
+    t_s: float
+    kind: str
+    strategy: str
+    reason: str
+
+
 class AssistanceStage:
-    """Gait phase + strategy as one stage: ``step(StageInput) -> AssistanceOutput``. No globals.
+    """Gait phase + strategy as one stage: ``step(StageInput, gain=1.0) -> AssistanceOutput``. No globals.
 
-    ``from_config(device, subject)`` builds it from ``runtime.core.config`` (strategy, limits, level, mass,
-    gait-phase source). ``dt`` is taken from successive ``t_s`` (the first step uses 0: no slew allowance,
-    the output starts at zero)."""
+    ``runtime.wiring.assistance_controller(device, subject)`` builds it from ``runtime.core.config`` (strategy, limits,
+    level, mass, gait-phase source, fallback). ``dt`` is taken from successive ``t_s`` (the first step uses 0: no slew
+    allowance, the output starts at zero). ``gain`` (0..1, the confidence gate) scales the request before the limiter.
 
-    def __init__(self, strategy: AssistanceStrategy, gait: GaitPhaseEstimator) -> None:
+    ``fallback`` (a strategy that needs no gait phase, e.g. proportional): used while the gait phase has not been
+    valid for ``phase_lock_timeout_s`` (s, frame time); the configured strategy again as soon as the phase locks.
+    Both share one limiter (the same limits), so a switch is slew-limited like any other change of the request.
+    Each switch is a :class:`StrategyEvent` in ``events`` (``new_events()`` hands out the unseen ones).
+    """
+
+    def __init__(self, strategy: AssistanceStrategy, gait: GaitPhaseEstimator,
+                 fallback: AssistanceStrategy | None = None, phase_lock_timeout_s: float = 5.0) -> None:
+        if not (isinstance(phase_lock_timeout_s, (int, float)) and math.isfinite(phase_lock_timeout_s)
+                and phase_lock_timeout_s > 0.0):
+            raise ValueError(f"phase_lock_timeout_s = {phase_lock_timeout_s!r}: allowed > 0 s")
+        if fallback is not None:
+            if fallback.params.torque_limit_nm != strategy.params.torque_limit_nm or \
+                    fallback.params.slew_limit_nm_per_s != strategy.params.slew_limit_nm_per_s:
+                raise ValueError("fallback strategy: its torque and slew limits must equal the strategy's")
+            fallback.limiter = strategy.limiter          # one command, one limiter
         self.strategy = strategy
+        self.fallback = fallback
         self.gait = gait
+        self.phase_lock_timeout_s = float(phase_lock_timeout_s)
+        self.events: list[StrategyEvent] = []
+        self._seen = 0
         self._t_prev: float | None = None
+        self._unlocked_since: float | None = None
+        self._on_fallback = False
+        self._peak_flexion = -math.inf                   # rad, while unlocked
+        self._min_grf = math.inf                         # N, while unlocked
 
-    def step(self, x: StageInput) -> AssistanceOutput:
+    @property
+    def running(self) -> AssistanceStrategy:
+        """The strategy that produces the command now."""
+        return self.fallback if (self._on_fallback and self.fallback is not None) else self.strategy
+
+    def set_level(self, level: float) -> None:
+        """Clinician's assistance level 0..1, for the strategy and its fallback."""
+        self.strategy.set_level(level)
+        if self.fallback is not None:
+            self.fallback.set_level(level)
+
+    def new_events(self) -> list[StrategyEvent]:
+        """The strategy switches since the last call."""
+        out = self.events[self._seen:]
+        self._seen = len(self.events)
+        return out
+
+    def _why_unlocked(self, t_s: float, state: str, strides: int) -> str:
+        p = self.gait.params
+        head = f"gait phase did not lock for {t_s - (self._unlocked_since or t_s):.1f} s ({state}, {strides} heel strikes)"
+        if p.source == "grf":
+            if math.isfinite(self._min_grf) and self._min_grf > p.grf_off_n:
+                return (f"{head}: no foot unloaded in the kinematic GRF (minimum {self._min_grf:.0f} N, toe-off needs "
+                        f"<= {p.grf_off_n:g} N)")
+            return f"{head}: vertical GRF events not periodic within {p.min_period_s:g}-{p.max_period_s:g} s strides"
+        if not math.isfinite(self._peak_flexion) or self._peak_flexion <= p.swing_flexion_rad:
+            peak = math.degrees(self._peak_flexion) if math.isfinite(self._peak_flexion) else math.nan
+            return (f"{head}: knee flexion peaked at {peak:.0f} deg, a swing needs > "
+                    f"{math.degrees(p.swing_flexion_rad):.0f} deg to arm the heel-strike detector")
+        return f"{head}: heel strikes not periodic within {p.min_period_s:g}-{p.max_period_s:g} s strides"
+
+    def _select(self, t_s: float, g, knee: float, grf: float | None) -> None:
+        if self.fallback is None or not (isinstance(t_s, (int, float)) and math.isfinite(t_s)):
+            return
+        if g.valid:
+            self._unlocked_since = None
+            self._peak_flexion, self._min_grf = -math.inf, math.inf
+            if self._on_fallback:
+                self._on_fallback = False
+                self.events.append(StrategyEvent(t_s, "primary", self.strategy.name,
+                                                 f"gait phase locked ({g.strides} heel strikes)"))
+            return
+        if self._unlocked_since is None:
+            self._unlocked_since = t_s
+        if isinstance(knee, (int, float)) and math.isfinite(knee):
+            self._peak_flexion = max(self._peak_flexion, float(knee))
+        if isinstance(grf, (int, float)) and math.isfinite(grf):
+            self._min_grf = min(self._min_grf, float(grf))
+        if not self._on_fallback and t_s - self._unlocked_since >= self.phase_lock_timeout_s:
+            self._on_fallback = True
+            self.events.append(StrategyEvent(t_s, "fallback", self.fallback.name,
+                                             self._why_unlocked(t_s, g.state.value, g.strides)))
+
+    def step(self, x: StageInput, gain: float = 1.0) -> AssistanceOutput:
         g = self.gait.update(x.t_s, x.knee_flexion_rad, x.vertical_grf_n)
         dt = 0.0 if self._t_prev is None else x.t_s - self._t_prev
         if isinstance(x.t_s, (int, float)) and math.isfinite(x.t_s) and (self._t_prev is None or x.t_s > self._t_prev):
             self._t_prev = x.t_s
-        return self.strategy.step(AssistanceInput(x.t_s, dt, phase=g.phase, phase_valid=g.valid, stance=g.stance,
-                                                  knee_moment_nm=x.knee_moment_nm, activations=x.activations))
+        self._select(x.t_s, g, x.knee_flexion_rad, x.vertical_grf_n)
+        return self.running.step(AssistanceInput(x.t_s, dt, phase=g.phase, phase_valid=g.valid, stance=g.stance,
+                                                 knee_moment_nm=x.knee_moment_nm, activations=x.activations), gain)

@@ -174,6 +174,117 @@ def test_never_exceeds_torque_or_slew_limit(strategy, seq, limit, slew, level_ch
         prev = o.torque_nm
 
 
+gains = st.one_of(st.floats(min_value=0.0, max_value=1.0), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategy=st.sampled_from(["synergy", "phase_profile", "proportional"]), seq=steps,
+       gain_seq=st.lists(gains, min_size=1, max_size=20), limit=st.floats(min_value=0.5, max_value=150.0),
+       slew=st.floats(min_value=1.0, max_value=5000.0), moment_fraction=st.floats(min_value=0.0, max_value=1.0),
+       level=st.floats(min_value=0.0, max_value=1.0), ramp_in_s=st.floats(min_value=0.0, max_value=3.0))
+def test_extension_only_never_commands_flexion_on_any_strategy(strategy, seq, gain_seq, limit, slew,
+                                                               moment_fraction, level, ramp_in_s):
+    """With ``extension_only`` no strategy ever commands (or requests) a flexion (positive) torque, for any
+    estimate (NaN/inf included), any dt, any caller gain; the torque and slew limits hold at the same time."""
+    p = AssistanceParameters(strategy=strategy, level=level, ramp_in_s=ramp_in_s, torque_limit_nm=limit,
+                             slew_limit_nm_per_s=slew, moment_fraction=moment_fraction, peak_nm_per_kg=2.0,
+                             body_mass_kg=250.0, extension_only=True)
+    s = make_strategy(p, SHAPE)
+    max_dt = s.limiter.limits.max_dt_s
+    col = SHAPE.W[:, SHAPE.index]
+    prev, t = 0.0, 0.0
+    for k, (dt, moment, phase, valid, stance, act_scale, t_jitter) in enumerate(seq):
+        t = t + (dt if math.isfinite(dt) else 0.0) + (t_jitter or 0.0)
+        acts = None if act_scale is None else (act_scale * col if math.isfinite(act_scale) else col * math.nan)
+        o = s.step(AssistanceInput(t, dt, phase=phase, phase_valid=valid, stance=stance, knee_moment_nm=moment,
+                                   activations=acts), gain_seq[k % len(gain_seq)])
+        assert o.torque_nm <= 0.0, (strategy, k, o)
+        assert not (o.requested_nm > 0.0)
+        assert abs(o.torque_nm) <= limit + EPS
+        allowed = slew * (min(dt, max_dt) if (math.isfinite(dt) and dt > 0) else 0.0)
+        assert abs(o.torque_nm - prev) <= allowed + EPS * max(1.0, limit)
+        prev = o.torque_nm
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(primary=st.sampled_from(["synergy", "phase_profile"]),
+       seq=st.lists(st.tuples(st.sampled_from([1 / 60, 1 / 30, 0.0, -0.01, math.nan, 0.5]),
+                              st.one_of(st.floats(min_value=-0.5, max_value=2.5), st.just(math.nan)),
+                              finite_or_not, gains), min_size=1, max_size=150),
+       limit=st.floats(min_value=0.5, max_value=150.0), slew=st.floats(min_value=1.0, max_value=5000.0))
+def test_stage_with_fallback_never_commands_flexion(primary, seq, limit, slew):
+    """The 60 Hz stage (gait phase + strategy + proportional fallback while the phase is unlocked, gated) keeps
+    extension only and the limits across strategy switches."""
+    from controllers.assistance import AssistanceStage, StageInput
+    from controllers.gait_phase import GaitPhaseEstimator
+
+    kw = dict(level=1.0, ramp_in_s=0.0, torque_limit_nm=limit, slew_limit_nm_per_s=slew, moment_fraction=1.0,
+              peak_nm_per_kg=2.0, body_mass_kg=250.0, extension_only=True)
+    stage = AssistanceStage(make_strategy(AssistanceParameters(strategy=primary, **kw), SHAPE), GaitPhaseEstimator(),
+                            fallback=make_strategy(AssistanceParameters(strategy="proportional", **kw)),
+                            phase_lock_timeout_s=0.2)
+    col = SHAPE.W[:, SHAPE.index]
+    prev, t, t_prev = 0.0, 0.0, None
+    for dt, knee, moment, gain in seq:
+        t = t + (dt if math.isfinite(dt) else 0.0)
+        o = stage.step(StageInput(t, knee, knee_moment_nm=moment, activations=0.3 * col), gain)
+        assert o.torque_nm <= 0.0 and abs(o.torque_nm) <= limit + EPS
+        real_dt = 0.0 if t_prev is None else t - t_prev
+        allowed = slew * (min(real_dt, 0.1) if real_dt > 0 else 0.0)
+        assert abs(o.torque_nm - prev) <= allowed + EPS * max(1.0, limit)
+        prev = o.torque_nm
+        if t_prev is None or t > t_prev:
+            t_prev = t
+
+
+def test_extension_only_applies_to_proportional_and_can_be_switched_off():
+    """The demo's bug: proportional ignored ``extension_only``. A flexion moment is not assisted with it, and is
+    with ``extension_only: false`` (the limiter's slew still applies)."""
+    kw = dict(strategy="proportional", level=1.0, moment_fraction=0.5, ramp_in_s=0.0, torque_limit_nm=6.0,
+              slew_limit_nm_per_s=300.0)
+    on = make_strategy(AssistanceParameters(extension_only=True, **kw))
+    off = make_strategy(AssistanceParameters(extension_only=False, **kw))
+    outs_on = [on.step(AssistanceInput(k / 60, 1 / 60, knee_moment_nm=(-1) ** (k // 30) * 40.0)) for k in range(240)]
+    outs_off = [off.step(AssistanceInput(k / 60, 1 / 60, knee_moment_nm=(-1) ** (k // 30) * 40.0)) for k in range(240)]
+    assert max(o.torque_nm for o in outs_on) == 0.0 and min(o.torque_nm for o in outs_on) == pytest.approx(-6.0)
+    assert max(o.torque_nm for o in outs_off) == pytest.approx(6.0)
+    # a caller gain of 0.5 halves the request before the limiter; NaN gain counts as zero
+    g = make_strategy(AssistanceParameters(extension_only=True, **kw))
+    assert g.step(AssistanceInput(0.0, 1 / 60, knee_moment_nm=-8.0), 0.5).requested_nm == pytest.approx(-2.0)
+    assert g.step(AssistanceInput(1 / 60, 1 / 60, knee_moment_nm=-8.0), math.nan).requested_nm == 0.0
+
+
+def test_fallback_when_the_gait_phase_does_not_lock_and_back_when_it_does():
+    """Synergy with a proportional fallback: a knee that never flexes past the swing threshold (the monocular demo)
+    gives proportional after the timeout, with the reason; real walking knee angles lock the phase and bring the
+    synergy back."""
+    from controllers.assistance import AssistanceStage, StageInput
+    from controllers.gait_phase import GaitPhaseEstimator
+
+    kw = dict(level=1.0, ramp_in_s=0.0, torque_limit_nm=18.0, slew_limit_nm_per_s=300.0, moment_fraction=0.3)
+    stage = AssistanceStage(make_strategy(AssistanceParameters(strategy="synergy", **kw), SHAPE), GaitPhaseEstimator(),
+                            fallback=make_strategy(AssistanceParameters(strategy="proportional", **kw)),
+                            phase_lock_timeout_s=5.0)
+    col = SHAPE.W[:, SHAPE.index]
+    outs = []
+    for k in range(600):                                   # 10 s at 60 Hz, knee 5..30 deg
+        q = math.radians(17.5 + 12.5 * math.sin(2 * math.pi * k / 66))
+        outs.append(stage.step(StageInput(k / 60, q, knee_moment_nm=-20.0, activations=0.3 * col)))
+    ev = stage.new_events()
+    assert [e.kind for e in ev] == ["fallback"] and ev[0].t_s == pytest.approx(5.0, abs=1 / 60 + 1e-9)
+    assert "gait phase did not lock" in ev[0].reason and "30 deg" in ev[0].reason and "34 deg" in ev[0].reason
+    assert all(o.strategy == "synergy" and o.torque_nm == 0.0 for o in outs[:299])
+    assert outs[-1].strategy == "proportional" and outs[-1].torque_nm == pytest.approx(-6.0)
+    # walking: 0..60 deg each 1.1 s stride -> two heel strikes lock the phase
+    t0 = 10.0
+    for k in range(300):
+        ph = (k / 60) / 1.1 % 1.0
+        q = math.radians(30.0 - 30.0 * math.cos(2 * math.pi * ph))
+        o = stage.step(StageInput(t0 + k / 60, q, knee_moment_nm=-20.0, activations=0.3 * col))
+    ev = stage.new_events()
+    assert [e.kind for e in ev] == ["primary"] and o.strategy == "synergy"
+
+
 @settings(max_examples=300, deadline=None)
 @given(seq=st.lists(st.tuples(finite_or_not, dts), min_size=1, max_size=100),
        limit=st.floats(min_value=1e-3, max_value=150.0), slew=st.floats(min_value=1e-3, max_value=5000.0))
