@@ -373,7 +373,10 @@ def test_validation_against_force_plates(model, ps, capsys, pytestconfig):
     def worst(mass, causal, key):
         return max(mt[key] for ss, ms, cs, mt in rows if ms == mass and cs == causal)
 
-    # worst over ss1/3/8 measured 2026-12-07, bound = that x 1.15 (any slip past 15 % fails)
+    # worst over ss1/3/8 measured 2026-12-07, bound = that x 1.15 (any slip past 15 % fails).  The figures are the
+    # rule split's; the feasible fit (the default since the same day) measured: 75 kg L_vz 12.46-14.03, R_vz
+    # 10.42-12.10, L_ap 3.71-4.19, T_ml 3.27-4.13, CoP L 3.00-5.13 cm, CoP R 3.62-5.31 cm; 82.9 kg L_vz 8.02-10.03,
+    # R_vz 5.32-7.18, T_vz 6.30-7.17; causal 75 kg L_vz 15.88-21.42, 82.9 kg T_vz 10.57-11.45: inside every bound.
     # zero-lag, recorded mass 75 kg (achieved: L_vz 12.26-14.36, R_vz 9.16-11.36, L_ap 3.99-4.62, R_ap 3.36-3.65,
     # T_ml 3.27-4.13, CoP L 2.82-5.00 cm, CoP R 3.86-5.47 cm)
     assert worst(75.0, False, "L_vz") <= 14.36 * 1.15

@@ -86,6 +86,25 @@ In single support this is exactly ``F_ext``.  On the GC5 trials it lowers the pe
 ``F_left = F_ext - F_right``, so the feet sum to F_ext to rounding (one ulp);
 :attr:`~models.grf.records.GroundReactionTrial.residual_force_n` reports it.
 
+Feasible contact forces (``contact_solver="feasible"``, the default; :mod:`models.grf.feasible`)
+----------------------------------------------------------------------------------------------
+The rule-based split above can ask a foot to pull on the floor (vertical GRF down to -1000 N on monocular input),
+push outside its friction cone or put its CoP outside the sole.  By default the per-foot forces are instead the
+per-frame non-negative least-squares fit of :mod:`models.grf.feasible`: each sole point of a foot in contact
+(contact state as below, with hysteresis) carries a non-negative combination of the edges of a friction pyramid
+inscribed in the cone of ``friction_mu`` (0.7: shoe on a dry lab floor, 0.6-0.8, Redfern et al. 2001, Ergonomics
+44:1138), so Fz >= 0, the cone and the CoP-in-polygon constraint hold by construction; a foot in swing carries
+exactly nothing.  The fit is closest to the measured dynamics, F_ext *and* dL/dt about the COM (the same filters
+and differences as above, both paths), with the rule-based forces and CoPs (single support, smooth double-support
+transition, virtual pivot, likelihood-weighted CoP) as soft priors.  What the feasible forces cannot explain is the
+per-frame dynamic residual (``residual_force_n`` N, ``residual_moment_nm`` N m).  On the eight shared lab trials
+(kinematics-only chain from markers vs inverse dynamics with the plates, 2026-12-07) it lowers the knee-of-interest
+vertical GRF RMSE from 8.7-14.9 to 5.3-8.6 %BW on DM and the KAM RMSE from 1.5-2.2 to 0.78-1.06 %BW ht on all
+eight; on PS the vertical RMSE rises from 10.4-12.3 to 13.0-13.7 %BW (recorded 75 kg against 82.9 kg implied by the
+plates; with 82.9 kg: 5.5-8.2 rule, 9.4-9.6 feasible).  ``contact_solver="share"`` gives the rule-based split alone.
+The parameters ``free_moment`` and ``horizontal_split`` shape the prior (``free_moment`` only acts on the rule split:
+the fit's free moment is the one its point forces make).
+
 CoP, per foot: the weighted mean of the foot points projected onto the floor, each point weighted by its own contact
 likelihood ``l_j`` times a prior (heel points 1, metatarsal heads 1, hallux 0.5).  At heel strike only the heel
 points are low and slow, in foot-flat all points, after heel-off only the forefoot and hallux: the CoP progresses from
@@ -114,10 +133,11 @@ the trial when not given: :func:`models.grf.floor.estimate_floor_height`).  Feet
 Modules (``models/grf/``): :mod:`~models.grf.params` (parameters), :mod:`~models.grf.records` (inputs, outputs),
 :mod:`~models.grf.contact` (feet, contact likelihood, CoP), :mod:`~models.grf.load_share` (split between the feet),
 :mod:`~models.grf.body` (mass model, pose, angular momentum), :mod:`~models.grf.floor` (floor height),
+:mod:`~models.grf.feasible` (the feasible contact fit),
 :mod:`~models.grf.batch` (whole trials), :mod:`~models.grf.realtime` (one frame), :mod:`~models.grf.model` (MyoLeg);
 the filters are :mod:`models.filters`' (``ZeroLagLowPass``, ``RampPrimedLowPass``, ``fill_short_gaps``).
 
-This module is pure computation: numpy, scipy, mujoco and other ``models`` modules.
+This module is pure computation: numpy, scipy, numba, mujoco and other ``models`` modules.
 """
 
 from __future__ import annotations

@@ -53,7 +53,10 @@ class GroundReactionFrame:
     World frame, SI.  ``force_n`` (2, 3) per foot (``FEET``), ``cop_m`` (2, 3) on the floor, ``free_moment_nm`` (2,)
     about the vertical, ``share`` (2,) of F_ext per foot, ``contact`` (2,) bool, ``contact_likelihood`` (2,),
     ``total_force_n`` (3,) = m (a_com - g), ``com_m`` (3,), ``com_acc_m_s2`` (3,), ``ang_mom_rate_nm`` (3,) dL/dt about
-    the COM, ``residual_force_n`` (3,), ``residual_moment_nm`` (3,) about the COM.  ``valid`` False for a NaN frame
+    the COM, ``residual_force_n`` (3,) = sum of the feet's forces - F_ext (N), ``residual_moment_nm`` (3,) = their
+    moment about the COM (with the free moments) - dL/dt (N m): the dynamic residual, what the (feasible) contact
+    forces could not explain (rule split: zero force residual).  ``share`` is the rule-based load share (the
+    feasible fit's prior).  ``valid`` False for a NaN frame
     (outputs held from the previous frame), ``t_s`` the frame's time (NaN if the frame had none), ``index`` frames
     since reset.
     """
