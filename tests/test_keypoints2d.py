@@ -129,9 +129,22 @@ def test_csv_other_bad_input(tmp_path: Path, text: str, fragments: tuple[str, ..
     _expect(tmp_path / "x.csv", text, *fragments)
 
 
-def test_missing_path_refused(tmp_path: Path) -> None:
+def test_missing_path_and_single_json_refused(tmp_path: Path) -> None:
     with pytest.raises(KeypointsError, match="no such file"):
         read_keypoints2d(tmp_path / "absent.csv")
+    one = tmp_path / "f_0_keypoints.json"
+    one.write_text('{"people": []}')
+    with pytest.raises(KeypointsError, match="pass the folder"):
+        read_keypoints2d(one, fps=30)
+
+
+def test_landmark_lookup() -> None:
+    kp = _random_keypoints()
+    xy, sc = kp.landmark("right_heel")
+    np.testing.assert_array_equal(xy, kp.xy_px[:, IDX["right_heel"]])
+    np.testing.assert_array_equal(sc, kp.score[:, IDX["right_heel"]])
+    with pytest.raises(KeyError, match="right_heel"):
+        kp.landmark("rigth_heel")
 
 
 # ---------------------------------------------------------------- OpenPose JSON

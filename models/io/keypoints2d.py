@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -106,6 +107,14 @@ class Keypoints2D:
     def detected(self) -> np.ndarray:
         """(N, 33) bool: landmark detected (score > 0) in the frame."""
         return self.score > 0
+
+    def landmark(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(xy_px (N, 2), score (N,))`` of one landmark by its BlazePose name; KeyError lists close names."""
+        k = _INDEX.get(name)
+        if k is None:
+            close = difflib.get_close_matches(name, BLAZEPOSE_33, n=3, cutoff=0.5)
+            raise KeyError(f"no BlazePose landmark {name!r}; close matches: {close or list(BLAZEPOSE_33)}")
+        return self.xy_px[:, k], self.score[:, k]
 
 
 # ---------------------------------------------------------------- CSV
@@ -334,8 +343,6 @@ def read_openpose_folder(path: str | Path, fps: float) -> Keypoints2D:
     no person gives a frame with nothing detected. ``c = 0``, x = y = 0 (OpenPose's "missing") or a NaN entry
     (Pose2Sim/Sports2D's) = not detected; confidences above 1 are clipped to 1 and the source says so.
     """
-    import json
-
     folder = Path(path)
     if not folder.is_dir():
         raise KeypointsError(folder, "not a folder of OpenPose JSON files")
@@ -433,4 +440,6 @@ def read_keypoints2d(path: str | Path, fps: float | None = None) -> Keypoints2D:
         return read_openpose_folder(p, fps)
     if not p.exists():
         raise KeypointsError(p, "no such file or folder")
+    if p.suffix.lower() == ".json":
+        raise KeypointsError(p, "one OpenPose JSON file is one frame; pass the folder of per-frame files (and fps)")
     return read_keypoints_csv(p)
