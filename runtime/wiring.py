@@ -7,13 +7,18 @@ so a configuration key means the same thing everywhere. Inputs are ``runtime.cor
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from controllers.assistance import AssistanceParameters, AssistanceStage, SynergyShape, make_strategy
+from controllers.confidence_gate import ConfidenceGate, ConfidenceGateParams
 from controllers.gait_phase import GaitPhaseEstimator, GaitPhaseParams
 from controllers.safety import JointLimits, SafetyParams
 from runtime.control.drive import Drive, SimulatedDrive
 from runtime.core.config import DeviceConfig, SubjectProfile
+
+if TYPE_CHECKING:
+    from controllers.tissue_compensator import TissueCompensator
+    from controllers.torque_cycle import TorqueCycle
 
 
 def safety_params_from(device: DeviceConfig) -> SafetyParams:
@@ -43,10 +48,30 @@ def assistance_parameters(device: DeviceConfig, subject: SubjectProfile) -> dict
 
 def assistance_controller(device: DeviceConfig, subject: SubjectProfile,
                           synergy_shape: SynergyShape | None = None) -> AssistanceStage:
-    """The assistance strategy and its gait-phase estimator for this device and subject."""
-    params = AssistanceParameters(**assistance_parameters(device, subject))
-    gait = GaitPhaseEstimator(GaitPhaseParams(source=device.assistance.gait_phase_source))
-    return AssistanceStage(make_strategy(params, synergy_shape), gait)
+    """The assistance strategy, its fallback while the gait phase does not lock (``assistance.fallback_strategy``)
+    and the gait-phase estimator for this device and subject."""
+    a = device.assistance
+    kw = assistance_parameters(device, subject)
+    params = AssistanceParameters(**kw)
+    gait = GaitPhaseEstimator(GaitPhaseParams(source=a.gait_phase_source))
+    fallback = None
+    if a.fallback_strategy != "none":
+        fallback = make_strategy(AssistanceParameters(**{**kw, "strategy": a.fallback_strategy}), synergy_shape)
+    return AssistanceStage(make_strategy(params, synergy_shape), gait, fallback=fallback,
+                           phase_lock_timeout_s=a.phase_lock_timeout_s)
+
+
+def confidence_gate_params(device: DeviceConfig) -> ConfidenceGateParams:
+    """The confidence gate's thresholds and times (``assistance.confidence_*``; it ramps back up over
+    ``assistance.ramp_in_s``, like the start)."""
+    a = device.assistance
+    return ConfidenceGateParams(fade_below=a.confidence_fade_below, full_above=a.confidence_full_above,
+                                hold_s=a.confidence_hold_s, fade_s=a.confidence_fade_s, ramp_s=a.ramp_in_s)
+
+
+def confidence_gate(device: DeviceConfig) -> ConfidenceGate:
+    """The confidence gate in front of the assistance limiter, for every strategy."""
+    return ConfidenceGate(confidence_gate_params(device))
 
 
 def make_drive(device, calibration: dict | None, body_mass_kg: float, height_m: float,
@@ -75,3 +100,41 @@ def make_drive(device, calibration: dict | None, body_mass_kg: float, height_m: 
                    receive_own_messages=False)
     return AkCanDrive(bus, actuators, reply_timeout_s=device.safety.reply_timeout_s, master_id=bus_cfg.master_id,
                       estop_can_id=bus_cfg.estop_can_id, frame_log=frame_log)
+
+
+def tissue_compensator_from(device: DeviceConfig) -> "TissueCompensator | None":
+    """The soft-tissue compensator when ``assistance.tissue_compensation`` is true (None otherwise), with the
+    versioned surrogate artifact (``controllers.tissue_compensator.ARTIFACT_PATH``). A missing or unreadable
+    artifact, or one of another version, raises ValueError naming the key and the file: never silently rigid."""
+    if not device.assistance.tissue_compensation:
+        return None
+    from controllers import tissue_compensator as tc
+
+    try:
+        surrogate, _doc = tc.load_artifact(tc.ARTIFACT_PATH)
+    except ValueError as exc:
+        raise ValueError(f"assistance.tissue_compensation = true but {exc}; refusing to start (it would run "
+                         "without compensation)") from None
+    return tc.TissueCompensator(surrogate, tc.CompensatorParams())
+
+
+def torque_cycle_from(device: DeviceConfig, *, interpolation: str | None = None, stale_after_s: float | None = None,
+                      rate_hz: float | None = None, compensate: bool = True) -> "TorqueCycle":
+    """The one torque cycle (``controllers.torque_cycle.TorqueCycle``) for this device: the supervisor's limits,
+    staleness from capture after ``torque_loop.stale_after_s`` (or ``stale_after_s``), interpolation over one
+    estimation period (``torque_loop.interpolation`` or ``interpolation``), the tissue compensator on the assisted
+    joint when ``assistance.tissue_compensation`` (and ``compensate``) is true."""
+    from dataclasses import replace
+
+    from controllers.torque_cycle import TorqueCycle, TorqueCycleParams
+
+    safety = safety_params_from(device)
+    if stale_after_s is not None:
+        safety = replace(safety, stale_after_s=stale_after_s)
+    names = [j.name for j in device.joints]
+    joint = device.assistance.joint
+    params = TorqueCycleParams(safety=safety, estimation_period_s=1.0 / device.estimation.rate_hz,
+                               interpolation=interpolation or device.torque_loop.interpolation,
+                               compensated_joint=names.index(joint) if joint is not None else 0,
+                               cycle_period_s=1.0 / (rate_hz or device.torque_loop.rate_hz))
+    return TorqueCycle(params, tissue_compensator_from(device) if compensate else None)

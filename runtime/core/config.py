@@ -138,14 +138,33 @@ class TelemetryConfig(_Strict):
     log_raw_can: bool = True
 
 
+#: Which strategies read each strategy-specific assistance key (``controllers.assistance``); a key set (to anything but
+#: its default) for a configuration whose strategies (``strategy``, ``fallback_strategy``) do not read it is refused.
+ASSISTANCE_KEY_STRATEGIES: dict[str, tuple[str, ...]] = {
+    "moment_fraction": ("synergy", "proportional"),
+    "peak_nm_per_kg": ("phase_profile",),
+    "phase_peak": ("phase_profile",),
+    "phase_width": ("phase_profile",),
+    "gait_phase_source": ("synergy", "phase_profile"),
+    "fallback_strategy": ("synergy", "phase_profile"),     # only a strategy that needs the gait phase can fall back
+}
+
+
 class AssistanceConfig(_Strict):
     """Assistance controller (``controllers.assistance``): strategy and its tuning. The clinician's level and
-    the body mass come from the subject profile; the limits here may only be tighter than the joint's."""
+    the body mass come from the subject profile; the limits here may only be tighter than the joint's.
+
+    Every key acts on every strategy it names (``ASSISTANCE_KEY_STRATEGIES``; the others act on all): setting one to
+    anything but its default when none of the configured strategies reads it is an error naming the key, the value
+    and the strategy (a default is what the strategy would do anyway, so a full dump of a valid file loads again).
+    ``extension_only`` acts on every strategy (no flexion torque is ever commanded). ``fallback_strategy``: used
+    while the gait phase has not locked for ``phase_lock_timeout_s``. ``confidence_*``: the confidence gate
+    (``controllers.confidence_gate``) in front of the limiter, for every strategy."""
 
     strategy: Literal["synergy", "phase_profile", "proportional"] = "phase_profile"
     joint: Annotated[str | None, Field(description="joint name; default the first joint")] = None
     moment_fraction: Annotated[float, Field(ge=0.0, le=1.0, description="fraction of the biological knee moment at level 1")] = 0.3
-    ramp_in_s: Annotated[float, Field(ge=0.0, le=30.0, description="s")] = 2.0
+    ramp_in_s: Annotated[float, Field(ge=0.0, le=30.0, description="s; also the confidence gate's ramp back up")] = 2.0
     torque_limit_nm: Annotated[float | None, Field(gt=0.0, le=MAX_TORQUE_NM, description="N*m; default the joint's")] = None
     slew_limit_nm_per_s: Annotated[float | None, Field(gt=0.0, le=MAX_SLEW_NM_PER_S, description="N*m/s; default the joint's")] = None
     peak_nm_per_kg: Annotated[float, Field(ge=0.0, le=2.0, description="N*m/kg; phase profile peak at level 1")] = 0.2
@@ -153,9 +172,37 @@ class AssistanceConfig(_Strict):
     phase_width: Annotated[float, Field(ge=0.005, le=0.3, description="fraction of the gait cycle")] = 0.05
     extension_only: bool = True
     gait_phase_source: Literal["kinematics", "grf"] = "kinematics"   # controllers.gait_phase source
+    # the strategy used while the gait phase does not lock (it needs none): none, or proportional (gated like any)
+    fallback_strategy: Literal["none", "proportional"] = "none"
+    # two heel strikes at the longest accepted stride period (controllers.gait_phase: max_period_s = 2.5 s)
+    phase_lock_timeout_s: Annotated[float, Field(ge=0.5, le=60.0, description="s without a gait phase lock before the fallback")] = 5.0
+    # confidence gate: thresholds are project choices on the confidence in [0, 1] (runtime.estimation.chain)
+    confidence_fade_below: Annotated[float, Field(ge=0.0, le=1.0, description="confidence; below it the assistance fades to zero")] = 0.4
+    confidence_full_above: Annotated[float, Field(ge=0.0, le=1.0, description="confidence; at or above it full assistance")] = 0.7
+    # about one stride (1.0-1.2 s at a self-selected walking speed): a confidence that holds over a whole stride
+    confidence_hold_s: Annotated[float, Field(ge=0.0, le=30.0, description="s above full before the ramp back up")] = 1.0
+    # the safety supervisor's fade (safety.fade_time_s default): a confidence fade is never more abrupt than a fault's
+    confidence_fade_s: Annotated[float, Field(ge=0.005, le=1.0, description="s; linear fade to zero, >= safety.fade_time_s")] = 0.1
     # pre-compensate the motor command for the cuff tissue (controllers.tissue_compensator, versioned
     # artifact) in the torque loop; not read by the torque loop yet (the wiring is pending)
     tissue_compensation: bool = False
+
+    @model_validator(mode="after")
+    def _keys_act_on_the_strategies(self) -> "AssistanceConfig":
+        if not self.confidence_fade_below < self.confidence_full_above:
+            raise ValueError(f"assistance.confidence_fade_below = {self.confidence_fade_below} must be < "
+                             f"assistance.confidence_full_above = {self.confidence_full_above}")
+        used = {self.strategy} | ({self.fallback_strategy} if self.fallback_strategy != "none" else set())
+        fields = type(self).model_fields
+        for key, readers in ASSISTANCE_KEY_STRATEGIES.items():
+            if getattr(self, key) != fields[key].default and not used & set(readers):
+                raise ValueError(f"assistance.{key} = {getattr(self, key)!r}: not applicable to strategy "
+                                 f"{self.strategy!r} (read only by {', '.join(readers)}); remove it or change the "
+                                 f"strategy")
+        if self.phase_lock_timeout_s != fields["phase_lock_timeout_s"].default and self.fallback_strategy == "none":
+            raise ValueError(f"assistance.phase_lock_timeout_s = {self.phase_lock_timeout_s!r}: not applicable to "
+                             f"strategy {self.strategy!r} without a fallback_strategy")
+        return self
 
 
 class DeviceConfig(_Strict):
@@ -193,6 +240,9 @@ class DeviceConfig(_Strict):
         if a.torque_limit_nm is not None and a.torque_limit_nm > joint.torque_limit_nm:
             raise ValueError(f"assistance.torque_limit_nm = {a.torque_limit_nm} must be <= joints[{joint.name}]."
                              f"torque_limit_nm = {joint.torque_limit_nm}")
+        if a.confidence_fade_s < self.safety.fade_time_s:
+            raise ValueError(f"assistance.confidence_fade_s = {a.confidence_fade_s} must be >= safety.fade_time_s = "
+                             f"{self.safety.fade_time_s} (a confidence fade is never more abrupt than a fault's)")
         if a.slew_limit_nm_per_s is not None and a.slew_limit_nm_per_s > joint.slew_limit_nm_per_s:
             raise ValueError(f"assistance.slew_limit_nm_per_s = {a.slew_limit_nm_per_s} must be <= joints[{joint.name}]."
                              f"slew_limit_nm_per_s = {joint.slew_limit_nm_per_s}")
