@@ -44,7 +44,7 @@ def rendered(request):
 
 
 def test_truth_reprojects_onto_noiseless_keypoints_through_written_calibration(rendered, tmp_path: Path) -> None:
-    t, r = rendered
+    _, r = rendered
     path = write_calibration_toml(tmp_path / "Calib.toml", r.camera)
     cams = read_calibration(path)
     assert len(cams) == 1
@@ -98,7 +98,7 @@ def test_side_on_camera_geometry(rendered) -> None:
 
 
 def test_noise_has_the_stated_sigma(rendered) -> None:
-    t, r = rendered
+    _, r = rendered
     det = r.keypoints.detected
     d = (r.keypoints.xy_px - r.keypoints_clean.xy_px)[det]
     n = d.size

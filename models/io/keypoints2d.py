@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import itertools
 import json
 import math
 import re
@@ -326,7 +327,7 @@ def _frame_files(folder: Path) -> list[tuple[int, Path]]:
             raise KeypointsError(f, "no frame number in the file name")
         numbered.append((int(m.group(1)), f))
     numbered.sort()
-    for (a, fa), (b, fb) in zip(numbered, numbered[1:]):
+    for (a, fa), (b, fb) in itertools.pairwise(numbered):
         if a == b:
             raise KeypointsError(fb, f"frame number {b} repeated (also {fa.name})")
     return numbered

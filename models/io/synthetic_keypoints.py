@@ -50,9 +50,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -503,7 +504,6 @@ def render_marker_trial(
     skip |= {b.name for b in bad_walk}
     for b in misplaced:
         notes.append(f"misplaced marker {b.name!r} on {b.body!r} not used: {b.check} {1000 * b.error_m:.1f} mm")
-    walk_skip = skip
 
     pos, tnames = _trial_z_up(trial)
     n = trial.n_frames
@@ -531,13 +531,13 @@ def render_marker_trial(
     def set_index(side_l: str, role: str) -> int | None:
         return _lookup(ms_norm, side_l, role)
 
-    def cluster_pose(body: str, side_l: str, exclude: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        idx = [k for k, (nm, b) in enumerate(zip(names, bodies)) if b == body and nm not in exclude
+    def cluster_pose(body: str, side_l: str, thigh: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = [k for k, (nm, b) in enumerate(zip(names, bodies)) if b == body and nm not in skip
                and _norm(nm) in tnames]
         loc = offsets[idx]
         world = pos[:, [tnames[_norm(names[k])] for k in idx]] if idx else np.zeros((n, 0, 3))
         weight = np.ones(world.shape[:2])
-        if "femur" in body:  # the hip joint centre = the femur origin, weak: it only settles a two-marker thigh
+        if thigh:  # the hip joint centre = the femur origin, weak: it only settles a two-marker thigh
             loc = np.vstack([loc, np.zeros(3)])
             world = np.concatenate([world, hips[side_l][:, None]], axis=1)
             weight = np.hstack([weight, np.full((n, 1), HIP_POINT_WEIGHT)])
@@ -581,7 +581,7 @@ def render_marker_trial(
         if lat is None or med is None or body_lat != body_med:
             notes.append(f"{side_l.upper()} {label}: no placed lateral and medial points; not detected")
             return np.full((n, 3), np.nan)
-        R, t, ok = cluster_pose(body_lat, side_l, walk_skip)
+        R, t, ok = cluster_pose(body_lat, side_l, thigh=label == "knee")
         if not ok.all():
             notes.append(f"{side_l.upper()} {label}: {int((~ok).sum())} of {n} frames without a cluster fit")
         return _apply(R, t, 0.5 * (lat + med))
