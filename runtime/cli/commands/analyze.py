@@ -1,5 +1,5 @@
-"""``exo analyze``: a recorded trial through IK, GRF, inverse dynamics and KAM/KEM into CSVs, a video through the
-monocular chain, or trial files read and checked."""
+"""``exo analyze``: a recorded trial through IK, GRF, inverse dynamics and KAM/KEM into CSVs, a video or 2-D
+keypoints already detected through the monocular chain, or trial files read and checked."""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +13,15 @@ from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.keypoints2d:
+        return _analyze_keypoints(args)
     if args.video:
         return _analyze_video(args)
     if args.trc or args.c3d:
         return _analyze_chain(args)
     if not args.trials:
         print("analyze: give --trc/--c3d (with --markerset, --mass-kg, --height-m, --side) for the full chain, "
+              "--video or --keypoints2d (with --mass-kg, --height-m, --side) for the monocular chain, "
               "or trial files to read and check", file=sys.stderr)
         return EXIT_USAGE
     from models.io.lab_files import summarize
@@ -53,6 +56,49 @@ def _analyze_video(args: argparse.Namespace) -> int:
     res = analyze_video(args.video, bbox=args.bbox, mask=args.mask, describe=args.describe, out_dir=args.output,
                         height_m=args.height_m, mass_kg=args.mass_kg, side=args.side or "left",
                         calibration=args.calibration, hfov_deg=args.hfov_deg, frames=frames, model=args.model)
+    summary = res.summary()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
+
+
+def _image_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise ValueError(f"--image-size = {text!r}: use WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--image-size = {text!r}: width and height must be positive")
+    return w, h
+
+
+def _analyze_keypoints(args: argparse.Namespace) -> int:
+    """The offline path from 2-D keypoints (``runtime.vision.keypoint_analysis.analyze_keypoints``); bad keypoint
+    or calibration input: exit 2 with the reader's message (file, line, column), never a traceback."""
+    from models.io.keypoints2d import KeypointsError
+    from runtime.vision.keypoint_analysis import CalibrationError, analyze_keypoints
+
+    if args.video or args.trc or args.c3d:
+        print("analyze: --keypoints2d is its own input; do not combine it with --video/--trc/--c3d", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [f"--{k.replace('_', '-')}" for k in ("mass_kg", "height_m", "side") if getattr(args, k) is None]
+    if missing:
+        print(f"analyze --keypoints2d: needs {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.fps is not None and not (args.fps > 0 and args.fps < 10000):
+        print(f"analyze --keypoints2d: --fps = {args.fps!r}: a positive frame rate below 10000 is needed", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        res = analyze_keypoints(args.keypoints2d, out_dir=args.output, mass_kg=args.mass_kg, height_m=args.height_m,
+                                side=args.side, fps=args.fps, calibration=args.calibration, camera_name=args.camera,
+                                image_size=_image_size(args.image_size), hfov_deg=args.hfov_deg, model=args.model)
+    except (KeypointsError, CalibrationError) as exc:
+        print(f"analyze --keypoints2d: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     summary = res.summary()
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +215,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mask", help="with --video: a mask image of the person (its box becomes the prompt)")
     p.add_argument("--describe", help="with --video: the subject in words, e.g. 'tall male, 1.85 m, 90 kg' "
                    "(height and mass; --height-m/--mass-kg override)")
-    p.add_argument("--calibration", help="with --video: camera calibration (.toml or Qualisys .qca.txt)")
-    p.add_argument("--hfov-deg", type=float, default=60.0, help="with --video and no calibration: assumed horizontal "
-                   "field of view (default: %(default)s)")
+    p.add_argument("--keypoints2d", help="2-D keypoints already detected: a CSV (time_s, then <landmark>_x_px, _y_px, "
+                   "_score per BlazePose-33 name) or a folder of OpenPose-style JSON files (BODY_25, COCO-17, "
+                   "HALPE-26; needs --fps); the model is fitted to them (reprojection, foot-floor contact), then the "
+                   "kinematics-only chain; fit_quality.csv beside the usual CSVs. Needs --mass-kg, --height-m, --side")
+    p.add_argument("--fps", type=float, help="with --keypoints2d and a JSON folder: frame rate (time_s = frame / fps)")
+    p.add_argument("--calibration", help="with --video or --keypoints2d: camera calibration (Pose2Sim .toml or "
+                   "Qualisys .qca.txt; world z up, floor z = 0); without it the intrinsics are guessed and the floor "
+                   "is estimated")
+    p.add_argument("--camera", help="with --keypoints2d: the camera of a calibration file that holds several")
+    p.add_argument("--image-size", help="with --keypoints2d and no calibration: WIDTHxHEIGHT px when the keypoint "
+                   "file does not declare it")
+    p.add_argument("--hfov-deg", type=float, default=60.0, help="with --video/--keypoints2d and no calibration: "
+                   "assumed horizontal field of view (default: %(default)s)")
     p.add_argument("--frames", help="with --video: START:STOP frame range")
     p.set_defaults(fn=cmd_analyze)
