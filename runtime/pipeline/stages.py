@@ -22,6 +22,7 @@ one message per cycle from the frame.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ from runtime.pipeline.frame import PipelineFrame, Stage, TopicSpec
 
 if TYPE_CHECKING:  # annotations only: none of these imports runtime.pipeline
     from controllers.assistance import AssistanceOutput, AssistanceStage, StageInput
+    from controllers.confidence_gate import ConfidenceGate
     from runtime.core.config import DeviceConfig, SubjectProfile
     from runtime.estimation.chain import EstimateFrame, KinematicsToLoads, MarkerRecording
 
@@ -216,21 +218,39 @@ class EstimationStage:
         return estimation_topics.topics(self.estimator)
 
 
+#: The assistance stage's events (confidence fades and restorations, strategy fallbacks) in the log, and the per-cycle
+#: gate trace (confidence the gate saw, its scale 0..1). Events use the fault message type, ``source`` "assistance",
+#: never latched (``runtime.report.html``'s "Assistance fades" table reads them).
+T_ASSISTANCE_EVENTS = "/exo/assistance/events"
+T_ASSISTANCE_GATE = "/exo/estimation/assistance_gate"
+ASSISTANCE_EVENT_SOURCE = "assistance"
+_EVENT_KINDS = {"fade": "CONFIDENCE_FADE", "restored": "CONFIDENCE_RESTORED", "fallback": "STRATEGY_FALLBACK",
+                "primary": "STRATEGY_PRIMARY"}
+
+
 class ControllerAssistanceStage:
-    """The assistance controller (``controllers.assistance.AssistanceStage``: gait phase + the configured strategy +
-    the one command limiter) on the estimate of this cycle, for the assisted joint; zero on the other joints.
+    """The assistance controller (``controllers.assistance.AssistanceStage``: gait phase + the configured strategy, its
+    fallback + the one command limiter) on the estimate of this cycle, for the assisted joint; zero on the other
+    joints, with the confidence gate (``controllers.confidence_gate``) between the strategy and the limiter.
 
     Inputs from the estimate (flexion positive, as the controller expects): the knee angle of ``side``, the
     biological knee moment (the knee coordinate's generalised force), the muscle activations of that leg in the
     synergy's order, the vertical GRF of that foot. An invalid estimate or a stale input gives NaN moment and
     activations: the controller ramps to zero and flags it. The torque loop's safety supervisor limits again.
+
+    The gate's confidence: the estimate's ``confidence`` (its parts ``confidence_names`` / ``confidence_parts``), and
+    0 with the part ``estimate_valid`` for an invalid estimate, ``input_fresh`` for a stale input, ``estimate`` before
+    the first one. Time is the pipeline clock's (``now_ns``), never the wall clock. Every gate event and strategy
+    switch is kept (``events``), logged on :data:`T_ASSISTANCE_EVENTS` and counted in ``close()`` (summary.json).
     """
 
     name = "assistance"
 
     def __init__(self, controller: AssistanceStage, joint_names: list[str], joint: str | None, side: str,
-                 now_ns: Callable[[], int], muscle_names: tuple[str, ...] = ()) -> None:
+                 now_ns: Callable[[], int], muscle_names: tuple[str, ...] = (),
+                 gate: ConfidenceGate | None = None) -> None:
         self.controller = controller
+        self.gate = gate
         self.joint_idx = joint_names.index(joint) if joint else 0
         self.side = side[0]
         self._foot = 0 if self.side == "r" else 1        # runtime.estimation.chain FEET order: right, left
@@ -242,20 +262,60 @@ class ControllerAssistanceStage:
             self._act_idx = np.array([pos[f"{m}_{self.side}"] for m in shape.muscle_names], dtype=int)
         self._knee: int | None = None
         self.last: AssistanceOutput | None = None        # the controller's output of the latest step
+        self.confidence = float("nan")                   # what the gate saw at the latest step
+        self.scale = 1.0                                 # the gate's scale at the latest step
+        self.events: list[dict[str, Any]] = []           # every gate event and strategy switch, in order
+        self._pending: deque[dict[str, Any]] = deque(maxlen=256)   # not yet written to the log
 
     def step(self, frame: PipelineFrame) -> None:
-        out = self.controller.step(self._input(frame.estimate, frame.stale))
+        t_ns = self._now()
+        x = self._input(frame.estimate, frame.stale, t_ns)
+        frame.knee_flexion_rad = x.knee_flexion_rad      # for the torque loop's tissue compensator (command record)
+        if self.gate is not None:
+            self.confidence, parts = self._confidence(frame.estimate, frame.stale)
+            self.scale = self.gate.update(x.t_s, self.confidence, parts)
+            ev = self.gate.event
+            if ev is not None:
+                self._record(t_ns, ev.kind, ev.part, ev.value, ev.describe())
+        out = self.controller.step(x, self.scale)
+        for sw in self.controller.new_events():
+            self._record(t_ns, sw.kind, sw.strategy, float("nan"), sw.reason)
         self.last = out
         for i in range(len(frame.assistance_nm)):
             frame.assistance_nm[i] = 0.0
         frame.assistance_nm[self.joint_idx] = out.torque_nm
 
-    def _input(self, est: EstimateFrame | None, stale: bool) -> StageInput:
+    def _record(self, t_ns: int, kind: str, part: str, value: float, detail: str) -> None:
+        e = {"t_ns": int(t_ns), "kind": _EVENT_KINDS[kind], "part": part, "value": float(value), "detail": detail}
+        self.events.append(e)
+        self._pending.append(e)
+
+    @staticmethod
+    def _confidence(est: EstimateFrame | None, stale: bool) -> tuple[float, dict[str, float]]:
+        """(confidence 0..1 or NaN, parts by name) for the gate."""
+        if est is None:
+            return 0.0, {"estimate": 0.0}
+        names = getattr(est, "confidence_names", None)
+        values = getattr(est, "confidence_parts", None)
+        parts: dict[str, float] = {}
+        if names is not None and values is not None:
+            parts = {str(n): float(v) for n, v in zip(names, values)}
+        c = getattr(est, "confidence", None)
+        conf = float(c) if c is not None else 1.0       # an estimator without a confidence: validity alone
+        if not est.valid:
+            parts["estimate_valid"] = 0.0
+            conf = 0.0
+        if stale:
+            parts["input_fresh"] = 0.0
+            conf = 0.0
+        return conf, parts
+
+    def _input(self, est: EstimateFrame | None, stale: bool, t_ns: int | None = None) -> StageInput:
         """The controller's input now: no estimate yet gives NaN angle and moment; an invalid estimate or a stale
         input the knee angle (s, rad, N*m) with NaN moment and neither activations nor GRF."""
         from controllers.assistance import StageInput
 
-        t_s = self._now() * 1e-9
+        t_s = (self._now() if t_ns is None else t_ns) * 1e-9
         nan = float("nan")
         if est is None:
             return StageInput(t_s=t_s, knee_flexion_rad=nan, knee_moment_nm=nan, activations=None, vertical_grf_n=None)
@@ -268,16 +328,62 @@ class ControllerAssistanceStage:
                           activations=est.activation[self._act_idx] if self._act_idx is not None else None,
                           vertical_grf_n=float(est.grf_n[self._foot, 2]))
 
+    def telemetry_topics(self) -> list[TopicSpec]:
+        """The assistance events (one per cycle while any are pending) and, with a gate, its per-cycle trace."""
+        out = [TopicSpec(T_ASSISTANCE_EVENTS, "exo_runtime/msg/Fault", _assistance_event_msg,
+                         lambda f: self._pending.popleft() if self._pending else None)]
+        if self.gate is not None:
+            out.append(TopicSpec(T_ASSISTANCE_GATE, "sensor_msgs/msg/JointState", _gate_msg,
+                                 lambda f: (f.capture_ns, [self.confidence, self.scale])))
+        return out
+
+    def close(self) -> dict[str, Any]:
+        """Counts for summary.json: fades (and by the part that fell), restorations, strategy switches with their
+        reasons, the strategy running at the end; the first 200 events."""
+        fades = [e for e in self.events if e["kind"] == "CONFIDENCE_FADE"]
+        by_part: dict[str, int] = {}
+        for e in fades:
+            by_part[e["part"]] = by_part.get(e["part"], 0) + 1
+        return {"strategy": self.controller.strategy.name,
+                "fallback": self.controller.fallback.name if self.controller.fallback is not None else None,
+                "running_at_end": self.controller.running.name, "gated": self.gate is not None,
+                "confidence_fades": len(fades), "confidence_fades_by_part": by_part,
+                "confidence_restored": sum(1 for e in self.events if e["kind"] == "CONFIDENCE_RESTORED"),
+                "strategy_fallbacks": [e["detail"] for e in self.events if e["kind"] == "STRATEGY_FALLBACK"],
+                "strategy_returns": sum(1 for e in self.events if e["kind"] == "STRATEGY_PRIMARY"),
+                "events": self.events[:200]}
+
+
+def _assistance_event_msg(e: dict[str, Any], offset_ns: int) -> Any:
+    from runtime.telemetry import schema
+
+    return schema.make("exo_runtime/msg/Fault", stamp=e["t_ns"] + offset_ns, source=ASSISTANCE_EVENT_SOURCE,
+                       kind=e["kind"], value=e["value"], t_ns=e["t_ns"], latched=False,
+                       detail=f"{e['part']}: {e['detail']}")
+
+
+def _gate_msg(rec: tuple[int, list[float]], offset_ns: int) -> Any:
+    from runtime.telemetry import schema
+
+    return schema.make("sensor_msgs/msg/JointState",
+                       header=schema.make("std_msgs/msg/Header", stamp=rec[0] + offset_ns, frame_id="assistance"),
+                       name=["confidence", "gate_scale"], position=[], velocity=[], effort=rec[1])
+
 
 def assistance_stage(device: DeviceConfig, subject: SubjectProfile, joint_names: list[str], side: str,
                      now_ns: Callable[[], int], estimator: KinematicsToLoads) -> ControllerAssistanceStage:
-    """The configured assistance controller (``device.assistance``) as a pipeline stage."""
+    """The configured assistance controller (``device.assistance``) and its confidence gate as a pipeline stage.
+    The synergy strategy needs the muscle activations: an estimator without muscles is refused."""
 
-    from runtime.wiring import assistance_controller
+    from runtime.wiring import assistance_controller, confidence_gate
 
     ctrl = assistance_controller(device, subject)
-    return ControllerAssistanceStage(ctrl, joint_names, device.assistance.joint, side, now_ns,
-                                     tuple(getattr(estimator, "muscle_names", ())))
+    muscles = tuple(getattr(estimator, "muscle_names", ()))
+    if ctrl.strategy.name == "synergy" and not muscles:
+        raise ValueError("assistance.strategy = 'synergy' needs the muscle activations, but the estimation chain runs "
+                         "without muscles (EstimatorParams.muscles = False)")
+    return ControllerAssistanceStage(ctrl, joint_names, device.assistance.joint, side, now_ns, muscles,
+                                     gate=confidence_gate(device))
 
 
 def replay_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, estimator: KinematicsToLoads,
@@ -306,6 +412,13 @@ def landmark_estimation_pipeline(n_joints: int, now_ns: Callable[[], int], *, es
 
 
 def _describe(stage: ControllerAssistanceStage) -> str:
-    p = stage.controller.strategy.params
-    return (f"assistance '{p.strategy}' (level {p.level:g}, ramp-in {p.ramp_in_s:g} s, limits {p.torque_limit_nm:g} N*m "
-            f"and {p.slew_limit_nm_per_s:g} N*m/s, gait phase from {stage.controller.gait.params.source})")
+    c = stage.controller
+    p = c.strategy.params
+    fb = (f", {c.fallback.name} while the gait phase has not locked for {c.phase_lock_timeout_s:g} s"
+          if c.fallback is not None else "")
+    g = stage.gate.params if stage.gate is not None else None
+    gate = (f", gated by confidence (fade below {g.fade_below:g} in {g.fade_s:g} s, full above {g.full_above:g} "
+            f"held {g.hold_s:g} s)" if g is not None else "")
+    return (f"assistance '{p.strategy}'{fb} (level {p.level:g}, ramp-in {p.ramp_in_s:g} s, limits "
+            f"{p.torque_limit_nm:g} N*m and {p.slew_limit_nm_per_s:g} N*m/s, extension only "
+            f"{'yes' if p.extension_only else 'no'}, gait phase from {c.gait.params.source}){gate}")
