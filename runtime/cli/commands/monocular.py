@@ -14,6 +14,14 @@ Root translation error: the pelvis origin of the two IK solutions, after the mon
 is aligned to the reference by one rotation about the vertical and one horizontal translation
 (least squares over the trial; the monocular frame's heading and origin are arbitrary), heights
 untouched (both are floor-referenced). RMSE of the 3D distance.
+
+``--synthetic TRC`` (:func:`synthetic_check`): the lab marker trial rendered through a virtual side-on camera
+(:func:`models.io.synthetic_keypoints.render_marker_trial`: joint centres from the markers, 1920x1080 px,
+f = 1400 px, 7 m, 2 px Gaussian noise, fixed seed), fitted (:func:`models.kinematics.monocular_fit.fit_monocular`,
+the offline smoother) on the same subject-scaled model as the project's own marker IK of the same trial
+(:func:`models.trial_analysis.trial_kinematics`), and compared with that IK frame by frame: RMSE of the sagittal
+angles (hip flexion, knee, ankle; both sides) in deg and of the pelvis origin in cm (the virtual camera is
+calibrated in the lab frame, so no alignment).
 """
 from __future__ import annotations
 
@@ -25,11 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli.arguments import add_command
-from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from runtime.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Anchors printed beside our figures: (joint-angle RMSE deg, root translation error cm).
 ANCHORS = {"seed target": (4.5, 3.4), "OpenCap Monocular": (4.8, 3.4)}
 JOINTS = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
+#: The synthetic check's angles: the sagittal ones (issue 17's "Done when": mean <= 3 deg, root <= 3 cm).
+SAGITTAL = ("hip_flexion", "knee_angle", "ankle_angle")
+#: Issue 17's goals for the synthetic check: (mean sagittal RMSE deg, root translation RMSE cm).
+SYNTHETIC_GOAL = (3.0, 3.0)
 
 
 def _frames(text: str | None) -> range | None:
@@ -144,6 +156,83 @@ def monocular_check(frames: range | None = None, *, height_m: float | None = Non
     }
 
 
+def synthetic_check(trc: str | Path, markerset: str | Path, *, mass_kg: float, height_m: float,
+                    static_trc: str | Path | None = None, camera_side: str = "left", noise_px: float = 2.0,
+                    seed: int = 0, distance_m: float = 7.0) -> dict[str, Any]:
+    """The synthetic check (module docstring); returns the JSON document (deg, cm, px, s)."""
+    import time
+
+    import numpy as np
+
+    from models.io.synthetic_keypoints import render_marker_trial
+    from models.kinematics.monocular_fit import PinholeCamera, fit_monocular
+    from models.kinematics.monocular_model import LandmarkModel
+    from models.trial_analysis import AnalyzeParams, trial_kinematics
+
+    params = AnalyzeParams(mass_kg, height_m, "left")
+    kin = trial_kinematics(trc, markerset, params)
+    ik = kin.ik
+    syn = render_marker_trial(trc, markerset, static_trc=static_trc, side=camera_side, noise_px=noise_px, seed=seed,
+                              distance_m=distance_m)
+    kp = syn.keypoints
+    if kp.n_frames != ik.time_s.size or not np.allclose(kp.time_s, ik.time_s, atol=1e-9):
+        raise ValueError(f"{trc}: the rendered frames ({kp.n_frames}) do not match the marker IK's ({ik.time_s.size})")
+    lm = LandmarkModel(kin.model)
+    if tuple(lm.coordinate_names) != tuple(ik.coordinate_names):
+        raise ValueError(f"the fit's coordinates {lm.coordinate_names} differ from the marker IK's {ik.coordinate_names}")
+    cam = PinholeCamera(syn.camera.K, syn.camera.R_cw, syn.camera.t_cw)
+    t0 = time.perf_counter()
+    fit = fit_monocular(lm, cam, kp.time_s, kp.xy_px, kp.score)
+    wall = time.perf_counter() - t0
+    solved = np.isfinite(ik.residual_rms_m)
+    per_side: dict[str, float] = {}
+    table: dict[str, float] = {}
+    for j in SAGITTAL:
+        vals = []
+        for sd in ("r", "l"):
+            a, b = np.degrees(fit.coordinate(f"{j}_{sd}")), ik.coordinate_deg(f"{j}_{sd}")
+            ok = solved & np.isfinite(a) & np.isfinite(b)
+            r = float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2)))
+            per_side[f"{j}_{sd}_rmse_deg"] = r
+            vals.append(r)
+        table[f"{j}_rmse_deg"] = float(np.mean(vals))
+    tr = [ik.coordinate_names.index(f"pelvis_t{a}") for a in "xyz"]
+    d = np.linalg.norm(fit.coordinates[:, tr] - ik.coordinates[:, tr], axis=1)[solved]
+    root_cm = float(np.sqrt(np.mean(d ** 2)) * 100)
+    mean_px = np.nanmean(fit.reprojection_error_px, axis=1)
+    return {
+        "trial": str(trc), "markerset": str(markerset), "frames": int(kp.n_frames),
+        "time_s": [float(kp.time_s[0]), float(kp.time_s[-1])], "frames_compared": int(solved.sum()),
+        "subject": {"mass_kg": mass_kg, "height_m": height_m, "model": "the marker chain's subject-scaled model"},
+        "camera": {"side": camera_side, "distance_m": distance_m, "focal_px": float(syn.camera.K[0, 0]),
+                   "image_size_px": list(syn.camera.image_size), "noise_px": noise_px, "seed": seed},
+        "sagittal_rmse_deg": table, "sagittal_rmse_deg_per_side": per_side,
+        "mean_sagittal_rmse_deg": float(np.mean(list(table.values()))), "root_translation_rmse_cm": root_cm,
+        "fit": {"frames_converged": int(fit.converged.sum()), "reprojection_px_median": float(np.nanmedian(mean_px)),
+                "landmarks_used_fraction_mean": float(np.mean(fit.landmarks_used_fraction)), "wall_s": wall,
+                "notes": list(fit.notes)},
+        "stance_fraction": {f: float(np.mean(fit.contact[:, i])) for i, f in enumerate(fit.foot_names)},
+        "goal": {"mean_sagittal_rmse_deg": SYNTHETIC_GOAL[0], "root_translation_rmse_cm": SYNTHETIC_GOAL[1]},
+        "render_notes": list(syn.notes), "misplaced_markers": [m.name for m in syn.misplaced],
+        "marker_ik_residual_rms_mm_median": float(np.nanmedian(ik.residual_rms_m) * 1e3),
+    }
+
+
+def _print_synthetic(doc: dict[str, Any]) -> None:
+    c = doc["camera"]
+    print(f"synthetic monocular check: {Path(doc['trial']).name} rendered side-on ({c['side']}), {c['distance_m']:g} m, "
+          f"f {c['focal_px']:g} px, {c['noise_px']:g} px noise; fit vs the marker IK, {doc['frames_compared']} frames")
+    print(f"{'figure':<34}{'fit':>9}{'goal':>9}")
+    t = doc["sagittal_rmse_deg"]
+    for j in SAGITTAL:
+        print(f"{j.replace('_', ' ') + ' RMSE (deg)':<34}{t[f'{j}_rmse_deg']:>9.2f}")
+    print(f"{'mean sagittal RMSE (deg)':<34}{doc['mean_sagittal_rmse_deg']:>9.2f}{SYNTHETIC_GOAL[0]:>9.1f}")
+    print(f"{'root translation RMSE (cm)':<34}{doc['root_translation_rmse_cm']:>9.2f}{SYNTHETIC_GOAL[1]:>9.1f}")
+    f = doc["fit"]
+    print(f"fit: median reprojection {f['reprojection_px_median']:.2f} px, {f['frames_converged']} of {doc['frames']} "
+          f"frames converged, {f['wall_s']:.1f} s")
+
+
 def _print_table(doc: dict[str, Any]) -> None:
     t = doc["joint_angle_rmse_deg"]
     print(f"monocular ({doc['reference']['cameras'][0]}) vs triangulated ({len(doc['reference']['cameras'])} cameras), "
@@ -160,12 +249,41 @@ def _print_table(doc: dict[str, Any]) -> None:
           f"{g['camera_height_estimated_m']:.2f} m estimated, {g['camera_height_calibrated_m']:.2f} m calibrated")
 
 
+def _cmd_synthetic(args: argparse.Namespace) -> int:
+    if args.markerset is None:
+        print("monocular-check --synthetic: needs --markerset (the .osim or marker .xml placing the trial's markers)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.height_m is None:
+        print("monocular-check --synthetic: needs --height-m (the subject's height, m)", file=sys.stderr)
+        return EXIT_USAGE
+    if not (0.0 <= args.noise_px <= 50.0):
+        raise ValueError(f"--noise-px = {args.noise_px!r}: allowed 0..50 px")
+    for flag, path in (("--synthetic", args.synthetic), ("--markerset", args.markerset), ("--static", args.static)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path}: no such file")
+    doc = synthetic_check(args.synthetic, args.markerset, mass_kg=args.mass_kg, height_m=args.height_m,
+                          static_trc=args.static, camera_side=args.camera_side, noise_px=args.noise_px, seed=args.seed)
+    _print_synthetic(doc)
+    if args.json:
+        p = Path(args.json)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(doc, indent=2, default=float))
+        print(f"wrote {p}", file=sys.stderr)
+    ok = math.isfinite(doc["mean_sagittal_rmse_deg"]) and math.isfinite(doc["root_translation_rmse_cm"])
+    return EXIT_OK if ok else EXIT_FAILED
+
+
 def cmd_monocular_check(args: argparse.Namespace) -> int:
-    frames = _frames(args.frames)
     if args.height_m is not None and not (0.5 <= args.height_m <= 2.5):
         raise ValueError(f"--height-m = {args.height_m!r}: allowed 0.5..2.5 m")
     if not (20.0 <= args.mass_kg <= 250.0):
         raise ValueError(f"--mass-kg = {args.mass_kg!r}: allowed 20..250 kg")
+    if args.synthetic:
+        if args.frames:
+            raise ValueError("--frames applies to the pose2sim demo, not to --synthetic (the whole trial is used)")
+        return _cmd_synthetic(args)
+    frames = _frames(args.frames)
     doc = monocular_check(frames, height_m=args.height_m, mass_kg=args.mass_kg)
     _print_table(doc)
     if args.json:
@@ -179,15 +297,31 @@ def cmd_monocular_check(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p = add_command(
-        subparsers, "monocular-check", help="monocular joint angles vs a four-camera triangulated reference (pose2sim demo)",
+        subparsers, "monocular-check", help="monocular joint angles vs a four-camera triangulated reference (pose2sim demo), "
+                                        "or vs the marker IK of a rendered lab trial (--synthetic)",
         description="BlazePose on cam01 alone (monocular, grounded) and on all four calibrated cameras "
                     "(triangulated reference) of the pose2sim single-person demo; landmark IK on MyoLeg; RMSE per "
                     "joint (deg) and root translation error (cm) beside the anchors (seed 4.5 deg / 3.4 cm, OpenCap "
                     "Monocular 4.8 deg / 3.4 cm). The figures are meant over all 100 frames (no --frames); the example "
-                    "takes the fewest it accepts (12).",
+                    "takes the fewest it accepts (12).\n\n"
+                    "With --synthetic TRC --markerset FILE --mass-kg M --height-m H: a lab marker trial rendered "
+                    "through a virtual side-on camera with known truth, the model fitted to its 2-D keypoints and "
+                    "compared with the project's own marker IK of the same trial (sagittal hip flexion, knee, ankle "
+                    "RMSE in deg; root translation in cm; goal 3 deg / 3 cm), e.g. on ../shared/data/GC5_PS "
+                    "(trc/PS_ngait_og_ss1.trc, model/GC5.osim, 75 kg, 1.8 m).",
         examples=["exo monocular-check --frames 0:12 --json runs/mono.json"])
     p.add_argument("--frames", help="START:STOP frame range of cam01 (default: all 100)")
     p.add_argument("--height-m", type=float, help="subject height in m (default: from the triangulated leg length)")
     p.add_argument("--mass-kg", type=float, default=70.0, help="subject mass in kg (default: %(default)s, the demo's Config.toml)")
     p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--synthetic", metavar="TRC", help="instead of the demo: this lab marker trial rendered through a "
+                   "virtual side-on camera (1920x1080, f 1400 px, 7 m, --noise-px), fitted, and compared with the "
+                   "project's marker IK of the same trial (sagittal RMSE deg, root cm); needs --markerset, --height-m")
+    p.add_argument("--markerset", help="with --synthetic: the .osim or marker .xml placing the trial's markers")
+    p.add_argument("--static", help="with --synthetic: the subject's static trial (.trc), to catch misplaced markers")
+    p.add_argument("--camera-side", choices=["left", "right"], default="left",
+                   help="with --synthetic: the side of the subject the virtual camera sees (default: %(default)s)")
+    p.add_argument("--noise-px", type=float, default=2.0, help="with --synthetic: Gaussian pixel noise sigma "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="with --synthetic: noise seed (default: %(default)s)")
     p.set_defaults(fn=cmd_monocular_check)
