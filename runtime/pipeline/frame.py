@@ -31,6 +31,7 @@ class PipelineFrame:
     estimate: EstimateFrame | None = None     # the latest estimate (held between inputs); None before the first
     new_estimate: bool = False             # the estimate was computed this cycle (else held)
     stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
+    knee_flexion_rad: float = float("nan")   # the assisted leg's estimated knee flexion (rad), for the torque loop
     vision_s: dict[str, float] = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
 
 
