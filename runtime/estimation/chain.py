@@ -7,6 +7,8 @@
       -> inverse dynamics (mj_inverse) -> knee adduction / extension moments (%BW*ht)
       -> static optimisation (MuJoCo muscles) -> synergy coefficients (NNLS onto the shipped W)
       -> medial / lateral knee contact force (Winby split)
+      -> confidence in [0, 1] from named parts (``models.confidence``: visibility, freshness, reprojection,
+         dynamic residual, physiological envelope of each estimate); their minimum
 
 Every stage is one of ``models``' per-frame ``step`` objects; this module only wires them and owns
 the preallocated buffers. The same object runs in the 60 Hz loop (``runtime.pipeline.stages``) and offline
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import numpy as np
+
+from models.confidence import PART_NAMES
 
 STANDARD_GRAVITY_M_S2 = 9.80665
 #: Coordinates reported per frame (deg in telemetry); the side suffix is added.
@@ -75,7 +79,8 @@ class EstimateFrame:
     ``activation`` (n_muscles,), ``synergy`` (k,) coefficients of ``side``'s leg;
     ``kcf_n`` (3,) medial, lateral, total compressive contact force (N); ``ik_residual_m`` RMS;
     ``valid``: IK solved this frame (enough markers) and every stage produced finite outputs; ``stage_s``:
-    seconds per stage this frame.
+    seconds per stage this frame. ``confidence`` in [0, 1]: the minimum of ``confidence_parts`` (P,), each in
+    [0, 1], named by ``confidence_names`` (``models.confidence.PART_NAMES``, fixed order).
     """
 
     t_s: float
@@ -94,6 +99,9 @@ class EstimateFrame:
     ik_residual_m: float = math.nan
     valid: bool = False
     stage_s: dict[str, float] = field(default_factory=dict)
+    confidence: float = math.nan
+    confidence_parts: np.ndarray = field(default_factory=lambda: np.full(len(PART_NAMES), math.nan))
+    confidence_names: tuple[str, ...] = PART_NAMES
 
 
 class KinematicsToLoads:
@@ -163,6 +171,10 @@ class KinematicsToLoads:
         self.out = EstimateFrame(0.0, self.reported, np.full(len(self.reported), np.nan), np.full((2, 3), np.nan),
                                  np.full((2, 3), np.nan), np.zeros(2, bool), activation=np.full(n_mus, np.nan),
                                  synergy=np.full(k, np.nan))
+        from models.confidence import ConfidenceParams, FrameConfidence
+
+        self.confidence = FrameConfidence(ConfidenceParams(params.mass_kg, params.height_m, muscles=params.muscles),
+                                          len(self.ik.marker_names), n_mus)
         self._mujoco = mujoco
         self.frames = 0
 
@@ -225,11 +237,15 @@ class KinematicsToLoads:
         self.grf.reset()
         if self.so is not None:
             self.so.reset()
+        self.confidence.reset()
         self.frames = 0
 
     # ------------------------------------------------------------------ per frame
-    def step(self, markers_m: np.ndarray, t_s: float) -> EstimateFrame:
-        """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``."""
+    def step(self, markers_m: np.ndarray, t_s: float, visibility: np.ndarray | None = None,
+             reprojection_px: float = math.nan) -> EstimateFrame:
+        """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``;
+        optional ``visibility`` (M,) landmark scores 0..1 (None: a present marker counts 1) and the monocular fit's
+        ``reprojection_px`` (NaN: none) for the confidence."""
         from models.kinematics.ik_types import IKStatus
 
         out = self.out
@@ -254,6 +270,7 @@ class KinematicsToLoads:
         if not state_ok:
             self._invalid_downstream(out, st)
             out.valid = False
+            self._confidence(markers_m, visibility, reprojection_px, out)
             self.frames += 1
             return out
         jm = self._inverse_dynamics(qpos, qvel, qacc, out)
@@ -263,8 +280,22 @@ class KinematicsToLoads:
         if self.so is not None:
             ok = self._muscles(qpos, qvel, t_s, jm, out, t4) and ok
         out.valid = ok and self.frames > 0 and not (ik.status & IKStatus.TOO_FEW_MARKERS)
+        self._confidence(markers_m, visibility, reprojection_px, out)
         self.frames += 1
         return out
+
+    def _confidence(self, markers_m: np.ndarray, visibility: np.ndarray | None, reprojection_px: float,
+                    out: EstimateFrame) -> None:
+        """The frame's confidence and its parts (``models.confidence.FrameConfidence``; no allocation). A frame
+        without a finite state has NaN estimates, whose envelope parts are 0."""
+        g = self._grf_out
+        c = self.confidence
+        t0 = time.perf_counter()
+        c.step(out.t_s, markers_m, visibility, reprojection_px, out.grf_n, g.residual_force_n, g.residual_moment_nm,
+               out.kam_pct_bw_ht, out.kem_pct_bw_ht, out.kcf_n, out.activation)
+        out.confidence_parts[:] = c.parts
+        out.confidence = c.value
+        out.stage_s["confidence"] = time.perf_counter() - t0
 
     def _filtered_state(self, coordinates: np.ndarray, out: EstimateFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Causal low-pass and derivatives of the IK coordinates -> MuJoCo (qpos, qvel, qacc); the reported angles."""
@@ -411,6 +442,9 @@ class OfflineResult:
     valid: np.ndarray
     seconds: float
     stage_s: dict[str, np.ndarray]
+    confidence: np.ndarray
+    confidence_parts: np.ndarray
+    confidence_names: tuple[str, ...] = PART_NAMES
 
     def frame(self, i: int) -> EstimateFrame:
         """Frame ``i`` as the :class:`EstimateFrame` the live chain returned for it (its arrays are views)."""
@@ -419,7 +453,9 @@ class OfflineResult:
                              kam_pct_bw_ht=float(self.kam_pct_bw_ht[i]), kem_pct_bw_ht=float(self.kem_pct_bw_ht[i]),
                              knee_moment_nm=float(self.knee_moment_nm[i]), activation=self.activation[i],
                              synergy=self.synergy[i], kcf_n=self.kcf_n[i], ik_residual_m=float(self.ik_residual_m[i]),
-                             valid=bool(self.valid[i]), stage_s={k: float(v[i]) for k, v in self.stage_s.items()})
+                             valid=bool(self.valid[i]), stage_s={k: float(v[i]) for k, v in self.stage_s.items()},
+                             confidence=float(self.confidence[i]), confidence_parts=self.confidence_parts[i],
+                             confidence_names=self.confidence_names)
 
 
 def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
@@ -429,7 +465,8 @@ def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
             "free_moment_nm": np.full((n, 2), np.nan), "kam_pct_bw_ht": np.full(n, np.nan),
             "kem_pct_bw_ht": np.full(n, np.nan), "knee_moment_nm": np.full(n, np.nan),
             "activation": np.full((n, out.activation.size), np.nan), "synergy": np.full((n, out.synergy.size), np.nan),
-            "kcf_n": np.full((n, 3), np.nan), "ik_residual_m": np.full(n, np.nan), "valid": np.zeros(n, bool)}
+            "kcf_n": np.full((n, 3), np.nan), "ik_residual_m": np.full(n, np.nan), "valid": np.zeros(n, bool),
+            "confidence": np.full(n, np.nan), "confidence_parts": np.full((n, out.confidence_parts.size), np.nan)}
 
 
 def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = None) -> OfflineResult:

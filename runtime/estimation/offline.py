@@ -77,19 +77,46 @@ def run_pipeline_offline(estimator: KinematicsToLoads, recording: MarkerRecordin
             "chain_seconds": est.seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
-def write_offline(out_dir: Path, run: dict[str, Any], joint_names: list[str], meta: dict[str, Any]) -> list[Path]:
-    """``offline.csv`` (per frame: time, reported angles in deg, KAM/KEM, KCF, torque per joint) and
-    ``offline.json`` (frames, seconds, frames per second, peak memory, ``meta``)."""
+#: Feet of ``grf_n``'s second axis (``models.grf.contact.FEET`` order) as named in offline.csv.
+FOOT_NAMES = ("right", "left")
+
+
+def write_offline(out_dir: Path, run: dict[str, Any], joint_names: list[str], meta: dict[str, Any],
+                  mass_kg: float | None = None) -> list[Path]:
+    """``offline.csv`` (per frame: time, reported angles in deg, each foot's GRF ``grf_<foot>_<x|y|z>_n`` (N, world z
+    up), KAM/KEM, KCF, torque per joint, valid, ``confidence`` and each part ``confidence_<part>``) and
+    ``offline.json`` (frames, seconds, frames per second, peak memory, the confidence summary, with ``mass_kg``
+    each estimate against its envelope (``models.confidence``), ``meta``)."""
+    from models.confidence import summarize
+
     out_dir.mkdir(parents=True, exist_ok=True)
     r = run["result"]
-    cols = (["time_s"] + [f"{c}_deg" for c in r.coordinate_names] + ["kam_pct_bw_ht", "kem_pct_bw_ht",
-            "kcf_medial_n", "kcf_lateral_n", "kcf_total_n"] + [f"torque_{j}_nm" for j in joint_names] + ["valid"])
-    data = np.column_stack([r.time_s, np.degrees(r.coordinates_rad), r.kam_pct_bw_ht, r.kem_pct_bw_ht, r.kcf_n,
-                            run["torque_nm"], r.valid.astype(float)])
+    grf_cols = [f"grf_{foot}_{ax}_n" for foot in FOOT_NAMES for ax in "xyz"]
+    cols = (["time_s"] + [f"{c}_deg" for c in r.coordinate_names] + grf_cols + ["kam_pct_bw_ht", "kem_pct_bw_ht",
+            "kcf_medial_n", "kcf_lateral_n", "kcf_total_n"] + [f"torque_{j}_nm" for j in joint_names] + ["valid"]
+            + ["confidence"] + [f"confidence_{p}" for p in r.confidence_names])
+    data = np.column_stack([r.time_s, np.degrees(r.coordinates_rad), r.grf_n.reshape(r.time_s.size, 6),
+                            r.kam_pct_bw_ht, r.kem_pct_bw_ht, r.kcf_n, run["torque_nm"], r.valid.astype(float),
+                            r.confidence, r.confidence_parts])
     csv = out_dir / "offline.csv"
     np.savetxt(csv, data, delimiter=",", header=",".join(cols), comments="", fmt="%.6g")
+    info: dict[str, Any] = {"frames": run["frames"], "seconds": run["seconds"], "frames_per_s": run["fps"],
+                            "chain_seconds": run["chain_seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                            "confidence": summarize(r.confidence, r.confidence_parts, r.confidence_names).as_dict()}
+    if mass_kg is not None:
+        info["envelopes"] = envelope_flags(r, mass_kg)
     js = out_dir / "offline.json"
-    js.write_text(json.dumps({"frames": run["frames"], "seconds": run["seconds"], "frames_per_s": run["fps"],
-                              "chain_seconds": run["chain_seconds"], "peak_rss_mb": run["peak_rss_mb"], **meta},
-                             indent=2, default=str))
+    js.write_text(json.dumps({**info, **meta}, indent=2, default=str))
     return [csv, js]
+
+
+def envelope_flags(result: Any, mass_kg: float) -> dict[str, dict[str, Any]]:
+    """Each estimate of a :class:`runtime.estimation.chain.OfflineResult` against its physiological envelope: the
+    fraction of frames outside (``models.confidence.estimate_flags``), by envelope name."""
+    from models.confidence import estimate_flags, flags_dict
+
+    rate = (result.time_s.size - 1) / float(result.time_s[-1] - result.time_s[0]) if result.time_s.size > 1 else None
+    act = result.activation if result.activation.size else None
+    kcf = result.kcf_n if np.isfinite(result.kcf_n).any() else None
+    return flags_dict(estimate_flags(mass_kg, foot_vgrf_n=result.grf_n[:, :, 2], kam_pct_bw_ht=result.kam_pct_bw_ht,
+                                     kem_pct_bw_ht=result.kem_pct_bw_ht, kcf_n=kcf, activation=act, rate_hz=rate))

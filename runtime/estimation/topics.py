@@ -10,6 +10,8 @@ topic                              type                            content
 /exo/estimation/activations        sensor_msgs/JointState          effort: activation 0..1 per muscle
 /exo/estimation/synergies          sensor_msgs/JointState          effort: syn_1..syn_K coefficients
 /exo/estimation/kcf                sensor_msgs/JointState          effort: medial, lateral, total (N)
+/exo/estimation/confidence         sensor_msgs/JointState          effort: confidence, then every part of it
+                                                                   (``models.confidence.PART_NAMES``), 0..1
 /exo/estimation/stage_latency      exo_runtime/CycleTiming         per camera frame: vision stages (pose,
                                                                    anonymise, ground) + the chain's stages (s)
 =================================  ==============================  ==========================================
@@ -36,6 +38,7 @@ T_ACT = "/exo/estimation/activations"
 T_SYN = "/exo/estimation/synergies"
 T_KCF = "/exo/estimation/kcf"
 T_STAGES = "/exo/estimation/stage_latency"
+T_CONFIDENCE = "/exo/estimation/confidence"
 FOOT_SUFFIX = ("r", "l")          # runtime.estimation.chain FEET order: right, left
 
 
@@ -69,6 +72,10 @@ def topics(estimator: KinematicsToLoads) -> list[TopicSpec]:
         out.append(TopicSpec(T_COP.format(s), "geometry_msgs/msg/PointStamped", _point,
                              lambda f, k=k: None if not f.new_estimate else (f.capture_ns, f.estimate.cop_m[k].tolist())))
     out.append(TopicSpec(T_STAGES, "exo_runtime/msg/CycleTiming", _stage_latency, _stage_snapshot))
+    out.append(TopicSpec(T_CONFIDENCE, "sensor_msgs/msg/JointState",
+                         _joint_state("confidence", confidence_names(estimator), position=False),
+                         lambda f: None if not f.new_estimate else (f.capture_ns, [f.estimate.confidence]
+                                                                    + f.estimate.confidence_parts.tolist())))
     if estimator.so is not None:
         out += [
             TopicSpec(T_ACT, "sensor_msgs/msg/JointState", _joint_state("muscles", list(estimator.muscle_names),
@@ -83,6 +90,11 @@ def topics(estimator: KinematicsToLoads) -> list[TopicSpec]:
                       lambda f: None if not f.new_estimate else (f.capture_ns, f.estimate.kcf_n.tolist())),
         ]
     return out
+
+
+def confidence_names(estimator: KinematicsToLoads) -> list[str]:
+    """The names of :data:`T_CONFIDENCE`'s values: ``confidence`` then each part."""
+    return ["confidence"] + list(estimator.out.confidence_names)
 
 
 def _wrench(rec, offset_ns: int):

@@ -71,7 +71,8 @@ def demo_offline(demo_input: DemoInput, device: Any, out: Path, metadata: dict) 
     rec = off.recording
     names = [j.name for j in device.joints]
     run = run_pipeline_offline(off.estimator, rec, off.make_assistance, len(names), progress_bar("offline"))
-    files = write_offline(out, run, names, {"input": metadata.get("input"), "fallbacks": metadata.get("fallbacks")})
+    files = write_offline(out, run, names, {"input": metadata.get("input"), "fallbacks": metadata.get("fallbacks")},
+                          mass_kg=off.estimator.params.mass_kg)
     r = run["result"]
     print(f"offline: {run['frames']} frames ({rec.time_s[-1] - rec.time_s[0]:.1f} s of input at {rec.rate_hz:g} Hz) in "
           f"{run['seconds']:.2f} s = {run['fps']:.0f} frames/s ({run['fps'] / rec.rate_hz:.1f}x real time); "
