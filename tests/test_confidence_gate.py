@@ -144,3 +144,133 @@ def test_fade_in_time_no_early_ramp_and_named_events(seq, lo, gap, hold_s, fade_
             if s > prev_scale and ramp_s > 0.0:
                 assert s - prev_scale <= (hist[-1][0] - (hist[-2][0] if len(hist) > 1 else hist[-1][0])) / ramp_s + 1e-9
             prev_scale = s
+
+
+# ----------------------------------------------------------------------------- run level: the 60 Hz pipeline
+
+RUN_GATE = {"confidence_fade_below": 0.3, "confidence_full_above": 0.6, "confidence_hold_s": 0.2,
+            "confidence_fade_s": 0.1, "ramp_in_s": 0.2}
+PERIOD_NS = 16_666_667                                   # the 60 Hz estimation loop
+WINDOW = (84, 108)                                       # cycles of the perturbation (0.4 s)
+
+
+@pytest.fixture(scope="module")
+def dm_og6():
+    """The real estimation chain on DM_og6 (lab markers held to 60 Hz) and the HIL demo device with a proportional
+    strategy (its request does not wait for a gait phase) and a quick gate, so that one pass of the trial holds a
+    clean start, the perturbation and a clean end."""
+    from models.io.shared_trials import shared_trials
+    from runtime.cli.doctor import shared_data_dir
+    from runtime.core.config import DeviceConfig, SubjectProfile, load_device, parse
+    from runtime.estimation.chain import EstimatorParams, KinematicsToLoads, load_marker_recording, resample_hold
+    from tests._support import REPO
+
+    trials = {t.name: t for t in shared_trials(shared_data_dir())}
+    if "DM_og6" not in trials:
+        pytest.skip("shared trial DM_og6 not found")
+    t = trials["DM_og6"]
+    est = KinematicsToLoads.for_subject(t.markerset, EstimatorParams(t.mass_kg, t.height_m, t.side, rate_hz=60.0))
+    rec = resample_hold(load_marker_recording(t.trc, est.marker_names), 60.0)
+    base = load_device(REPO / "launch" / "config" / "device_hil.yaml").model_dump()
+    dev = parse(DeviceConfig, {**base, "assistance": {"strategy": "proportional", "torque_limit_nm": 6.0, **RUN_GATE}},
+                "device_hil.yaml")
+    subject = SubjectProfile(subject_id="DM", mass_kg=t.mass_kg, height_m=t.height_m, side=t.side,
+                             assistance_level=1.0)
+    return est, rec, dev, subject, t.side
+
+
+class _PerturbedCapture:
+    """The recording as the camera, one frame per cycle (capture time = the fake clock), perturbed in ``WINDOW``:
+    ``frozen`` repeats the same markers (the recording does not advance), ``occluded`` gives NaN markers (the subject
+    walks on unseen), ``noise`` adds N(0, 2 cm) to every coordinate (seeded)."""
+
+    name = "capture"
+
+    def __init__(self, rec, clock, kind: str) -> None:
+        import numpy as np
+
+        self.rec, self.clock, self.kind = rec, clock, kind
+        self.i = self.k = 0
+        self.rng = np.random.default_rng(18)
+
+    def step(self, frame) -> None:
+        import numpy as np
+
+        frame.capture_ns, frame.restart = self.clock.now_ns(), False
+        k, self.k = self.k, self.k + 1
+        m = self.rec.markers_m[self.i]
+        inside = WINDOW[0] <= k < WINDOW[1]
+        if not (self.kind == "frozen" and inside):
+            if self.kind == "occluded" and inside:
+                m = np.full_like(m, np.nan)
+            elif self.kind == "noise" and inside:
+                m = m + self.rng.normal(0.0, 0.02, m.shape)
+            self.i += 1
+        frame.markers_m, frame.t_s = m, k / 60.0
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.rec.time_s.size
+
+
+@pytest.mark.parametrize("kind,parts", [("frozen", {"freshness", "envelope_activation_rate", "envelope_kcf",
+                                                    "envelope_kem", "envelope_vgrf"}),
+                                        ("occluded", {"visibility", "estimate_valid"}),
+                                        ("noise", {"envelope_activation_rate", "envelope_kcf", "envelope_kem",
+                                                   "envelope_kam", "envelope_vgrf"})])
+def test_pipeline_fades_on_a_frozen_occluded_or_noisy_subject_and_comes_back(dm_og6, monkeypatch, kind, parts):
+    """Capture -> the real estimation chain -> the assistance stage (proportional, gated, limited) on a fake clock:
+    the perturbation fades the assistance (an event naming the part), the command is exactly zero within the stated
+    fade time (plus the limiter's slew from at most the cap), stays zero until the confidence has held for the hold
+    time after the input is clean again, and then the assistance comes back."""
+    import models.confidence as mc
+    from firmware_bridge.clock import FakeClock
+    from runtime.pipeline.stages import EstimationStage, Pipeline, assistance_stage
+
+    # The causal chain's contact-fit residual is not calibrated yet: measured 2026-12-07 on the clean DM_og6 replay
+    # its part is 0 on ~90 % of frames (its bound comes from the zero-lag offline fit). It is judged out here so the
+    # clean input is confident; every other part is the chain's own.
+    monkeypatch.setattr(mc, "dynamics_part", lambda force_bw, moment_pct: 1.0)
+    est, rec, dev, subject, side = dm_og6
+    est.reset()
+    clock = FakeClock()
+    stage = assistance_stage(dev, subject, [j.name for j in dev.joints], side, clock.now_ns, est)
+    cap = _PerturbedCapture(rec, clock, kind)
+    pipe = Pipeline([cap, EstimationStage(est), stage], 1, clock.now_ns, "test")
+    g = stage.gate.params
+    lim = stage.controller.strategy.params
+    t0 = clock.now_ns()
+    rows = []                                             # (cycle, t s, confidence, scale, torque)
+    k = 0
+    while not cap.done:
+        pipe.step(k, lambda name, s: None)
+        rows.append((k, (clock.now_ns() - t0) * 1e-9, stage.confidence, stage.scale, pipe.frame.assistance_nm[0]))
+        if kind == "frozen" and k == WINDOW[1] - 1:
+            frozen_parts = dict(zip(pipe.frame.estimate.confidence_names, pipe.frame.estimate.confidence_parts))
+        clock.advance(PERIOD_NS)
+        k += 1
+    t_a, t_b = WINDOW[0] / 60.0, WINDOW[1] / 60.0
+    ev = [(e["kind"], (e["t_ns"] - t0) * 1e-9, e["part"]) for e in stage.events]
+    # the assistance was up before the perturbation
+    assert any(r[3] == 1.0 and r[4] < -0.5 for r in rows if r[1] < t_a)
+    fades = [e for e in ev if e[0] == "CONFIDENCE_FADE" and t_a - 1e-9 <= e[1] < t_b]
+    assert fades, ev
+    t_f, part = fades[0][1], fades[0][2]
+    assert part in parts, (kind, ev)
+    if kind == "frozen":
+        assert frozen_parts["freshness"] == 0.0          # by the end of the freeze the input is known frozen
+    # zero within the stated time: the gate's scale at t_f + fade_s, the command after the limiter's slew from the cap
+    t_zero = t_f + g.fade_s + lim.torque_limit_nm / lim.slew_limit_nm_per_s
+    assert all(r[3] == 0.0 for r in rows if t_f + g.fade_s <= r[1] < t_b)
+    assert all(r[4] == 0.0 for r in rows if t_zero <= r[1] < t_b)
+    # back only after the confidence held >= full_above for hold_s, once clean again; and it does come back
+    after = [r for r in rows if r[1] >= t_b]
+    first_up = next(i for i, r in enumerate(after) if r[3] > 0.0)
+    last_low = max((r[1] for r in rows[:len(rows) - len(after) + first_up] if not r[2] >= g.full_above), default=-1.0)
+    assert after[first_up][1] - last_low >= g.hold_s - 1e-9
+    restored = [e for e in ev if e[0] == "CONFIDENCE_RESTORED" and e[1] >= t_b]
+    assert restored and any(r[3] == 1.0 for r in after)
+    assert any(r[4] < -0.5 for r in after if r[1] >= restored[0][1])
+    counts = stage.close()
+    assert counts["confidence_fades"] == sum(1 for e in ev if e[0] == "CONFIDENCE_FADE") >= 1
+    assert counts["confidence_fades_by_part"].get(part, 0) >= 1
