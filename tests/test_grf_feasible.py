@@ -126,8 +126,9 @@ def test_standing_on_the_model_sums_to_body_weight(model):
 
 def test_free_fall_and_hovering(model):
     """Feet far above the floor: no contact, so zero force.  In free fall (a = g) F_ext = 0 and nothing is left
-    over; held still in the air (a = 0) the residual is the whole weight: residual_force = 0 - m (0 - g)."""
-    t = np.arange(120) / 120.0
+    over; held still in the air (a = 0) the residual is the whole weight: residual_force = 0 - m (0 - g).  The feet
+    stay > 1.5 m above the floor, beyond the missed-detection reach (``feasible_fallback_reach_m``)."""
+    t = np.arange(60) / 120.0
     for a_z, res_z in ((-G, 0.0), (0.0, -BW)):
         q = np.tile(np.asarray(model.qpos0, float), (t.size, 1))
         q[:, 2] = 3.0 + 0.5 * a_z * t * t
@@ -159,6 +160,24 @@ def test_swing_foot_carries_nothing():
     assert force[0, 0, 2] > 0.95 * BW
     # the stance foot's CoP is inside its sole polygon (between the heel and toe points in x)
     assert 0.0 <= cop[0, 0, 0] <= 0.2
+
+
+def test_missed_detection_falls_back_to_the_feet_near_the_floor(model):
+    """Standing still with the floor given 3 cm too low: no foot is detected in contact (both points 3 cm up, above
+    the 20 mm contact height), yet both feet are within ``feasible_fallback_reach_m`` of the floor, so the fit still
+    carries the weight; with the fallback reach below 3 cm nothing is carried and the residual is -m g."""
+    t = np.arange(60) / 60.0
+    q = np.tile(np.asarray(model.qpos0, float), (60, 1))
+    q[:, 0:3] = [0.0, 0.0, 1.0]
+    tr = CoordinatesTrial(t, q)
+    floor = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=MASS), model).run(tr).floor_height_m
+    low = GroundReactionParams(subject_mass_kg=MASS, floor_height_m=floor - 0.03)
+    res = GroundReactionEstimator(low, model).run(tr)
+    assert not res.contact.any()
+    np.testing.assert_allclose(res.force_n[..., 2].sum(axis=1), BW, rtol=5e-3)
+    none = GroundReactionEstimator(replace(low, feasible_fallback_reach_m=0.02), model).run(tr)
+    assert np.all(none.force_n == 0.0)
+    np.testing.assert_allclose(none.residual_force_n[:, 2], -BW, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- real trial

@@ -13,7 +13,7 @@ import numpy as np
 from models.filters import RampPrimedLowPass, ZeroLagLowPass, fill_short_gaps, true_runs
 from models.grf.body import BodyModel
 from models.grf.contact import cop_batch, cop_weights, drop_short, hysteresis, point_likelihood
-from models.grf.feasible import FeasibleFit, fit_frames
+from models.grf.feasible import FeasibleFit, fit_frames, supporting_feet
 from models.grf.load_share import PhaseTracker, offline_share
 from models.grf.params import GroundReactionParams
 from models.grf.records import TrialArrays
@@ -183,7 +183,9 @@ class SegmentEstimator:
         out, n, P = self.out, PTS.shape[0], self.body.n_points
         pxy = PTS.reshape(n, 2, P, 3)[..., :2]
         cw = cop_weights(PTS, lik_pt, self.body.point_weight)
-        force, cop, free, res_f, res_m = fit_frames(self.fit, pxy, contact, c, F, dl, out.force_n[sl], cw,
+        low = PTS.reshape(n, 2, P, 3)[..., 2].min(axis=-1) - self.floor
+        active = supporting_feet(contact, low, self.p.feasible_fallback_reach_m)
+        force, cop, free, res_f, res_m = fit_frames(self.fit, pxy, active, c, F, dl, out.force_n[sl], cw,
                                                     self.floor)
         out.force_n[sl] = force
         out.cop_m[sl] = cop

@@ -55,7 +55,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["FeasibleFit", "fit_frames", "nnls_gram", "pyramid_edges"]
+__all__ = ["FeasibleFit", "fit_frames", "nnls_gram", "pyramid_edges", "supporting_feet"]
 
 #: Number of rows of the stacked system besides the CoP rows: 3 force, 3 moment, 2 x 3 prior (z and xy per foot).
 _N_FIXED_ROWS = 12
@@ -70,6 +70,21 @@ def pyramid_edges(mu: float, n_edges: int = 4) -> np.ndarray:
         raise ValueError(f"friction pyramid needs an integer >= 3 edges, got {n_edges!r}")
     th = 2.0 * np.pi * np.arange(int(n_edges)) / int(n_edges)
     return np.stack([mu * np.cos(th), mu * np.sin(th), np.ones_like(th)], axis=1)
+
+
+def supporting_feet(contact: np.ndarray, lowest_height_m: np.ndarray, reach_m: float,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Feet allowed to carry force (..., 2) bool: those in contact; in a frame with neither foot in contact (a missed
+    detection), those whose lowest sole point is less than ``reach_m`` above the floor (``lowest_height_m`` (..., 2),
+    m).  A frame in true flight (F_ext = 0) still gets zero force from the fit; feet far above the floor get none."""
+    contact = np.asarray(contact, bool)
+    if out is None:
+        out = np.empty(contact.shape, bool)
+    none = ~(contact[..., 0] | contact[..., 1])
+    np.copyto(out, contact)
+    near = lowest_height_m < reach_m
+    out |= none[..., None] & near
+    return out
 
 
 @njit(cache=True)

@@ -53,7 +53,10 @@ class GroundReactionParams:
     zero force in swing), with the rule-based split as a soft prior of weight ``feasible_prior_weight``, the rule
     CoP as a soft prior of weight ``feasible_cop_weight``, the moment balance about the COM weighted by
     1 / ``feasible_moment_length_m`` and a ridge ``feasible_ridge``; ``"share"``: the rule-based split alone (the
-    estimate before the fit, kept for comparison).
+    estimate before the fit, kept for comparison).  ``feasible_fallback_reach_m``: in a frame where neither foot is
+    detected in contact (a missed detection, e.g. a floor height off by a few cm), the feet whose lowest sole point
+    is within this height of the floor may carry force (the rule split's likelihood share as the prior); feet higher
+    up carry none.
     """
 
     subject_mass_kg: float
@@ -85,6 +88,7 @@ class GroundReactionParams:
     feasible_prior_weight: float = 0.3
     feasible_cop_weight: float = 0.3
     feasible_ridge: float = 1e-6
+    feasible_fallback_reach_m: float = 0.15
 
     def __post_init__(self) -> None:
         o = "GroundReactionParams"
@@ -127,7 +131,7 @@ class GroundReactionParams:
             raise ValueError(f"{o}.friction_edges must be an integer in 3..16, got {self.friction_edges!r}")
         for name in ("feasible_moment_length_m", "feasible_ridge"):
             _positive(o, name, getattr(self, name))
-        for name in ("feasible_prior_weight", "feasible_cop_weight"):
+        for name in ("feasible_prior_weight", "feasible_cop_weight", "feasible_fallback_reach_m"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{o}.{name} must be a finite number >= 0, got {v!r}")

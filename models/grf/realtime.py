@@ -84,6 +84,8 @@ class StepEstimator:
         self._w, self._ws = z((2, P)), z(2)
         self._cw, self._pxy = z((2, P)), z((2, P, 2))  # CoP weights (rows sum to 1), sole points on the floor
         self._pts_xy = self._pts.reshape(2, P, 3)[:, :, :2]
+        self._pz_feet = (self._pts[:P, 2], self._pts[P:, 2])
+        self._active = np.zeros(2, bool)
         self._cop, self._forces, self._rel, self._mom2 = z((2, 3)), z((2, 3)), z((2, 3)), z((2, 3))
         # views made once
         self._pf_z = self._pts_f[:, 2]
@@ -157,7 +159,13 @@ class StepEstimator:
         self._write(out, share, lr, ll)
         if self._fit is not None:
             np.copyto(self._pxy, self._pts_xy)
-            self._fit.frame(self._pxy, self._tracker.contact, self._c, self._F, self._dl, self._forces, self._cw,
+            act = self._active
+            act[0], act[1] = self._tracker.contact
+            if not (act[0] or act[1]):  # missed detection: feet near the floor may carry force (supporting_feet)
+                reach = self._floor + self.params.feasible_fallback_reach_m
+                act[0] = float(self._pz_feet[0].min()) < reach
+                act[1] = float(self._pz_feet[1].min()) < reach
+            self._fit.frame(self._pxy, act, self._c, self._F, self._dl, self._forces, self._cw,
                             self._floor, out.force_n, out.cop_m, out.free_moment_nm, out.residual_force_n,
                             out.residual_moment_nm)
         self._advance(seg_k)
