@@ -213,16 +213,10 @@ class _PerturbedCapture:
         return self.i >= self.rec.time_s.size
 
 
-@pytest.mark.parametrize("kind,parts", [("frozen", {"freshness", "envelope_activation_rate", "envelope_kcf",
-                                                    "envelope_kem", "envelope_vgrf"}),
-                                        ("occluded", {"visibility", "estimate_valid"}),
-                                        ("noise", {"envelope_activation_rate", "envelope_kcf", "envelope_kem",
-                                                   "envelope_kam", "envelope_vgrf"})])
-def test_pipeline_fades_on_a_frozen_occluded_or_noisy_subject_and_comes_back(dm_og6, monkeypatch, kind, parts):
-    """Capture -> the real estimation chain -> the assistance stage (proportional, gated, limited) on a fake clock:
-    the perturbation fades the assistance (an event naming the part), the command is exactly zero within the stated
-    fade time (plus the limiter's slew from at most the cap), stays zero until the confidence has held for the hold
-    time after the input is clean again, and then the assistance comes back."""
+def _run_perturbed(dm_og6, monkeypatch, kind: str, log=None):
+    """One pass of DM_og6 through capture -> chain -> assistance stage on a fake clock; rows (cycle, t s, confidence,
+    scale, torque), the stage (``t0_ns`` added), the confidence parts at the end of a freeze. ``log``: a
+    ``TelemetryLog`` the stage's topics are written to, as the session does."""
     import models.confidence as mc
     from firmware_bridge.clock import FakeClock
     from runtime.pipeline.stages import EstimationStage, Pipeline, assistance_stage
@@ -235,20 +229,44 @@ def test_pipeline_fades_on_a_frozen_occluded_or_noisy_subject_and_comes_back(dm_
     est.reset()
     clock = FakeClock()
     stage = assistance_stage(dev, subject, [j.name for j in dev.joints], side, clock.now_ns, est)
+    stage.t0_ns = clock.now_ns()
     cap = _PerturbedCapture(rec, clock, kind)
     pipe = Pipeline([cap, EstimationStage(est), stage], 1, clock.now_ns, "test")
-    g = stage.gate.params
-    lim = stage.controller.strategy.params
-    t0 = clock.now_ns()
-    rows = []                                             # (cycle, t s, confidence, scale, torque)
-    k = 0
+    topics = pipe.telemetry_topics()
+    if log is not None:
+        from runtime.session_topics import register_pipeline_topics
+        register_pipeline_topics(log, topics, 0)
+    rows, frozen_parts, k = [], {}, 0
     while not cap.done:
         pipe.step(k, lambda name, s: None)
-        rows.append((k, (clock.now_ns() - t0) * 1e-9, stage.confidence, stage.scale, pipe.frame.assistance_nm[0]))
+        rows.append((k, (clock.now_ns() - stage.t0_ns) * 1e-9, stage.confidence, stage.scale,
+                     pipe.frame.assistance_nm[0]))
+        if log is not None:
+            for spec in topics:
+                snap = spec.snapshot(pipe.frame)
+                if snap is not None:
+                    log.write(spec.topic, pipe.frame.capture_ns, snap)
         if kind == "frozen" and k == WINDOW[1] - 1:
             frozen_parts = dict(zip(pipe.frame.estimate.confidence_names, pipe.frame.estimate.confidence_parts))
         clock.advance(PERIOD_NS)
         k += 1
+    return rows, stage, frozen_parts
+
+
+@pytest.mark.parametrize("kind,parts", [("frozen", {"freshness", "envelope_activation_rate", "envelope_kcf",
+                                                    "envelope_kem", "envelope_vgrf"}),
+                                        ("occluded", {"visibility", "estimate_valid"}),
+                                        ("noise", {"envelope_activation_rate", "envelope_kcf", "envelope_kem",
+                                                   "envelope_kam", "envelope_vgrf"})])
+def test_pipeline_fades_on_a_frozen_occluded_or_noisy_subject_and_comes_back(dm_og6, monkeypatch, kind, parts):
+    """Capture -> the real estimation chain -> the assistance stage (proportional, gated, limited) on a fake clock:
+    the perturbation fades the assistance (an event naming the part), the command is exactly zero within the stated
+    fade time (plus the limiter's slew from at most the cap), stays zero until the confidence has held for the hold
+    time after the input is clean again, and then the assistance comes back."""
+    rows, stage, frozen_parts = _run_perturbed(dm_og6, monkeypatch, kind)
+    t0 = stage.t0_ns
+    g = stage.gate.params
+    lim = stage.controller.strategy.params
     t_a, t_b = WINDOW[0] / 60.0, WINDOW[1] / 60.0
     ev = [(e["kind"], (e["t_ns"] - t0) * 1e-9, e["part"]) for e in stage.events]
     # the assistance was up before the perturbation
@@ -274,3 +292,30 @@ def test_pipeline_fades_on_a_frozen_occluded_or_noisy_subject_and_comes_back(dm_
     counts = stage.close()
     assert counts["confidence_fades"] == sum(1 for e in ev if e[0] == "CONFIDENCE_FADE") >= 1
     assert counts["confidence_fades_by_part"].get(part, 0) >= 1
+
+
+def test_report_and_summary_show_the_fades_and_their_reasons(dm_og6, monkeypatch, tmp_path):
+    """The run's log (the stage's /exo/assistance/events) and summary.json (the stage's counts at close) give the
+    report's "Assistance fades" table: each fade with the part that fell, and the count."""
+    import json
+
+    from runtime.report.html import build_html
+    from runtime.report.summary import summarize_log
+    from runtime.telemetry.log import TelemetryLog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = TelemetryLog(run / "telemetry", chunk_period_s=0.5, queue_capacity=100_000)
+    with log.open():
+        rows, stage, _ = _run_perturbed(dm_og6, monkeypatch, "occluded", log)
+    closed = stage.close()
+    (run / "summary.json").write_text(json.dumps({"stages": {"assistance": closed}}, default=str))
+    s = summarize_log(run)
+    assert s["assistance_fades"] == closed["confidence_fades"] >= 1
+    assert [e["kind"] for e in s["assistance_events"]] == [e["kind"] for e in stage.events]
+    doc, _, _ = build_html(run)
+    section = doc[doc.index("Assistance fades"):]
+    assert "CONFIDENCE_FADE" in section and "visibility: confidence" in section
+    assert f"{closed['confidence_fades']} confidence fades" in section
+    faults = doc[doc.index("Faults and their timeline"):doc.index("Assistance fades")]
+    assert "CONFIDENCE_FADE" not in faults

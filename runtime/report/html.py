@@ -426,8 +426,32 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
 _STATE_LEVEL = {"ACTIVE": 2, "FADING": 1, "SAFE": 0}
 
 
+def _assistance_fades_section(summary: dict[str, Any], run_summary: dict[str, Any] | None) -> str:
+    """The assistance stage's confidence fades (with the part that fell), restorations and strategy fallbacks (with
+    the reason, e.g. the gait phase did not lock), from ``/exo/assistance/events``; the counts from summary.json."""
+    events = summary.get("assistance_events", [])
+    stage = ((run_summary or {}).get("stages") or {}).get("assistance")
+    body = []
+    if isinstance(stage, dict) and "confidence_fades" in stage:
+        body.append(f"<p>strategy {html.escape(str(stage.get('strategy')))}, fallback "
+                    f"{html.escape(str(stage.get('fallback')))}, running at the end "
+                    f"{html.escape(str(stage.get('running_at_end')))}; {stage['confidence_fades']} confidence fades "
+                    f"(by part: {html.escape(json.dumps(stage.get('confidence_fades_by_part', {})))}), "
+                    f"{stage.get('confidence_restored', 0)} restorations</p>")
+        for why in stage.get("strategy_fallbacks", []):
+            body.append(f"<p>fallback: {html.escape(str(why))}</p>")
+    if events:
+        rows = [[f"{e['t_s']:.3f}", e["kind"], f"{e['value']:.3g}", e["detail"]] for e in events]
+        body.append(_table(["t [s]", "event", "value", "part: reason"], rows, "fades"))
+    elif stage is not None:
+        body.append('<p class="ok">no assistance fades: the confidence held</p>')
+    else:
+        body.append(_missing(["/exo/assistance/events"]))
+    return "".join(body)
+
+
 def _fault_section(page: _Page, series: dict[str, Any], summary: dict[str, Any], t0: int) -> str:
-    events = summary["events"]
+    events = [e for e in summary["events"] if e["source"] != "assistance"]   # those are in "Assistance fades"
     c = series["command"]
     body = []
     if c["log_ns"]:
@@ -530,9 +554,10 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
                                                    streams, t0, "effort", 1.0, "force [N]"), "kcf")
     page.section("Torque: commanded and delivered", _torque_section(page, series, summary, t0), "torque")
     page.section("Faults and their timeline", _fault_section(page, series, summary, t0), "faults")
+    page.section("Assistance fades", _assistance_fades_section(summary, run_summary), "fades")
     # whatever else the run wrote into plots/ (exo run/demo: latency, torque, command age): every PNG is shown
     page.section("Other plots of this run", _other_plots_section(page, [run_dir / "plots", plot_dir]), "plots")
-    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults", "plots"]
+    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults", "fades", "plots"]
     if trend_dir is not None:
         page.section("Clinical trends of this subject", _trend_links(Path(trend_dir), plot_dir.parent), "trends")
         anchors.append("trends")

@@ -286,6 +286,10 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
         e["t_s"] = (e["t_ns"] - t0) * 1e-9
     out["faults"] = [e for e in s["events"] if e["latched"]]
     out["events"] = s["events"]
+    # the assistance stage's events (runtime.pipeline.stages.T_ASSISTANCE_EVENTS): confidence fades and strategy switches
+    assist = [e for e in s["events"] if e["source"] == "assistance"]
+    out["assistance_events"] = assist
+    out["assistance_fades"] = sum(1 for e in assist if e["kind"] == "CONFIDENCE_FADE")
     out["performance"] = performance(s)
     return out
 
