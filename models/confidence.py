@@ -141,10 +141,12 @@ KCF_COMPARTMENT_ENVELOPE = Envelope("kcf_compartment", "medial / lateral knee co
 #: excitation a(t+dt) <= 1 - (1 - a) exp(-dt / tau_act), with none a(t+dt) >= a exp(-dt / tau_deact).
 TAU_ACTIVATION_S = 0.010
 TAU_DEACTIVATION_S = 0.040
-#: Activation change beyond those bounds in one frame (activation units): 0 is feasible, 0.5 (half the range in one
-#: frame, e.g. static optimisation switching a muscle off) scores 0.
+#: Activation change beyond those bounds in one frame (activation units): up to 0.05 is tolerated (the bound is exact
+#: only for a step of excitation held over the frame, and static optimisation solves each frame to ~1e-3; on PS ss1
+#: at 120 Hz, exo analyze --muscles, 96 % of frames have some muscle above 0 and the largest excess is 0.35); 0.5 (half
+#: the range in one frame, e.g. static optimisation switching a muscle off) scores 0.
 ACTIVATION_RATE_ENVELOPE = Envelope("activation_rate", "activation change beyond activation dynamics", "activation",
-                                    -1.0, 0.0, 0.5,
+                                    -1.0, 0.05, 0.45,
                                     "Winters 1995 Ann Biomed Eng 23:359; Thelen 2003 J Biomech Eng 125:70 "
                                     "(tau_act 10-15 ms, tau_deact 40-60 ms)")
 #: Dynamic residual of the contact-force fit (what the feet cannot supply of m (a_com - g) and dL/dt). Force: Hicks

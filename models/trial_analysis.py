@@ -28,6 +28,7 @@ from typing import Any, Literal
 import mujoco
 import numpy as np
 
+from models.confidence import EnvelopeFlag, estimate_flags, flags_dict, implausible_notes
 from models.filters import smooth_derivatives
 from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
 from models.dynamics.opensim_grf import external_wrench_from_opensim_grf
@@ -101,6 +102,7 @@ class TrialAnalysis:
         kam = stance_summaries(self.time_s, self.kam_pct_bw_ht, self.stance)
         kem = stance_summaries(self.time_s, self.kem_pct_bw_ht, self.stance)
         bw = self.params.mass_kg * STANDARD_GRAVITY_M_S2
+        flags = self.envelope_flags()
         return {
             "trial": self.name, "frames": int(self.time_s.size), "grf_source": self.grf_source,
             "side": self.params.side, "stance_s": self.stance,
@@ -110,8 +112,18 @@ class TrialAnalysis:
                                "impulse": s.impulse} for s in kam],
             "kem_pct_bw_ht": [{"peak": s.peak, "impulse": s.impulse} for s in kem],
             "pelvis_residual_force_rms_bw": (np.sqrt(np.mean(self.residual_force_n ** 2, axis=0)) / bw).tolist(),
-            "notes": self.notes,
+            "envelopes": flags_dict(flags),
+            "notes": self.notes + implausible_notes(flags),
         }
+
+    def envelope_flags(self) -> list[EnvelopeFlag]:
+        """Each estimate against its physiological envelope (``models.confidence``): vertical GRF of each foot, KAM,
+        KEM and, with muscles, the activation rate; the fraction of frames outside each."""
+        rate = (self.time_s.size - 1) / float(self.time_s[-1] - self.time_s[0]) if self.time_s.size > 1 else None
+        vgrf = np.column_stack([f[:, 2] for f in self.foot_force_n.values()])
+        act = self.muscles.activation if self.muscles is not None else None
+        return estimate_flags(self.params.mass_kg, foot_vgrf_n=vgrf, kam_pct_bw_ht=self.kam_pct_bw_ht,
+                              kem_pct_bw_ht=self.kem_pct_bw_ht, activation=act, rate_hz=rate)
 
 
 # ----------------------------------------------------------------------------------- model

@@ -315,7 +315,7 @@ def analyze_keypoints(path: str | Path, *, out_dir: str | Path, mass_kg: float, 
     trial = dataclasses.replace(trial_dynamics(kin, feet, "kinematics", params, dyn_notes), time_s=kp.time_s.copy())
     from runtime.vision.video_analysis import _plausibility
 
-    dyn_notes.extend(_plausibility(trial, mass_kg))
+    dyn_notes.extend(_plausibility(trial))
     out = Path(out_dir)
     files = write_csvs(trial, out)
     files.append(write_fit_quality_csv(out / "fit_quality.csv", fit))

@@ -29,8 +29,8 @@ project frame (smoothed), ``<name>_u_px/_v_px`` image pixels, ``<name>_visibilit
 
 Honest limits: monocular BlazePose depth is noisy (``exo monocular-check``: mean joint-angle RMSE
 12.8 deg against the four-camera reference); the kinematics-only GRF and knee moments computed from
-it are flagged ``IMPLAUSIBLE`` in the notes when a knee moment peak exceeds 10 %BW*ht or the vertical
-GRF goes below zero (on the sports2d demo both happen at the default 6 Hz cut-off).
+it are flagged ``IMPLAUSIBLE`` in the notes, with the fraction of frames affected, for every estimate outside its
+physiological envelope (``models.confidence.ENVELOPES``: vertical GRF, KAM, KEM, activation rate).
 """
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     notes.extend(grounded.notes)
 
     ik_trim, trial, dyn_notes = _landmarks_to_trial(video.stem, t, grounded, params, fps, notes)
-    dyn_notes.extend(_plausibility(trial, m))
+    dyn_notes.extend(_plausibility(trial))
     out = Path(out_dir)
     files = [write_landmarks_csv(out / "landmarks.csv", t, grounded.smoothed_m, arrays.image_xy, arrays.visibility)]
     files += write_csvs(trial, out)
@@ -287,22 +287,13 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     return result
 
 
-#: Above this, a knee moment peak (%BW*ht) is not walking (TKA and healthy walking: KAM 2-3.5, KEM 2-5).
-IMPLAUSIBLE_KNEE_MOMENT_PCT_BW_HT = 10.0
+def _plausibility(trial: Any) -> list[str]:
+    """Notes on figures a clinician should not read as measurements: every estimate outside its physiological
+    envelope (``models.confidence``: vertical GRF of each foot, KAM, KEM, activation rate with muscles), with the
+    fraction of frames affected (the chain itself does not judge them), and frames without moments."""
+    from models.confidence import implausible_notes
 
-
-def _plausibility(trial: Any, mass_kg: float) -> list[str]:
-    """Notes on figures a clinician should not read as measurements (the chain itself does not judge them)."""
-    notes = []
-    for name, arr in (("KAM", trial.kam_pct_bw_ht), ("KEM", trial.kem_pct_bw_ht)):
-        peak = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else math.nan
-        if not peak <= IMPLAUSIBLE_KNEE_MOMENT_PCT_BW_HT:
-            notes.append(f"IMPLAUSIBLE: peak |{name}| {peak:.1f} %BW*ht (> {IMPLAUSIBLE_KNEE_MOMENT_PCT_BW_HT:g}): the "
-                         "monocular accelerations are too noisy for kinematics-only dynamics; do not use these moments")
-    fz = sum(f[:, 2] for f in trial.foot_force_n.values()) / (mass_kg * 9.80665)
-    neg = int(np.sum(fz < -0.05))
-    if neg:
-        notes.append(f"IMPLAUSIBLE: total vertical GRF below zero on {neg} frames (min {float(np.nanmin(fz)):.2f} BW)")
+    notes = implausible_notes(trial.envelope_flags())
     bad = int(np.sum(~np.isfinite(trial.moments_nm).all(axis=1)))
     if bad:
         notes.append(f"inverse dynamics: {bad} frames without moments (NaN)")

@@ -153,6 +153,12 @@ def _analyze_chain(args: argparse.Namespace) -> int:
         shutil.rmtree(mcap_dir)
     files.append(write_analysis_mcap(result, mcap_dir))
     summary = result.summary()
+    if kcf is not None:                     # the knee contact force against its envelope (models.confidence)
+        from models.confidence import estimate_flags, flags_dict, implausible_notes
+
+        kf = estimate_flags(params.mass_kg, kcf_n=np.column_stack([kcf.medial_n, kcf.lateral_n, kcf.total_n]))
+        summary["envelopes"].update(flags_dict(kf))
+        summary["notes"] = summary["notes"] + implausible_notes(kf)
     validation: dict = {}
     if args.ik_ref:
         validation["joint_angle_rmse_deg"] = ik_validation(result, args.ik_ref)
