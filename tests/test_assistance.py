@@ -346,3 +346,53 @@ def test_stage_from_config_runs_on_real_knee_angles(configs):
     active = [o for o in outs if o.active]
     assert active and min(o.torque_nm for o in outs) < -0.5      # extension assistance was given once tracking
     assert outs[0].torque_nm == 0.0 and not outs[0].active       # no phase yet: nothing
+
+
+@pytest.mark.parametrize("assistance,needle", [
+    ({"strategy": "phase_profile", "moment_fraction": 0.5}, "assistance.moment_fraction = 0.5: not applicable to strategy 'phase_profile'"),
+    ({"strategy": "proportional", "peak_nm_per_kg": 0.3}, "assistance.peak_nm_per_kg = 0.3: not applicable to strategy 'proportional'"),
+    ({"strategy": "synergy", "phase_width": 0.1}, "assistance.phase_width = 0.1: not applicable to strategy 'synergy'"),
+    ({"strategy": "proportional", "gait_phase_source": "grf"}, "assistance.gait_phase_source = 'grf': not applicable to strategy 'proportional'"),
+    ({"strategy": "proportional", "fallback_strategy": "proportional"}, "assistance.fallback_strategy = 'proportional'"),
+    ({"strategy": "synergy", "phase_lock_timeout_s": 3.0}, "assistance.phase_lock_timeout_s = 3.0"),
+    ({"confidence_fade_below": 0.7, "confidence_full_above": 0.6}, "assistance.confidence_fade_below = 0.7"),
+    ({"confidence_fade_s": 0.05}, "assistance.confidence_fade_s = 0.05 must be >= safety.fade_time_s"),
+])
+def test_config_refuses_settings_no_configured_strategy_reads(configs, assistance, needle):
+    from runtime.core.config import ConfigError, DeviceConfig, parse
+    device, _, _ = configs
+    data = device.model_dump()
+    data["assistance"] = assistance
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+        parse(DeviceConfig, data, "device.yaml")
+
+
+def test_config_accepts_what_the_strategies_read_and_round_trips():
+    """Keys read by the strategy or its fallback load; a full dump of every launch config loads again (the torque
+    process re-validates the dump)."""
+    from runtime.core.config import DeviceConfig, load_device, parse
+    from tests._support import REPO
+    for f in ("device.yaml", "device_hil.yaml"):
+        d = load_device(REPO / "launch" / "config" / f)
+        assert DeviceConfig.model_validate(d.model_dump(mode="json")) == d
+    base = load_device(REPO / "launch" / "config" / "device.yaml").model_dump()
+    for a in ({"strategy": "phase_profile", "fallback_strategy": "proportional", "moment_fraction": 0.5,
+               "phase_lock_timeout_s": 3.0}, {"strategy": "proportional", "moment_fraction": 0.2, "extension_only": False},
+              {"strategy": "synergy", "gait_phase_source": "grf", "confidence_fade_s": 0.5}):
+        parse(DeviceConfig, {**base, "assistance": a}, "device.yaml")
+
+
+def test_wiring_builds_the_fallback_and_the_gate(configs):
+    from runtime.core.config import DeviceConfig, parse
+    from runtime.wiring import assistance_controller, confidence_gate
+    device, subject, _ = configs
+    d = parse(DeviceConfig, {**device.model_dump(), "assistance": {
+        "strategy": "synergy", "fallback_strategy": "proportional", "phase_lock_timeout_s": 3.0,
+        "confidence_fade_below": 0.3, "confidence_full_above": 0.8, "confidence_hold_s": 1.5,
+        "confidence_fade_s": 0.2, "ramp_in_s": 1.0}}, "device.yaml")
+    stage = assistance_controller(d, subject, SHAPE)
+    assert stage.strategy.name == "synergy" and stage.fallback.name == "proportional"
+    assert stage.phase_lock_timeout_s == 3.0 and stage.fallback.limiter is stage.strategy.limiter
+    gp = confidence_gate(d).params
+    assert (gp.fade_below, gp.full_above, gp.hold_s, gp.fade_s, gp.ramp_s) == (0.3, 0.8, 1.5, 0.2, 1.0)
+    assert assistance_controller(device, subject, SHAPE).fallback is None
