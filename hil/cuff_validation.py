@@ -7,11 +7,12 @@ milliseconds, slower than the 1 kHz real-time plant):
 
 * 60 Hz estimation: gait phase from the knee angle (:class:`controllers.gait_phase.GaitPhaseEstimator`)
   and the assistance strategy (:mod:`controllers.assistance`, limited by its ``CommandLimiter``);
-* 500 Hz torque loop: linear interpolation from the previous to the latest command over one estimation
-  period (as :mod:`runtime.control.torque_loop`), the tissue compensator (optional), the safety supervisor
-  (:class:`controllers.safety.SafetySupervisor`: torque and slew limits), an MIT frame with Kp = Kd = 0 and
-  the torque as feed-forward; motor angle and rate come back in the drive's (quantised) replies, the knee
-  angle and rate from a shank sensor (the plant's values);
+* 500 Hz torque loop: the device's own cycle, :class:`controllers.torque_cycle.TorqueCycle` (as
+  :mod:`runtime.control.torque_loop` and the ROS 2 nodes run it): linear interpolation from the previous to
+  the latest command over one estimation period, staleness from capture, the joint envelope checks, the
+  tissue compensator (optional), the safety supervisor (torque and slew limits); then an MIT frame with
+  Kp = Kd = 0 and the torque as feed-forward; motor angle and rate come back in the drive's (quantised)
+  replies, the knee angle and rate from a shank sensor (the plant's values);
 * 1 kHz plant: the drive's torque on the exo link, the cuff's contact torque on the leg.
 
 Figures, after ``discard_s``: RMSE and Pearson r of delivered versus desired torque (the desired being the
@@ -31,8 +32,9 @@ import numpy as np
 
 from controllers.assistance import AssistanceInput, AssistanceParameters, make_strategy
 from controllers.gait_phase import GaitPhaseEstimator
-from controllers.safety import JointLimits, SafetyParams, SafetySupervisor
+from controllers.safety import JointLimits, SafetyParams
 from controllers.tissue_compensator import CompensatorParams, TissueCompensator, TissueSurrogate
+from controllers.torque_cycle import TorqueCycle, TorqueCycleParams
 from models.tissue.soft_tissue import CuffTissueParams, pressure_cell_edges, pressure_map, pressure_nodes
 
 from .knee_plant import KneePlantParams
@@ -180,8 +182,7 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
     rig_bus = open_bus("virtual", ch, receive_own_messages=False)
     drive = EmulatedAkDrive(lim, 1, zero_silence_s=0.0)
     rig = HilRig(rig_bus, [(drive, 1, 0.0)], plant, rate_hz=sc.plant_rate_hz)
-    sup = SafetySupervisor(SafetyParams(joints=(JointLimits("knee", sc.torque_limit_nm, sc.slew_limit_nm_per_s,
-                                                            -0.2, 2.6, 25.0),)))
+    limits = SafetyParams(joints=(JointLimits("knee", sc.torque_limit_nm, sc.slew_limit_nm_per_s, -0.2, 2.6, 25.0),))
     gait = GaitPhaseEstimator()
     params = AssistanceParameters(strategy=sc.strategy, level=sc.level_at(0.0), body_mass_kg=sc.body_mass_kg,
                                   moment_fraction=sc.moment_fraction, ramp_in_s=sc.ramp_in_s,
@@ -193,13 +194,16 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
     ticks_per_cmd = int(round(sc.plant_rate_hz / sc.command_rate_hz))
     est_period = 1.0 / sc.estimation_rate_hz
     cmd_dt = 1.0 / sc.command_rate_hz
+    cycle = TorqueCycle(TorqueCycleParams(safety=limits, estimation_period_s=est_period, interpolation="linear",
+                                          cycle_period_s=cmd_dt), comp)
+    sup = cycle.supervisor
     n_ticks = int(round(sc.duration_s * sc.plant_rate_hz))
     desired_per_tick = np.zeros(n_ticks)
     cmd_per_tick = np.zeros(n_ticks)
     exo_meas = (plant.flexion_rad, 0.0)
     t_ns = 0
-    prev_cmd, latest_cmd, latest_t = 0.0, 0.0, -1.0
     next_est = 0.0
+    n_est = 0
     best_peak = -1.0
     pmap: dict[str, Any] = {}
     try:
@@ -219,16 +223,15 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
                 strategy.set_level(sc.level_at(t))
                 out = strategy.step(AssistanceInput(t, est_period, phase=g.phase, phase_valid=g.valid,
                                                     stance=g.stance, knee_moment_nm=plant.voluntary_torque_nm))
-                prev_cmd = latest_cmd
-                latest_cmd, latest_t = out.torque_nm, t
-            if k % ticks_per_cmd == 0:                     # 500 Hz torque loop
-                alpha = min(1.0, max(0.0, (t - latest_t) / est_period)) if latest_t >= 0 else 0.0
-                desired = prev_cmd + (latest_cmd - prev_cmd) * alpha
-                request = desired
-                if comp is not None:
-                    request = comp.step(desired, plant.knee_flexion_rad, plant.knee_velocity_rad_s,
-                                        exo_meas[0], exo_meas[1], cmd_dt)
-                motor = sup.update([request], t_ns)[0]
+                n_est += 1                                 # captured and published now (simulated time)
+                cycle.new_command(n_est, t_ns, t_ns, (out.torque_nm,), plant.knee_flexion_rad)
+            if k % ticks_per_cmd == 0:                     # 500 Hz torque loop: the device's cycle
+                cycle.interpolate(t_ns)
+                cycle.check_age(t_ns)
+                cycle.observe_joint(0, exo_meas[0], exo_meas[1], t_ns, source="drive.knee")
+                cycle.knee_sensor(plant.knee_flexion_rad, plant.knee_velocity_rad_s)
+                motor = cycle.step(t_ns)[0]
+                desired = cycle.requested[0]
                 host.send(can.Message(arbitration_id=1, data=encode_command(lim, 0.0, 0.0, 0.0, 0.0, motor).data,
                                       is_extended_id=False))
             rig.service(t_ns)

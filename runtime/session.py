@@ -44,6 +44,7 @@ from runtime.control.companion import CompanionProcess
 from runtime.control.torque_loop import TorqueProcessSpec
 from runtime.core.channels import STATE_NAMES, Slot, command_dtype
 from runtime.core.config import CalibrationFile, DeviceConfig, SubjectProfile, check_consistency
+from runtime.wiring import tissue_compensator_from
 from runtime.core.executor import CycleInfo, FixedRateLoop
 from runtime.core.realtime import RealtimeReport, apply_realtime
 from runtime.core.shared_memory import ControlBlock
@@ -102,6 +103,7 @@ class EstimationCycle:
             cmd["capture_ns"] = frame.capture_ns
             cmd["write_ns"] = self.clock.now_ns()
             cmd["torque_nm"] = frame.assistance_nm
+            cmd["knee_rad"] = frame.knee_flexion_rad      # the torque loop's tissue compensator
             self.command.write(cmd)
             if control[Slot.REQ_ACTIVE] == 0 and self.session.signals_received == 0:
                 control[Slot.REQ_ACTIVE] = 1
@@ -139,6 +141,7 @@ class RunSession:
                  pipeline_factory: Callable[..., Pipeline] | None = None,
                  companion: CompanionProcess | None = None, metadata: dict[str, Any] | None = None) -> None:
         check_consistency(device, calibration)
+        tissue_compensator_from(device)   # refuses to start without the compensator's artifact when it is configured
         self.device, self.subject, self.calibration = device, subject, calibration
         self.out_dir = Path(out_dir)
         self.duration_s = duration_s

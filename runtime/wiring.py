@@ -102,7 +102,7 @@ def make_drive(device, calibration: dict | None, body_mass_kg: float, height_m: 
                       estop_can_id=bus_cfg.estop_can_id, frame_log=frame_log)
 
 
-def tissue_compensator_from(device: DeviceConfig) -> "TissueCompensator | None":
+def tissue_compensator_from(device: DeviceConfig) -> TissueCompensator | None:
     """The soft-tissue compensator when ``assistance.tissue_compensation`` is true (None otherwise), with the
     versioned surrogate artifact (``controllers.tissue_compensator.ARTIFACT_PATH``). A missing or unreadable
     artifact, or one of another version, raises ValueError naming the key and the file: never silently rigid."""
@@ -119,7 +119,7 @@ def tissue_compensator_from(device: DeviceConfig) -> "TissueCompensator | None":
 
 
 def torque_cycle_from(device: DeviceConfig, *, interpolation: str | None = None, stale_after_s: float | None = None,
-                      rate_hz: float | None = None, compensate: bool = True) -> "TorqueCycle":
+                      rate_hz: float | None = None, compensate: bool = True) -> TorqueCycle:
     """The one torque cycle (``controllers.torque_cycle.TorqueCycle``) for this device: the supervisor's limits,
     staleness from capture after ``torque_loop.stale_after_s`` (or ``stale_after_s``), interpolation over one
     estimation period (``torque_loop.interpolation`` or ``interpolation``), the tissue compensator on the assisted

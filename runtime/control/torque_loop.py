@@ -1,9 +1,11 @@
 """The torque/safety loop (default 500 Hz) in its own process.
 
 Each cycle: read the newest assistance command from the shared latest-value
-buffer -> interpolate between the last two commands -> staleness watchdog ->
-measured joint state checks -> safety supervisor (limits, slew, fade) -> drive
-write -> one telemetry record into a shared ring. Nothing here waits on the
+buffer -> the one torque cycle (``controllers.torque_cycle.TorqueCycle``, shared
+with the ROS 2 nodes and the HIL host): interpolate between the last two commands,
+staleness from the frame's capture time, measured joint state checks, the tissue
+compensator when ``assistance.tissue_compensation`` is true, the safety supervisor
+(limits, slew, fade) -> drive write -> one telemetry record into a shared ring. Nothing here waits on the
 estimation process: it runs in a separate process because the mujoco bindings
 and any pure-Python stage hold the GIL (see tests/test_two_rates.py).
 
@@ -33,7 +35,7 @@ from runtime.core.channels import (
 from runtime.core.config import DeviceConfig
 from runtime.core.executor import CycleInfo, FixedRateLoop
 from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
-from runtime.wiring import safety_params_from
+from runtime.wiring import torque_cycle_from
 
 
 def _fault_kind(kind: str) -> FaultKind:
@@ -59,16 +61,14 @@ class TorqueLoop:
         self.records = records
         self.events = events
         self.parent_pid = parent_pid
-        self.supervisor = SafetySupervisor(safety_params_from(device))
+        self.cycle = torque_cycle_from(device)      # ValueError when compensation is on and its artifact is not
+        self.supervisor: SafetySupervisor = self.cycle.supervisor
         self.loop = FixedRateLoop("torque", device.torque_loop.rate_hz, clock)
-        self._est_period_ns = int(1e9 / device.estimation.rate_hz)
-        self._linear = device.torque_loop.interpolation == "linear"
         self._cmd = np.zeros(1, dtype=command_dtype(self.n))
-        self._latest = np.zeros(1, dtype=command_dtype(self.n))
-        self._prev_torque = [0.0] * self.n
         self._latest_seq = 0
-        self._requested = [0.0] * self.n
-        self._commanded = [0.0] * self.n
+        self._requested = self.cycle.requested
+        self._commanded = self.cycle.commanded
+        self._sources = [f"drive.{j.name}" for j in device.joints]
         self._states = JointStates.zeros(self.n)
         self._reset_seq = 0
         self._shutdown = 0
@@ -91,7 +91,7 @@ class TorqueLoop:
         clock, sup, stages = self.clock, self.supervisor, self.loop.stages
         now = info.start_ns
         shutdown = self._requests(now)
-        latest, have_cmd, age_from_write = self._take_command(now)
+        have_cmd = self._take_command(now)
         # lifecycle (after a drive's DEACTIVATE, only a new activation request activates again)
         want_active = self.control.slots[Slot.REQ_ACTIVE] == 1 and shutdown == 0
         if not want_active:
@@ -100,23 +100,18 @@ class TorqueLoop:
             sup.activate(now)
         elif not want_active and sup.state is SafetyState.ACTIVE:
             sup.deactivate(now, "shutdown requested" if shutdown else "deactivation requested")
-        if have_cmd:
-            sup.check_command_age(age_from_write, now)
+        self.cycle.check_age(now)                   # from the frame's capture time
         t1 = clock.now_ns()
         self._measure(info, now)
         t2 = clock.now_ns()
-        if shutdown == 2:  # immediate stop (second Ctrl-C): zero now, no fade
-            if sup.state is SafetyState.ACTIVE:
-                sup.report_fault(Fault("operator", FaultKind.ESTOP, 2.0, now))
-            for i in range(self.n):
-                self._commanded[i] = 0.0
-        else:
-            sup.update(self._requested, now, self._commanded)
+        if shutdown == 2 and sup.state is SafetyState.ACTIVE:  # immediate stop (second Ctrl-C): zero now, no fade
+            sup.report_fault(Fault("operator", FaultKind.ESTOP, 2.0, now))
+        self.cycle.step(now, zero_now=shutdown == 2)
         t3 = clock.now_ns()
         if self.drive.write(self._commanded, now) is not DriveResult.OK:
             self.drive_write_errors += 1
         t4 = clock.now_ns()
-        self._record(info, latest, have_cmd, age_from_write, (now, t1, t2, t3, t4))
+        self._record(info, have_cmd, (now, t1, t2, t3, t4))
         stages.record("read", (t2 - now) * 1e-9)
         stages.record("safety", (t3 - t2) * 1e-9)
         stages.record("write", (t4 - t3) * 1e-9)
@@ -144,29 +139,17 @@ class TorqueLoop:
             shutdown = max(shutdown, 1)
         return shutdown
 
-    def _take_command(self, now: int) -> tuple[Any, bool, int]:
-        """Newest command (never blocks), interpolated into ``self._requested`` (N*m) from the previous
-        one over one estimation period; returns (latest record, have a command, ns since it was written)."""
+    def _take_command(self, now: int) -> bool:
+        """Newest command (never blocks) into the cycle, interpolated into ``self._requested`` (N*m) from the
+        previous one over one estimation period; returns whether there is a command."""
         seq = self.command.read(self._cmd)
         if seq > self._latest_seq:
-            for i in range(self.n):
-                self._prev_torque[i] = float(self._latest[0]["torque_nm"][i]) if self._latest_seq else 0.0
-            self._latest[0] = self._cmd[0]
+            c = self._cmd[0]
+            self.cycle.new_command(int(c["frame_index"]), int(c["capture_ns"]), int(c["write_ns"]), c["torque_nm"],
+                                   float(c["knee_rad"]))
             self._latest_seq = seq
-        latest = self._latest[0]
-        have_cmd = self._latest_seq > 0
-        age_from_write = now - int(latest["write_ns"]) if have_cmd else 0
-        if have_cmd:
-            lt = latest["torque_nm"]
-            if self._linear:
-                alpha = min(1.0, max(0.0, age_from_write / self._est_period_ns))
-                for i in range(self.n):
-                    p = self._prev_torque[i]
-                    self._requested[i] = p + (float(lt[i]) - p) * alpha
-            else:
-                for i in range(self.n):
-                    self._requested[i] = float(lt[i])
-        return latest, have_cmd, age_from_write
+        self.cycle.interpolate(now)
+        return self.cycle.have_command
 
     def _measure(self, info: CycleInfo, now: int) -> None:
         """Read the drive, hand its and the sensors' faults to the supervisor, check the joint states."""
@@ -183,19 +166,18 @@ class TorqueLoop:
         if self._sensor_check is not None:
             for source, kind, value, t_seen in self._sensor_check():
                 sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
-        st = self._states
+        st, observe = self._states, self.cycle.observe_joint
         for i in range(self.n):
-            sup.check_joint_state(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
-                                  source=f"drive.{self.device.joints[i].name}")
+            observe(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
+                    source=self._sources[i])
         if self._velocity_check is not None and info.index >= self._vc_next_cycle:
             self._run_velocity_check(info.index, now)
 
-    def _record(self, info: CycleInfo, latest: Any, have_cmd: bool, age_from_write: int,
-                times: tuple[int, int, int, int, int]) -> None:
+    def _record(self, info: CycleInfo, have_cmd: bool, times: tuple[int, int, int, int, int]) -> None:
         """One telemetry record into the shared ring, filled in place; ``times``: cycle start, after the
         command, after the measurement, after the supervisor, after the write (ns)."""
         now, t1, t2, t3, t4 = times
-        sup, st = self.supervisor, self._states
+        sup, st, cyc = self.supervisor, self._states, self.cycle
         rec = self.records.slot()[0]
         rec["cycle"] = info.index
         rec["scheduled_ns"] = info.scheduled_ns
@@ -204,11 +186,12 @@ class TorqueLoop:
         rec["end_ns"] = t4
         rec["missed_total"] = info.missed_total
         rec["state"] = STATE_CODES[sup.state.value]
-        rec["stale"] = have_cmd and age_from_write > sup.stale_after_ns
+        rec["stale"] = cyc.stale
         rec["fade_gain"] = sup.fade_gain
-        rec["command_frame"] = int(latest["frame_index"]) if have_cmd else -1
-        rec["command_age_ns"] = t3 - int(latest["capture_ns"]) if have_cmd else -1
+        rec["command_frame"] = cyc.command_frame if have_cmd else -1
+        rec["command_age_ns"] = t3 - cyc.capture_ns if have_cmd else -1
         rec["requested_nm"] = self._requested
+        rec["motor_request_nm"] = cyc.motor_request
         rec["commanded_nm"] = self._commanded
         rec["position_rad"] = st.position_rad
         rec["velocity_rad_s"] = st.velocity_rad_s

@@ -17,10 +17,11 @@ def command_dtype(n_joints: int) -> np.dtype:
     """Assistance command from the estimation loop (latest-value buffer)."""
     return np.dtype([
         ("frame_index", "i8"),       # pipeline cycle that produced it
-        ("capture_ns", "i8"),        # capture time of the input frame (monotonic)
+        ("capture_ns", "i8"),        # capture time of the input frame (monotonic): the torque loop's staleness
         ("write_ns", "i8"),          # when the pipeline published it
         ("torque_nm", "f8", (n_joints,)),
-    ])
+        ("knee_rad", "f8"),          # the estimator's knee flexion angle of the assisted leg (rad; NaN: none),
+    ])                               # for the torque loop's tissue compensator
 
 
 def torque_record_dtype(n_joints: int) -> np.dtype:
@@ -28,11 +29,12 @@ def torque_record_dtype(n_joints: int) -> np.dtype:
     return np.dtype([
         ("cycle", "i8"), ("scheduled_ns", "i8"), ("start_ns", "i8"), ("write_ns", "i8"), ("end_ns", "i8"),
         ("missed_total", "i8"), ("state", "i1"), ("stale", "?"), ("fade_gain", "f8"),
-        ("command_frame", "i8"), ("command_age_ns", "i8"),       # age from capture to bus write
+        ("command_frame", "i8"), ("command_age_ns", "i8"),       # age from capture to bus write; stale: from capture
         ("requested_nm", "f8", (n_joints,)), ("commanded_nm", "f8", (n_joints,)),
         ("position_rad", "f8", (n_joints,)), ("velocity_rad_s", "f8", (n_joints,)),
         ("measured_torque_nm", "f8", (n_joints,)),
         ("stage_read_s", "f8"), ("stage_safety_s", "f8"), ("stage_write_s", "f8"),
+        ("motor_request_nm", "f8", (n_joints,)),                  # after the tissue compensator, before the supervisor
     ])
 
 

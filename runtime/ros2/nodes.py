@@ -44,7 +44,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64, String
 
-from controllers.safety import Fault, FaultKind, SafetyState, SafetySupervisor
+from controllers.safety import Fault, FaultKind, SafetyState
 from runtime.ros2 import topics
 from runtime.ros2.description import PARAMETERS
 
@@ -236,20 +236,8 @@ class SafetyNode(ExoLifecycleNode):
     KIND = "safety"
 
     def setup(self) -> None:
-        from runtime.wiring import safety_params_from
-
-        self.sup = SafetySupervisor(safety_params_from(self.device))
-        self.names = [j.name for j in self.device.joints]
+        self._setup_cycle(float(self.param_or("rate_hz", self.device.torque_loop.rate_hz)))
         n = len(self.names)
-        self.rate_hz = float(self.param_or("rate_hz", self.device.torque_loop.rate_hz))
-        self.requested = [0.0] * n
-        self.commanded = [0.0] * n
-        self.req_rx_ns = 0
-        self.activated_ns = 0
-        self.armed = False
-        self.fade_start_wall_ns = 0
-        self.estop = False
-        self._joint_msgs: list[tuple[int, float, float]] = []
         self._last_state: SafetyState | None = None
         self._diag_every = max(1, int(round(self.rate_hz / float(self.param("diagnostics_hz")))))
         self._ticks = 0
@@ -264,7 +252,31 @@ class SafetyNode(ExoLifecycleNode):
                      self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 50)]
         self.timer = self.create_timer(1.0 / self.rate_hz, self._tick)
         self.get_logger().info(f"safety: {n} joint(s), {self.rate_hz:g} Hz, fade {self.device.safety.fade_time_s:g} s, "
-                               f"stale after {self.device.torque_loop.stale_after_s:g} s")
+                               f"stale after {self.device.torque_loop.stale_after_s:g} s from capture, tissue "
+                               f"compensation {'on' if self.cycle.compensator is not None else 'off'}")
+
+    def _setup_cycle(self, rate_hz: float, interpolation: str | None = None) -> None:
+        """The torque cycle and the inputs' state (no rclpy: the cycle test builds a node with only this).
+        ValueError when tissue compensation is on and its artifact is missing or of another version."""
+        from collections import deque
+
+        from runtime.wiring import torque_cycle_from
+
+        self.rate_hz = rate_hz
+        self.names = [j.name for j in self.device.joints]
+        self.cycle = torque_cycle_from(self.device, interpolation=interpolation, rate_hz=rate_hz)
+        self.sup = self.cycle.supervisor
+        self.requested = self.cycle.requested
+        self.commanded = self.cycle.commanded
+        self._req_in = [0.0] * len(self.names)
+        self._knee_joint = self.cycle.params.compensated_joint
+        self._frames = 0
+        self.req_rx_ns = 0
+        self.activated_ns = 0
+        self.armed = False
+        self.fade_start_wall_ns = 0
+        self.estop = False
+        self._joint_msgs: deque[tuple[int, float, float]] = deque()
 
     def teardown(self) -> None:
         self.destroy_timer(self.timer)
@@ -314,10 +326,26 @@ class SafetyNode(ExoLifecycleNode):
 
     # inputs
     def _on_request(self, msg: JointState) -> None:
-        for name, tau in zip(msg.name, msg.effort):
+        """A request: per-joint effort (N*m); its header stamp is taken as the capture time (node clock, turned
+        monotonic with the offset now); the assisted joint's position, when given, as the knee angle (rad)."""
+        rx = _mono_ns()
+        knee = math.nan
+        for i, (name, tau) in enumerate(zip(msg.name, msg.effort)):
             if name in self.names:
-                self.requested[self.names.index(name)] = float(tau)
-        self.req_rx_ns = _mono_ns()
+                j = self.names.index(name)
+                self._req_in[j] = float(tau)
+                if j == self._knee_joint and i < len(msg.position):
+                    knee = float(msg.position[i])
+        st = msg.header.stamp
+        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
+        capture = rx - (self.wall_ns() - stamp_ns) if stamp_ns > 0 else rx
+        self._take_request(self._req_in, min(capture, rx), rx, knee)
+
+    def _take_request(self, torque_nm: list[float], capture_ns: int, rx_ns: int, knee_rad: float = math.nan) -> None:
+        """A request into the cycle: torque (N*m), its capture and reception times (monotonic ns)."""
+        self._frames += 1
+        self.cycle.new_command(self._frames, capture_ns, rx_ns, torque_nm, knee_rad)
+        self.req_rx_ns = rx_ns
 
     def _on_joint_states(self, msg: JointState) -> None:
         for i, name in enumerate(msg.name):
@@ -348,22 +376,28 @@ class SafetyNode(ExoLifecycleNode):
                 self.sup.report_fault(Fault(st.name, kind, value, now))
 
     # the command path
-    def _tick(self) -> None:
-        stamp = self.stamp_now()        # before the monotonic time the supervisor uses (see on_deactivate)
-        now = _mono_ns()
-        sup = self.sup
+    def _cycle_step(self, now: int) -> bool:
+        """One torque cycle at ``now`` (monotonic ns; no rclpy): e-stop, activation by the first request after the
+        lifecycle activation, then ``controllers.torque_cycle.TorqueCycle`` (interpolation, staleness from capture,
+        joint checks, tissue compensation, supervisor) into ``self.commanded``. True when it left ACTIVE."""
+        sup, cyc = self.sup, self.cycle
         if self.estop:
             sup.report_fault(Fault("operator", FaultKind.ESTOP, 1.0, now))
+        cyc.interpolate(now)
         if self.armed and sup.state is SafetyState.INACTIVE and self.req_rx_ns > self.activated_ns:
             self.armed = not sup.activate(now)
-        if sup.state is SafetyState.ACTIVE:
-            sup.check_command_age(now - self.req_rx_ns, now)
+        cyc.check_age(now)
         while self._joint_msgs:
-            i, pos, vel = self._joint_msgs.pop(0)
-            sup.check_joint_state(i, pos, vel, now)
+            i, pos, vel = self._joint_msgs.popleft()
+            cyc.observe_joint(i, pos, vel, now)
         was_active = sup.state is SafetyState.ACTIVE
-        sup.update(self.requested, now, self.commanded)
-        if was_active and sup.state is not SafetyState.ACTIVE:
+        cyc.step(now)
+        return was_active and sup.state is not SafetyState.ACTIVE
+
+    def _tick(self) -> None:
+        stamp = self.stamp_now()        # before the monotonic time the supervisor uses (see on_deactivate)
+        sup = self.sup
+        if self._cycle_step(_mono_ns()):
             self.fade_start_wall_ns = self.wall_ns()
         self.pub_cmd.publish(_joint_state(stamp, self.names, effort=self.commanded))
         for name, tau in zip(self.names, self.commanded):
@@ -403,36 +437,44 @@ class CanBridgeNode(ExoLifecycleNode):
     KIND = "can_bridge"
 
     def setup(self) -> None:
-        from runtime.control.drive import JointStates
         from runtime.wiring import make_drive
-        from runtime.wiring import safety_params_from
 
         dev = self.device
-        self.names = [j.name for j in dev.joints]
-        n = len(self.names)
-        self.rate_hz = float(self.param_or("rate_hz", dev.torque_loop.rate_hz))
         stale = float(self.param_or("stale_after_s", dev.torque_loop.stale_after_s))
-        params = safety_params_from(dev)
-        from dataclasses import replace
-
-        self.watchdog = SafetySupervisor(replace(params, stale_after_s=stale))
-        self.drive = make_drive(dev, self.calibration.model_dump(mode="json"), self.subject.mass_kg,
-                                self.subject.height_m)
-        self.poll_faults = self.drive.poll_faults
-        self.states = JointStates.zeros(n)
-        self.cmd_in = [0.0] * n
-        self.out = [0.0] * n
-        self.cmd_rx_ns = 0
-        self.activated_ns = 0
-        self.armed = False
-        self.enabled = False
-        self.active = False
+        drive = make_drive(dev, self.calibration.model_dump(mode="json"), self.subject.mass_kg, self.subject.height_m)
+        self._setup_cycle(float(self.param_or("rate_hz", dev.torque_loop.rate_hz)), stale, drive)
         self.pub_js = self.create_publisher(JointState, topics.JOINT_STATES, 50)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.sub = self.create_subscription(JointState, topics.TORQUE_COMMAND, self._on_command, 50)
         self.timer = self.create_timer(1.0 / self.rate_hz, self._tick)
         self.get_logger().info(f"can_bridge: bus {dev.bus.interface} {dev.bus.channel}, {self.rate_hz:g} Hz, "
                                f"watchdog fades after {stale:g} s without commands")
+
+    def _setup_cycle(self, rate_hz: float, stale_after_s: float, drive, interpolation: str = "hold") -> None:
+        """The watchdog's torque cycle and the inputs' state (no rclpy: the cycle test builds a node with only
+        this). The input is the safety node's loop-rate command, so it is held (``hold``), not interpolated;
+        the tissue compensation is the safety node's, never applied twice."""
+        from runtime.control.drive import JointStates
+        from runtime.wiring import torque_cycle_from
+
+        self.rate_hz = rate_hz
+        self.names = [j.name for j in self.device.joints]
+        n = len(self.names)
+        self.cycle = torque_cycle_from(self.device, interpolation=interpolation, stale_after_s=stale_after_s,
+                                       rate_hz=rate_hz, compensate=False)
+        self.watchdog = self.cycle.supervisor
+        self.drive = drive
+        self.poll_faults = drive.poll_faults
+        self.states = JointStates.zeros(n)
+        self.cmd_in = [0.0] * n
+        self.out = self.cycle.commanded
+        self._sources = [f"drive.{name}" for name in self.names]
+        self._frames = 0
+        self.cmd_rx_ns = 0
+        self.activated_ns = 0
+        self.armed = False
+        self.enabled = False
+        self.active = False
 
     def teardown(self) -> None:
         now = _mono_ns()
@@ -467,18 +509,31 @@ class CanBridgeNode(ExoLifecycleNode):
         return SUCCESS
 
     def _on_command(self, msg: JointState) -> None:
+        """A command: per-joint effort (N*m); its header stamp (the safety node's tick) as its capture time."""
+        rx = _mono_ns()
         for name, tau in zip(msg.name, msg.effort):
             if name in self.names:
                 self.cmd_in[self.names.index(name)] = float(tau)
-        self.cmd_rx_ns = _mono_ns()
+        st = msg.header.stamp
+        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
+        capture = rx - (self.wall_ns() - stamp_ns) if stamp_ns > 0 else rx
+        self._take_command(self.cmd_in, min(capture, rx), rx)
 
-    def _tick(self) -> None:
-        now = _mono_ns()
-        wd = self.watchdog
+    def _take_command(self, torque_nm: list[float], capture_ns: int, rx_ns: int) -> None:
+        """A command into the cycle: torque (N*m), its capture and reception times (monotonic ns)."""
+        self._frames += 1
+        self.cycle.new_command(self._frames, capture_ns, rx_ns, torque_nm)
+        self.cmd_rx_ns = rx_ns
+
+    def _cycle_step(self, now: int) -> list:
+        """One cycle at ``now`` (monotonic ns; no rclpy): activation by the first command after the lifecycle
+        activation, the drive's state and faults, then ``controllers.torque_cycle.TorqueCycle`` (staleness from
+        capture, joint checks, supervisor) and the drive write. Returns the drive's faults of this cycle."""
+        wd, cyc = self.watchdog, self.cycle
+        cyc.interpolate(now)
         if self.armed and wd.state is SafetyState.INACTIVE and self.cmd_rx_ns > self.activated_ns:
             self.armed = not wd.activate(now)
-        if wd.state is SafetyState.ACTIVE:
-            wd.check_command_age(now - self.cmd_rx_ns, now)
+        cyc.check_age(now)
         self.drive.read(self.states, now)
         faults = self.poll_faults()
         for source, kind, value, t_seen in faults:
@@ -487,12 +542,20 @@ class CanBridgeNode(ExoLifecycleNode):
             except ValueError:
                 fk = FaultKind.BUS_ERROR
             wd.report_fault(Fault(source, fk, float(value), t_seen))
+        st = self.states
+        for i in range(len(self.names)):
+            cyc.observe_joint(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
+                              source=self._sources[i])
         if self.enabled:
-            wd.update(self.cmd_in, now, self.out)
+            cyc.step(now)
             self.drive.write(self.out, now)
             if not self.active and wd.fade_complete and wd.state is not SafetyState.ACTIVE:
                 self.drive.disable(now)
                 self.enabled = False
+        return faults
+
+    def _tick(self) -> None:
+        faults = self._cycle_step(_mono_ns())
         st = self.states
         self.pub_js.publish(_joint_state(self.stamp_now(), self.names, st.position_rad, st.velocity_rad_s, st.torque_nm))
         if faults:
