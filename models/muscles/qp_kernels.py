@@ -54,6 +54,7 @@ import numpy as np
 
 __all__ = [
     "couplings_kernel",
+    "actuator_velocity",
     "moment_arms",
     "assemble",
     "solve_qp",
@@ -91,6 +92,18 @@ def couplings_kernel(qpos, qvel, tau, apply, dep_qadr, dep_dof, ind_qadr, ind_do
             qvel[dep_dof[e]] = dp * qvel[ind_dof[e]]
         dof_factor[dep_dof[e]] = dp
     return True
+
+
+@nb.njit(**_NJ)
+def actuator_velocity(rownnz, rowadr, colind, moment, qvel, out):
+    """``out = actuator_moment @ qvel`` (MuJoCo's sparse rows): what ``mj_fwdVelocity`` writes to
+    ``actuator_velocity``, without the rest of the velocity stage (CoM velocities, passive and bias forces)."""
+    for a in range(out.shape[0]):
+        acc = 0.0
+        a0 = rowadr[a]
+        for p in range(a0, a0 + rownnz[a]):
+            acc += moment[p] * qvel[colind[p]]
+        out[a] = acc
 
 
 @nb.njit(**_NJ)

@@ -92,7 +92,7 @@ import numpy as np
 
 from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
-from models.muscles.qp_kernels import assemble, couplings_kernel, frame_outputs, moment_arms, solve_qp
+from models.muscles.qp_kernels import actuator_velocity, assemble, couplings_kernel, frame_outputs, moment_arms, solve_qp
 
 __all__ = [
     "SOParams",
@@ -520,7 +520,10 @@ class StaticOptimization:
         mujoco.mj_comPos(m, d)
         mujoco.mj_tendon(m, d)
         mujoco.mj_transmission(m, d)
-        mujoco.mj_fwdVelocity(m, d)  # actuator_velocity = moment @ qvel
+        # actuator_velocity = moment @ qvel, the only velocity-stage quantity the muscle forces read (mj_fwdVelocity
+        # would add CoM velocities, passive and bias forces: 15 % of the stage's MuJoCo time on MyoLeg)
+        actuator_velocity(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, d.qvel,
+                          d.actuator_velocity)
         self._set_muscle_input(1.0)
         mujoco.mj_fwdActuation(m, d)
         np.copyto(self._F1, d.actuator_force)
@@ -581,10 +584,23 @@ class StaticOptimization:
             return
         self._muscle_state()
         t1 = time.perf_counter()
+        self._solve_state(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self._F1,
+                          d.actuator_force, tau, out)
+        t2 = time.perf_counter()
+        out.solve_time_s = t2 - t1
+        out.step_time_s = t2 - t0
+
+    def _solve_state(self, rownnz: np.ndarray, rowadr: np.ndarray, colind: np.ndarray, moment: np.ndarray,
+                     force_act1: np.ndarray, force_act0: np.ndarray, tau: np.ndarray, out: SOFrame) -> None:
+        """The numba part of :meth:`step` on a muscle state given as MuJoCo arrays: the sparse
+        ``actuator_moment`` (``rownnz, rowadr, colind, moment``), ``actuator_force`` at activation 1 and 0 (N,
+        actuator order), ``tau`` (n_coord,) with the couplings applied.  Fills ``out`` but its timings; warm-starts
+        from (and updates) the previous call.  Also the entry of batched backends that compute the muscle state
+        elsewhere (:mod:`models.muscles.warp_backend`)."""
         R = self._R
-        moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, self.muscle_ids,
-                    self._dof_coord, self._dof_factor, R, self._rcnt, self._ridx, self._mark)
-        assemble(R, self._rcnt, self._ridx, self._F1, d.actuator_force, self.muscle_ids, tau, self._solved,
+        moment_arms(rownnz, rowadr, colind, moment, self.muscle_ids, self._dof_coord, self._dof_factor, R,
+                    self._rcnt, self._ridx, self._mark)
+        assemble(R, self._rcnt, self._ridx, force_act1, force_act0, self.muscle_ids, tau, self._solved,
                  self._pos, self._gain, self._passive, self._Ct, self._nzcnt, self._nzidx, self._env, self._b)
         cold = not (self._warm and self._have_warm)
         it, status, _ = solve_qp(self._Ct, self._nzcnt, self._nzidx, self._env, self._b, self._hp, self._lam, cold,
@@ -594,12 +610,9 @@ class StaticOptimization:
                              self._P, tau, self._solved, self._is_solved, out.activation, out.muscle_force_n,
                              out.muscle_moment_nm, out.reserve_nm, out.residual_nm)
         self._have_warm = True
-        t2 = time.perf_counter()
         out.cost = cost
         out.iterations = it
         out.status = status
-        out.solve_time_s = t2 - t1
-        out.step_time_s = t2 - t0
 
     def problem(self, qpos: np.ndarray, qvel: np.ndarray, tau_coord: np.ndarray) -> SOProblem:
         """The QP of one frame (copies; allocates): for cross-checks with other solvers and for inspection."""
