@@ -1,5 +1,8 @@
 """Fault-injection matrix: each fault x each controller state, closed loop over CAN frames.
 
+``frozen_camera``: the estimator keeps publishing, every command with the capture time of the last frame before the
+injection; the torque loop's staleness counts from capture, so it faults STALE like no command at all.
+
 In process and deterministic: the torque loop (FakeClock) drives an `AkCanDrive` on a python-can
 `virtual` bus; on the same bus `hil.ak_emulator.HilRig` emulates the AK drive frame for frame on the
 simulated knee. For every case: the commanded torque never exceeds its limit and is finite, reaches
@@ -43,6 +46,7 @@ FAULTS = {
     "enobufs_on_send": ({"BUS_ERROR"}, 0.006, 10),
     "nan_command": ({"NAN"}, 0.02, None),
     "stale_command": ({"STALE"}, 0.1 + 0.006, None),
+    "frozen_camera": ({"STALE"}, 0.1 + 0.006, None),      # commands keep coming, all from the same old frame
     "estop_frame": ({"ESTOP"}, 0.006, None),
 }
 STATES = ["INACTIVE", "RAMPING", "ACTIVE", "FADING"]
@@ -75,9 +79,10 @@ class Case:
         self._inner = self.loop.step
         self.loop.step = self.step     # wrap: publish, inject, service the rig, then the real cycle
 
-    def publish(self, torque):
+    def publish(self, torque, frozen=False):
         self.cmd["frame_index"] += 1
-        self.cmd["capture_ns"] = self.clock.now_ns() - 3_000_000
+        if not frozen:                 # a frozen camera: the estimator publishes with the last frame's capture time
+            self.cmd["capture_ns"] = self.clock.now_ns() - 3_000_000
         self.cmd["write_ns"] = self.clock.now_ns()
         self.cmd["torque_nm"] = [torque]
         self.command.write(self.cmd)
@@ -110,7 +115,7 @@ class Case:
         publishing = not (self.fault == "stale_command" and i >= INJECT)
         if publishing and i % 8 == 0:
             nan = self.fault == "nan_command" and i >= INJECT
-            self.publish(math.nan if nan else TORQUE_NM)
+            self.publish(math.nan if nan else TORQUE_NM, frozen=self.fault == "frozen_camera" and i >= INJECT)
         if i == INJECT:
             self.inject(True)
         if self.duration is not None and i == INJECT + self.duration:
