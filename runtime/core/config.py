@@ -183,8 +183,9 @@ class AssistanceConfig(_Strict):
     confidence_hold_s: Annotated[float, Field(ge=0.0, le=30.0, description="s above full before the ramp back up")] = 1.0
     # the safety supervisor's fade (safety.fade_time_s default): a confidence fade is never more abrupt than a fault's
     confidence_fade_s: Annotated[float, Field(ge=0.005, le=1.0, description="s; linear fade to zero, >= safety.fade_time_s")] = 0.1
-    # pre-compensate the motor command for the cuff tissue (controllers.tissue_compensator, versioned
-    # artifact) in the torque loop; not read by the torque loop yet (the wiring is pending)
+    # pre-compensate the motor command for the cuff tissue in every torque cycle (controllers.torque_cycle with
+    # controllers.tissue_compensator and its versioned artifact; runtime.wiring.torque_cycle_from); a missing artifact
+    # or one of another version stops the start-up (exit 2), never a silent rigid run
     tissue_compensation: bool = False
 
     @model_validator(mode="after")
