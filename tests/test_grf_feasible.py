@@ -221,6 +221,32 @@ def test_noisy_monocular_like_input_never_pulls(model, ss1):
     assert np.isfinite(fea.residual_force_n[fea.valid]).all()
 
 
+@needs_data
+def test_real_time_floor_refinement_finds_the_trials_floor(model, ss1):
+    """The live chain gives the real-time path the lab's nominal floor (z = 0, the plate surface) while the model's
+    sole points stand higher (2.3 cm with the project's own IK of the markers, 6.5 cm with the lab's IK coordinates
+    used here): with ``floor_adapt_max_m`` the step path converges to the floor the whole-trial estimate finds
+    (median of still-foot lowest points) and detects contact; without it, it keeps the given floor."""
+    from models.grf.records import CoordinatesFrame
+
+    whole = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=MASS), model).run(ss1).floor_height_m
+    assert 0.01 < whole < 0.1             # the model's sole sits above the plates (the reason for the refinement)
+    rate = 1.0 / float(np.median(np.diff(ss1.time_s)))
+    floors = {}
+    for adapt in (0.1, 0.0):
+        est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=MASS, causal=True, sample_rate_hz=rate,
+                                                           floor_height_m=0.0, floor_adapt_max_m=adapt), model)
+        est.reset()
+        out, contact = est.new_frame(), []
+        for k in range(ss1.time_s.size):
+            est.step(CoordinatesFrame(t_s=float(ss1.time_s[k]), qpos=ss1.qpos[k]), out)
+            contact.append(bool(out.contact.any()))
+        floors[adapt] = (est._rt.floor_height_m, np.mean(contact))
+    assert floors[0.0][0] == 0.0
+    assert abs(floors[0.1][0] - whole) < 0.005           # within 5 mm of the whole-trial floor
+    assert floors[0.1][1] > 0.8 > floors[0.0][1]         # contact found once the floor is right
+
+
 # ---------------------------------------------------------------------------------------------- shared trials
 
 #: Kinematics-only chain (our IK from the markers -> GRF estimate -> ID) against ID with the measured plates,

@@ -57,6 +57,14 @@ class GroundReactionParams:
     detected in contact (a missed detection, e.g. a floor height off by a few cm), the feet whose lowest sole point
     is within this height of the floor may carry force (the rule split's likelihood share as the prior); feet higher
     up carry none.
+    ``floor_adapt_max_m``: the real-time path (:meth:`~GroundReactionEstimator.step`) refines the floor it was
+    given from the still feet, by the rule of :func:`models.grf.floor.estimate_floor_height`: the running median of
+    each still foot's lowest (filtered) sole point, every point slower than ``floor_still_speed_m_s``, taken once
+    ``floor_adapt_min_samples`` such samples are in (default 10: a sixth of a second of one still foot at
+    60 Hz; the last 512 are kept), and accepted only within
+    ``floor_adapt_max_m`` of the given floor; 0 (default) keeps the given floor. The live chain uses it because the
+    model's sole points sit 2-3 cm above a lab's force-plate surface (shoe sole, soft tissue, marker placement):
+    on PS ss1 the still-foot floor of the model is 0.023 m, so a floor of 0 leaves every foot "in the air".
     """
 
     subject_mass_kg: float
@@ -89,6 +97,9 @@ class GroundReactionParams:
     feasible_cop_weight: float = 0.3
     feasible_ridge: float = 1e-6
     feasible_fallback_reach_m: float = 0.15
+    floor_adapt_max_m: float = 0.0
+    floor_still_speed_m_s: float = 0.4
+    floor_adapt_min_samples: int = 10
 
     def __post_init__(self) -> None:
         o = "GroundReactionParams"
@@ -99,6 +110,13 @@ class GroundReactionParams:
         for name in ("contact_height_scale_m", "contact_speed_m_s", "contact_speed_scale_m_s", "double_support_s",
                      "max_gap_s"):
             _positive(o, name, getattr(self, name))
+        for name in ("floor_still_speed_m_s",):
+            _positive(o, name, getattr(self, name))
+        if not (isinstance(self.floor_adapt_max_m, (int, float)) and 0.0 <= self.floor_adapt_max_m <= 0.2):
+            raise ValueError(f"{o}.floor_adapt_max_m must be a number in 0..0.2 m, got {self.floor_adapt_max_m!r}")
+        if not (isinstance(self.floor_adapt_min_samples, int) and 1 <= self.floor_adapt_min_samples <= 512):
+            raise ValueError(f"{o}.floor_adapt_min_samples must be an integer in 1..512, got "
+                             f"{self.floor_adapt_min_samples!r}")
         for name in ("contact_height_m", "min_contact_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

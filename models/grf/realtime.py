@@ -44,6 +44,10 @@ class _Cross:
             oi -= tmp
 
 
+#: Still-foot samples kept by the online floor refinement (about 4 s of single support at 60 Hz).
+_FLOOR_RING = 512
+
+
 class StepEstimator:
     """Per-frame state of the causal estimate for one :class:`BodyModel` (subject-scaled by ``mass_scale``).
 
@@ -94,6 +98,11 @@ class StepEstimator:
         self._foot_views = [(self._w[f], self._pts[f * P:(f + 1) * P, 0], self._pts[f * P:(f + 1) * P, 1],
                              self._pts[f * P:(f + 1) * P, 2]) for f in range(2)]
         self._f0, self._f1 = self._forces[0], self._forces[1]
+        # online floor refinement (params.floor_adapt_max_m): ring of still-foot lowest points, median by partition
+        self._floor_ring, self._floor_sort = np.zeros(_FLOOR_RING), np.zeros(_FLOOR_RING)
+        self._speed2_feet = (self._tmp_pt[:P], self._tmp_pt[P:])
+        self._pfz_feet = (self._pf_z[:P], self._pf_z[P:])
+        self._floor0, self._floor_n = 0.0, 0
         self._cross_mom = _Cross(self._rel, self._forces, self._mom2)
 
     def _build_ang_mom_buffers(self) -> None:
@@ -117,7 +126,8 @@ class StepEstimator:
     def reset(self, rate_hz: float, floor_height_m: float) -> None:
         """Start a new sequence at ``rate_hz`` frames per second on the floor ``z = floor_height_m`` (m)."""
         p = self.params
-        self._floor = float(floor_height_m)
+        self._floor = self._floor0 = float(floor_height_m)
+        self._floor_n = 0
         self._h = 1.0 / float(rate_hz)
         fb = RampPrimedLowPass(p.filter_order, p.cutoff_hz, float(rate_hz))
         self._fs_x = RampPrimedLowPassState(fb, self._xs.shape)
@@ -152,6 +162,8 @@ class StepEstimator:
         self.body.pose(qpos, lum, self._buf)
         self._filter(seg_k)
         self._kinematics(seg_k)
+        if seg_k > 0 and self.params.floor_adapt_max_m > 0.0:
+            self._adapt_floor()
         lr, ll = self._contact_likelihood()
         self._cop_of_feet()
         share = self._tracker.update(t, lr, ll, self._c, self._cv, self._cop)
@@ -259,6 +271,32 @@ class StepEstimator:
         np.matmul(self._rf33, self._wl31, out=self._sp1)
         np.sum(self._sp10, axis=0, out=self._l3)
         out += self._l3
+
+    def _adapt_floor(self) -> None:
+        """Refine ``_floor`` from the still feet of this frame (``GroundReactionParams.floor_adapt_max_m``)."""
+        p = self.params
+        np.multiply(self._pts_v, self._pts_v, out=self._tmp_pt3)
+        np.sum(self._tmp_pt3, axis=1, out=self._tmp_pt)
+        still2 = p.floor_still_speed_m_s * p.floor_still_speed_m_s
+        added = False
+        for f in range(2):
+            if float(self._speed2_feet[f].max()) < still2:
+                z = float(self._pfz_feet[f].min())
+                if abs(z - self._floor0) <= p.floor_adapt_max_m:
+                    self._floor_ring[self._floor_n % _FLOOR_RING] = z
+                    self._floor_n += 1
+                    added = True
+        if added and self._floor_n >= p.floor_adapt_min_samples:
+            n = min(self._floor_n, _FLOOR_RING)
+            buf = self._floor_sort[:n]
+            np.copyto(buf, self._floor_ring[:n])
+            buf.partition(n // 2)
+            self._floor = float(buf[n // 2])
+
+    @property
+    def floor_height_m(self) -> float:
+        """The floor this estimate uses now (m, z up): the one given to :meth:`reset`, or its online refinement."""
+        return self._floor
 
     def _contact_likelihood(self) -> tuple[float, float]:
         """Point likelihoods of the filtered foot points (into ``_lik_pt``); returns the feet's (right, left)."""

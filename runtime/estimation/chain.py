@@ -136,7 +136,8 @@ class KinematicsToLoads:
         self.state_map = OpenSimStateMap(model, self.coordinate_names)
         self.grf = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
                                                                 sample_rate_hz=params.rate_hz,
-                                                                floor_height_m=params.floor_height_m), model=model)
+                                                                floor_height_m=params.floor_height_m,
+                                                                floor_adapt_max_m=0.08), model=model)
         self._grf_out = self.grf.new_frame()
         self.tibia = f"tibia_{params.side[0]}"
         self.inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(self.tibia,),
