@@ -321,3 +321,65 @@ def test_offline_csv_has_each_foot_grf_and_the_confidence_parts(ps1_chain, tmp_p
     assert set(info["envelopes"]) >= {"vgrf", "kam", "kem", "kcf", "kcf_compartment", "activation_rate"}
     kam = info["envelopes"]["kam"]
     assert kam["fraction_outside"] == pytest.approx(C.flag(C.KAM_ENVELOPE, r.kam_pct_bw_ht).fraction_outside)
+
+
+def test_run_summary_and_html_report_show_the_confidence_and_envelopes(ps1_chain, tmp_path):
+    """The logged confidence topic -> summarize_log's ``confidence`` (what exo demo puts in summary.json) and the
+    report's trace plot and envelope table."""
+    from runtime.estimation.topics import T_CONFIDENCE, topics
+    from runtime.report.html import build_html
+    from runtime.report.summary import confidence_summary, load_series, record_confidence, summarize_log
+    from runtime.session_topics import register_pipeline_topics
+    from runtime.telemetry.log import TelemetryLog
+
+    _, est, rec, r = ps1_chain
+    spec = next(t for t in topics(est) if t.topic == T_CONFIDENCE)
+    run = tmp_path / "run"
+    log = TelemetryLog(run / "telemetry", chunk_period_s=0.25)
+    register_pipeline_topics(log, [spec], 0)
+    parts = r.confidence_parts.copy()
+    parts[5:9, C.I_KAM] = 0.3                                   # 4 frames outside the KAM envelope
+    with log.open():
+        for i in range(rec.time_s.size):
+            t_ns = 1_000_000_000 + int(round(rec.time_s[i] * 1e9))
+            f = r.frame(i)
+            f.confidence_parts = parts[i]
+            f.confidence = float(parts[i].min())
+            log.write(T_CONFIDENCE, t_ns, spec.snapshot(_Frame(t_ns, f)))
+    series = load_series(run / "telemetry")
+    conf = confidence_summary(series["streams"])
+    want = C.summarize(C.combine(parts), parts)
+    assert conf["mean"] == pytest.approx(want.mean) and conf["fraction_below"] == pytest.approx(want.fraction_below)
+    kam = conf["envelopes"]["kam"]
+    assert kam["implausible"] and kam["fraction_outside"] >= 4 / rec.time_s.size
+    assert summarize_log(run / "telemetry", series)["confidence"]["envelopes"] == conf["envelopes"]
+    (run / "summary.json").write_text("{\"exit\": \"completed\"}")
+    record_confidence(run, series)
+    import json
+
+    doc = json.loads((run / "summary.json").read_text())
+    assert doc["exit"] == "completed" and doc["confidence"]["envelopes"]["kam"]["implausible"]
+    page, pngs, _ = build_html(run / "telemetry", plot_dir=tmp_path / "plots", series=series)
+    assert "Confidence and physiological envelopes" in page and any(p.name == "confidence.png" for p in pngs)
+    assert "IMPLAUSIBLE" in page and C.KAM_ENVELOPE.source.split(";")[0] in page
+
+
+def test_batch_job_flags_each_estimate_outside_its_envelope():
+    """exo batch on PS ss1 (force plates, no muscles): the job result carries every envelope with its fraction of
+    frames outside, the IMPLAUSIBLE notes match, and the summary table lists the flagged ones."""
+    from _support import shared_data
+    from runtime.clinic.batch import BatchReport, JobOutcome, jobs_from_shared, run_job, summary_table
+
+    shared_data("GC5_PS", "model", "GC5.osim")
+    from models.io.lab_files import shared_data_dir
+
+    job = next(j for j in jobs_from_shared(shared_data_dir(), muscles=False) if j.name == "PS_ss1")
+    res = run_job(job)
+    env = res["envelopes"]
+    assert set(env) == {"vgrf", "kam", "kem"}
+    # measured plates and their KAM / KEM on a walking trial: inside the walking envelopes on every frame
+    assert all(v["fraction_outside"] == 0.0 for v in env.values()), env
+    assert not any(n.startswith("IMPLAUSIBLE") for n in res["notes"])
+    fake = dict(res, envelopes=dict(env, kam=dict(env["kam"], fraction_outside=0.25, implausible=True)))
+    rows = summary_table(BatchReport([JobOutcome(job, fake)], 1.0, "local", 1))
+    assert rows[0]["implausible"] == {"kam": 0.25}

@@ -191,16 +191,19 @@ def run_job(job: TrialJob) -> dict[str, Any]:
     from models.muscles.knee_contact import knee_contact_from_analysis
     from models.body.registry import load_model
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
-    from runtime.clinic.metrics import analysis_metrics, model_hash, software_version
+    from models.confidence import flags_dict, implausible_notes
+    from runtime.clinic.metrics import analysis_metrics, envelope_flags, model_hash, software_version
     params = AnalyzeParams(float(job.mass_kg), float(job.height_m), job.side, muscles=job.muscles)  # type: ignore[arg-type]
     kin = trial_kinematics(job.trc, job.markerset, params)
     result = analyze_trial(job.trc, job.markerset, params, grf_path=job.grf, kin=kin, external_loads=job.external_loads)
     kcf = knee_contact_from_analysis(kin, result) if result.muscles is not None else None
     metrics, n_stances = analysis_metrics(result, kcf)
+    flags = envelope_flags(result, kcf)
     outputs = _write_outputs(job, result, kcf) if job.output_dir else []
     return {
         "trial": job.name, "metrics": metrics, "stances": n_stances, "frames": int(result.time_s.size),
-        "grf_source": result.grf_source, "notes": list(result.notes),
+        "grf_source": result.grf_source, "notes": list(result.notes) + implausible_notes(flags),
+        "envelopes": flags_dict(flags),
         "analysis": {"chain": "exo analyze", "model": params.model, "cutoff_hz": params.cutoff_hz,
                      "grf_threshold_n": params.grf_threshold_n, "muscles": params.muscles,
                      "grf_source": result.grf_source, "stance_s": [list(s) for s in result.stance]},
@@ -399,10 +402,16 @@ def summary_table(report: BatchReport) -> list[dict[str, Any]]:
     rows = []
     for o in report.outcomes:
         if o.ok:
-            rows.append({"trial": o.job.name, "subject": o.job.subject, **o.result["metrics"]})
+            rows.append({"trial": o.job.name, "subject": o.job.subject, **o.result["metrics"],
+                         "implausible": implausible_fractions(o.result)})
         else:
             rows.append({"trial": o.job.name, "subject": o.job.subject, "errors": o.errors})
     return rows
+
+
+def implausible_fractions(result: dict[str, Any]) -> dict[str, float]:
+    """``{envelope: fraction of frames outside}`` of a job's result, only the envelopes with frames outside."""
+    return {k: float(v["fraction_outside"]) for k, v in result.get("envelopes", {}).items() if v["fraction_outside"] > 0}
 
 
 def report_json(report: BatchReport) -> str:

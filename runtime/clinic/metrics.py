@@ -96,6 +96,19 @@ def analysis_metrics(result: Any, kcf: Any = None) -> tuple[dict[str, float | No
     return out, len(stances)
 
 
+def envelope_flags(result: Any, kcf: Any = None) -> list[Any]:
+    """Each estimate of a :class:`models.trial_analysis.TrialAnalysis` against its physiological envelope
+    (``models.confidence``: vertical GRF per foot, KAM, KEM, activation rate) and, when static optimisation ran, the
+    knee contact force of ``kcf``; a list of :class:`models.confidence.EnvelopeFlag` (fraction of frames outside)."""
+    from models.confidence import estimate_flags
+
+    flags = list(result.envelope_flags())
+    if kcf is not None:
+        flags += estimate_flags(result.params.mass_kg,
+                                kcf_n=np.column_stack([kcf.medial_n, kcf.lateral_n, kcf.total_n]))
+    return flags
+
+
 def software_version() -> str:
     """``exo_runtime <version>+<git commit>`` (``+unknown`` outside a git checkout; ``.dirty`` with local edits)."""
     try:

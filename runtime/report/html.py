@@ -50,6 +50,9 @@ CAPTIONS: dict[str, str] = {
     "activations": "Muscle activations from static optimisation (0..1), one row per muscle.",
     "synergies": "Synergy coefficients over time.",
     "kcf": "Medial and lateral knee contact force (N).",
+    "confidence": "Confidence of the estimate (black, 0..1) = the minimum of its parts (thin lines: visibility, "
+                  "freshness, reprojection, dynamic residual and each estimate's physiological envelope; "
+                  "models.confidence).",
     "torque_tracking": "Torque per joint: requested by the controller, commanded after the safety supervisor, and "
                        "delivered (measured by the drive), N*m.",
     "faults_timeline": "Safety state, fade gain and every fault event (red: latched).",
@@ -426,6 +429,47 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
 _STATE_LEVEL = {"ACTIVE": 2, "FADING": 1, "SAFE": 0}
 
 
+def _confidence_section(page: _Page, streams: dict[str, Any], summary: dict[str, Any], t0: int) -> str:
+    """The confidence trace with its parts, and a table of each envelope with the fraction of frames outside it
+    (``summary["confidence"]``, :func:`runtime.report.summary.confidence_summary`)."""
+    from runtime.report.summary import CONFIDENCE_TOPIC
+
+    conf = summary.get("confidence")
+    st = streams.get(CONFIDENCE_TOPIC)
+    if conf is None or st is None:
+        return _missing([CONFIDENCE_TOPIC])
+    names, tns, vals = joint_series(st, "effort")
+    t = _t(tns, t0)
+
+    def draw(fig):
+        ax = fig.add_subplot(1, 1, 1)
+        for j, n in enumerate(names[1:], start=1):
+            ax.plot(t, vals[:, j], lw=0.8, alpha=0.7, label=n)
+        ax.plot(t, vals[:, 0], color="black", lw=2.0, label="confidence")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("time [s]")
+        ax.set_ylabel("confidence [0..1]")
+        ax.set_title(f"confidence and its parts ({CONFIDENCE_TOPIC})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, **LEGEND_OUTSIDE)
+
+    from models.confidence import ENVELOPES
+
+    body = [page.figure("confidence", draw, (9.5, 3.6)),
+            f"<p>mean confidence {conf['mean']:.3f}; {100 * conf['fraction_below']:.1f} % of {conf['frames']} frames "
+            f"below {conf['threshold']:g}</p>"]
+    rows = []
+    for name, e in conf["envelopes"].items():
+        env = ENVELOPES.get(name)
+        bound = f"{env.lower:g} .. {env.upper:g} {env.unit}" if env is not None else "n/a"
+        rows.append([name, bound, f"{100 * e['fraction_outside']:.1f} %",
+                     "IMPLAUSIBLE" if e["implausible"] else "inside", env.source if env is not None else ""])
+    body.append(_table(["envelope", "range", "frames outside", "flag", "source"], rows, "small"))
+    low = [[k, f"{100 * v:.1f} %", f"{conf['part_mean'][k]:.3f}"] for k, v in conf["lowest_part_fraction"].items()]
+    body.append(_table(["part", "lowest on (frames with confidence < 1)", "mean"], low, "small"))
+    return "".join(body)
+
+
 def _assistance_fades_section(summary: dict[str, Any], run_summary: dict[str, Any] | None) -> str:
     """The assistance stage's confidence fades (with the part that fell), restorations and strategy fallbacks (with
     the reason, e.g. the gait phase did not lock), from ``/exo/assistance/events``; the counts from summary.json."""
@@ -552,12 +596,15 @@ def build_html(run: str | Path, plot_dir: Path | None = None,
     page.section("Muscle activations and synergies", _activation_section(page, streams, t0), "muscles")
     page.section("Knee contact force", _joint_plot(page, "kcf", "medial / lateral knee contact force", KCF_TOPICS,
                                                    streams, t0, "effort", 1.0, "force [N]"), "kcf")
+    page.section("Confidence and physiological envelopes", _confidence_section(page, streams, summary, t0),
+                 "confidence")
     page.section("Torque: commanded and delivered", _torque_section(page, series, summary, t0), "torque")
     page.section("Faults and their timeline", _fault_section(page, series, summary, t0), "faults")
     page.section("Assistance fades", _assistance_fades_section(summary, run_summary), "fades")
     # whatever else the run wrote into plots/ (exo run/demo: latency, torque, command age): every PNG is shown
     page.section("Other plots of this run", _other_plots_section(page, [run_dir / "plots", plot_dir]), "plots")
-    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "torque", "faults", "fades", "plots"]
+    anchors = ["run", "latency", "angles", "grf", "kam", "muscles", "kcf", "confidence", "torque", "faults", "fades",
+               "plots"]
     if trend_dir is not None:
         page.section("Clinical trends of this subject", _trend_links(Path(trend_dir), plot_dir.parent), "trends")
         anchors.append("trends")

@@ -235,6 +235,51 @@ def load_series(path: str | Path) -> dict[str, Any]:
             "topic_counts": dict(topic_counts)}
 
 
+#: The estimation chain's confidence topic (``runtime.estimation.topics.T_CONFIDENCE``): effort = confidence, parts.
+CONFIDENCE_TOPIC = "/exo/estimation/confidence"
+
+
+def confidence_summary(streams: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's confidence (``models.confidence.summarize``: mean, fraction below 0.5, which part was lowest how
+    often) and, per envelope part, the fraction of frames outside that envelope (part < 1: the estimate was outside
+    its physiological range, or missing); None when the run logged no :data:`CONFIDENCE_TOPIC`."""
+    from models.confidence import summarize
+
+    st = streams.get(CONFIDENCE_TOPIC)
+    if st is None:
+        return None
+    names, _t, vals = joint_series(st, "effort")
+    if vals.size == 0 or not names or names[0] != "confidence":
+        return None
+    parts = tuple(names[1:])
+    out: dict[str, Any] = summarize(vals[:, 0], vals[:, 1:], parts).as_dict()
+    env = {}
+    for i, p in enumerate(parts):
+        if p.startswith("envelope_"):
+            frac = float(np.mean(vals[:, 1 + i] < 1.0))
+            env[p[len("envelope_"):]] = {"fraction_outside": frac, "frames": int(vals.shape[0]), "implausible": frac > 0}
+    out["envelopes"] = env
+    return out
+
+
+def record_confidence(run_dir: str | Path, series: dict[str, Any]) -> dict[str, Any] | None:
+    """Add :func:`confidence_summary` of ``series`` to ``<run_dir>/summary.json`` as ``confidence`` (atomically; no
+    summary.json or no confidence topic: nothing written). Returns the section."""
+    import json
+    import os
+
+    conf = confidence_summary(series["streams"])
+    path = Path(run_dir) / "summary.json"
+    if conf is None or not path.is_file():
+        return conf
+    doc = json.loads(path.read_text())
+    doc["confidence"] = conf
+    tmp = path.with_name("summary.json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
+    return conf
+
+
 def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dict[str, Any]:
     s = series or load_series(path)
     out: dict[str, Any] = {"log": str(s["log"]), "recovered": not s["complete"], "loops": {}}
@@ -291,6 +336,9 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
     out["assistance_events"] = assist
     out["assistance_fades"] = sum(1 for e in assist if e["kind"] == "CONFIDENCE_FADE")
     out["performance"] = performance(s)
+    conf = confidence_summary(s["streams"])
+    if conf is not None:
+        out["confidence"] = conf
     return out
 
 

@@ -35,6 +35,9 @@ def _print_batch(report, stored: dict | None) -> None:
         else:
             print(f"{row['trial']:<12}{row['subject']:<9}" +
                   "".join(f"{'-' if row[c] is None else format(row[c], '.3f'):>10}" for c in cols))
+            if row.get("implausible"):
+                print("  IMPLAUSIBLE (fraction of frames outside the envelope): " +
+                      ", ".join(f"{k} {v:.1%}" for k, v in row["implausible"].items()))
     print(f"(KAM/KEM peak %BW*ht, KCF total peak BW; units of every metric: {', '.join(f'{k} {v[0]}' for k, v in METRICS.items() if k in cols)})")
     n_ok, n = len(report.succeeded), len(report.outcomes)
     print(f"{n_ok}/{n} trials analysed on {report.backend} ({report.workers} worker(s)) in {report.seconds:.1f} s: "

@@ -51,8 +51,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = session.run()
     code = print_run_result(result, out)
     from runtime.report.html import write_html_report
+    from runtime.report.summary import load_series, record_confidence
 
-    print(f"html report: {write_html_report(out)}")
+    series = load_series(out)
+    record_confidence(out, series)          # summary.json: the confidence and the envelope flags of the run
+    print(f"html report: {write_html_report(out, series=series)}")
     return code
 
 
