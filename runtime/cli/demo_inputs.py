@@ -117,13 +117,13 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     track = None
     if live_vision:
         vision = VisionProcess(dict(source=video, prompt=prompt, subject_height_m=subject.height_m,
-                                    preview_path=str(out / "frames")))
+                                    preview_path=str(out / "frames"), monocular_fit=device.estimation.monocular_fit))
         print(f"input: {Path(video).name} paced at its frame rate; vision process starting (pose models load) ...",
               flush=True)
         vision.start()
         description = vision.description + " (live, own process)"
     else:
-        track = cached_landmarks(video, prompt, subject.height_m, out)
+        track = cached_landmarks(video, prompt, subject.height_m, out, monocular_fit=device.estimation.monocular_fit)
         pose = track.summary.get("pose_ms_per_frame", {})
         description = (f"vision: {Path(video).name}, landmarks computed ahead by the same front end (pose "
                        f"{pose.get('median', float('nan')):.0f} ms/frame median here, above the camera's "
@@ -131,6 +131,11 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
                        f"released on the video's timeline")
         print(f"input: {description}; {int(track.valid.sum())}/{track.t_s.size} frames with the prompted person "
               "grounded", flush=True)
+    if device.estimation.monocular_fit:
+        from models.kinematics.monocular_params import MonocularFitParams
+
+        print(f"vision: grounded by the fixed-lag model fit, {MonocularFitParams().lag_frames - 1} camera frames late "
+              "(stamped with the frame they describe, so the command age includes the lag)", flush=True)
     print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "
           f"(causal filters); warmed up in {est.warm_up() * 1e3:.0f} ms", flush=True)
     fallbacks = [("pose: the mediapipe reference backend (BlazePose full, CPU) runs the tracker; the ONNX backend "

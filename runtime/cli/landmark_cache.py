@@ -15,27 +15,32 @@ CACHE_DIR = Path("runs") / "cache"
 VISION_MODULES = ("front_end", "tracking", "world", "pose_mediapipe", "calibration")
 
 
-def landmark_cache_path(video: str, prompt: dict, height_m: float) -> Path:
-    """``runs/cache/landmarks-<16 hex>.npz`` for ``video`` followed from ``prompt`` for a subject ``height_m`` m tall."""
+def landmark_cache_path(video: str, prompt: dict, height_m: float, monocular_fit: bool = False) -> Path:
+    """``runs/cache/landmarks-<16 hex>.npz`` for ``video`` followed from ``prompt`` for a subject ``height_m`` m tall
+    (``monocular_fit``: grounded by the model fit, whose modules ``models/kinematics/monocular_*.py`` join the key)."""
+    from models.kinematics import monocular_fit as mf
     from runtime.vision import front_end as fe
 
     h = hashlib.sha1()
     h.update(Path(video).read_bytes())
-    h.update(json.dumps([prompt, height_m], sort_keys=True).encode())
+    h.update(json.dumps([prompt, height_m] + ([True] if monocular_fit else []), sort_keys=True).encode())
     for mod in VISION_MODULES:
         h.update((Path(fe.__file__).parent / f"{mod}.py").read_bytes())
+    if monocular_fit:
+        for f in sorted(Path(mf.__file__).parent.glob("monocular_*.py")):
+            h.update(f.read_bytes())
     return CACHE_DIR / f"landmarks-{h.hexdigest()[:16]}.npz"
 
 
-def cached_landmarks(video: str, prompt: dict, height_m: float, out: Path) -> Any:
+def cached_landmarks(video: str, prompt: dict, height_m: float, out: Path, monocular_fit: bool = False) -> Any:
     """The front end's ``LandmarkTrack`` for ``video``, from the cache when video, prompt, height and the vision
     code are unchanged; else computed now (progress printed, anonymised previews under ``out/frames``) and cached."""
     from runtime.vision import front_end as fe
     from runtime.vision.process import VisionSpec
 
-    cache = landmark_cache_path(video, prompt, height_m)
+    cache = landmark_cache_path(video, prompt, height_m, monocular_fit)
     spec = VisionSpec(source=video, shm_name="", prompt=prompt, subject_height_m=height_m,
-                      preview_path=str(out / "frames"))
+                      preview_path=str(out / "frames"), monocular_fit=monocular_fit)
     if cache.exists():
         print(f"vision: landmarks from the cache {cache}", flush=True)
         return fe.LandmarkTrack.load(str(cache))

@@ -33,6 +33,7 @@ class PipelineFrame:
     stale: bool = False                    # the input is older than its staleness limit: assistance must be zero
     knee_flexion_rad: float = float("nan")   # the assisted leg's estimated knee flexion (rad), for the torque loop
     vision_s: dict[str, float] = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
+    reprojection_px: float = float("nan")  # the monocular fit's mean reprojection error of the input (NaN: none)
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ class EstimationStage:
             return
         if frame.restart:
             self.estimator.reset()
-        frame.estimate = self.estimator.step(frame.markers_m, frame.t_s)
+        frame.estimate = self.estimator.step(frame.markers_m, frame.t_s, reprojection_px=frame.reprojection_px)
         frame.new_estimate = True
         self.substage_s = frame.estimate.stage_s
 

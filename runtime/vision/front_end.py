@@ -3,22 +3,33 @@
     frame (RGB) --> PromptedTracker (pose on the prompted person's ROI)  --> PoseResult | lost
               \\-> Anonymiser (faces + every head) -> AnonymizedFrame, for every frame that leaves the stage
     PoseResult --> OnlineGrounding (scale, floor and heading from a warm-up window) --> landmarks (33, 3) world
+               or FittedGrounding (the same warm-up places the camera, then the fixed-lag model fit,
+                  ``models.kinematics.monocular_fit.MonocularFitter``) --> the model's landmark sites (world)
 
 World frame: right-handed, z up, origin on the floor, y along the walking direction found in the
 warm-up (``runtime.vision.world.ground_monocular`` with ``heading="walking"``). Before the warm-up is
 complete the output is invalid (the estimation chain gets nothing; assistance stays zero).
 
+:class:`FittedGrounding` answers ``lag_frames`` camera frames late (the fixed-lag window: 7 frames, 117 ms at
+60 fps, 233 ms at 30 fps); its output carries the capture time of the frame it describes, so the measured
+command age includes the lag. Per frame it also gives the mean reprojection error (px) and the fraction of the
+model's landmarks used, which the estimation chain's confidence takes (its ``reprojection`` part).
+
 Used by the vision process (:mod:`runtime.vision.process`); :func:`build_front_end` is its factory.
 """
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from runtime.vision.pose_types import BoundingBox, PoseResult
+from runtime.vision.pose_types import BLAZEPOSE_LANDMARKS, BoundingBox, PoseResult
+
+BLAZEPOSE_33_INDEX = {n: i for i, n in enumerate(BLAZEPOSE_LANDMARKS)}
 
 
 @dataclass
@@ -32,6 +43,27 @@ class FrontEndOutput:
     anonymise_s: float = 0.0
     ground_s: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    #: capture time (ns) and source time (s) of the frame the landmarks describe, when not the frame just
+    #: processed (the fixed-lag fit answers ``lag_frames`` frames late); None: the frame just processed
+    described_capture_ns: int | None = None
+    described_t_s: float | None = None
+    #: mean reprojection error (px) and fraction of the model's landmarks used (NaN without a model fit)
+    reprojection_px: float = math.nan
+    landmarks_used_frac: float = math.nan
+
+
+@dataclass
+class GroundedFrame:
+    """One grounded frame: world landmarks (33, 3) z up, visibility (33,), the frame's source time (s) and
+    capture time (ns), and the fit's quality (NaN for :class:`OnlineGrounding`)."""
+
+    world_m: np.ndarray
+    visibility: np.ndarray
+    t_s: float
+    capture_ns: int
+    reprojection_px: float = math.nan
+    landmarks_used_frac: float = math.nan
+    converged: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,11 +127,116 @@ class OnlineGrounding:
         cam = self.scale * W + T
         return cam @ self._R.T + self._cam_pos
 
+    @property
+    def lag_frames(self) -> int:
+        """Frames between a frame's arrival and its landmarks (0: every frame is placed at once)."""
+        return 0
+
+    def step_frame(self, pose: PoseResult | None, t_s: float, capture_ns: int) -> GroundedFrame | None:
+        """:meth:`step` as a :class:`GroundedFrame` of this very frame (None without landmarks)."""
+        world = self.step(pose, t_s)
+        if world is None or pose is None:
+            return None
+        return GroundedFrame(world, pose.visibility, t_s, capture_ns)
+
+
+#: Subject mass for the live fit's model, kg: the model's segment lengths (what the fit uses) follow the height
+#: alone (``models.body.scaling.SubjectScale``); the mass only scales inertia, which the fit does not use.
+FIT_MODEL_MASS_KG = 70.0
+
+
+class FittedGrounding:
+    """The warm-up of :class:`OnlineGrounding` places the camera in the floor frame (scale, floor, heading from
+    ``ground_monocular``); from then on each frame's 2-D landmarks (pixels, visibility as score) go through the
+    fixed-lag model fit (:class:`models.kinematics.monocular_fit.MonocularFitter`) on MyoLeg scaled to
+    ``height_m``. :meth:`step_frame` returns the frame that became final (``lag_frames`` frames old): the
+    model's landmark sites in the world (other landmarks NaN, visibility 0) with the frame's own times and the
+    fit's reprojection error and fraction of landmarks used. The last ``lag_frames`` warm-up frames seed the
+    window; frames without a pose are skipped (the fit's temporal prior spans the gap).
+
+    ``camera_in_floor_frame``: the camera's extrinsics already place it in the floor frame (a calibration with
+    world z up, floor z = 0): no warm-up, the fit starts with the first frame."""
+
+    def __init__(self, camera: Any, height_m: float, warmup_frames: int = 30, model: str = "myoleg",
+                 params: Any = None, camera_in_floor_frame: bool = False) -> None:
+        from models.body.registry import load_model
+        from models.body.scaling import SubjectScale, scale_model
+        from models.kinematics.monocular_fit import MonocularFitParams
+        from models.kinematics.monocular_model import LandmarkModel
+
+        self._online = OnlineGrounding(camera, height_m, warmup_frames)
+        self.camera, self.height_m, self.warmup_frames = camera, float(height_m), int(warmup_frames)
+        self.params = params if params is not None else MonocularFitParams()
+        self.lm = LandmarkModel(scale_model(load_model(model), SubjectScale(FIT_MODEL_MASS_KG, height_m)).model)
+        self._sel = np.array([BLAZEPOSE_33_INDEX[n] for n in self.lm.landmark_names])
+        self.fitter: Any = None
+        self._pending: deque[tuple[float, int, np.ndarray]] = deque()   # (t_s, capture_ns, visibility) in the window
+        self._warm: list[tuple[PoseResult, float, int]] = []
+        self.notes: list[str] = []
+        self.step_s: list[float] = []
+        if camera_in_floor_frame:
+            self._start(camera.rotation_wc, camera.center_world_m, "camera placed by its calibration (floor frame)")
+
+    @property
+    def ready(self) -> bool:
+        return self.fitter is not None
+
+    @property
+    def lag_frames(self) -> int:
+        """Frames between a frame's arrival and its final estimate (the fit's fixed lag)."""
+        return self.params.lag_frames - 1
+
+    def _start(self, R_wc: np.ndarray, c: np.ndarray, how: str) -> None:
+        """Start the fitter with the camera at ``c`` (world, m) with axes ``R_wc`` (world <- camera)."""
+        from models.kinematics.monocular_fit import MonocularFitter, PinholeCamera
+
+        R_wc, c = np.asarray(R_wc, dtype=float), np.asarray(c, dtype=float)
+        cam = PinholeCamera(self.camera.K, R_wc.T, -R_wc.T @ c)
+        self.fitter = MonocularFitter(self.lm, cam, self.params)
+        self.notes = [how, f"model fit: fixed lag {self.lag_frames} frames, {self.params.live_iterations} "
+                                      f"LM iterations per frame, MyoLeg scaled to {self.height_m:g} m"]
+
+    def _fit(self, pose: PoseResult, t_s: float, capture_ns: int) -> GroundedFrame | None:
+        xy = self.camera.undistort_pixels(pose.image_xy) if np.any(self.camera.distortion != 0) else pose.image_xy
+        t0 = time.perf_counter()
+        out = self.fitter.step(t_s, xy, np.clip(pose.visibility, 0.0, 1.0))
+        self.step_s.append(time.perf_counter() - t0)
+        self._pending.append((t_s, capture_ns, np.asarray(pose.visibility, dtype=float)))
+        return self._grounded(out) if out is not None else None
+
+    def _grounded(self, fr: Any) -> GroundedFrame:
+        while self._pending and self._pending[0][0] < fr.time_s:
+            self._pending.popleft()     # frames the fitter dropped (nothing to start from)
+        t_s, cap, vis = self._pending.popleft()
+        world = np.full((33, 3), np.nan)
+        world[self._sel] = self.lm.sites(fr.coordinates)
+        v = np.zeros(33)
+        v[self._sel] = vis[self._sel]
+        used = np.isfinite(fr.reprojection_error_px)
+        rep = float(np.mean(fr.reprojection_error_px[used])) if used.any() else math.nan
+        return GroundedFrame(world, v, t_s, cap, rep, float(fr.landmarks_used_fraction), bool(fr.converged))
+
+    def step_frame(self, pose: PoseResult | None, t_s: float, capture_ns: int) -> GroundedFrame | None:
+        """The frame that became final with this one (None while warming up, filling the window, or without a pose)."""
+        if pose is None:
+            return None
+        if self.fitter is None:
+            self._warm.append((pose, t_s, capture_ns))
+            self._online.step(pose, t_s)
+            if not self._online.ready:
+                return None
+            g = self._online
+            self._start(g._R, g._cam_pos, "; ".join(g.notes))
+            seed, self._warm = self._warm[-(self.lag_frames + 1):-1], []
+            for p, t, c in seed:
+                self._fit(p, t, c)
+        return self._fit(pose, t_s, capture_ns)
+
 
 class LiveFrontEnd:
     """Tracker + anonymiser + online grounding; ``process(frame, capture_ns)`` per frame."""
 
-    def __init__(self, tracker: Any, anonymiser: Any, grounding: OnlineGrounding, prompt: Prompt,
+    def __init__(self, tracker: Any, anonymiser: Any, grounding: OnlineGrounding | FittedGrounding, prompt: Prompt,
                  preview: Any = None, backend_name: str = "") -> None:
         self.tracker, self.anonymiser, self.grounding, self.prompt = tracker, anonymiser, grounding, prompt
         from runtime.vision.anonymise import Anonymiser
@@ -111,7 +248,9 @@ class LiveFrontEnd:
         self.description = (f"vision: prompted-person tracking ({backend_name}) from frame {prompt.frame} "
                             f"box {tuple(round(v) for v in (prompt.bbox.x0, prompt.bbox.y0, prompt.bbox.x1, prompt.bbox.y1))}"
                             f" -> anonymisation (faces + heads) -> monocular world grounding "
-                            f"(warm-up {grounding.warmup_frames} frames)")
+                            f"(warm-up {grounding.warmup_frames} frames)"
+                            + (f" -> fixed-lag model fit (lag {grounding.lag_frames} frames)"
+                               if isinstance(grounding, FittedGrounding) else ""))
 
     def process(self, frame: Any, capture_ns: int):
         self.counts["frames"] += 1
@@ -141,12 +280,16 @@ class LiveFrontEnd:
             else:
                 self.preview.write(self.full_anonymiser.anonymize(frame.image, capture_ns))
         t2 = time.perf_counter()
-        world = self.grounding.step(pose, frame.t_capture_ns * 1e-9)
+        g = self.grounding.step_frame(pose, frame.t_capture_ns * 1e-9, capture_ns)
         t3 = time.perf_counter()
-        if world is None:
+        if g is None:
             return FrontEndOutput(False, np.full((33, 3), np.nan), np.zeros(33), t1 - t0, t2 - t1, t3 - t2)
         self.counts["grounded"] += 1
-        return FrontEndOutput(True, world, pose.visibility, t1 - t0, t2 - t1, t3 - t2)
+        lagged = g.capture_ns != capture_ns
+        return FrontEndOutput(True, g.world_m, g.visibility, t1 - t0, t2 - t1, t3 - t2,
+                              described_capture_ns=g.capture_ns if lagged else None,
+                              described_t_s=g.t_s if lagged else None, reprojection_px=g.reprojection_px,
+                              landmarks_used_frac=g.landmarks_used_frac)
 
     def close(self) -> dict[str, Any]:
         if self.preview is not None:
@@ -156,7 +299,13 @@ class LiveFrontEnd:
         regions = dict(self.anonymiser.regions_by_source)
         for k, v in self.full_anonymiser.regions_by_source.items():
             regions[k] = regions.get(k, 0) + v
-        return {**self.counts, "grounding": self.grounding.notes, "anonymised_regions": regions}
+        out = {**self.counts, "grounding": self.grounding.notes, "anonymised_regions": regions,
+               "grounding_lag_frames": self.grounding.lag_frames}
+        if isinstance(self.grounding, FittedGrounding) and self.grounding.step_s:
+            ms = np.asarray(self.grounding.step_s) * 1e3
+            out["model_fit_ms_per_frame"] = {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
+                                             "max": float(ms.max()), "frames": int(ms.size)}
+        return out
 
 
 class SnapshotWriter:
@@ -204,16 +353,21 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     interaction = parse_interactions(", ".join(prompt.interaction)) if prompt.interaction else None
     tracker = PromptedTracker(pose, PoseDetector(), interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
-    return LiveFrontEnd(tracker, Anonymiser(use_person_detector=False), OnlineGrounding(camera, spec.subject_height_m),
-                        prompt, preview, backend_name=pose.name)
+    grounding: OnlineGrounding | FittedGrounding = (FittedGrounding(camera, spec.subject_height_m)
+                                                    if spec.monocular_fit else OnlineGrounding(camera, spec.subject_height_m))
+    return LiveFrontEnd(tracker, Anonymiser(use_person_detector=False), grounding, prompt, preview,
+                        backend_name=pose.name)
 
 
 @dataclass
 class LandmarkTrack:
     """The front end's output for every frame of a source, computed ahead (``precompute_landmarks``).
 
-    ``t_s`` (N,) the source's timeline; ``world_m`` (N, 33, 3) z up (NaN where invalid); ``visibility``
-    (N, 33); ``valid`` (N,); ``stage_s`` per-frame seconds of pose, anonymisation, grounding; ``summary``.
+    ``t_s`` (N,) the source's timeline: row k is what the front end gave when frame k arrived; ``world_m`` (N, 33,
+    3) z up (NaN where invalid); ``visibility`` (N, 33); ``valid`` (N,); ``stage_s`` per-frame seconds of pose,
+    anonymisation, grounding; ``summary``. ``described_t_s`` (N,) the time of the frame row k's landmarks describe
+    (= ``t_s`` without a lag; ``lag_frames`` frames earlier with the fixed-lag fit); ``reprojection_px`` (N,) and
+    ``landmarks_used_frac`` (N,) the fit's quality (NaN without a model fit).
     """
 
     source: str
@@ -223,11 +377,27 @@ class LandmarkTrack:
     valid: np.ndarray
     stage_s: dict[str, np.ndarray]
     summary: dict[str, Any]
+    described_t_s: np.ndarray | None = None
+    reprojection_px: np.ndarray | None = None
+    landmarks_used_frac: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.t_s).shape[0]
+        if self.described_t_s is None:
+            self.described_t_s = np.asarray(self.t_s, dtype=float).copy()
+        for k in ("reprojection_px", "landmarks_used_frac"):
+            if getattr(self, k) is None:
+                setattr(self, k, np.full(n, np.nan))
+        for k in ("described_t_s", "reprojection_px", "landmarks_used_frac"):
+            if np.asarray(getattr(self, k)).shape != (n,):
+                raise ValueError(f"LandmarkTrack.{k}: expected shape ({n},), got {np.asarray(getattr(self, k)).shape}")
 
     def save(self, path: str) -> None:
         import json
 
         np.savez_compressed(path, t_s=self.t_s, world_m=self.world_m, visibility=self.visibility, valid=self.valid,
+                            described_t_s=self.described_t_s, reprojection_px=self.reprojection_px,
+                            landmarks_used_frac=self.landmarks_used_frac,
                             **{f"stage_{k}": v for k, v in self.stage_s.items()},
                             meta=np.array(json.dumps({"source": self.source, "summary": self.summary})))
 
@@ -238,8 +408,9 @@ class LandmarkTrack:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             stages = {k[len("stage_"):]: z[k] for k in z.files if k.startswith("stage_")}
+            extra = {k: z[k] for k in ("described_t_s", "reprojection_px", "landmarks_used_frac") if k in z.files}
             return LandmarkTrack(meta["source"], z["t_s"], z["world_m"], z["visibility"], z["valid"], stages,
-                                 meta["summary"])
+                                 meta["summary"], **extra)
 
 
 def precompute_landmarks(spec: Any, progress: Any = None) -> LandmarkTrack:
@@ -267,6 +438,9 @@ def precompute_landmarks(spec: Any, progress: Any = None) -> LandmarkTrack:
     stage = {k: np.array([getattr(o, f"{k}_s") for _, o in rows]) for k in ("pose", "anonymise", "ground")}
     tracked = stage["pose"][np.array([o.valid for _, o in rows])] if any(o.valid for _, o in rows) else stage["pose"]
     summary["pose_ms_per_frame"] = {"median": float(np.median(tracked) * 1e3), "p99": float(np.percentile(tracked, 99) * 1e3)}
-    return LandmarkTrack(str(spec.source), np.array([t for t, _ in rows]),
-                         np.stack([o.world_m for _, o in rows]), np.stack([o.visibility for _, o in rows]),
-                         np.array([o.valid for _, o in rows]), stage, summary)
+    t = np.array([t for t, _ in rows])
+    described = np.array([o.described_t_s if o.described_t_s is not None else tk for tk, o in rows])
+    return LandmarkTrack(str(spec.source), t, np.stack([o.world_m for _, o in rows]),
+                         np.stack([o.visibility for _, o in rows]), np.array([o.valid for _, o in rows]), stage, summary,
+                         described_t_s=described, reprojection_px=np.array([o.reprojection_px for _, o in rows]),
+                         landmarks_used_frac=np.array([o.landmarks_used_frac for _, o in rows]))

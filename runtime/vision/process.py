@@ -35,6 +35,8 @@ LANDMARK_DTYPE = np.dtype([
     ("produced", np.int64),             # frames read from the source so far
     ("dropped", np.int64),              # frames the vision process could not take in time
     ("pose_s", np.float64), ("anonymise_s", np.float64), ("ground_s", np.float64),
+    ("reprojection_px", np.float64),    # the model fit's mean reprojection error (NaN without a fit)
+    ("landmarks_used_frac", np.float64),  # fraction of the model's landmarks the fit used (NaN without a fit)
 ])
 
 
@@ -51,6 +53,7 @@ class VisionSpec:
     preview_path: str | None = None              # anonymised video written here (only anonymised frames)
     max_frames: int | None = None
     loop: bool = False
+    monocular_fit: bool = False                  # ground by the fixed-lag model fit (front_end.FittedGrounding)
 
 
 def vision_process_main(spec: VisionSpec, conn) -> None:
@@ -87,8 +90,9 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
             out = front.process(frame, capture_ns)
             r = rec[0]
             r["frame_index"] = frame.index
-            r["capture_ns"] = capture_ns
-            r["t_s"] = frame.t_capture_ns * 1e-9
+            # the fixed-lag fit describes an earlier frame: its capture time, so the command age includes the lag
+            r["capture_ns"] = capture_ns if out.described_capture_ns is None else out.described_capture_ns
+            r["t_s"] = frame.t_capture_ns * 1e-9 if out.described_t_s is None else out.described_t_s
             r["done_ns"] = time.monotonic_ns()
             r["valid"] = 1 if out.valid else 0
             r["world_m"] = out.world_m if out.valid else np.nan
@@ -96,6 +100,7 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
             r["produced"] = grabber.stats.produced
             r["dropped"] = grabber.stats.dropped
             r["pose_s"], r["anonymise_s"], r["ground_s"] = out.pose_s, out.anonymise_s, out.ground_s
+            r["reprojection_px"], r["landmarks_used_frac"] = out.reprojection_px, out.landmarks_used_frac
             buf.write(rec)
             result["frames"] += 1
             result["found"] += int(out.valid)
@@ -221,6 +226,7 @@ class LandmarkCapture:
             frame.markers_m = self._held
             frame.vision_s = {"pose": float(r["pose_s"]), "anonymise": float(r["anonymise_s"]),
                               "ground": float(r["ground_s"])}
+            frame.reprojection_px = float(r["reprojection_px"])
             self.frames += 1
         else:
             self.holds += 1
@@ -262,9 +268,11 @@ class LandmarkReplayCapture(LandmarkCapture):
             k_new = self._k
             self._k += 1
         if k_new is not None:
-            self.last_capture_ns = self._t0 + int(self.track.t_s[k_new] * 1e9)
+            # released when frame k_new arrived, stamped with the frame it describes (the fit's lag counts)
+            self.last_capture_ns = self._t0 + int(self.track.described_t_s[k_new] * 1e9)
             frame.capture_ns = self.last_capture_ns
-            frame.t_s = float(self.track.t_s[k_new])
+            frame.t_s = float(self.track.described_t_s[k_new])
+            frame.reprojection_px = float(self.track.reprojection_px[k_new])
             m = np.array(self.track.world_m[k_new][self._idx], dtype=float)
             m[self.track.visibility[k_new][self._idx] < self.min_visibility] = np.nan
             self._held = m if self.track.valid[k_new] else np.full_like(m, np.nan)

@@ -1,0 +1,79 @@
+"""The live path's fixed-lag model fit (``runtime.vision.front_end.FittedGrounding``): its answers come
+``lag_frames`` frames late, stamped with the frame they describe, carry the fit's reprojection error and fraction
+used, and place the model's landmark sites where the generating walk had them; the landmark track keeps it all."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.vision.front_end import FittedGrounding, LandmarkTrack
+from runtime.vision.pose_types import BoundingBox, PoseResult
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    from models.kinematics.monocular_synthetic import side_camera, synthetic_walk
+    from runtime.vision.calibration import CameraCalibration
+
+    cam = side_camera()
+    g = FittedGrounding(CameraCalibration("side", (1920, 1080), cam.K, np.zeros(5), cam.R_cw, cam.t_cw), 1.8,
+                        camera_in_floor_frame=True)
+    w = synthetic_walk(g.lm, cam, duration_s=0.5, fps=60.0)
+    outs = []
+    for k in range(w.time_s.size):
+        pose = PoseResult(np.nan_to_num(w.xy_px[k], nan=0.0), np.zeros(33), w.score[k], w.score[k], np.zeros((33, 3)),
+                          0.9, BoundingBox(0, 0, 10, 10))
+        outs.append(g.step_frame(pose, float(w.time_s[k]), 1_000_000 + k))
+    return {"g": g, "walk": w, "outs": outs}
+
+
+def test_answers_lag_frames_late_stamped_with_the_frame_they_describe(fitted: dict) -> None:
+    g, w, outs = fitted["g"], fitted["walk"], fitted["outs"]
+    lag = g.lag_frames
+    assert lag == g.params.lag_frames - 1 > 0
+    assert all(o is None for o in outs[:lag])
+    got = [(k, o) for k, o in enumerate(outs) if o is not None]
+    assert len(got) == w.time_s.size - lag
+    for k, o in got:
+        assert o.t_s == w.time_s[k - lag] and o.capture_ns == 1_000_000 + k - lag
+
+
+def test_sites_quality_and_visibility(fitted: dict) -> None:
+    g, w, outs = fitted["g"], fitted["walk"], fitted["outs"]
+    from models.body.blazepose import BLAZEPOSE_33
+
+    sel = [BLAZEPOSE_33.index(n) for n in g.lm.landmark_names]
+    errs, reps = [], []
+    for k, o in enumerate(outs):
+        if o is None:
+            continue
+        d = k - g.lag_frames
+        errs.append(np.linalg.norm(o.world_m[sel] - w.sites_m[d], axis=1))
+        reps.append(o.reprojection_px)
+        assert np.all(np.isnan(np.delete(o.world_m, sel, axis=0)))     # not on the model: NaN, visibility 0
+        assert np.all(np.delete(o.visibility, sel) == 0) and np.all(o.visibility[sel] == 0.9)
+        assert 0 < o.landmarks_used_frac <= 1
+    errs = np.array(errs)
+    # 2 px noise at 7 m (f 1400 px: 1 px = 5 mm in the image plane); depth from anatomy and the floor
+    assert float(np.median(errs)) < 0.05, f"median site error {np.median(errs):.3f} m"
+    assert 1.0 < float(np.median(reps)) < 6.0
+
+
+def test_landmark_track_keeps_the_described_time_and_quality(tmp_path: Path) -> None:
+    n = 5
+    t = np.arange(n) / 30.0
+    tr = LandmarkTrack("x", t, np.zeros((n, 33, 3)), np.ones((n, 33)), np.ones(n, bool), {}, {},
+                       described_t_s=t - 7 / 30.0, reprojection_px=np.linspace(2, 3, n),
+                       landmarks_used_frac=np.full(n, 0.75))
+    tr.save(str(tmp_path / "t.npz"))
+    back = LandmarkTrack.load(str(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.described_t_s, tr.described_t_s)
+    np.testing.assert_array_equal(back.reprojection_px, tr.reprojection_px)
+    np.testing.assert_array_equal(back.landmarks_used_frac, tr.landmarks_used_frac)
+    plain = LandmarkTrack("x", t, np.zeros((n, 33, 3)), np.ones((n, 33)), np.ones(n, bool), {}, {})
+    np.testing.assert_array_equal(plain.described_t_s, t)
+    assert np.all(np.isnan(plain.reprojection_px))
+    with pytest.raises(ValueError, match="described_t_s"):
+        LandmarkTrack("x", t, np.zeros((n, 33, 3)), np.ones((n, 33)), np.ones(n, bool), {}, {}, described_t_s=t[:2])
