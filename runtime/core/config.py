@@ -38,6 +38,10 @@ class EstimationLoopConfig(_Strict):
     """The vision-to-assistance pipeline loop."""
 
     rate_hz: Annotated[float, Field(ge=1.0, le=120.0, description="Hz")] = 60.0
+    # ground the video landmarks by the fixed-lag model fit (runtime.vision.front_end.FittedGrounding; lag 7 camera
+    # frames) instead of BlazePose's depth; off: measured 0.8-1.0 s per frame on this 2-core CPU (2026-12-07), far
+    # over the 33 ms camera frame period
+    monocular_fit: bool = False
 
 
 class TorqueLoopConfig(_Strict):
