@@ -270,6 +270,7 @@ class FrameConfidence:
         self._markers_prev = np.full((n_markers, 3), np.nan)
         self._finite = np.zeros(n_markers, bool)
         self._eq = np.zeros((n_markers, 3), bool)
+        self._nan3 = np.zeros((n_markers, 3), bool)
         self._a_prev = np.full(n_muscles, np.nan)
         self._d = np.zeros(n_muscles)
         self._allowed = np.zeros(n_muscles)
@@ -326,10 +327,12 @@ class FrameConfidence:
         return visibility_part(score / self._max_present)
 
     def _freshness(self, t_s: float, markers_m: np.ndarray) -> float:
-        eq = self._eq
+        eq, nan3 = self._eq, self._nan3
         np.equal(markers_m, self._markers_prev, out=eq)
-        changed = not bool(eq[self._finite].all()) or self._t_changed != self._t_changed
-        if changed and self._finite.any():
+        np.isnan(markers_m, out=nan3)
+        np.logical_or(eq, nan3, out=eq)                  # a marker that disappeared is no new measurement
+        changed = not bool(eq.all()) or self._t_changed != self._t_changed
+        if changed and not bool(nan3.all()):
             self._t_changed = float(t_s)
         self._markers_prev[:] = markers_m
         if self._t_changed != self._t_changed:
@@ -341,10 +344,10 @@ class FrameConfidence:
         dt = float(t_s) - self._t_prev
         if a.size == 0:
             return 1.0
-        if not np.isfinite(a).all():
+        if not math.isfinite(float(np.dot(a, a))):      # NaN / inf check without a temporary array
             prev[:] = np.nan
             return 0.0
-        if not (dt > 0.0 and np.isfinite(prev).all()):
+        if not (dt > 0.0 and math.isfinite(float(np.dot(prev, prev)))):
             prev[:] = a
             return 1.0
         rise, fall = activation_step_bounds(dt)
