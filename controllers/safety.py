@@ -175,7 +175,8 @@ class SafetySupervisor:
 
     # ------------------------------------------------------------------ checks
     def check_command_age(self, age_ns: int, t_ns: int, source: str = "pipeline") -> None:
-        """Staleness watchdog on the pipeline command (age from its write time, ns)."""
+        """Staleness watchdog on the pipeline command: ``age_ns`` from the capture time of the frame it came
+        from (``controllers.torque_cycle``), so a frozen camera is stale however often the estimator writes."""
         if age_ns > self._stale_ns and self.state is SafetyState.ACTIVE:
             self.report_fault(Fault(source, FaultKind.STALE, age_ns * 1e-9, t_ns))
 

@@ -18,7 +18,10 @@ sensors' faults to ``supervisor``; the supervisor clips and slews whatever the c
 Knee angle for the compensator: a shank sensor's angle and rate when the runner gives them
 (``knee_sensor``), else the estimator's knee angle carried by the command, interpolated to the loop rate
 like the torque; its rate is the slope of that interpolation, (latest - previous) / estimation period. That
-estimate lags the leg by the capture-to-publish latency plus one estimation period (16.7 ms at 60 Hz).
+estimate lags the leg by the capture-to-publish latency plus one estimation period (16.7 ms at 60 Hz). Without
+either (a pipeline that estimates no knee angle, the ROS 2 graph's phase-only estimator, before the first
+estimate) the measured joint angle and rate stand in (the cuff's deflection ignored, no lag); the cycles per
+source are counted in ``knee_source_cycles``, so a run says which one it used.
 Units: N*m at the joint, rad, rad/s, ns.
 """
 from __future__ import annotations
@@ -86,6 +89,7 @@ class TorqueCycle:
         self.knee_rad = math.nan           # interpolated estimator knee angle (rad)
         self.knee_rad_s = math.nan         # its rate (rad/s)
         self._sensor_knee: tuple[float, float] | None = None
+        self.knee_source_cycles = {"sensor": 0, "estimate": 0, "joint": 0}
         self.exo_rad = [0.0] * n           # last measured joint (motor side) angle, rad
         self.exo_rad_s = [0.0] * n
         self.age_ns = 0
@@ -167,12 +171,18 @@ class TorqueCycle:
             mr[i] = self.requested[i]
         comp = self.compensator
         if comp is not None:
+            j = self._cj
+            counts = self.knee_source_cycles
             if self._sensor_knee is not None:
                 knee, knee_s = self._sensor_knee
                 self._sensor_knee = None
+                counts["sensor"] += 1
+            elif math.isnan(self.knee_rad) or math.isnan(self.knee_rad_s):
+                knee, knee_s = self.exo_rad[j], self.exo_rad_s[j]
+                counts["joint"] += 1
             else:
                 knee, knee_s = self.knee_rad, self.knee_rad_s
-            j = self._cj
+                counts["estimate"] += 1
             if sup.state is SafetyState.ACTIVE and dt_s > 0.0:
                 mr[j] = comp.step(self.requested[j], knee, knee_s, self.exo_rad[j], self.exo_rad_s[j], dt_s)
             else:

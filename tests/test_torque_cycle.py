@@ -362,3 +362,19 @@ def test_tissue_compensation_changes_the_torque_in_the_frames_the_drive_receives
     assert np.max(diff) > 0.05                                       # compensation changed what went on the wire
     limit = device.joints[0].torque_limit_nm
     assert max(abs(c) for c in comp_cmd) <= limit and max(abs(c) for c in rigid_cmd) <= limit
+
+
+def test_without_a_knee_estimate_the_joint_angle_stands_in_and_is_counted():
+    sur, _ = load_artifact()
+    cyc = _cycle(TissueCompensator(sur))
+    cyc.supervisor.activate(0)
+    for k in range(60):
+        now = k * PERIOD_NS
+        if k % 8 == 0:
+            cyc.new_command(k, now - 5_000_000, now, [-6.0])               # no knee angle (NaN)
+        cyc.interpolate(now)
+        cyc.check_age(now)
+        cyc.observe_joint(0, *knee_at(k), now)
+        cyc.step(now)
+    assert cyc.knee_source_cycles == {"sensor": 0, "estimate": 0, "joint": 60}
+    assert cyc.motor_request[0] != cyc.requested[0]                   # compensating, not silently rigid

@@ -262,8 +262,11 @@ class TorqueLoop:
             for ev in self.supervisor.pop_events():
                 self._push_event(ev)
             self.control[Slot.ST_EXITED] = 1
+        comp = self.cycle.compensator
         return {**report.as_dict(), "drive_read_not_ok": dict(self.drive_read_results),
-                "drive_write_errors": self.drive_write_errors}
+                "drive_write_errors": self.drive_write_errors,
+                "tissue_compensation": ({"knee_source_cycles": dict(self.cycle.knee_source_cycles)}
+                                        if comp is not None else None)}
 
 
 @dataclass(frozen=True)
