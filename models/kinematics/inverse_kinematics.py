@@ -335,14 +335,18 @@ class InverseKinematics:
         out[...] = p
         return out
 
-    def marker_jacobian(self, qpos: np.ndarray) -> np.ndarray:
+    def marker_jacobian(self, qpos: np.ndarray, positions_out: np.ndarray | None = None) -> np.ndarray:
         """(M, 3, n) Jacobian of the marker world positions with respect to the solved dofs (free root:
         world translation then body-frame rotation; then :attr:`solved_coordinates`), coupled coordinates
-        folded in by the chain rule; exactly what :meth:`step` uses.  Allocates; for tests and tools."""
+        folded in by the chain rule; exactly what :meth:`step` uses.  Allocates; for tests and tools.
+        ``positions_out`` (M, 3), if given, receives the marker positions at ``qpos`` (saves a second
+        forward-kinematics pass)."""
         m, d = self.model, self.data
         q = np.array(qpos, dtype=float)
         self._eq.apply(q)
         self._marker_positions(q)
+        if positions_out is not None:
+            positions_out[...] = self._P
         mujoco.mj_comPos(m, d)
         for i in range(len(self.marker_names)):
             mujoco.mj_jac(m, d, self._jac_rows[i], None, self._P_rows[i], self._body_list[i])

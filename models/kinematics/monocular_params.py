@@ -1,0 +1,103 @@
+"""Weights and thresholds of model-based monocular fitting, each with its reason (SI units).
+
+The cost is a sum of squared, normalised residuals ``(value - target) / sigma``; each ``sigma`` below is the
+spread that the term is meant to allow, so the weights are ``1 / sigma^2`` and comparable across terms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from models.body.landmark_markerset import SHOULDER_WEIGHT
+
+__all__ = ["MonocularFitParams"]
+
+
+@dataclass(frozen=True)
+class MonocularFitParams:
+    """Parameters of :func:`models.kinematics.monocular_fit.fit_monocular` and ``MonocularFitter``.
+
+    Reprojection: ``pixel_sigma_px`` the keypoint noise the fit is specified for (2 px: the issue's synthetic
+    check; real detectors are worse and then simply sit further out on the robust loss); Huber loss on each
+    landmark's 2-D error norm with threshold ``huber_k`` sigmas (1.345: Huber's constant for 95 % efficiency
+    under Gaussian noise, so a 200 px outlier enters with weight 1.345 * 2 / 200 = 0.013); each landmark
+    weighted by its detector score, landmarks below ``min_score`` not used (0.5, as the landmark IK's
+    ``min_visibility``); shoulders at ``shoulder_weight`` (MyoLeg's trunk is rigid with the pelvis: the landmark
+    IK's 0.2).
+
+    Temporal prior (per coordinate, on finite differences of the coordinates): acceleration sigmas
+    ``accel_sigma_joint_rad_s2`` = 150 rad/s^2 (about the peak knee angular acceleration of normal walking,
+    Winter 2009 ch. 3, so real motion is barely penalised), ``accel_sigma_pelvis_rad_s2`` = 50 rad/s^2 (pelvis
+    rotations are 3-5x smaller and slower than the knee's), ``accel_sigma_pelvis_m_s2`` = 5 m/s^2 (about 1.5x
+    the peak pelvis acceleration of walking); velocity sigmas ``velocity_sigma_rad_s`` = 10 rad/s (above the
+    6-7 rad/s peak knee velocity of walking) and ``velocity_sigma_m_s`` = 3 m/s (above running-walk speeds).
+    Out-of-plane prior: hip adduction and hip rotation barely move the landmarks' images for a side-on camera
+    (a straight leg rotating about its own axis), so they get a weak pull to neutral, ``neutral_sigma_rad`` =
+    0.15 rad (9 deg: about the +-5-8 deg range of both in normal walking, Perry & Burnfield 2010).
+    Joint limits are hard bounds (every step is projected onto the model's ranges), not a soft penalty.
+
+    Foot-floor contact (stance found from the 2-D data, :mod:`models.kinematics.monocular_contact`): the
+    contact landmark of a stance foot has its standing height above z = 0 within ``contact_sigma_m`` (1 cm:
+    the heel/toe landmark rises by about that while the foot rolls) and its horizontal speed within
+    ``slide_sigma_m_s`` (0.05 m/s: a planted foot moves far less than the 0.5 m/s stance threshold).
+    Stance: the foot's lowest landmark moving slower than ``stance_speed_m_s`` (0.5 m/s, as
+    ``runtime.vision.world``'s stance test; the swing foot moves at 2-4 m/s, the planted one at ~0) over a
+    centred ``stance_window_s`` (0.1 s: averages 2 px noise down to ~0.15 m/s at 7 m) and no more than
+    ``stance_height_m`` (5 cm) above the other foot's lowest landmark.
+
+    Optional weak prior on BlazePose's 3-D world landmarks (pelvis-relative shape): ``prior_sigma_m`` = 0.065
+    m, the 5-8 cm shape error left after the best rotation measured on the pose2sim demo (``runtime.vision
+    .world`` docstring).
+
+    Solver: Levenberg-Marquardt on the sparse normal equations (IRLS for the Huber loss); ``max_iterations``
+    for the whole-trial smoother, ``frame_iterations`` per frame of the initialisation; converged when the
+    largest step is below ``tolerance`` (rad or m) or a step lowers the cost by less than 1e-7 of it;
+    ``converged_error_px``: a frame whose median landmark reprojection error (the median: one outlier keypoint
+    must not flag a good fit) ends above this (5 sigmas) is flagged not converged; ``reinit_error_px``
+    (10 sigmas): a warm-started frame above it is re-solved from a cold start.  ``min_landmarks``: fewer used landmarks and the
+    frame is carried by the temporal prior only (6, as the landmark IK).  ``cold_headings``: pelvis headings
+    tried in a cold start (evenly spaced over 360 deg; 8 = 45 deg apart, within the basin of the fit).
+    Live: ``lag_frames`` frames in the fixed-lag window (the output lags by ``lag_frames - 1`` frames: 7 frames
+    = 117 ms at 60 fps), ``live_iterations`` LM iterations per new frame (2: measured on the synthetic walk,
+    a third changes the live-offline difference by < 0.1 deg).
+    """
+
+    pixel_sigma_px: float = 2.0
+    huber_k: float = 1.345
+    min_score: float = 0.5
+    shoulder_weight: float = SHOULDER_WEIGHT
+    accel_sigma_joint_rad_s2: float = 150.0
+    accel_sigma_pelvis_rad_s2: float = 50.0
+    accel_sigma_pelvis_m_s2: float = 5.0
+    velocity_sigma_rad_s: float = 10.0
+    velocity_sigma_m_s: float = 3.0
+    neutral_sigma_rad: float = 0.15
+    contact_sigma_m: float = 0.01
+    slide_sigma_m_s: float = 0.05
+    stance_speed_m_s: float = 0.5
+    stance_window_s: float = 0.1
+    stance_height_m: float = 0.05
+    prior_sigma_m: float = 0.065
+    max_iterations: int = 40
+    frame_iterations: int = 30
+    tolerance: float = 1e-5
+    converged_error_px: float = 10.0
+    reinit_error_px: float = 20.0
+    min_landmarks: int = 6
+    cold_headings: int = 8
+    lag_frames: int = 8
+    live_iterations: int = 2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" or isinstance(v, int) and not isinstance(v, bool):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"MonocularFitParams.{f.name} must be a positive integer, got {v!r}")
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"MonocularFitParams.{f.name} must be a positive finite number, got {v!r}")
+        if self.min_score > 1.0:
+            raise ValueError(f"MonocularFitParams.min_score must lie in (0, 1], got {self.min_score!r}")
+        if self.lag_frames < 3:
+            raise ValueError(f"MonocularFitParams.lag_frames must be at least 3, got {self.lag_frames!r}")
