@@ -383,3 +383,22 @@ def test_batch_job_flags_each_estimate_outside_its_envelope():
     fake = dict(res, envelopes=dict(env, kam=dict(env["kam"], fraction_outside=0.25, implausible=True)))
     rows = summary_table(BatchReport([JobOutcome(job, fake)], 1.0, "local", 1))
     assert rows[0]["implausible"] == {"kam": 0.25}
+
+
+def test_recorded_reprojection_error_reaches_the_confidence_and_survives_the_hold(ps1_chain):
+    """A recording with the monocular fit's reprojection error (what the live LandmarkReplayCapture puts on the
+    frame): 30 px on frames 20-29 gives a reprojection part of 0 there and 1 (3 px) elsewhere; resample_hold keeps
+    each tick's value with its markers."""
+    from runtime.estimation.chain import MarkerRecording, resample_hold, run_offline
+
+    _, est, rec, r = ps1_chain
+    px = np.full(rec.time_s.size, 3.0)
+    px[20:30] = 30.0
+    est.reset()
+    out = run_offline(est, MarkerRecording(rec.name, rec.time_s, rec.markers_m, rec.rate_hz, px))
+    est.reset()
+    rp = out.confidence_parts[:, C.I_REPROJECTION]
+    assert np.all(rp[20:30] == 0.0) and np.all(rp[:20] == 1.0) and np.all(rp[30:] == 1.0)
+    assert np.all(out.confidence[20:30] == 0.0)
+    half = resample_hold(MarkerRecording(rec.name, rec.time_s, rec.markers_m, rec.rate_hz, px), 30.0)
+    np.testing.assert_array_equal(half.reprojection_px, px[::2][:half.time_s.size])

@@ -385,12 +385,14 @@ def _nnls_coefficients(W: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MarkerRecording:
-    """Marker positions of a recorded trial in the estimator's marker order: ``markers_m`` (N, M, 3) world, z up."""
+    """Marker positions of a recorded trial in the estimator's marker order: ``markers_m`` (N, M, 3) world, z up;
+    ``reprojection_px`` (N,) the monocular fit's reprojection error of each frame (px) or None (lab markers)."""
 
     name: str
     time_s: np.ndarray
     markers_m: np.ndarray
     rate_hz: float
+    reprojection_px: np.ndarray | None = None
 
 
 def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str]) -> MarkerRecording:
@@ -419,7 +421,8 @@ def resample_hold(rec: MarkerRecording, rate_hz: float) -> MarkerRecording:
     n = int(math.floor((rec.time_s[-1] - rec.time_s[0]) * rate_hz)) + 1
     t = rec.time_s[0] + np.arange(n) / rate_hz
     idx = np.clip(np.searchsorted(rec.time_s, t + 1e-9, side="right") - 1, 0, rec.time_s.size - 1)
-    return MarkerRecording(rec.name, t, rec.markers_m[idx], rate_hz)
+    rep = None if rec.reprojection_px is None else np.asarray(rec.reprojection_px)[idx]
+    return MarkerRecording(rec.name, t, rec.markers_m[idx], rate_hz, rep)
 
 
 @dataclass
@@ -471,13 +474,15 @@ def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
 
 
 def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = None) -> OfflineResult:
-    """The same chain over a whole recording as fast as possible (``progress(i, n)`` called every 60 frames)."""
+    """The same chain over a whole recording as fast as possible (``progress(i, n)`` called every 60 frames); the
+    recording's reprojection error, when it has one, goes to the confidence as in the live loop."""
     n = rec.time_s.size
+    rep = np.full(n, np.nan) if rec.reprojection_px is None else np.asarray(rec.reprojection_px, dtype=float)
     cols = _offline_columns(n, est.out)
     stages: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for i in range(n):
-        f = est.step(rec.markers_m[i], float(rec.time_s[i]))
+        f = est.step(rec.markers_m[i], float(rec.time_s[i]), reprojection_px=float(rep[i]))
         for k, arr in cols.items():
             arr[i] = getattr(f, k)
         for k, v in f.stage_s.items():

@@ -28,7 +28,7 @@ def landmark_recording(track: LandmarkTrack, marker_names: tuple[str, ...], rate
                        min_visibility: float = 0.5) -> MarkerRecording:
     """A :class:`runtime.vision.front_end.LandmarkTrack` as the markers the loop sees at ``rate_hz``: each tick holds
     the newest camera frame at or before it; landmarks below ``min_visibility`` and invalid frames are NaN (the rules
-    of :class:`runtime.vision.process.LandmarkCapture`)."""
+    of :class:`runtime.vision.process.LandmarkCapture`); the frame's reprojection error (px) is held with it."""
     from runtime.vision.pose_types import BLAZEPOSE_LANDMARKS
 
     idx = [BLAZEPOSE_LANDMARKS.index(n) for n in marker_names]
@@ -37,7 +37,8 @@ def landmark_recording(track: LandmarkTrack, marker_names: tuple[str, ...], rate
     m = np.array(track.world_m[k][:, idx], dtype=float)
     m[np.asarray(track.visibility)[k][:, idx] < min_visibility] = np.nan
     m[~np.asarray(track.valid, bool)[k]] = np.nan
-    return MarkerRecording(Path(str(track.source)).stem, t, m, rate_hz)
+    rep = None if track.reprojection_px is None else np.asarray(track.reprojection_px, dtype=float)[k]
+    return MarkerRecording(Path(str(track.source)).stem, t, m, rate_hz, rep)
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
