@@ -25,7 +25,8 @@ knee, i.e. a positive torque, is replaced by zero before the limiter, so the com
 torque) and :class:`controllers.command_limits.CommandLimiter` (torque cap, slew limit, NaN/inf -> zero
 with a flag) as the *only* limiting. Each strategy is a stage object:
 ``step(AssistanceInput) -> AssistanceOutput``, no globals; :class:`AssistanceStage` adds the gait-phase
-estimator (:mod:`controllers.gait_phase`) in front, for the 60 Hz pipeline (``step(StageInput)``), and
+estimator (:mod:`controllers.gait_phase`) in front, for the 60 Hz pipeline (``step(StageInput)``), and an
+optional fallback strategy (proportional) while the gait phase does not lock, with the reason as an event;
 ``runtime.wiring.assistance_controller(device, subject)`` builds it from the configuration files.
 """
 from __future__ import annotations

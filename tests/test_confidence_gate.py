@@ -312,5 +312,12 @@ def test_report_and_summary_show_the_fades_and_their_reasons(dm_og6, tmp_path):
     section = doc[doc.index("Assistance fades"):]
     assert "CONFIDENCE_FADE" in section and "visibility: confidence" in section
     assert f"{closed['confidence_fades']} confidence fades" in section
+    assert closed["gate"]["full_above"] == 0.6 and 0.0 < closed["gate"]["closed_fraction"] < 1.0
+    assert f"gate closed on {100.0 * closed['gate']['closed_fraction']:.0f} % of {len(rows)} cycles" in section
+    # a run whose confidence never held: the report says the gate never opened
+    (run / "summary.json").write_text(json.dumps({"stages": {"assistance": {
+        **closed, "confidence_restored": 0, "gate": {**closed["gate"], "closed_fraction": 1.0}}}}, default=str))
+    assert "the confidence gate never opened: the confidence did not hold at or above 0.6 for 0.2 s" in \
+        build_html(run)[0]
     faults = doc[doc.index("Faults and their timeline"):doc.index("Assistance fades")]
     assert "CONFIDENCE_FADE" not in faults

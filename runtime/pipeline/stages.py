@@ -266,6 +266,8 @@ class ControllerAssistanceStage:
         self.scale = 1.0                                 # the gate's scale at the latest step
         self.events: list[dict[str, Any]] = []           # every gate event and strategy switch, in order
         self._pending: deque[dict[str, Any]] = deque(maxlen=256)   # not yet written to the log
+        self._cycles = 0
+        self._closed_cycles = 0                          # cycles the gate's scale was 0
 
     def step(self, frame: PipelineFrame) -> None:
         t_ns = self._now()
@@ -274,6 +276,8 @@ class ControllerAssistanceStage:
         if self.gate is not None:
             self.confidence, parts = self._confidence(frame.estimate, frame.stale)
             self.scale = self.gate.update(x.t_s, self.confidence, parts)
+            self._cycles += 1
+            self._closed_cycles += self.scale == 0.0
             ev = self.gate.event
             if ev is not None:
                 self._record(t_ns, ev.kind, ev.part, ev.value, ev.describe())
@@ -339,12 +343,19 @@ class ControllerAssistanceStage:
 
     def close(self) -> dict[str, Any]:
         """Counts for summary.json: fades (and by the part that fell), restorations, strategy switches with their
-        reasons, the strategy running at the end; the first 200 events."""
+        reasons, the strategy running at the end, the gate's settings and the fraction of cycles it held the
+        assistance at zero; the first 200 events."""
         fades = [e for e in self.events if e["kind"] == "CONFIDENCE_FADE"]
         by_part: dict[str, int] = {}
         for e in fades:
             by_part[e["part"]] = by_part.get(e["part"], 0) + 1
-        return {"strategy": self.controller.strategy.name,
+        gate = None
+        if self.gate is not None:
+            g = self.gate.params
+            gate = {"fade_below": g.fade_below, "full_above": g.full_above, "hold_s": g.hold_s, "fade_s": g.fade_s,
+                    "ramp_s": g.ramp_s, "cycles": self._cycles,
+                    "closed_fraction": self._closed_cycles / self._cycles if self._cycles else None}
+        return {"strategy": self.controller.strategy.name, "gate": gate,
                 "fallback": self.controller.fallback.name if self.controller.fallback is not None else None,
                 "running_at_end": self.controller.running.name, "gated": self.gate is not None,
                 "confidence_fades": len(fades), "confidence_fades_by_part": by_part,

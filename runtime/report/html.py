@@ -484,6 +484,17 @@ def _assistance_fades_section(summary: dict[str, Any], run_summary: dict[str, An
                     f"{stage.get('confidence_restored', 0)} restorations</p>")
         for why in stage.get("strategy_fallbacks", []):
             body.append(f"<p>fallback: {html.escape(str(why))}</p>")
+        gate = stage.get("gate") or {}
+        if gate and gate.get("cycles"):
+            held = f"the confidence did not hold at or above {gate['full_above']:g} for {gate['hold_s']:g} s"
+            closed = f"gate closed on {100.0 * gate['closed_fraction']:.0f} % of {gate['cycles']} cycles"
+            if gate["closed_fraction"] == 1.0:
+                body.append(f"<p>the confidence gate never opened: {held}; no assistance was commanded ({closed})</p>")
+            elif not stage.get("confidence_restored"):
+                body.append(f"<p>the confidence gate never reached full scale: every ramp up was cut by a fade "
+                            f"({closed})</p>")
+            else:
+                body.append(f"<p>{closed}</p>")
     if events:
         rows = [[f"{e['t_s']:.3f}", e["kind"], f"{e['value']:.3g}", e["detail"]] for e in events]
         body.append(_table(["t [s]", "event", "value", "part: reason"], rows, "fades"))
