@@ -371,17 +371,24 @@ class AssistanceStage:
 
     def _why_unlocked(self, t_s: float, state: str, strides: int) -> str:
         p = self.gait.params
-        head = f"gait phase did not lock for {t_s - (self._unlocked_since or t_s):.1f} s ({state}, {strides} heel strikes)"
+        span = t_s - (self._unlocked_since if self._unlocked_since is not None else t_s)
+        head = f"gait phase did not lock for {span:.1f} s ({state})"
+        if strides < 2:
+            strikes = (f"{strides} heel strike{'s' if strides != 1 else ''} seen, a lock needs two "
+                       f"{p.min_period_s:g}-{p.max_period_s:g} s apart")
+        else:
+            strikes = (f"{strides} heel strikes seen, their intervals not within {p.min_period_s:g}-{p.max_period_s:g} s "
+                       f"or within {100 * p.max_period_change:.0f} % of each other")
         if p.source == "grf":
             if math.isfinite(self._min_grf) and self._min_grf > p.grf_off_n:
-                return (f"{head}: no foot unloaded in the kinematic GRF (minimum {self._min_grf:.0f} N, toe-off needs "
-                        f"<= {p.grf_off_n:g} N)")
-            return f"{head}: vertical GRF events not periodic within {p.min_period_s:g}-{p.max_period_s:g} s strides"
+                return (f"{head}: no foot unloaded in the kinematic GRF for {span:.1f} s (minimum {self._min_grf:.0f} N, "
+                        f"toe-off needs <= {p.grf_off_n:g} N); {strikes}")
+            return f"{head}: {strikes}"
         if not math.isfinite(self._peak_flexion) or self._peak_flexion <= p.swing_flexion_rad:
             peak = math.degrees(self._peak_flexion) if math.isfinite(self._peak_flexion) else math.nan
             return (f"{head}: knee flexion peaked at {peak:.0f} deg, a swing needs > "
-                    f"{math.degrees(p.swing_flexion_rad):.0f} deg to arm the heel-strike detector")
-        return f"{head}: heel strikes not periodic within {p.min_period_s:g}-{p.max_period_s:g} s strides"
+                    f"{math.degrees(p.swing_flexion_rad):.0f} deg to arm the heel-strike detector; {strikes}")
+        return f"{head}: {strikes}"
 
     def _select(self, t_s: float, g, knee: float, grf: float | None) -> None:
         if self.fallback is None or not (isinstance(t_s, (int, float)) and math.isfinite(t_s)):

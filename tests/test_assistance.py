@@ -272,7 +272,8 @@ def test_fallback_when_the_gait_phase_does_not_lock_and_back_when_it_does():
         outs.append(stage.step(StageInput(k / 60, q, knee_moment_nm=-20.0, activations=0.3 * col)))
     ev = stage.new_events()
     assert [e.kind for e in ev] == ["fallback"] and ev[0].t_s == pytest.approx(5.0, abs=1 / 60 + 1e-9)
-    assert "gait phase did not lock" in ev[0].reason and "30 deg" in ev[0].reason and "34 deg" in ev[0].reason
+    assert "gait phase did not lock for 5.0 s" in ev[0].reason and "30 deg" in ev[0].reason and "34 deg" in ev[0].reason
+    assert "0 heel strikes seen, a lock needs two" in ev[0].reason
     assert all(o.strategy == "synergy" and o.torque_nm == 0.0 for o in outs[:299])
     assert outs[-1].strategy == "proportional" and outs[-1].torque_nm == pytest.approx(-6.0)
     # walking: 0..60 deg each 1.1 s stride -> two heel strikes lock the phase
@@ -396,3 +397,21 @@ def test_wiring_builds_the_fallback_and_the_gate(configs):
     gp = confidence_gate(d).params
     assert (gp.fade_below, gp.full_above, gp.hold_s, gp.fade_s, gp.ramp_s) == (0.3, 0.8, 1.5, 0.2, 1.0)
     assert assistance_controller(device, subject, SHAPE).fallback is None
+
+
+def test_fallback_reason_names_the_unloaded_foot_with_the_grf_source():
+    """Gait phase from the vertical GRF: a foot that never unloads (the monocular demo's kinematic GRF) is the reason."""
+    from controllers.assistance import AssistanceStage, StageInput
+    from controllers.gait_phase import GaitPhaseEstimator, GaitPhaseParams
+
+    kw = dict(level=1.0, ramp_in_s=0.0, torque_limit_nm=18.0, slew_limit_nm_per_s=300.0, moment_fraction=0.3)
+    stage = AssistanceStage(make_strategy(AssistanceParameters(strategy="phase_profile", **kw)),
+                            GaitPhaseEstimator(GaitPhaseParams(source="grf")),
+                            fallback=make_strategy(AssistanceParameters(strategy="proportional", **kw)),
+                            phase_lock_timeout_s=4.0)
+    for k in range(300):
+        o = stage.step(StageInput(k / 60, 0.3, knee_moment_nm=-20.0, vertical_grf_n=300.0 + 200.0 * math.sin(k / 9)))
+    ev = stage.new_events()
+    assert [e.kind for e in ev] == ["fallback"] and o.strategy == "proportional"
+    assert "no foot unloaded in the kinematic GRF for 4.0 s (minimum 100 N, toe-off needs <= 20 N)" in ev[0].reason
+    assert "1 heel strike seen" in ev[0].reason
