@@ -77,3 +77,33 @@ def test_landmark_track_keeps_the_described_time_and_quality(tmp_path: Path) -> 
     assert np.all(np.isnan(plain.reprojection_px))
     with pytest.raises(ValueError, match="described_t_s"):
         LandmarkTrack("x", t, np.zeros((n, 33, 3)), np.ones((n, 33)), np.ones(n, bool), {}, {}, described_t_s=t[:2])
+
+
+def test_replay_stamps_the_described_frame_and_passes_the_reprojection_error() -> None:
+    """A lagged track: row k (released when frame k arrives) describes frame k - 7; the capture stage stamps that
+    frame's capture time and source time (so the command age includes the lag) and hands its reprojection error
+    to the estimation stage."""
+    from runtime.pipeline.stages import PipelineFrame
+    from runtime.vision.process import LandmarkReplayCapture
+
+    n, fps, lag = 12, 30.0, 7
+    t = np.arange(n) / fps
+    world = np.zeros((n, 33, 3))
+    track = LandmarkTrack("lagged", t, world, np.ones((n, 33)), np.ones(n, bool), {}, {},
+                          described_t_s=t - lag / fps, reprojection_px=2.0 + np.arange(n),
+                          landmarks_used_frac=np.ones(n))
+    now = [1_000_000_000]
+    cap = LandmarkReplayCapture(track, ("left_hip", "right_hip"), lambda: now[0], loop_rate_hz=60.0)
+    f = PipelineFrame(assistance_nm=[0.0])
+    seen = []
+    for _ in range(30):
+        cap.step(f)
+        if f.vision_s is not None and f.markers_m is not None and f.t_s not in [s[0] for s in seen]:
+            seen.append((f.t_s, f.capture_ns, f.reprojection_px))
+        now[0] += 16_666_667
+    t0 = 1_000_000_000 + 8_333_333            # the first frame lands half a loop period after the first cycle
+    for k, (ts, cns, rep) in enumerate(seen):
+        assert ts == t[k] - lag / fps
+        assert cns == t0 + int((t[k] - lag / fps) * 1e9)
+        assert rep == 2.0 + k
+    assert len(seen) >= 10
