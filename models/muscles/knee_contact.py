@@ -281,6 +281,25 @@ class KneeContact:
         R = d.xmat[self.tibia_id].reshape(3, 3)
         return F @ R, M @ R
 
+    def muscle_wrench_from_paths(self, ten_wrapadr: np.ndarray, ten_wrapnum: np.ndarray, wrap_obj: np.ndarray,
+                                 wrap_xpos: np.ndarray, tibia_xpos: np.ndarray, tibia_xmat: np.ndarray,
+                                 tension_n: np.ndarray, names: Sequence[str] | None = None):
+        """:meth:`muscle_wrench_from_data` from the arrays themselves, in MuJoCo's layout (``ten_wrapadr``,
+        ``ten_wrapnum`` (ntendon,), ``wrap_obj`` (2 nwrap,), ``wrap_xpos`` (6 nwrap,), any shape with those sizes;
+        the tibia's ``xpos`` (3,) and ``xmat`` (9,) in world): one frame of a batched backend
+        (:mod:`models.muscles.warp_backend`)."""
+        F = np.zeros(3)
+        M = np.zeros(3)
+        _wrench_kernel(np.ascontiguousarray(ten_wrapadr, dtype=np.int32).reshape(-1),
+                       np.ascontiguousarray(ten_wrapnum, dtype=np.int32).reshape(-1),
+                       np.ascontiguousarray(wrap_obj, dtype=np.int32).reshape(-1),
+                       np.ascontiguousarray(wrap_xpos, dtype=float).reshape(-1, 3),
+                       self._x_tendon, self._x_site_body, self._geom_body, self._in_tibia_u8,
+                       np.asarray(tension_n, dtype=float), self._crossing_index(names),
+                       np.ascontiguousarray(tibia_xpos, dtype=float), F, M)
+        R = np.asarray(tibia_xmat, dtype=float).reshape(3, 3)
+        return F @ R, M @ R
+
     def muscle_wrench_reference(self, qpos: np.ndarray, tension_n: np.ndarray, names: Sequence[str] | None = None):
         """The same as :meth:`muscle_wrench` in plain Python after ``mj_fwdPosition`` (reference for the tests)."""
         m, d = self.model, self.data
@@ -305,11 +324,21 @@ class KneeContact:
 
     def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
             tension_n: np.ndarray | None, muscle_names: Sequence[str] | None = None,
-            time_s: np.ndarray | None = None) -> KneeContactTrial:
-        """ID with the external loads -> net load on the tibia subtree; minus muscles -> contact; split."""
+            time_s: np.ndarray | None = None, *, backend: str = "cpu", device: str | None = None) -> KneeContactTrial:
+        """ID with the external loads -> net load on the tibia subtree; minus muscles -> contact; split.
+
+        ``backend="warp"``: the inverse dynamics batched on MuJoCo Warp (``device``; :mod:`models.dynamics
+        .warp_backend`); the muscle crossing sums stay on MuJoCo's paths here."""
         inv = InverseDynamics(self.model, InverseDynamicsParams(reaction_bodies=(self.tibia,),
                                                                 gravity_m_s2=self.gravity_m_s2))
-        jm = inv.run(qpos, qvel, qacc, list(externals), time_s=time_s)
+        if backend == "warp":
+            from models.dynamics.warp_backend import WarpInverseDynamics
+
+            jm = WarpInverseDynamics(inv, device=device).run(qpos, qvel, qacc, list(externals), time_s=time_s)
+        elif backend == "cpu":
+            jm = inv.run(qpos, qvel, qacc, list(externals), time_s=time_s)
+        else:
+            raise ValueError(f"backend = {backend!r}: allowed 'cpu', 'warp'")
         F_int = jm.reaction_force_n[:, 0, :]
         M_int = jm.reaction_moment_nm[:, 0, :]
         n = F_int.shape[0]
@@ -462,7 +491,8 @@ def knee_contact_from_analysis(kin, analysis, condyle_offsets_m: tuple[float, fl
     if tension_n is None:
         tension_n, muscle_names = analysis.muscles.muscle_force_n, analysis.muscles.muscle_names
     mk = kin.mapped
-    return kc.run(mk.qpos, mk.qvel, mk.qacc, ext, tension_n, muscle_names, analysis.time_s)
+    return kc.run(mk.qpos, mk.qvel, mk.qacc, ext, tension_n, muscle_names, analysis.time_s,
+                  backend=getattr(p, "backend", "cpu"), device=getattr(p, "device", None))
 
 
 def quadriceps_hamstrings_cocontraction(activations: np.ndarray, names: Sequence[str], side: str) -> np.ndarray:

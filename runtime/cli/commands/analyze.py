@@ -124,7 +124,8 @@ def _analyze_chain(args: argparse.Namespace) -> int:
     if missing:
         print(f"analyze: the full chain needs {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    params = AnalyzeParams(args.mass_kg, args.height_m, args.side, model=args.model, muscles=args.muscles)
+    params = AnalyzeParams(args.mass_kg, args.height_m, args.side, model=args.model, muscles=args.muscles,
+                           backend=args.backend, device=args.device)
     trc = args.trc or args.c3d
     out = Path(args.output)
     print(f"analyze {Path(trc).name}: {params.model}, {args.mass_kg:g} kg, {args.height_m:g} m, {args.side} knee; "
@@ -207,6 +208,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grf", help="measured force plates (.mot/.sto): input to inverse dynamics")
     p.add_argument("--muscles", action="store_true",
                    help="also solve static optimisation (muscle activations, reserves) -> activations.csv")
+    p.add_argument("--backend", choices=["cpu", "warp"], default="cpu",
+                   help="inverse dynamics and static optimisation on MuJoCo (cpu, default) or batched on MuJoCo Warp "
+                        "(warp: the 'gpu' extra; written in the summary)")
+    p.add_argument("--device", help="with --backend warp: Warp device (cpu, cuda, cuda:0; default CUDA when present)")
     p.add_argument("--external-loads", help="OpenSim ExternalLoads XML naming the foot on each plate (else detected)")
     p.add_argument("--ik-ref", help="reference IK (.mot) for validation only")
     p.add_argument("--kcf-ref", help="reference knee contact force CSV (percent of the trial window; medial, lateral, "
