@@ -27,6 +27,10 @@ project frame (smoothed), ``<name>_u_px/_v_px`` image pixels, ``<name>_visibilit
 ``joint_angles.csv``, ``ground_reaction_force.csv``, ``joint_moments.csv``, ``knee_moments.csv``
 (the same columns as ``exo analyze``), and ``video_analysis.json`` (summary and notes).
 
+From 2-D keypoints already detected (any detector: the keypoint CSV or OpenPose-style JSON), the same chain
+with the world grounding and landmark IK replaced by the model fit is :mod:`runtime.vision.keypoint_analysis`
+(``exo analyze --keypoints2d``); it shares the plausibility notes below.
+
 Honest limits: monocular BlazePose depth is noisy (``exo monocular-check``: mean joint-angle RMSE
 12.8 deg against the four-camera reference); the kinematics-only GRF and knee moments computed from
 it are flagged ``IMPLAUSIBLE`` in the notes, with the fraction of frames affected, for every estimate outside its
