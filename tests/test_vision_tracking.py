@@ -6,6 +6,9 @@ ground (hips at y ≈ 700–770 px), visible from frame ≈ 38 (behind the tree 
 before) until ≈ 197 (she leaves at the left edge). She passes under the man at frames ≈ 125–150.
 The prompt is a box on the woman at frame 40 (found by inspecting the detector's output and the
 frames). Every 4th frame is processed to keep the runtime reasonable (≈ 48 frames).
+
+Both backends: ONNX (the default when built; the detector only when the track needs it) and mediapipe
+(the detector on every frame).
 """
 from __future__ import annotations
 
@@ -21,13 +24,59 @@ WOMAN_AT_START = BoundingBox(1400, 500, 1700, 990)
 LAST_VISIBLE = 196  # she is fully in view up to here (frame 198: half out; 203: gone)
 
 
-@pytest.fixture(scope="module")
-def history(sports2d_video):
+@pytest.fixture(scope="module", params=["onnx", "mediapipe"])
+def tracked(request, sports2d_video):
     from runtime.vision.frame_sources import VideoFileSource
-    from runtime.vision.tracking import track_video
+    from runtime.vision.tracking import PromptedTracker, tracker_backend
 
+    pose, detector, settings = tracker_backend(request.param)
+    tracker = PromptedTracker(pose, detector, settings)
     with VideoFileSource(sports2d_video, start=START, step=STEP) as src:
-        return track_video(src, WOMAN_AT_START, start_index=START)
+        for f in src:
+            if f.index == START:
+                tracker.start(f.image, f.index, f.t_capture_ns, WOMAN_AT_START)
+            else:
+                tracker.update(f.image, f.index, f.t_capture_ns)
+    return request.param, tracker
+
+
+@pytest.fixture(scope="module")
+def history(tracked):
+    return tracked[1].history
+
+
+def test_detector_runs_only_when_needed(tracked):
+    backend, tracker = tracked
+    ran = [tf.detector_ran for tf in tracker.history]
+    assert tracker.detector_runs == sum(ran)
+    if backend == "mediapipe":
+        assert all(ran)
+        return
+    tracked_frames = [tf for tf in tracker.history if tf.status == "tracked"]
+    skipped = [tf for tf in tracked_frames if not tf.detector_ran]
+    # the track holds through the walk: the detector runs on a small minority of the tracked frames
+    assert len(skipped) >= 0.75 * len(tracked_frames), [(tf.index, tf.detector_ran) for tf in tracked_frames]
+    assert all(tf.pose.extras["roi_source"] == "tracking" and tf.candidates == 1 for tf in skipped)
+    # lost frames always look with the detector
+    assert all(tf.detector_ran for tf in tracker.history if tf.status == "lost")
+    s = tracker.summary()
+    assert s["detector_runs"] == tracker.detector_runs and s["frames_without_detector"] == len(skipped)
+    assert tracker.pose.detector_runs >= tracker.detector_runs   # model runs: tiles and prompted searches too
+
+
+def test_auto_backend_is_onnx_when_built_else_mediapipe(tmp_path, capsys):
+    from runtime.vision.tracking import tracker_backend
+
+    pose, _, settings = tracker_backend("auto")
+    assert pose.name == "onnx-cpu" and settings.detector == "when_needed"
+    pose, _, settings = tracker_backend("auto", model_dir=tmp_path)   # nothing built there
+    assert pose.name == "mediapipe" and settings.detector == "every_frame"
+    err = capsys.readouterr().err
+    assert "ONNX pose backend unavailable" in err and "falling back to the mediapipe backend" in err
+    with pytest.raises(FileNotFoundError, match="pose_build"):
+        tracker_backend("onnx", model_dir=tmp_path)
+    with pytest.raises(ValueError, match="backend"):
+        tracker_backend("tflite")
 
 
 def _hips(tf) -> np.ndarray:

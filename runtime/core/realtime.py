@@ -88,3 +88,40 @@ def probe_realtime() -> dict[str, object]:
     out["rlimit_memlock"] = "unlimited" if soft == resource.RLIM_INFINITY else soft
     out["cpus"] = sorted(os.sched_getaffinity(0))
     return out
+
+
+def own_core(available: set[int] | None = None) -> int | None:
+    """The CPU a process pinned to "its own core" gets: the highest-numbered of ``available`` (default: this
+    process's affinity set); None with fewer than two (nothing to keep apart)."""
+    cpus = set(os.sched_getaffinity(0)) if available is None else set(available)
+    return max(cpus) if len(cpus) >= 2 else None
+
+
+def pin_to_own_core(core: int | None = None) -> RealtimeReport:
+    """Pin this process to one CPU (``core``, default :func:`own_core`) and report the outcome.
+
+    Meant for the vision process: its pose inference then never competes for a core with the estimation and
+    torque processes, which keep the others (give them :func:`cpus_except` of it). With a single CPU nothing is
+    pinned (noted).
+    """
+    report = RealtimeReport()
+    available = set(os.sched_getaffinity(0))
+    target = own_core(available) if core is None else int(core)
+    if target is None:
+        report.notes.append(f"only {len(available)} cpu(s) {sorted(available)}: vision not pinned")
+    elif target not in available:
+        report.notes.append(f"cpu {target} not among available cpus {sorted(available)}; kept")
+    else:
+        try:
+            os.sched_setaffinity(0, {target})
+        except OSError as exc:
+            report.notes.append(f"affinity refused: {exc}")
+    report.cpus = tuple(sorted(os.sched_getaffinity(0)))
+    return report
+
+
+def cpus_except(core: int | None, available: set[int] | None = None) -> list[int]:
+    """The CPUs left to the other processes when ``core`` belongs to the vision process (all when None)."""
+    cpus = set(os.sched_getaffinity(0)) if available is None else set(available)
+    rest = sorted(cpus - ({core} if core is not None else set()))
+    return rest or sorted(cpus)

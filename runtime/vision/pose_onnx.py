@@ -17,11 +17,27 @@ Providers (``OnnxPose``): TensorRT → CUDA → CPU, the first that
 ``onnxruntime.get_available_providers()`` offers and that builds a session; the provider in use and
 the SHA-256 of each model file are logged once. TensorRT keeps its engine cache under
 ``build/pose_onnx/trt_cache/<device>``.
+
+Session options for this machine (:func:`session_options`): graph optimisation ``ORT_ENABLE_ALL``,
+sequential execution with one inter-op thread, the CPU memory arena and memory-pattern planning on
+(the input shapes never change, so every run after the first reuses the same buffers), worker threads
+not spinning, and ``intra_op_threads`` = 1 when the process may use ≤ 2 CPUs (on the 2-core lab machine the
+estimation and torque processes need the other core: measured under load, 1 thread gave the landmark
+model a median 93 ms vs 155 ms with 2), else half the CPUs it may use.
+
+Detector runs are counted (``detector_runs``: every run of the detector model; ``detector_reasons``: why
+:meth:`BlazePoseTracker.infer` ran it, ``no_track``, ``low_confidence`` or ``prompt_moved``): in steady
+tracking the detector does not run at all.
+
+The landmark model is ``fp32`` (the converted model) or ``int8`` (static quantisation calibrated on
+frames of the shared footage, built by the same step; ``"auto"`` takes int8 only when the manifest
+records it as accepted against fp32: see :mod:`runtime.vision.pose_build.quantize`).
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -144,18 +160,49 @@ class BlazePoseTracker:
         self.min_tracking_confidence = float(min_tracking_confidence)
         self._track: Roi | None = None
         self._track_bbox: BoundingBox | None = None
+        self.detector_runs = 0
+        self.detector_reasons: dict[str, int] = {"no_track": 0, "low_confidence": 0, "prompt_moved": 0}
+        self.frames = 0
 
     def reset(self) -> None:
         """Forget the tracked ROI (the next call runs the detector)."""
         self._track = None
         self._track_bbox = None
 
+    def track_from(self, result: PoseResult) -> None:
+        """Track ``result``'s person from the next frame on (its ROI from its auxiliary landmarks, its box).
+
+        For a caller that ran this backend on several people in one frame and chose one of them.
+        """
+        aux = result.extras.get("auxiliary_xy")
+        try:
+            self._track = None if aux is None else roi_from_keypoints(aux[AUX_ROI[0] - N_LANDMARKS],
+                                                                      aux[AUX_ROI[1] - N_LANDMARKS])
+        except ValueError:
+            self._track = None
+        self._track_bbox = result.bbox if self._track is not None else None
+
     # -- stages --------------------------------------------------------------------------------
+    def detect_raw(self, frame_rgb: np.ndarray, view: Roi) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """The detector on the square ``view`` of the frame: (box (4,) px x0 y0 x1 y1, keypoints (4, 2) px, score)
+        per candidate above ``min_detection_confidence``, before NMS."""
+        check_frame(frame_rgb)
+        self.detector_runs += 1
+        boxes, scores = self.detector_runner(crop_tensor(frame_rgb, view, DET_SIZE, -1.0, 1.0, replicate=False))[:2]
+        m = view.tensor_to_image()
+        out = []
+        for d in decode_detections(boxes, scores, min_score=self.min_detection_confidence):
+            corners = np.array([[d.box[0], d.box[1], 1.0], [d.box[2], d.box[3], 1.0]]) @ m.T
+            kps = np.hstack([d.keypoints, np.ones((len(d.keypoints), 1))]) @ m.T
+            out.append((np.array([*corners.min(axis=0), *corners.max(axis=0)]), kps, d.score))
+        return out
+
     def detect(self, frame_rgb: np.ndarray, view: Roi | None = None) -> list[tuple[float, Roi]]:
         """Every person the detector finds in ``view`` (default: whole frame letterboxed): (score, ROI), best first."""
         check_frame(frame_rgb)
         h, w = frame_rgb.shape[:2]
         view = view or letterbox_roi(w, h)
+        self.detector_runs += 1
         boxes, scores = self.detector_runner(crop_tensor(frame_rgb, view, DET_SIZE, -1.0, 1.0, replicate=False))[:2]
         dets = weighted_nms(decode_detections(boxes, scores, min_score=self.min_detection_confidence))
         out = []
@@ -182,9 +229,11 @@ class BlazePoseTracker:
         check_frame(frame_rgb)
         timings: dict[str, float] = {}
         source = "tracking"
+        self.frames += 1
         lm_roi = self._track
+        reason = "no_track" if lm_roi is None else "low_confidence"
         if lm_roi is not None and roi is not None and (self._track_bbox is None or roi.iou(self._track_bbox) < 0.3):
-            lm_roi = None
+            lm_roi, reason = None, "prompt_moved"
         res = None
         if lm_roi is not None:
             t0 = time.perf_counter()
@@ -194,6 +243,7 @@ class BlazePoseTracker:
                 res = None
         if res is None:
             source = "detector"
+            self.detector_reasons[reason] += 1
             t0 = time.perf_counter()
             lm_roi = self._detect_one(frame_rgb, roi)
             timings["detector_ms"] = (time.perf_counter() - t0) * 1e3
@@ -286,6 +336,51 @@ def provider_candidates(available: Sequence[str], cache_dir: Path, prefer: str |
     return out
 
 
+def default_intra_op_threads(cpus: int | None = None) -> int:
+    """ONNX Runtime intra-op threads for a process allowed ``cpus`` CPUs (default: its affinity set).
+
+    1 up to 2 CPUs (the other core belongs to the estimation and torque processes), else half of them.
+    """
+    n = len(os.sched_getaffinity(0)) if cpus is None else int(cpus)
+    if n < 1:
+        raise ValueError(f"cpus: must be >= 1, got {n}")
+    return 1 if n <= 2 else n // 2
+
+
+def session_options(intra_op_threads: int = 0, allow_spinning: bool = False):
+    """``onnxruntime.SessionOptions`` for the pose models on this machine (see the module docstring).
+
+    ``intra_op_threads`` 0: :func:`default_intra_op_threads`. Returns the options object; the settings chosen
+    are in ``session_settings(options)``.
+    """
+    import onnxruntime as ort
+
+    if intra_op_threads < 0:
+        raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = int(intra_op_threads) or default_intra_op_threads()
+    so.inter_op_num_threads = 1
+    so.enable_cpu_mem_arena = True
+    so.enable_mem_pattern = True
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    so.log_severity_level = 3
+    return so
+
+
+def session_settings(so) -> dict[str, object]:
+    """The settings of a :func:`session_options` object, for logs and reports."""
+    return {"graph_optimization_level": str(so.graph_optimization_level).rsplit(".", 1)[-1],
+            "execution_mode": str(so.execution_mode).rsplit(".", 1)[-1],
+            "intra_op_threads": so.intra_op_num_threads, "inter_op_threads": so.inter_op_num_threads,
+            "cpu_mem_arena": so.enable_cpu_mem_arena, "mem_pattern": so.enable_mem_pattern,
+            "allow_spinning": so.get_session_config_entry("session.intra_op.allow_spinning") == "1"}
+
+
+LANDMARK_MODELS = ("fp32", "int8", "auto")
+
+
 class OnnxPose(BlazePoseTracker):
     """BlazePose through ONNX Runtime with the models built by ``python -m runtime.vision.pose_build``.
 
@@ -294,35 +389,45 @@ class OnnxPose(BlazePoseTracker):
     model_dir : folder with ``manifest.json`` and the ONNX files (default ``build/pose_onnx``).
     provider : None = best available (TensorRT → CUDA → CPU), or ``"tensorrt"``/``"cuda"``/``"cpu"`` to start
         the fall-back chain there.
-    intra_op_threads : ONNX Runtime CPU threads per session (0 = ONNX Runtime's default).
+    intra_op_threads : ONNX Runtime CPU threads per session (0 = :func:`default_intra_op_threads`).
     allow_spinning : let ONNX Runtime's CPU worker threads busy-wait between ops (off by default: on a
         machine shared with the 500 Hz torque process, spinning threads steal its CPU time).
     trt_fp16 : let TensorRT run in fp16 (changes numerics; off by default).
+    landmark_model : ``"fp32"`` (default), ``"int8"`` (the quantised model; FileNotFoundError when not built) or
+        ``"auto"`` (int8 when the manifest records it as accepted against fp32, else fp32). The int8 model runs on
+        the CPU provider (TensorRT/CUDA get fp32 and their own fp16).
     """
 
     def __init__(self, model_dir: Path | None = None, provider: str | None = None, intra_op_threads: int = 0,
                  allow_spinning: bool = False, trt_fp16: bool = False, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
+                 min_tracking_confidence: float = 0.5, landmark_model: str = "fp32") -> None:
         import onnxruntime as ort
 
-        from runtime.vision.pose_build import DEFAULT_OUT, load_manifest, onnx_path
+        from runtime.vision.pose_build import DEFAULT_OUT, load_manifest, onnx_path, quantized_entry, quantized_path
 
         if intra_op_threads < 0:
             raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")
+        if landmark_model not in LANDMARK_MODELS:
+            raise ValueError(f"landmark_model: must be one of {LANDMARK_MODELS}, got {landmark_model!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_OUT
         self.manifest = load_manifest(self.model_dir)
         paths = {n: onnx_path(n, self.model_dir) for n in ("pose_detection", "pose_landmark_full")}
         self.model_sha256 = {n: self.manifest["models"][n]["onnx_sha256"] for n in paths}
+        if landmark_model == "auto":
+            q = quantized_entry(self.manifest)
+            landmark_model = "int8" if q is not None and q.get("accepted") else "fp32"
+        if landmark_model == "int8":
+            paths["pose_landmark_full"] = quantized_path(self.model_dir)
+            self.model_sha256["pose_landmark_full"] = quantized_entry(self.manifest)["onnx_sha256"]
+        self.landmark_model = landmark_model
         available = ort.get_available_providers()
         needs_gpu_tag = "TensorrtExecutionProvider" in available and provider in (None, "tensorrt")
         cache = self.model_dir / "trt_cache" / (gpu_tag() if needs_gpu_tag else "none")
         candidates = provider_candidates(available, cache, provider, trt_fp16)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads:
-            so.intra_op_num_threads = int(intra_op_threads)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-        so.log_severity_level = 3
+        so = session_options(intra_op_threads, allow_spinning)
+        self.session_settings = session_settings(so)
+        if landmark_model == "int8":   # QDQ int8 kernels: CPU provider
+            candidates = [c for c in candidates if c[0] == "CPUExecutionProvider"] or candidates
         self.provider = ""
         sessions = None
         for i, (prov, opts) in enumerate(candidates):
@@ -346,7 +451,8 @@ class OnnxPose(BlazePoseTracker):
             break
         assert sessions is not None
         self.sessions = sessions
-        log.info("pose onnx: provider %s; %s", self.provider,
+        log.info("pose onnx: provider %s; landmark model %s; session %s; %s", self.provider, self.landmark_model,
+                 self.session_settings,
                  "; ".join(f"{n} {paths[n].name} sha256={self.model_sha256[n]}" for n in paths))
         det, lm = sessions["pose_detection"], sessions["pose_landmark_full"]
         det_in, lm_in = det.get_inputs()[0].name, lm.get_inputs()[0].name
@@ -358,3 +464,46 @@ class OnnxPose(BlazePoseTracker):
                          name=f"onnx-{PROVIDER_TAGS.get(self.provider, self.provider)}",
                          min_detection_confidence=min_detection_confidence,
                          min_tracking_confidence=min_tracking_confidence)
+
+
+class OnnxPersonDetector:
+    """Every person the ONNX detector finds, as :class:`runtime.vision.pose_mediapipe.PersonDetection`.
+
+    The same tiling as :class:`runtime.vision.pose_mediapipe.PoseDetector` (the whole frame letterboxed, plus
+    overlapping square tiles of the shorter image side at half-side steps when the frame is wide or large, so
+    that people far from the camera are found), merged with MediaPipe's weighted NMS; the detector model of
+    ``pose`` (one run per tile, counted in ``pose.detector_runs``).
+    """
+
+    def __init__(self, pose: BlazePoseTracker, iou_threshold: float = 0.3, tiles: bool = True) -> None:
+        if not 0.0 < iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold: must be within (0, 1), got {iou_threshold}")
+        self.pose, self.iou_threshold, self.tiles = pose, float(iou_threshold), bool(tiles)
+
+    def views(self, width: int, height: int) -> list[Roi]:
+        """The detector views of a ``width``×``height`` frame (pixels): whole frame first, then the tiles."""
+        views = [letterbox_roi(width, height)]
+        if self.tiles and (max(height, width) > 1.3 * min(height, width) or min(height, width) > 2 * DET_SIZE):
+            side = min(height, width)
+            step = max(1, side // 2)
+            xs = sorted(set(list(range(0, max(1, width - side + 1), step)) + [max(0, width - side)]))
+            ys = sorted(set(list(range(0, max(1, height - side + 1), step)) + [max(0, height - side)]))
+            views += [Roi(x + side / 2.0, y + side / 2.0, float(side), 0.0) for y in ys for x in xs]
+        return views
+
+    def detect(self, frame_rgb: np.ndarray) -> list:
+        """All people in the frame (full-frame pixels), best score first."""
+        from runtime.vision.pose_anchors import Detection
+        from runtime.vision.pose_mediapipe import PersonDetection
+
+        check_frame(frame_rgb)
+        h, w = frame_rgb.shape[:2]
+        cands = [Detection(b, k, s) for v in self.views(w, h) for b, k, s in self.pose.detect_raw(frame_rgb, v)]
+        out = []
+        for d in weighted_nms(cands, self.iou_threshold):
+            x0, y0 = max(0.0, float(d.box[0])), max(0.0, float(d.box[1]))
+            x1, y1 = min(float(w), float(d.box[2])), min(float(h), float(d.box[3]))
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            out.append(PersonDetection(BoundingBox(x0, y0, x1, y1), d.keypoints, d.score))
+        return sorted(out, key=lambda d: -d.score)

@@ -54,6 +54,7 @@ class VisionSpec:
     max_frames: int | None = None
     loop: bool = False
     monocular_fit: bool = False                  # ground by the fixed-lag model fit (front_end.FittedGrounding)
+    pin_own_core: bool = False                   # pin this process to its own CPU (runtime.core.realtime.pin_to_own_core)
 
 
 def vision_process_main(spec: VisionSpec, conn) -> None:
@@ -67,6 +68,9 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
     front = None
     grabber = None
     try:
+        if spec.pin_own_core:
+            from runtime.core.realtime import pin_to_own_core
+            result["pinned"] = pin_to_own_core().as_dict()
         front = build_front_end(spec)
         conn.send({"event": "ready", "description": front.description})
         if conn.recv() != "go":              # wait until the estimation loop is about to run (or "stop")

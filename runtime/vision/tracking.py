@@ -25,9 +25,23 @@ the prediction and the gate growth three times longer.
 
 MediaPipe's own video-mode tracker, in contrast, follows whichever person its ROI slides onto
 and switches from the woman to the man in the ``sports2d`` demo.
+
+**Detector only when needed** (``TrackerSettings.detector = "when_needed"``, the default with a backend
+that tracks its own ROI: :class:`runtime.vision.pose_onnx.OnnxPose`): while the previous frame was tracked,
+the landmark model first runs on the ROI from the previous frame's landmarks alone; when its pose score
+stays ≥ ``min_tracking_confidence`` and the result passes the same gates (distance, IoU, appearance, height)
+the frame is done — no detector, no other candidate. The detector (and the full association above) runs
+when the track was lost, the score dropped, or a gate failed; each run is counted
+(``PromptedTracker.detector_runs``, ``TrackFrame.detector_ran``). The appearance template is updated only on
+frames where the detector ran (only then is it known that nobody overlaps the target). With
+``"every_frame"`` (the mediapipe backend, whose ROI mode does not track) the detector runs on every frame.
+
+:func:`make_tracker` picks the backend: ONNX when its models are built (``make pose-models``), else mediapipe
+with the reason printed.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +69,30 @@ def _region_hist(hsv: np.ndarray, polygon: np.ndarray) -> np.ndarray | None:
     hist = cv2.calcHist([np.ascontiguousarray(hsv[y0:y1, x0:x1])], [0, 1], mask, [8, 4], [0, 180, 0, 256])
     s = float(hist.sum())
     return (hist / s).astype(np.float32) if s > 0 else None
+
+
+def appearance_rgb(frame_rgb: np.ndarray, pose: PoseResult) -> dict[str, np.ndarray]:
+    """:func:`appearance` converting only the part of the RGB frame its regions cover to HSV (same values)."""
+    import cv2
+
+    xy = np.asarray(pose.image_xy, dtype=np.float64)
+    pts = [xy[list(_TORSO)]]
+    for hip, knee in _THIGHS:
+        a, b = xy[hip], xy[knee]
+        d = b - a
+        n = np.array([-d[1], d[0]]) / max(np.hypot(*d), 1e-9) * 0.18 * np.hypot(*d)
+        pts.append(np.array([a + n, a - n, b - n, b + n]))
+    allp = np.concatenate(pts)
+    allp = allp[np.all(np.isfinite(allp), axis=1)]
+    if allp.size == 0:
+        return {}
+    h, w = frame_rgb.shape[:2]
+    x0, y0 = np.clip(np.floor(allp.min(axis=0)).astype(int) - 2, 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(allp.max(axis=0)).astype(int) + 3, 1, [w, h])
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+    from dataclasses import replace
+
+    return appearance(hsv, replace(pose, image_xy=xy - [x0, y0]))
 
 
 def appearance(frame_hsv: np.ndarray, pose: PoseResult) -> dict[str, np.ndarray]:
@@ -112,6 +150,14 @@ class TrackerSettings:
     velocity_rate: float = 0.5          # EMA factor of the velocity estimate
     template_rate: float = 0.1          # EMA factor of the appearance template
     overlap_iou: float = 0.2            # another person above this IoU: no template update
+    detector: str = "every_frame"       # or "when_needed": see the module docstring
+    min_tracking_confidence: float = 0.5  # "when_needed": pose score below this runs the detector
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("every_frame", "when_needed"):
+            raise ValueError(f"detector: 'every_frame' or 'when_needed', got {self.detector!r}")
+        if not 0.0 <= self.min_tracking_confidence <= 1.0:
+            raise ValueError(f"min_tracking_confidence: must be within 0..1, got {self.min_tracking_confidence}")
 
     def relaxed(self, interaction: Interaction) -> "TrackerSettings":
         """These settings relaxed for the interaction labels (see the module docstring)."""
@@ -150,6 +196,7 @@ class TrackFrame:
     candidates: int = 0
     others: list[BoundingBox] = field(default_factory=list)
     heads: list[BoundingBox] = field(default_factory=list)
+    detector_ran: bool = True
 
 
 class PromptedTracker:
@@ -170,14 +217,31 @@ class PromptedTracker:
         self._template: dict[str, np.ndarray] | None = None
         self._last_index: int | None = None
         self._lost = 0
+        self.detector_runs = 0
         self.history: list[TrackFrame] = []
+
+    def _detect(self, frame_rgb: np.ndarray) -> list:
+        self.detector_runs += 1
+        return self.detector.detect(frame_rgb)
+
+    def _gates(self, p: PoseResult, pred: BoundingBox, appearance_d: float, gate: float,
+               lost_frames: int) -> tuple[bool, float, float, float]:
+        """(passes, centre distance / height, IoU, ratio) of candidate ``p`` against the prediction."""
+        s = self.settings
+        height = pred.y1 - pred.y0
+        d = float(np.hypot(*(np.subtract(p.bbox.center, pred.center)))) / height
+        iou = p.bbox.iou(pred)
+        ratio = (p.bbox.y1 - p.bbox.y0) / height
+        ok = (d <= gate and (iou >= s.min_iou or lost_frames > 0)
+              and appearance_d <= s.appearance_max and s.height_ratio[0] <= ratio <= s.height_ratio[1])
+        return ok, d, iou, ratio
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, frame_rgb: np.ndarray, index: int, t_capture_ns: int, prompt: BoundingBox) -> TrackFrame:
         """Lock on to the person inside ``prompt`` (pixels) in this frame; ValueError when there is none."""
         import cv2
 
-        detections = self.detector.detect(frame_rgb)  # every person: their heads go to the anonymiser too
+        detections = self._detect(frame_rgb)  # every person: their heads go to the anonymiser too
         best: PoseResult | None = self.pose.infer(frame_rgb, t_capture_ns, prompt)
         if best is None or best.bbox.iou(prompt) < 0.1:
             for det in detections:
@@ -191,6 +255,8 @@ class PromptedTracker:
         self._template = appearance(hsv, best)
         if not self._template:
             raise ValueError(f"bbox: the person in {prompt} shows no torso or thigh to learn their appearance from")
+        if hasattr(self.pose, "track_from"):
+            self.pose.track_from(best)
         self._box, self._velocity, self._last_index, self._lost = best.bbox, np.zeros(2), index, 0
         others = [det.body for det in detections if not _contains(grow_box(best.bbox, 0.1), det.hip_center)]
         tf = TrackFrame(index, t_capture_ns, "tracked", best, best.bbox, prompt, 0.0, 0.0, best.bbox.iou(prompt), 1,
@@ -220,12 +286,28 @@ class PromptedTracker:
         lost_frames = self._lost  # consecutive processed frames without the target
         gate = min(s.gate_distance + s.gate_growth * lost_frames, s.gate_distance_max)
         h_img, w_img = frame_rgb.shape[:2]
+        in_view = pred.x1 > 0 and pred.y1 > 0 and pred.x0 < w_img and pred.y0 < h_img
+        tracking_backend = hasattr(self.pose, "track_from")
+        first: PoseResult | None = None
+        if s.detector == "when_needed" and tracking_backend and lost_frames == 0 and in_view:
+            try:
+                first = self.pose.infer(frame_rgb, t_capture_ns, pred)
+            except ValueError:
+                first = None
+            if first is not None and first.extras.get("roi_source") == "tracking" \
+                    and first.score >= s.min_tracking_confidence:
+                app = appearance_distance(appearance_rgb(frame_rgb, first), self._template or {})
+                ok, d, iou, _ = self._gates(first, pred, app, gate, lost_frames)
+                if ok:
+                    return self._accept(first, index, t_capture_ns, pred, app, d, iou, 1, [], [], False)
 
-        detections = self.detector.detect(frame_rgb)
+        detections = self._detect(frame_rgb)
         hsv = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2HSV)
         cands: list[PoseResult] = []
 
-        def run(roi: BoundingBox) -> None:
+        def run(roi: BoundingBox, fresh: bool) -> None:
+            if fresh and tracking_backend:
+                self.pose.reset()   # a candidate's own detection, not the ROI tracked from another person
             try:
                 p = self.pose.infer(frame_rgb, t_capture_ns, roi)
             except ValueError:  # ROI entirely outside the frame
@@ -233,8 +315,10 @@ class PromptedTracker:
             if p is not None and not any(p.bbox.iou(c.bbox) > 0.6 for c in cands):
                 cands.append(p)
 
-        if pred.x1 > 0 and pred.y1 > 0 and pred.x0 < w_img and pred.y0 < h_img:
-            run(pred)
+        if first is not None:
+            cands.append(first)
+        elif in_view:
+            run(pred, fresh=False)
         pcx, pcy = pred.center
         for det in detections:
             cx, cy = det.hip_center
@@ -242,19 +326,17 @@ class PromptedTracker:
                 continue
             if any(_contains(grow_box(c.bbox, 0.1), (cx, cy)) for c in cands):
                 continue  # this detection is a person already posed
-            run(det.body)
+            run(det.body, fresh=True)
         scored = []
         for p in cands:
-            d = float(np.hypot(*(np.subtract(p.bbox.center, pred.center)))) / height
-            iou = p.bbox.iou(pred)
             app = appearance_distance(appearance(hsv, p), self._template or {})
-            ratio = (p.bbox.y1 - p.bbox.y0) / height
-            ok = (d <= gate and (iou >= s.min_iou or lost_frames > 0)
-                  and app <= s.appearance_max and s.height_ratio[0] <= ratio <= s.height_ratio[1])
+            ok, d, iou, _ = self._gates(p, pred, app, gate, lost_frames)
             scored.append((d + app + 0.5 * (1.0 - iou), ok, p, d, iou, app))
         passing = sorted((x for x in scored if x[1]), key=lambda x: x[0])
         heads = [det.head for det in detections]
         if not passing:
+            if tracking_backend:
+                self.pose.reset()
             self._lost += 1
             tf = TrackFrame(index, t_capture_ns, "lost", None, None, pred, candidates=len(cands),
                             others=[det.body for det in detections], heads=heads)
@@ -262,17 +344,27 @@ class PromptedTracker:
             return tf
         _, _, best, d, iou, app = passing[0]
         others = [det.body for det in detections if not _contains(grow_box(best.bbox, 0.1), det.hip_center)]
-        dt = index - self._last_index
-        step = (np.subtract(best.bbox.center, self._box.center)) / max(1, dt)
-        self._velocity = (1 - s.velocity_rate) * self._velocity + s.velocity_rate * step
         crowded = any(p is not best and p.bbox.iou(best.bbox) > s.overlap_iou for _, _, p, *_ in scored)
         if not crowded and s.template_rate > 0:
             new = appearance(hsv, best)
             for k, v in new.items():
                 old = self._template.get(k)
                 self._template[k] = v if old is None else ((1 - s.template_rate) * old + s.template_rate * v)
+        if tracking_backend:
+            self.pose.track_from(best)
+        return self._accept(best, index, t_capture_ns, pred, app, d, iou, len(cands), others, heads, True)
+
+    def _accept(self, best: PoseResult, index: int, t_capture_ns: int, pred: BoundingBox, app: float, d: float,
+                iou: float, n_cands: int, others: list[BoundingBox], heads: list[BoundingBox],
+                detector_ran: bool) -> TrackFrame:
+        s = self.settings
+        assert self._box is not None and self._last_index is not None
+        dt = index - self._last_index
+        step = (np.subtract(best.bbox.center, self._box.center)) / max(1, dt)
+        self._velocity = (1 - s.velocity_rate) * self._velocity + s.velocity_rate * step
         self._box, self._last_index, self._lost = best.bbox, index, 0
-        tf = TrackFrame(index, t_capture_ns, "tracked", best, best.bbox, pred, app, d, iou, len(cands), others, heads)
+        tf = TrackFrame(index, t_capture_ns, "tracked", best, best.bbox, pred, app, d, iou, n_cands, others, heads,
+                        detector_ran)
         self.history.append(tf)
         return tf
 
@@ -280,7 +372,9 @@ class PromptedTracker:
         """Frames tracked and lost (with the lost indices) over everything seen so far."""
         lost = [f.index for f in self.history if f.status == "lost"]
         return {"frames": len(self.history), "tracked": len(self.history) - len(lost), "lost": len(lost),
-                "lost_indices": lost}
+                "lost_indices": lost, "detector_runs": self.detector_runs,
+                "frames_without_detector": sum(1 for f in self.history if not f.detector_ran),
+                "backend": getattr(self.pose, "name", type(self.pose).__name__)}
 
 
 def track_video(source, prompt: BoundingBox, start_index: int = 0, pose=None, detector=None,
@@ -288,13 +382,15 @@ def track_video(source, prompt: BoundingBox, start_index: int = 0, pose=None, de
                 on_frame=None) -> list[TrackFrame]:
     """Run the tracker over a :class:`runtime.vision.frame_sources.FrameSource` from ``start_index``.
 
+    Without ``pose``/``detector``: :func:`tracker_backend` ``"auto"`` (ONNX when built, else mediapipe).
+
     ``on_frame(frame, track_frame)`` is called for every processed frame (e.g. to anonymise and
     write it). Returns the per-frame results.
     """
-    from runtime.vision.pose_mediapipe import MediaPipePose, PoseDetector
-
-    pose = pose or MediaPipePose()
-    detector = detector or PoseDetector()
+    if pose is None or detector is None:
+        auto_pose, auto_det, auto_settings = tracker_backend("auto")
+        pose, detector = pose or auto_pose, detector or auto_det
+        settings = settings or auto_settings
     tracker = PromptedTracker(pose, detector, settings, interaction)
     started = False
     for frame in source:
@@ -310,3 +406,40 @@ def track_video(source, prompt: BoundingBox, start_index: int = 0, pose=None, de
     if not started:
         raise ValueError(f"start: the source has no frame {start_index}")
     return tracker.history
+
+
+BACKENDS = ("auto", "onnx", "mediapipe")
+
+
+def tracker_backend(backend: str = "auto", model_dir=None, landmark_model: str = "auto"):
+    """(pose, detector, settings) for :class:`PromptedTracker` on ``backend``.
+
+    ``"onnx"``: :class:`runtime.vision.pose_onnx.OnnxPose` (its own ROI tracking; detector only when needed),
+    with :class:`runtime.vision.pose_onnx.OnnxPersonDetector` on the same detector session. ``"mediapipe"``:
+    :class:`runtime.vision.pose_mediapipe.MediaPipePose` (ROI mode) + ``PoseDetector``, detector every frame.
+    ``"auto"``: ONNX when its models are built and load, else mediapipe, the reason printed to stderr.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "onnx"):
+        try:
+            from runtime.vision.pose_onnx import OnnxPersonDetector, OnnxPose
+
+            pose = OnnxPose(model_dir, landmark_model=landmark_model)
+            return pose, OnnxPersonDetector(pose), TrackerSettings(detector="when_needed",
+                                                                    min_tracking_confidence=pose.min_tracking_confidence)
+        except (FileNotFoundError, ValueError, ImportError, RuntimeError) as exc:
+            if backend == "onnx":
+                raise
+            print(f"vision: ONNX pose backend unavailable ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                  f"falling back to the mediapipe backend", file=sys.stderr, flush=True)
+    from runtime.vision.pose_mediapipe import MediaPipePose, PoseDetector
+
+    return MediaPipePose(), PoseDetector(), TrackerSettings()
+
+
+def make_tracker(backend: str = "auto", interaction: Interaction | None = None,
+                 settings: TrackerSettings | None = None, model_dir=None) -> PromptedTracker:
+    """A :class:`PromptedTracker` on :func:`tracker_backend` ``backend`` (``settings`` replace its defaults)."""
+    pose, detector, auto = tracker_backend(backend, model_dir)
+    return PromptedTracker(pose, detector, settings or auto, interaction)

@@ -83,3 +83,31 @@ def onnx_path(name: str, out_dir: Path = DEFAULT_OUT, *, verify: bool = True) ->
             raise ValueError(f"{path}: onnx_sha256 is {digest}, manifest says {entry['onnx_sha256']}; "
                              f"rebuild with `{BUILD_COMMAND}`")
     return path
+
+
+#: Manifest key (under ``"quantized"``) of the int8 landmark model.
+QUANTIZED_NAME = "pose_landmark_full_int8"
+
+
+def quantized_entry(manifest: dict) -> dict | None:
+    """The manifest's record of the int8 landmark model (file, SHA-256, calibration, agreement), or None."""
+    return manifest.get("quantized", {}).get(QUANTIZED_NAME)
+
+
+def quantized_path(out_dir: Path = DEFAULT_OUT, *, verify: bool = True) -> Path:
+    """Path of the int8 landmark model; FileNotFoundError when the build made none (reason in the manifest)."""
+    manifest = load_manifest(out_dir)
+    entry = quantized_entry(manifest)
+    if entry is None or not entry.get("onnx"):
+        why = manifest.get("quantized", {}).get("skipped", "no int8 entry in the manifest")
+        raise FileNotFoundError(f"{Path(out_dir) / 'manifest.json'}: no int8 landmark model ({why}); "
+                                f"run `{BUILD_COMMAND}`")
+    path = Path(out_dir) / entry["onnx"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (listed in the manifest); run `{BUILD_COMMAND}`")
+    if verify:
+        digest = sha256(path)
+        if digest != entry["onnx_sha256"]:
+            raise ValueError(f"{path}: onnx_sha256 is {digest}, manifest says {entry['onnx_sha256']}; "
+                             f"rebuild with `{BUILD_COMMAND}`")
+    return path

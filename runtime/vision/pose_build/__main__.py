@@ -5,7 +5,11 @@
    densified model against the original, tf2onnx at opset :data:`~runtime.vision.pose_build.OPSET`.
 3. In THIS interpreter (the project venv: onnxruntime + ai-edge-litert) checks each ONNX model
    against the original ``.tflite`` on fixed random inputs and records the max abs difference.
-4. Writes ``manifest.json`` (source/densified/ONNX SHA-256, tool versions, opset, check results).
+4. The int8 landmark model (:mod:`runtime.vision.pose_build.quantize`): calibration crops from the demo
+   footage (this interpreter), ``quantize_landmarks.py`` in the build venv, the int8-vs-fp32 agreement on
+   other demo frames (this interpreter); recorded under ``quantized`` with its SHA-256 and whether it is
+   accepted. Without the footage the step is skipped with the reason (fp32 only).
+5. Writes ``manifest.json`` (source/densified/ONNX SHA-256, tool versions, opset, check results).
 
 Exit 0 on success, 2 on bad arguments, 1 on a failed step (message on stderr).
 """
@@ -21,10 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.vision.pose_build import (DEFAULT_BUILD_VENV, DEFAULT_OUT, OPSET, REQUIREMENTS_LOCK, SOURCE_MODELS,
-                               bundled_tflite, sha256)
+from runtime.vision.pose_build import (DEFAULT_BUILD_VENV, DEFAULT_OUT, OPSET, QUANTIZED_NAME, REQUIREMENTS_LOCK,
+                                       SOURCE_MODELS, bundled_tflite, sha256)
 
 CONVERT_SCRIPT = Path(__file__).with_name("convert_tflite.py")
+QUANTIZE_SCRIPT = Path(__file__).with_name("quantize_landmarks.py")
+#: The quantisation recipe (the best of those tried, see the module docstring of ``quantize``).
+QUANTIZE_ARGS = ("--calibrate", "MinMax", "--exclude-depth", "1")
 #: Outputs compared ONNX vs TFLite in the build check (the segmentation mask is not used by the runtime).
 CHECKED_OUTPUTS = {"pose_detection": ("Identity", "Identity_1"),
                    "pose_landmark_full": ("Identity", "Identity_1", "Identity_3", "Identity_4")}
@@ -44,9 +51,12 @@ def ensure_build_venv(venv: Path, python: str) -> Path:
     if shutil.which(python) is None and not Path(python).exists():
         raise FileNotFoundError(f"--python: {python!r} not found (the build venv needs Python 3.11)")
     t0 = time.monotonic()
-    _log(f"creating build venv {venv} with {python}")
-    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    if py.exists() and stamp.exists():   # the lock changed: bring the existing venv to it
+        _log(f"updating build venv {venv} to {REQUIREMENTS_LOCK.name}")
+    else:
+        _log(f"creating build venv {venv} with {python}")
+        subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS_LOCK)], check=True)
     stamp.write_text(want + "\n")
     _log(f"build venv ready in {time.monotonic() - t0:.0f} s")
@@ -88,6 +98,46 @@ def check_against_tflite(name: str, tflite: Path, onnx_file: Path, n_inputs: int
     return worst
 
 
+def build_int8(py: Path, out: Path) -> dict:
+    """The ``quantized`` manifest section: the int8 landmark model and its agreement with fp32, or why skipped."""
+    import numpy as np
+
+    from runtime.vision.footage import FootageUnavailable
+    from runtime.vision.pose_build import quantize as q
+
+    t0 = time.monotonic()
+    try:
+        calib_frames = q.demo_frames(q.CALIBRATION_FRAMES)
+        eval_frames = q.demo_frames(q.EVAL_FRAMES)
+    except (FootageUnavailable, OSError, ValueError) as exc:
+        _log(f"int8 landmark model skipped: no demo footage ({exc})")
+        return {"skipped": f"no demo footage to calibrate on: {exc}"}
+    crops = q.calibration_crops(out, calib_frames)
+    calib = out / "calibration.npy"
+    np.save(calib, crops)
+    int8 = out / q.INT8_FILE
+    try:
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+        proc = subprocess.run([str(py), str(QUANTIZE_SCRIPT), "--model", str(out / "pose_landmark_full.onnx"),
+                               "--calibration", str(calib), "--out", str(int8), *QUANTIZE_ARGS],
+                              capture_output=True, text=True, env=env)
+    finally:
+        calib.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"int8 quantisation failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures = q.agreement(out, int8, eval_frames)
+    ok, reason = q.accepted(figures)
+    _log(f"int8 landmark model: {reason}")
+    entry = {"onnx": int8.name, "onnx_sha256": sha256(int8), "from": "pose_landmark_full.onnx",
+             "quantization": rec["options"], "tools": rec["versions"],
+             "calibration_frames": [int(i) for i in q.CALIBRATION_FRAMES], "eval_frames": [int(i) for i in q.EVAL_FRAMES],
+             "agreement_vs_fp32": figures, "limits_px": {"median": q.MAX_MEDIAN_PX, "p95": q.MAX_P95_PX},
+             "accepted": ok, "reason": reason, "seconds": round(time.monotonic() - t0, 1)}
+    return {QUANTIZED_NAME: entry,
+            "fp16": "not built: fp16 only where a GPU runs it (TensorRT's own fp16, trt_fp16); none on this build"}
+
+
 def build(out: Path, venv: Path, python: str, opset: int = OPSET) -> dict:
     """Build both models into ``out`` and return the manifest (also written to ``out/manifest.json``)."""
     t0 = time.monotonic()
@@ -127,10 +177,17 @@ def build(out: Path, venv: Path, python: str, opset: int = OPSET) -> dict:
         "build_seconds": {"venv": round(t_venv, 1), "total": round(time.monotonic() - t0, 1)},
         "models": models,
     }
+    _write_manifest(out, manifest)   # the fp32 models first: the int8 step loads them through the manifest
+    manifest["quantized"] = build_int8(py, out)
+    manifest["build_seconds"]["total"] = round(time.monotonic() - t0, 1)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(out / "manifest.json")
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
