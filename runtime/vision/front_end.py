@@ -338,9 +338,8 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     from runtime.vision.anonymise import Anonymiser
     from runtime.vision.calibration import guess_intrinsics
     from runtime.vision.frame_sources import open_source
-    from runtime.vision.pose_mediapipe import MediaPipePose, PoseDetector
     from runtime.vision.prompts import parse_interactions
-    from runtime.vision.tracking import PromptedTracker
+    from runtime.vision.tracking import PromptedTracker, tracker_backend
 
     prompt = Prompt.from_dict(spec.prompt)
     src = open_source(spec.source)
@@ -349,13 +348,14 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     if not width or not height:
         raise ValueError(f"source {spec.source!r}: image size unknown; cannot set up the camera model")
     camera = guess_intrinsics(width, height)
-    pose = MediaPipePose()
+    pose, detector, settings = tracker_backend(spec.backend)   # ONNX when built, else mediapipe (reason printed)
     interaction = parse_interactions(", ".join(prompt.interaction)) if prompt.interaction else None
-    tracker = PromptedTracker(pose, PoseDetector(), interaction=interaction)
+    tracker = PromptedTracker(pose, detector, settings, interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
     grounding: OnlineGrounding | FittedGrounding = (FittedGrounding(camera, spec.subject_height_m)
                                                     if spec.monocular_fit else OnlineGrounding(camera, spec.subject_height_m))
-    return LiveFrontEnd(tracker, Anonymiser(use_person_detector=False), grounding, prompt, preview,
+    # a tracker that skips its detector while tracking gives no bystander heads: the anonymiser then finds them itself
+    return LiveFrontEnd(tracker, Anonymiser(use_person_detector=settings.detector != "every_frame"), grounding, prompt, preview,
                         backend_name=pose.name)
 
 
