@@ -39,8 +39,8 @@ class EstimationLoopConfig(_Strict):
 
     rate_hz: Annotated[float, Field(ge=1.0, le=120.0, description="Hz")] = 60.0
     # ground the video landmarks by the fixed-lag model fit (runtime.vision.front_end.FittedGrounding; lag 7 camera
-    # frames) instead of BlazePose's depth; off: measured 0.8-1.0 s per frame on this 2-core CPU (2026-12-07), far
-    # over the 33 ms camera frame period
+    # frames) instead of BlazePose's depth; off: per frame 54 ms median, 81 ms p95 on this 2-core CPU under the shared
+    # load of 2026-12-07 (tests/benchmarks/test_bench_monocular_fit.py), above a 30 fps camera's 33 ms frame period
     monocular_fit: bool = False
 
 
