@@ -415,3 +415,55 @@ def test_fallback_reason_names_the_unloaded_foot_with_the_grf_source():
     assert [e.kind for e in ev] == ["fallback"] and o.strategy == "proportional"
     assert "no foot unloaded in the kinematic GRF for 4.0 s (minimum 100 N, toe-off needs <= 20 N)" in ev[0].reason
     assert "1 heel strike seen" in ev[0].reason
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategy=st.sampled_from(["synergy", "phase_profile", "proportional"]),
+       seq=st.lists(st.tuples(st.sampled_from([0, 1_000_000, 16_666_667, 33_333_333, 250_000_000]),
+                              st.one_of(st.floats(min_value=-0.3, max_value=2.0), st.just(math.nan)),
+                              finite_or_not, st.one_of(st.floats(min_value=0.6, max_value=1.0),
+                                                       st.floats(min_value=0.0, max_value=1.0), st.just(math.nan)),
+                              st.floats(min_value=0.0, max_value=1.0), st.sampled_from([True, True, True, False]),
+                              st.sampled_from([False, False, False, True])),
+                    min_size=1, max_size=120),
+       limit=st.floats(min_value=0.5, max_value=18.0))
+def test_pipeline_stage_with_gate_never_commands_flexion(strategy, seq, limit):
+    """The 60 Hz pipeline stage (estimate -> gait phase -> strategy / fallback -> confidence gate -> limiter) on random
+    estimates (NaN/inf moments, NaN confidence, invalid and stale frames) and random clock steps: never a flexion torque,
+    never beyond the torque cap or the slew limit."""
+    from types import SimpleNamespace
+
+    from controllers.assistance import AssistanceStage
+    from controllers.confidence_gate import ConfidenceGate, ConfidenceGateParams
+    from controllers.gait_phase import GaitPhaseEstimator
+    from runtime.pipeline.frame import PipelineFrame
+    from runtime.pipeline.stages import ControllerAssistanceStage
+
+    kw = dict(level=1.0, ramp_in_s=0.0, torque_limit_nm=limit, slew_limit_nm_per_s=300.0, moment_fraction=1.0,
+              peak_nm_per_kg=2.0, body_mass_kg=250.0, extension_only=True)
+    fallback = None if strategy == "proportional" else make_strategy(AssistanceParameters(strategy="proportional", **kw))
+    ctrl = AssistanceStage(make_strategy(AssistanceParameters(strategy=strategy, **kw), SHAPE), GaitPhaseEstimator(),
+                           fallback=fallback, phase_lock_timeout_s=0.5)
+    clock = {"t": 1_000_000_000}
+    muscles = tuple(f"{m}_r" for m in SHAPE.muscle_names)
+    stage = ControllerAssistanceStage(ctrl, ["knee_r"], None, "right", lambda: clock["t"], muscles,
+                                      gate=ConfidenceGate(ConfidenceGateParams(hold_s=0.0, ramp_s=0.0)))
+    frame = PipelineFrame(assistance_nm=[0.0])
+    prev, t_prev = 0.0, None
+    col = SHAPE.W[:, SHAPE.index]
+    for dt_ns, knee, moment, conf, act, valid, stale in seq:
+        clock["t"] += dt_ns
+        frame.estimate = SimpleNamespace(valid=valid, knee_moment_nm=moment, coordinate_names=("knee_angle_r",),
+                                         coordinates_rad=np.array([knee]), grf_n=np.full((2, 3), 400.0),
+                                         activation=act * col, confidence=conf, confidence_names=("visibility",),
+                                         confidence_parts=np.array([conf]))
+        frame.stale = stale
+        stage.step(frame)
+        tau = frame.assistance_nm[0]
+        assert tau <= 0.0 and abs(tau) <= limit + EPS
+        dt = 0.0 if t_prev is None else (clock["t"] - t_prev) * 1e-9
+        assert abs(tau - prev) <= 300.0 * min(dt, 0.1) + EPS * max(1.0, limit)
+        assert 0.0 <= stage.scale <= 1.0
+        prev = tau
+        if t_prev is None or clock["t"] > t_prev:
+            t_prev = clock["t"]
