@@ -51,6 +51,7 @@ class TrialJob:
     extra_files: tuple[tuple[str, str], ...] = ()     # (role, path) referenced with the session
     output_dir: str | None = None                     # write the analysis CSVs under <output_dir>/<name>/
     encrypt_key: str | None = None                    # ... encrypted with this Fernet key file
+    backend: str = "cpu"                              # ID + SO: "cpu" or "warp" (MuJoCo Warp, models/*/warp_backend.py)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def run_job(job: TrialJob) -> dict[str, Any]:
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
     from models.confidence import flags_dict, implausible_notes
     from runtime.clinic.metrics import analysis_metrics, envelope_flags, model_hash, software_version
-    params = AnalyzeParams(float(job.mass_kg), float(job.height_m), job.side, muscles=job.muscles)  # type: ignore[arg-type]
+    params = AnalyzeParams(float(job.mass_kg), float(job.height_m), job.side, muscles=job.muscles, backend=job.backend)  # type: ignore[arg-type]
     kin = trial_kinematics(job.trc, job.markerset, params)
     result = analyze_trial(job.trc, job.markerset, params, grf_path=job.grf, kin=kin, external_loads=job.external_loads)
     kcf = knee_contact_from_analysis(kin, result) if result.muscles is not None else None
@@ -205,7 +206,7 @@ def run_job(job: TrialJob) -> dict[str, Any]:
         "grf_source": result.grf_source, "notes": list(result.notes) + implausible_notes(flags),
         "envelopes": flags_dict(flags),
         "analysis": {"chain": "exo analyze", "model": params.model, "cutoff_hz": params.cutoff_hz,
-                     "grf_threshold_n": params.grf_threshold_n, "muscles": params.muscles,
+                     "grf_threshold_n": params.grf_threshold_n, "muscles": params.muscles, "backend": result.backend,
                      "grf_source": result.grf_source, "stance_s": [list(s) for s in result.stance]},
         "software_version": software_version(),
         "model_hashes": {f"{params.model}_template": model_hash(load_model(params.model).model),

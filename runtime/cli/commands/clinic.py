@@ -6,6 +6,7 @@ The store URL comes from ``--db`` (default ``$EXO_CLINIC_DB`` or ``sqlite:///run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -105,7 +106,7 @@ def cmd_batch(args) -> int:
     from runtime.clinic.store import open_store
 
     _check_common(args, "batch")
-    jobs = jobs_from(args.trials)
+    jobs = [dataclasses.replace(j, backend=args.backend) for j in jobs_from(args.trials)]
     print(f"exo batch: {len(jobs)} trial(s) from {args.trials} on "
           f"{'Ray ' + args.ray if args.ray else 'local processes'}" + ("" if args.no_store else f" -> {args.db}"), flush=True)
     store = None if args.no_store else open_store(args.db)
@@ -251,6 +252,8 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
                    "'local' for a private Ray instance (the command re-runs itself in a private network namespace: "
                    "only lo, so a PostgreSQL store must then be reached by its unix socket); default: local processes")
     p.add_argument("--workers", type=int, help="parallel workers (default: CPU count, at most the number of trials)")
+    p.add_argument("--backend", choices=["cpu", "warp"], default="cpu",
+                   help="ID + static optimisation on MuJoCo (cpu) or batched on MuJoCo Warp (warp); in each result")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed trial (default: %(default)s)")
     p.add_argument("--json", help="write per-trial results, errors and throughput to this JSON file")
     p.add_argument("--output", help="write each trial's analysis CSVs under OUTPUT/<trial>/ and reference them in "
