@@ -16,6 +16,7 @@ with ``C``, ``p0`` the pelvis body's fixed pose in the root body.  Hence the roo
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 import mujoco
@@ -27,6 +28,9 @@ from models.kinematics.inverse_kinematics import InverseKinematics
 from models.kinematics.opensim_pelvis import T_OSIM_TO_ZUP, pelvis_opensim
 
 __all__ = ["LandmarkModel"]
+
+#: Distinct coordinate vectors whose sites and Jacobian :meth:`LandmarkModel.cached_sites_jacobian` keeps.
+_CACHE_SIZE = 64
 
 
 def _rx(a: float) -> np.ndarray:
@@ -88,6 +92,7 @@ class LandmarkModel:
         leg = [np.linalg.norm(P[idx[f"{s}_hip"]] - P[idx[f"{s}_knee"]]) + np.linalg.norm(P[idx[f"{s}_knee"]] - P[idx[f"{s}_ankle"]])
                for s in ("left", "right")]
         self.leg_length_m = float(np.mean(leg))
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def _contact_heights(self, d: mujoco.MjData) -> np.ndarray:
         """Site heights above the lowest foot-mesh vertex (calcn_*, toes_*) in the default pose, m."""
@@ -160,6 +165,21 @@ class LandmarkModel:
     def sites(self, x: np.ndarray) -> np.ndarray:
         """(M, 3) landmark sites (world, z up, m) at coordinates ``x``."""
         return self.ik.marker_positions(self.qpos(x))
+
+    def cached_sites_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sites_jacobian`, remembered for the last :data:`_CACHE_SIZE` distinct ``x`` (exact match): the
+        live window re-evaluates its older frames at the point where the previous solve left them.  The arrays
+        returned are shared: do not modify them."""
+        key = np.ascontiguousarray(x, dtype=float).tobytes()
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        out = self.sites_jacobian(x)
+        self._cache[key] = out
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return out
 
     def sites_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sites (M, 3) and their Jacobian (M, 3, n) with respect to the coordinates (m per rad or m per m)."""

@@ -108,7 +108,7 @@ class Window:
         Js = np.empty((F, M, 3, n)) if jac else None
         for k in range(F):
             if jac:
-                P[k], Js[k] = lm.sites_jacobian(X[k])
+                P[k], Js[k] = lm.cached_sites_jacobian(X[k])
             else:
                 P[k] = lm.sites(X[k])
         res: list[np.ndarray] = []
@@ -281,9 +281,12 @@ def solve_lm(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float,
         it += 1
         H, g = _normal(J, w, r)
         accepted = False
+        step = 0.0
         while lam < 1e8:
             dx = _solve_normal(H, g, lam)
             Xn = win.clip(X + dx.reshape(X.shape))
+            if float(np.abs(Xn - X).max()) < tolerance:
+                break  # the step is below the tolerance: converged (no evaluation needed)
             rn, Jn, Pn = win.evaluate(Xn)
             cn, wn = win.robust(rn)
             if cn <= cost:
@@ -295,7 +298,7 @@ def solve_lm(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float,
                 break
             lam *= 10.0
         if not accepted:
-            converged = True  # no descent left at any damping: a (local) minimum
+            converged = True  # a step below the tolerance, or no descent at any damping: a (local) minimum
             break
         if step < tolerance or small:
             converged = True
