@@ -78,6 +78,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import mujoco
+import numba as nb
 import numpy as np
 
 from models.dynamics.couplings import CoordinateCouplings
@@ -160,6 +161,52 @@ class JointMomentsTrial:
         )
 
 
+_NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+@nb.njit(**_NJ)
+def _basis_transpose(NT, qpos, k, dof, qadr, x0, coef):  # pragma: no cover - compiled
+    """The polynomial entries of ``N(q)^T``: ``NT[k, dep_dof] = p'(q_ind - x0)`` (as
+    :meth:`CoordinateCouplings.basis_transpose`, the same expression)."""
+    for e in range(k.shape[0]):
+        x = qpos[qadr[e]] - x0[e]
+        c1, c2, c3, c4 = coef[e, 1], coef[e, 2], coef[e, 3], coef[e, 4]
+        NT[k[e], dof[e]] = c1 + x * (2 * c2 + x * (3 * c3 + x * 4 * c4))
+
+
+@nb.njit(**_NJ)
+def _add_com_wrench(xfrc, b, point, xipos, f, t):  # pragma: no cover - compiled
+    """``xfrc[b] += [F; (p - xipos_b) x F + T]``: the wrench ``(F, T)`` at ``p`` moved to body ``b``'s COM."""
+    r0 = point[0] - xipos[b, 0]
+    r1 = point[1] - xipos[b, 1]
+    r2 = point[2] - xipos[b, 2]
+    xfrc[b, 0] += f[0]
+    xfrc[b, 1] += f[1]
+    xfrc[b, 2] += f[2]
+    xfrc[b, 3] += r1 * f[2] - r2 * f[1] + t[0]
+    xfrc[b, 4] += r2 * f[0] - r0 * f[2] + t[1]
+    xfrc[b, 5] += r0 * f[1] - r1 * f[0] + t[2]
+
+
+@nb.njit(**_NJ)
+def _reactions(ids, roots, cfrc_int, subtree_com, xpos, xmat, force_out, moment_out):  # pragma: no cover - compiled
+    """Per reaction body: ``cfrc_int`` (about the subtree COM of its tree, world) moved to the body origin,
+    ``M_o = M_c + (c - o) x F``, then both into the body frame (``R^T``)."""
+    for k in range(ids.shape[0]):
+        b = ids[k]
+        c = roots[k]
+        r0 = subtree_com[c, 0] - xpos[b, 0]
+        r1 = subtree_com[c, 1] - xpos[b, 1]
+        r2 = subtree_com[c, 2] - xpos[b, 2]
+        fx, fy, fz = cfrc_int[b, 3], cfrc_int[b, 4], cfrc_int[b, 5]
+        w0 = cfrc_int[b, 0] + r1 * fz - r2 * fy
+        w1 = cfrc_int[b, 1] + r2 * fx - r0 * fz
+        w2 = cfrc_int[b, 2] + r0 * fy - r1 * fx
+        for j in range(3):   # (R^T v)_j = sum_i v_i R[i, j], xmat row-major
+            moment_out[k, j] = w0 * xmat[b, j] + w1 * xmat[b, 3 + j] + w2 * xmat[b, 6 + j]
+            force_out[k, j] = fx * xmat[b, j] + fy * xmat[b, 3 + j] + fz * xmat[b, 6 + j]
+
+
 def _tendon_free_inverse_allowed(m: mujoco.MjModel) -> bool:
     """Whether ``mj_inverse`` on ``m`` can skip tendons, transmission, collision and sensors without changing
     ``qfrc_inverse`` or ``cfrc_int``: constraints, actuation, springs and dampers disabled, no tendon armature (it
@@ -221,6 +268,18 @@ class InverseDynamics:
         self._root_body = int(m.jnt_bodyid[free[0]]) if free else -1
         #: the position stage without tendons, transmission, collision and sensors (see :meth:`_mj_inverse`)
         self.skips_tendons = _tendon_free_inverse_allowed(m)
+        # N(q)^T with its polynomial entries updated per frame by a compiled kernel (the same expression as
+        # CoordinateCouplings.basis_transpose, which loops in Python: 14 entries on MyoLeg cost 10 us a frame)
+        cc = self.couplings
+        self._NT = cc.basis_transpose(m.qpos0).copy()
+        ent = [(k, dep, c) for k, dep, c in cc._entries]
+        self._nt_k = np.array([k for k, _, _ in ent], dtype=np.int64)
+        self._nt_dof = np.array([dep for _, dep, _ in ent], dtype=np.int64)
+        self._nt_qadr = np.array([c.ind_qadr for _, _, c in ent], dtype=np.int64)
+        self._nt_x0 = np.array([c.x0 for _, _, c in ent], dtype=float)
+        self._nt_coef = np.array([c.coef for _, _, c in ent], dtype=float).reshape(len(ent), 5)
+        _basis_transpose(self._NT, m.qpos0, self._nt_k, self._nt_dof, self._nt_qadr, self._nt_x0, self._nt_coef)
+        self._reaction_root = np.asarray(m.body_rootid, dtype=np.int64)[self._reaction_ids]
         # scratch
         self._qfrc_ext = np.zeros(m.nv)
         self._r = np.zeros(3)
@@ -294,7 +353,6 @@ class InverseDynamics:
         qfrc_ext.fill(0.0)
         xfrc = d.xfrc_applied
         xfrc.fill(0.0)
-        r = self._r
         for w in external:
             f, t = w.force_n, w.free_moment_nm
             if not (f[0] or f[1] or f[2] or t[0] or t[1] or t[2]):
@@ -304,18 +362,12 @@ class InverseDynamics:
                 lookup(self._body_ids, w.body, "body")  # raises KeyError with close matches
             mujoco.mj_applyFT(m, d, f, t, w.point_m, b, qfrc_ext)
             # equivalent wrench at the body COM, for mj_rnePostConstraint
-            np.subtract(w.point_m, d.xipos[b], out=r)
-            xb = xfrc[b]
-            xb[0] += f[0]
-            xb[1] += f[1]
-            xb[2] += f[2]
-            xb[3] += r[1] * f[2] - r[2] * f[1] + t[0]
-            xb[4] += r[2] * f[0] - r[0] * f[2] + t[1]
-            xb[5] += r[0] * f[1] - r[1] * f[0] + t[2]
+            _add_com_wrench(xfrc, b, w.point_m, d.xipos, f, t)
 
         tau = out.generalized_force
         np.subtract(d.qfrc_inverse, qfrc_ext, out=tau)
-        np.dot(self.couplings.basis_transpose(d.qpos), tau, out=out.coordinate_force)
+        _basis_transpose(self._NT, d.qpos, self._nt_k, self._nt_dof, self._nt_qadr, self._nt_x0, self._nt_coef)
+        np.dot(self._NT, tau, out=out.coordinate_force)
 
         if self._root_dof >= 0:
             a = self._root_dof
@@ -327,21 +379,8 @@ class InverseDynamics:
 
         if self._reaction_ids.size:
             mujoco.mj_rnePostConstraint(m, d)
-            v, wv = self._v, self._w
-            for k in range(self._reaction_ids.size):
-                b = self._reaction_ids[k]
-                cf = d.cfrc_int[b]
-                c = d.subtree_com[m.body_rootid[b]]
-                # moment about the body origin: M_o = M_c + (c - o) x F   (world)
-                np.subtract(c, d.xpos[b], out=r)
-                fx, fy, fz = cf[3], cf[4], cf[5]
-                wv[0] = cf[0] + r[1] * fz - r[2] * fy
-                wv[1] = cf[1] + r[2] * fx - r[0] * fz
-                wv[2] = cf[2] + r[0] * fy - r[1] * fx
-                R = d.xmat[b].reshape(3, 3)
-                np.dot(wv, R, out=out.reaction_moment_nm[k])  # R^T w
-                v[0], v[1], v[2] = fx, fy, fz
-                np.dot(v, R, out=out.reaction_force_n[k])
+            _reactions(self._reaction_ids, self._reaction_root, d.cfrc_int, d.subtree_com, d.xpos, d.xmat,
+                       out.reaction_force_n, out.reaction_moment_nm)
 
     def _mj_inverse(self) -> None:
         """``mj_inverse`` on :attr:`data`, with the position stage cut to what inverse dynamics reads.

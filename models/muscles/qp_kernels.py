@@ -59,6 +59,7 @@ __all__ = [
     "assemble",
     "solve_qp",
     "frame_outputs",
+    "solve_frame",
     "solve_activation_qp",
 ]
 
@@ -625,6 +626,22 @@ def frame_outputs(R, rcnt, ridx, gain, passive, a, lam, hp, P, tau, solved, is_s
         resid_out[k] = tau[k] - moment_out[k] - s
         cost += P[j] * s * s
     return cost
+
+
+@nb.njit(**_NJ)
+def solve_frame(rownnz, rowadr, colind, moment, mus_act, dof_coord, dof_factor, R, rcnt, ridx, mark, F1, F0, tau,
+                solved, pos, gain, passive, Ct, nzcnt, nzidx, env, b, hp, lam, cold, max_iter, tol, a, g, r, u, cls,
+                delta, bkey, bval, H, d, fidx, P, is_solved, act_out, force_out, moment_out, reserve_out, resid_out):
+    """One frame from MuJoCo's muscle state to the outputs in one compiled call: :func:`moment_arms`,
+    :func:`assemble`, :func:`solve_qp`, :func:`frame_outputs` (one dispatch instead of four: ~30 % of the numba
+    part's cost on MyoLeg was argument unboxing).  Returns ``(iterations, status, cost)``."""
+    moment_arms(rownnz, rowadr, colind, moment, mus_act, dof_coord, dof_factor, R, rcnt, ridx, mark)
+    assemble(R, rcnt, ridx, F1, F0, mus_act, tau, solved, pos, gain, passive, Ct, nzcnt, nzidx, env, b)
+    it, status, _ = solve_qp(Ct, nzcnt, nzidx, env, b, hp, lam, cold, max_iter, tol, a, g, r, u, cls, delta, bkey,
+                             bval, H, d, fidx)
+    cost = frame_outputs(R, rcnt, ridx, gain, passive, a, lam, hp, P, tau, solved, is_solved, act_out, force_out,
+                         moment_out, reserve_out, resid_out)
+    return it, status, cost
 
 
 # --------------------------------------------------------------------------------------------------

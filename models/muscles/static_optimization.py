@@ -92,7 +92,8 @@ import numpy as np
 
 from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
-from models.muscles.qp_kernels import actuator_velocity, assemble, couplings_kernel, frame_outputs, moment_arms, solve_qp
+from models.muscles.qp_kernels import (actuator_velocity, assemble, couplings_kernel, moment_arms,
+                                      solve_frame)
 
 __all__ = [
     "SOParams",
@@ -597,18 +598,14 @@ class StaticOptimization:
         actuator order), ``tau`` (n_coord,) with the couplings applied.  Fills ``out`` but its timings; warm-starts
         from (and updates) the previous call.  Also the entry of batched backends that compute the muscle state
         elsewhere (:mod:`models.muscles.warp_backend`)."""
-        R = self._R
-        moment_arms(rownnz, rowadr, colind, moment, self.muscle_ids, self._dof_coord, self._dof_factor, R,
-                    self._rcnt, self._ridx, self._mark)
-        assemble(R, self._rcnt, self._ridx, force_act1, force_act0, self.muscle_ids, tau, self._solved,
-                 self._pos, self._gain, self._passive, self._Ct, self._nzcnt, self._nzidx, self._env, self._b)
         cold = not (self._warm and self._have_warm)
-        it, status, _ = solve_qp(self._Ct, self._nzcnt, self._nzidx, self._env, self._b, self._hp, self._lam, cold,
-                                 self._max_iter, self._tol, self._a, self._g, self._r, self._u, self._cls,
-                                 self._delta, self._bkey, self._bval, self._H, self._d, self._fidx)
-        cost = frame_outputs(R, self._rcnt, self._ridx, self._gain, self._passive, self._a, self._lam, self._hp,
-                             self._P, tau, self._solved, self._is_solved, out.activation, out.muscle_force_n,
-                             out.muscle_moment_nm, out.reserve_nm, out.residual_nm)
+        it, status, cost = solve_frame(
+            rownnz, rowadr, colind, moment, self.muscle_ids, self._dof_coord, self._dof_factor, self._R, self._rcnt,
+            self._ridx, self._mark, force_act1, force_act0, tau, self._solved, self._pos, self._gain, self._passive,
+            self._Ct, self._nzcnt, self._nzidx, self._env, self._b, self._hp, self._lam, cold, self._max_iter,
+            self._tol, self._a, self._g, self._r, self._u, self._cls, self._delta, self._bkey, self._bval, self._H,
+            self._d, self._fidx, self._P, self._is_solved, out.activation, out.muscle_force_n, out.muscle_moment_nm,
+            out.reserve_nm, out.residual_nm)
         self._have_warm = True
         out.cost = cost
         out.iterations = it
