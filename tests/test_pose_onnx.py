@@ -244,3 +244,58 @@ def test_pipeline_matches_mediapipe_graph(ref, frames):
     finally:
         graph.close()
     assert np.median(medians) < 2.5, medians
+
+
+def test_session_options_stated(onnx):
+    from runtime.vision.pose_onnx import default_intra_op_threads, session_options, session_settings
+
+    assert onnx.session_settings == {"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
+                                     "intra_op_threads": 1, "inter_op_threads": 1, "cpu_mem_arena": True,
+                                     "mem_pattern": True, "allow_spinning": False}
+    assert [default_intra_op_threads(n) for n in (1, 2, 3, 4, 8, 16)] == [1, 1, 1, 2, 4, 8]
+    assert session_settings(session_options(3, allow_spinning=True))["intra_op_threads"] == 3
+    assert session_settings(session_options(0))["intra_op_threads"] == default_intra_op_threads()
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        session_options(-1)
+    with pytest.raises(ValueError, match="cpus"):
+        default_intra_op_threads(0)
+
+
+def test_detector_runs_counted_with_reason(onnx, frames):
+    from runtime.vision.pose_types import BoundingBox
+
+    onnx.reset()
+    runs0, reasons0 = onnx.detector_runs, dict(onnx.detector_reasons)
+    results = [onnx.infer(frames[i], 0) for i in TRACK_FRAMES]
+    assert all(r is not None for r in results)
+    assert onnx.detector_runs - runs0 == 1                       # the first frame only: then tracked
+    assert onnx.detector_reasons["no_track"] - reasons0["no_track"] == 1
+    far = BoundingBox(0, 0, 300, 300)                            # a prompt away from the tracked person
+    onnx.infer(frames[TRACK_FRAMES[-1]], 0, roi=far)
+    assert onnx.detector_reasons["prompt_moved"] - reasons0["prompt_moved"] == 1
+    assert onnx.detector_runs - runs0 == 2
+
+
+def test_person_detector_matches_the_litert_one(onnx, frames):
+    """The ONNX multi-person detector (same tiles, same NMS) finds the people the .tflite one finds."""
+    from runtime.vision.pose_mediapipe import PoseDetector
+    from runtime.vision.pose_onnx import OnnxPersonDetector
+
+    det = OnnxPersonDetector(onnx)
+    ref = PoseDetector()
+    assert len(det.views(1768, 994)) == 4 and len(det.views(300, 240)) == 1
+    runs0 = onnx.detector_runs
+    for i in (100, 140, 180):
+        ours, theirs = det.detect(frames[i]), ref.detect(frames[i])
+        assert len(theirs) >= 1, i
+        # a borderline candidate (score near the 0.5 threshold) may be on one side only: interpolation differs
+        for b in ours:
+            assert any(b.head.iou(a.head) > 0.8 for a in theirs) or b.score < 0.6, (i, b, theirs)
+        for a in theirs:
+            best = max(ours, key=lambda b: b.head.iou(a.head))
+            assert best.head.iou(a.head) > 0.8, (i, a, best)
+            # keypoints: within a tenth of the head box (the .tflite path resizes with INTER_AREA, ours bilinear)
+            if min(a.score, best.score) >= 0.7:   # weighted NMS of borderline candidates may merge differently
+                assert np.hypot(*np.subtract(best.hip_center, a.hip_center)) < 0.1 * (a.head.x1 - a.head.x0), \
+                    (i, a, best)
+    assert onnx.detector_runs - runs0 == 3 * 4    # one run per tile

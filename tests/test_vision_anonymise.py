@@ -168,10 +168,9 @@ def test_privacy_gate_for_writers(tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
 
 
-def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him(sports2d_video):
-    """The backlit man on the box (sports2d frames 100-160): the person detector misses him on most of
-    these frames, yet his head is blurred on every one. Reference for his head: MediaPipe's own
-    video-mode tracker, which holds him on these frames (hips on the box, y < 450 px)."""
+@pytest.fixture(scope="module")
+def bystander_heads(sports2d_video) -> dict[int, BoundingBox]:
+    """The backlit man's head box on sports2d frames 100-160 (every 2nd), from MediaPipe's video-mode tracker."""
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.pose_mediapipe import MediaPipePose
 
@@ -182,10 +181,24 @@ def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him(spo
             if r is not None and f.index >= 100 and 0.5 * (r.image_xy[23, 1] + r.image_xy[24, 1]) < 450:
                 ref[f.index] = pose_head_box(r)
     assert len(ref) >= 20, sorted(ref)
-    anon = Anonymiser()
-    by_detector_only = 0
+    return ref
+
+
+@pytest.mark.parametrize("bounded", [False, True], ids=["every-frame", "bounded"])
+def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him(sports2d_video, bystander_heads,
+                                                                              bounded):
+    """The backlit man on the box (sports2d frames 100-160): the person detector misses him on most of
+    these frames, yet his head is blurred on every one — also with the detectors at a bounded rate (every
+    5th processed frame: held boxes cover the frames between). Reference for his head: MediaPipe's own
+    video-mode tracker, which holds him on these frames (hips on the box, y < 450 px)."""
+    from runtime.vision.frame_sources import VideoFileSource
+
+    ref = bystander_heads
+    anon = Anonymiser.bounded() if bounded else Anonymiser()
+    by_detector_only = frames = 0
     with VideoFileSource(sports2d_video, start=100, stop=161, step=2) as src:
         for f in src:
+            frames += 1
             out = anon.anonymize(f.image, f.t_capture_ns)
             head = ref.get(f.index)
             if head is None:
@@ -201,5 +214,40 @@ def test_bystander_head_blurred_on_every_frame_while_the_detector_misses_him(spo
                     det_cov[ry0:ry1, rx0:rx1] = True
             by_detector_only += bool(det_cov[y0:y1, x0:x1].all())
     anon.close()
-    # the detector alone would have left his head (partly) visible on many of these frames
-    assert by_detector_only <= len(ref) - 8, (by_detector_only, len(ref))
+    if bounded:
+        # no pose given: only the frame count bounds the rate (every 5th frame, the first included)
+        assert anon.detection_frames == -(-frames // 5), (anon.detection_frames, frames)
+    else:
+        assert anon.detection_frames == frames
+        # the detector alone would have left his head (partly) visible on many of these frames
+        assert by_detector_only <= len(ref) - 8, (by_detector_only, len(ref))
+
+
+def test_bounded_rate_schedule_and_head_from_current_landmarks():
+    """Detectors every N frames or on a head move > X px; the current landmarks' head blurred on every frame."""
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 255, (240, 480, 3), dtype=np.uint8)
+    a = Anonymiser(use_face_detector=False, use_person_detector=False, follow_people=False, detect_every=4,
+                   detect_move_px=30.0)
+    assert a.hold_frames == 4   # held at least until the next detection frame
+    due = []
+    xs = [100, 105, 110, 115, 120, 125, 200, 205, 210]   # a 75 px jump at the 7th frame
+    for k, x in enumerate(xs):
+        before = a.detection_frames
+        p = _synthetic_pose(x, 60)
+        out = a.anonymize(img, k, [p])
+        due.append(a.detection_frames > before)
+        assert "pose-head" in out.sources
+        head = _clip_box(grow(pose_head_box(p), a.margin), img.shape)
+        assert head in out.regions   # the head box of THIS frame's landmarks, every frame
+    assert due == [True, False, False, False, True, False, True, False, False], due
+    with pytest.raises(ValueError, match="detect_every"):
+        Anonymiser(detect_every=0)
+    with pytest.raises(ValueError, match="detect_move_px"):
+        Anonymiser(detect_move_px=-1.0)
+
+
+def _clip_box(box: BoundingBox, shape) -> tuple[int, int, int, int]:
+    from runtime.vision.anonymise import _clip
+
+    return _clip(box, shape[1], shape[0])

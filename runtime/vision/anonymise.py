@@ -19,6 +19,15 @@ The only code that creates :class:`runtime.core.privacy.AnonymizedFrame`. Region
   re-detects (IoU > 0.3 or containment), grown by ``hold_growth`` per frame of age — a head seen last frame is never emitted
   unblurred because a detector missed it this frame.
 
+Bounded rate (``detect_every`` N > 1, optionally ``detect_move_px`` X): the detectors (face, person) and
+``pose-follow`` run only on every N-th frame, or earlier when the caller's target head box (from its current
+landmarks) has moved more than X px since the last detection frame; in between, the ``pose-head`` box of the
+current landmarks is blurred on every frame and every box of the last detection frame stays blurred as
+``held`` (growing by ``hold_growth`` per frame; held for at least N frames, so a head is never left unblurred
+between two detection frames). :meth:`Anonymiser.bounded` gives the live setting: N = 5 (6 Hz at 30 fps) or
+a move of 40 px (a third of a head's height at the demo's scale). ``detection_frames`` counts the frames the
+detectors ran on.
+
 Blur: ``gaussian`` (default; σ = half the region's longer side, edges replicated: what is left is a
 smooth colour gradient) or ``pixelate`` (averaged down to at most ``cells`` × ``cells`` blocks, then
 smoothed). Pixel blocks of skin and hair can look like a face to a face detector: on the pose2sim
@@ -140,11 +149,15 @@ class Anonymiser:
         flickering false detections over the image.
     hold_growth : growth of a held box per frame of age (fraction of its size per side; 0.1 covers
         a head moving its own width in five frames, i.e. faster than walking at 30 fps).
+    detect_every : run the detectors (and ``follow_people``) on every N-th frame only (1: every frame).
+    detect_move_px : also run them when the first given pose's head box centre moved more than this many
+        pixels since the last detection frame (None: only every N-th frame).
     """
 
     def __init__(self, margin: float = 0.3, method: str = "gaussian", face_min_confidence: float = 0.3,
                  use_face_detector: bool = True, use_person_detector: bool = True, follow_people: bool = True,
-                 hold_frames: int = 3, hold_growth: float = 0.1) -> None:
+                 hold_frames: int = 3, hold_growth: float = 0.1, detect_every: int = 1,
+                 detect_move_px: float | None = None) -> None:
         if not (0.1 <= margin <= 2.0):
             raise ValueError(f"margin: must be within 0.1..2 (fraction of the region size), got {margin}")
         if method not in ("pixelate", "gaussian"):
@@ -155,18 +168,59 @@ class Anonymiser:
             raise ValueError(f"hold_frames: must be ≥ 1 (a head seen last frame stays blurred), got {hold_frames}")
         if not (0.0 <= hold_growth <= 1.0):
             raise ValueError(f"hold_growth: must be within 0..1, got {hold_growth}")
+        if not isinstance(detect_every, int) or detect_every < 1:
+            raise ValueError(f"detect_every: must be an integer ≥ 1 (frames), got {detect_every!r}")
+        if detect_move_px is not None and not (np.isfinite(detect_move_px) and detect_move_px > 0):
+            raise ValueError(f"detect_move_px: must be > 0 px or None, got {detect_move_px}")
+        self.detect_every = int(detect_every)
+        self.detect_move_px = None if detect_move_px is None else float(detect_move_px)
+        self._since_detect: int | None = None   # frames since the last detection frame (None: none yet)
+        self._detect_head: tuple[float, float] | None = None
+        self.detection_frames = 0
         self.margin, self.method = float(margin), method
         self.face_min_confidence = float(face_min_confidence)
         self.use_face_detector, self.use_person_detector = bool(use_face_detector), bool(use_person_detector)
         self.follow_people = bool(follow_people)
         self._pose = None
         self._people: list[tuple[BoundingBox, int]] = []  # (body ROI, frames since confirmed)
-        self.hold_frames, self.hold_growth = int(hold_frames), float(hold_growth)
+        # a box from a detection frame is held until the next one, at least
+        self.hold_frames, self.hold_growth = max(int(hold_frames), int(detect_every)), float(hold_growth)
         self._faces = None
         self._detector = None
         self._held: list[tuple[BoundingBox, int]] = []  # (box before margin, age in frames)
         self.frames = 0
         self.regions_by_source: dict[str, int] = {}
+
+    @classmethod
+    def bounded(cls, **kwargs) -> "Anonymiser":
+        """The live setting (module docstring): detectors every 5 frames or on a 40 px head move."""
+        kwargs.setdefault("detect_every", 5)
+        kwargs.setdefault("detect_move_px", 40.0)
+        return cls(**kwargs)
+
+    def _detection_due(self, poses: Sequence[PoseResult]) -> bool:
+        """True when this frame runs the detectors (see ``detect_every``, ``detect_move_px``)."""
+        if self._since_detect is None or self._since_detect + 1 >= self.detect_every:
+            return True
+        if self.detect_move_px is not None:
+            head = self._target_head(poses)
+            if (head is None) != (self._detect_head is None):
+                return True   # the target appeared or vanished since the last detection frame
+            if head is not None and self._detect_head is not None:
+                moved = float(np.hypot(head[0] - self._detect_head[0], head[1] - self._detect_head[1]))
+                if moved > self.detect_move_px:
+                    return True
+        return False
+
+    @staticmethod
+    def _target_head(poses: Sequence[PoseResult]) -> tuple[float, float] | None:
+        for p in poses:
+            if p is not None:
+                try:
+                    return pose_head_box(p).center
+                except ValueError:
+                    return None
+        return None
 
     def _face_boxes(self, frame_rgb: np.ndarray) -> list[tuple[BoundingBox, str]]:
         import mediapipe as mp
@@ -199,9 +253,15 @@ class Anonymiser:
         found: list[tuple[BoundingBox, str]] = [(b, "person-head") for b in heads]
         bodies: list[BoundingBox] = list(people)
         targets: list[BoundingBox] = []
-        if self.use_face_detector:
+        detect = self._detection_due(poses)
+        if detect:
+            self._since_detect, self._detect_head = 0, self._target_head(poses)
+            self.detection_frames += 1
+        else:
+            self._since_detect = (self._since_detect or 0) + 1
+        if detect and self.use_face_detector:
             found += self._face_boxes(frame_rgb)
-        if self.use_person_detector:
+        if detect and self.use_person_detector:
             if self._detector is None:
                 from runtime.vision.pose_mediapipe import PoseDetector
 
@@ -213,7 +273,7 @@ class Anonymiser:
             if p is not None:
                 found.append((pose_head_box(p), "pose-head"))
                 targets.append(p.bbox)
-        if self.follow_people:
+        if self.follow_people and detect:
             found += self._follow(frame_rgb, bodies, targets)
         held = []
         for box, age in self._held:
@@ -298,6 +358,7 @@ class Anonymiser:
         """Forget held head boxes and followed people (a new, unrelated video)."""
         self._held = []
         self._people = []
+        self._since_detect, self._detect_head = None, None
 
     def close(self) -> None:
         """Release the MediaPipe graphs."""

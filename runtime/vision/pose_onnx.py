@@ -100,23 +100,31 @@ def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = 
 
     Each landmark moves to the sigmoid-weighted mean of the ``kernel``×``kernel`` heatmap cells around it
     (cell index / heatmap size, as MediaPipe) when the window's peak confidence ≥ ``min_confidence``.
+    All landmarks at once (one gather of their windows; cells outside the heatmap weigh 0).
     """
     hm_h, hm_w, n = heatmap.shape
     out = np.array(xy_norm, dtype=np.float64, copy=True)
+    k = min(n, out.shape[0])
+    if k == 0:
+        return out
     off = (kernel - 1) // 2
-    for k in range(min(n, out.shape[0])):
-        col, row = int(out[k, 0] * hm_w), int(out[k, 1] * hm_h)
-        if out[k, 0] < 0 or out[k, 1] < 0 or col >= hm_w or row >= hm_h:
-            continue
-        r0, r1 = max(0, row - off), min(hm_h, row + off + 1)
-        c0, c1 = max(0, col - off), min(hm_w, col + off + 1)
-        win = _sigmoid(heatmap[r0:r1, c0:c1, k])
-        total = win.sum()
-        if win.size == 0 or win.max() < min_confidence or total <= 0:
-            continue
-        rows, cols = np.mgrid[r0:r1, c0:c1]
-        out[k, 0] = float((cols * win).sum() / total / hm_w)
-        out[k, 1] = float((rows * win).sum() / total / hm_h)
+    x, y = out[:k, 0], out[:k, 1]
+    valid = (x >= 0) & (y >= 0)
+    col = np.where(valid, x * hm_w, 0.0).astype(np.int64)   # x >= 0: truncation = int()
+    row = np.where(valid, y * hm_h, 0.0).astype(np.int64)
+    valid &= (col < hm_w) & (row < hm_h)
+    steps = np.arange(-off, off + 1)
+    rows, cols = row[:, None] + steps, col[:, None] + steps                      # (k, kernel)
+    inside = ((rows >= 0) & (rows < hm_h))[:, :, None] & ((cols >= 0) & (cols < hm_w))[:, None, :]
+    logits = np.asarray(heatmap)[np.clip(rows, 0, hm_h - 1)[:, :, None], np.clip(cols, 0, hm_w - 1)[:, None, :],
+                                 np.arange(k)[:, None, None]]
+    win = np.where(inside, _sigmoid(logits), 0.0)                                # (k, kernel, kernel)
+    total = win.sum(axis=(1, 2))
+    ok = valid & (win.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+    if np.any(ok):
+        t = total[ok]
+        out[:k][ok, 0] = (cols[ok][:, None, :] * win[ok]).sum(axis=(1, 2)) / t / hm_w
+        out[:k][ok, 1] = (rows[ok][:, :, None] * win[ok]).sum(axis=(1, 2)) / t / hm_h
     return out
 
 
