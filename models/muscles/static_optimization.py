@@ -46,7 +46,11 @@ P^-1 lambda / 2``; on the root and reserve-only coordinates ``tau - muscle momen
 
 Per-frame cost measured here (2-core x86 VM, one core): MyoLeg 65-70 us (MuJoCo's transmission and two
 ``mj_fwdActuation`` 44 us, static optimisation 20 us), a 132-frame gait trial ~9 ms; MyoFullBody 460-490 us
-(MuJoCo 335 us, static optimisation 120 us).
+(MuJoCo 335 us, static optimisation 120 us).  Since issue 22 the velocity stage is only ``actuator_velocity =
+moment @ qvel`` (:func:`models.muscles.qp_kernels.actuator_velocity`, not ``mj_fwdVelocity``'s CoM velocities,
+passive and bias forces) and the numba part is one dispatch (:func:`~models.muscles.qp_kernels.solve_frame`);
+whole-trial figures by backend: ``tests/benchmarks/test_bench_batched.py``.  The muscle state of all frames
+batched on MuJoCo Warp: :mod:`models.muscles.warp_backend`.
 
 Why our knee-crossing muscle forces were ~2x OpenSim's on GC5 PS (diagnosis, 2026-11-25)
 --------------------------------------------------------------------------------------------

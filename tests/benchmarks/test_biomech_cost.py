@@ -15,7 +15,8 @@ causal filters never see a jump back to the start of the trial.
 * ``mj_inverse (as loaded)``: the same on the subject model as loaded (constraints and muscles on), for scale.
 * ``IK step``: ``InverseKinematics.step``, warm-started (IKParams() defaults, as ``trial_kinematics``).
 * ``GRF step``: ``GroundReactionEstimator.step``, causal, on the IK poses of the trial.
-* ``ID step``: ``InverseDynamics.step`` with the smoothed ``qpos, qvel, qacc`` of ``trial_kinematics`` and two foot
+* ``ID step``: ``InverseDynamics.step`` (which since issue 22 skips ``mj_inverse``'s tendon, transmission, collision
+  and sensor passes, so it can come out below the reference) with the smoothed ``qpos, qvel, qacc`` of ``trial_kinematics`` and two foot
   wrenches (right and left calcaneus) from a causal GRF replay; ``reaction_bodies=("tibia_l",)`` as
   ``trial_dynamics``.
 * ``IK + GRF + ID``: the three per frame as a real-time chain would run them: IK on the frame's markers, GRF on the

@@ -210,7 +210,7 @@ def register(subparsers: Any) -> None:
                    help="also solve static optimisation (muscle activations, reserves) -> activations.csv")
     p.add_argument("--backend", choices=["cpu", "warp"], default="cpu",
                    help="inverse dynamics and static optimisation on MuJoCo (cpu, default) or batched on MuJoCo Warp "
-                        "(warp: the 'gpu' extra; written in the summary)")
+                        "(warp: mujoco-warp, in the models and gpu extras); written in the summary")
     p.add_argument("--device", help="with --backend warp: Warp device (cpu, cuda, cuda:0; default CUDA when present)")
     p.add_argument("--external-loads", help="OpenSim ExternalLoads XML naming the foot on each plate (else detected)")
     p.add_argument("--ik-ref", help="reference IK (.mot) for validation only")

@@ -128,7 +128,7 @@ def cmd_ingest(args) -> int:
 
     _check_common(args, "ingest")
     data = Path(args.data) if args.data else shared_data_dir()
-    jobs = jobs_from_shared(data)
+    jobs = [dataclasses.replace(j, backend=args.backend) for j in jobs_from_shared(data)]
     print(f"exo ingest: {len(jobs)} shared trial(s) under {data} through the analysis chain, then the lab's own "
           f"OpenSim results -> {args.db}", flush=True)
     with open_store(args.db) as store:
