@@ -107,3 +107,18 @@ def test_replay_stamps_the_described_frame_and_passes_the_reprojection_error() -
         assert cns == t0 + int((t[k] - lag / fps) * 1e9)
         assert rep == 2.0 + k
     assert len(seen) >= 10
+
+
+def test_a_lag_over_the_staleness_limit_is_refused() -> None:
+    """7 frames at 30 fps = 233 ms: over the torque loop's 0.1 s staleness limit (every command would be stale)."""
+    from models.kinematics.monocular_params import MonocularFitParams
+    from runtime.vision.front_end import check_fit_lag
+
+    with pytest.raises(ValueError, match=r"233 ms at 30 fps.*stale_after_s = 0.1"):
+        check_fit_lag(30.0, 0.1)
+    with pytest.raises(ValueError, match="117 ms at 60 fps"):
+        check_fit_lag(60.0, 0.1)
+    assert check_fit_lag(60.0, 0.2) == pytest.approx(7 / 60)
+    assert check_fit_lag(60.0, 0.1, MonocularFitParams(lag_frames=4)) == pytest.approx(3 / 60)
+    with pytest.raises(ValueError, match="frame rate"):
+        check_fit_lag(0.0, 0.1)

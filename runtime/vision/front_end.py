@@ -140,6 +140,23 @@ class OnlineGrounding:
         return GroundedFrame(world, pose.visibility, t_s, capture_ns)
 
 
+def check_fit_lag(fps: float, stale_after_s: float, params: Any = None) -> float:
+    """The fixed-lag fit's lag (s) at a camera of ``fps`` frames per second; ValueError when it reaches the torque
+    loop's staleness limit ``stale_after_s`` (s): every command would then be older than allowed and the loop would
+    fault STALE (measured: ``exo demo`` with the fit on a 30 fps video, 233 ms lag, faulted at 2.5 s)."""
+    from models.kinematics.monocular_params import MonocularFitParams
+
+    p = params if params is not None else MonocularFitParams()
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"camera frame rate {fps!r}: the fit's lag needs a positive frame rate")
+    lag_s = (p.lag_frames - 1) / fps
+    if lag_s >= stale_after_s:
+        raise ValueError(f"estimation.monocular_fit: the fixed-lag fit answers {p.lag_frames - 1} frames late, "
+                         f"{lag_s * 1e3:.0f} ms at {fps:g} fps, not below torque_loop.stale_after_s = {stale_after_s:g} s "
+                         "(every command would be stale); turn estimation.monocular_fit off or use a faster camera")
+    return lag_s
+
+
 #: Subject mass for the live fit's model, kg: the model's segment lengths (what the fit uses) follow the height
 #: alone (``models.body.scaling.SubjectScale``); the mass only scales inertia, which the fit does not use.
 FIT_MODEL_MASS_KG = 70.0
