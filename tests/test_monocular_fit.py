@@ -202,7 +202,7 @@ def test_scipy_least_squares_reaches_the_same_fit(lm, cam):
     X0, _ = mf._initial_fit(lm, cam, p, fr, t, contact, mf.image_scale_px_per_m(t, xy, sc, lm.leg_length_m))
     win = mf._window(lm, cam, p, fr, t, contact, 0, t.size, np.zeros((0, lm.n)))
     a = solve_lm(win, X0, p.max_iterations, p.tolerance)
-    b = solve_scipy(win, X0, p.max_iterations, p.tolerance)
+    b = solve_scipy(win, X0, 40, p.tolerance)  # 40 evaluations per IRLS round reach the LM cost within 1 %
     assert abs(b.cost - a.cost) < 0.01 * a.cost, (a.cost, b.cost)
     names = lm.coordinate_names
     for c in SAGITTAL:

@@ -6,7 +6,7 @@ initialisation).  Residual rows, each normalised by its sigma (:class:`Monocular
 
 * reprojection, 2 per landmark and frame: ``sqrt(score w_l) (pi(p_l(x_k)) - u_lk) / sigma_px`` (px / px),
   Huber loss on each landmark's 2-vector norm (IRLS);
-* contact, per stance foot: height of its contact landmark minus its standing height (1 row), and its
+* contact, per stance foot: height of its contact landmark minus ``contact_height_m`` (1 row), and its
   horizontal displacement since the previous frame over ``slide_sigma_m_s dt`` when that frame had the same
   contact point (2 rows);
 * velocity and acceleration of every coordinate (finite differences on the actual time steps);
@@ -131,7 +131,7 @@ class Window:
         res.append(rp.reshape(-1))
         r0 += 2 * M * F
         # contact height
-        h = lm.contact_height_m
+        h = lm.contact_height_m if p.contact_height_m is None else np.full(M, p.contact_height_m)
         cz = np.zeros((F, 2))
         for k in range(F):
             for f in range(2):

@@ -85,8 +85,13 @@ def side_camera(distance_m: float = 7.0, f_px: float = 1400.0, image_size: tuple
 
 
 def synthetic_walk(lm: LandmarkModel, camera: PinholeCamera, *, duration_s: float = 3.0, fps: float = 60.0,
-                   cycle_s: float = 1.1, noise_px: float = 2.0, seed: int = 0, start_x_m: float = -1.8) -> SyntheticWalk:
-    """The walk of the module docstring on ``lm``'s model, projected by ``camera`` with Gaussian pixel noise."""
+                   cycle_s: float = 1.1, noise_px: float = 2.0, seed: int = 0, start_x_m: float = -1.8,
+                   landmark_floor_height_m: float | None = 0.05) -> SyntheticWalk:
+    """The walk of the module docstring on ``lm``'s model, projected by ``camera`` with Gaussian pixel noise.
+
+    ``landmark_floor_height_m``: height of the pinned (lowest) foot landmark above the floor, m (0.05: where
+    detectors put the heel/toe points, see :class:`MonocularFitParams` ``contact_height_m``; None: the model's
+    own site heights above its sole, :attr:`LandmarkModel.contact_height_m`)."""
     N = int(round(duration_s * fps))
     t = 10.0 + np.arange(N) / fps  # not starting at 0: the fit must keep the input's time stamps
     names = lm.coordinate_names
@@ -105,8 +110,9 @@ def synthetic_walk(lm: LandmarkModel, camera: PinholeCamera, *, duration_s: floa
     X[:, ix["pelvis_list"]] = 0.04 * np.sin(phi)
     X[:, ix["pelvis_rotation"]] = 0.06 * np.sin(phi)
     X[:, 3:6] = 0.0
-    h = lm.contact_height_m
-    foot = np.flatnonzero(np.isfinite(h))
+    foot = np.flatnonzero(np.isfinite(lm.contact_height_m))
+    h = lm.contact_height_m.copy() if landmark_floor_height_m is None else np.where(
+        np.isfinite(lm.contact_height_m), landmark_floor_height_m, np.nan)
     rel = np.stack([lm.sites(x) for x in X])  # pelvis origin at the OpenSim ground origin
     height = rel[:, foot, 2] - h[foot]
     low = np.argmin(height, axis=1)
@@ -131,7 +137,7 @@ def synthetic_walk(lm: LandmarkModel, camera: PinholeCamera, *, duration_s: floa
     xy[:, sel] = camera.project(sites) + rng.normal(0.0, noise_px, (N, len(sel), 2))
     score = np.zeros((N, 33))
     score[:, sel] = 0.9
-    # true stance: the foot's lowest landmark on the floor (within 1 cm) and nearly still (below 0.25 m/s, half the
+    # true stance: the foot's lowest landmark at its floor height (within 1 cm) and nearly still (below 0.25 m/s, half the
     # detector's threshold; the smoothed root lets a planted foot creep by a few cm/s)
     stance = np.zeros((N, 2), dtype=bool)
     for f, side in enumerate(("left", "right")):
