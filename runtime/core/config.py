@@ -42,6 +42,9 @@ class EstimationLoopConfig(_Strict):
     # frames) instead of BlazePose's depth; off: per frame 54 ms median, 81 ms p95 on this 2-core CPU under the shared
     # load of 2026-12-07 (tests/benchmarks/test_bench_monocular_fit.py), above a 30 fps camera's 33 ms frame period
     monocular_fit: bool = False
+    # knee contact force: the physics chain (default) or the learned estimator (models.muscles.kcf_learned); physics
+    # stays the default until the learned one is shown at least as good (models/artifacts/kcf_learned_v1.json)
+    kcf: Literal["physics", "learned"] = "physics"
 
 
 class TorqueLoopConfig(_Strict):

@@ -54,6 +54,7 @@ class EstimatorParams:
     muscles: bool = True
     model: str = "myoleg"
     floor_height_m: float = 0.0
+    kcf: Literal["physics", "learned"] = "physics"      # learned: medial/lateral from models.muscles.kcf_learned
 
     def __post_init__(self) -> None:
         from models.body.scaling import SubjectScale
@@ -65,6 +66,8 @@ class EstimatorParams:
             raise ValueError(f"rate_hz = {self.rate_hz!r}: allowed 10..1000 Hz")
         if not (1.0 <= self.cutoff_hz < 0.5 * self.rate_hz):
             raise ValueError(f"cutoff_hz = {self.cutoff_hz!r}: allowed 1 Hz .. rate_hz/2 ({0.5 * self.rate_hz:g} Hz)")
+        if self.kcf not in ("physics", "learned") or (self.kcf == "learned" and not self.muscles):
+            raise ValueError(f"kcf = {self.kcf!r}: allowed 'physics' or 'learned' (learned needs muscles=True)")
 
 
 @dataclass
@@ -167,6 +170,14 @@ class KinematicsToLoads:
             pos = {n: i for i, n in enumerate(self.muscle_names)}
             self._syn_rows = np.array([pos[m + sfx] for m in syn.muscle_names], dtype=int)
             k = syn.k
+            self.learned_kcf = self._learned_kcf_features = None
+            if params.kcf == "learned":       # the features of models.muscles.kcf_features -> onnxruntime
+                from models.muscles.kcf_features import KcfFeatures
+                from models.muscles.kcf_learned import LearnedKcf
+
+                self._learned_kcf_features = KcfFeatures(params.side, params.mass_kg, params.height_m, params.rate_hz,
+                                                         self.muscle_names)
+                self.learned_kcf = LearnedKcf(params.mass_kg)
         else:
             self.muscle_names = ()
         self.out = EstimateFrame(0.0, self.reported, np.full(len(self.reported), np.nan), np.full((2, 3), np.nan),
@@ -238,6 +249,9 @@ class KinematicsToLoads:
         self.grf.reset()
         if self.so is not None:
             self.so.reset()
+            if self.learned_kcf is not None:
+                self._learned_kcf_features.reset()
+                self.learned_kcf.reset()
         self.confidence.reset()
         self.frames = 0
 
@@ -350,6 +364,9 @@ class KinematicsToLoads:
         kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
                                M_mus[None, :], np.array([t_s]))
         out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
+        if self.learned_kcf is not None:      # learned medial, lateral; total = their sum (axial)
+            ml = self.learned_kcf.step(self._learned_kcf_features.step(out))
+            out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = ml[0], ml[1], ml[0] + ml[1]
         st["knee_contact"] = clock() - t5
         return bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())
 

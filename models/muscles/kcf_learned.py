@@ -1,0 +1,116 @@
+"""The learned medial / lateral knee contact force estimator, run by onnxruntime (no torch).
+
+The network (``models.muscles.kcf_learned_train``: CNN -> BiGRU -> self-attention -> linear) reads a window of
+:data:`WINDOW` frames of ``models.muscles.kcf_features`` at 60 Hz and gives medial and lateral KCF (BW) per frame
+of the window. Live (:meth:`LearnedKcf.step`, causal): the window ends at the newest frame and its last output is
+the estimate, :data:`LAG_FRAMES` frames behind the features (the features lag the markers by the chain's own
+``lag_s``). Offline (:meth:`LearnedKcf.trial`): each frame is estimated from the window centred on it
+(:data:`OFFLINE_AHEAD` frames of look-ahead). The artefact is ``models/artifacts/kcf_learned_v1.onnx`` with its
+model card ``kcf_learned_v1.json`` (features, normalisation, data, split, metrics, SHA-256, a check output).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, STANDARD_GRAVITY_M_S2, normalise
+
+ARTIFACT_STEM = "kcf_learned_v1"
+ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
+#: Frames per window (60 Hz: 0.53 s), the fixed time axis of the ONNX input (1, WINDOW, N_FEATURES).
+WINDOW = 32
+#: Live estimate = the window's last frame: no lag beyond the features'.
+LAG_FRAMES = 0
+#: Offline estimate = the window's frame WINDOW-1-OFFLINE_AHEAD (16 frames of the future seen).
+OFFLINE_AHEAD = 16
+OPSET = 17
+
+
+def causal_windows(z: np.ndarray) -> np.ndarray:
+    """(N, F) -> (N, WINDOW, F): window i holds frames i-WINDOW+1 .. i (before frame 0: frame 0 repeated)."""
+    z = np.asarray(z)
+    p = np.concatenate([np.repeat(z[:1], WINDOW - 1, axis=0), z])
+    return np.lib.stride_tricks.sliding_window_view(p, WINDOW, axis=0).transpose(0, 2, 1)
+
+
+def centred_windows(z: np.ndarray) -> np.ndarray:
+    """(N, F) -> (N, WINDOW, F): window i holds frames i-(WINDOW-1-OFFLINE_AHEAD) .. i+OFFLINE_AHEAD (edge-padded)."""
+    z = np.asarray(z)
+    back = WINDOW - 1 - OFFLINE_AHEAD
+    p = np.concatenate([np.repeat(z[:1], back, axis=0), z, np.repeat(z[-1:], OFFLINE_AHEAD, axis=0)])
+    return np.lib.stride_tricks.sliding_window_view(p, WINDOW, axis=0).transpose(0, 2, 1)
+
+
+def load_card(directory: Path = ARTIFACT_DIR) -> dict[str, Any]:
+    """The model card of the shipped network, its SHA-256 checked against the .onnx (ValueError if not equal)."""
+    card = json.loads((directory / f"{ARTIFACT_STEM}.json").read_text())
+    onnx = directory / card["artifact"]
+    digest = hashlib.sha256(onnx.read_bytes()).hexdigest()
+    if digest != card["sha256"]:
+        raise ValueError(f"{onnx}: sha256 {digest} != the model card's {card['sha256']}")
+    if tuple(card["features"]["names"]) != FEATURE_NAMES:
+        raise ValueError(f"{onnx}: the card's feature list differs from models.muscles.kcf_features.FEATURE_NAMES")
+    return card
+
+
+class LearnedKcf:
+    """Medial / lateral KCF (N) of one subject (``mass_kg``) from the features, by onnxruntime (one thread)."""
+
+    def __init__(self, mass_kg: float, directory: Path = ARTIFACT_DIR) -> None:
+        import onnxruntime as ort
+
+        if not (math.isfinite(mass_kg) and mass_kg > 0):
+            raise ValueError(f"mass_kg = {mass_kg!r}: must be a finite positive number")
+        self.card = load_card(directory)
+        shape = self.card["network"]["input"]["shape"]
+        if shape != [1, WINDOW, N_FEATURES]:
+            raise ValueError(f"card input shape {shape} != [1, {WINDOW}, {N_FEATURES}]")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(directory / self.card["artifact"]), so,
+                                            providers=["CPUExecutionProvider"])
+        self.mean = np.array(self.card["features"]["mean"], dtype=float)
+        self.std = np.array(self.card["features"]["std"], dtype=float)
+        self.bw_n = float(mass_kg) * STANDARD_GRAVITY_M_S2
+        self._win = np.zeros((1, WINDOW, N_FEATURES), dtype=np.float32)
+        self.out = np.full(2, np.nan)
+        self.frames = 0
+
+    def reset(self) -> None:
+        """A new recording: the window is refilled from the next frame."""
+        self.frames = 0
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        """(1, WINDOW, F) normalised float32 -> (1, WINDOW, 2) medial, lateral (BW)."""
+        return self.session.run(None, {"features": windows})[0]
+
+    def step(self, features: np.ndarray) -> np.ndarray:
+        """One frame's raw features (F,) -> :attr:`out` (2,) medial, lateral KCF (N) of this frame (causal)."""
+        z = normalise(features, self.mean, self.std).astype(np.float32)
+        w = self._win
+        if self.frames == 0:
+            w[0, :] = z                                   # edge padding, as in training
+        else:
+            w[0, :-1] = w[0, 1:]
+            w[0, -1] = z
+        self.frames += 1
+        y = self.run(w)[0, WINDOW - 1 - LAG_FRAMES]
+        self.out[:] = y * self.bw_n
+        return self.out
+
+    def trial(self, features: np.ndarray, offline: bool = True) -> np.ndarray:
+        """(N, F) raw features of a whole recording -> (N, 2) medial, lateral KCF (N): centred windows
+        (``offline``) or the causal ones the live loop uses."""
+        z = normalise(features, self.mean, self.std).astype(np.float32)
+        w = centred_windows(z) if offline else causal_windows(z)
+        pos = WINDOW - 1 - (OFFLINE_AHEAD if offline else LAG_FRAMES)
+        out = np.empty((z.shape[0], 2))
+        for i in range(z.shape[0]):
+            out[i] = self.run(np.ascontiguousarray(w[i:i + 1]))[0, pos]
+        return out * self.bw_n

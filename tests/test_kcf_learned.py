@@ -1,0 +1,169 @@
+"""The learned knee contact force estimator: artefact integrity, onnxruntime inference, the causal window's lag,
+the feature extraction (synthetic frames and a short PS trial through the chain), and physics as the default."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from models.muscles.kcf_features import FEATURE_NAMES, KNEE_MUSCLES, N_FEATURES, KcfFeatures
+from models.muscles.kcf_learned import (ARTIFACT_DIR, ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, WINDOW, LearnedKcf,
+                                        causal_windows, centred_windows, load_card)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CARD = ARTIFACT_DIR / f"{ARTIFACT_STEM}.json"
+ONNX = ARTIFACT_DIR / f"{ARTIFACT_STEM}.onnx"
+
+
+def _card() -> dict:
+    return json.loads(CARD.read_text())
+
+
+def test_artifact_hash_size_and_feature_list():
+    card = _card()
+    assert hashlib.sha256(ONNX.read_bytes()).hexdigest() == card["sha256"]
+    assert ONNX.stat().st_size == card["bytes"] < 5_000_000
+    assert tuple(card["features"]["names"]) == FEATURE_NAMES
+    assert card["network"]["input"]["shape"] == [1, WINDOW, N_FEATURES]
+    assert card["network"]["causal"]["lag_frames"] == LAG_FRAMES
+    for fold in ("held_out_PS", "held_out_DM"):
+        for side in ("medial", "lateral"):
+            assert math.isfinite(card["metrics"][fold]["pooled_causal"][side]["r2"])
+    assert load_card()["sha256"] == card["sha256"]
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    card = _card()
+    (tmp_path / card["artifact"]).write_bytes(ONNX.read_bytes()[:-1] + b"\0")
+    (tmp_path / CARD.name).write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="sha256"):
+        load_card(tmp_path)
+
+
+def test_onnxruntime_reproduces_the_cards_check_output():
+    card = _card()
+    x = np.random.default_rng(card["check"]["input_seed"]).normal(size=(1, WINDOW, N_FEATURES)).astype(np.float32)
+    y = LearnedKcf(75.0).run(x)
+    assert y.shape == (1, WINDOW, 2)
+    np.testing.assert_allclose(y.reshape(-1), np.array(card["check"]["output"]), atol=1e-5, rtol=0)
+
+
+def test_step_equals_causal_trial_and_lag():
+    est = LearnedKcf(70.0)
+    x = np.random.default_rng(1).normal(size=(60, N_FEATURES))
+    live = np.array([est.step(f).copy() for f in x])
+    assert live.shape == (60, 2)
+    np.testing.assert_allclose(live, est.trial(x, offline=False), rtol=1e-6, atol=1e-6)
+    # causal: frame k's estimate does not change with frames after k + LAG_FRAMES
+    k = 40
+    x2 = x.copy()
+    x2[k + LAG_FRAMES + 1:] += 3.0
+    c1, c2 = est.trial(x, offline=False), est.trial(x2, offline=False)
+    np.testing.assert_array_equal(c1[:k + LAG_FRAMES + 1], c2[:k + LAG_FRAMES + 1])
+    assert np.abs(c1[k + LAG_FRAMES + 1:] - c2[k + LAG_FRAMES + 1:]).max() > 0
+    # offline: frame k sees exactly OFFLINE_AHEAD frames of the future
+    x3 = x.copy()
+    x3[k + OFFLINE_AHEAD] += 3.0
+    o1, o3 = est.trial(x, offline=True), est.trial(x3, offline=True)
+    assert np.abs(o1[k] - o3[k]).max() > 0
+    np.testing.assert_array_equal(o1[:k], o3[:k])
+    # a new recording starts from an edge-padded window again
+    est.reset()
+    np.testing.assert_allclose(est.step(x[0]), live[0], rtol=1e-6)
+
+
+def test_windows_padding():
+    z = np.arange(10.0)[:, None]
+    c = causal_windows(z)
+    assert c.shape == (10, WINDOW, 1)
+    assert c[0, :, 0].tolist() == [0.0] * WINDOW and c[9, -1, 0] == 9.0 and c[9, -2, 0] == 8.0
+    o = centred_windows(z)
+    assert o[3, WINDOW - 1 - OFFLINE_AHEAD, 0] == 3.0 and o[3, -1, 0] == 9.0
+
+
+def test_bad_input_named():
+    with pytest.raises(ValueError, match="mass_kg"):
+        LearnedKcf(-1.0)
+    with pytest.raises(ValueError, match="side"):
+        KcfFeatures("both", 70.0, 1.7, 60.0, [])
+    with pytest.raises(ValueError, match="muscle_names"):
+        KcfFeatures("left", 70.0, 1.7, 60.0, ["vasmed_r"])
+    f = KcfFeatures("left", 70.0, 1.7, 60.0, [m + "_l" for m in KNEE_MUSCLES])
+    with pytest.raises(ValueError, match="coordinates_rad"):
+        f.step(SimpleNamespace(coordinates_rad=np.zeros(3)))
+
+
+def _frame(q, left_cop_x, loaded=True):
+    return SimpleNamespace(coordinates_rad=np.asarray(q, float), grf_n=np.array([[1.0, 2.0, 50.0], [30.0, 40.0, 686.0]]),
+                           cop_m=np.array([[0.5, 0.1, 0.0], [left_cop_x, 0.2, 0.0]]),
+                           contact=np.array([False, loaded]), kam_pct_bw_ht=2.5, kem_pct_bw_ht=-1.0,
+                           knee_moment_nm=70.0 * 9.80665 * 1.7 / 100.0, synergy=np.array([0.1, 0.2, 0.3, 0.4]),
+                           activation=np.arange(len(KNEE_MUSCLES)) / 100.0)
+
+
+def test_features_of_synthetic_frames():
+    names = [m + "_l" for m in KNEE_MUSCLES]
+    f = KcfFeatures("left", 70.0, 1.7, 60.0, names)
+    a = f.step(_frame([0.1, 0, 0, 0.5, 0], 0.30)).copy()
+    b = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.33)).copy()
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    assert a[col["hip_flexion_vel_rad_s"]] == 0.0
+    assert b[col["hip_flexion_vel_rad_s"]] == pytest.approx(6.0)
+    assert b[col["knee_angle_vel_rad_s"]] == pytest.approx(-6.0)
+    bw = 70.0 * 9.80665
+    assert b[col["grf_vertical_side_bw"]] == pytest.approx(686.0 / bw)       # left is the side: second foot
+    assert b[col["grf_horizontal_side_bw"]] == pytest.approx(50.0 / bw)
+    assert b[col["grf_vertical_other_bw"]] == 0.0 and b[col["contact_other"]] == 0.0   # right foot not in contact
+    assert a[col["cop_travel_side_m"]] == 0.0 and b[col["cop_travel_side_m"]] == pytest.approx(0.03)
+    assert b[col["knee_moment_pct_bw_ht"]] == pytest.approx(1.0)
+    np.testing.assert_allclose(b[-len(KNEE_MUSCLES):], np.arange(len(KNEE_MUSCLES)) / 100.0)
+    c = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.40, loaded=False))
+    assert c[col["contact_side"]] == 0.0 and c[col["cop_travel_side_m"]] == 0.0
+
+
+@pytest.mark.skipif(not (DATA / "GC5_PS" / "trc" / "PS_ngait_og_ss1.trc").exists(), reason="shared PS data absent")
+def test_features_on_a_short_ps_trial():
+    from models.io.shared_trials import shared_trials
+    from runtime.estimation.chain import (EstimatorParams, KinematicsToLoads, MarkerRecording, load_marker_recording,
+                                          resample_hold, run_offline)
+
+    trial = shared_trials(DATA)[0]
+    est = KinematicsToLoads.for_subject(trial.markerset, EstimatorParams(75.0, 1.8, "left"))
+    rec = resample_hold(load_marker_recording(trial.trc, est.marker_names), 60.0)
+    rec = MarkerRecording(rec.name, rec.time_s[:20], rec.markers_m[:20], 60.0)
+    res = run_offline(est, rec)
+    x = KcfFeatures("left", 75.0, 1.8, 60.0, est.muscle_names).trial(res)
+    assert x.shape == (20, N_FEATURES)
+    assert np.isfinite(x[res.valid]).all() and res.valid.sum() >= 15
+    np.testing.assert_allclose(x[:, :5], res.coordinates_rad)
+    np.testing.assert_allclose(x[1:, 5:10], np.diff(res.coordinates_rad, axis=0) * 60.0)
+    idx = [est.muscle_names.index(m + "_l") for m in KNEE_MUSCLES]
+    np.testing.assert_allclose(x[:, -len(KNEE_MUSCLES):], res.activation[:, idx])
+    kcf = LearnedKcf(75.0).trial(x, offline=False)
+    assert np.isfinite(kcf[res.valid]).all() and kcf.shape == (20, 2)
+
+
+def test_physics_is_the_default():
+    from runtime.core.config import EstimationLoopConfig
+    from runtime.estimation.chain import EstimatorParams
+
+    assert EstimationLoopConfig().kcf == "physics"
+    assert EstimatorParams(75.0, 1.8, "left").kcf == "physics"
+    with pytest.raises(ValueError, match="kcf"):
+        EstimatorParams(75.0, 1.8, "left", kcf="neural")
+
+
+def test_export_matches_pytorch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from models.muscles.kcf_learned_train import KcfNet, export
+
+    torch.manual_seed(0)
+    net = KcfNet().eval()
+    export(net, tmp_path / "k.onnx")            # raises when onnxruntime differs from PyTorch by > 1e-4
+    assert (tmp_path / "k.onnx").stat().st_size > 0
