@@ -172,3 +172,26 @@ def test_occlusion_reported_lost_then_reacquired(sports2d_video):
     for tf in after:
         x, y = _hips(tf)
         assert y > 600 and x < before_x, (tf.index, x, y)
+
+
+def test_appearance_from_the_region_equals_the_whole_frame(history, sports2d_video):
+    """The fast path converts only the region the histograms cover to HSV: the same histograms."""
+    import cv2
+
+    from runtime.vision.frame_sources import VideoFileSource
+    from runtime.vision.tracking import appearance, appearance_rgb
+
+    poses = {tf.index: tf.pose for tf in history if tf.pose is not None}
+    checked = 0
+    with VideoFileSource(sports2d_video, start=START, stop=START + 41, step=STEP) as src:
+        for f in src:
+            p = poses.get(f.index)
+            if p is None:
+                continue
+            a = appearance(cv2.cvtColor(f.image, cv2.COLOR_RGB2HSV), p)
+            b = appearance_rgb(f.image, p)
+            assert set(a) == set(b) and a, (f.index, set(a), set(b))
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k])
+            checked += 1
+    assert checked >= 8

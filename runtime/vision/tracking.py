@@ -289,7 +289,8 @@ class PromptedTracker:
         in_view = pred.x1 > 0 and pred.y1 > 0 and pred.x0 < w_img and pred.y0 < h_img
         tracking_backend = hasattr(self.pose, "track_from")
         first: PoseResult | None = None
-        if s.detector == "when_needed" and tracking_backend and lost_frames == 0 and in_view:
+        tried = s.detector == "when_needed" and tracking_backend and lost_frames == 0 and in_view
+        if tried:
             try:
                 first = self.pose.infer(frame_rgb, t_capture_ns, pred)
             except ValueError:
@@ -317,7 +318,7 @@ class PromptedTracker:
 
         if first is not None:
             cands.append(first)
-        elif in_view:
+        elif in_view and not tried:   # (tried: the backend already searched the predicted box and found nobody)
             run(pred, fresh=False)
         pcx, pcy = pred.center
         for det in detections:
