@@ -80,16 +80,18 @@ def detect_stance(time_s: np.ndarray, xy_px: np.ndarray, score: np.ndarray, came
         lowest[ok, f] = pts[np.flatnonzero(ok), best[ok]]
         depth[ok, f] = dcoord[np.flatnonzero(ok), best[ok]]
     out = np.full((N, 2), -1, dtype=np.int64)
+    track = {(f, c): p[:, _IDX[f"{FEET[f]}_{FOOT_POINTS[c]}"]] for f in range(2) for c in range(len(FOOT_POINTS))}
+    fin = {key: np.isfinite(v).all(axis=1) for key, v in track.items()}
     for f in range(2):
         for k in range(N):
-            c = code[k, f]
+            c = int(code[k, f])
             if c < 0 or not np.isfinite(scale[k]):
                 continue
-            pt = np.stack([p[:, _IDX[f"{FEET[f]}_{FOOT_POINTS[c]}"]]], axis=0)[0]
+            pt, ok = track[(f, c)], fin[(f, c)]
             a, b = lo[k], hi[k]
-            while a < k and not np.all(np.isfinite(pt[a])):
+            while a < k and not ok[a]:
                 a += 1
-            while b > k and not np.all(np.isfinite(pt[b])):
+            while b > k and not ok[b]:
                 b -= 1
             if b <= a:
                 continue

@@ -84,6 +84,8 @@ class LandmarkModel:
         Rr = d.xmat[rb].reshape(3, 3)
         self._C = Rr.T @ d.xmat[pb].reshape(3, 3)
         self._p0 = Rr.T @ (d.xpos[pb] - d.xpos[rb])
+        self._skew_p0 = _skew(self._p0)
+        self._TE_pre = T_OSIM_TO_ZUP.copy()
         self._q0 = q0
         self.x0 = self.coordinates_from_qpos(q0)
         self.contact_height_m = self._contact_heights(d)
@@ -130,16 +132,24 @@ class LandmarkModel:
         x[6:] = q[self._coord_qadr]
         return x
 
-    def _euler(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _rz(x[0]), _rx(x[1]), _ry(x[2])
+    def _pelvis_rotation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``R_root`` (3, 3) and ``W`` (3, 3): the body-frame angular velocity of ``E`` per unit rate of (tilt,
+        list, rotation): columns ``Ry^T Rx^T e_z``, ``Ry^T e_x``, ``e_y``."""
+        ca, sa = math.cos(x[0]), math.sin(x[0])
+        cb, sb = math.cos(x[1]), math.sin(x[1])
+        cc, sc = math.cos(x[2]), math.sin(x[2])
+        E = np.array([[ca * cc - sa * sb * sc, -sa * cb, ca * sc + sa * sb * cc],
+                      [sa * cc + ca * sb * sc, ca * cb, sa * sc - ca * sb * cc],
+                      [-cb * sc, sb, cb * cc]])
+        W = np.array([[-sc * cb, cc, 0.0], [sb, 0.0, 1.0], [cc * cb, sc, 0.0]])
+        return self._TE_pre @ E @ self._C.T, W
 
     def qpos(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Full ``qpos`` of coordinates ``x`` (other dofs at ``qpos0``, joint equalities applied)."""
         q = self._q0.copy() if out is None else out
         if out is not None:
             q[:] = self._q0
-        Rz, Rx, Ry = self._euler(x)
-        Rroot = T_OSIM_TO_ZUP @ Rz @ Rx @ Ry @ self._C.T
+        Rroot, _ = self._pelvis_rotation(x)
         a = self._root_qadr
         q[a:a + 3] = T_OSIM_TO_ZUP @ x[3:6] - Rroot @ self._p0
         mujoco.mju_mat2Quat(q[a + 3:a + 7], Rroot.reshape(-1))
@@ -149,14 +159,11 @@ class LandmarkModel:
 
     def root_map(self, x: np.ndarray) -> np.ndarray:
         """(6, 6) d(root tangent: world translation, body-frame rotation)/d(pelvis coordinates)."""
-        Rz, Rx, Ry = self._euler(x)
-        W = np.stack([Ry.T @ Rx.T @ np.array([0.0, 0.0, 1.0]), Ry.T @ np.array([1.0, 0.0, 0.0]),
-                      np.array([0.0, 1.0, 0.0])], axis=1)
-        Rroot = T_OSIM_TO_ZUP @ Rz @ Rx @ Ry @ self._C.T
+        Rroot, W = self._pelvis_rotation(x)
         G = np.zeros((6, 6))
         dw = self._C @ W
         G[3:, :3] = dw
-        G[:3, :3] = Rroot @ _skew(self._p0) @ dw
+        G[:3, :3] = Rroot @ (self._skew_p0 @ dw)
         G[:3, 3:] = T_OSIM_TO_ZUP
         return G
 
@@ -184,7 +191,6 @@ class LandmarkModel:
     def sites_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sites (M, 3) and their Jacobian (M, 3, n) with respect to the coordinates (m per rad or m per m)."""
         P = np.empty((len(self.landmark_names), 3))
-        J = self.ik.marker_jacobian(self.qpos(x), positions_out=P)
-        Jx = J.copy()
-        Jx[:, :, :6] = J[:, :, :6] @ self.root_map(x)
-        return P, Jx
+        J = self.ik.marker_jacobian(self.qpos(x), positions_out=P)  # a fresh array: updated in place
+        J[:, :, :6] = J[:, :, :6] @ self.root_map(x)
+        return P, J

@@ -95,6 +95,9 @@ class Window:
         self._neutral = np.array([i for i, c in enumerate(lm.coordinate_names)
                                   if c.startswith(("hip_adduction", "hip_rotation"))], dtype=np.int64)
         self.n_reproj = 2 * M * self.F
+        # sparsity of the reprojection block: row (k, landmark, axis) depends on the n coordinates of frame k
+        self._rp_rows = np.repeat(np.arange(2 * M * self.F), n)
+        self._rp_cols = (np.repeat(np.arange(self.F), 2 * M * n) * n + np.tile(np.arange(n), 2 * M * self.F))
         self.groups = np.repeat(np.arange(M * self.F), 2)
 
     # -- residuals -----------------------------------------------------------------------------------------
@@ -116,18 +119,16 @@ class Window:
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
         r0 = 0
-        # reprojection
-        rp = np.empty((F, M, 2))
-        for k in range(F):
-            if jac:
-                uv, dpix = cam.project_jacobian(P[k])
-                Jk = np.einsum("mab,mbn->man", dpix, Js[k]) * self._sw[k][:, None, None]
-                rows.append(np.repeat(r0 + k * 2 * M + np.arange(2 * M), n))
-                cols.append(np.tile(k * n + np.arange(n), 2 * M))
-                vals.append(Jk.reshape(-1))
-            else:
-                uv = cam.project(P[k])
-            rp[k] = (uv - self._uv[k]) * self._sw[k][:, None]
+        # reprojection (all frames at once; rows frame-major, landmark, u/v)
+        if jac:
+            uv, dpix = cam.project_jacobian(P.reshape(-1, 3))
+            Jr = np.einsum("mab,mbn->man", dpix, Js.reshape(-1, 3, n)) * self._sw.reshape(-1)[:, None, None]
+            rows.append(self._rp_rows)
+            cols.append(self._rp_cols)
+            vals.append(Jr.reshape(-1))
+        else:
+            uv = cam.project(P.reshape(-1, 3))
+        rp = (uv.reshape(F, M, 2) - self._uv) * self._sw[:, :, None]
         res.append(rp.reshape(-1))
         r0 += 2 * M * F
         # contact height
