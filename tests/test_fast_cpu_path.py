@@ -87,3 +87,28 @@ def test_so_step_equals_one_through_mj_fwd_velocity(model):
         np.testing.assert_allclose(fast.activation, slow.activation, rtol=0, atol=1e-9)
         np.testing.assert_allclose(fast.muscle_force_n, slow.muscle_force_n, rtol=1e-9, atol=1e-9)
         assert fast.status == slow.status == 0
+
+
+def test_muscle_passive_force_kernel_is_mujocos_act0_force_bit_for_bit(model):
+    from models.body.registry import is_muscle
+    from models.muscles.qp_kernels import muscle_passive_force
+
+    so = StaticOptimization(model)
+    assert so._bias_by_kernel
+    m = so.model
+    d = mujoco.MjData(m)
+    mus = np.flatnonzero(is_muscle(m)).astype(np.int64)
+    out = np.zeros(m.nu)
+    nonzero = 0
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        d.qpos[:] = m.qpos0 + 0.3 * rng.standard_normal(m.nq)   # wide poses: all three pieces of the curve
+        d.qvel[:] = rng.standard_normal(m.nv)
+        d.act[:] = 0.0
+        mujoco.mj_fwdPosition(m, d)
+        mujoco.mj_fwdVelocity(m, d)
+        mujoco.mj_fwdActuation(m, d)
+        muscle_passive_force(d.actuator_length, mus, so._lengthrange, so._acc0, so._biasprm, out)
+        np.testing.assert_array_equal(out[mus], d.actuator_force[mus])
+        nonzero += int(np.count_nonzero(out[mus]))
+    assert nonzero > 100

@@ -97,7 +97,7 @@ import numpy as np
 from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
 from models.muscles.qp_kernels import (actuator_velocity, assemble, couplings_kernel, moment_arms,
-                                      solve_frame)
+                                      muscle_passive_force, solve_frame)
 
 __all__ = [
     "SOParams",
@@ -357,6 +357,13 @@ class StaticOptimization:
             raise NotImplementedError("muscles with more than one activation state are not supported")
         self._act_idx = (m.actuator_actadr[mus] + m.actuator_actnum[mus] - 1)[actnum == 1].astype(np.int64)
         self._ctrl_idx = mus[actnum == 0].astype(np.int64)
+        # the force at activation 0 is the muscle bias: computed by a kernel instead of a second mj_fwdActuation
+        # when every muscle has MuJoCo's muscle bias (MyoLeg, MyoFullBody) and no force clamp
+        self._bias_by_kernel = bool(np.all(m.actuator_biastype[mus] == int(mujoco.mjtBias.mjBIAS_MUSCLE))
+                                    and not np.any(m.actuator_forcelimited[mus]))
+        self._lengthrange = np.ascontiguousarray(m.actuator_lengthrange, dtype=float)
+        self._acc0 = np.ascontiguousarray(m.actuator_acc0, dtype=float)
+        self._biasprm = np.ascontiguousarray(m.actuator_biasprm, dtype=float)
         self.muscle_input = "act" if self._ctrl_idx.size == 0 else ("ctrl" if self._act_idx.size == 0 else "act+ctrl")
 
     def _coordinate_maps(self) -> None:
@@ -533,7 +540,11 @@ class StaticOptimization:
         mujoco.mj_fwdActuation(m, d)
         np.copyto(self._F1, d.actuator_force)
         self._set_muscle_input(0.0)
-        mujoco.mj_fwdActuation(m, d)  # d.actuator_force is now the passive force F0
+        if self._bias_by_kernel:  # the muscles' act = 0 force is their bias, bit for bit (d.qfrc_actuator: act = 1)
+            muscle_passive_force(d.actuator_length, self.muscle_ids, self._lengthrange, self._acc0, self._biasprm,
+                                 d.actuator_force)
+        else:
+            mujoco.mj_fwdActuation(m, d)  # d.actuator_force is now the passive force F0
 
     def _crossed_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """Coordinates some muscle crosses (|moment arm| > 1e-6 at qpos0 or at one of a few random poses within
