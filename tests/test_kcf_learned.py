@@ -146,6 +146,17 @@ def test_features_on_a_short_ps_trial():
     np.testing.assert_allclose(x[:, -len(KNEE_MUSCLES):], res.activation[:, idx])
     kcf = LearnedKcf(75.0).trial(x, offline=False)
     assert np.isfinite(kcf[res.valid]).all() and kcf.shape == (20, 2)
+    # kcf: learned in the chain: the same physics outputs, medial / lateral from the network on the frames the
+    # chain's muscle stage ran, total = medial + lateral
+    est2 = KinematicsToLoads.for_subject(trial.markerset, EstimatorParams(75.0, 1.8, "left", kcf="learned"))
+    res2 = run_offline(est2, rec)
+    np.testing.assert_array_equal(res2.activation, res.activation)
+    ran = np.isfinite(res.activation).all(axis=1)
+    feats, learned = KcfFeatures("left", 75.0, 1.8, 60.0, est.muscle_names), LearnedKcf(75.0)
+    expect = np.array([learned.step(feats.step(res.frame(i))).copy() for i in np.flatnonzero(ran)])
+    np.testing.assert_allclose(res2.kcf_n[ran, :2], expect, rtol=1e-9)
+    np.testing.assert_allclose(res2.kcf_n[ran, 2], expect.sum(axis=1), rtol=1e-9)
+    assert not np.allclose(res2.kcf_n[ran, :2], res.kcf_n[ran, :2])
 
 
 def test_physics_is_the_default():
