@@ -293,9 +293,12 @@ def analyze_keypoints(path: str | Path, *, out_dir: str | Path, mass_kg: float, 
     lm = LandmarkModel(subject)
     xy = cam.undistort_pixels(np.asarray(kp.xy_px)) if np.any(cam.distortion != 0) else np.asarray(kp.xy_px)
     if calibration is None:
+        # the stance keypoint's height above the floor: the fit's own convention (its contact_height_m, else the
+        # model's sole heights)
         foot = [i for i, n in enumerate(lm.landmark_names) if n.endswith(("_heel", "_foot_index"))]
-        cam, note = estimate_level_camera(cam, xy, np.asarray(kp.score), kp.time_s, lm.leg_length_m,
-                                          float(np.nanmean(lm.contact_height_m[foot])), fp.min_score)
+        h_contact = fp.contact_height_m if fp.contact_height_m is not None else float(np.nanmean(lm.contact_height_m[foot]))
+        cam, note = estimate_level_camera(cam, xy, np.asarray(kp.score), kp.time_s, lm.leg_length_m, h_contact,
+                                          fp.min_score)
         notes += [cam.assumption.split(";")[0], note]
     else:
         notes.append(f"camera: {cam.name} from {cam.source}" + (", pixels undistorted" if np.any(cam.distortion != 0) else ""))
