@@ -89,6 +89,8 @@ def test_windows_padding():
 def test_bad_input_named():
     with pytest.raises(ValueError, match="mass_kg"):
         LearnedKcf(-1.0)
+    with pytest.raises(ValueError, match="rate_hz"):
+        LearnedKcf(70.0, rate_hz=30.0)
     with pytest.raises(ValueError, match="side"):
         KcfFeatures("both", 70.0, 1.7, 60.0, [])
     with pytest.raises(ValueError, match="muscle_names"):

@@ -59,9 +59,11 @@ def load_card(directory: Path = ARTIFACT_DIR) -> dict[str, Any]:
 
 
 class LearnedKcf:
-    """Medial / lateral KCF (N) of one subject (``mass_kg``) from the features, by onnxruntime (one thread)."""
+    """Medial / lateral KCF (N) of one subject (``mass_kg``) from the features, by onnxruntime (one thread).
 
-    def __init__(self, mass_kg: float, directory: Path = ARTIFACT_DIR) -> None:
+    ``rate_hz``: the chain's frame rate, which must be the one the network was trained at (60 Hz)."""
+
+    def __init__(self, mass_kg: float, directory: Path = ARTIFACT_DIR, rate_hz: float = 60.0) -> None:
         import onnxruntime as ort
 
         if not (math.isfinite(mass_kg) and mass_kg > 0):
@@ -70,6 +72,9 @@ class LearnedKcf:
         shape = self.card["network"]["input"]["shape"]
         if shape != [1, WINDOW, N_FEATURES]:
             raise ValueError(f"card input shape {shape} != [1, {WINDOW}, {N_FEATURES}]")
+        trained_hz = float(self.card["network"]["rate_hz"])
+        if not math.isclose(rate_hz, trained_hz):
+            raise ValueError(f"rate_hz = {rate_hz!r}: the learned KCF network was trained at {trained_hz:g} Hz")
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1

@@ -119,7 +119,7 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     # Monocular landmarks are far noisier than lab markers: 3 Hz instead of 6 Hz (measured on the sports2d clip:
     # KEM p5..p95 -45..47 %BW*ht at 6 Hz, -17..17 at 3 Hz; the lag grows accordingly, printed below).
     est = KinematicsToLoads.for_landmarks(EstimatorParams(subject.mass_kg, subject.height_m, side, rate_hz=rate,
-                                                          cutoff_hz=VIDEO_CUTOFF_HZ))
+                                                          cutoff_hz=VIDEO_CUTOFF_HZ, kcf=device.estimation.kcf))
     names = [j.name for j in device.joints]
     track = None
     if live_vision:

@@ -177,7 +177,7 @@ class KinematicsToLoads:
 
                 self._learned_kcf_features = KcfFeatures(params.side, params.mass_kg, params.height_m, params.rate_hz,
                                                          self.muscle_names)
-                self.learned_kcf = LearnedKcf(params.mass_kg)
+                self.learned_kcf = LearnedKcf(params.mass_kg, rate_hz=params.rate_hz)
         else:
             self.muscle_names = ()
         self.out = EstimateFrame(0.0, self.reported, np.full(len(self.reported), np.nan), np.full((2, 3), np.nan),
