@@ -41,7 +41,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     js = d / "json"
     js.mkdir()
     to_body25 = {v: k for k, v in BODY_25_TO_BLAZEPOSE.items()}
-    first = int(round(w.time_s[0] * FPS))
+    first = round(w.time_s[0] * FPS)
     for k in range(w.time_s.size):
         flat = np.zeros((25, 3))
         for name, j in to_body25.items():

@@ -210,8 +210,8 @@ class FittedGrounding:
         R_wc, c = np.asarray(R_wc, dtype=float), np.asarray(c, dtype=float)
         cam = PinholeCamera(self.camera.K, R_wc.T, -R_wc.T @ c)
         self.fitter = MonocularFitter(self.lm, cam, self.params)
-        self.notes = [how, f"model fit: fixed lag {self.lag_frames} frames, {self.params.live_iterations} "
-                                      f"LM iterations per frame, MyoLeg scaled to {self.height_m:g} m"]
+        self.notes = [how, (f"model fit: fixed lag {self.lag_frames} frames, {self.params.live_iterations} "
+                            f"LM iterations per frame, MyoLeg scaled to {self.height_m:g} m")]
 
     def _fit(self, pose: PoseResult, t_s: float, capture_ns: int) -> GroundedFrame | None:
         xy = self.camera.undistort_pixels(pose.image_xy) if np.any(self.camera.distortion != 0) else pose.image_xy

@@ -34,8 +34,17 @@ import numpy as np
 
 from runtime.vision.calibration import DEFAULT_HFOV_DEG, CameraCalibration
 
-__all__ = ["KeypointAnalysis", "CalibrationError", "analyze_keypoints", "keypoint_camera", "estimate_level_camera",
-           "write_fit_quality_csv", "fit_ik_trial", "uniform_rate_hz", "MAX_STEP_RATIO"]
+__all__ = [
+    "MAX_STEP_RATIO",
+    "CalibrationError",
+    "KeypointAnalysis",
+    "analyze_keypoints",
+    "estimate_level_camera",
+    "fit_ik_trial",
+    "keypoint_camera",
+    "uniform_rate_hz",
+    "write_fit_quality_csv",
+]
 
 #: A time step outside [1 / MAX_STEP_RATIO, MAX_STEP_RATIO] x the median step is a dropped (or doubled) frame:
 #: the zero-lag derivatives of the kinetics chain need a uniform grid. 1.5 admits the +-1 ms rounding of lab
@@ -277,9 +286,19 @@ def analyze_keypoints(path: str | Path, *, out_dir: str | Path, mass_kg: float, 
     from models.dynamics.opensim_state import kinematics_from_opensim
     from models.filters import smooth_derivatives
     from models.io.keypoints2d import read_keypoints2d
-    from models.kinematics.monocular_fit import MonocularFitParams, PinholeCamera, fit_monocular
+    from models.kinematics.monocular_fit import (
+        MonocularFitParams,
+        PinholeCamera,
+        fit_monocular,
+    )
     from models.kinematics.monocular_model import LandmarkModel
-    from models.trial_analysis import AnalyzeParams, TrialKinematics, kinematic_foot_wrenches, trial_dynamics, write_csvs
+    from models.trial_analysis import (
+        AnalyzeParams,
+        TrialKinematics,
+        kinematic_foot_wrenches,
+        trial_dynamics,
+        write_csvs,
+    )
 
     params = AnalyzeParams(mass_kg=mass_kg, height_m=height_m, side=side, model=model, cutoff_hz=cutoff_hz)
     fp = fit_params if fit_params is not None else MonocularFitParams()
