@@ -80,13 +80,13 @@ def _np(a) -> np.ndarray:
     return np.asarray(a.numpy(), dtype=float)
 
 
-class WarpInverseDynamics:
-    """Batched inverse dynamics of an :class:`InverseDynamics` stage's model on MuJoCo Warp (module docstring).
+class WarpStage:
+    """A CPU stage's model on MuJoCo Warp: the device, the chunk size (frames per batch) and the Warp model.
 
     ``device``: a Warp device name (``"cpu"``, ``"cuda"``, ``"cuda:0"``) or ``None`` for :func:`default_device`.
     """
 
-    def __init__(self, stage: InverseDynamics, *, device: str | None = None, chunk_frames: int = 4096) -> None:
+    def __init__(self, stage, *, device: str | None = None, chunk_frames: int = 4096) -> None:
         wp, mjw = _warp()
         self.stage = stage
         self.device = device or default_device()
@@ -97,6 +97,12 @@ class WarpInverseDynamics:
         with wp.ScopedDevice(self.device):
             self._mw = mjw.put_model(stage.model)
         self._data0 = mujoco.MjData(stage.model)
+
+
+class WarpInverseDynamics(WarpStage):
+    """Batched inverse dynamics of an :class:`InverseDynamics` stage's model on MuJoCo Warp (module docstring)."""
+
+    stage: InverseDynamics
 
     def run(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, externals: Sequence[ExternalWrenchTrial] = (),
             time_s: np.ndarray | None = None) -> JointMomentsTrial:

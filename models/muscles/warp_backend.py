@@ -24,11 +24,10 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-import mujoco
 import numpy as np
 
 from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
-from models.dynamics.warp_backend import WarpInverseDynamics, _warp, default_device
+from models.dynamics.warp_backend import WarpInverseDynamics, WarpStage, default_device
 from models.dynamics.wrenches import ExternalWrenchTrial
 from models.muscles.knee_contact import KneeContact, KneeContactTrial
 from models.muscles.qp_kernels import actuator_velocity, couplings_kernel
@@ -38,7 +37,7 @@ from models.muscles.static_optimization import (STATUS_INVALID_INPUT, SOFrame, S
 __all__ = ["WarpStaticOptimization", "WarpKinematicsToContact"]
 
 
-class WarpStaticOptimization:
+class WarpStaticOptimization(WarpStage):
     """:meth:`StaticOptimization.run` with the muscle state of all frames from MuJoCo Warp (module docstring).
 
     ``stage``: the CPU stage (its private model, coordinate maps, solver and warm start are used).  ``contact``:
@@ -46,17 +45,7 @@ class WarpStaticOptimization:
     same Warp paths (:meth:`run_with_contact`).
     """
 
-    def __init__(self, stage: StaticOptimization, *, device: str | None = None, chunk_frames: int = 4096) -> None:
-        wp, mjw = _warp()
-        self.stage = stage
-        self.device = device or default_device()
-        if int(chunk_frames) < 1:
-            raise ValueError(f"chunk_frames = {chunk_frames!r}: must be >= 1")
-        self.chunk_frames = int(chunk_frames)
-        self._wp, self._mjw = wp, mjw
-        with wp.ScopedDevice(self.device):
-            self._mw = mjw.put_model(stage.model)
-        self._data0 = mujoco.MjData(stage.model)
+    stage: StaticOptimization
 
     # ---- the muscle state of a chunk on Warp -------------------------------------------------------
 
