@@ -84,7 +84,7 @@ class StepEstimator:
         self._dxs, self._drs, self._dpts = z((nb, 3)), z((nb, 9)), z((np2, 3))
         self._c, self._c1, self._c2, self._cv, self._acc = z(3), z(3), z(3), z(3), z(3)
         self._L, self._L1, self._dl, self._F, self._mom = z(3), z(3), z(3), z(3), z(3)
-        self._lik_pt, self._tmp_pt, self._tmp_pt3 = z(np2), z(np2), z((np2, 3))
+        self._lik_pt, self._tmp_pt, self._tmp_pt3, self._speed2_pt = z(np2), z(np2), z((np2, 3)), z(np2)
         self._w, self._ws = z((2, P)), z(2)
         self._cw, self._pxy = z((2, P)), z((2, P, 2))  # CoP weights (rows sum to 1), sole points on the floor
         self._pts_xy = self._pts.reshape(2, P, 3)[:, :, :2]
@@ -100,7 +100,7 @@ class StepEstimator:
         self._f0, self._f1 = self._forces[0], self._forces[1]
         # online floor refinement (params.floor_adapt_max_m): ring of still-foot lowest points, median by partition
         self._floor_ring, self._floor_sort = np.zeros(_FLOOR_RING), np.zeros(_FLOOR_RING)
-        self._speed2_feet = (self._tmp_pt[:P], self._tmp_pt[P:])
+        self._speed2_feet = (self._speed2_pt[:P], self._speed2_pt[P:])
         self._pfz_feet = (self._pf_z[:P], self._pf_z[P:])
         self._floor0, self._floor_n = 0.0, 0
         self._cross_mom = _Cross(self._rel, self._forces, self._mom2)
@@ -214,7 +214,8 @@ class StepEstimator:
         self._fs_pts.step(pts, self._pts_f)
 
     def _kinematics(self, seg_k: int) -> None:
-        """COM, its acceleration and velocity, dL/dt (subject-scaled) and F_ext = m (a - g) of the filtered frame."""
+        """COM, its acceleration and velocity, dL/dt (subject-scaled), F_ext = m (a - g) and the squared foot-point
+        speeds of the filtered frame."""
         xf, rf, pf = self._xf, self._rf, self._pts_f
         c, c1, c2, acc = self._c, self._c1, self._c2, self._acc
         inv_h = 1.0 / self._h
@@ -241,6 +242,8 @@ class StepEstimator:
         self._rv *= inv_h
         np.subtract(pf, self._pts_f1, out=self._pts_v)
         self._pts_v *= inv_h
+        np.multiply(self._pts_v, self._pts_v, out=self._tmp_pt3)  # squared point speeds: floor and contact
+        np.sum(self._tmp_pt3, axis=1, out=self._speed2_pt)
         np.multiply(c1, -2.0, out=acc)
         acc += c
         acc += c2
@@ -275,8 +278,6 @@ class StepEstimator:
     def _adapt_floor(self) -> None:
         """Refine ``_floor`` from the still feet of this frame (``GroundReactionParams.floor_adapt_max_m``)."""
         p = self.params
-        np.multiply(self._pts_v, self._pts_v, out=self._tmp_pt3)
-        np.sum(self._tmp_pt3, axis=1, out=self._tmp_pt)
         still2 = p.floor_still_speed_m_s * p.floor_still_speed_m_s
         added = False
         for f in range(2):
@@ -306,9 +307,7 @@ class StepEstimator:
         np.subtract(p.contact_height_m, lik, out=lik)
         lik *= 1.0 / p.contact_height_scale_m
         sigmoid_(lik)
-        np.multiply(self._pts_v, self._pts_v, out=self._tmp_pt3)
-        np.sum(self._tmp_pt3, axis=1, out=tp)
-        np.sqrt(tp, out=tp)
+        np.sqrt(self._speed2_pt, out=tp)
         np.subtract(p.contact_speed_m_s, tp, out=tp)
         tp *= 1.0 / p.contact_speed_scale_m_s
         sigmoid_(tp)
