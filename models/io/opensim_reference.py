@@ -191,6 +191,22 @@ def coordinates_with_coupled(model: Any, coordinates_path: str | Path, out_dir: 
     return out
 
 
+def _analyze_tool(osim, name: str, model_file: Path, ik_path, cutoff_hz: float | None, loads: Path, t0: float,
+                  t1: float, out: Path):
+    """An OpenSim AnalyzeTool on ``model_file`` driven by the coordinates ``ik_path`` (low-pass ``cutoff_hz``,
+    None = off) and the external loads ``loads``, from ``t0`` to ``t1`` s, results into ``out``; analyses to add."""
+    setup = osim.AnalyzeTool()
+    setup.setName(name)
+    setup.setModelFilename(str(model_file))
+    setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
+    setup.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
+    setup.setExternalLoadsFileName(str(loads))
+    setup.setInitialTime(t0)
+    setup.setFinalTime(t1)
+    setup.setResultsDir(str(out))
+    return setup
+
+
 def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path, grf_path: str | Path,
                                     external_loads_path: str | Path, out_dir: str | Path | None = None, *,
                                     start_s: float | None = None, end_s: float | None = None,
@@ -243,15 +259,7 @@ def run_opensim_static_optimization(model_path: str | Path, ik_path: str | Path,
 
     model_file = out / f"{name}_model_with_reserves.osim"
     model.printToXML(str(model_file))
-    setup = osim.AnalyzeTool()
-    setup.setName(name)
-    setup.setModelFilename(str(model_file))
-    setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
-    setup.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
-    setup.setExternalLoadsFileName(str(loads))
-    setup.setInitialTime(t0)
-    setup.setFinalTime(t1)
-    setup.setResultsDir(str(out))
+    setup = _analyze_tool(osim, name, model_file, ik_path, cutoff_hz, loads, t0, t1, out)
     so = osim.StaticOptimization()
     so.setStartTime(t0)
     so.setEndTime(t1)
@@ -346,15 +354,7 @@ def run_opensim_joint_reaction(so: OpenSimSOResult, ik_path: str | Path, grf_pat
     model = osim.Model(str(model_file))
     model.initSystem()
     ik_path = coordinates_with_coupled(model, ik_path, out)
-    setup = osim.AnalyzeTool()
-    setup.setName(name)
-    setup.setModelFilename(str(model_file))
-    setup.setCoordinatesFileName(str(Path(ik_path).resolve()))
-    setup.setLowpassCutoffFrequency(-1.0 if cutoff_hz is None else float(cutoff_hz))
-    setup.setExternalLoadsFileName(str(loads))
-    setup.setInitialTime(so.start_s)
-    setup.setFinalTime(so.end_s)
-    setup.setResultsDir(str(out))
+    setup = _analyze_tool(osim, name, model_file, ik_path, cutoff_hz, loads, so.start_s, so.end_s, out)
     jr = osim.JointReaction()
     jr.setName("JointReaction")
     jr.setStartTime(so.start_s)

@@ -56,12 +56,7 @@ def _analyze_video(args: argparse.Namespace) -> int:
     res = analyze_video(args.video, bbox=args.bbox, mask=args.mask, describe=args.describe, out_dir=args.output,
                         height_m=args.height_m, mass_kg=args.mass_kg, side=args.side or "left",
                         calibration=args.calibration, hfov_deg=args.hfov_deg, frames=frames, model=args.model)
-    summary = res.summary()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
-    print(json.dumps(summary, indent=2, default=str))
-    return EXIT_OK
+    return _print_summary(res.summary(), args.json)
 
 
 def _image_size(text: str | None) -> tuple[int, int] | None:
@@ -99,11 +94,16 @@ def _analyze_keypoints(args: argparse.Namespace) -> int:
     except (KeypointsError, CalibrationError) as exc:
         print(f"analyze --keypoints2d: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    summary = res.summary()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
-    print(json.dumps(summary, indent=2, default=str))
+    return _print_summary(res.summary(), args.json)
+
+
+def _print_summary(summary: dict, json_path: str | None) -> int:
+    """Print the analysis summary as JSON (and write it to ``json_path`` when given)."""
+    text = json.dumps(summary, indent=2, default=str)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(text)
+    print(text)
     return EXIT_OK
 
 

@@ -72,11 +72,14 @@ def load_manifest(out_dir: Path = DEFAULT_OUT) -> dict:
 def onnx_path(name: str, out_dir: Path = DEFAULT_OUT, *, verify: bool = True) -> Path:
     """Path of the converted ONNX model ``name``; with ``verify`` its SHA-256 must match the manifest."""
     manifest = load_manifest(out_dir)
-    entry = manifest["models"][name]
-    path = Path(out_dir) / entry["onnx"]
+    return _listed_file(Path(out_dir), manifest["models"][name], verify)
+
+
+def _listed_file(out_dir: Path, entry: dict, verify: bool) -> Path:
+    """The ``.onnx`` a manifest entry lists, present and (``verify``) with the SHA-256 the entry records."""
+    path = out_dir / entry["onnx"]
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (listed in {Path(out_dir) / 'manifest.json'}); "
-                                f"run `{BUILD_COMMAND}`")
+        raise FileNotFoundError(f"{path} is missing (listed in {out_dir / 'manifest.json'}); run `{BUILD_COMMAND}`")
     if verify:
         digest = sha256(path)
         if digest != entry["onnx_sha256"]:
@@ -102,12 +105,4 @@ def quantized_path(out_dir: Path = DEFAULT_OUT, *, verify: bool = True) -> Path:
         why = manifest.get("quantized", {}).get("skipped", "no int8 entry in the manifest")
         raise FileNotFoundError(f"{Path(out_dir) / 'manifest.json'}: no int8 landmark model ({why}); "
                                 f"run `{BUILD_COMMAND}`")
-    path = Path(out_dir) / entry["onnx"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (listed in the manifest); run `{BUILD_COMMAND}`")
-    if verify:
-        digest = sha256(path)
-        if digest != entry["onnx_sha256"]:
-            raise ValueError(f"{path}: onnx_sha256 is {digest}, manifest says {entry['onnx_sha256']}; "
-                             f"rebuild with `{BUILD_COMMAND}`")
-    return path
+    return _listed_file(Path(out_dir), entry, verify)
