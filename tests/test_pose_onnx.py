@@ -35,19 +35,11 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def frames(sports2d_video) -> dict[int, np.ndarray]:
-    import cv2
+
+    from runtime.vision.frame_sources import read_video_frames
 
     wanted = set(FRAMES_CHECKED) | set(TRACK_FRAMES) | {0}
-    cap = cv2.VideoCapture(str(sports2d_video))
-    out, i = {}, 0
-    while len(out) < len(wanted):
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        i += 1
-    cap.release()
+    out = read_video_frames(sports2d_video, wanted)
     assert set(out) == wanted, f"could not read frames {sorted(wanted - set(out))} of the sports2d demo"
     return out
 

@@ -57,6 +57,30 @@ def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def read_video_frames(path: str | Path, indices) -> dict[int, np.ndarray]:
+    """RGB frames ``indices`` (frame numbers from 0) of a video file, read in one pass; frames past the end are
+    absent from the result (the caller decides whether that is an error)."""
+    import cv2
+
+    wanted = set(int(i) for i in indices)
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    cap = cv2.VideoCapture(str(path))
+    try:
+        i, last = 0, max(wanted)
+        while i <= last:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i in wanted:
+                out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            i += 1
+    finally:
+        cap.release()
+    return out
+
+
 class FrameSource:
     """Base class: iterate to get :class:`Frame` objects; ``read()`` returns None at the end."""
 

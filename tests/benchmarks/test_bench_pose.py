@@ -45,21 +45,13 @@ _NOTES: list[str] = []
 
 @pytest.fixture(scope="module")
 def video() -> dict[int, np.ndarray]:
-    import cv2
 
     from _support import footage_or_skip
 
+    from runtime.vision.frame_sources import read_video_frames
+
     wanted = set(SPREAD) | set(RUN) | set(WALK)
-    cap = cv2.VideoCapture(str(footage_or_skip("sports2d_demo_video")))
-    out, i = {}, 0
-    while i <= max(wanted):
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        i += 1
-    cap.release()
+    out = read_video_frames(footage_or_skip("sports2d_demo_video"), wanted)
     assert set(out) == wanted, "could not read the sports2d demo frames"
     return out
 

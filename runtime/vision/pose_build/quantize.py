@@ -36,22 +36,10 @@ INT8_FILE = "pose_landmark_full.int8.onnx"
 
 def demo_frames(indices: tuple[int, ...]) -> dict[int, np.ndarray]:
     """RGB frames ``indices`` of the sports2d demo video (footage cache); FootageUnavailable when absent."""
-    import cv2
-
     from runtime.vision.footage import sports2d_demo_video
+    from runtime.vision.frame_sources import read_video_frames
 
-    wanted = set(indices)
-    cap = cv2.VideoCapture(str(sports2d_demo_video()))
-    out: dict[int, np.ndarray] = {}
-    i = 0
-    while i <= max(wanted):
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        i += 1
-    cap.release()
+    out = read_video_frames(sports2d_demo_video(), indices)
     if not out:
         raise ValueError("sports2d demo: no frame could be read")
     return out
