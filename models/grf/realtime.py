@@ -167,9 +167,11 @@ class StepEstimator:
         lr, ll = self._contact_likelihood()
         self._cop_of_feet()
         share = self._tracker.update(t, lr, ll, self._c, self._cv, self._cop)
-        self._split_forces(share, out)
+        self._split_forces(share)
         self._write(out, share, lr, ll)
-        if self._fit is not None:
+        if self._fit is None:
+            self._write_rule_split(share, out)
+        else:  # the fit writes the forces, CoPs, free moments and residuals; the rule split is its prior
             np.copyto(self._pxy, self._pts_xy)
             act = self._active
             act[0], act[1] = self._tracker.contact
@@ -335,8 +337,8 @@ class StepEstimator:
                 cwf[j] = 1.0
             cop[f, 2] = self._floor
 
-    def _split_forces(self, share: float, out: GroundReactionFrame) -> None:
-        """Per-foot forces (``_forces``), free moments and the moment residual (into ``out``)."""
+    def _split_forces(self, share: float) -> None:
+        """Rule-based per-foot forces (``_forces``) from the load share."""
         p = self.params
         F, c, cop = self._F, self._c, self._cop
         f0, f1 = self._f0, self._f1
@@ -350,6 +352,17 @@ class StepEstimator:
                 dli = kl * (c[i] - cop[1, i])
                 f0[i] = dr + share * (F[i] - dr - dli)
         np.subtract(F, f0, out=f1)
+
+    def _write_rule_split(self, share: float, out: GroundReactionFrame) -> None:
+        """The rule-based split as the estimate (``contact_solver="share"``): forces, CoPs, free moments and the
+        residuals into ``out``."""
+        p = self.params
+        F, c, cop = self._F, self._c, self._cop
+        f0, f1 = self._f0, self._f1
+        np.copyto(out.force_n, self._forces)
+        np.copyto(out.cop_m, cop)
+        np.add(f0, f1, out=out.residual_force_n)
+        out.residual_force_n -= F
         np.subtract(cop, c, out=self._rel)
         self._cross_mom()
         np.sum(self._mom2, axis=0, out=self._mom)
@@ -363,8 +376,7 @@ class StepEstimator:
         out.residual_moment_nm[2] += tz
 
     def _write(self, out: GroundReactionFrame, share: float, lr: float, ll: float) -> None:
-        np.copyto(out.force_n, self._forces)
-        np.copyto(out.cop_m, self._cop)
+        """What either contact solver reports alike: load share, contact, likelihoods, F_ext, COM, dL/dt."""
         out.share[0] = share
         out.share[1] = 1.0 - share
         out.contact[0], out.contact[1] = self._tracker.contact
@@ -374,8 +386,6 @@ class StepEstimator:
         np.copyto(out.com_m, self._c)
         np.copyto(out.com_acc_m_s2, self._acc)
         np.copyto(out.ang_mom_rate_nm, self._dl)
-        np.add(self._f0, self._f1, out=out.residual_force_n)
-        out.residual_force_n -= self._F
         out.valid = True
 
     def _advance(self, seg_k: int) -> None:
