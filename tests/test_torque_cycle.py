@@ -378,3 +378,41 @@ def test_without_a_knee_estimate_the_joint_angle_stands_in_and_is_counted():
         cyc.step(now)
     assert cyc.knee_source_cycles == {"sensor": 0, "estimate": 0, "joint": 60}
     assert cyc.motor_request[0] != cyc.requested[0]                   # compensating, not silently rigid
+
+
+class DeactivatingDrive(ScriptedDrive):
+    """Reads DEACTIVATE from cycle ``at`` on, without reporting a fault of its own (the DriveBase contract allows it)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def read(self, out: JointStates, t_ns):
+        k = self.k
+        super().read(out, t_ns)
+        return DriveResult.DEACTIVATE if k >= self.at else DriveResult.OK
+
+    def poll_faults(self):
+        return []
+
+
+def test_can_bridge_fades_on_the_drives_deactivate_like_the_torque_loop(configs):
+    """A drive's DEACTIVATE read fades the bridge's output to zero and it stays zero (no re-activation by the next
+    command): the same as TorqueLoop, not only when the drive also reports a fault."""
+    from runtime.ros2.nodes import CanBridgeNode
+
+    device = configs[0]
+    drive = DeactivatingDrive(at=100)
+    cb = node(CanBridgeNode, device, rate_hz=device.torque_loop.rate_hz,
+              stale_after_s=device.torque_loop.stale_after_s, drive=drive, interpolation="hold")
+    cb.armed, cb.enabled, cb.active, cb.activated_ns = True, True, True, -1
+    fade_cycles = int(device.safety.fade_time_s * 1e9 / PERIOD_NS) + 2
+    for k in range(100 + fade_cycles + 50):
+        now = k * PERIOD_NS
+        cb._take_command([-8.0], now - CAPTURE_TO_PUBLISH_NS, now)
+        cb._cycle_step(now)
+    w = [x[0] for x in drive.writes]
+    assert min(w[:100]) < -3.0                                       # torque flowed before
+    assert all(x == 0.0 for x in w[100 + fade_cycles:])              # faded and stays zero
+    assert cb.watchdog.state is SafetyState.INACTIVE and not cb.armed
+

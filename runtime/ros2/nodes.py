@@ -45,6 +45,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64, String
 
 from controllers.safety import Fault, FaultKind, SafetyState
+from firmware_bridge.drive_interface import DriveResult
 from runtime.ros2 import topics
 from runtime.ros2.description import PARAMETERS
 
@@ -534,7 +535,11 @@ class CanBridgeNode(ExoLifecycleNode):
         if self.armed and wd.state is SafetyState.INACTIVE and self.cmd_rx_ns > self.activated_ns:
             self.armed = not wd.activate(now)
         cyc.check_age(now)
-        self.drive.read(self.states, now)
+        if self.drive.read(self.states, now) is DriveResult.DEACTIVATE:
+            # as in the torque loop: the hardware asked to stop assisting (e.g. an e-stop frame), with or without
+            # a fault of its own: fade, and stay inactive until the next lifecycle activation
+            self.armed = False
+            wd.deactivate(now, "the drive asked to deactivate")
         faults = self.poll_faults()
         for source, kind, value, t_seen in faults:
             try:
