@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from runtime.vision.calibration import DEFAULT_HFOV_DEG, CameraCalibration
+from runtime.vision.video_analysis import json_default, plausibility_notes
 
 __all__ = [
     "MAX_STEP_RATIO",
@@ -335,22 +336,12 @@ def analyze_keypoints(path: str | Path, *, out_dir: str | Path, mass_kg: float, 
     dyn_notes: list[str] = []
     feet = kinematic_foot_wrenches(kin, params, dyn_notes)
     trial = dataclasses.replace(trial_dynamics(kin, feet, "kinematics", params, dyn_notes), time_s=kp.time_s.copy())
-    from runtime.vision.video_analysis import _plausibility
-
-    dyn_notes.extend(_plausibility(trial))
+    dyn_notes.extend(plausibility_notes(trial))
     out = Path(out_dir)
     files = write_csvs(trial, out)
     files.append(write_fit_quality_csv(out / "fit_quality.csv", fit))
     res = KeypointAnalysis(kp.source, cam, fit, trial, files, notes + dyn_notes)
     js = out / "keypoint_analysis.json"
-    js.write_text(json.dumps(res.summary(), indent=2, default=_json_default))
+    js.write_text(json.dumps(res.summary(), indent=2, default=json_default))
     res.files.append(js)
     return res
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

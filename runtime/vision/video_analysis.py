@@ -280,18 +280,18 @@ def analyze_video(path: str | Path, *, bbox: Any = None, mask: Any = None, descr
     notes.extend(grounded.notes)
 
     ik_trim, trial, dyn_notes = _landmarks_to_trial(video.stem, t, grounded, params, fps, notes)
-    dyn_notes.extend(_plausibility(trial))
+    dyn_notes.extend(plausibility_notes(trial))
     out = Path(out_dir)
     files = [write_landmarks_csv(out / "landmarks.csv", t, grounded.smoothed_m, arrays.image_xy, arrays.visibility)]
     files += write_csvs(trial, out)
     result = VideoAnalysis(video, fps, rng, grounded, ik_trim, trial, tracked, files, notes + dyn_notes)
     js = out / "video_analysis.json"
-    js.write_text(json.dumps(result.summary(), indent=2, default=_json_default))
+    js.write_text(json.dumps(result.summary(), indent=2, default=json_default))
     result.files.append(js)
     return result
 
 
-def _plausibility(trial: Any) -> list[str]:
+def plausibility_notes(trial: Any) -> list[str]:
     """Notes on figures a clinician should not read as measurements: every estimate outside its physiological
     envelope (``models.confidence``: vertical GRF of each foot, KAM, KEM, activation rate with muscles), with the
     fraction of frames affected (the chain itself does not judge them), and frames without moments."""
@@ -304,7 +304,8 @@ def _plausibility(trial: Any) -> list[str]:
     return notes
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` default for the analysis summaries: numpy scalars and arrays as numbers, anything else as text."""
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):
