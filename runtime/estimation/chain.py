@@ -360,11 +360,12 @@ class KinematicsToLoads:
         t5 = clock()
         st["static_optimization"] = t5 - t_start
         out.synergy[:] = _nnls_coefficients(self.synergies.W, so.activation[self._syn_rows])
-        F_mus, M_mus = self.kc.muscle_wrench(qpos, so.muscle_force_n, self.muscle_names)
-        kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
-                               M_mus[None, :], np.array([t_s]))
-        out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
-        if self.learned_kcf is not None:      # learned medial, lateral; total = their sum (axial)
+        if self.learned_kcf is None:          # the Winby split of the tibia's reaction and the muscle wrench
+            F_mus, M_mus = self.kc.muscle_wrench(qpos, so.muscle_force_n, self.muscle_names)
+            kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
+                                   M_mus[None, :], np.array([t_s]))
+            out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
+        else:                                 # learned medial, lateral; total = their sum (axial)
             ml = self.learned_kcf.step(self._learned_kcf_features.step(out))
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = ml[0], ml[1], ml[0] + ml[1]
         st["knee_contact"] = clock() - t5
