@@ -142,6 +142,7 @@ class KinematicsToLoads:
                                                                 floor_height_m=params.floor_height_m,
                                                                 floor_adapt_max_m=0.08), model=model)
         self._grf_out = self.grf.new_frame()
+        self._qframe = _QFrame(np.zeros(0), 0.0)          # the GRF stage's input, refilled every frame
         self.tibia = f"tibia_{params.side[0]}"
         self.inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(self.tibia,),
                                                                  gravity_m_s2=STANDARD_GRAVITY_M_S2))
@@ -323,7 +324,9 @@ class KinematicsToLoads:
         """GRF, CoP, contact and free moment per foot from kinematics; the loaded feet become the external wrenches
         of inverse dynamics (world, z up; zero on an unloaded foot)."""
         g = self._grf_out
-        self.grf.step(_QFrame(qpos, t_s), g)
+        qf = self._qframe
+        qf.qpos, qf.t_s = qpos, t_s
+        self.grf.step(qf, g)
         out.grf_n[:] = g.force_n
         out.cop_m[:] = g.cop_m
         out.contact[:] = g.contact
