@@ -271,6 +271,7 @@ class FrameConfidence:
         self._finite = np.zeros(n_markers, bool)
         self._eq = np.zeros((n_markers, 3), bool)
         self._nan3 = np.zeros((n_markers, 3), bool)
+        self._score = np.zeros(n_markers)
         self._a_prev = np.full(n_muscles, np.nan)
         self._d = np.zeros(n_muscles)
         self._allowed = np.zeros(n_muscles)
@@ -323,7 +324,14 @@ class FrameConfidence:
             self._max_present = n
         if self._max_present == 0:
             return 0.0
-        score = n if visibility is None else float(np.dot(f, np.clip(np.nan_to_num(visibility), 0.0, 1.0)))
+        if visibility is None:
+            score = n
+        else:                                            # np.clip(np.nan_to_num(visibility), 0, 1) in place
+            v = self._score
+            np.copyto(v, visibility)
+            np.nan_to_num(v, copy=False)
+            np.clip(v, 0.0, 1.0, out=v)
+            score = float(np.dot(f, v))
         return visibility_part(score / self._max_present)
 
     def _freshness(self, t_s: float, markers_m: np.ndarray) -> float:
