@@ -84,7 +84,7 @@ class KcfFeatures:
         f[0:5] = q
         vel = (q - self._prev_q) * self.rate_hz
         f[5:10] = np.where(np.isfinite(vel), vel, 0.0)
-        self._prev_q = q.copy()
+        self._prev_q[:] = q
         grf = np.asarray(frame.grf_n, dtype=float)
         cop = np.asarray(frame.cop_m, dtype=float)
         contact = np.asarray(frame.contact, dtype=bool)
