@@ -57,7 +57,6 @@ This module is pure computation: numpy, mujoco and other ``models/`` modules.
 from __future__ import annotations
 
 import csv
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -433,32 +432,19 @@ class KinematicsToContact:
     def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
             time_s: np.ndarray):
         """``(SOTrial, KneeContactTrial)`` of the trial (arrays (N, ...) as in those classes)."""
-        from models.muscles.static_optimization import SOFrame, SOTrial
-
         qpos, qvel, qacc = (np.asarray(x, dtype=float) for x in (qpos, qvel, qacc))
         jm = self.inverse_dynamics.run(qpos, qvel, qacc, list(externals), time_s=time_s)
         so, kc = self.static_optimization, self.contact
-        n, nm, nc = qpos.shape[0], so.n_muscles, so.n_coordinates
-        act, force = np.zeros((n, nm)), np.zeros((n, nm))
-        mom, res, resid = np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc))
-        cost, its, st = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        ts, tstep = np.zeros(n), np.zeros(n)
+        n = qpos.shape[0]
         F_mus, M_mus = np.zeros((n, 3)), np.zeros((n, 3))
-        tau = jm.coordinate_force
-        so.reset()
-        t0 = time.perf_counter()
-        for i in range(n):
-            fr = SOFrame(act[i], force[i], mom[i], res[i], resid[i])
-            so.step(qpos[i], qvel[i], tau[i], fr)
-            cost[i], its[i], st[i], ts[i], tstep[i] = fr.cost, fr.iterations, fr.status, fr.solve_time_s, \
-                fr.step_time_s
+
+        def muscle_wrench(i: int, fr) -> None:
             if np.isfinite(fr.cost):
-                F_mus[i], M_mus[i] = kc.muscle_wrench_from_data(so.data, force[i], so.muscle_names)
+                F_mus[i], M_mus[i] = kc.muscle_wrench_from_data(so.data, fr.muscle_force_n, so.muscle_names)
             else:
                 F_mus[i], M_mus[i] = np.nan, np.nan
-        total = time.perf_counter() - t0
-        trial = SOTrial(act, force, mom, res, resid, cost, its, st, ts, tstep, total, so.muscle_names,
-                        so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates, so.root_coordinates)
+
+        trial = so.run(qpos, qvel, jm.coordinate_force, after_step=muscle_wrench)
         contact = kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :], F_mus, M_mus,
                                np.asarray(time_s, dtype=float))
         return trial, contact

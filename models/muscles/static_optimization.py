@@ -89,7 +89,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import mujoco
 import numpy as np
@@ -655,11 +655,14 @@ class StaticOptimization:
 
     # ---- whole trial -----------------------------------------------------------------------------
 
-    def run(self, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray) -> SOTrial:
+    def run(self, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray,
+            after_step: Callable[[int, SOFrame], None] | None = None) -> SOTrial:
         """Whole trial: ``qpos`` (N, nq), ``qvel`` (N, nv), ``tau`` (N, n_coord) -> :class:`SOTrial`.
 
         Starts cold (:meth:`reset`) and goes through :meth:`step` frame by frame, so it equals a fresh stage
-        stepping the same frames.
+        stepping the same frames. ``after_step(i, frame)``, when given, runs after frame ``i`` while ``self.data``
+        still holds that frame's state (the fused contact stage reads the muscle paths there); its time counts in
+        the trial's total.
         """
         qpos = np.asarray(qpos, dtype=float)
         qvel = np.asarray(qvel, dtype=float)
@@ -682,6 +685,8 @@ class StaticOptimization:
             self.step(qpos[i], qvel[i], tau[i], fr)
             cost[i], its[i], st[i], ts[i], tstep[i] = fr.cost, fr.iterations, fr.status, fr.solve_time_s, \
                 fr.step_time_s
+            if after_step is not None:
+                after_step(i, fr)
         total = time.perf_counter() - t0
         return SOTrial(act, force, mom, res, resid, cost, its, st, ts, tstep, total, self.muscle_names,
                        self.coordinate_names, self.solved_coordinates, self.reserve_only_coordinates,
