@@ -416,3 +416,23 @@ def test_can_bridge_fades_on_the_drives_deactivate_like_the_torque_loop(configs)
     assert all(x == 0.0 for x in w[100 + fade_cycles:])              # faded and stays zero
     assert cb.watchdog.state is SafetyState.INACTIVE and not cb.armed
 
+
+def test_unstamped_ros_command_has_no_capture_time_and_counts_stale():
+    """A header stamp of 0 is an unknown capture time: capture 0 (stale, as a torque-loop command with capture_ns 0),
+    never the reception time (which would make a re-published frozen command look fresh)."""
+    pytest.importorskip("rclpy", reason="rclpy is not installed")
+    from builtin_interfaces.msg import Time
+
+    from runtime.ros2.nodes import _capture_ns
+
+    rx, wall = 5_000_000_000, 1_700_000_000_000_000_000
+    assert _capture_ns(Time(sec=0, nanosec=0), rx, wall) == 0
+    cyc = _cycle()
+    cyc.supervisor.activate(0)
+    cyc.new_command(1, _capture_ns(Time(sec=0, nanosec=0), rx, wall), rx, [-5.0])
+    cyc.check_age(rx)
+    assert cyc.stale and cyc.supervisor.state is SafetyState.FAULTED
+    stamped = Time(sec=(wall - 3_000_000) // 1_000_000_000, nanosec=(wall - 3_000_000) % 1_000_000_000)
+    assert _capture_ns(stamped, rx, wall) == rx - 3_000_000           # a stamp 3 ms old: captured 3 ms before rx
+    future = Time(sec=(wall + 10**9) // 10**9, nanosec=(wall + 10**9) % 10**9)
+    assert _capture_ns(future, rx, wall) == rx                        # a future stamp: never after reception

@@ -61,6 +61,16 @@ def _mono_ns() -> int:
     return time.monotonic_ns()
 
 
+def _capture_ns(stamp, rx_ns: int, wall_ns: int) -> int:
+    """A message's header stamp (node clock) as a monotonic capture time, given its reception ``rx_ns``
+    (monotonic) and the node clock ``wall_ns`` now; never later than ``rx_ns``. An unstamped message (0) has no
+    known capture time: 0, so the cycle counts it stale, like a torque-loop command with capture_ns 0."""
+    stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    if stamp_ns <= 0:
+        return 0
+    return min(rx_ns - (wall_ns - stamp_ns), rx_ns)
+
+
 class ExoLifecycleNode(LifecycleNode):
     """Common base: typed parameters from the kind's table, configuration files, clock helpers."""
 
@@ -337,10 +347,7 @@ class SafetyNode(ExoLifecycleNode):
                 self._req_in[j] = float(tau)
                 if j == self._knee_joint and i < len(msg.position):
                     knee = float(msg.position[i])
-        st = msg.header.stamp
-        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
-        capture = rx - (self.wall_ns() - stamp_ns) if stamp_ns > 0 else rx
-        self._take_request(self._req_in, min(capture, rx), rx, knee)
+        self._take_request(self._req_in, _capture_ns(msg.header.stamp, rx, self.wall_ns()), rx, knee)
 
     def _take_request(self, torque_nm: list[float], capture_ns: int, rx_ns: int, knee_rad: float = math.nan) -> None:
         """A request into the cycle: torque (N*m), its capture and reception times (monotonic ns)."""
@@ -515,10 +522,7 @@ class CanBridgeNode(ExoLifecycleNode):
         for name, tau in zip(msg.name, msg.effort):
             if name in self.names:
                 self.cmd_in[self.names.index(name)] = float(tau)
-        st = msg.header.stamp
-        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
-        capture = rx - (self.wall_ns() - stamp_ns) if stamp_ns > 0 else rx
-        self._take_command(self.cmd_in, min(capture, rx), rx)
+        self._take_command(self.cmd_in, _capture_ns(msg.header.stamp, rx, self.wall_ns()), rx)
 
     def _take_command(self, torque_nm: list[float], capture_ns: int, rx_ns: int) -> None:
         """A command into the cycle: torque (N*m), its capture and reception times (monotonic ns)."""
