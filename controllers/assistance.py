@@ -41,6 +41,7 @@ import numpy as np
 from .command_limits import MAX_SLEW_NM_PER_S, MAX_TORQUE_NM, CommandLimiter, CommandLimits, LimitFlag
 from .gait_phase import GaitPhaseEstimator
 from .phase_profile import PhaseProfileController, PhaseProfileParams
+from models.param_ranges import check_ranges
 
 STRATEGIES = ("synergy", "phase_profile", "proportional")
 KNEE_EXTENSORS = ("vaslat", "vasmed", "vasint")
@@ -104,10 +105,7 @@ class AssistanceParameters:
                   "ramp_in_s": (0.0, 30.0), "torque_limit_nm": (1e-3, MAX_TORQUE_NM), "slew_limit_nm_per_s": (1e-3, MAX_SLEW_NM_PER_S),
                   "peak_nm_per_kg": (0.0, 2.0), "phase_peak": (0.0, 0.999), "phase_width": (0.005, 0.3),
                   "synergy_peak_decay_s": (0.1, 600.0), "synergy_min_reference": (1e-4, 10.0)}
-        for name, (lo, hi) in ranges.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
-                raise ValueError(f"AssistanceParameters.{name} = {v!r}: allowed {lo} <= {name} <= {hi}")
+        check_ranges("AssistanceParameters", self, ranges)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> "AssistanceParameters":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
+from models.param_ranges import check_ranges
 
 GateState = Literal["OFF", "RAMPING", "ON", "FADING"]
 
@@ -47,10 +48,7 @@ class ConfidenceGateParams:
     def __post_init__(self) -> None:
         ranges = {"fade_below": (0.0, 1.0), "full_above": (0.0, 1.0), "hold_s": (0.0, 30.0),
                   "fade_s": (1e-3, 5.0), "ramp_s": (0.0, 30.0)}
-        for name, (lo, hi) in ranges.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
-                raise ValueError(f"ConfidenceGateParams.{name} = {v!r}: allowed {lo} <= {name} <= {hi}")
+        check_ranges("ConfidenceGateParams", self, ranges)
         if not self.fade_below < self.full_above:
             raise ValueError(f"ConfidenceGateParams.fade_below = {self.fade_below} must be < full_above = "
                              f"{self.full_above}")

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
+from models.param_ranges import check_ranges
 
 
 class GaitState(str, Enum):
@@ -64,10 +65,7 @@ class GaitPhaseParams:
             "max_period_s": (0.3, 10.0), "max_period_change": (0.05, 1.0), "period_alpha": (0.01, 1.0),
             "timeout_factor": (1.05, 5.0), "refractory_fraction": (0.0, 0.9),
         }
-        for name, (lo, hi) in checks.items():
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
-                raise ValueError(f"GaitPhaseParams.{name} = {v!r}: allowed {lo} <= {name} <= {hi}")
+        check_ranges("GaitPhaseParams", self, checks)
         if not self.min_period_s < self.max_period_s:
             raise ValueError(f"GaitPhaseParams.min_period_s = {self.min_period_s} must be < "
                              f"max_period_s = {self.max_period_s}")
