@@ -46,6 +46,15 @@ class FaultKind(str, Enum):
     CONFIG = "CONFIG"                    # a malformed input that passed no validation
 
 
+def fault_kind(kind: str) -> FaultKind:
+    """A fault kind as reported by a drive or a message (its string value) as a :class:`FaultKind`; an unknown
+    string counts as a bus error, never ignored."""
+    try:
+        return FaultKind(kind)
+    except ValueError:
+        return FaultKind.BUS_ERROR
+
+
 class Fault(NamedTuple):
     """A fault as a value: it travels to the supervisor, never thrown across threads."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from controllers.safety import Fault, FaultKind, SafetyState, SafetySupervisor
+from controllers.safety import Fault, FaultKind, SafetyState, SafetySupervisor, fault_kind
 from firmware_bridge.clock import Clock, MonotonicClock
 from runtime.control.drive import Drive, DriveResult, JointStates
 from runtime.core.channels import (
@@ -36,14 +36,6 @@ from runtime.core.config import DeviceConfig
 from runtime.core.executor import CycleInfo, FixedRateLoop
 from runtime.core.shared_memory import ControlBlock, LatestValueBuffer, RecordRing
 from runtime.wiring import torque_cycle_from
-
-
-def _fault_kind(kind: str) -> FaultKind:
-    """A drive's fault kind string as a FaultKind (unknown strings count as bus errors, never ignored)."""
-    try:
-        return FaultKind(kind)
-    except ValueError:
-        return FaultKind.BUS_ERROR
 
 
 class TorqueLoop:
@@ -156,7 +148,7 @@ class TorqueLoop:
         sup = self.supervisor
         result = self.drive.read(self._states, now)
         for source, kind, value, t_seen in self.drive.poll_faults():
-            sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
+            sup.report_fault(Fault(source, fault_kind(kind), float(value), t_seen))
         if result is not DriveResult.OK:
             self.drive_read_results[result.value] += 1
             if result is DriveResult.DEACTIVATE:
@@ -165,7 +157,7 @@ class TorqueLoop:
                     sup.deactivate(now, "the drive asked to deactivate")
         if self._sensor_check is not None:
             for source, kind, value, t_seen in self._sensor_check():
-                sup.report_fault(Fault(source, _fault_kind(kind), float(value), t_seen))
+                sup.report_fault(Fault(source, fault_kind(kind), float(value), t_seen))
         st, observe = self._states, self.cycle.observe_joint
         for i in range(self.n):
             observe(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],

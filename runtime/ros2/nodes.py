@@ -44,7 +44,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64, String
 
-from controllers.safety import Fault, FaultKind, SafetyState
+from controllers.safety import Fault, FaultKind, SafetyState, fault_kind
 from firmware_bridge.drive_interface import DriveResult
 from runtime.ros2 import topics
 from runtime.ros2.description import PARAMETERS
@@ -373,10 +373,7 @@ class SafetyNode(ExoLifecycleNode):
         for st in msg.status:
             if st.hardware_id == FAULT_HARDWARE_ID and st.level == DiagnosticStatus.ERROR:
                 vals = {kv.key: kv.value for kv in st.values}
-                try:
-                    kind = FaultKind(vals.get("kind", "BUS_ERROR"))
-                except ValueError:
-                    kind = FaultKind.BUS_ERROR
+                kind = fault_kind(vals.get("kind", "BUS_ERROR"))
                 try:
                     value = float(vals.get("value", "nan"))
                 except ValueError:
@@ -546,11 +543,7 @@ class CanBridgeNode(ExoLifecycleNode):
             wd.deactivate(now, "the drive asked to deactivate")
         faults = self.poll_faults()
         for source, kind, value, t_seen in faults:
-            try:
-                fk = FaultKind(kind)
-            except ValueError:
-                fk = FaultKind.BUS_ERROR
-            wd.report_fault(Fault(source, fk, float(value), t_seen))
+            wd.report_fault(Fault(source, fault_kind(kind), float(value), t_seen))
         st = self.states
         for i in range(len(self.names)):
             cyc.observe_joint(i, st.position_rad[i], st.velocity_rad_s[i], now, st.temperature_c[i], st.error_code[i],
