@@ -57,6 +57,7 @@ from models.kinematics.monocular_contact import FEET, FOOT_POINTS, detect_stance
 from models.kinematics.monocular_model import LandmarkModel
 from models.kinematics.monocular_params import MonocularFitParams
 from models.kinematics.monocular_problem import LMResult, Window, WindowData, solve_lm, solve_scipy
+from models.kinematics.monocular_shape import SHAPE_NAMES
 from models.kinematics.opensim_pelvis import T_OSIM_TO_ZUP
 
 __all__ = ["MonocularFit", "MonocularFitParams", "LiveFrame", "MonocularFitter", "PinholeCamera",
@@ -75,7 +76,9 @@ class MonocularFit:
     (``foot_names``), ``contact_point`` (N, 2) 0 heel / 1 foot_index / -1; ``converged`` (N,) the solver
     converged and the frame's median reprojection error is within ``converged_error_px`` with enough landmarks;
     ``iterations`` (N,) LM iterations spent on the frame (its initialisation plus the smoother's);
-    ``solve_time_s`` wall time of the whole fit.
+    ``solve_time_s`` wall time of the whole fit; ``shape`` the segment-length corrections (relative, 0 = the
+    scaled model; :mod:`models.kinematics.monocular_shape`) the sites were fitted with (``qpos`` is the
+    unstretched model's).
     """
 
     time_s: np.ndarray
@@ -92,6 +95,7 @@ class MonocularFit:
     landmark_names: tuple[str, ...] = BLAZEPOSE_33
     foot_names: tuple[str, ...] = FEET
     notes: tuple[str, ...] = field(default_factory=tuple)
+    shape: dict[str, float] = field(default_factory=dict)
 
     def coordinate(self, name: str) -> np.ndarray:
         """(N,) one coordinate by name."""
@@ -172,12 +176,13 @@ class _Frames:
 
 
 def _window(lm: LandmarkModel, cam: PinholeCamera, p: MonocularFitParams, fr: _Frames, t: np.ndarray,
-            contact: np.ndarray, a: int, b: int, context: np.ndarray) -> Window:
+            contact: np.ndarray, a: int, b: int, context: np.ndarray, estimate_shape: bool = False) -> Window:
     """The window of unknown frames a..b-1 with ``context`` (C, n) the frames just before a."""
     C = context.shape[0]
     prior = fr.prior[a:b] if fr.prior is not None else None
     return Window(lm, cam, p, WindowData(time_s=t[a - C:b], uv=fr.uv[a:b], weight=fr.weight[a:b],
-                                         contact=contact[a - C:b], context=context, prior=prior))
+                                         contact=contact[a - C:b], context=context, prior=prior),
+                  estimate_shape=estimate_shape)
 
 
 def _frame_quality(cam: PinholeCamera, fr: _Frames, k: int, sites: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -293,7 +298,8 @@ def fit_monocular(model: Any, camera: PinholeCamera, time_s: Any, xy_px: Any, sc
     contact = fr.contact_index(codes)
     scale = image_scale_px_per_m(t, xy, sc, lm.leg_length_m, params.min_score)
     X0, iters = _initial_fit(lm, camera, params, fr, t, contact, scale)
-    win = _window(lm, camera, params, fr, t, contact, 0, t.size, np.zeros((0, lm.n)))
+    win = _window(lm, camera, params, fr, t, contact, 0, t.size, np.zeros((0, lm.n)),
+                  estimate_shape=params.estimate_shape and solver == "lm")
     if solver == "lm":
         res = solve_lm(win, X0, params.max_iterations, params.tolerance)
     else:
@@ -313,9 +319,11 @@ def _assemble(lm: LandmarkModel, cam: PinholeCamera, p: MonocularFitParams, fr: 
         err[k], frac[k], med = _frame_quality(cam, fr, k, res.sites[k])
         conv[k] = res.converged and med <= p.converged_error_px and int(fr.used[k].sum()) >= p.min_landmarks
         qpos[k] = lm.qpos(res.X[k])
+    shape = {} if res.shape is None else {n: float(v) for n, v in zip(SHAPE_NAMES, res.shape)}
     return MonocularFit(time_s=t.copy(), coordinate_names=lm.coordinate_names, coordinates=res.X.copy(), qpos=qpos,
                         reprojection_error_px=err, landmarks_used_fraction=frac, contact=codes >= 0,
-                        contact_point=codes.copy(), converged=conv, iterations=iters, solve_time_s=dt, notes=notes)
+                        contact_point=codes.copy(), converged=conv, iterations=iters, solve_time_s=dt, notes=notes,
+                        shape=shape)
 
 
 def fit_keypoints(model: Any, camera: PinholeCamera, keypoints: Any, **kw: Any) -> MonocularFit:

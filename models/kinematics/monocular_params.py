@@ -54,6 +54,15 @@ class MonocularFitParams:
     m, the 5-8 cm shape error left after the best rotation measured on the pose2sim demo (``runtime.vision
     .world`` docstring).
 
+    Segment lengths (:mod:`models.kinematics.monocular_shape`): with ``estimate_shape`` the offline smoother
+    also fits one relative length correction per segment for the whole trial (thigh, shank, foot, trunk),
+    each within ``shape_sigma``: thigh and shank 0.05 (the spread of segment length over stature between
+    adults, about 4-5 %: Winter 2009 table 4.1 gives the mean proportions only, anthropometric surveys such as
+    ANSUR II put the coefficient of variation of thigh and shank length over stature near 4 %), foot 0.15
+    (shoes add 10-20 % to the heel-to-toe length the keypoints see), trunk 0.10 (hip-to-shoulder height, and
+    where a detector or marker puts the shoulder point: acromion or joint centre).  The per-frame
+    initialisation and the live fitter keep the model's lengths (0).
+
     Solver: Levenberg-Marquardt on the sparse normal equations (IRLS for the Huber loss); ``max_iterations``
     (100: the shared lab trials converge in 86 or fewer; the model-generated walk in 10-25)
     for the whole-trial smoother, ``frame_iterations`` per frame of the initialisation; converged when the
@@ -85,6 +94,8 @@ class MonocularFitParams:
     stance_window_s: float = 0.1
     stance_height_m: float = 0.05
     prior_sigma_m: float = 0.065
+    estimate_shape: bool = True
+    shape_sigma: tuple[float, float, float, float] = (0.05, 0.05, 0.15, 0.10)
     max_iterations: int = 100
     frame_iterations: int = 30
     tolerance: float = 1e-5
@@ -98,6 +109,17 @@ class MonocularFitParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "estimate_shape":
+                if not isinstance(v, bool):
+                    raise ValueError(f"MonocularFitParams.estimate_shape must be True or False, got {v!r}")
+                continue
+            if f.name == "shape_sigma":
+                ok = isinstance(v, tuple) and len(v) == 4 and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
+                if not ok:
+                    raise ValueError("MonocularFitParams.shape_sigma must be 4 positive numbers (thigh, shank, foot, "
+                                     f"trunk relative length sigmas), got {v!r}")
+                continue
             if f.name == "contact_height_m":
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 0.2):
                     raise ValueError(f"MonocularFitParams.contact_height_m must be None or 0..0.2 m, got {v!r}")

@@ -33,6 +33,7 @@ import scipy.sparse.linalg
 from models.kinematics.monocular_camera import PinholeCamera
 from models.kinematics.monocular_model import LandmarkModel
 from models.kinematics.monocular_params import MonocularFitParams
+from models.kinematics.monocular_shape import SHAPE_NAMES, apply_shape, shape_matrices
 
 __all__ = ["WindowData", "Window", "LMResult", "solve_lm", "solve_scipy"]
 
@@ -50,7 +51,9 @@ class WindowData:
 
     ``time_s`` (E,); ``uv`` (F, M, 2) px in the landmark order of the model (NaN where missing); ``weight``
     (F, M) score x landmark weight (0 = unused); ``contact`` (E, 2) contact landmark index per foot into the
-    model's landmarks (-1 none); ``context`` (C, n) fixed coordinates; ``prior`` (F, M, 3) or None.
+    model's landmarks (-1 none); ``context`` (C, n) fixed coordinates; ``prior`` (F, M, 3) or None;
+    ``shape`` (G,) the segment-length corrections (:mod:`models.kinematics.monocular_shape`; None = 0), the
+    starting point when the window estimates them.
     """
 
     time_s: np.ndarray
@@ -59,20 +62,33 @@ class WindowData:
     contact: np.ndarray
     context: np.ndarray
     prior: np.ndarray | None = None
+    shape: np.ndarray | None = None
 
 
 class Window:
-    """Residuals and the sparse Jacobian of one window (see the module docstring)."""
+    """Residuals and the sparse Jacobian of one window (see the module docstring).  With ``estimate_shape``
+    the G segment-length corrections are unknowns too (after the F x n coordinates; no context frames)."""
 
-    def __init__(self, lm: LandmarkModel, camera: PinholeCamera, params: MonocularFitParams, data: WindowData) -> None:
+    def __init__(self, lm: LandmarkModel, camera: PinholeCamera, params: MonocularFitParams, data: WindowData,
+                 estimate_shape: bool = False) -> None:
         self.lm, self.cam, self.p, self.d = lm, camera, params, data
         n, M = lm.n, len(lm.landmark_names)
-        self.n, self.M = n, M
         self.C = int(data.context.shape[0])
         self.F = int(data.uv.shape[0])
         self.E = self.C + self.F
         if data.time_s.shape != (self.E,) or data.contact.shape != (self.E, 2):
             raise ValueError("WindowData: time_s and contact must cover the context and the unknown frames")
+        if estimate_shape and self.C:
+            raise ValueError("Window: the segment-length corrections are estimated only without context frames")
+        self.B = shape_matrices(lm.landmark_names)
+        G = len(SHAPE_NAMES) if estimate_shape else 0
+        self.s0 = np.zeros(len(SHAPE_NAMES)) if data.shape is None else np.asarray(data.shape, dtype=float).copy()
+        if self.s0.shape != (len(SHAPE_NAMES),):
+            raise ValueError(f"WindowData.shape must have {len(SHAPE_NAMES)} values {SHAPE_NAMES}, got {self.s0.shape}")
+        self.n, self.M, self.G = n, M, G
+        self._ng = n + G
+        self._gcols = self.F * n + np.arange(G)
+        self._isig_shape = 1.0 / np.asarray(params.shape_sigma, dtype=float)
         self._uv = np.nan_to_num(data.uv)
         self._sw = np.sqrt(np.where(np.isfinite(data.uv).all(axis=-1), data.weight, 0.0)) / params.pixel_sigma_px
         sig_acc = np.concatenate([[params.accel_sigma_pelvis_rad_s2] * 3, [params.accel_sigma_pelvis_m_s2] * 3,
@@ -89,31 +105,46 @@ class Window:
         self._slide = [(k, f, int(data.contact[k, f])) for k in range(max(1, self.C), self.E) for f in range(2)
                        if data.contact[k, f] >= 0 and data.contact[k, f] == data.contact[k - 1, f]]
         self._dt = np.concatenate([[np.nan], dt])
-        self._ctx_sites = [lm.sites(x) for x in data.context]
+        self._ctx_sites = [apply_shape(self.B, self.s0, lm.sites(x))[0] for x in data.context]
         hips = [lm.landmark_names.index(s) for s in ("left_hip", "right_hip")]
         self._hips = hips
         self._neutral = np.array([i for i, c in enumerate(lm.coordinate_names)
                                   if c.startswith(("hip_adduction", "hip_rotation"))], dtype=np.int64)
         self.n_reproj = 2 * M * self.F
         # sparsity of the reprojection block: row (k, landmark, axis) depends on the n coordinates of frame k
-        self._rp_rows = np.repeat(np.arange(2 * M * self.F), n)
-        self._rp_cols = (np.repeat(np.arange(self.F), 2 * M * n) * n + np.tile(np.arange(n), 2 * M * self.F))
+        # (and on the G shape corrections)
+        self._rp_rows = np.repeat(np.arange(2 * M * self.F), self._ng)
+        self._rp_cols = np.concatenate([np.repeat(np.arange(self.F), 2 * M)[:, None] * n + np.arange(n)[None],
+                                        np.broadcast_to(self._gcols, (2 * M * self.F, G))], axis=1).reshape(-1)
         self.groups = np.repeat(np.arange(M * self.F), 2)
+
+    def _cols(self, k: int) -> np.ndarray:
+        """Unknown columns of frame k's sites: its n coordinates, then the G shape corrections."""
+        return np.concatenate([k * self.n + np.arange(self.n), self._gcols])
+
+    @property
+    def n_unknowns(self) -> int:
+        """F x n coordinates plus G shape corrections."""
+        return self.F * self.n + self.G
 
     # -- residuals -----------------------------------------------------------------------------------------
 
-    def evaluate(self, X: np.ndarray, jac: bool = True) -> tuple[np.ndarray, Any, np.ndarray]:
-        """Residual vector, Jacobian with respect to ``X.ravel()`` (dense up to 48 unknowns, else CSR; None
-        without ``jac``), and the sites (F, M, 3)."""
+    def evaluate(self, X: np.ndarray, jac: bool = True, shape: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, Any, np.ndarray]:
+        """Residual vector, Jacobian with respect to ``X.ravel()`` then the G shape corrections (dense up to 48
+        unknowns, else CSR; None without ``jac``), and the sites (F, M, 3); ``shape`` (default ``s0``)."""
         lm, cam, p, d = self.lm, self.cam, self.p, self.d
-        n, M, C, F = self.n, self.M, self.C, self.F
+        n, M, C, F, G = self.n, self.M, self.C, self.F, self.G
+        s = self.s0 if shape is None else np.asarray(shape, dtype=float)
         P = np.empty((F, M, 3))
-        Js = np.empty((F, M, 3, n)) if jac else None
+        Js = np.empty((F, M, 3, n + G)) if jac else None
         for k in range(F):
             if jac:
-                P[k], Js[k] = lm.cached_sites_jacobian(X[k])
+                P0, J0 = lm.cached_sites_jacobian(X[k])
+                P[k], Js[k, :, :, :n], dS = apply_shape(self.B, s, P0, J0)
+                Js[k, :, :, n:] = dS[:, :, :G]
             else:
-                P[k] = lm.sites(X[k])
+                P[k] = apply_shape(self.B, s, lm.sites(X[k]))[0]
         res: list[np.ndarray] = []
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
@@ -122,7 +153,7 @@ class Window:
         # reprojection (all frames at once; rows frame-major, landmark, u/v)
         if jac:
             uv, dpix = cam.project_jacobian(P.reshape(-1, 3))
-            Jr = np.einsum("mab,mbn->man", dpix, Js.reshape(-1, 3, n)) * self._sw.reshape(-1)[:, None, None]
+            Jr = np.einsum("mab,mbn->man", dpix, Js.reshape(-1, 3, n + G)) * self._sw.reshape(-1)[:, None, None]
             rows.append(self._rp_rows)
             cols.append(self._rp_cols)
             vals.append(Jr.reshape(-1))
@@ -140,27 +171,31 @@ class Window:
                 if i >= 0:
                     cz[k, f] = (P[k, i, 2] - h[i]) / p.contact_sigma_m
                     if jac:
-                        rows.append(np.full(n, r0 + 2 * k + f))
-                        cols.append(k * n + np.arange(n))
+                        rows.append(np.full(n + G, r0 + 2 * k + f))
+                        cols.append(self._cols(k))
                         vals.append(Js[k, i, 2] / p.contact_sigma_m)
         res.append(cz.reshape(-1))
         r0 += 2 * F
         # no slide
         sl = np.zeros((len(self._slide), 2))
         for j, (k, f, i) in enumerate(self._slide):
-            s = 1.0 / (p.slide_sigma_m_s * self._dt[k])
+            sc = 1.0 / (p.slide_sigma_m_s * self._dt[k])
             kk = k - C
             prev = self._ctx_sites[k - 1][i] if k - 1 < C else P[kk - 1, i]
-            sl[j] = (P[kk, i, :2] - prev[:2]) * s
+            sl[j] = (P[kk, i, :2] - prev[:2]) * sc
             if jac:
                 for a in range(2):
                     rows.append(np.full(n, r0 + 2 * j + a))
                     cols.append(kk * n + np.arange(n))
-                    vals.append(Js[kk, i, a] * s)
+                    vals.append(Js[kk, i, a, :n] * sc)
                     if k - 1 >= C:
                         rows.append(np.full(n, r0 + 2 * j + a))
                         cols.append((kk - 1) * n + np.arange(n))
-                        vals.append(-Js[kk - 1, i, a] * s)
+                        vals.append(-Js[kk - 1, i, a, :n] * sc)
+                    if G:  # the slide of a shaped site depends on the shape through both frames
+                        rows.append(np.full(G, r0 + 2 * j + a))
+                        cols.append(self._gcols)
+                        vals.append((Js[kk, i, a, n:] - Js[kk - 1, i, a, n:]) * sc)
         res.append(sl.reshape(-1))
         r0 += sl.size
         # velocity and acceleration of the coordinates
@@ -201,20 +236,29 @@ class Window:
                 pr[k] = np.where(ok[:, None], rel - ref, 0.0) / p.prior_sigma_m
                 if jac:
                     Jr = (Js[k] - 0.5 * (Js[k, lh] + Js[k, rh])[None]) * (ok[:, None, None] / p.prior_sigma_m)
-                    rows.append(np.repeat(r0 + k * 3 * M + np.arange(3 * M), n))
-                    cols.append(np.tile(k * n + np.arange(n), 3 * M))
+                    rows.append(np.repeat(r0 + k * 3 * M + np.arange(3 * M), n + G))
+                    cols.append(np.tile(self._cols(k), 3 * M))
                     vals.append(Jr.reshape(-1))
             res.append(pr.reshape(-1))
             r0 += pr.size
+        # prior of the shape corrections (the scaled model's lengths, within their regression error)
+        if G:
+            res.append(s[:G] * self._isig_shape[:G])
+            if jac:
+                rows.append(r0 + np.arange(G))
+                cols.append(self._gcols)
+                vals.append(self._isig_shape[:G].copy())
+            r0 += G
         r = np.concatenate(res)
         J: np.ndarray | sp.csr_matrix | None = None
         if jac:
             ri, ci, vi = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-            if F * n <= _DENSE_MAX:  # one frame: dense is cheaper than building CSR
-                J = np.zeros((r.size, F * n))
+            nu = self.n_unknowns
+            if nu <= _DENSE_MAX:  # one frame: dense is cheaper than building CSR
+                J = np.zeros((r.size, nu))
                 J[ri, ci] = vi  # (row, column) pairs are unique
             else:
-                J = sp.csr_matrix((vi, (ri, ci)), shape=(r.size, F * n))
+                J = sp.csr_matrix((vi, (ri, ci)), shape=(r.size, nu))
         return r, J, P
 
     # -- robust cost -------------------------------------------------------------------------------------
@@ -239,7 +283,8 @@ class Window:
 
 @dataclass
 class LMResult:
-    """Solution ``X`` (F, n), sites (F, M, 3), residual vector, iterations, converged, final half cost."""
+    """Solution ``X`` (F, n), sites (F, M, 3), residual vector, iterations, converged, final half cost, and the
+    shape corrections (G,) used (estimated when the window estimates them)."""
 
     X: np.ndarray
     sites: np.ndarray
@@ -247,6 +292,11 @@ class LMResult:
     iterations: int
     converged: bool
     cost: float
+    shape: np.ndarray | None = None
+
+
+#: Bound on each shape correction (relative length change): beyond +-40 % the model is not the subject's.
+SHAPE_BOUND = 0.4
 
 
 def _normal(J: Any, w: np.ndarray, r: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -271,9 +321,12 @@ def _solve_normal(H: Any, g: np.ndarray, lam: float) -> np.ndarray:
 
 
 def solve_lm(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float, lam0: float = 1e-3) -> LMResult:
-    """Levenberg-Marquardt from ``X0`` (F, n); see the module docstring."""
+    """Levenberg-Marquardt from ``X0`` (F, n) (and the window's ``s0`` when it estimates the shape); see the
+    module docstring."""
     X = win.clip(np.array(X0, dtype=float))
-    r, J, P = win.evaluate(X)
+    S = win.s0.copy()
+    G, nx = win.G, X.size
+    r, J, P = win.evaluate(X, shape=S)
     cost, w = win.robust(r)
     lam = lam0
     converged = False
@@ -285,15 +338,18 @@ def solve_lm(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float,
         step = 0.0
         while lam < 1e8:
             dx = _solve_normal(H, g, lam)
-            Xn = win.clip(X + dx.reshape(X.shape))
-            if float(np.abs(Xn - X).max()) < tolerance:
+            Xn = win.clip(X + dx[:nx].reshape(X.shape))
+            Sn = S.copy()
+            Sn[:G] = np.clip(S[:G] + dx[nx:], -SHAPE_BOUND, SHAPE_BOUND)
+            dmax = max(float(np.abs(Xn - X).max()), float(np.abs(Sn - S).max()))
+            if dmax < tolerance:
                 break  # the step is below the tolerance: converged (no evaluation needed)
-            rn, Jn, Pn = win.evaluate(Xn)
+            rn, Jn, Pn = win.evaluate(Xn, shape=Sn)
             cn, wn = win.robust(rn)
             if cn <= cost:
-                step = float(np.abs(Xn - X).max())
+                step = dmax
                 small = cost - cn <= _FTOL * cost
-                X, r, J, P, cost, w = Xn, rn, Jn, Pn, cn, wn
+                X, S, r, J, P, cost, w = Xn, Sn, rn, Jn, Pn, cn, wn
                 lam = max(lam / 3.0, 1e-7)
                 accepted = True
                 break
@@ -304,13 +360,17 @@ def solve_lm(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float,
         if step < tolerance or small:
             converged = True
             break
-    return LMResult(X=X, sites=P, residual=r, iterations=it, converged=converged, cost=cost)
+    return LMResult(X=X, sites=P, residual=r, iterations=it, converged=converged, cost=cost, shape=S)
 
 
 def solve_scipy(win: Window, X0: np.ndarray, max_iterations: int, tolerance: float, rounds: int = 4) -> LMResult:
     """The same problem with ``scipy.optimize.least_squares`` (TRF, sparse Jacobian, LSMR), IRLS weights fixed
-    within each of ``rounds`` outer rounds; ``max_iterations`` function evaluations per round."""
+    within each of ``rounds`` outer rounds; ``max_iterations`` function evaluations per round.  The shape
+    corrections stay at the window's ``s0`` (not estimated)."""
     from scipy.optimize import least_squares
+
+    if win.G:
+        raise ValueError("solve_scipy does not estimate the shape corrections: build the Window without estimate_shape")
 
     shape = np.shape(X0)
     lo = np.broadcast_to(win.lm.lower, shape).reshape(-1)
@@ -347,4 +407,4 @@ def solve_scipy(win: Window, X0: np.ndarray, max_iterations: int, tolerance: flo
     X = x.reshape(shape)
     r, _, P = win.evaluate(X, jac=False)
     cost, _ = win.robust(r)
-    return LMResult(X=X, sites=P, residual=r, iterations=total, converged=ok, cost=cost)
+    return LMResult(X=X, sites=P, residual=r, iterations=total, converged=ok, cost=cost, shape=win.s0.copy())

@@ -17,7 +17,9 @@ untouched (both are floor-referenced). RMSE of the 3D distance.
 
 Before and after: the same comparison is made for the model-based fit of cam01's 2-D landmarks
 (:func:`models.kinematics.monocular_fit.fit_monocular`, offline smoother; pixels undistorted by the
-calibration; MyoLeg scaled by height and mass; BlazePose visibility as the score) and printed beside today's
+calibration; MyoLeg scaled by height and mass, segment lengths corrected by the fit; BlazePose visibility as the
+score; BlazePose's world landmarks, scaled to the leg length and turned into the lab frame by the calibration, as
+the weak shape prior of ``MonocularFitParams.prior_sigma_m``) and printed beside today's
 grounding (``model_fit`` in the JSON); its root error is given after the same yaw/translation alignment and
 without it (the calibrated camera puts the fit in the lab frame).
 
@@ -173,15 +175,23 @@ def _model_fit_vs_reference(ref: Any, cam: Any, ik_ref: Any, height_m: float, ma
     from models.kinematics.monocular_fit import PinholeCamera, fit_monocular
     from models.kinematics.monocular_model import LandmarkModel
 
+    from runtime.vision.world import metric_scale
+
     n = len(ref.monocular)
     xy = np.full((n, 33, 2), np.nan)
     score = np.zeros((n, 33))
+    bp_world = np.full((n, 33, 3), np.nan)
     for k, pose in enumerate(ref.monocular):
         if pose is not None:
             xy[k] = cam.undistort_pixels(np.asarray(pose.image_xy, dtype=float))
             score[k] = np.clip(pose.visibility, 0.0, 1.0)
+            bp_world[k] = pose.world_xyz
     lm = LandmarkModel(scale_model(load_model("myoleg"), SubjectScale(mass_kg, height_m)).model)
-    fit = fit_monocular(lm, PinholeCamera.from_calibration(cam), ref.time_s, xy, score)
+    pin = PinholeCamera.from_calibration(cam)
+    # BlazePose's world landmarks have camera-aligned axes (runtime.vision.world): scaled to the subject's leg
+    # length and turned into the lab frame by the calibration, they are the fit's weak shape prior
+    s, _ = metric_scale(bp_world, height_m)
+    fit = fit_monocular(lm, pin, ref.time_s, xy, score, world_landmarks_m=(s * bp_world) @ pin.R_cw)
     table: dict[str, float] = {}
     per_side: dict[str, float] = {}
     for j in JOINTS:
@@ -206,7 +216,7 @@ def _model_fit_vs_reference(ref: Any, cam: Any, ik_ref: Any, height_m: float, ma
             "root_translation_rmse_cm": rms_cm(aligned), "root_translation_rmse_cm_unaligned": rms_cm(root),
             "root_alignment_yaw_deg": yaw, "reprojection_px_median": float(np.nanmedian(mean_px)),
             "frames_converged": int(fit.converged.sum()), "frames": n, "solve_time_s": float(fit.solve_time_s),
-            "notes": list(fit.notes)}
+            "segment_length_corrections": fit.shape, "notes": list(fit.notes)}
 
 
 def synthetic_check(trc: str | Path, markerset: str | Path, *, mass_kg: float, height_m: float,
@@ -240,6 +250,7 @@ def synthetic_check(trc: str | Path, markerset: str | Path, *, mass_kg: float, h
     solved = np.isfinite(ik.residual_rms_m)
     per_side: dict[str, float] = {}
     table: dict[str, float] = {}
+    bias: dict[str, float] = {}  # mean of fit - marker IK
     for j in SAGITTAL:
         vals = []
         for sd in ("r", "l"):
@@ -247,8 +258,11 @@ def synthetic_check(trc: str | Path, markerset: str | Path, *, mass_kg: float, h
             ok = solved & np.isfinite(a) & np.isfinite(b)
             r = float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2)))
             per_side[f"{j}_{sd}_rmse_deg"] = r
+            bias[f"{j}_{sd}_deg"] = float(np.mean(a[ok] - b[ok]))
             vals.append(r)
         table[f"{j}_rmse_deg"] = float(np.mean(vals))
+    for c in ("pelvis_tilt", "pelvis_list", "pelvis_rotation"):
+        bias[f"{c}_deg"] = float(np.mean(np.degrees(fit.coordinate(c))[solved] - ik.coordinate_deg(c)[solved]))
     tr = [ik.coordinate_names.index(f"pelvis_t{a}") for a in "xyz"]
     d = np.linalg.norm(fit.coordinates[:, tr] - ik.coordinates[:, tr], axis=1)[solved]
     root_cm = float(np.sqrt(np.mean(d ** 2)) * 100)
@@ -261,9 +275,11 @@ def synthetic_check(trc: str | Path, markerset: str | Path, *, mass_kg: float, h
                    "image_size_px": list(syn.camera.image_size), "noise_px": noise_px, "seed": seed},
         "sagittal_rmse_deg": table, "sagittal_rmse_deg_per_side": per_side,
         "mean_sagittal_rmse_deg": float(np.mean(list(table.values()))), "root_translation_rmse_cm": root_cm,
+        "mean_error_deg": bias, "root_mean_error_cm": {a: float(np.mean(e)) * 100 for a, e in
+                                                        zip("xyz", (fit.coordinates[:, tr] - ik.coordinates[:, tr])[solved].T)},
         "fit": {"frames_converged": int(fit.converged.sum()), "reprojection_px_median": float(np.nanmedian(mean_px)),
                 "landmarks_used_fraction_mean": float(np.mean(fit.landmarks_used_fraction)), "wall_s": wall,
-                "notes": list(fit.notes)},
+                "segment_length_corrections": fit.shape, "notes": list(fit.notes)},
         "stance_fraction": {f: float(np.mean(fit.contact[:, i])) for i, f in enumerate(fit.foot_names)},
         "goal": {"mean_sagittal_rmse_deg": SYNTHETIC_GOAL[0], "root_translation_rmse_cm": SYNTHETIC_GOAL[1]},
         "render_notes": list(syn.notes), "misplaced_markers": [m.name for m in syn.misplaced],
