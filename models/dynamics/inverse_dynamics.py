@@ -81,10 +81,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import mujoco
-import numba as nb
 import numpy as np
 
 from models.dynamics.couplings import CoordinateCouplings
+from models.dynamics.id_kernels import _add_com_wrench, _basis_transpose, _coordinate_force, _reactions, _root_moment
 from models.dynamics.mj_names import JOINT_FREE, as_mjmodel, dof_names, lookup, object_name
 from models.dynamics.wrenches import ExternalWrench, ExternalWrenchTrial
 
@@ -162,52 +162,6 @@ class JointMomentsTrial:
             self.reaction_force_n[i],
             self.reaction_moment_nm[i],
         )
-
-
-_NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
-
-
-@nb.njit(**_NJ)
-def _basis_transpose(NT, qpos, k, dof, qadr, x0, coef):  # pragma: no cover - compiled
-    """The polynomial entries of ``N(q)^T``: ``NT[k, dep_dof] = p'(q_ind - x0)`` (as
-    :meth:`CoordinateCouplings.basis_transpose`, the same expression)."""
-    for e in range(k.shape[0]):
-        x = qpos[qadr[e]] - x0[e]
-        c1, c2, c3, c4 = coef[e, 1], coef[e, 2], coef[e, 3], coef[e, 4]
-        NT[k[e], dof[e]] = c1 + x * (2 * c2 + x * (3 * c3 + x * 4 * c4))
-
-
-@nb.njit(**_NJ)
-def _add_com_wrench(xfrc, b, point, xipos, f, t):  # pragma: no cover - compiled
-    """``xfrc[b] += [F; (p - xipos_b) x F + T]``: the wrench ``(F, T)`` at ``p`` moved to body ``b``'s COM."""
-    r0 = point[0] - xipos[b, 0]
-    r1 = point[1] - xipos[b, 1]
-    r2 = point[2] - xipos[b, 2]
-    xfrc[b, 0] += f[0]
-    xfrc[b, 1] += f[1]
-    xfrc[b, 2] += f[2]
-    xfrc[b, 3] += r1 * f[2] - r2 * f[1] + t[0]
-    xfrc[b, 4] += r2 * f[0] - r0 * f[2] + t[1]
-    xfrc[b, 5] += r0 * f[1] - r1 * f[0] + t[2]
-
-
-@nb.njit(**_NJ)
-def _reactions(ids, roots, cfrc_int, subtree_com, xpos, xmat, force_out, moment_out):  # pragma: no cover - compiled
-    """Per reaction body: ``cfrc_int`` (about the subtree COM of its tree, world) moved to the body origin,
-    ``M_o = M_c + (c - o) x F``, then both into the body frame (``R^T``)."""
-    for k in range(ids.shape[0]):
-        b = ids[k]
-        c = roots[k]
-        r0 = subtree_com[c, 0] - xpos[b, 0]
-        r1 = subtree_com[c, 1] - xpos[b, 1]
-        r2 = subtree_com[c, 2] - xpos[b, 2]
-        fx, fy, fz = cfrc_int[b, 3], cfrc_int[b, 4], cfrc_int[b, 5]
-        w0 = cfrc_int[b, 0] + r1 * fz - r2 * fy
-        w1 = cfrc_int[b, 1] + r2 * fx - r0 * fz
-        w2 = cfrc_int[b, 2] + r0 * fy - r1 * fx
-        for j in range(3):   # (R^T v)_j = sum_i v_i R[i, j], xmat row-major
-            moment_out[k, j] = w0 * xmat[b, j] + w1 * xmat[b, 3 + j] + w2 * xmat[b, 6 + j]
-            force_out[k, j] = fx * xmat[b, j] + fy * xmat[b, 3 + j] + fz * xmat[b, 6 + j]
 
 
 def _tendon_free_inverse_allowed(m: mujoco.MjModel) -> bool:
@@ -370,12 +324,12 @@ class InverseDynamics:
         tau = out.generalized_force
         np.subtract(d.qfrc_inverse, qfrc_ext, out=tau)
         _basis_transpose(self._NT, d.qpos, self._nt_k, self._nt_dof, self._nt_qadr, self._nt_x0, self._nt_coef)
-        np.dot(self._NT, tau, out=out.coordinate_force)
+        _coordinate_force(self._NT, tau, out.coordinate_force)
 
         if self._root_dof >= 0:
             a = self._root_dof
             out.residual_force_n[:] = tau[a : a + 3]
-            np.dot(d.xmat[self._root_body].reshape(3, 3), tau[a + 3 : a + 6], out=out.residual_moment_nm)
+            _root_moment(d.xmat, self._root_body, tau, a, out.residual_moment_nm)
         else:
             out.residual_force_n.fill(0.0)
             out.residual_moment_nm.fill(0.0)
@@ -415,10 +369,14 @@ class InverseDynamics:
         qdd: np.ndarray,
         externals: Sequence[ExternalWrenchTrial] = (),
         time_s: np.ndarray | None = None,
+        *,
+        compiled: bool = True,
     ) -> JointMomentsTrial:
         """Whole trial: ``q`` (N, nq), ``qd`` (N, nv), ``qdd`` (N, nv); each external (N, 3) arrays.
 
-        Goes through :meth:`step` frame by frame (MuJoCo has no batched inverse), so it equals repeated ``step``.
+        Equals :meth:`step` frame by frame, bit for bit.  ``compiled`` (default): the frame loop runs in numba
+        calling MuJoCo's C API (:mod:`models.dynamics.compiled_id`) when that is available and every input is
+        finite; otherwise (or ``compiled=False``) it goes through :meth:`step` in Python.
         """
         q = np.asarray(q, dtype=float)
         qd = np.asarray(qd, dtype=float)
@@ -432,6 +390,11 @@ class InverseDynamics:
             if e.n_frames != n:
                 raise ValueError(f"external load on {e.body!r} has {e.n_frames} frames, the kinematics {n}")
             self.body_id(e.body)
+        if compiled:
+            from models.dynamics import compiled_id, mj_capi
+
+            if mj_capi.capi_available()[0] and compiled_id.finite_inputs(q, qd, qdd, externals):
+                return compiled_id.run_compiled(self, q, qd, qdd, externals, time_s)
         ws = [ExternalWrench.zeros(e.body) for e in externals]
         trial = self.allocate_trial(n, time_s)
         frame = self.allocate_frame()

@@ -1,0 +1,335 @@
+"""Kinematics -> inverse dynamics -> static optimisation -> knee contact, the whole trial in one compiled call.
+
+The same computation as :class:`models.dynamics.inverse_dynamics.InverseDynamics`, :class:`models.muscles
+.static_optimization.StaticOptimization` and :meth:`models.muscles.knee_contact.KneeContact.muscle_wrench_from_data`
+frame by frame (same MuJoCo functions, same numba kernels, same order, warm-started in time), but the frame loop is
+numba code that calls MuJoCo's C API directly (:mod:`models.dynamics.mj_capi`): no Python between MuJoCo calls, no
+numba dispatch per frame, and one MuJoCo position stage per frame shared by ID and SO.
+
+Sharing.  Both stages run on the static optimisation's ``MjData`` (their private models are copies of one model:
+same sizes, same kinematic tree; only options, armature and gravity differ, none of which the position stage
+reads).  Per frame: the raw state -> ``mj_kinematics``, ``mj_comPos`` -> ID's ``mj_crb``, ``mj_fwdVelocity``,
+``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
+(``mj_applyFT``, ``xfrc_applied``) -> ``mj_rnePostConstraint`` -> SO's couplings on ``qpos``/``qvel``; if they moved
+``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon``, ``mj_transmission``, the actuator velocities,
+``mj_fwdActuation`` at activation 1 and the passive force at 0 (SO's model) -> the QP (:func:`models.muscles
+.qp_kernels.solve_frame`) -> the contact crossing sums on the same wrapping paths.  ID's outputs do not read the
+tendon fields (ID's ``mj_fwdVelocity`` writes tendon/actuator velocities that SO then overwrites), so the results
+equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).
+
+Fallback: the Python stages run instead (same results) when the C API is not usable here (:func:`models.dynamics
+.mj_capi.capi_available`) or an input is not finite (where the stages' own NaN semantics apply).
+
+Timing fields of the :class:`SOTrial`: ``step_time_s`` per frame is the SO part (the shared position stage is
+counted in ID's part, not here), ``solve_time_s`` the numba QP part, ``total_time_s`` the whole compiled loop.
+
+This module is pure computation: numpy, numba, mujoco and other ``models/`` modules.
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import mujoco
+import numba as nb
+import numpy as np
+
+from models.dynamics import mj_capi as capi
+from models.dynamics.compiled_id import (
+    IDConst,
+    IDOut,
+    finite_inputs,
+    id_frame,
+    id_pack,
+    mj_views,
+)
+from models.dynamics.inverse_dynamics import InverseDynamics, JointMomentsTrial
+from models.dynamics.wrenches import ExternalWrenchTrial
+from models.muscles.contact_kernels import wrench_kernel
+from models.muscles.qp_kernels import (
+    actuator_velocity,
+    couplings_kernel,
+    muscle_passive_force,
+    solve_frame,
+)
+from models.muscles.static_optimization import (
+    STATUS_INVALID_INPUT,
+    SOTrial,
+    StaticOptimization,
+)
+
+__all__ = ["CompiledChain", "compiled_chain_available"]
+
+_NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+_SOk = namedtuple("_SOk", "apply dep_qadr dep_dof ind_qadr ind_dof x0 y0 coef dof_factor mus dof_coord R rcnt ridx "
+                          "mark F1 solved pos gain passive Ct nzcnt nzidx env b hp lam warm max_iter tol a g r u cls "
+                          "delta bkey bval H d fidx P is_solved act_idx ctrl_idx bias_by_kernel lengthrange acc0 "
+                          "biasprm tau q_before")
+_SOo = namedtuple("_SOo", "act force mom res resid cost its st ts tstep")
+_KCk = namedtuple("_KCk", "on x_tendon x_site_body geom_body in_tibia col tibia F3 M3 F_mus M_mus")
+
+
+def compiled_chain_available() -> tuple[bool, str]:
+    """Whether the compiled path can run here (else :class:`CompiledChain` uses the Python stages)."""
+    return capi.capi_available()
+
+
+@nb.njit(**_NJ)
+def _muscle_input(D, S, value):  # pragma: no cover - compiled
+    for k in range(S.act_idx.shape[0]):
+        D.act[S.act_idx[k]] = value
+    for k in range(S.ctrl_idx.shape[0]):
+        D.ctrl[S.ctrl_idx[k]] = value
+
+
+@nb.njit(**_NJ)
+def _so_frame(m, dd, D, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no cover - compiled
+    """SO of frame ``i``: :meth:`StaticOptimization.step` (kinematics reused when ``kin_current`` and the couplings
+    left ``qpos`` as it was).  Returns whether the frame was solved; updates the warm start."""
+    t0 = capi.clock_ns(ts)
+    for k in range(q.shape[0]):
+        D.qpos[k] = q[k]
+        S.q_before[k] = q[k]
+    for k in range(qd.shape[0]):
+        D.qvel[k] = qd[k]
+    for k in range(tau_in.shape[0]):
+        S.tau[k] = tau_in[k]
+    ok = couplings_kernel(D.qpos, D.qvel, S.tau, S.apply, S.dep_qadr, S.dep_dof, S.ind_qadr, S.ind_dof, S.x0, S.y0,
+                          S.coef, S.dof_factor)
+    if not ok:
+        for arr in (O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i]):
+            arr[:] = np.nan
+        O.cost[i] = np.nan
+        O.its[i] = 0
+        O.st[i] = STATUS_INVALID_INPUT
+        O.ts[i] = 0.0
+        O.tstep[i] = (capi.clock_ns(ts) - t0) * 1e-9
+        return False
+    moved = not kin_current
+    for k in range(q.shape[0]):
+        if D.qpos[k] != S.q_before[k]:
+            moved = True
+    if moved:
+        capi.mj_kinematics(m, dd)
+        capi.mj_comPos(m, dd)
+    capi.mj_tendon(m, dd)
+    capi.mj_transmission(m, dd)
+    actuator_velocity(D.rownnz, D.rowadr, D.colind, D.moment, D.qvel, D.act_vel)
+    _muscle_input(D, S, 1.0)
+    capi.mj_fwdActuation(m, dd)
+    S.F1[:] = D.act_force
+    _muscle_input(D, S, 0.0)
+    if S.bias_by_kernel:
+        muscle_passive_force(D.act_len, S.mus, S.lengthrange, S.acc0, S.biasprm, D.act_force)
+    else:
+        capi.mj_fwdActuation(m, dd)
+    t1 = capi.clock_ns(ts)
+    it, status, cost = solve_frame(
+        D.rownnz, D.rowadr, D.colind, D.moment, S.mus, S.dof_coord, S.dof_factor, S.R, S.rcnt, S.ridx, S.mark,
+        S.F1, D.act_force, S.tau, S.solved, S.pos, S.gain, S.passive, S.Ct, S.nzcnt, S.nzidx, S.env, S.b, S.hp,
+        S.lam, not S.warm[0], S.max_iter, S.tol, S.a, S.g, S.r, S.u, S.cls, S.delta, S.bkey, S.bval, S.H, S.d,
+        S.fidx, S.P, S.is_solved, O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i])
+    t2 = capi.clock_ns(ts)
+    O.cost[i] = cost
+    O.its[i] = it
+    O.st[i] = status
+    O.ts[i] = (t2 - t1) * 1e-9
+    O.tstep[i] = (t2 - t0) * 1e-9
+    return True
+
+
+@nb.njit(**_NJ)
+def _contact_frame(D, C, force, cost, i):  # pragma: no cover - compiled
+    """Muscles' net force and moment on the tibia subtree (tibia frame) from the current paths:
+    :meth:`KneeContact.muscle_wrench_from_data`; NaN where the SO frame has no finite cost."""
+    if not math.isfinite(cost):
+        C.F_mus[i, :] = np.nan
+        C.M_mus[i, :] = np.nan
+        return
+    C.F3[:] = 0.0
+    C.M3[:] = 0.0
+    wrench_kernel(D.wrapadr, D.wrapnum, D.wrap_obj, D.wrap_xpos, C.x_tendon, C.x_site_body, C.geom_body,
+                   C.in_tibia, force, C.col, D.xpos[C.tibia], C.F3, C.M3)
+    R = D.xmat[C.tibia]
+    for j in range(3):   # (v @ R)_j = sum_k v_k R[k, j], xmat row-major
+        C.F_mus[i, j] = C.F3[0] * R[j] + C.F3[1] * R[3 + j] + C.F3[2] * R[6 + j]
+        C.M_mus[i, j] = C.M3[0] * R[j] + C.M3[1] * R[3 + j] + C.M3[2] * R[6 + j]
+
+
+@nb.njit(**_NJ)
+def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, qpos, qvel, qacc, tau_in, do_id, ts):  # pragma: no cover - compiled
+    """The frame loop; returns the loop's wall time (s)."""
+    t0 = capi.clock_ns(ts)
+    for i in range(qpos.shape[0]):
+        for k in range(qpos.shape[1]):
+            D.qpos[k] = qpos[i, k]
+        for k in range(qvel.shape[1]):
+            D.qvel[k] = qvel[i, k]
+        if do_id:
+            for k in range(qacc.shape[1]):
+                D.qacc[k] = qacc[i, k]
+            id_frame(m_id, dd, D, K, IO, i)
+            tau = IO.cf[i]
+        else:
+            tau = tau_in[i]
+        if _so_frame(m_so, dd, D, S, SO, qpos[i], qvel[i], tau, do_id, i, ts):
+            S.warm[0] = S.warm[1]
+        if C.on:
+            _contact_frame(D, C, SO.force[i], SO.cost[i], i)
+    return (capi.clock_ns(ts) - t0) * 1e-9
+
+
+class CompiledChain:
+    """ID (optional) -> SO -> knee contact (optional) of a whole trial in one compiled loop (module docstring).
+
+    ``static_optimization``: the SO stage (its private model and data are used, its warm start reset per run);
+    ``inverse_dynamics``: an :class:`InverseDynamics` on the same model (``None``: SO from given moments, :meth:`run_so`);
+    ``contact``: a :class:`KneeContact` on the same model (``None``: no contact).
+    """
+
+    def __init__(self, static_optimization: StaticOptimization, inverse_dynamics: InverseDynamics | None = None,
+                 contact: Any = None) -> None:
+        self.so, self.inv, self.contact = static_optimization, inverse_dynamics, contact
+        m = self.so.model
+        for other, what in ((inverse_dynamics, "inverse_dynamics"), (contact, "contact")):
+            if other is not None and not _same_structure(m, other.model):
+                raise ValueError(f"{what}: its model's sizes differ from the static optimisation's")
+        ok, why = capi.capi_available()
+        #: why the Python stages run instead ('' when the compiled path is used)
+        self.fallback_reason = "" if ok else why
+        self._D = mj_views(self.so.data)
+        self._ts = capi.new_timespec()
+
+    @property
+    def compiled(self) -> bool:
+        """Whether runs go through the compiled loop (else the Python stages)."""
+        return not self.fallback_reason
+
+    # ---- packing ----------------------------------------------------------------------------------
+
+    def _so_pack(self, n: int):
+        so = self.so
+        nm, nc = so.n_muscles, so.n_coordinates
+        S = _SOk(so._apply, so._c_dep_qadr, so._c_dep_dof, so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0,
+                 so._c_coef, so._dof_factor, so.muscle_ids, so._dof_coord, so._R, so._rcnt, so._ridx, so._mark,
+                 so._F1, so._solved, so._pos, so._gain, so._passive, so._Ct, so._nzcnt, so._nzidx, so._env, so._b,
+                 so._hp, so._lam, np.array([False, so._warm]), so._max_iter, so._tol, so._a, so._g, so._r, so._u,
+                 so._cls, so._delta, so._bkey, so._bval, so._H, so._d, so._fidx, so._P, so._is_solved,
+                 so._act_idx, so._ctrl_idx, so._bias_by_kernel, so._lengthrange, so._acc0, so._biasprm, so._tau,
+                 np.zeros(so.model.nq))
+        O = _SOo(np.zeros((n, nm)), np.zeros((n, nm)), np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc)),
+                 np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n))
+        return S, O
+
+    def _kc_pack(self, n: int):
+        kc = self.contact
+        if kc is None:
+            z = np.zeros((0, 1), dtype=np.int64)
+            return _KCk(False, z[:, 0], z, z[:, 0], np.zeros(1, np.uint8), z[:, 0], 0, np.zeros(3), np.zeros(3),
+                        np.zeros((n, 3)), np.zeros((n, 3)))
+        return _KCk(True, kc._x_tendon, kc._x_site_body, kc._geom_body, kc._in_tibia_u8,
+                    kc._crossing_index(self.so.muscle_names), int(kc.tibia_id), np.zeros(3), np.zeros(3),
+                    np.zeros((n, 3)), np.zeros((n, 3)))
+
+    def _loop(self, qpos, qvel, qacc, tau, externals, time_s=None):
+        n = qpos.shape[0]
+        so = self.so
+        so.reset()
+        if self.inv is not None:
+            K, IO, jm = id_pack(self.inv, externals, n, time_s)
+            m_id = capi.address(self.inv.model)
+        else:
+            K, IO, jm, m_id = _id_unused(), IDOut(*(np.zeros((1,) * k) for k in (2, 2, 2, 2, 3, 3))), None, 0
+        S, SO = self._so_pack(n)
+        C = self._kc_pack(n)
+        total = _trial(m_id, capi.address(so.model), capi.address(so.data), self._D, K, IO, S, SO, C, qpos, qvel,
+                       qacc, tau, self.inv is not None, self._ts)
+        so._have_warm = bool(np.any(SO.st != STATUS_INVALID_INPUT))
+        trial = SOTrial(SO.act, SO.force, SO.mom, SO.res, SO.resid, SO.cost, SO.its, SO.st, SO.ts, SO.tstep, total,
+                        so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,
+                        so.root_coordinates)
+        return jm, trial, C
+
+    # ---- public -----------------------------------------------------------------------------------
+
+    def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
+            time_s: np.ndarray | None = None) -> tuple[JointMomentsTrial, SOTrial, Any]:
+        """``(JointMomentsTrial, SOTrial, KneeContactTrial or None)`` of the trial: ``qpos`` (N, nq), ``qvel``,
+        ``qacc`` (N, nv), the external loads (N, 3) each; equal to the stages run one after the other."""
+        if self.inv is None:
+            raise ValueError("run: this chain has no inverse dynamics stage (use run_so with the moments)")
+        qpos, qvel, qacc = (np.ascontiguousarray(x, dtype=float) for x in (qpos, qvel, qacc))
+        externals = list(externals)
+        self._check(qpos, qvel, qacc, externals)
+        t = np.arange(qpos.shape[0], dtype=float) if time_s is None else np.asarray(time_s, dtype=float)
+        if not self.compiled or not finite_inputs(qpos, qvel, qacc, externals):
+            return self._python(qpos, qvel, qacc, externals, time_s, t)
+        jm, trial, C = self._loop(qpos, qvel, qacc, np.zeros((1, 1)), externals, time_s)
+        kc = None
+        if self.contact is not None:
+            kc = self.contact._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :], C.F_mus,
+                                        C.M_mus, t)
+        return jm, trial, kc
+
+    def run_so(self, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray) -> SOTrial:
+        """:meth:`StaticOptimization.run` (no hook) through the compiled loop: equal results."""
+        qpos, qvel, tau = (np.ascontiguousarray(x, dtype=float) for x in (qpos, qvel, tau))
+        so = self.so
+        n = qpos.shape[0] if qpos.ndim == 2 else -1
+        if not self.compiled or qpos.shape != (n, so.model.nq) or qvel.shape != (n, so.model.nv) \
+                or tau.shape != (n, so.n_coordinates):
+            return so.run(qpos, qvel, tau)      # the stage's own checks and messages
+        return self._loop(qpos, qvel, np.zeros((1, 1)), tau, [])[1]
+
+    # ---- checks and the Python path ---------------------------------------------------------------
+
+    def _check(self, qpos, qvel, qacc, externals) -> None:
+        m = self.so.model
+        n = qpos.shape[0] if qpos.ndim == 2 else -1
+        if qpos.shape != (n, m.nq) or qvel.shape != (n, m.nv) or qacc.shape != (n, m.nv):
+            raise ValueError(f"run expects qpos (N, {m.nq}), qvel and qacc (N, {m.nv}); got {qpos.shape}, "
+                             f"{qvel.shape}, {qacc.shape}")
+        for e in externals:
+            if e.n_frames != n:
+                raise ValueError(f"external load on {e.body!r} has {e.n_frames} frames, the kinematics {n}")
+            self.inv.body_id(e.body)
+
+    def _python(self, qpos, qvel, qacc, externals, time_s, t):
+        """The stages one after the other (the reference the compiled loop equals)."""
+        jm = self.inv.run(qpos, qvel, qacc, externals, time_s=time_s)
+        so, kc = self.so, self.contact
+        n = qpos.shape[0]
+        F_mus, M_mus = np.zeros((n, 3)), np.zeros((n, 3))
+
+        def hook(i: int, fr) -> None:
+            if kc is None:
+                return
+            if np.isfinite(fr.cost):
+                F_mus[i], M_mus[i] = kc.muscle_wrench_from_data(so.data, fr.muscle_force_n, so.muscle_names)
+            else:
+                F_mus[i], M_mus[i] = np.nan, np.nan
+
+        trial = so.run(qpos, qvel, jm.coordinate_force, after_step=hook)
+        contact = None if kc is None else kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :],
+                                                       F_mus, M_mus, t)
+        return jm, trial, contact
+
+
+def _id_unused() -> IDConst:
+    """Typed placeholders of the ID constants for an SO-only run (the loop never reads them then)."""
+    i64, f = np.zeros(1, dtype=np.int64), np.zeros(3)
+    return IDConst(False, np.zeros((1, 1)), i64, i64, i64, np.zeros(1), np.zeros((1, 5)), -1, -1, i64, i64, np.zeros(1),
+                np.zeros(0, dtype=np.int32), np.zeros((0, 1, 3)), np.zeros((0, 1, 3)), np.zeros((0, 1, 3)), f, f, f)
+
+
+def _same_structure(a: mujoco.MjModel, b: mujoco.MjModel) -> bool:
+    """Same sizes (an ``MjData`` of one is laid out as one of the other) and the same kinematic tree."""
+    sizes = ("nq", "nv", "nu", "na", "nbody", "njnt", "ngeom", "nsite", "ntendon", "nwrap", "nM", "nJmom", "neq",
+             "nmocap", "nsensordata", "nuserdata", "nplugin", "nflex", "nbuffer")
+    if any(getattr(a, s, None) != getattr(b, s, None) for s in sizes):
+        return False
+    return bool(np.array_equal(a.body_parentid, b.body_parentid) and np.array_equal(a.jnt_type, b.jnt_type)
+                and np.array_equal(a.body_pos, b.body_pos) and np.array_equal(a.site_pos, b.site_pos))
