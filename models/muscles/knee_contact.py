@@ -62,11 +62,11 @@ from pathlib import Path
 from typing import Sequence
 
 import mujoco
-import numba as nb
 import numpy as np
 
 from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
 from models.dynamics.wrenches import ExternalWrenchTrial
+from models.muscles.contact_kernels import wrench_kernel as _wrench_kernel
 
 STANDARD_GRAVITY_M_S2 = 9.80665
 CONDYLE_OFFSET_M = 0.020           # d_m = d_l on the unscaled MyoLeg tibia (Winby 2009 / Lerner 2015 size)
@@ -360,59 +360,6 @@ class KneeContact:
                                 self.body_weight_n, self.side, self.condyle_offsets_m)
 
 
-@nb.njit(cache=True)
-def _wrench_kernel(ten_wrapadr, ten_wrapnum, wrap_obj, wrap_xpos, x_tendon, x_site_body, geom_body, in_tibia,
-                   tension, col, origin, F, M):  # pragma: no cover - compiled
-    """Sum over crossing muscles and their straight path segments with one end in the tibia subtree of
-    ``T * unit(outside - inside)`` (world frame; moment about ``origin``), into ``F``, ``M``."""
-    for k in range(x_tendon.size):
-        c = col[k]
-        if c < 0 or c >= tension.size:
-            continue
-        T = tension[c]
-        if T == 0.0:
-            continue
-        t = x_tendon[k]
-        adr = ten_wrapadr[t]
-        num = ten_wrapnum[t]
-        if adr < 0 or num < 0 or adr + num > wrap_obj.size or adr + num > wrap_xpos.shape[0]:
-            continue                       # no valid path this frame (never index outside MuJoCo's arrays)
-        ks = 0
-        prev_b = -1
-        for i in range(num):
-            o = wrap_obj[adr + i]
-            if o == -1:
-                if ks >= x_site_body.shape[1]:
-                    break
-                b = x_site_body[k, ks]
-                ks += 1
-            elif o >= 0 and o < geom_body.size:
-                b = geom_body[o]
-            else:                          # -2: pulley; anything else is not a path point
-                b = -1
-            if i > 0 and prev_b >= 0 and b >= 0 and in_tibia[prev_b] != in_tibia[b]:
-                if in_tibia[b]:
-                    pin, pout = adr + i, adr + i - 1
-                else:
-                    pin, pout = adr + i - 1, adr + i
-                vx = wrap_xpos[pout, 0] - wrap_xpos[pin, 0]
-                vy = wrap_xpos[pout, 1] - wrap_xpos[pin, 1]
-                vz = wrap_xpos[pout, 2] - wrap_xpos[pin, 2]
-                nrm = (vx * vx + vy * vy + vz * vz) ** 0.5
-                if nrm > 0.0:
-                    fx, fy, fz = T * vx / nrm, T * vy / nrm, T * vz / nrm
-                    rx = wrap_xpos[pin, 0] - origin[0]
-                    ry = wrap_xpos[pin, 1] - origin[1]
-                    rz = wrap_xpos[pin, 2] - origin[2]
-                    F[0] += fx
-                    F[1] += fy
-                    F[2] += fz
-                    M[0] += ry * fz - rz * fy
-                    M[1] += rz * fx - rx * fz
-                    M[2] += rx * fy - ry * fx
-            prev_b = b
-
-
 class KinematicsToContact:
     """Kinematics -> inverse dynamics -> static optimisation -> knee contact of one side, the whole trial in one call,
     each MuJoCo pass done once: the contact step reads the muscle paths from the static optimisation's own data
@@ -428,25 +375,18 @@ class KinematicsToContact:
         self.inverse_dynamics = InverseDynamics(model, InverseDynamicsParams(
             reaction_bodies=(self.contact.tibia,), gravity_m_s2=self.contact.gravity_m_s2))
         self.static_optimization = StaticOptimization(model, so_params or SOParams())
+        self._compiled = None
 
     def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
             time_s: np.ndarray):
-        """``(SOTrial, KneeContactTrial)`` of the trial (arrays (N, ...) as in those classes)."""
-        qpos, qvel, qacc = (np.asarray(x, dtype=float) for x in (qpos, qvel, qacc))
-        jm = self.inverse_dynamics.run(qpos, qvel, qacc, list(externals), time_s=time_s)
-        so, kc = self.static_optimization, self.contact
-        n = qpos.shape[0]
-        F_mus, M_mus = np.zeros((n, 3)), np.zeros((n, 3))
+        """``(SOTrial, KneeContactTrial)`` of the trial (arrays (N, ...) as in those classes): one compiled loop
+        over the frames (:class:`models.muscles.compiled_chain.CompiledChain`; the stages in Python, with the same
+        results, where it cannot run)."""
+        if self._compiled is None:
+            from models.muscles.compiled_chain import CompiledChain
 
-        def muscle_wrench(i: int, fr) -> None:
-            if np.isfinite(fr.cost):
-                F_mus[i], M_mus[i] = kc.muscle_wrench_from_data(so.data, fr.muscle_force_n, so.muscle_names)
-            else:
-                F_mus[i], M_mus[i] = np.nan, np.nan
-
-        trial = so.run(qpos, qvel, jm.coordinate_force, after_step=muscle_wrench)
-        contact = kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :], F_mus, M_mus,
-                               np.asarray(time_s, dtype=float))
+            self._compiled = CompiledChain(self.static_optimization, self.inverse_dynamics, self.contact)
+        _, trial, contact = self._compiled.run(qpos, qvel, qacc, externals, time_s)
         return trial, contact
 
 
