@@ -187,17 +187,18 @@ class CompiledChain:
 
     ``static_optimization``: the SO stage (its private model and data are used, its warm start reset per run);
     ``inverse_dynamics``: an :class:`InverseDynamics` on the same model (``None``: SO from given moments, :meth:`run_so`);
-    ``contact``: a :class:`KneeContact` on the same model (``None``: no contact).
+    ``contact``: a :class:`KneeContact` on the same model (``None``: no contact).  ``use_compiled=False``: always
+    the Python stages (the reference of the benchmarks and tests).
     """
 
     def __init__(self, static_optimization: StaticOptimization, inverse_dynamics: InverseDynamics | None = None,
-                 contact: Any = None) -> None:
+                 contact: Any = None, *, use_compiled: bool = True) -> None:
         self.so, self.inv, self.contact = static_optimization, inverse_dynamics, contact
         m = self.so.model
         for other, what in ((inverse_dynamics, "inverse_dynamics"), (contact, "contact")):
             if other is not None and not _same_structure(m, other.model):
                 raise ValueError(f"{what}: its model's sizes differ from the static optimisation's")
-        ok, why = capi.capi_available()
+        ok, why = capi.capi_available() if use_compiled else (False, "use_compiled=False")
         #: why the Python stages run instead ('' when the compiled path is used)
         self.fallback_reason = "" if ok else why
         self._D = mj_views(self.so.data)
@@ -299,7 +300,7 @@ class CompiledChain:
 
     def _python(self, qpos, qvel, qacc, externals, time_s, t):
         """The stages one after the other (the reference the compiled loop equals)."""
-        jm = self.inv.run(qpos, qvel, qacc, externals, time_s=time_s)
+        jm = self.inv.run(qpos, qvel, qacc, externals, time_s=time_s, compiled=self.compiled)
         so, kc = self.so, self.contact
         n = qpos.shape[0]
         F_mus, M_mus = np.zeros((n, 3)), np.zeros((n, 3))
