@@ -8,6 +8,8 @@
   frame: ID and SO bit for bit (activations, forces, reserves, residuals, cost, iterations, status), the contact
   to 1e-12 relative (a 3x3 rotation summed in another order); on coupled states (kinematics shared) and on states
   that violate the couplings (SO's kinematics recomputed), and on PS ss1 (shared data).
+* :meth:`StaticOptimization.run` without a hook runs :mod:`models.muscles.compiled_so`: bit-identical to its Python
+  loop, invalid frames included.
 * Non-finite input and an unusable C API take the Python stages (same results, NaN where the stages give NaN).
 """
 from __future__ import annotations
@@ -141,14 +143,17 @@ def test_chain_equals_the_stages(name, coupled):
     _assert_equal(chain.run(qpos, qvel, qacc, ext, t), ref)   # a second run starts cold again
 
 
-def test_so_only_equals_the_stage():
-    m, qpos, qvel, qacc, ext, _ = _walk("myoleg", 50)
+@pytest.mark.parametrize("name", ["myoleg", "myofullbody"])
+def test_compiled_static_optimization_equals_the_python_loop(name):
+    m, qpos, qvel, qacc, ext, _ = _walk(name, 40)
     inv, so, _ = _stages(m)
     tau = inv.run(qpos, qvel, qacc, ext).coordinate_force
-    ref = so.run(qpos, qvel, tau)
-    ours = CompiledChain(so).run_so(qpos, qvel, tau)
-    for f in SO_FIELDS:
-        np.testing.assert_array_equal(getattr(ours, f), getattr(ref, f), err_msg=f)
+    tau[9, 3] = np.nan                                        # an invalid frame: NaN outputs, warm start kept
+    ref = so.run(qpos, qvel, tau, compiled=False)
+    for ours in (so.run(qpos, qvel, tau), CompiledChain(so).run_so(qpos, qvel, tau)):
+        for f in SO_FIELDS:
+            np.testing.assert_array_equal(getattr(ours, f), getattr(ref, f), err_msg=f)
+        assert ours.status[9] == STATUS_INVALID_INPUT and np.all(np.delete(ours.status, 9) == 0)
 
 
 def test_non_finite_input_takes_the_python_stages():
@@ -196,3 +201,24 @@ def test_chain_equals_the_stages_on_ps_ss1():
     ours = CompiledChain(so, inv, kc).run(mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s)
     _assert_equal(ours, ref)
     assert np.nanmax(ours[2].total_bw) > 1.0
+
+
+def test_contact_crossing_sums_of_a_trial_equal_the_per_frame_method():
+    from models.muscles.contact_kernels import muscle_wrenches
+
+    m, qpos, qvel, qacc, ext, t = _walk("myoleg", 30)
+    inv, so, kc = _stages(m)
+    trial = so.run(qpos, qvel, inv.run(qpos, qvel, qacc, ext).coordinate_force)
+    qpos = qpos.copy()
+    qpos[4, 7] = np.nan
+    F, M = muscle_wrenches(kc, qpos, trial.muscle_force_n, so.muscle_names)
+    for i in range(qpos.shape[0]):
+        f, mo = kc.muscle_wrench(qpos[i], trial.muscle_force_n[i], so.muscle_names)
+        if i == 4:
+            assert np.isnan(F[i]).all() and np.isnan(f).all()
+            continue
+        np.testing.assert_allclose(F[i], f, rtol=0, atol=1e-12 * np.abs(f).max())
+        np.testing.assert_allclose(M[i], mo, rtol=0, atol=1e-12 * np.abs(mo).max())
+    assert np.abs(F[~np.isnan(F[:, 0])]).max() > 100.0
+    kc_trial = kc.run(qpos, qvel, qacc, ext, trial.muscle_force_n, so.muscle_names, t)
+    np.testing.assert_allclose(kc_trial.muscle_force_n, F, rtol=0, atol=1e-12 * np.nanmax(np.abs(F)))

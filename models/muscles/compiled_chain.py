@@ -48,12 +48,7 @@ from models.dynamics.compiled_id import (
 from models.dynamics.inverse_dynamics import InverseDynamics, JointMomentsTrial
 from models.dynamics.wrenches import ExternalWrenchTrial
 from models.muscles.contact_kernels import wrench_kernel
-from models.muscles.qp_kernels import (
-    actuator_velocity,
-    couplings_kernel,
-    muscle_passive_force,
-    solve_frame,
-)
+from models.muscles.compiled_so import so_frame, so_pack
 from models.muscles.static_optimization import (
     STATUS_INVALID_INPUT,
     SOTrial,
@@ -64,81 +59,12 @@ __all__ = ["CompiledChain", "compiled_chain_available"]
 
 _NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
-_SOk = namedtuple("_SOk", "apply dep_qadr dep_dof ind_qadr ind_dof x0 y0 coef dof_factor mus dof_coord R rcnt ridx "
-                          "mark F1 solved pos gain passive Ct nzcnt nzidx env b hp lam warm max_iter tol a g r u cls "
-                          "delta bkey bval H d fidx P is_solved act_idx ctrl_idx bias_by_kernel lengthrange acc0 "
-                          "biasprm tau q_before")
-_SOo = namedtuple("_SOo", "act force mom res resid cost its st ts tstep")
 _KCk = namedtuple("_KCk", "on x_tendon x_site_body geom_body in_tibia col tibia F3 M3 F_mus M_mus")
 
 
 def compiled_chain_available() -> tuple[bool, str]:
     """Whether the compiled path can run here (else :class:`CompiledChain` uses the Python stages)."""
     return capi.capi_available()
-
-
-@nb.njit(**_NJ)
-def _muscle_input(D, S, value):  # pragma: no cover - compiled
-    for k in range(S.act_idx.shape[0]):
-        D.act[S.act_idx[k]] = value
-    for k in range(S.ctrl_idx.shape[0]):
-        D.ctrl[S.ctrl_idx[k]] = value
-
-
-@nb.njit(**_NJ)
-def _so_frame(m, dd, D, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no cover - compiled
-    """SO of frame ``i``: :meth:`StaticOptimization.step` (kinematics reused when ``kin_current`` and the couplings
-    left ``qpos`` as it was).  Returns whether the frame was solved; updates the warm start."""
-    t0 = capi.clock_ns(ts)
-    for k in range(q.shape[0]):
-        D.qpos[k] = q[k]
-        S.q_before[k] = q[k]
-    for k in range(qd.shape[0]):
-        D.qvel[k] = qd[k]
-    for k in range(tau_in.shape[0]):
-        S.tau[k] = tau_in[k]
-    ok = couplings_kernel(D.qpos, D.qvel, S.tau, S.apply, S.dep_qadr, S.dep_dof, S.ind_qadr, S.ind_dof, S.x0, S.y0,
-                          S.coef, S.dof_factor)
-    if not ok:
-        for arr in (O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i]):
-            arr[:] = np.nan
-        O.cost[i] = np.nan
-        O.its[i] = 0
-        O.st[i] = STATUS_INVALID_INPUT
-        O.ts[i] = 0.0
-        O.tstep[i] = (capi.clock_ns(ts) - t0) * 1e-9
-        return False
-    moved = not kin_current
-    for k in range(q.shape[0]):
-        if D.qpos[k] != S.q_before[k]:
-            moved = True
-    if moved:
-        capi.mj_kinematics(m, dd)
-        capi.mj_comPos(m, dd)
-    capi.mj_tendon(m, dd)
-    capi.mj_transmission(m, dd)
-    actuator_velocity(D.rownnz, D.rowadr, D.colind, D.moment, D.qvel, D.act_vel)
-    _muscle_input(D, S, 1.0)
-    capi.mj_fwdActuation(m, dd)
-    S.F1[:] = D.act_force
-    _muscle_input(D, S, 0.0)
-    if S.bias_by_kernel:
-        muscle_passive_force(D.act_len, S.mus, S.lengthrange, S.acc0, S.biasprm, D.act_force)
-    else:
-        capi.mj_fwdActuation(m, dd)
-    t1 = capi.clock_ns(ts)
-    it, status, cost = solve_frame(
-        D.rownnz, D.rowadr, D.colind, D.moment, S.mus, S.dof_coord, S.dof_factor, S.R, S.rcnt, S.ridx, S.mark,
-        S.F1, D.act_force, S.tau, S.solved, S.pos, S.gain, S.passive, S.Ct, S.nzcnt, S.nzidx, S.env, S.b, S.hp,
-        S.lam, not S.warm[0], S.max_iter, S.tol, S.a, S.g, S.r, S.u, S.cls, S.delta, S.bkey, S.bval, S.H, S.d,
-        S.fidx, S.P, S.is_solved, O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i])
-    t2 = capi.clock_ns(ts)
-    O.cost[i] = cost
-    O.its[i] = it
-    O.st[i] = status
-    O.ts[i] = (t2 - t1) * 1e-9
-    O.tstep[i] = (t2 - t0) * 1e-9
-    return True
 
 
 @nb.njit(**_NJ)
@@ -175,7 +101,7 @@ def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, qpos, qvel, qacc, tau_in, do_id, 
             tau = IO.cf[i]
         else:
             tau = tau_in[i]
-        if _so_frame(m_so, dd, D, S, SO, qpos[i], qvel[i], tau, do_id, i, ts):
+        if so_frame(m_so, dd, D, S, SO, qpos[i], qvel[i], tau, do_id, i, ts):
             S.warm[0] = S.warm[1]
         if C.on:
             _contact_frame(D, C, SO.force[i], SO.cost[i], i)
@@ -211,20 +137,6 @@ class CompiledChain:
 
     # ---- packing ----------------------------------------------------------------------------------
 
-    def _so_pack(self, n: int):
-        so = self.so
-        nm, nc = so.n_muscles, so.n_coordinates
-        S = _SOk(so._apply, so._c_dep_qadr, so._c_dep_dof, so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0,
-                 so._c_coef, so._dof_factor, so.muscle_ids, so._dof_coord, so._R, so._rcnt, so._ridx, so._mark,
-                 so._F1, so._solved, so._pos, so._gain, so._passive, so._Ct, so._nzcnt, so._nzidx, so._env, so._b,
-                 so._hp, so._lam, np.array([False, so._warm]), so._max_iter, so._tol, so._a, so._g, so._r, so._u,
-                 so._cls, so._delta, so._bkey, so._bval, so._H, so._d, so._fidx, so._P, so._is_solved,
-                 so._act_idx, so._ctrl_idx, so._bias_by_kernel, so._lengthrange, so._acc0, so._biasprm, so._tau,
-                 np.zeros(so.model.nq))
-        O = _SOo(np.zeros((n, nm)), np.zeros((n, nm)), np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc)),
-                 np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n))
-        return S, O
-
     def _kc_pack(self, n: int):
         kc = self.contact
         if kc is None:
@@ -244,7 +156,7 @@ class CompiledChain:
             m_id = capi.address(self.inv.model)
         else:
             K, IO, jm, m_id = _id_unused(), IDOut(*(np.zeros((1,) * k) for k in (2, 2, 2, 2, 3, 3))), None, 0
-        S, SO = self._so_pack(n)
+        S, SO = so_pack(so, n, STATUS_INVALID_INPUT)
         C = self._kc_pack(n)
         total = _trial(m_id, capi.address(so.model), capi.address(so.data), self._D, K, IO, S, SO, C, qpos, qvel,
                        qacc, tau, self.inv is not None, self._ts)
@@ -282,7 +194,7 @@ class CompiledChain:
         n = qpos.shape[0] if qpos.ndim == 2 else -1
         if not self.compiled or qpos.shape != (n, so.model.nq) or qvel.shape != (n, so.model.nv) \
                 or tau.shape != (n, so.n_coordinates):
-            return so.run(qpos, qvel, tau)      # the stage's own checks and messages
+            return so.run(qpos, qvel, tau, compiled=self.compiled)   # the stage's own checks and messages
         return self._loop(qpos, qvel, np.zeros((1, 1)), tau, [])[1]
 
     # ---- checks and the Python path ---------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Static optimisation of a whole trial in one compiled loop calling MuJoCo's C API (:mod:`models.dynamics.mj_capi`).
+
+:func:`so_frame` is :meth:`models.muscles.static_optimization.StaticOptimization.step` in numba: the couplings,
+``mj_kinematics``, ``mj_comPos`` (skipped when the caller's kinematics are current for the same ``qpos``),
+``mj_tendon``, ``mj_transmission``, the actuator velocities, ``mj_fwdActuation`` at activation 1, the passive force
+at 0, then the QP (:func:`models.muscles.qp_kernels.solve_frame`), warm-started in time on the stage's own buffers:
+the same calls in the same order, so the results are bit-identical (tested).  :func:`run_compiled` runs a trial on
+the stage's own data (used by :meth:`StaticOptimization.run` without a hook); :mod:`models.muscles.compiled_chain`
+calls :func:`so_frame` after inverse dynamics on the same data.
+
+Non-finite input gives the stage's NaN outputs and its invalid-input status, as :meth:`StaticOptimization.step`.
+
+This module is pure computation: numpy, numba and other ``models/`` modules.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba as nb
+import numpy as np
+
+from models.dynamics import mj_capi as capi
+from models.dynamics.compiled_id import mj_views
+from models.muscles.qp_kernels import actuator_velocity, couplings_kernel, muscle_passive_force, solve_frame
+
+__all__ = ["SOConst", "SOOut", "so_frame", "so_pack", "run_compiled"]
+
+_NJ = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+
+#: the stage's constants and buffers (its own arrays: the warm start ``lam`` lives on in the stage);
+#: ``warm`` = [have a warm start, warm starts allowed]
+SOConst = namedtuple("SOConst", "apply dep_qadr dep_dof ind_qadr ind_dof x0 y0 coef dof_factor mus dof_coord R rcnt "
+                                "ridx mark F1 solved pos gain passive Ct nzcnt nzidx env b hp lam warm max_iter tol a g "
+                                "r u cls delta bkey bval H d fidx P is_solved act_idx ctrl_idx bias_by_kernel "
+                                "lengthrange acc0 biasprm tau q_before invalid_status")
+#: per-frame outputs (the arrays of an ``SOTrial``)
+SOOut = namedtuple("SOOut", "act force mom res resid cost its st ts tstep")
+
+
+@nb.njit(**_NJ)
+def muscle_input(D, S, value):  # pragma: no cover - compiled
+    for k in range(S.act_idx.shape[0]):
+        D.act[S.act_idx[k]] = value
+    for k in range(S.ctrl_idx.shape[0]):
+        D.ctrl[S.ctrl_idx[k]] = value
+
+
+@nb.njit(**_NJ)
+def so_frame(m, dd, D, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no cover - compiled
+    """SO of frame ``i``: :meth:`StaticOptimization.step` (kinematics reused when ``kin_current`` and the couplings
+    left ``qpos`` as it was).  Returns whether the frame was solved; updates the warm start."""
+    t0 = capi.clock_ns(ts)
+    for k in range(q.shape[0]):
+        D.qpos[k] = q[k]
+        S.q_before[k] = q[k]
+    for k in range(qd.shape[0]):
+        D.qvel[k] = qd[k]
+    for k in range(tau_in.shape[0]):
+        S.tau[k] = tau_in[k]
+    ok = couplings_kernel(D.qpos, D.qvel, S.tau, S.apply, S.dep_qadr, S.dep_dof, S.ind_qadr, S.ind_dof, S.x0, S.y0,
+                          S.coef, S.dof_factor)
+    if not ok:
+        for arr in (O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i]):
+            arr[:] = np.nan
+        O.cost[i] = np.nan
+        O.its[i] = 0
+        O.st[i] = S.invalid_status
+        O.ts[i] = 0.0
+        O.tstep[i] = (capi.clock_ns(ts) - t0) * 1e-9
+        return False
+    moved = not kin_current
+    for k in range(q.shape[0]):
+        if D.qpos[k] != S.q_before[k]:
+            moved = True
+    if moved:
+        capi.mj_kinematics(m, dd)
+        capi.mj_comPos(m, dd)
+    capi.mj_tendon(m, dd)
+    capi.mj_transmission(m, dd)
+    actuator_velocity(D.rownnz, D.rowadr, D.colind, D.moment, D.qvel, D.act_vel)
+    muscle_input(D, S, 1.0)
+    capi.mj_fwdActuation(m, dd)
+    S.F1[:] = D.act_force
+    muscle_input(D, S, 0.0)
+    if S.bias_by_kernel:
+        muscle_passive_force(D.act_len, S.mus, S.lengthrange, S.acc0, S.biasprm, D.act_force)
+    else:
+        capi.mj_fwdActuation(m, dd)
+    t1 = capi.clock_ns(ts)
+    it, status, cost = solve_frame(
+        D.rownnz, D.rowadr, D.colind, D.moment, S.mus, S.dof_coord, S.dof_factor, S.R, S.rcnt, S.ridx, S.mark,
+        S.F1, D.act_force, S.tau, S.solved, S.pos, S.gain, S.passive, S.Ct, S.nzcnt, S.nzidx, S.env, S.b, S.hp,
+        S.lam, not S.warm[0], S.max_iter, S.tol, S.a, S.g, S.r, S.u, S.cls, S.delta, S.bkey, S.bval, S.H, S.d,
+        S.fidx, S.P, S.is_solved, O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i])
+    t2 = capi.clock_ns(ts)
+    O.cost[i] = cost
+    O.its[i] = it
+    O.st[i] = status
+    O.ts[i] = (t2 - t1) * 1e-9
+    O.tstep[i] = (t2 - t0) * 1e-9
+    return True
+
+
+def so_pack(so, n: int, invalid_status: int) -> tuple[SOConst, SOOut]:
+    """The constants and buffers of ``so`` (a :class:`~models.muscles.static_optimization.StaticOptimization`) and
+    output arrays for ``n`` frames; ``invalid_status`` the stage's invalid-input status code."""
+    nm, nc = so.n_muscles, so.n_coordinates
+    S = SOConst(so._apply, so._c_dep_qadr, so._c_dep_dof, so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0,
+                so._c_coef, so._dof_factor, so.muscle_ids, so._dof_coord, so._R, so._rcnt, so._ridx, so._mark,
+                so._F1, so._solved, so._pos, so._gain, so._passive, so._Ct, so._nzcnt, so._nzidx, so._env, so._b,
+                so._hp, so._lam, np.array([False, so._warm]), so._max_iter, so._tol, so._a, so._g, so._r, so._u,
+                so._cls, so._delta, so._bkey, so._bval, so._H, so._d, so._fidx, so._P, so._is_solved,
+                so._act_idx, so._ctrl_idx, so._bias_by_kernel, so._lengthrange, so._acc0, so._biasprm, so._tau,
+                np.zeros(so.model.nq), int(invalid_status))
+    O = SOOut(np.zeros((n, nm)), np.zeros((n, nm)), np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc)),
+              np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n))
+    return S, O
+
+
+@nb.njit(**_NJ)
+def _so_trial(m, dd, D, S, O, qpos, qvel, tau, ts):  # pragma: no cover - compiled
+    """The frame loop of :func:`run_compiled`; returns its wall time (s)."""
+    t0 = capi.clock_ns(ts)
+    for i in range(qpos.shape[0]):
+        if so_frame(m, dd, D, S, O, qpos[i], qvel[i], tau[i], False, i, ts):
+            S.warm[0] = S.warm[1]
+    return (capi.clock_ns(ts) - t0) * 1e-9
+
+
+def run_compiled(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, invalid_status: int):
+    """``so.run`` (no hook) through the compiled loop, from a cold start: ``(SOOut, total seconds)``, or ``None``
+    where the C API cannot be used here.  Inputs already shape-checked."""
+    if not capi.capi_available()[0]:
+        return None
+    qpos, qvel, tau = (np.ascontiguousarray(x, dtype=float) for x in (qpos, qvel, tau))
+    so.reset()
+    S, O = so_pack(so, qpos.shape[0], invalid_status)
+    total = _so_trial(capi.address(so.model), capi.address(so.data), mj_views(so.data), S, O, qpos, qvel, tau,
+                      capi.new_timespec())
+    so._have_warm = bool(np.any(O.st != invalid_status))
+    return O, total
