@@ -96,6 +96,7 @@ import numpy as np
 
 from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
+from models.muscles.compiled_so import run_compiled
 from models.muscles.qp_kernels import (actuator_velocity, assemble, couplings_kernel, moment_arms,
                                       muscle_passive_force, solve_frame)
 
@@ -656,13 +657,14 @@ class StaticOptimization:
     # ---- whole trial -----------------------------------------------------------------------------
 
     def run(self, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray,
-            after_step: Callable[[int, SOFrame], None] | None = None) -> SOTrial:
+            after_step: Callable[[int, SOFrame], None] | None = None, *, compiled: bool = True) -> SOTrial:
         """Whole trial: ``qpos`` (N, nq), ``qvel`` (N, nv), ``tau`` (N, n_coord) -> :class:`SOTrial`.
 
         Starts cold (:meth:`reset`) and goes through :meth:`step` frame by frame, so it equals a fresh stage
         stepping the same frames. ``after_step(i, frame)``, when given, runs after frame ``i`` while ``self.data``
         still holds that frame's state (the fused contact stage reads the muscle paths there); its time counts in
-        the trial's total.
+        the trial's total.  Without a hook and with ``compiled`` (default) the same frame loop runs in numba calling
+        MuJoCo's C API (:mod:`models.muscles.compiled_so`, bit-identical) where that is available.
         """
         qpos = np.asarray(qpos, dtype=float)
         qvel = np.asarray(qvel, dtype=float)
@@ -673,6 +675,13 @@ class StaticOptimization:
             raise ValueError(f"run expects qpos (N, {m.nq}), qvel (N, {m.nv}), tau (N, {self.n_coordinates}) "
                              f"(columns {self.coordinate_names[:3]}...); got {qpos.shape}, {qvel.shape}, "
                              f"{tau.shape}")
+        if compiled and after_step is None:
+            out = run_compiled(self, qpos, qvel, tau, STATUS_INVALID_INPUT)
+            if out is not None:
+                o, total = out
+                return SOTrial(o.act, o.force, o.mom, o.res, o.resid, o.cost, o.its, o.st, o.ts, o.tstep, total,
+                               self.muscle_names, self.coordinate_names, self.solved_coordinates,
+                               self.reserve_only_coordinates, self.root_coordinates)
         nm, nc = self.n_muscles, self.n_coordinates
         act, force = np.zeros((n, nm)), np.zeros((n, nm))
         mom, res, resid = np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc))
