@@ -66,6 +66,7 @@ import numpy as np
 
 from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
 from models.dynamics.wrenches import ExternalWrenchTrial
+from models.muscles.contact_kernels import muscle_wrenches
 from models.muscles.contact_kernels import wrench_kernel as _wrench_kernel
 
 STANDARD_GRAVITY_M_S2 = 9.80665
@@ -345,8 +346,12 @@ class KneeContact:
         M_mus = np.zeros((n, 3))
         if tension_n is not None:
             tension_n = np.asarray(tension_n, dtype=float)
-            for i in range(n):
-                F_mus[i], M_mus[i] = self.muscle_wrench(qpos[i], tension_n[i], muscle_names)
+            out = muscle_wrenches(self, qpos, tension_n, muscle_names)     # one compiled loop, where available
+            if out is not None:
+                F_mus, M_mus = out
+            else:
+                for i in range(n):
+                    F_mus[i], M_mus[i] = self.muscle_wrench(qpos[i], tension_n[i], muscle_names)
         return self._assemble(F_int, M_int, F_mus, M_mus,
                               np.arange(n, dtype=float) if time_s is None else np.asarray(time_s, dtype=float))
 
