@@ -509,7 +509,7 @@ class HilRig:
         self.plant.step(tau_joint, dt)
         self.stats.steps += 1
         if len(self._t) < self.trace_limit:
-            self._t.append(float(self.plant.data.time))
+            self._t.append(float(self.plant.time_s))
             self._q.append(self.plant.flexion_rad)
             self._tau_joint.append(tau_joint)
             for i, drive in enumerate(self.drives):
@@ -548,7 +548,7 @@ class HilRig:
         tau = tr["joint_torque_nm"]
         plant_summary: dict[str, Any] = {"samples": int(q.size), "samples_not_stored": self.trace_dropped,
                                          "final_flexion_rad": self.plant.flexion_rad,
-                                         "plant_time_s": float(self.plant.data.time)}
+                                         "plant_time_s": float(self.plant.time_s)}
         if q.size:
             plant_summary.update(
                 flexion_min_rad=float(q.min()), flexion_max_rad=float(q.max()),

@@ -105,6 +105,11 @@ class CuffKneePlant:
 
     # --- what the drive sees (HilRig's plant interface) ---------------------------------
     @property
+    def time_s(self) -> float:
+        """Plant (simulation) time, s."""
+        return float(self.data.time)
+
+    @property
     def flexion_rad(self) -> float:
         """Motor-side (exo link) angle, rad: what the drive's encoder reports."""
         return float(self.data.qpos[self._eq])

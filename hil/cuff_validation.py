@@ -152,9 +152,18 @@ def _metrics(desired: np.ndarray, delivered: np.ndarray, motor: np.ndarray, powe
             "strides": strides}
 
 
+KNEE_SOURCES = ("sensor", "estimate", "joint")
+
+
 def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: TissueSurrogate | None,
-                 compensator: CompensatorParams | None = None) -> dict[str, Any]:
+                 compensator: CompensatorParams | None = None, *, plant_factory: Any = None,
+                 knee_source: str = "sensor") -> dict[str, Any]:
     """One run; ``surrogate`` None: no compensation (the motor is commanded the desired torque).
+
+    ``plant_factory(knee_params, initial_flexion_rad)``: the cuff plant (default the flexcomp
+    :class:`hil.cuff_plant.CuffKneePlant` on ``tissue``). ``knee_source``: what the compensator gets as the leg's
+    knee angle: ``sensor`` (a shank sensor: the plant's values each cycle), ``estimate`` (the knee angle carried by
+    the 60 Hz command, interpolated by the torque cycle) or ``joint`` (none: the motor encoder stands in).
 
     Returns ``{"metrics": ..., "trace": {...}, "pressure": {...}, "faults": [...]}``.
     """
@@ -174,8 +183,11 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
     knee = KneePlantParams(body_mass_kg=sc.body_mass_kg, height_m=sc.height_m, timestep_s=dt,
                            cadence_hz=sc.cadence_hz, flexion_min_rad=sc.flexion_min_rad,
                            flexion_max_rad=sc.flexion_max_rad)
+    if knee_source not in KNEE_SOURCES:
+        raise ValueError(f"knee_source = {knee_source!r}: allowed {', '.join(KNEE_SOURCES)}")
     mid = 0.5 * (sc.flexion_min_rad + sc.flexion_max_rad)
-    plant = CuffKneePlant(knee, tissue, initial_flexion_rad=mid)
+    plant = (CuffKneePlant(knee, tissue, initial_flexion_rad=mid) if plant_factory is None
+             else plant_factory(knee, mid))
     lim = limits_for("AK80-9", "V2")
     ch = f"cuff-{uuid.uuid4().hex}"
     host = open_bus("virtual", ch, receive_own_messages=False)
@@ -224,12 +236,14 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
                 out = strategy.step(AssistanceInput(t, est_period, phase=g.phase, phase_valid=g.valid,
                                                     stance=g.stance, knee_moment_nm=plant.voluntary_torque_nm))
                 n_est += 1                                 # captured and published now (simulated time)
-                cycle.new_command(n_est, t_ns, t_ns, (out.torque_nm,), plant.knee_flexion_rad)
+                cycle.new_command(n_est, t_ns, t_ns, (out.torque_nm,),
+                                  math.nan if knee_source == "joint" else plant.knee_flexion_rad)
             if k % ticks_per_cmd == 0:                     # 500 Hz torque loop: the device's cycle
                 cycle.interpolate(t_ns)
                 cycle.check_age(t_ns)
                 cycle.observe_joint(0, exo_meas[0], exo_meas[1], t_ns, source="drive.knee")
-                cycle.knee_sensor(plant.knee_flexion_rad, plant.knee_velocity_rad_s)
+                if knee_source == "sensor":
+                    cycle.knee_sensor(plant.knee_flexion_rad, plant.knee_velocity_rad_s)
                 motor = cycle.step(t_ns)[0]
                 desired = cycle.requested[0]
                 host.send(can.Message(arbitration_id=1, data=encode_command(lim, 0.0, 0.0, 0.0, 0.0, motor).data,
@@ -242,7 +256,7 @@ def run_cuff_hil(scenario: CuffScenario, tissue: CuffTissueParams, surrogate: Ti
             rig.step(dt)
             desired_per_tick[k] = desired
             cmd_per_tick[k] = motor
-            if abs(plant.delivered_torque_nm) > best_peak and t >= sc.discard_s:
+            if hasattr(plant, "ids") and abs(plant.delivered_torque_nm) > best_peak and t >= sc.discard_s:
                 best_peak = abs(plant.delivered_torque_nm)
                 pmap = {"t_s": t + dt, "delivered_nm": plant.delivered_torque_nm,
                         "map_pa": pressure_map(plant.model, plant.data, plant.ids, tissue),

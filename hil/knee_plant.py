@@ -103,6 +103,11 @@ class SimulatedKneePlant:
         self.voluntary_torque_nm = 0.0
 
     @property
+    def time_s(self) -> float:
+        """Plant (simulation) time, s."""
+        return float(self.data.time)
+
+    @property
     def flexion_rad(self) -> float:
         return float(self.data.qpos[self._qadr])
 

@@ -19,6 +19,12 @@ answers a command as soon as it arrives, as a drive does (``reply_mode="immediat
 buses without one (virtual) replies go out at the next tick (``"tick"``).  Delayed replies
 (fault injection) are sent when due.
 
+The plant (``--plant``): ``rigid`` (:class:`hil.knee_plant.SimulatedKneePlant`) or ``cuff`` (the knee behind the
+reduced-order cuff fitted to flexcomp, :class:`hil.cuff_rom.RomCuffKneePlant`: 50-130 us per tick, p50-p99, where
+the full flexcomp takes 2.5 ms and its coarse 3 x 3 x 2 mesh 0.5 ms). ``--priority`` / ``--cpus`` /
+``--lock-memory``: SCHED_FIFO, pinning and mlockall (:mod:`hil.plant_realtime`). Every status reports the missed
+ticks (count and % of the deadlines), the wake-up lateness percentiles (us) and the tick cost (us).
+
 It ends after ``duration_s`` or on SIGTERM/SIGINT, shuts the bus down and writes a JSON
 status (also at start and once a second while running) to ``status_path``.
 
@@ -45,6 +51,7 @@ import sys
 import threading
 import time
 from array import array
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -60,6 +67,7 @@ from firmware_bridge.netns import interfaces as network_interfaces
 
 from .ak_emulator import EmulatedAkDrive, FaultInjection, HilRig, ThermalParams
 from .knee_plant import KneePlantParams, SimulatedKneePlant
+from .plant_realtime import apply_plant_realtime
 
 __all__ = [
     "PrivateNetnsRequired",
@@ -67,6 +75,8 @@ __all__ = [
     "require_private_netns",
     "parse_motor",
     "run_plant",
+    "make_plant",
+    "PLANT_MODELS",
     "main",
     "DEFAULT_UDP_PORT",
 ]
@@ -170,8 +180,222 @@ class _LatenessHistogram:
 
 
 # ---------------------------------------------------------------------------------------
+# the plant
+# ---------------------------------------------------------------------------------------
+
+PLANT_MODELS = ("rigid", "cuff")
+
+
+def make_plant(model: str, *, body_mass_kg: float, height_m: float, dt_s: float, initial_flexion_rad: float,
+               cuff_model: Path | str | None = None, swing: tuple[float, float, float] | None = None) -> Any:
+    """The knee the drives push: ``rigid`` (:class:`~hil.knee_plant.SimulatedKneePlant`, MuJoCo at <= 1 ms steps) or
+    ``cuff`` (:class:`~hil.cuff_rom.RomCuffKneePlant`, the reduced-order cuff fitted to flexcomp; its artefact is
+    ``cuff_model`` or :data:`hil.cuff_rom.ROM_ARTIFACT_PATH`). ``swing``: the leg's own swing (cadence Hz, flexion
+    min and max rad; None: :class:`~hil.knee_plant.KneePlantParams`' defaults)."""
+    if model not in PLANT_MODELS:
+        raise ValueError(f"plant model = {model!r}: allowed {', '.join(PLANT_MODELS)}")
+    substeps = max(1, math.ceil(dt_s / 0.001 - 1e-9))
+    knee = KneePlantParams(body_mass_kg=body_mass_kg, height_m=height_m, timestep_s=dt_s / substeps)
+    if swing is not None:
+        cadence, lo, hi = (float(x) for x in swing)
+        if not (0.0 < cadence <= 3.0 and lo < hi):
+            raise ValueError(f"swing = {swing!r}: cadence 0 < Hz <= 3 and flexion min < max (rad)")
+        knee = replace(knee, cadence_hz=cadence, flexion_min_rad=lo, flexion_max_rad=hi)
+    if model == "rigid":
+        return SimulatedKneePlant(knee, initial_flexion_rad=initial_flexion_rad)
+    from .cuff_rom import ROM_ARTIFACT_PATH, RomCuffKneePlant, load_rom
+
+    rom, _doc = load_rom(cuff_model or ROM_ARTIFACT_PATH)
+    return RomCuffKneePlant(rom, knee, initial_flexion_rad=initial_flexion_rad,
+                            substeps=max(1, math.ceil(dt_s / 1e-4 - 1e-9)))
+
+
+def _check_run_args(duration_s: float, rate_hz: float, reply_mode: str, motors: Sequence[Mapping[str, Any]]) -> None:
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration_s={duration_s!r}: must be > 0")
+    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and 1.0 <= rate_hz <= 20000.0):
+        raise ValueError(f"rate_hz={rate_hz!r}: allowed 1..20000")
+    if reply_mode not in ("auto", "immediate", "tick"):
+        raise ValueError(f"reply_mode={reply_mode!r}: allowed auto, immediate, tick")
+    if not motors:
+        raise ValueError("motors: need at least one")
+
+
+def _drive_specs(motors: Sequence[Mapping[str, Any]], thermal: ThermalParams, zero_silence_s: float) -> list:
+    specs = []
+    for m in motors:
+        unknown = set(m) - {"model", "firmware", "motor_id", "direction", "offset"}
+        if unknown:
+            raise ValueError(f"motor {dict(m)!r}: unknown keys {sorted(unknown)}")
+        drive = EmulatedAkDrive(limits_for(m["model"], m["firmware"]), int(m["motor_id"]),
+                                thermal=thermal, zero_silence_s=zero_silence_s)
+        specs.append((drive, int(m.get("direction", 1)), float(m.get("offset", 0.0))))
+    return specs
+
+
+def _bus_fd(bus: can.BusABC, interface: str, reply_mode: str) -> int:
+    """The bus's file descriptor for immediate replies (-1: none, or ``tick`` mode)."""
+    if reply_mode == "tick":
+        return -1
+    try:
+        fd = bus.fileno()
+    except (NotImplementedError, AttributeError, OSError):
+        fd = -1
+    if fd is None or fd < 0:
+        if reply_mode == "immediate":
+            raise ValueError(f"reply_mode='immediate' needs a bus with a file descriptor; "
+                             f"{interface} has none (use 'tick')")
+        return -1
+    return fd
+
+
+# ---------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------
+
+
+class _PlantLoop:
+    """The 1 kHz tick on absolute deadlines: faults, bus service, plant step, counters and status."""
+
+    GUARD_NS = 100_000  # stop select()ing this long before a deadline; sleep the rest exactly
+
+    def __init__(self, rig: HilRig, plant: Any, fd: int, period_ns: int, duration_s: float,
+                 schedule: list[dict[str, Any]], base: dict[str, Any], status_path: Path | None,
+                 stop_event: threading.Event | None, live_faults: dict[str, Any] | None) -> None:
+        self.rig, self.plant, self.fd = rig, plant, fd
+        self.period_ns, self.dt_s = period_ns, period_ns / 1e9
+        self.duration_s = duration_s
+        self.schedule, self.base, self.status_path = schedule, base, status_path
+        self.stop_event, self.live_faults = stop_event, live_faults
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.clock = MonotonicClock(wake_on_signal=True)  # a signal ends a sleep early: the stop flag is looked at
+        self.lateness = _LatenessHistogram()
+        self.lateness.summary_us()  # warm numpy's first-call costs up before the clock starts
+        self.step_cost = _LatenessHistogram()
+        self.worst: list[tuple[int, float]] = [(-1, 0.0)] * 5  # min-heap of the 5 latest wake-ups
+        self.ticks = self.missed = 0
+        self.t0 = time.monotonic_ns()
+        self.t0_wall_ns = time.time_ns()
+        self.active_key: tuple | None = None
+
+    def stopping(self) -> bool:
+        if self.stop_event is not None and self.stop_event.is_set() and self.stop_reason is None:
+            self.stop_reason = "stop_event"
+        return self.stop_reason is not None
+
+    def status(self, state: str, full: bool = True) -> dict[str, Any]:
+        """``full``: with the trace summary (end of run); the once-a-second status is counters and drive states
+        only, so it costs well under a period."""
+        rig, plant = self.rig, self.plant
+        if full:
+            summ = rig.summary()
+        else:
+            summ = {"stats": rig.stats.to_dict(), "drives": [d.snapshot() for d in rig.drives],
+                    "plant": {"plant_time_s": float(plant.time_s), "flexion_rad": plant.flexion_rad}}
+        st = summ["stats"]
+        expected = self.ticks + self.missed
+        return {
+            **self.base, "state": state, "stop_reason": self.stop_reason, "error": self.error,
+            "t0_monotonic_ns": self.t0, "t0_wall_ns": self.t0_wall_ns,
+            "elapsed_s": (time.monotonic_ns() - self.t0) / 1e9,
+            "ticks": self.ticks, "missed_ticks": self.missed,
+            "missed_ticks_pct": 100.0 * self.missed / expected if expected else 0.0,
+            "tick_lateness_us": self.lateness.summary_us(),
+            "step_cost_us": self.step_cost.summary_us(),
+            "worst_wakeups": [{"at_s": round(t, 4), "late_us": round(ns / 1e3, 1)}
+                              for ns, t in sorted(self.worst, reverse=True) if ns >= 0],
+            "frames": st["frames_received"], "commands": st["commands_received"], "replies": st["replies_sent"],
+            "dropped": st["replies_dropped"], "corrupted": st["replies_corrupted"],
+            "silenced": st["replies_silenced"], "error_frames": st["error_frames_sent"],
+            "final_temperature_c": {str(d.motor_id): d.temperature_c for d in rig.drives},
+            "plant": summ["plant"], "rig": summ,
+        }
+
+    def write_status(self, state: str, full: bool = True) -> dict[str, Any]:
+        st = self.status(state, full)
+        if self.status_path is not None:
+            _write_json(self.status_path, st)
+        return st
+
+    def apply_faults(self, now_ns: int) -> None:
+        t_s = (now_ns - self.t0) / 1e9
+        live = self.live_faults
+        version = live.get("version", 0) if live is not None else 0
+        key = (version, tuple(i for i, f in enumerate(self.schedule)
+                              if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"])))
+        if key == self.active_key:
+            return
+        self.active_key = key
+        override = live.get("faults") if live is not None else None
+        target = live.get("motor_id") if live is not None else None
+        for d in self.rig.drives:
+            if override is not None and (target is None or target == d.motor_id):
+                d.faults = override
+            else:
+                d.faults = _faults_at(self.schedule, t_s, d.motor_id)
+
+    def wait(self, deadline: int) -> None:
+        """Until ``deadline``: answer frames as they come (immediate mode), send delayed replies when due."""
+        rig, fd = self.rig, self.fd
+        while not self.stopping():
+            now = time.monotonic_ns()
+            if now >= deadline:
+                return
+            nd = rig.next_due_ns()
+            if nd is not None and nd <= now:
+                rig.service(now)
+                continue
+            wake = deadline if nd is None else min(deadline, nd)
+            if fd >= 0 and wake - now > self.GUARD_NS:
+                ready, _, _ = select.select([fd], [], [], (wake - now - self.GUARD_NS) / 1e9)
+                if ready:
+                    rig.service(time.monotonic_ns())
+                continue
+            self.clock.sleep_until_ns(wake)
+
+    def tick(self, deadline: int) -> int:
+        """One deadline: lateness, faults, bus, plant step(s); returns the whole periods missed."""
+        rig = self.rig
+        now = time.monotonic_ns()
+        late = now - deadline
+        self.lateness.add(late)
+        if late > self.worst[0][0]:
+            heapq.heapreplace(self.worst, (late, (now - self.t0) / 1e9))
+        behind = late // self.period_ns
+        self.apply_faults(now)
+        rig.service(now)
+        rig.step(self.dt_s)
+        for _ in range(behind):  # plant time keeps up with the clock
+            rig.step(self.dt_s)
+        self.step_cost.add(time.monotonic_ns() - now)
+        self.missed += behind
+        self.ticks += 1
+        return behind
+
+    def run(self, on_ready: Callable[[], None] | None) -> None:
+        self.apply_faults(self.t0)
+        if self.status_path is not None:
+            self.write_status("running", full=False)
+        if on_ready is not None:
+            on_ready()
+        # the clock (and the fault schedule) starts now, after the start-up writes
+        self.t0, self.t0_wall_ns = time.monotonic_ns(), time.time_ns()
+        end_ns = self.t0 + int(round(self.duration_s * 1e9))
+        next_status = self.t0 + 1_000_000_000
+        k = 0
+        while not self.stopping():
+            deadline = self.t0 + k * self.period_ns
+            if deadline >= end_ns:
+                self.stop_reason = "duration"
+                break
+            self.wait(deadline)
+            if self.stopping():
+                break
+            k += 1 + self.tick(deadline)
+            if self.status_path is not None and time.monotonic_ns() >= next_status:
+                next_status += 1_000_000_000
+                self.write_status("running", full=False)
 
 
 def run_plant(
@@ -195,67 +419,55 @@ def run_plant(
     on_ready: Callable[[], None] | None = None,
     stop_event: threading.Event | None = None,
     live_faults: dict[str, Any] | None = None,
+    plant_model: str = "rigid",
+    cuff_model: Path | str | None = None,
+    priority: int | None = None,
+    cpus: Sequence[int] | None = None,
+    lock_memory: bool = False,
+    swing: tuple[float, float, float] | None = None,
 ) -> dict[str, Any]:
-    """Run the HIL plant in real time; returns the final status dict (also written to
-    ``status_path``).
+    """Run the HIL plant in real time; returns the final status dict (also written to ``status_path``).
 
-    ``motors``: dicts ``model``, ``firmware``, ``motor_id``, ``direction`` (+1/-1), ``offset``
-    (rad; shaft = direction * joint + offset).  ``faults``: dicts ``at_s``, ``until_s``
-    (optional: to the end), ``motor_id`` (optional: all drives) and
-    :class:`~hil.ak_emulator.FaultInjection` fields; overlapping entries merge, later wins.
-    ``reply_mode``: ``"immediate"`` (answer on arrival; needs a bus fd), ``"tick"`` (answer at
-    the next period) or ``"auto"``.  SIGTERM/SIGINT stop the loop (handlers are installed
-    when called from the main thread); so does ``stop_event``.
+    ``motors``: dicts ``model``, ``firmware``, ``motor_id``, ``direction`` (+1/-1), ``offset`` (rad; shaft =
+    direction * joint + offset).  ``faults``: dicts ``at_s``, ``until_s`` (optional: to the end), ``motor_id``
+    (optional: all drives) and :class:`~hil.ak_emulator.FaultInjection` fields; overlapping entries merge, later
+    wins.  ``reply_mode``: ``"immediate"`` (answer on arrival; needs a bus fd), ``"tick"`` (answer at the next
+    period) or ``"auto"``.  ``plant_model``: ``rigid`` or ``cuff`` (:func:`make_plant`).  ``priority`` /
+    ``cpus`` / ``lock_memory``: SCHED_FIFO priority, CPU pinning and mlockall
+    (:func:`hil.plant_realtime.apply_plant_realtime`; None/False: as started).  The status counts missed ticks (whole periods late; count and %) and the wake-up lateness
+    percentiles (us).  SIGTERM/SIGINT stop the loop (handlers are installed when called from the main thread);
+    so does ``stop_event``.
     """
-    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
-        raise ValueError(f"duration_s={duration_s!r}: must be > 0")
-    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and 1.0 <= rate_hz <= 20000.0):
-        raise ValueError(f"rate_hz={rate_hz!r}: allowed 1..20000")
-    if reply_mode not in ("auto", "immediate", "tick"):
-        raise ValueError(f"reply_mode={reply_mode!r}: allowed auto, immediate, tick")
-    if not motors:
-        raise ValueError("motors: need at least one")
+    _check_run_args(duration_s, rate_hz, reply_mode, motors)
     if interface == "udp_multicast":
         require_private_netns()  # before anything else (checked again right before opening)
     status_path = None if status_path is None else Path(status_path)
     period_ns = int(round(1e9 / rate_hz))
     dt_s = period_ns / 1e9
-    substeps = max(1, math.ceil(dt_s / 0.001 - 1e-9))
-    plant = SimulatedKneePlant(
-        KneePlantParams(body_mass_kg=body_mass_kg, height_m=height_m, timestep_s=dt_s / substeps),
-        initial_flexion_rad=initial_flexion_rad,
-    )
-    drive_specs = []
-    for m in motors:
-        unknown = set(m) - {"model", "firmware", "motor_id", "direction", "offset"}
-        if unknown:
-            raise ValueError(f"motor {dict(m)!r}: unknown keys {sorted(unknown)}")
-        drive = EmulatedAkDrive(limits_for(m["model"], m["firmware"]), int(m["motor_id"]),
-                                thermal=thermal, zero_silence_s=zero_silence_s)
-        drive_specs.append((drive, int(m.get("direction", 1)), float(m.get("offset", 0.0))))
+    plant = make_plant(plant_model, body_mass_kg=body_mass_kg, height_m=height_m, dt_s=dt_s,
+                       initial_flexion_rad=initial_flexion_rad, cuff_model=cuff_model, swing=swing)
+    drive_specs = _drive_specs(motors, thermal, zero_silence_s)
     schedule = _check_faults(faults, {d.motor_id for d, _, _ in drive_specs})
-
-    stop = {"reason": None}
+    rt = apply_plant_realtime(priority, cpus, lock_memory)
+    loop: _PlantLoop | None = None
     old_handlers: dict[int, Any] = {}
 
     def _on_signal(signum, _frame):
-        stop["reason"] = f"signal:{signal.Signals(signum).name}"
+        if loop is not None:
+            loop.stop_reason = f"signal:{signal.Signals(signum).name}"
 
-    fd = -1
     # udp_multicast: refused outside a private netns (checked again right before opening)
     bus = open_bus(interface, channel, port=port, receive_own_messages=False, fd=False, netns_howto=NETNS_HOWTO)
     try:
         rig = HilRig(bus, drive_specs, plant, rate_hz=1.0 / dt_s, seed=seed)
-        if reply_mode != "tick":
-            try:
-                fd = bus.fileno()
-            except (NotImplementedError, AttributeError, OSError):
-                fd = -1
-            if fd is None or fd < 0:
-                fd = -1
-                if reply_mode == "immediate":
-                    raise ValueError(f"reply_mode='immediate' needs a bus with a file descriptor; "
-                                     f"{interface} has none (use 'tick')")
+        fd = _bus_fd(bus, interface, reply_mode)
+        base = {
+            "pid": os.getpid(), "interface": interface, "channel": channel,
+            "port": port if interface == "udp_multicast" else None, "plant_model": plant_model,
+            **_static_status(plant, period_ns, duration_s, fd, rt), "motors": [dict(m) for m in motors],
+            "faults": [dict(f) for f in faults],
+        }
+        loop = _PlantLoop(rig, plant, fd, period_ns, duration_s, schedule, base, status_path, stop_event, live_faults)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 old_handlers[sig] = signal.signal(sig, _on_signal)
@@ -264,157 +476,42 @@ def run_plant(
             signal.signal(sig, h)
         bus.shutdown()
         raise
-    mode = "immediate" if fd >= 0 else "tick"
-    slack_ok = set_timer_slack_ns(1)
-    clock = MonotonicClock(wake_on_signal=True)  # a signal ends a sleep early: the stop flag is looked at
-    sleep_until_ns = clock.sleep_until_ns
-    guard_ns = 100_000  # stop select()ing this long before a deadline; sleep the rest exactly
-
-    base = {
-        "pid": os.getpid(), "interface": interface, "channel": channel,
-        "port": port if interface == "udp_multicast" else None,
-        "rate_hz": 1e9 / period_ns, "duration_s": duration_s, "reply_mode": mode,
-        "sleep": "clock_nanosleep(ctypes)" if clock.absolute_sleep else "time.sleep",
-        "timer_slack_1ns": slack_ok,
-        "motors": [dict(m) for m in motors],
-        "faults": [dict(f) for f in faults],
-    }
-    lateness = _LatenessHistogram()
-    lateness.summary_us()  # warm numpy's first-call costs up before the clock starts
-    worst: list[tuple[int, float]] = [(-1, 0.0)] * 5  # min-heap of the 5 latest wake-ups
-    ticks = 0
-    missed = 0
-    t0 = time.monotonic_ns()
-    end_ns = t0 + int(round(duration_s * 1e9))
-    next_status = t0 + 1_000_000_000
-    active_key: tuple | None = None
-    error: str | None = None
-
-    def _stopping() -> bool:
-        if stop_event is not None and stop_event.is_set() and stop["reason"] is None:
-            stop["reason"] = "stop_event"
-        return stop["reason"] is not None
-
-    def _status(state: str, full: bool = True) -> dict[str, Any]:
-        """``full``: with the trace summary (end of run); the once-a-second status is
-        counters and drive states only, so it costs well under a period."""
-        now = time.monotonic_ns()
-        if full:
-            summ = rig.summary()
-        else:
-            summ = {"stats": rig.stats.to_dict(), "drives": [d.snapshot() for d in rig.drives],
-                    "plant": {"plant_time_s": float(plant.data.time),
-                              "flexion_rad": plant.flexion_rad}}
-        st = summ["stats"]
-        return {
-            **base,
-            "state": state,
-            "stop_reason": stop["reason"],
-            "error": error,
-            "elapsed_s": (now - t0) / 1e9,
-            "ticks": ticks,
-            "missed_ticks": missed,
-            "tick_lateness_us": lateness.summary_us(),
-            "worst_wakeups": [{"at_s": round(t, 4), "late_us": round(ns / 1e3, 1)}
-                              for ns, t in sorted(worst, reverse=True) if ns >= 0],
-            "frames": st["frames_received"],
-            "commands": st["commands_received"],
-            "replies": st["replies_sent"],
-            "dropped": st["replies_dropped"],
-            "corrupted": st["replies_corrupted"],
-            "silenced": st["replies_silenced"],
-            "error_frames": st["error_frames_sent"],
-            "final_temperature_c": {str(d.motor_id): d.temperature_c for d in rig.drives},
-            "plant": summ["plant"],
-            "rig": summ,
-        }
-
-    def _apply_faults(now_ns: int) -> None:
-        nonlocal active_key
-        t_s = (now_ns - t0) / 1e9
-        live = live_faults.get("version", 0) if live_faults is not None else 0
-        key = (live, tuple(i for i, f in enumerate(schedule)
-                           if f["at_s"] <= t_s and (f["until_s"] is None or t_s < f["until_s"])))
-        if key != active_key:
-            active_key = key
-            override = live_faults.get("faults") if live_faults is not None else None
-            target = live_faults.get("motor_id") if live_faults is not None else None
-            for d in rig.drives:
-                if override is not None and (target is None or target == d.motor_id):
-                    d.faults = override
-                else:
-                    d.faults = _faults_at(schedule, t_s, d.motor_id)
-
-    def _wait(deadline: int) -> None:
-        """Until ``deadline``: answer frames as they come (immediate mode), send delayed
-        replies when due."""
-        while not _stopping():
-            now = time.monotonic_ns()
-            if now >= deadline:
-                return
-            nd = rig.next_due_ns()
-            if nd is not None and nd <= now:
-                rig.service(now)
-                continue
-            wake = deadline if nd is None else min(deadline, nd)
-            if fd >= 0 and wake - now > guard_ns:
-                ready, _, _ = select.select([fd], [], [], (wake - now - guard_ns) / 1e9)
-                if ready:
-                    rig.service(time.monotonic_ns())
-                continue
-            sleep_until_ns(wake)
-
     try:
-        _apply_faults(t0)
-        if status_path is not None:
-            _write_json(status_path, _status("running", full=False))
-        if on_ready is not None:
-            on_ready()
-        # the clock (and the fault schedule) starts now, after the start-up writes
-        t0 = time.monotonic_ns()
-        end_ns = t0 + int(round(duration_s * 1e9))
-        next_status = t0 + 1_000_000_000
-        k = 0
-        while not _stopping():
-            deadline = t0 + k * period_ns
-            if deadline >= end_ns:
-                stop["reason"] = "duration"
-                break
-            _wait(deadline)
-            if _stopping():
-                break
-            now = time.monotonic_ns()
-            late = now - deadline
-            lateness.add(late)
-            if late > worst[0][0]:
-                heapq.heapreplace(worst, (late, (now - t0) / 1e9))
-            behind = late // period_ns  # whole periods missed
-            _apply_faults(now)
-            rig.service(now)
-            rig.step(dt_s)
-            for _ in range(behind):
-                rig.step(dt_s)
-            missed += behind
-            ticks += 1
-            k += 1 + behind
-            if status_path is not None and now >= next_status:
-                next_status += 1_000_000_000
-                _write_json(status_path, _status("running", full=False))
+        loop.run(on_ready)
     except Exception as e:  # noqa: BLE001 - recorded in the status, then re-raised
-        error = f"{type(e).__name__}: {e}"
+        loop.error = f"{type(e).__name__}: {e}"
         raise
     finally:
         pending_at_stop = rig.pending_replies  # delayed replies not yet due: never sent
         bus.shutdown()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
-        result = _status("error" if error else "done")
+        result = loop.status("error" if loop.error else "done")
         result["replies_pending_at_stop"] = pending_at_stop
         if status_path is not None:
             _write_json(status_path, result)
         if trace_path is not None:
-            np.savez(trace_path, **rig.trace())
+            _write_trace(trace_path, rig, plant)
     return result
+
+
+def _static_status(plant: Any, period_ns: int, duration_s: float, fd: int, rt: dict[str, Any]) -> dict[str, Any]:
+    """The status fields fixed at start: the leg's swing, rate, reply mode, sleep call and real-time settings."""
+    p = plant.params
+    return {"swing": {"cadence_hz": p.cadence_hz, "flexion_min_rad": p.flexion_min_rad,
+                      "flexion_max_rad": p.flexion_max_rad},
+            "rate_hz": 1e9 / period_ns, "duration_s": duration_s, "reply_mode": "immediate" if fd >= 0 else "tick",
+            "sleep": "clock_nanosleep(ctypes)" if MonotonicClock().absolute_sleep else "time.sleep",
+            "timer_slack_1ns": set_timer_slack_ns(1), "realtime": rt}
+
+
+def _write_trace(path: Path | str, rig: HilRig, plant: Any) -> None:
+    """The rig's per-step trace, and the plant's own (``plant_*``: leg angle, delivered torque, ...) when it has
+    one; plant times are s after the loop's start (``t0_monotonic_ns`` in the status)."""
+    out = dict(rig.trace())
+    if hasattr(plant, "trace"):
+        out.update({f"plant_{k}": v for k, v in plant.trace().items()})
+    np.savez(path, **out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -443,6 +540,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--height", type=float, default=1.80, help="m")
     ap.add_argument("--seed", type=int, default=0, help="fault RNG seed")
     ap.add_argument("--reply-mode", choices=("auto", "immediate", "tick"), default="auto")
+    ap.add_argument("--plant", choices=("rigid", "cuff"), default="rigid",
+                    help="rigid seated knee, or the knee behind the reduced-order cuff (hil/cuff_rom.py)")
+    ap.add_argument("--cuff-model", type=Path, default=None, help="cuff plant artefact (default hil/artifacts/cuff_rom_v1.json)")
+    ap.add_argument("--priority", type=int, default=None, help="SCHED_FIFO priority 1..98 (default: as started)")
+    ap.add_argument("--cpus", type=lambda t: [int(c) for c in t.split(",")], default=None,
+                    help="CPU affinity, e.g. 0 or 0,1 (default: as started)")
+    ap.add_argument("--lock-memory", action="store_true", help="mlockall (no page-fault stalls)")
+    ap.add_argument("--swing", type=lambda t: tuple(float(x) for x in t.split(",")), default=None,
+                    metavar="HZ,MIN,MAX", help="the leg's own swing: cadence Hz, flexion min and max rad")
     ap.add_argument("--zero-silence", type=float, default=1.2, help="s without replies after ZERO")
     ap.add_argument("--control-stdin", action="store_true",
                     help='read JSON lines {"faults": {...} | null, "motor_id": N | null} from stdin: live fault '
@@ -480,7 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_hz=args.rate, faults=args.fault, status_path=args.status,
             body_mass_kg=args.body_mass, height_m=args.height, port=args.port, seed=args.seed,
             reply_mode=args.reply_mode, trace_path=args.trace, zero_silence_s=args.zero_silence,
-            on_ready=ready, live_faults=live,
+            on_ready=ready, live_faults=live, plant_model=args.plant, cuff_model=args.cuff_model,
+            priority=args.priority, cpus=args.cpus, swing=args.swing,
+            lock_memory=args.lock_memory,
         )
     except PrivateNetnsRequired as e:
         print(f"error: {e}", file=sys.stderr)
@@ -495,7 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot open {args.interface} {args.channel}: {e}{cause}{hint}", file=sys.stderr)
         return 2
     print(json.dumps({"event": "done", "stop_reason": result["stop_reason"], "ticks": result["ticks"],
-                      "replies": result["replies"]}), flush=True)
+                      "missed_ticks": result["missed_ticks"], "missed_ticks_pct": round(result["missed_ticks_pct"], 3),
+                      "lateness_p99_us": result["tick_lateness_us"]["p99"], "replies": result["replies"]}), flush=True)
     return 0
 
 

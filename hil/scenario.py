@@ -22,6 +22,10 @@ drop_replies, delay_replies_s, corrupt_replies, error_code, temperature_offset_c
 bus_off, extra_torque_nm, wrong_id) for ``duration_s`` (0: until the end)::
 
       - {at_s: 3.0, kind: plant, duration_s: 0.3, plant: {silent: true}}   # drive stops replying
+
+``plant: {model: cuff}`` puts the reduced-order cuff between drive and leg (``hil.cuff_rom``); ``legs`` runs the
+scenario once per leg (plant model, tissue compensation on/off) and reports them side by side
+(``hil/scenarios/cuff.yaml``).
 """
 from __future__ import annotations
 
@@ -53,11 +57,44 @@ class InjectedFault(Strict):
         return self
 
 
+class SwingConfig(Strict):
+    """The seated leg's own ("voluntary") swing in the plant: a sinusoid between two flexion angles."""
+
+    cadence_hz: Annotated[float, Field(gt=0.0, le=3.0, description="Hz")] = 0.5
+    flexion_min_rad: Annotated[float, Field(ge=-0.1, le=2.0, description="rad")] = 0.3
+    flexion_max_rad: Annotated[float, Field(ge=0.0, le=2.4, description="rad")] = 1.5
+
+    @model_validator(mode="after")
+    def _range(self) -> "SwingConfig":
+        if not self.flexion_min_rad < self.flexion_max_rad:
+            raise ValueError(f"swing: flexion_min_rad = {self.flexion_min_rad} must be < flexion_max_rad = "
+                             f"{self.flexion_max_rad}")
+        return self
+
+
 class PlantConfig(Strict):
-    """The HIL plant process (used when the device bus is udp_multicast or socketcan)."""
+    """The HIL plant process (used when the device bus is udp_multicast or socketcan).
+
+    ``model``: ``rigid`` (the seated knee) or ``cuff`` (the knee behind the reduced-order cuff,
+    ``hil.cuff_rom``; artefact ``cuff_model`` or the versioned one). ``priority`` / ``cpus``: the plant's
+    SCHED_FIFO priority and CPU set; None: 5 above the device's torque-loop priority, on its estimation CPUs
+    (why: ``hil/plant_realtime.py``) (``runtime/cli/plant_companion.py``). ``swing``: the leg's own swing."""
 
     rate_hz: Annotated[float, Field(ge=100.0, le=5000.0, description="Hz")] = 1000.0
     seed: int = 0
+    model: Literal["rigid", "cuff"] = "rigid"
+    cuff_model: str | None = None
+    priority: Annotated[int | None, Field(ge=1, le=98)] = None
+    cpus: list[Annotated[int, Field(ge=0, le=1023)]] | None = None
+    swing: SwingConfig = SwingConfig()
+
+
+class Leg(Strict):
+    """One run of a comparison: its plant model and whether the tissue compensator is in the torque loop."""
+
+    name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
+    plant: Literal["rigid", "cuff"]
+    tissue_compensation: bool = False
 
 
 class Scenario(Strict):
@@ -68,6 +105,22 @@ class Scenario(Strict):
     duration_s: Annotated[float, Field(gt=0.0, le=3600.0, description="s")]
     faults: list[InjectedFault] = []
     plant: PlantConfig = PlantConfig()
+    # a comparison (hil/scenarios/cuff.yaml): the same run once per leg, figures side by side
+    replay: str | None = None                  # estimation input: a shared marker trial (e.g. PS_ss1); None: synthetic
+    legs: list[Leg] = []
+    discard_s: Annotated[float, Field(ge=0.0, le=600.0, description="s not scored at the start of each leg")] = 0.0
+    # the compensator's knee angle: 'estimate' (the estimator's, carried by the command) or 'encoder' (withheld:
+    # the replayed walker is not the rig's seated leg, so the drive's encoder stands in)
+    compensator_knee: Literal["estimate", "encoder"] = "estimate"
+
+    @model_validator(mode="after")
+    def _legs(self) -> "Scenario":
+        names = [leg.name for leg in self.legs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"legs: names must be unique, got {names}")
+        if self.legs and not self.discard_s < self.duration_s:
+            raise ValueError(f"discard_s = {self.discard_s} must be < duration_s = {self.duration_s}")
+        return self
 
 
 def load_scenario(path: str | Path) -> tuple[Scenario, Path]:

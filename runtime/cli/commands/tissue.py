@@ -9,6 +9,11 @@
   mesh: the hotspots) and ``DIR/plots/pressure_map_hil.png`` (in the run, at the mesh's resolution) and
   prints the figures.
 
+* ``exo tissue fit-plant [--out PATH] [--quick] [--seconds S]``: flexcomp runs of the seated knee under open-loop
+  torques, the reduced-order cuff plant fitted to them (``hil.cuff_rom``: polynomial backbone, viscous, Maxwell
+  branch) and its error on a held-out run; writes the real-time HIL plant's artefact (default
+  ``hil/artifacts/cuff_rom_v1.json``).
+
 ``--quick`` uses a coarse tissue grid (3 x 3 x 2 vertices per block): minutes become seconds, figures move.
 """
 from __future__ import annotations
@@ -41,6 +46,21 @@ def cmd_calibrate(args) -> int:
     save_artifact(sur, prov, out)
     print(json.dumps({"surrogate": sur.to_dict(), "fit": prov["fit"],
                       "cases": prov["cases"], "bench_seconds": prov["bench_seconds"]}, indent=2, default=float))
+    print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_fit_plant(args) -> int:
+    from hil.cuff_rom import ROM_ARTIFACT_PATH, build_rom, save_rom
+
+    if not (1.0 <= args.seconds <= 60.0):
+        raise ValueError(f"--seconds = {args.seconds!r}: allowed 1..60 s")
+    rom, prov = build_rom(_tissue(args.quick), seconds=args.seconds)
+    prov["quick"] = bool(args.quick)
+    out = Path(args.out) if args.out else ROM_ARTIFACT_PATH
+    save_rom(rom, prov, out)
+    print(json.dumps({"rom": rom.to_dict(), "fit": prov["fit"], "heldout_vs_flexcomp": prov["heldout_vs_flexcomp"],
+                      "fit_runs_vs_flexcomp": prov["fit_runs_vs_flexcomp"]}, indent=2, default=float))
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -189,6 +209,11 @@ def register(subparsers) -> None:
     pc.add_argument("--quick", action="store_true", help="coarse tissue grid (seconds, not minutes)")
     pc.add_argument("--seconds-per-case", type=positive_seconds, default=2.0, help="simulated s per bench case (default 2)")
     pc.set_defaults(fn=cmd_calibrate)
+    pf = sub.add_parser("fit-plant", help="flexcomp runs -> the real-time HIL cuff plant (reduced order) artefact")
+    pf.add_argument("--out", default=None, help="artefact path (default hil/artifacts/cuff_rom_v1.json)")
+    pf.add_argument("--quick", action="store_true", help="coarse tissue grid (seconds, not minutes)")
+    pf.add_argument("--seconds", type=positive_seconds, default=4.0, help="simulated s per flexcomp run (default 4)")
+    pf.set_defaults(fn=cmd_fit_plant)
     pv = sub.add_parser("validate", help="HIL cuff scenario with and without compensation -> JSON and PNGs")
     pv.add_argument("--out", required=True, help="output folder")
     pv.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="cuff scenario YAML (default hil/scenarios/cuff_gait.yaml)")
