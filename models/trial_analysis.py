@@ -61,6 +61,7 @@ class AnalyzeParams:
     grf_threshold_n: float = 20.0
     muscles: bool = False                    # static optimisation (activations, reserves)
     grf_contact_solver: str = "feasible"     # kinematics-only GRF: models.grf.params.CONTACT_SOLVERS
+    grf_trunk: bool = False                  # kinematics-only GRF: trunk bending/rotation from the thorax markers
     backend: str = "cpu"                     # ID + SO: "cpu" (MuJoCo, float64) or "warp" (MuJoCo Warp batch, float32)
     device: str | None = None                # warp device ("cpu", "cuda", ...); None: CUDA when present, else cpu
 
@@ -412,7 +413,9 @@ def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: Anal
         feet = measured_foot_wrenches(kin.model, kin.mapped.qpos, kin.time_s, Path(grf_path), params.cutoff_hz,
                                       params.grf_threshold_n, notes, plate_sides=sides)
         return trial_dynamics(kin, feet, "force plates", params, notes)
-    feet = kinematic_foot_wrenches(kin, params, notes)
+    # off by default until the live chain gets the same trunk input (its KAM is guarded against this one)
+    lumbar = trunk_lumbar(kin, trc_path, markerset_path, notes) if params.grf_trunk else None
+    feet = kinematic_foot_wrenches(kin, params, notes, lumbar_rad=lumbar)
     return trial_dynamics(kin, feet, "kinematics", params, notes)
 
 
@@ -496,18 +499,43 @@ def ik_validation(result: TrialAnalysis, ik_ref_path: str | Path) -> dict[str, f
 
 
 def grf_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[str, float]:
-    """Vertical and horizontal GRF RMSE (%BW) of the estimate against the plates, stance foot (where loaded)."""
+    """Vertical and horizontal GRF RMSE (%BW) of the estimate against the plates, stance foot (where loaded).
+
+    Also the plates' consistency with the kinematics (:func:`models.grf.plate_check.plate_consistency`: scale and
+    lag of the plates' total vertical force against the estimate's, where every foot in contact is on a plate;
+    ``plates_vs_kinematics_scale``, ``plates_vs_kinematics_lag_ms``) and, as a diagnostic beside the headline
+    figure, the vertical RMSE against the plates with that scale and lag taken out
+    (``*_vertical_grf_rmse_pct_bw_plates_rescaled_shifted``): what the error would be if the plates agreed with
+    the recorded mass and the markers' clock."""
+    from models.grf.plate_check import corrected_plate_force, plate_consistency
+
     bw = estimate.params.mass_kg * STANDARD_GRAVITY_M_S2
+    thr = estimate.params.grf_threshold_n
     out = {}
-    for side in ("left", "right"):
+    t = estimate.time_s
+    rate = (t.size - 1) / float(t[-1] - t[0]) if t.size > 1 else float("nan")
+    sides = ("left", "right")
+    check = plate_consistency(sum(estimate.foot_force_n[s][:, 2] for s in sides),
+                              sum(measured.foot_force_n[s][:, 2] for s in sides),
+                              np.column_stack([estimate.foot_force_n[s][:, 2] > 1e-6 for s in sides]),
+                              np.column_stack([measured.foot_force_n[s][:, 2] > 1.0 for s in sides]), rate) \
+        if t.size > 40 else None
+    if check is not None:
+        out["plates_vs_kinematics_scale"] = check.scale
+        out["plates_vs_kinematics_lag_ms"] = 1e3 * check.lag_s
+    for side in sides:
         m = measured.foot_force_n[side]
         e = estimate.foot_force_n[side]
-        loaded = m[:, 2] >= estimate.params.grf_threshold_n
+        loaded = m[:, 2] >= thr
         if loaded.sum() < 5:
             continue
         out[f"{side}_vertical_grf_rmse_pct_bw"] = 100 * _rmse(e[loaded, 2], m[loaded, 2]) / bw
         out[f"{side}_horizontal_grf_rmse_pct_bw"] = 100 * float(
             np.sqrt(np.nanmean(np.sum((e[loaded, :2] - m[loaded, :2]) ** 2, axis=1)))) / bw
+        if check is not None:
+            mc = corrected_plate_force(m[:, 2], check, rate)
+            ok = np.isfinite(mc) & (mc >= thr)
+            out[f"{side}_vertical_grf_rmse_pct_bw_plates_rescaled_shifted"] = 100 * _rmse(e[ok, 2], mc[ok]) / bw
     return out
 
 
@@ -521,9 +549,44 @@ def moment_validation(estimate: TrialAnalysis, measured: TrialAnalysis) -> dict[
             f"knee_adduction_moment_{side}_rmse_pct_bw_ht": _rmse(estimate.kam_pct_bw_ht[st], measured.kam_pct_bw_ht[st])}
 
 
-def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str]) -> dict[str, ExternalWrenchTrial]:
+def trunk_lumbar(kin: TrialKinematics, trc_path: str | Path, markerset_path: str | Path,
+                 notes: list[str]) -> np.ndarray | None:
+    """Lumbar angles (N, 3) rad for the GRF estimate from the trial's thorax markers
+    (:func:`models.grf.trunk.lumbar_for_grf`; the IK leaves the torso markers out), or ``None`` (with a note) when
+    the marker set or the trial has fewer than 3 of them."""
+    from models.body.markerset import from_opensim_markerset
+    from models.grf.trunk import lumbar_for_grf, thorax_markers
+    from models.io.axes import opensim_to_z_up
+    from models.kinematics.marker_matching import match_marker_names
+
+    trial = read_trial(Path(trc_path))
+    markers = getattr(trial, "markers", trial)
+    mset = from_opensim_markerset(Path(markerset_path), kin.model, exclude_bodies=())
+    sel = thorax_markers(mset.names, mset.bodies)
+    match = match_marker_names([mset.names[i] for i in sel], list(markers.marker_names))
+    if len(match) < 3 or markers.positions_m.shape[0] != kin.mapped.qpos.shape[0]:
+        notes.append(f"GRF estimate: trunk held to the pelvis ({len(match)} thorax marker(s) in the trial, need 3)")
+        return None
+    pos = opensim_to_z_up(np.asarray(markers.positions_m, float))
+    cols = sorted(match)
+    mk = np.stack([pos[:, match[i]] for i in cols], axis=1)
+    off = np.stack([mset.markers[sel[i]].offset_m for i in cols])
+    try:
+        lum = lumbar_for_grf(kin.model, kin.mapped.qpos, mk, off)
+    except ValueError as exc:
+        notes.append(f"GRF estimate: trunk held to the pelvis ({exc})")
+        return None
+    notes.append(f"GRF estimate: trunk bending/rotation from {len(cols)} thorax markers (ranges "
+                 f"{np.degrees(np.ptp(lum[:, 1])):.1f} / {np.degrees(np.ptp(lum[:, 2])):.1f} deg), extension held at "
+                 f"{np.degrees(lum[0, 0]):.1f} deg")
+    return lum
+
+
+def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: list[str],
+                            lumbar_rad: np.ndarray | None = None) -> dict[str, ExternalWrenchTrial]:
     """Per-foot wrenches from kinematics alone (``models.grf.estimator``): the whole-body equation
-    F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot."""
+    F = m(a_com - g) exactly, split between the feet, CoP under the stance foot, on the calcaneus of each foot.
+    ``lumbar_rad`` (N, 3): the trunk's lumbar angles (:func:`trunk_lumbar`), else the trunk moves with the pelvis."""
     from models.grf.contact import FEET
     from models.grf.estimator import GroundReactionEstimator
     from models.grf.params import GroundReactionParams
@@ -532,7 +595,7 @@ def kinematic_foot_wrenches(kin: TrialKinematics, params: AnalyzeParams, notes: 
     est = GroundReactionEstimator(GroundReactionParams(subject_mass_kg=params.mass_kg, cutoff_hz=params.cutoff_hz,
                                                        sample_rate_hz=kin.rate_hz,
                                                        contact_solver=params.grf_contact_solver), model=kin.model)
-    g = est.run(CoordinatesTrial(kin.time_s, kin.mapped.qpos, None, source=kin.name))
+    g = est.run(CoordinatesTrial(kin.time_s, kin.mapped.qpos, lumbar_rad, source=kin.name))
     notes.extend(f"GRF estimate: {n}" for n in getattr(g, "notes", []))
     out = {}
     for k, side in enumerate(FEET):

@@ -250,12 +250,21 @@ def test_real_time_floor_refinement_finds_the_trials_floor(model, ss1):
 # ---------------------------------------------------------------------------------------------- shared trials
 
 #: Kinematics-only chain (our IK from the markers -> GRF estimate -> ID) against ID with the measured plates,
-#: stance of the knee of interest: (vGRF RMSE %BW, KAM RMSE %BW ht) measured 2026-12-07 with the feasible fit
-#: (rule split before: vGRF 8.7-14.9, KAM 1.5-2.2).  Bounds: the measured figure + 15 %.
+#: stance of the knee of interest: (vGRF RMSE %BW, KAM RMSE %BW ht) measured 2026-12-07 with the feasible fit and
+#: the contact edges refined from the likelihood (feasible fit alone before: PS 13.5 / 13.7 / 13.0, KAM 0.78-0.90;
+#: DM 8.6 / 5.3 / 5.7 / 5.6 / 6.7, KAM 0.80-1.06; rule split: vGRF 8.7-14.9, KAM 1.5-2.2), and with
+#: ``grf_trunk=True`` (the trunk's lumbar bending and rotation from the thorax markers) too.  PS's plates carry 10 %
+#: more than its recorded mass and lag the markers by 17 ms (models/grf/plate_check.py), which is why its vGRF rose
+#: when the contacts got their timing right.  Bounds: the measured figure + 15 %.
 SHARED_FIGURES_2026_12_07 = {
-    "PS_ss1": (13.52, 0.78), "PS_ss3": (13.70, 0.90), "PS_ss8": (13.03, 0.82),
-    "DM_og1": (8.60, 0.80), "DM_og3": (5.30, 1.06), "DM_og4": (5.67, 0.89), "DM_og5": (5.55, 1.00),
-    "DM_og6": (6.74, 0.93),
+    "PS_ss1": (15.79, 0.79), "PS_ss3": (14.44, 0.91), "PS_ss8": (15.03, 0.84),
+    "DM_og1": (6.97, 0.82), "DM_og3": (4.21, 1.06), "DM_og4": (4.38, 0.91), "DM_og5": (4.42, 1.01),
+    "DM_og6": (5.63, 0.93),
+}
+SHARED_FIGURES_TRUNK_2026_12_07 = {
+    "PS_ss1": (15.37, 0.60), "PS_ss3": (12.97, 0.60), "PS_ss8": (13.58, 0.51),
+    "DM_og1": (7.08, 0.87), "DM_og3": (3.67, 0.99), "DM_og4": (3.78, 0.74), "DM_og5": (4.21, 0.81),
+    "DM_og6": (5.43, 0.83),
 }
 
 
@@ -269,10 +278,11 @@ def test_shared_trial_figures_regression():
         params = AnalyzeParams(t.mass_kg, t.height_m, t.side)  # type: ignore[arg-type]
         kin = trial_kinematics(t.trc, t.markerset, params)
         measured = analyze_trial(t.trc, t.markerset, params, grf_path=t.grf, kin=kin)
-        est = analyze_trial(t.trc, t.markerset, params, kin=kin)
-        vgrf = grf_validation(est, measured)[f"{t.side}_vertical_grf_rmse_pct_bw"]
-        kam = moment_validation(est, measured)[f"knee_adduction_moment_{t.side}_rmse_pct_bw_ht"]
-        v0, k0 = SHARED_FIGURES_2026_12_07[t.name]
-        assert vgrf <= 1.15 * v0, (t.name, vgrf, v0)
-        assert kam <= 1.15 * k0, (t.name, kam, k0)
-        assert np.min(est.foot_force_n["left"][:, 2]) >= 0 and np.min(est.foot_force_n["right"][:, 2]) >= 0
+        for trunk, table in ((False, SHARED_FIGURES_2026_12_07), (True, SHARED_FIGURES_TRUNK_2026_12_07)):
+            est = analyze_trial(t.trc, t.markerset, replace(params, grf_trunk=trunk), kin=kin)
+            vgrf = grf_validation(est, measured)[f"{t.side}_vertical_grf_rmse_pct_bw"]
+            kam = moment_validation(est, measured)[f"knee_adduction_moment_{t.side}_rmse_pct_bw_ht"]
+            v0, k0 = table[t.name]
+            assert vgrf <= 1.15 * v0, (t.name, trunk, vgrf, v0)
+            assert kam <= 1.15 * k0, (t.name, trunk, kam, k0)
+            assert np.min(est.foot_force_n["left"][:, 2]) >= 0 and np.min(est.foot_force_n["right"][:, 2]) >= 0

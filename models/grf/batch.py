@@ -12,7 +12,14 @@ import numpy as np
 
 from models.filters import RampPrimedLowPass, ZeroLagLowPass, fill_short_gaps, true_runs
 from models.grf.body import BodyModel
-from models.grf.contact import cop_batch, cop_weights, drop_short, hysteresis, point_likelihood
+from models.grf.contact import (
+    cop_batch,
+    cop_weights,
+    drop_short,
+    hysteresis,
+    point_likelihood,
+    refine_contact_edges,
+)
 from models.grf.feasible import FeasibleFit, fit_frames, supporting_feet
 from models.grf.load_share import PhaseTracker, offline_share
 from models.grf.params import GroundReactionParams
@@ -129,6 +136,7 @@ class SegmentEstimator:
         lik_pt = point_likelihood(pts, pv, floor, p)
         lik = lik_pt.reshape(n, 2, body.n_points).max(axis=-1)
         contact = hysteresis(lik, p.contact_on, p.contact_off)
+        contact = refine_contact_edges(contact, lik, p.contact_onset_level, p.contact_offset_level)
         contact = drop_short(contact, max(1, round(p.min_contact_s * rate)))
         cop = cop_batch(PTS, lik_pt, body.point_weight, floor)
         cvel = body.com(Xv[1:-1])

@@ -48,7 +48,18 @@ points in the ``calcn``/``toes`` frames, :func:`myoleg_feet`)::
 with ``h0 = contact_height_m`` (20 mm), ``sh`` 5 mm, ``v0 = contact_speed_m_s`` (0.8 m/s), ``sv`` 0.15 m/s (the
 foot-velocity and height criteria of gait-event detection, e.g. O'Connor et al. 2007 Gait Posture 25:469, combined as
 a soft AND).  A foot's likelihood is its largest point likelihood; the foot is in contact with hysteresis (on above
-0.6, off below 0.4); the zero-lag path also drops contacts shorter than ``min_contact_s``.
+0.6, off below 0.4); the zero-lag path also drops contacts shorter than ``min_contact_s`` and moves each contact's
+edges to where the likelihood crossed ``contact_onset_level`` (0.3, start moved back) and ``contact_offset_level``
+(0.5, end moved forward): the hysteresis alone confirmed heel strikes 17 ms (PS) and 16 ms (DM) after the plates on
+average, in the kinematics' time base; both levels are chosen on PS's event times alone and held out on DM
+(+3 / +4 ms there), :func:`models.grf.contact.refine_contact_edges`.  This lowers DM's knee-side vertical RMSE from
+8.6 / 5.3 / 5.7 / 5.6 / 6.7 to 7.0 / 4.2 / 4.4 / 4.4 / 5.6 %BW; PS's rises from 13.0-13.7 to 14.4-15.8 against its
+plates, which lag the markers by 17 ms and carry 10 % more than the recorded mass (:mod:`models.grf.plate_check`).
+
+The trunk: MyoLeg's upper body is welded to the pelvis; given lumbar angles (``CoordinatesTrial.lumbar_rad``) it is
+rotated about L5/S1.  The offline chain can take them from the thorax markers (:mod:`models.grf.trunk`,
+``AnalyzeParams.grf_trunk``): on PS the single-support medio-lateral force error falls from 3.6-5.2 %BW (mean) to
+1.1-1.7 and the KAM RMSE from 0.79-0.91 to 0.51-0.60 %BW ht (DM 0.82-1.06 -> 0.74-0.99).
 
 Load share: single support puts all of F_ext on the stance foot.  In double support the share of the trailing foot
 falls smoothly from 1 to 0 over the double-support interval (the "smooth transition assumption" of Ren, Jones &
@@ -133,7 +144,8 @@ the trial when not given: :func:`models.grf.floor.estimate_floor_height`).  Feet
 Modules (``models/grf/``): :mod:`~models.grf.params` (parameters), :mod:`~models.grf.records` (inputs, outputs),
 :mod:`~models.grf.contact` (feet, contact likelihood, CoP), :mod:`~models.grf.load_share` (split between the feet),
 :mod:`~models.grf.body` (mass model, pose, angular momentum), :mod:`~models.grf.floor` (floor height),
-:mod:`~models.grf.feasible` (the feasible contact fit),
+:mod:`~models.grf.feasible` (the feasible contact fit), :mod:`~models.grf.trunk` (lumbar angles from torso
+markers), :mod:`~models.grf.plate_check` (is a plate reference consistent with the kinematics),
 :mod:`~models.grf.batch` (whole trials), :mod:`~models.grf.realtime` (one frame), :mod:`~models.grf.model` (MyoLeg);
 the filters are :mod:`models.filters`' (``ZeroLagLowPass``, ``RampPrimedLowPass``, ``fill_short_gaps``).
 

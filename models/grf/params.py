@@ -43,7 +43,10 @@ class GroundReactionParams:
     given (it must agree with the trial's time stamps within 1 %), else the mean rate of the time stamps.
     ``floor_height_m``: z of the floor; ``None`` = estimate from each trial in ``run`` (``step`` needs it given, or
     set by :meth:`~GroundReactionEstimator.reset`).  ``contact_*``: the likelihood of a point being in contact (module
-    doc).  ``min_contact_s``: shortest contact kept offline.  ``double_support_s``: double-support duration assumed
+    doc).  ``min_contact_s``: shortest contact kept offline.  ``contact_onset_level``,
+    ``contact_offset_level``: offline (zero-lag path), each contact found by the hysteresis starts where the foot
+    likelihood last rose above the first and ends after its last frame above the second
+    (:func:`models.grf.contact.refine_contact_edges`; ``None`` = where the hysteresis put the edge, as in real time).  ``double_support_s``: double-support duration assumed
     where none is observed.  ``transition``: ``"cosine"`` or ``"linear"``.  ``free_moment``: ``"balance"`` or
     ``"zero"``.  ``horizontal_split``: ``"pivot"`` or ``"proportional"``; ``pivot_height_m``: height of the pivot
     above the COM.  ``max_gap_s``: NaN gaps up to this long are filled by a cubic spline, longer ones are excluded.
@@ -80,6 +83,8 @@ class GroundReactionParams:
     contact_speed_scale_m_s: float = 0.15
     contact_on: float = 0.6
     contact_off: float = 0.4
+    contact_onset_level: float | None = 0.3
+    contact_offset_level: float | None = 0.5
     min_contact_s: float = 0.04
     double_support_s: float = 0.12
     double_support_range_s: tuple[float, float] = (0.03, 0.4)
@@ -128,6 +133,14 @@ class GroundReactionParams:
         if not 0.0 < self.contact_off <= self.contact_on < 1.0:
             raise ValueError(f"{o}: need 0 < contact_off <= contact_on < 1, got contact_off={self.contact_off!r}, "
                              f"contact_on={self.contact_on!r}")
+        if self.contact_onset_level is not None and not (
+                isinstance(self.contact_onset_level, (int, float)) and 0.0 < self.contact_onset_level <= self.contact_on):
+            raise ValueError(f"{o}.contact_onset_level must be None or in (0, contact_on = {self.contact_on!r}], got "
+                             f"{self.contact_onset_level!r}")
+        if self.contact_offset_level is not None and not (
+                isinstance(self.contact_offset_level, (int, float)) and self.contact_off <= self.contact_offset_level < 1.0):
+            raise ValueError(f"{o}.contact_offset_level must be None or in [contact_off = {self.contact_off!r}, 1), got "
+                             f"{self.contact_offset_level!r}")
         lo, hi = self.double_support_range_s
         if not 0 < lo < hi:
             raise ValueError(f"{o}.double_support_range_s must be (lo, hi) with 0 < lo < hi, got {(lo, hi)!r}")
