@@ -188,3 +188,36 @@ def test_shared_plates_against_the_kinematics():
         else:
             assert 1.08 < g["plates_vs_kinematics_scale"] < 1.13
             assert g["plates_vs_kinematics_lag_ms"] == pytest.approx(1e3 * 2 / 120)
+
+
+def test_trunk_tracker_matches_the_batch_angles_frame_by_frame():
+    """The causal tracker gives the batch bending and rotation on every frame; its extension is a moving average
+    (equal to the batch's for a constant extension)."""
+    from models.grf.trunk import TrunkTracker
+
+    model = load_myoleg()
+    d = mujoco.MjData(model)
+    ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("pelvis", "lumbar5", "torso")}
+    off = np.array([[0.08, 0.35, 0.0], [-0.1, 0.4, 0.0], [0.0, 0.45, 0.15], [0.06, 0.15, 0.0]])
+    n = 30
+    q = np.tile(model.qpos0, (n, 1))
+    t = np.arange(n) / 60.0
+    q[:, 2] = 0.95
+    true = np.column_stack([np.full(n, -0.2), 0.1 * np.sin(6 * t), 0.15 * np.cos(5 * t)])
+    mk = np.empty((n, off.shape[0], 3))
+    Rl = np.empty((3, 3))
+    for k in range(n):
+        d.qpos[:] = q[k]
+        mujoco.mj_kinematics(model, d)
+        Rp = d.xmat[ids["pelvis"]].reshape(3, 3)
+        j = d.xpos[ids["lumbar5"]]
+        neutral = d.xpos[ids["torso"]] + off @ d.xmat[ids["torso"]].reshape(3, 3).T
+        rot_zxy(*true[k], Rl)
+        mk[k] = j + (neutral - j) @ (Rp @ Rl @ Rp.T).T
+    tr = TrunkTracker(model, off, 60.0)
+    live = np.array([tr.step(q[k], mk[k]).copy() for k in range(n)])
+    np.testing.assert_allclose(live, lumbar_for_grf(model, q, mk, off), atol=1e-9)
+    hold = tr.step(q[0], np.full_like(mk[0], np.nan))
+    np.testing.assert_allclose(hold, live[-1])
+    with pytest.raises(ValueError, match="offsets_m"):
+        TrunkTracker(model, off[:2], 60.0)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-__all__ = ["TORSO_BODY", "lumbar_angles_from_markers", "lumbar_for_grf", "thorax_markers", "zxy_angles"]
+__all__ = ["TORSO_BODY", "TrunkTracker", "lumbar_angles_from_markers", "lumbar_for_grf", "thorax_markers", "zxy_angles"]
 
 #: The MyoLeg body the torso markers are attached to (child of the welded ``lumbar5`` subtree).
 TORSO_BODY = "torso"
@@ -108,3 +108,54 @@ def lumbar_for_grf(model: mujoco.MjModel, qpos: np.ndarray, markers_m: np.ndarra
     ang = lumbar_angles_from_markers(model, qpos, markers_m, offsets_m, **kw)
     ang[:, 0] = np.median(ang[:, 0])
     return ang
+
+
+class TrunkTracker:
+    """The same lumbar angles one frame at a time, causally (for a live chain): bending and rotation of the frame,
+    extension an exponential moving average with time constant ``extension_tau_s`` (s) in place of the trial median;
+    a frame with fewer than 3 markers (or NaN pose) repeats the last angles (NaN before the first good frame).
+    ``offsets_m`` (M, 3): the markers' offsets in the torso frame, in the order :meth:`step` gets them."""
+
+    def __init__(self, model: mujoco.MjModel, offsets_m: np.ndarray, rate_hz: float, *,
+                 extension_tau_s: float = 2.0, trunk_body: str = "lumbar5", pelvis_body: str = "pelvis",
+                 torso_body: str = TORSO_BODY) -> None:
+        self.off = np.asarray(offsets_m, float)
+        if self.off.ndim != 2 or self.off.shape[1] != 3 or self.off.shape[0] < 3:
+            raise ValueError(f"offsets_m must be (M >= 3, 3), got {self.off.shape}")
+        if not (np.isfinite(rate_hz) and rate_hz > 0 and np.isfinite(extension_tau_s) and extension_tau_s > 0):
+            raise ValueError(f"rate_hz and extension_tau_s must be finite and > 0, got {rate_hz!r}, {extension_tau_s!r}")
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.ids = []
+        for name in (trunk_body, pelvis_body, torso_body):
+            i = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
+            if i < 0:
+                raise ValueError(f"body {name!r}: not in the model")
+            self.ids.append(i)
+        self.alpha = 1.0 - float(np.exp(-1.0 / (rate_hz * extension_tau_s)))
+        self.angles = np.full(3, np.nan)
+        self._ext: float | None = None
+
+    def reset(self) -> None:
+        self.angles[:] = np.nan
+        self._ext = None
+
+    def step(self, qpos: np.ndarray, markers_m: np.ndarray) -> np.ndarray:
+        """Lumbar angles (3,) rad of one frame from its pose (nq,) and markers (M, 3), world z up (NaN = missing);
+        the returned array is this object's buffer."""
+        mk = np.asarray(markers_m, float)
+        ok = np.all(np.isfinite(mk), axis=1)
+        if ok.sum() < 3 or not np.all(np.isfinite(qpos)):
+            return self.angles
+        d = self.data
+        d.qpos[:] = qpos
+        mujoco.mj_kinematics(self.model, d)
+        jb, pb, tb = self.ids
+        Rp = d.xmat[pb].reshape(3, 3)
+        j = d.xpos[jb]
+        neutral = d.xpos[tb] + self.off[ok] @ d.xmat[tb].reshape(3, 3).T
+        a = zxy_angles(_kabsch((neutral - j) @ Rp, (mk[ok] - j) @ Rp))
+        self._ext = float(a[0]) if self._ext is None else self._ext + self.alpha * (float(a[0]) - self._ext)
+        self.angles[0] = self._ext
+        self.angles[1:] = a[1:]
+        return self.angles
