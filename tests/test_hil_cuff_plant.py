@@ -14,7 +14,12 @@ import can
 import numpy as np
 import pytest
 
-from firmware_bridge.ak_mit import ENTER_MOTOR_MODE, decode_reply, encode_command, safe_stop_command
+from firmware_bridge.ak_mit import (
+    ENTER_MOTOR_MODE,
+    decode_reply,
+    encode_command,
+    safe_stop_command,
+)
 from firmware_bridge.motor_tables import limits_for
 from hil import plant_process
 from hil.cuff_rom import (
@@ -91,7 +96,7 @@ def test_link_obeys_newton_and_rests_at_the_motor_torque():
 
 
 def test_versioned_artifact_round_trip_and_refusals(tmp_path):
-    rom, doc = load_rom(ROM_ARTIFACT_PATH)
+    _rom, doc = load_rom(ROM_ARTIFACT_PATH)
     assert doc["version"] == 1 and doc["provenance"]["heldout_vs_flexcomp"]["rmse_nm"] < \
         doc["provenance"]["heldout_vs_flexcomp"]["rmse_rigid_assumption_nm"]
     p = save_rom(KNOWN, {"note": "test"}, tmp_path / "rom.json")
@@ -109,7 +114,7 @@ def test_reduced_plant_follows_flexcomp_on_a_heldout_run_coarse_mesh():
     from models.tissue.soft_tissue import CuffTissueParams
 
     tissue = CuffTissueParams(count_posterior=(3, 3, 2), count_anterior=(3, 3, 2))
-    rom, prov = build_rom(tissue, seconds=2.0)
+    _rom, prov = build_rom(tissue, seconds=2.0)
     val = prov["heldout_vs_flexcomp"]
     print(f"\ncoarse mesh, held-out run: reduced plant vs flexcomp delivered RMSE {val['rmse_nm']:.4f} N*m, "
           f"r {val['r']:.5f}; rigid assumption {val['rmse_rigid_assumption_nm']:.4f} N*m")
