@@ -127,9 +127,9 @@ def _so_trial(m, dd, D, S, O, qpos, qvel, tau, ts):  # pragma: no cover - compil
     return (capi.clock_ns(ts) - t0) * 1e-9
 
 
-def run_compiled(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, invalid_status: int):
-    """``so.run`` (no hook) through the compiled loop, from a cold start: ``(SOOut, total seconds)``, or ``None``
-    where the C API cannot be used here.  Inputs already shape-checked."""
+def run_compiled(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, invalid_status: int, trial_type):
+    """``so.run`` (no hook) through the compiled loop, from a cold start: a ``trial_type`` (the stage's
+    ``SOTrial``), or ``None`` where the C API cannot be used here.  Inputs already shape-checked."""
     if not capi.capi_available()[0]:
         return None
     qpos, qvel, tau = (np.ascontiguousarray(x, dtype=float) for x in (qpos, qvel, tau))
@@ -138,4 +138,6 @@ def run_compiled(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, invali
     total = _so_trial(capi.address(so.model), capi.address(so.data), mj_views(so.data), S, O, qpos, qvel, tau,
                       capi.new_timespec())
     so._have_warm = bool(np.any(O.st != invalid_status))
-    return O, total
+    return trial_type(O.act, O.force, O.mom, O.res, O.resid, O.cost, O.its, O.st, O.ts, O.tstep, total,
+                      so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,
+                      so.root_coordinates)

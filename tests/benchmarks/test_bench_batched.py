@@ -3,7 +3,8 @@
 Measured, never asserted (a shared 2-core VM).  The same 10 s walks as ``test_bench_so_vs_opensim.py``
 (MyoLeg: GC5 PS ss1 tiled to 1320 frames; MyoFullBody: 1200 synthetic states), through
 
-* ``cpu``: :class:`models.muscles.knee_contact.KinematicsToContact` (MuJoCo, float64, frame by frame);
+* ``cpu``: :class:`models.muscles.knee_contact.KinematicsToContact` (MuJoCo, float64, frame by frame in one compiled
+  loop calling MuJoCo's C API, :mod:`models.muscles.compiled_chain`);
 * ``warp``: :class:`models.muscles.warp_backend.WarpKinematicsToContact` (MuJoCo Warp, all frames as worlds of one
   batch, float32; the QP on the host), on Warp's CUDA device when present, else its CPU device.
 
