@@ -676,12 +676,9 @@ class StaticOptimization:
                              f"(columns {self.coordinate_names[:3]}...); got {qpos.shape}, {qvel.shape}, "
                              f"{tau.shape}")
         if compiled and after_step is None:
-            out = run_compiled(self, qpos, qvel, tau, STATUS_INVALID_INPUT)
-            if out is not None:
-                o, total = out
-                return SOTrial(o.act, o.force, o.mom, o.res, o.resid, o.cost, o.its, o.st, o.ts, o.tstep, total,
-                               self.muscle_names, self.coordinate_names, self.solved_coordinates,
-                               self.reserve_only_coordinates, self.root_coordinates)
+            trial = run_compiled(self, qpos, qvel, tau, STATUS_INVALID_INPUT, SOTrial)
+            if trial is not None:
+                return trial
         nm, nc = self.n_muscles, self.n_coordinates
         act, force = np.zeros((n, nm)), np.zeros((n, nm))
         mom, res, resid = np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc))
