@@ -12,7 +12,7 @@ from typing import Any
 #: Cache folder, relative to the working directory.
 CACHE_DIR = Path("runs") / "cache"
 #: Modules of ``runtime/vision`` whose source is part of the key.
-VISION_MODULES = ("front_end", "tracking", "world", "pose_mediapipe", "calibration")
+VISION_MODULES = ("front_end", "tracking", "world", "pose_mediapipe", "pose_onnx", "pose_anchors", "calibration")
 
 
 def landmark_cache_path(video: str, prompt: dict, height_m: float, monocular_fit: bool = False) -> Path:

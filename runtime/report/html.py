@@ -375,6 +375,12 @@ def _latency_section(page: _Page, series: dict[str, Any], summary: dict[str, Any
                     f"<b>{perf['missed_deadlines']}</b> (source: {html.escape(perf['end_to_end_source'])})</p>")
     else:
         body.append(_missing(["end-to-end latency (/exo/torque/command ages)"]))
+    vision = (run_summary or {}).get("vision_live")
+    if vision:
+        from runtime.report.vision_live import format_live_vision
+
+        body.append("<p class=\"vision\">" + "<br>".join(html.escape(x.strip()) for x in format_live_vision(vision))
+                    + "</p>")
     if perf["stages_s"] or e["count"]:
         from runtime.report.summary import first_write_ages
 

@@ -152,12 +152,16 @@ class Anonymiser:
     detect_every : run the detectors (and ``follow_people``) on every N-th frame only (1: every frame).
     detect_move_px : also run them when the first given pose's head box centre moved more than this many
         pixels since the last detection frame (None: only every N-th frame).
+    person_detector : the person detector to use (``detect(frame) -> [PersonDetection]``, e.g.
+        :class:`runtime.vision.pose_onnx.OnnxPersonDetector`); None: MediaPipe's tiled ``PoseDetector``.
+    follow_pose : the pose backend of ``follow_people`` (``infer(frame, t_ns, roi)``; ``reset()`` is called
+        before each person when it has one); None: MediaPipe's BlazePose.
     """
 
     def __init__(self, margin: float = 0.3, method: str = "gaussian", face_min_confidence: float = 0.3,
                  use_face_detector: bool = True, use_person_detector: bool = True, follow_people: bool = True,
                  hold_frames: int = 3, hold_growth: float = 0.1, detect_every: int = 1,
-                 detect_move_px: float | None = None) -> None:
+                 detect_move_px: float | None = None, person_detector=None, follow_pose=None) -> None:
         if not (0.1 <= margin <= 2.0):
             raise ValueError(f"margin: must be within 0.1..2 (fraction of the region size), got {margin}")
         if method not in ("pixelate", "gaussian"):
@@ -181,12 +185,12 @@ class Anonymiser:
         self.face_min_confidence = float(face_min_confidence)
         self.use_face_detector, self.use_person_detector = bool(use_face_detector), bool(use_person_detector)
         self.follow_people = bool(follow_people)
-        self._pose = None
+        self._pose = follow_pose
         self._people: list[tuple[BoundingBox, int]] = []  # (body ROI, frames since confirmed)
         # a box from a detection frame is held until the next one, at least
         self.hold_frames, self.hold_growth = max(int(hold_frames), int(detect_every)), float(hold_growth)
         self._faces = None
-        self._detector = None
+        self._detector = person_detector
         self._held: list[tuple[BoundingBox, int]] = []  # (box before margin, age in frames)
         self.frames = 0
         self.regions_by_source: dict[str, int] = {}
@@ -308,6 +312,8 @@ class Anonymiser:
                     r = _clip(grow(q, 0.05), w, h)
                     if r is not None:
                         image[r[1]:r[3], r[0]:r[2]] = 127
+            if hasattr(self._pose, "reset"):
+                self._pose.reset()      # a tracking backend: this person's own ROI, nothing carried over
             try:
                 p = self._pose.infer(image, 0, roi)
             except ValueError:  # the box has left the frame
@@ -365,9 +371,9 @@ class Anonymiser:
         for _, det in self._faces or []:
             det.close()
         self._faces = None
-        if self._pose is not None:
+        if self._pose is not None and hasattr(self._pose, "close"):
             self._pose.close()
-            self._pose = None
+        self._pose = None
 
 
 def anonymize(frame_rgb: np.ndarray, t_capture_ns: int, poses: Sequence[PoseResult] = (),

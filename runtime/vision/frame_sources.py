@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -409,6 +409,15 @@ class GrabberStats:
     dropped: int = 0
     dropped_indices: list[int] = field(default_factory=list)
     late_ns_max: int = 0
+    #: why each dropped frame was dropped: what the consumer was doing when a newer frame replaced it
+    #: (``busy_reason``), or "pending at close"
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, index: int, reason: str) -> None:
+        """Count the frame ``index`` as dropped for ``reason``."""
+        self.dropped += 1
+        self.dropped_indices.append(index)
+        self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + 1
 
 
 class LatestFrameGrabber:
@@ -418,10 +427,14 @@ class LatestFrameGrabber:
     synthetic source then behaves like a live camera); live sources pace themselves (use False).
     A frame replaced before the consumer took it is dropped and counted (index kept in
     ``stats.dropped_indices``); a frame still pending at :meth:`close` counts as dropped too.
+    ``busy_reason()`` (optional) names what the consumer is doing; each drop is counted under it in
+    ``stats.dropped_by_reason`` ("busy" without it).
     """
 
-    def __init__(self, source: FrameSource, pace: bool = True, rate_hz: float | None = None) -> None:
+    def __init__(self, source: FrameSource, pace: bool = True, rate_hz: float | None = None,
+                 busy_reason: Callable[[], str] | None = None) -> None:
         self.source = source
+        self.busy_reason = busy_reason
         rate = rate_hz if rate_hz is not None else source.fps
         if pace:
             if rate is None:
@@ -431,6 +444,10 @@ class LatestFrameGrabber:
         self.stats = GrabberStats()
         self._cond = threading.Condition()
         self._slot: Frame | None = None
+        self._slot_due_ns = 0
+        #: CLOCK_MONOTONIC ns at which the frame last returned by :meth:`get` was due (paced: its slot on the
+        #: absolute schedule, as a camera would expose it; not paced: when it was read)
+        self.last_due_ns = 0
         self._eof = False
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -439,13 +456,15 @@ class LatestFrameGrabber:
 
     def _run(self) -> None:
         try:
-            t0 = time.monotonic_ns()
+            t0 = 0
             period_ns = int(round(1e9 / self.rate_hz)) if self.pace else 0
             k = 0
             while not self._stop.is_set():
                 frame = self.source.read()
                 if frame is None:
                     break
+                if k == 0:
+                    t0 = time.monotonic_ns()    # the schedule starts with the first frame read (decoder opened)
                 if self.pace:
                     due = t0 + k * period_ns
                     now = time.monotonic_ns()
@@ -454,12 +473,12 @@ class LatestFrameGrabber:
                     else:
                         self.stats.late_ns_max = max(self.stats.late_ns_max, now - due)
                 k += 1
+                due_ns = due if self.pace else time.monotonic_ns()
                 with self._cond:
                     self.stats.produced += 1
                     if self._slot is not None:
-                        self.stats.dropped += 1
-                        self.stats.dropped_indices.append(self._slot.index)
-                    self._slot = frame
+                        self.stats.drop(self._slot.index, str(self.busy_reason()) if self.busy_reason else "busy")
+                    self._slot, self._slot_due_ns = frame, due_ns
                     self._cond.notify_all()
         except BaseException as exc:  # reported to the consumer by get()
             self.error = exc
@@ -480,6 +499,7 @@ class LatestFrameGrabber:
                     raise RuntimeError(f"frame source {self.source.name} failed: {self.error}") from self.error
                 return None
             frame, self._slot = self._slot, None
+            self.last_due_ns = self._slot_due_ns
             self.stats.delivered += 1
             return frame
 
@@ -502,8 +522,7 @@ class LatestFrameGrabber:
         self._thread.join(timeout=5.0)
         with self._cond:
             if self._slot is not None:
-                self.stats.dropped += 1
-                self.stats.dropped_indices.append(self._slot.index)
+                self.stats.drop(self._slot.index, "pending at close")
                 self._slot = None
         self.source.close()
 

@@ -96,12 +96,15 @@ class OnlineGrounding:
     def __init__(self, camera: Any, height_m: float, warmup_frames: int = 30) -> None:
         if warmup_frames < 8:
             raise ValueError(f"warmup_frames = {warmup_frames}: need at least 8 frames to fit a floor")
+        import models.filters  # noqa: F401  (scipy.signal, ≈ 0.7-1.9 s to import: here, not on the warm-up frame)
+
         self.camera, self.height_m, self.warmup_frames = camera, float(height_m), int(warmup_frames)
         self._buf: list[PoseResult] = []
         self._t: list[float] = []
         self.ready = False
         self.notes: list[str] = []
         self.scale = self._R = self._cam_pos = None
+        self.warmup_fit_s = math.nan       # seconds the warm-up fit (ground_monocular) took (≈ 6 ms here)
 
     def step(self, pose: PoseResult | None, t_s: float) -> np.ndarray | None:
         """World landmarks (33, 3) for ``pose`` (None while warming up or without a pose)."""
@@ -114,10 +117,13 @@ class OnlineGrounding:
             self._t.append(t_s)
             if len(self._buf) < self.warmup_frames:
                 return None
+            t0 = time.perf_counter()
             g = ground_monocular(pose_arrays(self._buf, np.asarray(self._t)), self.camera, self.height_m,
                                  heading="walking")
+            self.warmup_fit_s = time.perf_counter() - t0
             self.scale, self._R, self._cam_pos = g.scale, g.rotation_world_from_camera, g.camera_position_m
-            self.notes = list(g.notes) + [f"grounding fixed after {len(self._buf)} warm-up frames"]
+            self.notes = [*g.notes, (f"grounding fixed after {len(self._buf)} warm-up frames "
+                                     f"(fit {self.warmup_fit_s * 1e3:.0f} ms)")]
             self.ready = True
             self._buf = []
         W = pose.world_xyz @ BLAZEPOSE_TO_CAMERA.T
@@ -251,73 +257,118 @@ class FittedGrounding:
 
 
 class LiveFrontEnd:
-    """Tracker + anonymiser + online grounding; ``process(frame, capture_ns)`` per frame."""
+    """Tracker + anonymiser + online grounding; ``process(frame, capture_ns)`` per frame.
+
+    ``live_anonymiser`` (:class:`runtime.vision.anonymise_live.LiveAnonymiser`, the live vision process): every
+    frame is blurred inline on its bounded boxes after its landmarks are out (``on_landmarks``), the detectors
+    run in its worker, and the frames that leave (``preview``) are written by the worker after its full pass.
+    Without it (landmarks computed ahead), only the frames that leave are anonymised, inline, with every
+    detector."""
 
     def __init__(self, tracker: Any, anonymiser: Any, grounding: OnlineGrounding | FittedGrounding, prompt: Prompt,
-                 preview: Any = None, backend_name: str = "") -> None:
+                 preview: Any = None, backend_name: str = "", live_anonymiser: Any = None) -> None:
         self.tracker, self.anonymiser, self.grounding, self.prompt = tracker, anonymiser, grounding, prompt
-        from runtime.vision.anonymise import Anonymiser
+        self.live_anonymiser = live_anonymiser
+        self.full_anonymiser = None
+        if live_anonymiser is None:
+            from runtime.vision.anonymise import Anonymiser
 
-        self.full_anonymiser = Anonymiser()          # with its own person detector (frames before the prompt)
+            self.full_anonymiser = Anonymiser()      # with its own person detector (frames before the prompt)
         self.preview = preview
         self.started = False
-        self.counts = {"frames": 0, "before_prompt": 0, "tracked": 0, "lost": 0, "grounded": 0}
+        self.stage = "idle"          # what process() is doing now (read by the frame grabber to explain a drop)
+        self.counts = {"frames": 0, "before_prompt": 0, "tracked": 0, "lost": 0, "grounded": 0, "detector_runs": 0}
         self.description = (f"vision: prompted-person tracking ({backend_name}) from frame {prompt.frame} "
                             f"box {tuple(round(v) for v in (prompt.bbox.x0, prompt.bbox.y0, prompt.bbox.x1, prompt.bbox.y1))}"
-                            f" -> anonymisation (faces + heads) -> monocular world grounding "
-                            f"(warm-up {grounding.warmup_frames} frames)"
+                            f" -> anonymisation ("
+                            + ("bounded: head of the current landmarks every frame, face detectors "
+                               f"every {live_anonymiser.detect_every} frames, every detector on the frames that leave"
+                               if live_anonymiser is not None else "faces + heads") +
+                            f") -> monocular world grounding (warm-up {grounding.warmup_frames} frames)"
                             + (f" -> fixed-lag model fit (lag {grounding.lag_frames} frames)"
                                if isinstance(grounding, FittedGrounding) else ""))
 
-    def process(self, frame: Any, capture_ns: int):
-        self.counts["frames"] += 1
-        t0 = time.perf_counter()
-        pose = None
-        tf = None
+    def _track(self, frame: Any, capture_ns: int) -> Any:
+        """The tracker's frame (None before the prompt frame)."""
         if frame.index < self.prompt.frame:
             self.counts["before_prompt"] += 1
-        elif not self.started:
+            return None
+        if not self.started:
             tf = self.tracker.start(frame.image, frame.index, capture_ns, self.prompt.bbox)
             self.started = True
-            pose = tf.pose
         else:
             tf = self.tracker.update(frame.image, frame.index, capture_ns)
-            pose = tf.pose
-        if frame.index >= self.prompt.frame:
-            self.counts["tracked" if pose is not None else "lost"] += 1
-        t1 = time.perf_counter()
-        if self.preview is not None and self.preview.wants(self.counts["frames"] - 1):
+        self.counts["tracked" if tf.pose is not None else "lost"] += 1
+        self.counts["detector_runs"] += int(tf.detector_ran)
+        return tf
+
+    def _anonymise(self, frame: Any, capture_ns: int, tf: Any) -> None:
+        pose = tf.pose if tf is not None else None
+        poses = [pose] if pose is not None else []
+        heads = tf.heads if tf is not None else []
+        people = tf.others if tf is not None else []
+        leaves = self.preview is not None and self.preview.wants(self.counts["frames"] - 1)
+        if self.live_anonymiser is not None:
+            self.live_anonymiser.anonymize(frame.image, capture_ns, poses, heads=heads, people=people, leaves=leaves)
+        elif leaves:
             # Anonymised before it leaves this process (the only way out for an image); frames that are
             # neither stored, shown nor sent are not anonymised (nothing of them leaves the stage).
             # the tracker's own detections (every head and body it saw) spare a second detector pass; before the
             # prompt frame there are none, so the anonymiser's own detector runs
             if tf is not None:
-                self.preview.write(self.anonymiser.anonymize(frame.image, capture_ns, [pose] if pose is not None else [],
-                                                             heads=tf.heads, people=tf.others))
+                self.preview.write(self.anonymiser.anonymize(frame.image, capture_ns, poses, heads=heads, people=people))
             else:
                 self.preview.write(self.full_anonymiser.anonymize(frame.image, capture_ns))
-        t2 = time.perf_counter()
+
+    def process(self, frame: Any, capture_ns: int, on_landmarks: Any = None) -> FrontEndOutput:
+        """Track, ground, anonymise one frame. ``on_landmarks(out)`` is called as soon as the landmarks are
+        known, before the anonymisation (the live process publishes them there); ``out.anonymise_s`` is set
+        after."""
+        self.counts["frames"] += 1
+        t0 = time.perf_counter()
+        self.stage = "pose"
+        tf = self._track(frame, capture_ns)
+        pose = tf.pose if tf is not None else None
+        t1 = time.perf_counter()
+        self.stage = "ground"
         g = self.grounding.step_frame(pose, frame.t_capture_ns * 1e-9, capture_ns)
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         if g is None:
-            return FrontEndOutput(False, np.full((33, 3), np.nan), np.zeros(33), t1 - t0, t2 - t1, t3 - t2)
-        self.counts["grounded"] += 1
-        lagged = g.capture_ns != capture_ns
-        return FrontEndOutput(True, g.world_m, g.visibility, t1 - t0, t2 - t1, t3 - t2,
-                              described_capture_ns=g.capture_ns if lagged else None,
-                              described_t_s=g.t_s if lagged else None, reprojection_px=g.reprojection_px,
-                              landmarks_used_frac=g.landmarks_used_frac)
+            out = FrontEndOutput(False, np.full((33, 3), np.nan), np.zeros(33), t1 - t0, 0.0, t2 - t1)
+        else:
+            self.counts["grounded"] += 1
+            lagged = g.capture_ns != capture_ns
+            out = FrontEndOutput(True, g.world_m, g.visibility, t1 - t0, 0.0, t2 - t1,
+                                 described_capture_ns=g.capture_ns if lagged else None,
+                                 described_t_s=g.t_s if lagged else None, reprojection_px=g.reprojection_px,
+                                 landmarks_used_frac=g.landmarks_used_frac)
+        out.extras["detector_ran"] = bool(tf.detector_ran) if tf is not None else False
+        out.extras["tracked"] = pose is not None
+        out.extras["posed"] = tf is not None          # the tracker ran (from the prompt frame on)
+        if on_landmarks is not None:
+            self.stage = "publish"
+            on_landmarks(out)
+        self.stage = "anonymise"
+        self._anonymise(frame, capture_ns, tf)
+        out.anonymise_s = time.perf_counter() - t2
+        self.stage = "idle"
+        return out
 
     def close(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.live_anonymiser is not None:
+            out["anonymisation"] = self.live_anonymiser.close()
+            regions = out["anonymisation"]["regions"]
+        else:
+            self.full_anonymiser.close()
+            regions = dict(self.anonymiser.regions_by_source)
+            for k, v in self.full_anonymiser.regions_by_source.items():
+                regions[k] = regions.get(k, 0) + v
         if self.preview is not None:
             self.preview.close()
         self.anonymiser.close()
-        self.full_anonymiser.close()
-        regions = dict(self.anonymiser.regions_by_source)
-        for k, v in self.full_anonymiser.regions_by_source.items():
-            regions[k] = regions.get(k, 0) + v
-        out = {**self.counts, "grounding": self.grounding.notes, "anonymised_regions": regions,
-               "grounding_lag_frames": self.grounding.lag_frames}
+        out.update({**self.counts, "grounding": self.grounding.notes, "anonymised_regions": regions,
+                    "grounding_lag_frames": self.grounding.lag_frames})
         if isinstance(self.grounding, FittedGrounding) and self.grounding.step_s:
             ms = np.asarray(self.grounding.step_s) * 1e3
             out["model_fit_ms_per_frame"] = {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
@@ -350,6 +401,11 @@ class SnapshotWriter:
         pass
 
 
+#: Live: while the person is lost beyond the tracker's extrapolation, its tiled search runs every this many frames
+#: (6 Hz at 30 fps) instead of every frame (each search ≈ 55 ms here, more than a camera period).
+LIVE_LOST_SEARCH_EVERY = 5
+
+
 def build_front_end(spec: Any) -> LiveFrontEnd:
     """The factory the vision process calls with its :class:`runtime.vision.process.VisionSpec`."""
     from runtime.vision.anonymise import Anonymiser
@@ -367,13 +423,56 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     camera = guess_intrinsics(width, height)
     pose, detector, settings = tracker_backend(spec.backend)   # ONNX when built, else mediapipe (reason printed)
     interaction = parse_interactions(", ".join(prompt.interaction)) if prompt.interaction else None
+    bounded = getattr(spec, "anonymise", "full") == "bounded"
+    if bounded and settings.detector == "when_needed":      # live: bounded detector cost per frame
+        from dataclasses import replace
+
+        settings = replace(settings, roi_search=True, lost_search_every=LIVE_LOST_SEARCH_EVERY)
     tracker = PromptedTracker(pose, detector, settings, interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
-    grounding: OnlineGrounding | FittedGrounding = (FittedGrounding(camera, spec.subject_height_m)
-                                                    if spec.monocular_fit else OnlineGrounding(camera, spec.subject_height_m))
+    grounding: OnlineGrounding | FittedGrounding = (
+        FittedGrounding(camera, spec.subject_height_m) if spec.monocular_fit
+        else OnlineGrounding(camera, spec.subject_height_m))
+    live = _live_anonymiser(pose, preview, width, height) if bounded else None
+    if bounded:
+        _warm_up_pose(pose, width, height)
     # a tracker that skips its detector while tracking gives no bystander heads: the anonymiser then finds them itself
     return LiveFrontEnd(tracker, Anonymiser(use_person_detector=settings.detector != "every_frame"), grounding, prompt, preview,
-                        backend_name=pose.name)
+                        backend_name=pose.name, live_anonymiser=live)
+
+
+def _live_anonymiser(pose: Any, preview: Any, width: int, height: int) -> Any:
+    """The live process's :class:`runtime.vision.anonymise_live.LiveAnonymiser`: the face detectors loaded now (not
+    on a frame); the person detector and bystander pose of the frames that leave run on the tracker's ONNX sessions (``run`` is thread-safe) through a tracker object of their
+    own (the tracker's ROI state and detector count are never touched; a second pair of sessions measurably slowed
+    the tracker here), or MediaPipe's when the tracker runs on MediaPipe."""
+    from runtime.vision.anonymise import Anonymiser
+    from runtime.vision.anonymise_live import LiveAnonymiser
+
+    kw: dict[str, Any] = {}
+    if hasattr(pose, "detector_runner"):
+        from runtime.vision.pose_onnx import BlazePoseTracker, OnnxPersonDetector
+
+        helper = BlazePoseTracker(pose.detector_runner, pose.landmark_runner, f"{pose.name} (anonymiser)",
+                                  pose.min_detection_confidence, pose.min_tracking_confidence)
+        kw = {"person_detector": OnnxPersonDetector(helper), "follow_pose": helper}
+    faces = Anonymiser(use_person_detector=False, follow_people=False, hold_frames=1)
+    faces._face_boxes(np.zeros((height, width, 3), np.uint8))   # load the graphs now, at the frame's size
+    return LiveAnonymiser(Anonymiser(**kw), sink=preview.write if preview is not None else None, faces=faces)
+
+
+def _warm_up_pose(pose: Any, width: int, height: int) -> None:
+    """One detector and one landmark run on a blank frame: the first ONNX Runtime run allocates its arena."""
+    if not hasattr(pose, "landmarks"):
+        return
+    from runtime.vision.pose_anchors import Roi
+
+    runs = pose.detector_runs
+    blank = np.zeros((height, width, 3), np.uint8)
+    pose.detect(blank)
+    pose.landmarks(blank, Roi(width / 2.0, height / 2.0, float(min(width, height)), 0.0))
+    pose.reset()
+    pose.detector_runs = runs           # the warm-up is not a detector run of the tracker
 
 
 @dataclass

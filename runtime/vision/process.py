@@ -7,13 +7,17 @@ loop takes the newest landmarks each cycle (:class:`LandmarkCapture`): a new fra
 chain, a cycle without one holds the last estimate (a 30 fps video feeds the 60 Hz loop every other cycle;
 said at start). Frames older than ``stale_after_s`` make the estimate invalid and the assistance zero.
 
-The record carries the frame's capture time (``CLOCK_MONOTONIC`` ns; for a video file, the paced release
-time of the frame, as a camera would stamp it), so the latency from capture to the CAN write is measured
-end to end by the torque loop (command age).
+The record carries the frame's capture time (``CLOCK_MONOTONIC`` ns; for a video file, the frame's slot on
+the paced schedule, as a camera would stamp its exposure, so decoding late counts as latency), so the latency
+from capture to the CAN write is measured end to end by the torque loop (command age), pose included. The
+landmarks are published before the frame is anonymised (``LiveFrontEnd.process(on_landmarks=...)``); each
+frame the grabber drops is counted with what the process was doing (pose, ground, publish, anonymise), and
+:func:`live_summary` gives the rate achieved, the per-stage costs and capture -> publish latency.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -34,7 +38,8 @@ LANDMARK_DTYPE = np.dtype([
     ("visibility", np.float64, (N_LANDMARKS,)),
     ("produced", np.int64),             # frames read from the source so far
     ("dropped", np.int64),              # frames the vision process could not take in time
-    ("pose_s", np.float64), ("anonymise_s", np.float64), ("ground_s", np.float64),
+    ("pose_s", np.float64), ("ground_s", np.float64),
+    ("anonymise_s", np.float64),        # the previous frame's (landmarks are published before anonymising)
     ("reprojection_px", np.float64),    # the model fit's mean reprojection error (NaN without a fit)
     ("landmarks_used_frac", np.float64),  # fraction of the model's landmarks the fit used (NaN without a fit)
 ])
@@ -55,6 +60,55 @@ class VisionSpec:
     loop: bool = False
     monocular_fit: bool = False                  # ground by the fixed-lag model fit (front_end.FittedGrounding)
     pin_own_core: bool = False                   # pin this process to its own CPU (runtime.core.realtime.pin_to_own_core)
+    anonymise: str = "full"                      # "bounded": runtime.vision.anonymise_live.LiveAnonymiser (live)
+    nice: int = 0                                # niceness change of this process (< 0: ahead of other SCHED_OTHER work)
+
+    def __post_init__(self) -> None:
+        if self.anonymise not in ("full", "bounded"):
+            raise ValueError(f"anonymise = {self.anonymise!r}: 'full' or 'bounded'")
+
+
+def _ms(x: list[float] | np.ndarray) -> dict[str, float]:
+    """p50, p99, max, mean (ms) of seconds ``x``."""
+    a = np.asarray(x, dtype=float) * 1e3
+    if a.size == 0:
+        return {"count": 0}
+    return {"count": int(a.size), "p50": float(np.median(a)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max()), "mean": float(a.mean())}
+
+
+def live_summary(rows: np.ndarray, produced: int, dropped: int, fps: float | None) -> dict[str, Any]:
+    """What the live front end achieved: ``rows`` (N,) of :data:`FRAME_STATS_DTYPE`, one per processed frame.
+
+    ``rate_hz``: processed frames per second of capture time (first to last processed frame, plus one camera
+    period); ``pose_ms``: landmarks + detector (when it ran), frames from the prompt on; ``publish_ms``:
+    capture (paced release) -> landmarks in shared memory, pose included; ``anonymise_ms``: inline cost per frame."""
+    out: dict[str, Any] = {"processed": int(rows.size), "produced": int(produced), "dropped": int(dropped),
+                           "dropped_frac": float(dropped / produced) if produced else 0.0,
+                           "camera_fps": float(fps) if fps else None}
+    if rows.size == 0:
+        return out
+    period = 1.0 / fps if fps else 0.0
+    span = (rows["capture_ns"][-1] - rows["capture_ns"][0]) * 1e-9 + period
+    out["rate_hz"] = float(rows.size / span) if span > 0 else None
+    tracked = rows[rows["tracked"] == 1]
+    posed = rows[rows["posed"] == 1]
+    out["pose_ms"] = _ms(posed["pose_s"])
+    out["pose_tracked_ms"] = _ms(tracked["pose_s"][tracked["detector"] == 0])
+    out["pose_with_detector_ms"] = _ms(posed["pose_s"][posed["detector"] == 1])
+    out["detector_frames"] = int(posed["detector"].sum())
+    out["ground_ms"] = _ms(rows["ground_s"])
+    out["anonymise_ms"] = _ms(rows["anonymise_s"])
+    out["publish_ms"] = _ms((rows["done_ns"] - rows["capture_ns"]) * 1e-9)
+    out["frame_ms"] = _ms((rows["end_ns"] - rows["start_ns"]) * 1e-9)
+    return out
+
+
+#: per processed frame, kept in the vision process for :func:`live_summary`
+FRAME_STATS_DTYPE = np.dtype([("index", np.int64), ("capture_ns", np.int64), ("start_ns", np.int64),
+                              ("done_ns", np.int64), ("end_ns", np.int64), ("pose_s", np.float64),
+                              ("ground_s", np.float64), ("anonymise_s", np.float64), ("tracked", np.uint8),
+                              ("detector", np.uint8), ("posed", np.uint8)])
 
 
 def vision_process_main(spec: VisionSpec, conn) -> None:
@@ -65,20 +119,25 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
     buf = LatestValueBuffer.attach(spec.shm_name, LANDMARK_DTYPE)
     rec = np.zeros(1, dtype=LANDMARK_DTYPE)
     result: dict[str, Any] = {"frames": 0, "found": 0, "errors": []}
-    front = None
-    grabber = None
+    front = grabber = None
+    stats = np.zeros(4096, dtype=FRAME_STATS_DTYPE)
+    n = 0
     try:
         if spec.pin_own_core:
             from runtime.core.realtime import pin_to_own_core
             result["pinned"] = pin_to_own_core().as_dict()
+        if spec.nice:
+            try:
+                result["nice"] = os.nice(spec.nice)
+            except OSError as exc:
+                result["nice"] = f"refused: {exc}"
         front = build_front_end(spec)
         conn.send({"event": "ready", "description": front.description})
         if conn.recv() != "go":              # wait until the estimation loop is about to run (or "stop")
             return
         source = open_source(spec.source)
-        grabber = LatestFrameGrabber(source, pace=True)
-        t0_mono = None
-        t0_src = None
+        grabber = LatestFrameGrabber(source, pace=True, busy_reason=lambda: front.stage)
+        last_anonymise_s = 0.0
         while True:
             if conn.poll(0):
                 if conn.recv() == "stop":
@@ -88,24 +147,21 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
                 if grabber.finished:
                     break
                 continue
-            if t0_mono is None:
-                t0_mono, t0_src = time.monotonic_ns(), frame.t_capture_ns
-            capture_ns = t0_mono + (frame.t_capture_ns - t0_src)    # paced release time = emulated exposure
-            out = front.process(frame, capture_ns)
-            r = rec[0]
-            r["frame_index"] = frame.index
-            # the fixed-lag fit describes an earlier frame: its capture time, so the command age includes the lag
-            r["capture_ns"] = capture_ns if out.described_capture_ns is None else out.described_capture_ns
-            r["t_s"] = frame.t_capture_ns * 1e-9 if out.described_t_s is None else out.described_t_s
-            r["done_ns"] = time.monotonic_ns()
-            r["valid"] = 1 if out.valid else 0
-            r["world_m"] = out.world_m if out.valid else np.nan
-            r["visibility"] = out.visibility if out.valid else 0.0
-            r["produced"] = grabber.stats.produced
-            r["dropped"] = grabber.stats.dropped
-            r["pose_s"], r["anonymise_s"], r["ground_s"] = out.pose_s, out.anonymise_s, out.ground_s
-            r["reprojection_px"], r["landmarks_used_frac"] = out.reprojection_px, out.landmarks_used_frac
-            buf.write(rec)
+            start_ns = time.monotonic_ns()
+            capture_ns = grabber.last_due_ns    # its slot on the paced schedule = the emulated exposure
+
+            def publish(out, frame=frame, capture_ns=capture_ns, anonymise_s=last_anonymise_s) -> None:
+                _fill_record(rec[0], frame, capture_ns, out, grabber.stats, anonymise_s)
+                buf.write(rec)
+
+            out = front.process(frame, capture_ns, on_landmarks=publish)
+            last_anonymise_s = out.anonymise_s
+            if n == stats.size:
+                stats = np.concatenate([stats, np.zeros_like(stats)])
+            stats[n] = (frame.index, capture_ns, start_ns, rec[0]["done_ns"], time.monotonic_ns(), out.pose_s,
+                        out.ground_s, out.anonymise_s, int(out.extras.get("tracked", out.valid)),
+                        int(out.extras.get("detector_ran", False)), int(out.extras.get("posed", True)))
+            n += 1
             result["frames"] += 1
             result["found"] += int(out.valid)
             if spec.max_frames is not None and result["frames"] >= spec.max_frames:
@@ -116,8 +172,18 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
     finally:
         if grabber is not None:
             grabber.close()
-            result["grabber"] = {"produced": grabber.stats.produced, "delivered": grabber.stats.delivered,
-                                 "dropped": grabber.stats.dropped}
+            st = grabber.stats
+            result["grabber"] = {"produced": st.produced, "delivered": st.delivered, "dropped": st.dropped,
+                                 "dropped_by_reason": dict(st.dropped_by_reason)}
+            result["live"] = live_summary(stats[:n], st.produced, st.dropped, grabber.rate_hz)
+            rows = stats[:n]
+            t0 = int(rows["capture_ns"][0]) if n else 0
+            # per processed frame: index, capture and landmarks-published times (ms from the first capture),
+            # pose ms, whether the detector ran
+            result["frame_log"] = [[int(r["index"]), round((int(r["capture_ns"]) - t0) * 1e-6, 2),
+                                    round((int(r["done_ns"]) - t0) * 1e-6, 2), round(float(r["pose_s"]) * 1e3, 2),
+                                    int(r["detector"])] for r in rows]
+            result["dropped_indices"] = list(st.dropped_indices)
         if front is not None:
             result["front_end"] = front.close()
         buf.close()
@@ -125,6 +191,22 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
             conn.send({"event": "done", **result})
         except (BrokenPipeError, OSError):
             pass
+
+
+def _fill_record(r: Any, frame: Any, capture_ns: int, out: Any, grabber_stats: Any, anonymise_s: float) -> None:
+    """One :data:`LANDMARK_DTYPE` record of ``out`` (a :class:`runtime.vision.front_end.FrontEndOutput`)."""
+    r["frame_index"] = frame.index
+    # the fixed-lag fit describes an earlier frame: its capture time, so the command age includes the lag
+    r["capture_ns"] = capture_ns if out.described_capture_ns is None else out.described_capture_ns
+    r["t_s"] = frame.t_capture_ns * 1e-9 if out.described_t_s is None else out.described_t_s
+    r["done_ns"] = time.monotonic_ns()
+    r["valid"] = 1 if out.valid else 0
+    r["world_m"] = out.world_m if out.valid else np.nan
+    r["visibility"] = out.visibility if out.valid else 0.0
+    r["produced"] = grabber_stats.produced
+    r["dropped"] = grabber_stats.dropped
+    r["pose_s"], r["anonymise_s"], r["ground_s"] = out.pose_s, anonymise_s, out.ground_s
+    r["reprojection_px"], r["landmarks_used_frac"] = out.reprojection_px, out.landmarks_used_frac
 
 
 class VisionProcess:

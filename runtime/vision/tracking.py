@@ -152,8 +152,15 @@ class TrackerSettings:
     overlap_iou: float = 0.2            # another person above this IoU: no template update
     detector: str = "every_frame"       # or "when_needed": see the module docstring
     min_tracking_confidence: float = 0.5  # "when_needed": pose score below this runs the detector
+    # live bounds (off by default): the detector on a crop around the prediction before the tiled search, no tiled
+    # search at start when the prompt box gives the person, and while lost beyond max_extrapolate frames the tiled
+    # search only every lost_search_every-th frame (each tiled search is four detector runs, ≈ 55 ms here)
+    roi_search: bool = False
+    lost_search_every: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lost_search_every, int) or self.lost_search_every < 1:
+            raise ValueError(f"lost_search_every: must be an integer ≥ 1 (frames), got {self.lost_search_every!r}")
         if self.detector not in ("every_frame", "when_needed"):
             raise ValueError(f"detector: 'every_frame' or 'when_needed', got {self.detector!r}")
         if not 0.0 <= self.min_tracking_confidence <= 1.0:
@@ -241,9 +248,11 @@ class PromptedTracker:
         """Lock on to the person inside ``prompt`` (pixels) in this frame; ValueError when there is none."""
         import cv2
 
-        detections = self._detect(frame_rgb)  # every person: their heads go to the anonymiser too
         best: PoseResult | None = self.pose.infer(frame_rgb, t_capture_ns, prompt)
-        if best is None or best.bbox.iou(prompt) < 0.1:
+        found = best is not None and best.bbox.iou(prompt) >= 0.1
+        # every person: their heads go to the anonymiser too (skipped by roi_search when the prompt gave the person)
+        detections = [] if (found and self.settings.roi_search) else self._detect(frame_rgb)
+        if not found:
             for det in detections:
                 if det.body.iou(prompt) > 0.1:
                     cand = self.pose.infer(frame_rgb, t_capture_ns, det.body)
@@ -288,6 +297,11 @@ class PromptedTracker:
         h_img, w_img = frame_rgb.shape[:2]
         in_view = pred.x1 > 0 and pred.y1 > 0 and pred.x0 < w_img and pred.y0 < h_img
         tracking_backend = hasattr(self.pose, "track_from")
+        if s.lost_search_every > 1 and lost_frames > s.max_extrapolate and lost_frames % s.lost_search_every:
+            self._lost += 1         # bounded re-acquisition: no search this frame
+            tf = TrackFrame(index, t_capture_ns, "lost", None, None, pred, detector_ran=False)
+            self.history.append(tf)
+            return tf
         first: PoseResult | None = None
         tried = s.detector == "when_needed" and tracking_backend and lost_frames == 0 and in_view
         if tried:
@@ -301,6 +315,10 @@ class PromptedTracker:
                 ok, d, iou, _ = self._gates(first, pred, app, gate, lost_frames)
                 if ok:
                     return self._accept(first, index, t_capture_ns, pred, app, d, iou, 1, [], [], False)
+        if s.roi_search and tracking_backend and in_view:
+            found = self._roi_search(frame_rgb, index, t_capture_ns, pred, gate, lost_frames)
+            if found is not None:
+                return found
 
         detections = self._detect(frame_rgb)
         hsv = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2HSV)
@@ -354,6 +372,25 @@ class PromptedTracker:
         if tracking_backend:
             self.pose.track_from(best)
         return self._accept(best, index, t_capture_ns, pred, app, d, iou, len(cands), others, heads, True)
+
+    def _roi_search(self, frame_rgb: np.ndarray, index: int, t_capture_ns: int, pred: BoundingBox, gate: float,
+                    lost_frames: int) -> TrackFrame | None:
+        """``roi_search``: the backend's detector on a crop around the prediction (one run), then the same gates."""
+        self.pose.reset()
+        self.detector_runs += 1
+        try:
+            cand = self.pose.infer(frame_rgb, t_capture_ns, grow_box(pred, 0.25))
+        except ValueError:      # the crop left the frame
+            cand = None
+        if cand is None:
+            return None
+        app = appearance_distance(appearance_rgb(frame_rgb, cand), self._template or {})
+        ok, d, iou, _ = self._gates(cand, pred, app, gate, lost_frames)
+        if not ok:
+            self.pose.reset()
+            return None
+        self.pose.track_from(cand)
+        return self._accept(cand, index, t_capture_ns, pred, app, d, iou, 1, [], [], True)
 
     def _accept(self, best: PoseResult, index: int, t_capture_ns: int, pred: BoundingBox, app: float, d: float,
                 iou: float, n_cands: int, others: list[BoundingBox], heads: list[BoundingBox],

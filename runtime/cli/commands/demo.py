@@ -21,6 +21,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from runtime.cli.plant_companion import plant_companion
     from runtime.session import RunSession
 
+    if args.offline and args.live_vision:
+        raise ValueError("--offline: needs a recorded input: video landmarks computed ahead (not --live-vision) "
+                         "or --replay")
     device, subject, calibration = load_configs(args)
     if device.bus.interface == "udp_multicast":
         ensure_private_netns("exo demo over udp_multicast")   # re-executes this command if needed
@@ -50,11 +53,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          extra_stages=live_view_stages(args.live_view, subject, device), metadata=metadata)
     result = session.run()
     code = print_run_result(result, out)
+    from runtime.cli.demo_report import record_live_vision
     from runtime.report.html import write_html_report
     from runtime.report.summary import load_series, record_confidence
 
     series = load_series(out)
     record_confidence(out, series)          # summary.json: the confidence and the envelope flags of the run
+    record_live_vision(out, series)         # summary.json: rate, drops, pose and capture -> CAN of the live vision
     print(f"html report: {write_html_report(out, series=series)}")
     return code
 
@@ -68,8 +73,8 @@ def demo_offline(demo_input: DemoInput, device: Any, out: Path, metadata: dict) 
     )
 
     if demo_input.offline is None:
-        raise ValueError("--offline: needs a recorded input (video landmarks computed ahead, or --replay); "
-                         "it cannot be combined with --live-vision")
+        raise ValueError("--offline: needs a recorded input: video landmarks computed ahead (--replay-landmarks, "
+                         "not --live-vision) or --replay")
     off = demo_input.offline
     rec = off.recording
     names = [j.name for j in device.joints]
@@ -94,8 +99,9 @@ def register(subparsers: Any) -> None:
                     "their own process (udp_multicast in a private network namespace), paced at the device's "
                     "estimation rate; then the log and the report.\n\n"
                     "With no flag (plain 'exo demo', as 'make demo' runs it) the input is the sports2d demo video, "
-                    "its landmarks computed ahead once and cached in runs/cache (the first run takes about half a "
-                    "minute for that), for the video's length + 1 s. --replay takes a recorded marker trial "
+                    "its landmarks computed ahead once by the vision front end and cached in runs/cache "
+                    "(--replay-landmarks, named so in the report), for the video's length + 1 s; --live-vision runs "
+                    "the front end live on each frame as it arrives instead. --replay takes a recorded marker trial "
                     "instead (cheap: the example); --offline runs the same chain and controller over the whole input without loops or CAN.",
         examples=["exo demo --replay PS_ss1 --seconds 2 --out runs/demo_replay"])
     add_config_args(p)
@@ -109,9 +115,16 @@ def register(subparsers: Any) -> None:
                    "--prompt-frame (default: the walking woman of the sports2d demo, %(default)s)")
     p.add_argument("--prompt-frame", type=int, default=DEMO_PROMPT_FRAME, help="frame of --bbox (default: %(default)s)")
     p.add_argument("--interaction", help="interaction label that relaxes the tracker: 'close contact' or 'occlusion'")
-    p.add_argument("--live-vision", action="store_true", help="run pose on the paced video in its own process "
-                   "(frames it cannot take in time are dropped); default: landmarks computed ahead by the same front "
-                   "end, released on the video's timeline (pose exceeds the frame period on this CPU)")
+    vision = p.add_mutually_exclusive_group()
+    vision.add_argument("--live-vision", action="store_true", help="run the front end live: each frame released at "
+                        "its capture time into the vision process (ONNX tracker, grounding, bounded anonymisation); "
+                        "frames it cannot keep up with are dropped and counted with the reason; the report gives the "
+                        "rate achieved, pose latency, drops and capture -> CAN with pose. Not the default on this "
+                        "2-core CPU: measured 16-27 frames/s of 30, and gaps over the 0.1 s staleness limit latch "
+                        "the torque loop's STALE fault")
+    vision.add_argument("--replay-landmarks", action="store_true", help="(default) the same front end computed "
+                        "ahead over every frame (cached in runs/cache) and its landmarks released on the video's "
+                        "timeline (the report names this mode; its capture -> CAN latency excludes pose)")
     p.add_argument("--replay", metavar="TRIAL", help="instead of video: a recorded marker trial (e.g. PS_ss1)")
     p.add_argument("--offline", action="store_true", help="no loops, no CAN: the same estimation chain and "
                    "assistance controller over the whole input as fast as possible (progress bar; offline.csv and "
