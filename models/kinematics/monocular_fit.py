@@ -32,15 +32,23 @@ Measured (2 px noise, side-on 1920x1080 camera, f = 1400 px, 7 m):
 * model-generated walk (:mod:`models.kinematics.monocular_synthetic`, 3 s at 60 fps, tests/test_monocular_fit.py):
   sagittal RMSE 1.3-1.7 deg per coordinate (mean 1.5), root 2.1 cm mean; live fixed lag 1.4-1.6 deg, root 4.1 cm.
 * shared lab trials rendered by ``models.io.synthetic_keypoints`` against the project's marker IK of the same
-  trial on the same scaled model (mean sagittal RMSE / mean root error): PS ss1 5.6 deg / 6.5 cm, PS ss3 6.3 deg
-  / 4.8 cm, DM og1 5.1 deg / 29 cm, DM og3 4.6 deg / 28 cm.  Knee 1.7-2.7 deg and ankle 1.9-2.9 deg on PS except
-  one ankle (6.0).  What is left is model-vs-subject mismatch that one camera cannot resolve: (1) hip flexion is
-  relative to the pelvis, whose tilt only the shoulders show here, through MyoLeg's rigid trunk: PS leans its
-  trunk 11 deg further forward on its pelvis than the model, and both hip flexions carry that bias (+11.6 and
-  +12.1 deg; the pelvis tilt is off by the same 11 deg); (2) depth follows the model's size: the DM model
-  (scaled by height only: DM_markers.xml carries no bodies) has thighs 6-9 % longer than the subject's joint
-  centres, so the body is placed 4 % (28-29 cm) further away; (3) the lab's heel and toe markers are not the
-  model's heel and toe-tip sites (heel-to-toe 0.30-0.32 m against 0.26 m).
+  trial on the same scaled model (``exo monocular-check --synthetic``; mean sagittal RMSE / root RMSE, with the
+  segment-length corrections of :mod:`models.kinematics.monocular_shape`; before them in brackets): PS ss1 5.78
+  deg / 7.4 cm (5.64 / 6.9), ss3 6.48 / 3.3 (6.31 / 5.0), ss8 5.68 / 4.2 (5.62 / 4.9); DM og1 3.85 / 7.4 (4.38 /
+  28.7), og3 3.49 / 6.2 (4.32 / 26.4), og4 3.30 / 7.4 (3.83 / 26.8), og5 3.72 / 8.2 (4.18 / 27.2), og6 3.48 / 7.3
+  (4.04 / 27.4).  The DM model is scaled by height only (DM_markers.xml carries no bodies): the fit finds its
+  thighs 7-8 % and its trunk 12-13 % too long (the rendered joint centres say 6-9 % and 13-14 %), which had put the
+  body 4 % (27 cm) too far away.  What is left is mostly where the keypoints are defined, not the fit: landmark IK
+  of the noise-free 3-D truth on the same model (the "definition floor" of the check) is already 5.0-5.4 deg off
+  on PS and 2.0-2.4 deg on DM, because (1) hip flexion is relative to the pelvis, whose tilt only the shoulders show
+  here, through MyoLeg's rigid trunk: PS stands with its trunk 11 deg further back on its pelvis than DM (both
+  hip flexions +11 deg, pelvis tilt -11 deg, in the floor as in the fit; a trunk joint would need a tilt prior that
+  two subjects 9 deg apart cannot give); (2) DM's right knee centre uses a mirrored medial epicondyle (its
+  marker is misplaced in DM_markers.xml): the 3-point knee angle of the truth differs from the model's by 3 deg
+  on that side only; (3) the lab heel and toe markers stand 6 and 5 cm above the floor in stance (median over the
+  detected stance frames of all 8 trials; ``contact_height_m`` 0.05), not at the model's heel and toe-tip sites,
+  and their line is 2-5 deg off the model's sole.  Depth follows the contact height: 1 cm of it moves the body by
+  7-8 cm along the camera axis at this camera (7 m, camera at hip height), which bounds the root error.
 """
 from __future__ import annotations
 

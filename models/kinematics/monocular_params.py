@@ -64,7 +64,8 @@ class MonocularFitParams:
     initialisation and the live fitter keep the model's lengths (0).
 
     Solver: Levenberg-Marquardt on the sparse normal equations (IRLS for the Huber loss); ``max_iterations``
-    (100: the shared lab trials converge in 86 or fewer; the model-generated walk in 10-25)
+    (200: the shared lab trials converge in 86 or fewer, the pose2sim demo's cam01 with the world-landmark prior in
+    164; the model-generated walk in 10-25)
     for the whole-trial smoother, ``frame_iterations`` per frame of the initialisation; converged when the
     largest step is below ``tolerance`` (rad or m) or a step lowers the cost by less than 1e-7 of it;
     ``converged_error_px``: a frame whose median landmark reprojection error (the median: one outlier keypoint
@@ -96,7 +97,7 @@ class MonocularFitParams:
     prior_sigma_m: float = 0.065
     estimate_shape: bool = True
     shape_sigma: tuple[float, float, float, float] = (0.05, 0.05, 0.15, 0.10)
-    max_iterations: int = 100
+    max_iterations: int = 200
     frame_iterations: int = 30
     tolerance: float = 1e-5
     converged_error_px: float = 10.0
