@@ -168,3 +168,14 @@ def test_live_vision_process_on_a_clip_section(sports2d_video, tmp_path):
     pngs = sorted((tmp_path / "frames").glob("*.png"))
     assert an["written"] == len(pngs) >= 1 and an["inline_ms"]["count"] == 60
     assert len(r["frame_log"]) == 60
+
+
+def test_demo_vision_modes_on_the_command_line(capsys):
+    """``--live-vision`` and ``--replay-landmarks`` exclude each other; ``--offline`` needs landmarks computed ahead."""
+    from runtime.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--live-vision", "--replay-landmarks"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert main(["demo", "--offline", "--live-vision"]) == 2
+    assert "--offline: needs a recorded input" in capsys.readouterr().err
