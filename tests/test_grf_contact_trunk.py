@@ -221,3 +221,12 @@ def test_trunk_tracker_matches_the_batch_angles_frame_by_frame():
     np.testing.assert_allclose(hold, live[-1])
     with pytest.raises(ValueError, match="offsets_m"):
         TrunkTracker(model, off[:2], 60.0)
+
+
+def test_contact_edges_move_at_most_the_cap():
+    lik = _ramp_likelihood()
+    lik[:13, 0] = 0.35                                  # a likelihood hovering above the onset level before contact
+    c = hysteresis(lik, 0.6, 0.4)
+    a0 = np.flatnonzero(c[:, 0])[0]
+    assert np.flatnonzero(refine_contact_edges(c, lik, 0.3, None)[:, 0])[0] == 0
+    assert np.flatnonzero(refine_contact_edges(c, lik, 0.3, None, max_frames=3)[:, 0])[0] == a0 - 3

@@ -136,7 +136,8 @@ class SegmentEstimator:
         lik_pt = point_likelihood(pts, pv, floor, p)
         lik = lik_pt.reshape(n, 2, body.n_points).max(axis=-1)
         contact = hysteresis(lik, p.contact_on, p.contact_off)
-        contact = refine_contact_edges(contact, lik, p.contact_onset_level, p.contact_offset_level)
+        contact = refine_contact_edges(contact, lik, p.contact_onset_level, p.contact_offset_level,
+                                       max(1, round(p.contact_edge_max_s * rate)))
         contact = drop_short(contact, max(1, round(p.min_contact_s * rate)))
         cop = cop_batch(PTS, lik_pt, body.point_weight, floor)
         cvel = body.com(Xv[1:-1])

@@ -121,13 +121,14 @@ def hysteresis(lik: np.ndarray, on: float, off: float) -> np.ndarray:
 
 
 def refine_contact_edges(contact: np.ndarray, lik: np.ndarray, onset_level: float | None,
-                         offset_level: float | None) -> np.ndarray:
+                         offset_level: float | None, max_frames: int | None = None) -> np.ndarray:
     """Contact (N, 2) bool with each contact's edges moved to where the foot likelihood (N, 2) crossed the given
     levels (offline only: it needs frames on both sides).  The hysteresis confirms a contact when the likelihood
     passes ``contact_on`` and ends it below ``contact_off``; the foot was already loading from the last rise above
     ``onset_level`` (start moved back) and had stopped carrying load after the last frame above ``offset_level``
     (end moved forward, the contact keeping at least its first frame).  Contacts cut by either end of the trial keep
-    that edge.  ``None`` leaves an edge as the hysteresis put it.
+    that edge.  ``None`` leaves an edge as the hysteresis put it.  ``max_frames``: no edge moves by more (a
+    likelihood hovering near the floor on noisy input must not stretch a contact into the swing).
 
     On the shared lab trials, in the kinematics' time base (the PS plates lag the markers by 17 ms,
     :mod:`models.grf.plate_check`), the hysteresis' onsets come 17 ms (PS) and 16 ms (DM) after the plates' and its
@@ -135,16 +136,17 @@ def refine_contact_edges(contact: np.ndarray, lik: np.ndarray, onset_level: floa
     and held out on DM, where they give +3 ms and +4 ms."""
     c = contact.copy()
     n = c.shape[0]
+    cap = n if max_frames is None else int(max_frames)
     for f in range(c.shape[1]):
         for a, b in true_runs(contact[:, f]):
             if onset_level is not None and a > 0:
                 j = a - 1
-                while j >= 0 and not c[j, f] and lik[j, f] > onset_level:
+                while j >= max(0, a - cap) and not c[j, f] and lik[j, f] > onset_level:
                     c[j, f] = True
                     j -= 1
             if offset_level is not None and b < n:
                 j = b - 1
-                while j > a and lik[j, f] < offset_level:
+                while j > max(a, b - 1 - cap) and lik[j, f] < offset_level:
                     c[j, f] = False
                     j -= 1
     return c

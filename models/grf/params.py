@@ -46,7 +46,8 @@ class GroundReactionParams:
     doc).  ``min_contact_s``: shortest contact kept offline.  ``contact_onset_level``,
     ``contact_offset_level``: offline (zero-lag path), each contact found by the hysteresis starts where the foot
     likelihood last rose above the first and ends after its last frame above the second
-    (:func:`models.grf.contact.refine_contact_edges`; ``None`` = where the hysteresis put the edge, as in real time).  ``double_support_s``: double-support duration assumed
+    (:func:`models.grf.contact.refine_contact_edges`; ``None`` = where the hysteresis put the edge, as in real time),
+    by at most ``contact_edge_max_s`` (the shared lab trials need at most 0.025 s).  ``double_support_s``: double-support duration assumed
     where none is observed.  ``transition``: ``"cosine"`` or ``"linear"``.  ``free_moment``: ``"balance"`` or
     ``"zero"``.  ``horizontal_split``: ``"pivot"`` or ``"proportional"``; ``pivot_height_m``: height of the pivot
     above the COM.  ``max_gap_s``: NaN gaps up to this long are filled by a cubic spline, longer ones are excluded.
@@ -85,6 +86,7 @@ class GroundReactionParams:
     contact_off: float = 0.4
     contact_onset_level: float | None = 0.3
     contact_offset_level: float | None = 0.5
+    contact_edge_max_s: float = 0.05
     min_contact_s: float = 0.04
     double_support_s: float = 0.12
     double_support_range_s: tuple[float, float] = (0.03, 0.4)
@@ -113,7 +115,7 @@ class GroundReactionParams:
         _positive(o, "contact_cutoff_hz", self.contact_cutoff_hz, allow_none=True)
         _positive(o, "sample_rate_hz", self.sample_rate_hz, allow_none=True)
         for name in ("contact_height_scale_m", "contact_speed_m_s", "contact_speed_scale_m_s", "double_support_s",
-                     "max_gap_s"):
+                     "max_gap_s", "contact_edge_max_s"):
             _positive(o, name, getattr(self, name))
         for name in ("floor_still_speed_m_s",):
             _positive(o, name, getattr(self, name))
