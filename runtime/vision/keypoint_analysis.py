@@ -83,6 +83,7 @@ class KeypointAnalysis:
             "frames_not_converged": int(np.sum(~f.converged)),
             "stance_fraction": {foot: float(np.mean(f.contact[:, i])) for i, foot in enumerate(f.foot_names)},
             "solve_time_s": float(f.solve_time_s),
+            "segment_length_corrections": dict(f.shape),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -320,10 +321,20 @@ def analyze_keypoints(path: str | Path, *, out_dir: str | Path, mass_kg: float, 
         cam, note = estimate_level_camera(cam, xy, np.asarray(kp.score), kp.time_s, lm.leg_length_m, h_contact,
                                           fp.min_score)
         notes += [cam.assumption.split(";")[0], note]
+        if fit_params is None and fp.estimate_shape:
+            # the floor and the focal length were sized by the model's own leg: segment lengths from the image
+            # would only echo that guess, so the scaled model's lengths are kept
+            import dataclasses
+
+            fp = dataclasses.replace(fp, estimate_shape=False)
+            notes.append("fit: segment lengths kept at the scaled model's (no calibration: the image cannot size them)")
     else:
         notes.append(f"camera: {cam.name} from {cam.source}" + (", pixels undistorted" if np.any(cam.distortion != 0) else ""))
     fit = fit_monocular(lm, PinholeCamera.from_calibration(cam), kp.time_s, xy, kp.score, params=fp)
     notes += [f"fit: {n}" for n in fit.notes]
+    if fp.estimate_shape and fit.shape:
+        notes.append("fit: segment lengths from the image (calibrated camera and floor): "
+                     + ", ".join(f"{k} {100 * v:+.1f} %" for k, v in fit.shape.items()))
     nc = int(np.sum(~fit.converged))
     if nc:
         notes.append(f"fit: {nc} of {fit.time_s.size} frames flagged not converged (fit_quality.csv)")
