@@ -312,6 +312,41 @@ class _PlantLoop:
             "plant": summ["plant"], "rig": summ,
         }
 
+    def start_status_writer(self) -> None:
+        """A thread that writes the once-a-second status: the file write and rename (which can block for ms on a
+        busy disk) happen off the tick; the loop only builds the dict (counters, ~100 us)."""
+        self._status_cv = threading.Condition()
+        self._status_next: dict[str, Any] | None = None
+        self._status_stop = False
+
+        def writer() -> None:
+            while True:
+                with self._status_cv:
+                    while self._status_next is None and not self._status_stop:
+                        self._status_cv.wait()
+                    doc, self._status_next = self._status_next, None
+                    if doc is None:
+                        return
+                _write_json(self.status_path, doc)
+
+        self._status_thread = threading.Thread(target=writer, name="plant-status", daemon=True)
+        self._status_thread.start()
+
+    def post_status(self) -> None:
+        """Hand the running status to the writer thread (the newest replaces one not yet written)."""
+        doc = self.status("running", full=False)
+        with self._status_cv:
+            self._status_next = doc
+            self._status_cv.notify()
+
+    def stop_status_writer(self) -> None:
+        if getattr(self, "_status_thread", None) is None:
+            return
+        with self._status_cv:
+            self._status_stop = True
+            self._status_cv.notify()
+        self._status_thread.join(5.0)
+
     def write_status(self, state: str, full: bool = True) -> dict[str, Any]:
         st = self.status(state, full)
         if self.status_path is not None:
@@ -383,6 +418,8 @@ class _PlantLoop:
         self.t0, self.t0_wall_ns = time.monotonic_ns(), time.time_ns()
         end_ns = self.t0 + int(round(self.duration_s * 1e9))
         next_status = self.t0 + 1_000_000_000
+        if self.status_path is not None:
+            self.start_status_writer()
         k = 0
         while not self.stopping():
             deadline = self.t0 + k * self.period_ns
@@ -395,7 +432,7 @@ class _PlantLoop:
             k += 1 + self.tick(deadline)
             if self.status_path is not None and time.monotonic_ns() >= next_status:
                 next_status += 1_000_000_000
-                self.write_status("running", full=False)
+                self.post_status()
 
 
 def run_plant(
@@ -482,6 +519,7 @@ def run_plant(
         loop.error = f"{type(e).__name__}: {e}"
         raise
     finally:
+        loop.stop_status_writer()   # its last running status must not land after the final one
         pending_at_stop = rig.pending_replies  # delayed replies not yet due: never sent
         bus.shutdown()
         for sig, h in old_handlers.items():
