@@ -29,9 +29,10 @@ import json
 import math
 import platform
 from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -334,7 +335,7 @@ def flexcomp_traces(tissue: Any = None, seconds: float = 4.0) -> dict[str, dict[
     from .cuff_plant import CuffKneePlant
 
     tissue = tissue or CuffTissueParams()
-    flex = lambda kp: CuffKneePlant(kp, tissue, initial_flexion_rad=0.8)  # noqa: E731
+    flex = lambda kp: CuffKneePlant(kp, tissue, initial_flexion_rad=0.8)
     return {p.name: run_open_loop(flex, p, seconds, tissue.timestep_s) for p in (*FIT_PROFILES, HELDOUT_PROFILE)}
 
 
@@ -345,7 +346,7 @@ def fit_and_validate(traces: Mapping[str, Mapping[str, np.ndarray]], dt_s: float
     recs = [{k: v[traces[p.name]["t_s"] > discard_s] for k, v in traces[p.name].items()} for p in FIT_PROFILES]
     rom, fit = fit_cuff_rom(recs, dt_s, exo_inertia_kg_m2)
     seconds = float(traces[HELDOUT_PROFILE.name]["t_s"][-1])
-    rom_plant = lambda kp: RomCuffKneePlant(rom, kp, initial_flexion_rad=0.8)  # noqa: E731
+    rom_plant = lambda kp: RomCuffKneePlant(rom, kp, initial_flexion_rad=0.8)
     runs = {p.name: compare(traces[p.name], run_open_loop(rom_plant, p, seconds, dt_s), discard_s)
             for p in (*FIT_PROFILES, HELDOUT_PROFILE)}
     return rom, {"fit": fit, "heldout_vs_flexcomp": runs[HELDOUT_PROFILE.name],

@@ -21,7 +21,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 _MCL_CURRENT, _MCL_FUTURE = 1, 2     # <sys/mman.h>
 
