@@ -14,7 +14,8 @@ the leg. Hence:
 
 MuJoCo settings required by the 3D flex: ``integrator="discrete"``, ``solver="CG"``. The full flex steps
 in about 3 ms here, slower than the 1 kHz real-time plant, so this plant runs in simulated time
-(:mod:`hil.cuff_validation`), not in :mod:`hil.plant_process`.
+(:mod:`hil.cuff_validation`), not in :mod:`hil.plant_process`; the real-time plant process runs the reduced-order
+cuff fitted to it (:mod:`hil.cuff_rom`).
 """
 from __future__ import annotations
 
