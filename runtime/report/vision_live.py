@@ -59,6 +59,8 @@ def format_live_vision(sec: dict[str, Any]) -> list[str]:
                      f"{an.get('detect_every', '?')} frames (included) {pp(an.get('face_pass_ms'))}; full pass on "
                      f"the {an.get('written', 0)} frames that left {pp(an.get('full_pass_ms'))} (after the run)")
         lines.append(f"  capture -> landmarks published {pp(lv.get('publish_ms'))}; whole frame {pp(lv.get('frame_ms'))}")
+        if sec.get("errors"):
+            lines.append(f"  vision process stopped early: {'; '.join(sec['errors'])}")
     if e2e:
         lines.append(f"  capture -> CAN write{' (pose included)' if sec['mode'] == 'live' else ''}: "
                      f"{pp(e2e)}, max {e2e['max']:.1f} ms over {e2e['count']} commands")

@@ -88,6 +88,10 @@ class Prompt:
         return Prompt(BoundingBox(*map(float, b)), frame, d.get("describe"), tuple(d.get("interaction", ())))
 
 
+#: Low-pass of the warm-up's grounding fit (Hz; ``runtime.vision.world.ground_monocular``'s default).
+WARMUP_CUTOFF_HZ = 6.0
+
+
 class OnlineGrounding:
     """Monocular BlazePose -> world landmarks, causally: the first ``warmup_frames`` tracked frames fix the
     metric scale (subject height), the floor plane and the heading (``ground_monocular`` on them); after
@@ -118,12 +122,20 @@ class OnlineGrounding:
             if len(self._buf) < self.warmup_frames:
                 return None
             t0 = time.perf_counter()
-            g = ground_monocular(pose_arrays(self._buf, np.asarray(self._t)), self.camera, self.height_m,
-                                 heading="walking")
+            # frames dropped live thin the warm-up's rate: keep the smoothing's two-pass cutoff (× 1.25) below
+            # its Nyquist frequency (measured: 30 warm-up frames over 2 s, 14.7 Hz, failed at the 6 Hz default)
+            t = np.asarray(self._t)
+            rate = (t.size - 1) / (t[-1] - t[0]) if t[-1] > t[0] else math.inf
+            cutoff = min(WARMUP_CUTOFF_HZ, 0.38 * rate)
+            g = ground_monocular(pose_arrays(self._buf, t), self.camera, self.height_m, heading="walking",
+                                 cutoff_hz=cutoff)
             self.warmup_fit_s = time.perf_counter() - t0
             self.scale, self._R, self._cam_pos = g.scale, g.rotation_world_from_camera, g.camera_position_m
             self.notes = [*g.notes, (f"grounding fixed after {len(self._buf)} warm-up frames "
                                      f"(fit {self.warmup_fit_s * 1e3:.0f} ms)")]
+            if cutoff < WARMUP_CUTOFF_HZ:
+                self.notes.append(f"warm-up frames at {rate:.1f} Hz: smoothed at {cutoff:.2f} Hz, not "
+                                  f"{WARMUP_CUTOFF_HZ:g} Hz")
             self.ready = True
             self._buf = []
         W = pose.world_xyz @ BLAZEPOSE_TO_CAMERA.T
