@@ -183,3 +183,28 @@ def test_calibration_keeps_f0_sets_curves_and_round_trips(calibrated, tmp_path):
     bad = SubjectCalibration(cal.osim_sha256, "left", curves={"vaslat_l": (0.2, 0.9, 1.0)})
     with pytest.raises(ValueError, match="vaslat_l"):
         apply_calibration(m2, bad)
+
+
+@needs_opensim
+def test_versioned_artifact_equals_a_fresh_fit(calibrated, tmp_path):
+    """models/artifacts/subject_calibration_GC5_<hash>_left.json (``python -m models.muscles.moment_arm_calibration
+    --osim GC5.osim --side left``) applied without opensim gives the model a fresh fit gives; another file's hash is
+    refused."""
+    from models.muscles.moment_arm_calibration import calibration_path, load_calibration
+    from models.trial_analysis import AnalyzeParams, subject_model
+
+    _, m, _ = calibrated
+    cal = load_calibration(OSIM, "left")
+    assert cal is not None, calibration_path(OSIM, "left")
+    m2 = subject_model(AnalyzeParams(75.0, 1.80, "left"), OSIM, [])
+    apply_calibration(m2, cal)
+    np.testing.assert_allclose(m2.site_pos, m.site_pos, atol=1e-9)
+    np.testing.assert_allclose(m2.actuator_lengthrange, m.actuator_lengthrange, atol=1e-9)
+    np.testing.assert_allclose(m2.actuator_gainprm, m.actuator_gainprm, atol=1e-9)
+    other = tmp_path / "GC5.osim"
+    other.write_bytes(OSIM.read_bytes() + b"\n")
+    assert load_calibration(other, "left", tmp_path) is None
+    stale = calibration_path(other, "left", tmp_path)
+    stale.write_text(calibration_path(OSIM, "left").read_text())
+    with pytest.raises(ValueError, match="another model file"):
+        load_calibration(other, "left", tmp_path)

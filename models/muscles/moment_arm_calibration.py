@@ -316,3 +316,49 @@ def calibrate_to_opensim(m: mujoco.MjModel, osim_path: str | Path, side: str, *,
             cal.length_ranges_m = fit_length_ranges(m, osm, our_len, their_len, lm_names)
         _apply_muscle_parameters(m, cal)
     return cal
+
+
+#: where versioned calibrations live (one JSON per subject model file and side, named with the file's hash)
+ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def calibration_path(osim_path: str | Path, side: str, directory: str | Path = ARTIFACT_DIR) -> Path:
+    """``<directory>/subject_calibration_<stem>_<sha256[:12]>_<side>.json`` for the model file ``osim_path``."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side = {side!r}: allowed 'left' or 'right'")
+    return Path(directory) / f"subject_calibration_{Path(osim_path).stem}_{_sha256(osim_path)[:12]}_{side}.json"
+
+
+def load_calibration(osim_path: str | Path, side: str, directory: str | Path = ARTIFACT_DIR) -> SubjectCalibration | None:
+    """The stored calibration of ``osim_path`` / ``side`` (checked against the file's hash), or ``None``."""
+    p = calibration_path(osim_path, side, directory)
+    if not p.exists():
+        return None
+    cal = SubjectCalibration.from_json(p)
+    if cal.osim_sha256 != _sha256(osim_path) or cal.side != side:
+        raise ValueError(f"{p}: made for another model file or side ({cal.osim_sha256[:12]}, {cal.side!r})")
+    return cal
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.muscles.moment_arm_calibration --osim GC5.osim --side left [--mass-kg 75 --height-m 1.8]
+    [--out DIR]``: fit on the subject-scaled MyoLeg (as ``exo analyze`` builds it) and write the artifact."""
+    import argparse
+
+    from models.trial_analysis import AnalyzeParams, subject_model
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("--osim", required=True)
+    ap.add_argument("--side", default="left", choices=("left", "right"))
+    ap.add_argument("--mass-kg", type=float, default=75.0)
+    ap.add_argument("--height-m", type=float, default=1.80)
+    ap.add_argument("--out", default=str(ARTIFACT_DIR))
+    a = ap.parse_args(argv)
+    m = subject_model(AnalyzeParams(a.mass_kg, a.height_m, a.side), Path(a.osim), [])
+    cal = calibrate_to_opensim(m, a.osim, a.side)
+    print(cal.to_json(calibration_path(a.osim, a.side, a.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
