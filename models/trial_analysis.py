@@ -62,6 +62,7 @@ class AnalyzeParams:
     muscles: bool = False                    # static optimisation (activations, reserves)
     grf_contact_solver: str = "feasible"     # kinematics-only GRF: models.grf.params.CONTACT_SOLVERS
     grf_trunk: bool = False                  # kinematics-only GRF: trunk bending/rotation from the thorax markers
+    subject_calibration: bool = True         # MyoLeg's muscles calibrated to the subject .osim when an artefact exists
     backend: str = "cpu"                     # ID + SO: "cpu" (MuJoCo, float64) or "warp" (MuJoCo Warp batch, float32)
     device: str | None = None                # warp device ("cpu", "cuda", ...); None: CUDA when present, else cpu
 
@@ -142,6 +143,21 @@ def _osim_has_bodies(path: Path) -> bool:
         raise ValueError(f"markerset file {path}: not valid XML ({exc})") from None
 
 
+def _apply_subject_calibration(model: mujoco.MjModel, osim_path: Path, side: str, notes: list[str]) -> None:
+    """The stored calibration of MyoLeg's muscles to ``osim_path`` (:mod:`models.muscles.moment_arm_calibration`:
+    path sites, operating lengths, force-length curves), applied in place when one exists for this file and side."""
+    from models.muscles.moment_arm_calibration import apply_calibration, calibration_path, load_calibration
+
+    cal = load_calibration(osim_path, side)
+    if cal is None:
+        notes.append(f"muscles: no subject calibration for {osim_path.name} ({side}); MyoLeg's paths and curves as scaled")
+        return
+    apply_calibration(model, cal)
+    notes.append(f"muscles: {len(cal.site_offsets_m)} paths, {len(cal.length_ranges_m)} operating lengths and "
+                 f"{len(cal.curves)} force-length curves calibrated to {osim_path.name} "
+                 f"({calibration_path(osim_path, side).name})")
+
+
 def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str]) -> mujoco.MjModel:
     """The template scaled to the subject (geometry, masses, inertias and muscle length ranges together).
 
@@ -172,6 +188,8 @@ def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str])
                      f"({', '.join(f'{b} {f:.3f}' for b, f in sorted(factors.items()) if b.endswith('_l') or b == 'pelvis')}), "
                      f"other segments by height, masses to {params.mass_kg:g} kg, muscles with their segments"
                      + (f", F0 of {len(f0)} muscles from {markerset_path.name}" if f0 else ""))
+        if params.subject_calibration and params.model == "myoleg":
+            _apply_subject_calibration(scaled.model, markerset_path, params.side, notes)
         return scaled.model
     scaled = scale_model(template, subject)
     notes.append(f"model: {params.model} scaled by height ({params.height_m:g} m) and mass ({params.mass_kg:g} kg)")

@@ -136,22 +136,22 @@ def test_cocontraction_rudolph():
 # ss1 / ss3 / ss8, 75 kg, measured plates): per trial and compartment (RMSE in BW, Pearson r^2, coefficient of
 # determination R^2, our peak in BW). "ours" = our static optimisation; "opensim_so" = the contact stage fed
 # OpenSim's SO tensions of the same trial. The implant's peaks (BW): total 2.188 / 2.470 / 2.331.
-ACHIEVED = {
+ACHIEVED = {   # 2026-12-07: MyoLeg calibrated to GC5.osim (models/muscles/moment_arm_calibration.py artefact)
     "ours": {
-        1: {"total": (0.494, 0.910, 0.590, 3.238), "medial": (0.421, 0.896, 0.532, 2.097),
-            "lateral": (0.223, 0.589, 0.555, 1.085)},
-        3: {"total": (0.741, 0.797, 0.009, 3.993), "medial": (0.467, 0.871, 0.314, 2.467),
-            "lateral": (0.322, 0.417, -0.321, 1.569)},
-        8: {"total": (0.628, 0.868, 0.345, 3.573), "medial": (0.434, 0.864, 0.555, 2.346),
-            "lateral": (0.236, 0.599, 0.185, 1.153)},
+        1: {"total": (0.301, 0.884, 0.848, 2.480), "medial": (0.357, 0.915, 0.663, 1.889),
+            "lateral": (0.305, 0.395, 0.167, 0.824)},
+        3: {"total": (0.538, 0.766, 0.478, 3.480), "medial": (0.427, 0.868, 0.426, 2.364),
+            "lateral": (0.266, 0.343, 0.094, 1.227)},
+        8: {"total": (0.374, 0.853, 0.767, 2.673), "medial": (0.371, 0.874, 0.674, 2.096),
+            "lateral": (0.198, 0.545, 0.427, 0.753)},
     },
     "opensim_so": {
-        1: {"total": (0.301, 0.853, 0.847, 2.284), "medial": (0.321, 0.920, 0.727, 1.887),
-            "lateral": (0.368, 0.240, -0.210, 0.638)},
-        3: {"total": (0.478, 0.758, 0.587, 3.478), "medial": (0.413, 0.867, 0.464, 2.379),
-            "lateral": (0.286, 0.263, -0.043, 1.071)},
-        8: {"total": (0.312, 0.857, 0.839, 2.534), "medial": (0.336, 0.881, 0.733, 2.073),
-            "lateral": (0.247, 0.456, 0.109, 0.590)},
+        1: {"total": (0.305, 0.851, 0.844, 2.241), "medial": (0.311, 0.922, 0.744, 1.869),
+            "lateral": (0.383, 0.180, -0.312, 0.672)},
+        3: {"total": (0.470, 0.755, 0.601, 3.434), "medial": (0.399, 0.873, 0.501, 2.320),
+            "lateral": (0.296, 0.239, -0.120, 1.093)},
+        8: {"total": (0.308, 0.856, 0.842, 2.478), "medial": (0.325, 0.885, 0.750, 2.046),
+            "lateral": (0.259, 0.388, 0.017, 0.620)},
     },
 }
 # regression margin: each error figure (RMSE, |peak - implant peak|, 1 - r^2, 1 - R^2) may grow by at most 15 %

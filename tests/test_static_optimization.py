@@ -578,7 +578,8 @@ def test_gc5_knee_muscles_are_weaker_than_myoleg_and_explain_the_knee_force():
                                                "semiten")), ratio
     assert ratio["soleus"] > 1.1
 
-    params = AnalyzeParams(75.0, 1.80, "left", muscles=True)
+    # F0 alone, without the path/curve calibration (tests/test_subject_muscles.py covers that)
+    params = AnalyzeParams(75.0, 1.80, "left", muscles=True, subject_calibration=False)
     kin = trial_kinematics(PS / "trc" / "PS_ngait_og_ss1.trc", PS / "model" / "GC5.osim", params)
     r = analyze_trial(None, None, params, grf_path=PS / "grf" / "PS_ngait_og_ss1_kinetics.mot", kin=kin)
     ref = PS / "in_vivo" / "PS_ngait_og_ss1_eTibia_101pt.csv"

@@ -107,8 +107,8 @@ def calibrated():
     from models.muscles.moment_arm_calibration import calibrate_to_opensim
     from models.trial_analysis import AnalyzeParams, subject_model
 
-    base = subject_model(AnalyzeParams(75.0, 1.80, "left"), OSIM, [])
-    m = subject_model(AnalyzeParams(75.0, 1.80, "left"), OSIM, [])
+    base = subject_model(AnalyzeParams(75.0, 1.80, "left", subject_calibration=False), OSIM, [])
+    m = subject_model(AnalyzeParams(75.0, 1.80, "left", subject_calibration=False), OSIM, [])
     cal = calibrate_to_opensim(m, OSIM, "left")
     return base, m, cal
 
@@ -175,7 +175,7 @@ def test_calibration_keeps_f0_sets_curves_and_round_trips(calibrated, tmp_path):
     assert again.curves == cal.curves and again.site_offsets_m == cal.site_offsets_m
     from models.trial_analysis import AnalyzeParams, subject_model
 
-    m2 = subject_model(AnalyzeParams(75.0, 1.80, "left"), OSIM, [])
+    m2 = subject_model(AnalyzeParams(75.0, 1.80, "left", subject_calibration=False), OSIM, [])
     apply_calibration(m2, again)
     np.testing.assert_allclose(m2.site_pos, m.site_pos, atol=1e-12)
     np.testing.assert_allclose(m2.actuator_lengthrange, m.actuator_lengthrange, atol=1e-12)
@@ -196,7 +196,7 @@ def test_versioned_artifact_equals_a_fresh_fit(calibrated, tmp_path):
     _, m, _ = calibrated
     cal = load_calibration(OSIM, "left")
     assert cal is not None, calibration_path(OSIM, "left")
-    m2 = subject_model(AnalyzeParams(75.0, 1.80, "left"), OSIM, [])
+    m2 = subject_model(AnalyzeParams(75.0, 1.80, "left", subject_calibration=False), OSIM, [])
     apply_calibration(m2, cal)
     np.testing.assert_allclose(m2.site_pos, m.site_pos, atol=1e-9)
     np.testing.assert_allclose(m2.actuator_lengthrange, m.actuator_lengthrange, atol=1e-9)

@@ -664,7 +664,7 @@ def trial_motion(trial: SideBySideTrial) -> tuple[MotionOnModel, float]:
         osim = import_opensim()
         m = osim.Model(str(trial.osim_model))
         mass = float(m.getTotalMass(m.initSystem()))
-    model = subject_model(AnalyzeParams(mass, trial.height_m, trial.side), Path(trial.osim_model), [])  # type: ignore[arg-type]
+    model = subject_model(AnalyzeParams(mass, trial.height_m, trial.side, subject_calibration=False), Path(trial.osim_model), [])  # type: ignore[arg-type]
     return motion_on_model(model, trial.ik, trial.external_loads, trial.grf), mass
 
 

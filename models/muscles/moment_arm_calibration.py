@@ -354,7 +354,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--height-m", type=float, default=1.80)
     ap.add_argument("--out", default=str(ARTIFACT_DIR))
     a = ap.parse_args(argv)
-    m = subject_model(AnalyzeParams(a.mass_kg, a.height_m, a.side), Path(a.osim), [])
+    m = subject_model(AnalyzeParams(a.mass_kg, a.height_m, a.side, subject_calibration=False), Path(a.osim), [])
     cal = calibrate_to_opensim(m, a.osim, a.side)
     print(cal.to_json(calibration_path(a.osim, a.side, a.out)))
     return 0

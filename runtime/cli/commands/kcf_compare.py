@@ -92,7 +92,7 @@ def cmd_kcf_compare(args) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     data = Path(args.data) if args.data else shared_data_dir()
-    params = AnalyzeParams(75.0, 1.80, "left", muscles=True)
+    params = AnalyzeParams(75.0, 1.80, "left", muscles=True, subject_calibration=False)
     results: dict[str, dict] = {}
     for name in trials:
         try:
