@@ -26,10 +26,8 @@ with their provenance; ``exo tissue calibrate`` regenerates it.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
-import platform
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,19 +181,10 @@ def fit_surrogate(records: Sequence[Mapping[str, np.ndarray]], dt_s: float, n_se
 
 def save_artifact(surrogate: TissueSurrogate, provenance: Mapping[str, Any], path: str | Path = ARTIFACT_PATH) -> Path:
     """Write the versioned artifact (JSON): parameters and provenance."""
-    import mujoco
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"artifact": "tissue_compensator", "version": ARTIFACT_VERSION,
-           "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "surrogate": surrogate.to_dict(),
-           "provenance": {**provenance, "mujoco": mujoco.__version__, "numpy": np.__version__,
-                          "python": platform.python_version(),
-                          "regenerate": "exo tissue calibrate --out models/artifacts/tissue_compensator_v1.json"}}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    tmp.replace(path)
-    return path
+    from models.io.artifact_file import write_versioned_artifact
+
+    return write_versioned_artifact(path, "tissue_compensator", ARTIFACT_VERSION, {"surrogate": surrogate.to_dict()},
+                                    provenance, "exo tissue calibrate --out models/artifacts/tissue_compensator_v1.json")
 
 
 def load_artifact(path: str | Path = ARTIFACT_PATH) -> tuple[TissueSurrogate, dict[str, Any]]:

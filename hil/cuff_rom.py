@@ -24,10 +24,8 @@ model (mass matrix, armature included). Semi-implicit Euler in ``substeps`` per 
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
-import platform
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -375,19 +373,10 @@ def build_rom(tissue: Any = None, seconds: float = 4.0, discard_s: float = 0.5) 
 
 def save_rom(rom: CuffRomParams, provenance: Mapping[str, Any], path: str | Path = ROM_ARTIFACT_PATH) -> Path:
     """Write the versioned artefact (JSON)."""
-    import mujoco
+    from models.io.artifact_file import write_versioned_artifact
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"artifact": "cuff_rom", "version": ROM_ARTIFACT_VERSION,
-           "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "rom": rom.to_dict(),
-           "provenance": {**provenance, "mujoco": mujoco.__version__, "numpy": np.__version__,
-                          "python": platform.python_version(),
-                          "regenerate": "exo tissue fit-plant --out hil/artifacts/cuff_rom_v1.json"}}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    tmp.replace(path)
-    return path
+    return write_versioned_artifact(path, "cuff_rom", ROM_ARTIFACT_VERSION, {"rom": rom.to_dict()}, provenance,
+                                    "exo tissue fit-plant --out hil/artifacts/cuff_rom_v1.json")
 
 
 def load_rom(path: str | Path = ROM_ARTIFACT_PATH) -> tuple[CuffRomParams, dict[str, Any]]:

@@ -146,7 +146,7 @@ def _osim_has_bodies(path: Path) -> bool:
 def _apply_subject_calibration(model: mujoco.MjModel, osim_path: Path, side: str, notes: list[str]) -> None:
     """The stored calibration of MyoLeg's muscles to ``osim_path`` (:mod:`models.muscles.moment_arm_calibration`:
     path sites, operating lengths, force-length curves), applied in place when one exists for this file and side."""
-    from models.muscles.moment_arm_calibration import apply_calibration, calibration_path, load_calibration
+    from models.muscles.subject_calibration import apply_calibration, calibration_path, load_calibration
 
     cal = load_calibration(osim_path, side)
     if cal is None:

@@ -58,43 +58,14 @@ from typing import Any
 
 import numpy as np
 
+from models.io.opensim_import import import_opensim, opensim_available  # noqa: F401  (re-exported)
+
 __all__ = ["OpenSimSOResult", "run_opensim_static_optimization", "run_opensim_inverse_dynamics",
            "run_opensim_joint_reaction", "time_ours_id_so", "opensim_available", "SideBySide", "MotionOnModel",
            "motion_on_model", "inverse_dynamics_side_by_side", "muscles_side_by_side", "MUSCLE_GROUPS",
            "SideBySideTrial", "side_by_side_trials", "trial_motion", "side_by_side_figures", "coordinates_with_coupled"]
 
 PELVIS_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
-
-
-def import_opensim() -> Any:
-    """``import opensim`` without letting it rewrite this process's environment.
-
-    The opensim 4.6 wheel's ``__init__`` replaces ``LD_LIBRARY_PATH`` (and prepends to ``PATH``, sets
-    ``SIMBODY_HOME``); every child process started afterwards then lost the ROS 2 wheels' library paths and
-    failed to import rclpy. Its libraries are loaded by then, so the variables are restored at once.
-    """
-    import os
-
-    keys = ("LD_LIBRARY_PATH", "PATH", "SIMBODY_HOME")
-    saved = {k: os.environ.get(k) for k in keys}
-    try:
-        import opensim
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return opensim
-
-
-def opensim_available() -> bool:
-    """True when the ``opensim`` package imports."""
-    try:
-        import_opensim()
-    except ImportError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def opensim_geometry(osim_path: str | Path, coordinate_names: Sequence[str], pos
     """OpenSim's moment arms ``(n, len(muscles), len(coordinates))`` (m/rad, ``computeMomentArm``) and
     muscle-tendon lengths ``(n, len(muscles))`` (m) at ``poses`` on the model file ``osim_path``.  The pose's
     coordinates are set without constraints, then the model is assembled (coupled coordinates follow)."""
-    from models.io.opensim_reference import import_opensim
+    from models.io.opensim_import import import_opensim
 
     osim = import_opensim()
     model = osim.Model(str(osim_path))
@@ -175,7 +175,7 @@ def opensim_isometric_capacity(osim_path: str | Path, coordinate_names: Sequence
     len(muscles))`` (N; ``Muscle.calcInextensibleTendonActiveFiberForce(state, 1)`` at zero speeds: F0 x active
     force-length x cos(pennation), what OpenSim's static optimisation scales the activation by), and the
     muscle-tendon lengths (m), at ``poses``."""
-    from models.io.opensim_reference import import_opensim
+    from models.io.opensim_import import import_opensim
 
     osim = import_opensim()
     model = osim.Model(str(osim_path))
@@ -229,7 +229,7 @@ def opensim_force_length_curves(osim_path: str | Path, muscles: Sequence[str],
                                 norm_length: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{muscle: (active, passive)}``: OpenSim's fibre force-length curves (over F0) at normalised fibre lengths
     (each ``Millard2012EquilibriumMuscle``'s ``ActiveForceLengthCurve`` / ``FiberForceLengthCurve``)."""
-    from models.io.opensim_reference import import_opensim
+    from models.io.opensim_import import import_opensim
 
     osim = import_opensim()
     model = osim.Model(str(osim_path))
