@@ -26,12 +26,12 @@ with their provenance; ``exo tissue calibrate`` regenerates it.
 """
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -189,23 +189,11 @@ def save_artifact(surrogate: TissueSurrogate, provenance: Mapping[str, Any], pat
 
 def load_artifact(path: str | Path = ARTIFACT_PATH) -> tuple[TissueSurrogate, dict[str, Any]]:
     """Read the artifact; the surrogate and the whole document."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise ValueError(f"tissue compensator artifact {path}: cannot read ({e.strerror or e}); "
-                         f"regenerate with 'exo tissue calibrate'") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"tissue compensator artifact {path}: not JSON ({e})") from None
-    if doc.get("artifact") != "tissue_compensator" or doc.get("version") != ARTIFACT_VERSION:
-        raise ValueError(f"tissue compensator artifact {path}: artifact/version = {doc.get('artifact')!r}/"
-                         f"{doc.get('version')!r}, expected 'tissue_compensator'/{ARTIFACT_VERSION}")
-    fields = doc.get("surrogate", {})
-    unknown = set(fields) - set(TissueSurrogate.__dataclass_fields__)
-    missing = set(TissueSurrogate.__dataclass_fields__) - set(fields)
-    if unknown or missing:
-        raise ValueError(f"tissue compensator artifact {path}: surrogate keys unknown {sorted(unknown)}, "
-                         f"missing {sorted(missing)}")
+    from models.io.artifact_file import read_versioned_artifact
+
+    fields, doc = read_versioned_artifact(path, "tissue_compensator", ARTIFACT_VERSION, "tissue compensator artifact",
+                                          "surrogate", set(TissueSurrogate.__dataclass_fields__),
+                                          "exo tissue calibrate")
     return TissueSurrogate(**fields), doc
 
 
@@ -229,8 +217,19 @@ class CompensatorParams:
 class TissueCompensator:
     """Stage object for the torque loop: ``step(...) -> motor torque (N*m)``. No globals, no allocation."""
 
-    __slots__ = ("surrogate", "params", "_vk_prev", "_acc_k", "_d_prev", "_dd_prev", "_dacc", "_d_guess",
-                 "_primed", "last_interface_nm", "last_deflection_des_rad")
+    __slots__ = (
+        "_acc_k",
+        "_d_guess",
+        "_d_prev",
+        "_dacc",
+        "_dd_prev",
+        "_primed",
+        "_vk_prev",
+        "last_deflection_des_rad",
+        "last_interface_nm",
+        "params",
+        "surrogate",
+    )
 
     def __init__(self, surrogate: TissueSurrogate, params: CompensatorParams | None = None) -> None:
         self.surrogate = surrogate
@@ -303,7 +302,11 @@ def calibrate(tissue: Any = None, cases: Sequence[tuple[float, float, float]] = 
     error) and the fit statistics."""
     import time
 
-    from models.tissue.soft_tissue import CharacterisationCase, CuffTissueParams, characterise
+    from models.tissue.soft_tissue import (
+        CharacterisationCase,
+        CuffTissueParams,
+        characterise,
+    )
 
     tissue = tissue or CuffTissueParams()
     if not cases:

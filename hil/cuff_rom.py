@@ -24,7 +24,6 @@ model (mass matrix, armature included). Semi-implicit Euler in ``substeps`` per 
 """
 from __future__ import annotations
 
-import json
 import math
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -381,20 +380,8 @@ def save_rom(rom: CuffRomParams, provenance: Mapping[str, Any], path: str | Path
 
 def load_rom(path: str | Path = ROM_ARTIFACT_PATH) -> tuple[CuffRomParams, dict[str, Any]]:
     """The reduced-order cuff parameters and the whole artefact; ValueError naming the file when unusable."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise ValueError(f"cuff plant artefact {path}: cannot read ({e.strerror or e}); regenerate with "
-                         "'exo tissue fit-plant'") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"cuff plant artefact {path}: not JSON ({e})") from None
-    if doc.get("artifact") != "cuff_rom" or doc.get("version") != ROM_ARTIFACT_VERSION:
-        raise ValueError(f"cuff plant artefact {path}: artifact/version = {doc.get('artifact')!r}/"
-                         f"{doc.get('version')!r}, expected 'cuff_rom'/{ROM_ARTIFACT_VERSION}")
-    fields = dict(doc.get("rom", {}))
-    want = set(CuffRomParams.__dataclass_fields__)
-    if set(fields) != want:
-        raise ValueError(f"cuff plant artefact {path}: rom keys unknown {sorted(set(fields) - want)}, missing "
-                         f"{sorted(want - set(fields))}")
+    from models.io.artifact_file import read_versioned_artifact
+
+    fields, doc = read_versioned_artifact(path, "cuff_rom", ROM_ARTIFACT_VERSION, "cuff plant artefact", "rom",
+                                          set(CuffRomParams.__dataclass_fields__), "exo tissue fit-plant")
     return CuffRomParams(**fields), doc

@@ -34,3 +34,29 @@ def write_versioned_artifact(path: str | Path, kind: str, version: int | str, pa
     tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n")
     tmp.replace(path)
     return path
+
+
+def read_versioned_artifact(path: str | Path, kind: str, version: int | str, label: str, payload_key: str,
+                            fields: set[str], regenerate: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read :func:`write_versioned_artifact`'s file: ``(payload, whole document)``.
+
+    ValueError naming ``label`` and the file when it cannot be read, is not JSON, is another kind or version
+    (``artifact/version = …, expected …``), or its ``payload_key`` mapping has unknown or missing ``fields``.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"{label} {path}: cannot read ({e.strerror or e}); regenerate with '{regenerate}'") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{label} {path}: not JSON ({e})") from None
+    if doc.get("artifact") != kind or doc.get("version") != version:
+        raise ValueError(f"{label} {path}: artifact/version = {doc.get('artifact')!r}/{doc.get('version')!r}, "
+                         f"expected {kind!r}/{version}")
+    payload = dict(doc.get(payload_key, {}))
+    unknown, missing = set(payload) - fields, fields - set(payload)
+    if unknown or missing:
+        raise ValueError(f"{label} {path}: {payload_key} keys unknown {sorted(unknown)}, missing {sorted(missing)}")
+    return payload, doc
