@@ -95,3 +95,21 @@ TWO_LINK_XML = textwrap.dedent("""\
       <actuator><muscle name="mus" tendon="mus_tendon" force="1000" lengthrange="0.15 0.35"/></actuator>
     </mujoco>
     """)
+
+
+def synthetic_pose(cx: float, cy: float, scale: float = 40.0):
+    """A BlazePose-33 result of a stick person whose head centre is at (cx, cy) px, ``scale`` px per head size:
+    face points scattered around the centre (seeded), shoulders, arms on the shoulders, hips, legs on the hips."""
+    import numpy as np
+
+    from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult
+
+    xy = np.zeros((N_LANDMARKS, 2))
+    xy[:11] = [cx, cy] + np.random.default_rng(1).uniform(-0.3, 0.3, (11, 2)) * scale
+    xy[11], xy[12] = [cx - scale, cy + 1.5 * scale], [cx + scale, cy + 1.5 * scale]
+    xy[23], xy[24] = [cx - 0.7 * scale, cy + 4 * scale], [cx + 0.7 * scale, cy + 4 * scale]
+    xy[13:23] = xy[11]
+    xy[25:] = xy[23]
+    box = BoundingBox(float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
+    return PoseResult(xy, np.zeros(N_LANDMARKS), np.ones(N_LANDMARKS), np.ones(N_LANDMARKS),
+                      np.zeros((N_LANDMARKS, 3)), 1.0, box)

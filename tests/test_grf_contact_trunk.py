@@ -81,6 +81,22 @@ def test_zxy_angles_invert_rot_zxy():
         np.testing.assert_allclose(zxy_angles(R), a, atol=1e-12)
 
 
+def _torso_markers(model, d, ids, off: np.ndarray, q: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(n, m, 3) markers: the torso points ``off`` (torso frame, m) at each pose ``q``, rotated about L5/S1 by the
+    lumbar angles ``true`` (rad, z-x-y in the pelvis frame)."""
+    mk = np.empty((len(q), off.shape[0], 3))
+    Rl = np.empty((3, 3))
+    for k in range(len(q)):
+        d.qpos[:] = q[k]
+        mujoco.mj_kinematics(model, d)
+        Rp = d.xmat[ids["pelvis"]].reshape(3, 3)
+        j = d.xpos[ids["lumbar5"]]
+        neutral = d.xpos[ids["torso"]] + off @ d.xmat[ids["torso"]].reshape(3, 3).T
+        rot_zxy(*true[k], Rl)
+        mk[k] = j + (neutral - j) @ (Rp @ Rl @ Rp.T).T
+    return mk
+
+
 def test_lumbar_angles_recovered_from_synthetic_torso_markers():
     """Markers placed on the model's torso, rotated about L5/S1 by known lumbar angles in the pelvis frame, give
     those angles back (with 2 mm noise: within 1 deg), whatever the pelvis pose."""
@@ -93,17 +109,7 @@ def test_lumbar_angles_recovered_from_synthetic_torso_markers():
     q = np.tile(model.qpos0, (n, 1))
     q[:, :3] = rng.uniform(-0.3, 0.3, (n, 3)) + [0, 0, 0.95]
     true = rng.uniform(-0.3, 0.3, (n, 3))
-    mk = np.empty((n, off.shape[0], 3))
-    Rl = np.empty((3, 3))
-    for k in range(n):
-        d.qpos[:] = q[k]
-        mujoco.mj_kinematics(model, d)
-        Rp = d.xmat[ids["pelvis"]].reshape(3, 3)
-        j = d.xpos[ids["lumbar5"]]
-        neutral = d.xpos[ids["torso"]] + off @ d.xmat[ids["torso"]].reshape(3, 3).T
-        rot_zxy(*true[k], Rl)
-        Rw = Rp @ Rl @ Rp.T
-        mk[k] = j + (neutral - j) @ Rw.T
+    mk = _torso_markers(model, d, ids, off, q, true)
     np.testing.assert_allclose(lumbar_angles_from_markers(model, q, mk, off), true, atol=1e-9)
     noisy = mk + rng.normal(0.0, 0.002, mk.shape)
     assert np.abs(lumbar_angles_from_markers(model, q, noisy, off) - true).max() < np.radians(1.0)
@@ -204,16 +210,7 @@ def test_trunk_tracker_matches_the_batch_angles_frame_by_frame():
     t = np.arange(n) / 60.0
     q[:, 2] = 0.95
     true = np.column_stack([np.full(n, -0.2), 0.1 * np.sin(6 * t), 0.15 * np.cos(5 * t)])
-    mk = np.empty((n, off.shape[0], 3))
-    Rl = np.empty((3, 3))
-    for k in range(n):
-        d.qpos[:] = q[k]
-        mujoco.mj_kinematics(model, d)
-        Rp = d.xmat[ids["pelvis"]].reshape(3, 3)
-        j = d.xpos[ids["lumbar5"]]
-        neutral = d.xpos[ids["torso"]] + off @ d.xmat[ids["torso"]].reshape(3, 3).T
-        rot_zxy(*true[k], Rl)
-        mk[k] = j + (neutral - j) @ (Rp @ Rl @ Rp.T).T
+    mk = _torso_markers(model, d, ids, off, q, true)
     tr = TrunkTracker(model, off, 60.0)
     live = np.array([tr.step(q[k], mk[k]).copy() for k in range(n)])
     np.testing.assert_allclose(live, lumbar_for_grf(model, q, mk, off), atol=1e-9)

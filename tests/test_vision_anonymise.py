@@ -11,7 +11,8 @@ mp = pytest.importorskip("mediapipe")
 from runtime.core.privacy import AnonymizedFrame, PrivacyViolation  # noqa: E402
 from runtime.vision.anonymise import (Anonymiser, AnonymizedVideoWriter, annotate, blur_region, grow,  # noqa: E402
                                       pose_head_box)
-from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult  # noqa: E402
+from runtime.vision.pose_types import BoundingBox  # noqa: E402
+from tests._support import synthetic_pose  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -106,23 +107,11 @@ def test_real_footage_heads_blurred_and_faces_gone(real_frames, face_detectors):
     pose.close()
 
 
-def _synthetic_pose(cx: float, cy: float, scale: float = 40.0) -> PoseResult:
-    xy = np.zeros((N_LANDMARKS, 2))
-    xy[:11] = [cx, cy] + np.random.default_rng(1).uniform(-0.3, 0.3, (11, 2)) * scale
-    xy[11], xy[12] = [cx - scale, cy + 1.5 * scale], [cx + scale, cy + 1.5 * scale]
-    xy[23], xy[24] = [cx - 0.7 * scale, cy + 4 * scale], [cx + 0.7 * scale, cy + 4 * scale]
-    xy[13:23] = xy[11]
-    xy[25:] = xy[23]
-    box = BoundingBox(float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
-    return PoseResult(xy, np.zeros(N_LANDMARKS), np.ones(N_LANDMARKS), np.ones(N_LANDMARKS),
-                      np.zeros((N_LANDMARKS, 3)), 1.0, box)
-
-
 def test_hold_blurs_last_seen_head_when_pose_is_missing():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     a = Anonymiser(use_face_detector=False, use_person_detector=False, hold_frames=2, hold_growth=0.2)
-    p = _synthetic_pose(160, 60)
+    p = synthetic_pose(160, 60)
     first = a.anonymize(img, 0, [p])
     assert first.sources == ("pose-head",)
     second = a.anonymize(img, 1, [])  # pose lost for this frame
@@ -161,7 +150,7 @@ def test_privacy_gate_for_writers(tmp_path):
     with AnonymizedVideoWriter(tmp_path / "x.mp4", 30.0, (80, 64)) as w:
         with pytest.raises(PrivacyViolation, match="refused a frame of type ndarray"):
             w.write(img)
-        w.write(annotate(af, _synthetic_pose(40, 10, 5), BoundingBox(5, 5, 50, 50), "t"))
+        w.write(annotate(af, synthetic_pose(40, 10, 5), BoundingBox(5, 5, 50, 50), "t"))
         w.write(af)
     assert w.frames == 2
     cap = cv2.VideoCapture(str(tmp_path / "x.mp4"))
@@ -234,7 +223,7 @@ def test_bounded_rate_schedule_and_head_from_current_landmarks():
     xs = [100, 105, 110, 115, 120, 125, 200, 205, 210]   # a 75 px jump at the 7th frame
     for k, x in enumerate(xs):
         before = a.detection_frames
-        p = _synthetic_pose(x, 60)
+        p = synthetic_pose(x, 60)
         out = a.anonymize(img, k, [p])
         due.append(a.detection_frames > before)
         assert "pose-head" in out.sources

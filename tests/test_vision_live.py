@@ -8,19 +8,8 @@ import numpy as np
 import pytest
 
 from runtime.vision import frame_sources as fs
-from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult
-
-
-def _pose(cx: float, cy: float, scale: float = 40.0) -> PoseResult:
-    xy = np.zeros((N_LANDMARKS, 2))
-    xy[:11] = [cx, cy] + np.random.default_rng(1).uniform(-0.3, 0.3, (11, 2)) * scale
-    xy[11], xy[12] = [cx - scale, cy + 1.5 * scale], [cx + scale, cy + 1.5 * scale]
-    xy[23], xy[24] = [cx - 0.7 * scale, cy + 4 * scale], [cx + 0.7 * scale, cy + 4 * scale]
-    xy[13:23] = xy[11]
-    xy[25:] = xy[23]
-    box = BoundingBox(float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
-    return PoseResult(xy, np.zeros(N_LANDMARKS), np.ones(N_LANDMARKS), np.ones(N_LANDMARKS),
-                      np.zeros((N_LANDMARKS, 3)), 1.0, box)
+from runtime.vision.pose_types import BoundingBox
+from tests._support import synthetic_pose  # noqa: E402
 
 
 def test_every_drop_has_a_reason_and_capture_times_are_schedule_slots():
@@ -81,7 +70,7 @@ def test_live_anonymiser_current_head_every_frame_bounded_faces_and_deferred_ful
     la = LiveAnonymiser(full, sink=written.append, detect_every=4, faces=faces, max_pending=2)
     tracker_head = BoundingBox(20, 150, 50, 180)
     for n in range(10):
-        p = _pose(100 + 5 * n, 60)
+        p = synthetic_pose(100 + 5 * n, 60)
         out = la.anonymize(img, n, [p], heads=[tracker_head] if n == 5 else [], leaves=n in (1, 5, 9))
         head = _clip(grow(pose_head_box(p), la.inline.margin), 480, 240)
         assert head in out.regions and "pose-head" in out.sources        # this frame's landmarks, every frame
