@@ -156,7 +156,7 @@ def _scheduling() -> tuple[set[int], int, Any]:
 
 def _restore_scheduling(saved: tuple[set[int], int, Any]) -> None:
     """Undo a leg's pinning and SCHED_FIFO: the next leg's torque process and plant are spawned from this process
-    and inherit both (pinned to the estimation CPU, the torque loop could not reach its own core)."""
+    and inherit both, so each leg starts from the scheduling the command was started with."""
     import os
 
     cpus, policy, param = saved

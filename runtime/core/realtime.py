@@ -11,6 +11,7 @@ import ctypes.util
 import os
 import resource
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MCL_CURRENT = 1
 MCL_FUTURE = 2
@@ -44,15 +45,7 @@ def apply_realtime(*, sched_fifo: bool, priority: int, cpus: list[int] | None, l
     """
     report = RealtimeReport()
     if cpus:
-        available = os.sched_getaffinity(0)
-        wanted = {c for c in cpus if c in available}
-        if not wanted:
-            report.notes.append(f"cpu_affinity {cpus} not among available cpus {sorted(available)}; kept")
-        else:
-            try:
-                os.sched_setaffinity(0, wanted)
-            except OSError as exc:
-                report.notes.append(f"affinity refused: {exc}")
+        _set_affinity(list(cpus), report)
     report.cpus = tuple(sorted(os.sched_getaffinity(0)))
     if sched_fifo:
         try:
@@ -71,6 +64,39 @@ def apply_realtime(*, sched_fifo: bool, priority: int, cpus: list[int] | None, l
             soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
             report.notes.append(f"mlockall refused: {os.strerror(err)} (RLIMIT_MEMLOCK={soft})")
     return report
+
+
+def online_cpus() -> set[int]:
+    """The CPUs the kernel has online (``/sys/devices/system/cpu/online``, e.g. ``0-3,6``), not only those in
+    this process's current affinity set: a process pinned to one core must still be able to move to another."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+        cpus: set[int] = set()
+        for part in filter(None, text.split(",")):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        if cpus:
+            return cpus
+    except (OSError, ValueError):
+        pass
+    return set(range(os.cpu_count() or 1))
+
+
+def _set_affinity(cpus: list[int], report: RealtimeReport) -> None:
+    """Pin to ``cpus`` (those online; the others are noted, not silently dropped).  The kernel may still refuse
+    CPUs outside this process's cgroup cpuset: that refusal is noted and the affinity kept."""
+    online = online_cpus()
+    wanted = {c for c in cpus if c in online}
+    dropped = sorted(set(cpus) - wanted)
+    if not wanted:
+        report.notes.append(f"cpu_affinity {cpus} not among online cpus {sorted(online)}; kept")
+        return
+    if dropped:
+        report.notes.append(f"cpu_affinity: cpus {dropped} not online (online: {sorted(online)}); using {sorted(wanted)}")
+    try:
+        os.sched_setaffinity(0, wanted)
+    except OSError as exc:
+        report.notes.append(f"affinity {sorted(wanted)} refused: {exc}; kept {sorted(os.sched_getaffinity(0))}")
 
 
 def probe_realtime() -> dict[str, object]:
