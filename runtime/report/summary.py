@@ -343,26 +343,39 @@ def summarize_log(path: str | Path, series: dict[str, Any] | None = None) -> dic
 
 
 def _can_summary(can: dict[str, list]) -> dict[str, Any]:
-    """Frame counts and command-to-reply latency: each command frame to motor m (8 bytes, not a
-    special frame) paired with the next received reply whose first byte is m."""
+    """Frame counts and command-to-reply latency.
+
+    The frames are taken in time order (the log's writers are the drive's send and receive paths, whose records
+    need not arrive in time order).  A command frame to motor m (8 bytes, not a special frame) is pending until the
+    next received reply whose first byte is m (paired: one latency) or the next command to m (the first one then
+    counts as unanswered).  Replies with no pending command (answers to special frames, or to a command the log
+    lost) are counted, not paired.
+    """
     if not can.get("t_ns"):
         return {}
+    rows = sorted(zip(can["t_ns"], can["id"], can["rx"], can["err"], can["data"]), key=lambda r: r[0])
     pending: dict[int, int] = {}
     lat: list[float] = []
-    tx = rx = err = 0
-    for t, cid, is_rx, is_err, data in zip(can["t_ns"], can["id"], can["rx"], can["err"], can["data"]):
+    tx = rx = err = unanswered = unpaired = 0
+    for t, cid, is_rx, is_err, data in rows:
         if is_err:
             err += 1
             continue
         if not is_rx:
             tx += 1
             if len(data) == 8 and not data.startswith(_SPECIAL_PREFIX):
+                if cid in pending:
+                    unanswered += 1
                 pending[cid] = t
         else:
             rx += 1
             if data and data[0] in pending:
                 lat.append((t - pending.pop(data[0])) * 1e-9)
-    return {"frames_tx": tx, "frames_rx": rx, "error_frames": err, "command_to_reply_s": _pct(lat)}
+            else:
+                unpaired += 1
+    unanswered += len(pending)
+    return {"frames_tx": tx, "frames_rx": rx, "error_frames": err, "command_to_reply_s": _pct(lat),
+            "commands_unanswered": unanswered, "replies_unpaired": unpaired}
 
 
 def format_text(summary: dict[str, Any]) -> str:
@@ -393,7 +406,8 @@ def format_text(summary: dict[str, Any]) -> str:
         lat = cs["command_to_reply_s"]
         lines.append(f"CAN: {cs['frames_tx']} frames sent, {cs['frames_rx']} received, {cs['error_frames']} error frames; "
                      f"command -> reply p50 {lat['p50'] * 1e3:.3f} ms, p99 {lat['p99'] * 1e3:.3f} ms, "
-                     f"max {lat['max'] * 1e3:.3f} ms ({lat['count']} pairs)")
+                     f"max {lat['max'] * 1e3:.3f} ms ({lat['count']} pairs, {cs.get('commands_unanswered', 0)} commands "
+                     f"unanswered, {cs.get('replies_unpaired', 0)} replies unpaired)")
     if "torque_tracking_nm" in summary:
         tt = summary["torque_tracking_nm"]
         lines.append(f"measured vs commanded torque while ACTIVE: |error| p50 {tt['p50']:.4f}, p99 {tt['p99']:.4f}, "
