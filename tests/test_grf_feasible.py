@@ -84,6 +84,80 @@ def test_nnls_kernel_matches_scipy():
         np.testing.assert_allclose(x, ref, atol=1e-9 * max(1.0, np.abs(ref).max()), err_msg=f"trial {trial}")
 
 
+def test_incremental_nnls_kernel_matches_the_pre_issue_22_kernel():
+    """The incremental-Cholesky kernel against the full-refactor kernel it replaced (tests/_nnls_reference.py) on
+    random ridge-regularised problems, rank-deficient ones included (condition numbers up to 1e8): the same
+    solution to float rounding amplified by the conditioning, 1e-15 cond(Q) of its scale (measured: <= 4e-17 cond)."""
+    from _nnls_reference import nnls_gram_reference
+
+    rng = np.random.default_rng(22)
+    for trial in range(60):
+        m, n = rng.integers(3, 30), rng.integers(3, 41)
+        A = rng.normal(size=(m, n))
+        b = rng.normal(size=m) * 3
+        Q = A.T @ A + 1e-6 * np.eye(n)
+        q = A.T @ b
+        x, ref = np.zeros(n), np.zeros(n)
+        y, z, w, L = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros((n, n))
+        nnls_gram(Q, q, x, np.zeros(n, bool), np.zeros(n, np.int64), L, y, z, w, 1e-12, 6 * n + 20)
+        nnls_gram_reference(Q, q, ref, 1e-12, 6 * n + 20)
+        tol = max(1e-14, 1e-15 * np.linalg.cond(Q)) * max(1.0, np.abs(ref).max())
+        np.testing.assert_allclose(x, ref, rtol=0, atol=tol, err_msg=f"trial {trial}")
+        np.testing.assert_allclose(w, q - Q @ x, atol=1e-9 * max(1.0, np.abs(q).max()))
+
+
+def _stacked_system(fit: FeasibleFit, pxy, active, c, F, dl, prior, cw, floor):
+    """The fit's least-squares system written out densely from the module doc (independent of the numba
+    assembly): ``(A, b)`` with the ridge rows stacked, unknowns ordered (foot, point, edge)."""
+    e, bw = fit.edges, fit.bw
+    inv_lm, wp, wc, eps = fit.weights
+    P, K = pxy.shape[1], e.shape[0]
+    A = np.zeros((12 + 2 * P, 2 * P * K))
+    b = np.zeros(12 + 2 * P)
+    for f in range(2):
+        if not active[f]:
+            continue
+        for j in range(P):
+            r = np.array([pxy[f, j, 0], pxy[f, j, 1], floor]) - c
+            for k in range(K):
+                i = (f * P + j) * K + k
+                A[0:3, i] = e[k]
+                A[3:6, i] = np.cross(r, e[k]) * inv_lm
+                A[6 + f, i] = wp * e[k, 2]
+                A[8 + 2 * f:10 + 2 * f, i] = wp * e[k, :2]
+                A[12 + f * P:12 + f * P + P, i] = wc * ((np.arange(P) == j) - cw[f]) * e[k, 2]
+        b[6 + f] = wp * max(prior[f, 2], 0.0) / bw
+        b[8 + 2 * f:10 + 2 * f] = wp * prior[f, :2] / bw
+    b[0:3] = F / bw
+    b[3:6] = dl / bw * inv_lm
+    n = A.shape[1]
+    return np.vstack([A, np.sqrt(eps) * np.eye(n)]), np.concatenate([b, np.zeros(n)])
+
+
+def test_fit_frames_match_scipy_nnls_on_the_stacked_system():
+    """Random frames (one foot, both feet, neither): the per-foot forces of fit_frames (the Gram matrix assembled
+    only over the feet in contact) equal scipy's NNLS of the dense stacked system to 1e-9 BW."""
+    rng = np.random.default_rng(3)
+    fit = _fit()
+    n = 30
+    pxy = _two_feet()[0][None] + rng.normal(scale=0.01, size=(n, 2, 5, 2))
+    active = rng.random((n, 2)) < 0.7
+    c = np.column_stack([rng.normal(0.1, 0.05, n), rng.normal(0.0, 0.05, n), rng.normal(1.0, 0.02, n)])
+    F = np.column_stack([rng.normal(0, 0.1, n), rng.normal(0, 0.05, n), rng.normal(1.0, 0.3, n)]) * BW
+    dl = rng.normal(scale=20.0, size=(n, 3))
+    prior = np.stack([F * 0.6, F * 0.4], axis=1)
+    cw = rng.random((n, 2, 5))
+    cw /= cw.sum(axis=-1, keepdims=True)
+    force = fit_frames(fit, pxy, active, c, F, dl, prior, cw, 0.0)[0]
+    e = fit.edges
+    for t in range(n):
+        A, b = _stacked_system(fit, pxy[t], active[t], c[t], F[t], dl[t], prior[t], cw[t], 0.0)
+        lam, _ = nnls(A, b, maxiter=5000)
+        ref = (lam.reshape(2, 5, e.shape[0]) @ e).sum(axis=1) * BW
+        np.testing.assert_allclose(force[t], ref, rtol=0, atol=1e-9 * BW, err_msg=f"frame {t}")
+        assert np.all(force[t][~active[t]] == 0.0)
+
+
 def test_bad_parameters_name_the_field():
     with pytest.raises(ValueError, match="friction mu"):
         pyramid_edges(0.0)

@@ -35,7 +35,7 @@ rule-based CoP weights of the foot's points (contact likelihood x prior, :func:`
 
 Solver: Lawson & Hanson's active-set NNLS (Solving Least Squares Problems, 1974, ch. 23) on the normal equations
 ``Q = A^T A + eps I``, ``q = A^T b`` (the "fast NNLS" form of Bro & De Jong 1997, J Chemometrics 11:393), with
-Cholesky solves of the passive set, in a numba kernel on preallocated buffers (no allocation per frame; agrees
+a Cholesky factor of the passive set updated as variables enter and leave, in a numba kernel on preallocated buffers (no allocation per frame; agrees
 with ``scipy.optimize.nnls`` on the stacked system to 1e-9, ``tests/test_grf_feasible.py``).  At most 2 x 5 x 4 =
 40 unknowns per frame.
 
@@ -88,27 +88,23 @@ def supporting_feet(contact: np.ndarray, lowest_height_m: np.ndarray, reach_m: f
 
 
 @njit(cache=True)
-def _solve_passive(Q: np.ndarray, q: np.ndarray, passive: np.ndarray, idx: np.ndarray, L: np.ndarray,
-                   y: np.ndarray, z: np.ndarray) -> int:
-    """z = Q[P,P]^-1 q[P] on the passive set P (zero elsewhere), by Cholesky into L; returns |P|."""
-    n = q.size
-    m = 0
-    for i in range(n):
-        z[i] = 0.0
-        if passive[i]:
-            idx[m] = i
-            m += 1
-    for a in range(m):
-        ia = idx[a]
-        for b in range(a + 1):
-            ib = idx[b]
-            s = Q[ia, ib]
-            for c in range(b):
-                s -= L[a, c] * L[b, c]
-            if a == b:
-                L[a, a] = math.sqrt(s) if s > 1e-300 else 1e-150
-            else:
-                L[a, b] = s / L[b, b]
+def _chol_row(Q: np.ndarray, idx: np.ndarray, L: np.ndarray, a: int) -> None:
+    """Row ``a`` of the Cholesky factor ``L`` of ``Q[idx[:a+1]][:, idx[:a+1]]`` from its rows ``0..a-1``."""
+    ia = idx[a]
+    for b in range(a + 1):
+        ib = idx[b]
+        s = Q[ia, ib]
+        for c in range(b):
+            s -= L[a, c] * L[b, c]
+        if a == b:
+            L[a, a] = math.sqrt(s) if s > 1e-300 else 1e-150
+        else:
+            L[a, b] = s / L[b, b]
+
+
+@njit(cache=True)
+def _chol_solve(L: np.ndarray, q: np.ndarray, idx: np.ndarray, m: int, y: np.ndarray, z: np.ndarray) -> None:
+    """``z[idx[:m]] = (L L^T)^-1 q[idx[:m]]`` (forward then back substitution; other entries of ``z`` untouched)."""
     for a in range(m):
         s = q[idx[a]]
         for c in range(a):
@@ -120,7 +116,6 @@ def _solve_passive(Q: np.ndarray, q: np.ndarray, passive: np.ndarray, idx: np.nd
             s -= L[c, a] * y[c]
         y[a] = s / L[a, a]
         z[idx[a]] = y[a]
-    return m
 
 
 @njit(cache=True)
@@ -128,13 +123,19 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
               y: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float, max_iter: int) -> int:
     """Lawson-Hanson active-set NNLS on the normal equations: x = argmin_{x >= 0} x^T Q x / 2 - q^T x for SPD
     ``Q`` (n, n).  Work arrays: ``passive`` (n,) bool, ``idx`` (n,) int, ``L`` (n, n), ``y``, ``z``, ``w`` (n,).
-    ``tol``: optimality tolerance on the gradient ``w = q - Q x``.  Returns the number of inner iterations."""
+    ``tol``: optimality tolerance on the gradient ``w = q - Q x``.  Returns the number of inner iterations.
+
+    The passive set is kept in the order its variables entered (``idx[:m]``) with the Cholesky factor ``L`` of
+    ``Q`` on it: a variable entering adds one row (O(m^2)), variables leaving refactor only the rows after the first
+    one that left; the gradient sums over the passive set only (x is zero elsewhere)."""
     n = q.size
     for i in range(n):
         x[i] = 0.0
+        z[i] = 0.0
         passive[i] = False
         w[i] = q[i]
     it = 0
+    m = 0
     while it < max_iter:
         jmax = -1
         wmax = tol
@@ -145,9 +146,12 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
         if jmax < 0:
             break
         passive[jmax] = True
+        idx[m] = jmax
+        _chol_row(Q, idx, L, m)
+        m += 1
         while True:
             it += 1
-            m = _solve_passive(Q, q, passive, idx, L, y, z)
+            _chol_solve(L, q, idx, m, y, z)
             alpha = 2.0
             for t in range(m):
                 i = idx[t]
@@ -157,22 +161,31 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
                     if a < alpha:
                         alpha = a
             if alpha > 1.0:
-                for i in range(n):
-                    x[i] = z[i]
+                for t in range(m):
+                    x[idx[t]] = z[idx[t]]
                 break
-            for i in range(n):
-                x[i] += alpha * (z[i] - x[i])
+            first = m
+            k = 0
             for t in range(m):
                 i = idx[t]
+                x[i] += alpha * (z[i] - x[i])
                 if x[i] <= 1e-15:
                     x[i] = 0.0
                     passive[i] = False
+                    if first == m:
+                        first = t
+                else:
+                    idx[k] = i
+                    k += 1
+            m = k
+            for a in range(first, m):  # rows before the first removed variable are unchanged
+                _chol_row(Q, idx, L, a)
             if it >= max_iter:
                 break
         for i in range(n):
             s = q[i]
-            for j in range(n):
-                s -= Q[i, j] * x[j]
+            for t in range(m):
+                s -= Q[i, idx[t]] * x[idx[t]]
             w[i] = s
     return it
 
@@ -227,15 +240,36 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
             bvec[6 + f] = wp * max(prior[f, 2], 0.0) * inv_bw
             bvec[8 + 2 * f] = wp * prior[f, 0] * inv_bw
             bvec[9 + 2 * f] = wp * prior[f, 1] * inv_bw
+    # Q = A^T A + eps I, q = A^T b over the columns of feet in contact; the other columns of A are zero (their
+    # rows of Q are eps I, q zero: they never enter the passive set).  Foot f's columns are nonzero only in the
+    # dynamics rows 0-5, its prior rows (6 + f, 8 + 2 f, 9 + 2 f) and its CoP rows; sums run in row order.
+    PK = P * K
     for i in range(n):
+        q[i] = 0.0
+        for j in range(n):
+            Q[i, j] = 0.0
+        Q[i, i] = eps
+    for i in range(n):
+        fi = i // PK
+        if not active[fi]:
+            continue
         s = 0.0
         for r in range(R):
             s += A[r, i] * bvec[r]
         q[i] = s
         for j in range(i + 1):
+            fj = j // PK
+            if not active[fj]:
+                continue
             s = 0.0
-            for r in range(R):
+            for r in range(6):
                 s += A[r, i] * A[r, j]
+            if fi == fj:
+                s += A[6 + fi, i] * A[6 + fi, j]
+                s += A[8 + 2 * fi, i] * A[8 + 2 * fi, j]
+                s += A[9 + 2 * fi, i] * A[9 + 2 * fi, j]
+                for r in range(_N_FIXED_ROWS + fi * P, _N_FIXED_ROWS + fi * P + P):
+                    s += A[r, i] * A[r, j]
             Q[i, j] = s
             Q[j, i] = s
         Q[i, i] += eps
