@@ -6,7 +6,6 @@ Pure computation: numpy, mujoco and other ``models/`` modules.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,25 +15,59 @@ import numpy as np
 from models.dynamics.couplings import CoordinateCouplings
 from models.dynamics.mj_names import JOINT_BALL, JOINT_FREE, JOINT_HINGE, JOINT_SLIDE, as_mjmodel, object_name
 
-__all__ = ["OPENSIM_TO_Z_UP", "MappedKinematics", "OpenSimStateMap", "kinematics_from_opensim"]
+__all__ = ["OPENSIM_TO_Z_UP", "MappedKinematics", "OpenSimStateMap", "kinematics_from_opensim", "mat_to_quat"]
 
 #: Rotation taking OpenSim ground axes (x forward, y up, z right) to z-up axes (x forward, y left, z up).
 OPENSIM_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
-def _rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+def _euler_zxy(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``Rz(a) @ Rx(b) @ Ry(c)`` for arrays of angles (rad), shape (N, 3, 3): the OpenSim pelvis rotation."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    n = np.shape(a)[0]
+    rz = np.zeros((n, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = ca, -sa, sa, ca, 1.0
+    rx = np.zeros((n, 3, 3))
+    rx[:, 0, 0], rx[:, 1, 1], rx[:, 1, 2], rx[:, 2, 1], rx[:, 2, 2] = 1.0, cb, -sb, sb, cb
+    ry = np.zeros((n, 3, 3))
+    ry[:, 0, 0], ry[:, 0, 2], ry[:, 1, 1], ry[:, 2, 0], ry[:, 2, 2] = cc, sc, 1.0, -sc, cc
+    return rz @ rx @ ry
 
 
-def _rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+def mat_to_quat(R: np.ndarray) -> np.ndarray:
+    """Unit quaternions ``(w, x, y, z)`` of rotation matrices ``R`` (N, 3, 3), MuJoCo's ``mju_mat2Quat`` rule
+    (the branch of the largest of w, x, y, z, then normalised) applied to all frames at once."""
+    m = np.asarray(R, dtype=float).reshape(-1, 9)
+    tr = m[:, 0] + m[:, 4] + m[:, 8]
+    q = np.empty((m.shape[0], 4))
+    b0 = tr > 0
+    b1 = ~b0 & (m[:, 0] > m[:, 4]) & (m[:, 0] > m[:, 8])
+    b2 = ~b0 & ~b1 & (m[:, 4] > m[:, 8])
+    b3 = ~(b0 | b1 | b2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for sel, big, diag, rest in (
+            (b0, 0, (1, 1, 1), ((1, 7, 5, -1), (2, 2, 6, -1), (3, 3, 1, -1))),
+            (b1, 1, (1, -1, -1), ((0, 7, 5, -1), (2, 1, 3, 1), (3, 2, 6, 1))),
+            (b2, 2, (-1, 1, -1), ((0, 2, 6, -1), (1, 1, 3, 1), (3, 5, 7, 1))),
+            (b3, 3, (-1, -1, 1), ((0, 3, 1, -1), (1, 2, 6, 1), (2, 5, 7, 1))),
+        ):
+            if not sel.any():
+                continue
+            ms = m[sel]
+            qb = 0.5 * np.sqrt(1.0 + diag[0] * ms[:, 0] + diag[1] * ms[:, 4] + diag[2] * ms[:, 8])
+            q[sel, big] = qb
+            for k, i, j, sign in rest:
+                q[sel, k] = 0.25 * (ms[:, i] + sign * ms[:, j]) / qb
+    norm = np.sqrt(np.sum(q * q, axis=1))
+    unit = np.abs(norm - 1.0) <= _MJ_MINVAL
+    tiny = norm < _MJ_MINVAL
+    inv = np.where(unit | tiny, 1.0, 1.0 / np.where(tiny, 1.0, norm))
+    q = q * inv[:, None]
+    q[tiny] = (1.0, 0.0, 0.0, 0.0)
+    return q
 
 
-def _rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+_MJ_MINVAL = 1e-15   # MuJoCo's mjMINVAL: mju_normalize4 leaves a quaternion this close to unit length as is
 
 
 def _pelvis_angular(a, b, c, ad, bd, cd, add, bdd, cdd) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +110,7 @@ class OpenSimStateMap:
     then applied to any number of frames (:meth:`map`) — the real-time chain calls it once per frame.
 
     Everything that depends only on the model and the names (joint addresses, couplings, the fixed root-to-pelvis
-    transform) is computed here; :meth:`map` does the arithmetic.
+    transform) is computed here; :meth:`map` does the arithmetic, for all frames at once (no per-frame loop).
     """
 
     def __init__(self, model: mujoco.MjModel, names: Sequence[str], *, pelvis_body: str = "pelvis") -> None:
@@ -136,7 +169,6 @@ class OpenSimStateMap:
         self.used_columns = tuple(used)
         self.ignored_columns = tuple(c for c in self.names if c not in used)
         self.defaulted_joints = tuple(defaulted)
-        self._quat = np.zeros(4)
 
     def map(self, values: np.ndarray, speeds: np.ndarray | None = None,
             accelerations: np.ndarray | None = None) -> MappedKinematics:
@@ -160,7 +192,7 @@ class OpenSimStateMap:
         qacc[:, self._dadr] = accelerations[:, self._cols]
         if self.free:
             ia, ib, ic, it = self._ia, self._ib, self._ic, self._it
-            R_rp, r_rp, qa, da, quat = self._R_rp, self._r_rp, self._qa, self._da, self._quat
+            R_rp, r_rp, qa, da = self._R_rp, self._r_rp, self._qa, self._da
             w_p, al_p = _pelvis_angular(
                 values[:, ia], values[:, ib], values[:, ic],
                 speeds[:, ia], speeds[:, ib], speeds[:, ic],
@@ -170,22 +202,18 @@ class OpenSimStateMap:
             p_p = values[:, it] @ C.T
             v_p = speeds[:, it] @ C.T
             a_p = accelerations[:, it] @ C.T
-            for k in range(n):
-                R_os = _rot_z(values[k, ia]) @ _rot_x(values[k, ib]) @ _rot_y(values[k, ic])
-                R_wp = C @ R_os
-                R_wr = R_wp @ R_rp.T
-                mujoco.mju_mat2Quat(quat, R_wr.ravel())
-                dvec = R_wr @ r_rp  # root origin -> pelvis origin, world
-                w_r = R_rp @ w_p[k]  # root frame
-                al_r = R_rp @ al_p[k]
-                w_w = R_wr @ w_r
-                al_w = R_wr @ al_r
-                qpos[k, qa : qa + 3] = p_p[k] - dvec
-                qpos[k, qa + 3 : qa + 7] = quat
-                qvel[k, da : da + 3] = v_p[k] - np.cross(w_w, dvec)
-                qvel[k, da + 3 : da + 6] = w_r
-                qacc[k, da : da + 3] = a_p[k] - np.cross(al_w, dvec) - np.cross(w_w, np.cross(w_w, dvec))
-                qacc[k, da + 3 : da + 6] = al_r
+            R_wr = np.einsum("ij,njk,lk->nil", C, _euler_zxy(values[:, ia], values[:, ib], values[:, ic]), R_rp)
+            dvec = R_wr @ r_rp                               # root origin -> pelvis origin, world (N, 3)
+            w_r = w_p @ R_rp.T                               # root frame
+            al_r = al_p @ R_rp.T
+            w_w = np.einsum("nij,nj->ni", R_wr, w_r)
+            al_w = np.einsum("nij,nj->ni", R_wr, al_r)
+            qpos[:, qa : qa + 3] = p_p - dvec
+            qpos[:, qa + 3 : qa + 7] = mat_to_quat(R_wr)
+            qvel[:, da : da + 3] = v_p - np.cross(w_w, dvec)
+            qvel[:, da + 3 : da + 6] = w_r
+            qacc[:, da : da + 3] = a_p - np.cross(al_w, dvec) - np.cross(w_w, np.cross(w_w, dvec))
+            qacc[:, da + 3 : da + 6] = al_r
         self.couplings.apply(qpos, qvel, qacc)
         return MappedKinematics(qpos=qpos, qvel=qvel, qacc=qacc, used_columns=self.used_columns,
                                 ignored_columns=self.ignored_columns, defaulted_joints=self.defaulted_joints,

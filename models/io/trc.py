@@ -67,11 +67,10 @@ def read_trc(path: str | os.PathLike[str], *, zeros_as_missing: bool = True) -> 
 
     m = len(names)
     width = 2 + 3 * m
-    rows, line_numbers = _data_rows(lines, names, width, where)
-    n = len(rows)
+    arr, line_numbers = _data_block(lines, names, width, where)
+    n = arr.shape[0]
     if n == 0:
         raise ValueError(f"{where}: no data rows after the 5 header lines")
-    arr = np.asarray(rows, dtype=float).reshape(n, width)
     frame = arr[:, 0]
     if not np.all(frame == np.round(frame)):
         j = int(np.flatnonzero(frame != np.round(frame))[0])
@@ -170,19 +169,31 @@ def _marker_names(lines: list[str], declared_markers: int, where: str) -> tuple[
     return names
 
 
-def _data_rows(lines: list[str], names: tuple[str, ...], width: int, where: str
-               ) -> tuple[list[list[float]], list[int]]:
-    """The numeric rows after line 5 (blank lines skipped), each ``width`` wide, and their 1-based line numbers."""
-    rows: list[list[float]] = []
-    line_numbers: list[int] = []
-    for idx in range(5, len(lines)):
-        raw = lines[idx].rstrip("\r\n")
-        if not raw.strip():
-            continue
-        lineno = idx + 1
-        rows.append(_parse_row(raw, lineno, names, width, where))
-        line_numbers.append(lineno)
-    return rows, line_numbers
+def _data_block(lines: list[str], names: tuple[str, ...], width: int, where: str) -> tuple[np.ndarray, list[int]]:
+    """The numeric rows after line 5 (blank lines skipped) as an (n, ``width``) array, and their 1-based line
+    numbers.  The whole block is parsed at once (``np.loadtxt``) when every row has ``width`` cells, the same
+    separator and no blank cell; any other block (gaps, ragged rows, a bad cell) goes row by row through
+    :func:`_parse_row`, which pads, checks and names the line and column of a bad value."""
+    numbered = [(idx + 1, lines[idx].rstrip("\r\n")) for idx in range(5, len(lines)) if lines[idx].strip()]
+    line_numbers = [k for k, _ in numbered]
+    rows = [raw for _, raw in numbered]
+    if not rows:
+        return np.zeros((0, width)), line_numbers
+    tabs = sum("\t" in r for r in rows)
+    if tabs in (0, len(rows)):
+        # trailing tabs (Cortex exports end every row with one): blank cells past the last value; a row that then
+        # has fewer than ``width`` cells (blank trailing markers) fails the shape check and takes the row path
+        block = [r.rstrip("\t") for r in rows] if tabs else rows
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")        # numpy's "empty input" and similar: take the row path
+                arr = np.loadtxt(block, dtype=float, delimiter="\t" if tabs else None, comments=None, ndmin=2)
+        except (ValueError, Warning):
+            arr = None
+        if arr is not None and arr.shape == (len(rows), width) and not np.isnan(arr[:, :2]).any():
+            return arr, line_numbers
+    parsed = [_parse_row(raw, lineno, names, width, where) for lineno, raw in numbered]
+    return np.asarray(parsed, dtype=float).reshape(len(parsed), width), line_numbers
 
 
 def _parse_row(raw: str, lineno: int, names: tuple[str, ...], width: int, where: str) -> list[float]:
