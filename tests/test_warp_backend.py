@@ -157,3 +157,96 @@ def test_analyze_trial_with_the_warp_backend_writes_it_and_matches_cpu(ps, tmp_p
     assert np.max(np.abs(res.muscles.activation - got.muscles.activation)) <= 1e-3
     files = {p.name for p in write_csvs(got, tmp_path)}
     assert {"joint_moments.csv", "activations.csv"} <= files
+
+
+# ---- the QP as a Warp kernel (models/muscles/warp_qp.py) against the host solver ----------------------------------
+# Both solve the same strictly convex QP (unique optimum) to the same tolerance, the host warm-started in time, the
+# kernel cold per frame then warm from the nearest converged frame: on the same (Warp) muscle state activations agree
+# to QP_TOL (measured 7e-16 on PS ss1, 2e-9 on MyoFullBody at w_res = 1e4), statuses exactly.  Where the host solver
+# itself stops at max_iterations (MyoFullBody, w_res = 1e6) the best iterate depends on the start: there the kernel
+# is checked against the host's own cold path (warm_start=False), bit for bit.  Against the float64 CPU backend the
+# float32 muscle state dominates.
+QP_TOL = 1e-7
+
+
+def _qp_pair(model, q, qd, tau, params=None):
+    from models.muscles.static_optimization import SOParams, StaticOptimization
+    from models.muscles.warp_backend import WarpStaticOptimization
+
+    so = StaticOptimization(model, params or SOParams())
+    host = WarpStaticOptimization(so, device=DEVICE, qp="host").run(q, qd, tau)
+    warp = WarpStaticOptimization(so, device=DEVICE, qp="warp", chunk_frames=7).run(q, qd, tau)   # several chunks
+    return so, host, warp
+
+
+def _assert_same_solution(host, warp, act_tol):
+    np.testing.assert_array_equal(host.status, warp.status)
+    assert np.array_equal(np.isnan(host.activation), np.isnan(warp.activation))
+    assert np.nanmax(np.abs(host.activation - warp.activation)) <= act_tol
+    peak = np.nanmax(np.abs(host.muscle_force_n))
+    assert np.nanmax(np.abs(host.muscle_force_n - warp.muscle_force_n)) <= act_tol * peak
+    tau_peak = np.nanmax(np.abs(host.muscle_moment_nm + host.reserve_nm))
+    for name in ("muscle_moment_nm", "reserve_nm"):
+        assert np.nanmax(np.abs(getattr(host, name) - getattr(warp, name))) <= act_tol * tau_peak, name
+    assert np.nanmax(np.abs(warp.residual_nm)) <= 1e-9 * tau_peak     # the equality holds to the solver tolerance
+    assert np.allclose(host.cost, warp.cost, rtol=1e-9, atol=0.0, equal_nan=True)
+
+
+def test_qp_backend_name_is_checked():
+    from models.body.registry import load_model
+    from models.muscles.static_optimization import StaticOptimization
+    from models.muscles.warp_backend import WarpStaticOptimization
+
+    with pytest.raises(ValueError, match="qp = 'gpu'"):
+        WarpStaticOptimization(StaticOptimization(load_model("myoleg")), device=DEVICE, qp="gpu")
+
+
+@needs_data
+@pytest.mark.parametrize("reserve_weight", [1.0, 1e6])
+def test_warp_qp_matches_the_host_qp_on_ps_ss1(ps, reserve_weight):
+    from models.muscles.static_optimization import STATUS_INVALID_INPUT, SOParams
+
+    kin, res, _ = ps
+    mk = kin.mapped
+    ext = [ExternalWrenchTrial(f"calcn_{s[0]}", res.foot_force_n[s], res.foot_cop_m[s], res.foot_free_moment_nm[s],
+                               res.time_s) for s in ("left", "right")]
+    tau = InverseDynamics(kin.model, InverseDynamicsParams()).run(mk.qpos, mk.qvel, mk.qacc, ext,
+                                                                   time_s=res.time_s).coordinate_force
+    q, qd = mk.qpos.copy(), mk.qvel.copy()
+    q[5, 3] = np.nan                                    # an invalid frame: flagged, NaN, on both paths
+    tau[9, 7] = np.inf
+    so, host, warp = _qp_pair(kin.model, q, qd, tau, SOParams(reserve_weight=reserve_weight))
+    assert host.n_frames > 100 and np.ptp(tau[np.isfinite(tau)]) > 10.0
+    assert set(np.flatnonzero(warp.status == STATUS_INVALID_INPUT)) == {5, 9}
+    assert np.sum(warp.status == 0) == host.n_frames - 2
+    _assert_same_solution(host, warp, QP_TOL)
+    # against the float64 CPU backend (MuJoCo's muscle state): float32 rounding of Warp's state, as before
+    cpu = so.run(q, qd, tau)
+    np.testing.assert_array_equal(cpu.status, warp.status)
+    assert np.nanmax(np.abs(cpu.activation - warp.activation)) <= 1e-3
+
+
+@pytest.mark.parametrize("reserve_weight", [1.0, 1e4])
+def test_warp_qp_matches_the_host_qp_on_myofullbody(fullbody, reserve_weight):
+    from models.muscles.static_optimization import SOParams
+
+    m, mass, q, qd, qdd, ext, t = fullbody
+    tau = InverseDynamics(m, InverseDynamicsParams()).run(q, qd, qdd, ext).coordinate_force
+    so, host, warp = _qp_pair(m, q, qd, tau, SOParams(reserve_weight=reserve_weight))
+    assert so.solved_index.size > 50 and np.max(np.abs(warp.reserve_nm)) > 1e-3
+    assert np.all(host.status == 0)
+    _assert_same_solution(host, warp, QP_TOL)
+
+
+def test_warp_qp_kernel_is_the_host_solver_cold_bit_for_bit(fullbody):
+    """w_res = 1e6 on MyoFullBody: frames that stop at max_iterations and at the rounding floor (polish) too."""
+    from models.muscles.static_optimization import STATUS_MAX_ITERATIONS, STATUS_ROUNDING_FLOOR, SOParams
+
+    m, mass, q, qd, qdd, ext, t = fullbody
+    tau = InverseDynamics(m, InverseDynamicsParams()).run(q, qd, qdd, ext).coordinate_force
+    so, host, warp = _qp_pair(m, q, qd, tau, SOParams(reserve_weight=1e6, warm_start=False))
+    assert {STATUS_MAX_ITERATIONS, STATUS_ROUNDING_FLOOR} <= set(host.status.tolist())
+    np.testing.assert_array_equal(host.status, warp.status)
+    np.testing.assert_array_equal(host.iterations, warp.iterations)
+    np.testing.assert_array_equal(host.activation, warp.activation)
+    np.testing.assert_array_equal(host.reserve_nm, warp.reserve_nm)

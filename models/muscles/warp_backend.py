@@ -6,16 +6,21 @@ What runs where (``nworld`` = frames, chunks of ``chunk_frames``):
   (``kinematics``, ``com_pos``), tendon lengths, Jacobians and wrapping paths (``tendon``), actuator lengths and
   moment arms (``transmission``), and MuJoCo's muscle force-length-velocity model at activation 1 and 0
   (``fwd_actuation``; the actuator velocities ``moment @ qvel`` are formed on the host from Warp's moment arms).
-* **Host, per frame, warm-started in time**: the QP of :class:`~models.muscles.static_optimization
-  .StaticOptimization` (the same numba dual Newton solver, :meth:`StaticOptimization._solve_state`) on the
-  Warp-computed terms, and the knee-contact crossing sums (:meth:`KneeContact.muscle_wrench_from_paths`) on
-  Warp's wrapping paths.  The QP is *not* a Warp kernel: the dual Newton method needs 2 steps per frame
-  warm-started, and a batched projected-Newton/ADMM kernel with the same answers was not built (issue 22).
+* **The QP** (``qp="warp"``, the default): the static-optimisation QP of every frame of a chunk in one Warp
+  launch, one thread per frame, float64 (:mod:`models.muscles.warp_qp`: the host's dual Newton method ported to a
+  Warp kernel, each frame cold-started from its bound-free solution instead of warm-started from the previous
+  frame, so frames are independent).  The problems are assembled and the outputs written on the host in one numba
+  loop each (moment arms, ``C'``, ``b``; activations, tensions, moments, reserves).  ``qp="host"`` keeps the
+  reference: :meth:`StaticOptimization._solve_state` frame by frame, warm-started in time.  Both stop within the
+  solver tolerance of the same unique optimum: activations agree to ~1e-9 on the same muscle state (tested).
+* **Host, per frame**: the knee-contact crossing sums (:meth:`KneeContact.muscle_wrench_from_paths`) on Warp's
+  wrapping paths.
 * Inverse dynamics with the tibia reaction: :class:`models.dynamics.warp_backend.WarpInverseDynamics`.
 
-Precision: Warp computes in float32, so moment arms and muscle forces carry ~1e-7 relative rounding; the QP is
-then solved to its own tolerance on those terms.  Activations agree with the float64 CPU path to ~1e-4 absolute
-(ill-conditioned frames amplify the rounding), see ``tests/test_warp_backend.py``.
+Precision: MuJoCo Warp computes the muscle state in float32, so moment arms and muscle forces carry ~1e-7
+relative rounding; the QP (float64 on either path) is then solved to its own tolerance on those terms.
+Activations agree with the float64 CPU path to ~1e-4 absolute (MyoLeg, PS ss1: 4e-6; ill-conditioned frames
+amplify the rounding), see ``tests/test_warp_backend.py``.
 
 This module is pure computation: numpy, mujoco, mujoco_warp/warp and other ``models/`` modules.
 """
@@ -33,8 +38,12 @@ from models.muscles.knee_contact import KneeContact, KneeContactTrial
 from models.muscles.qp_kernels import actuator_velocity, couplings_kernel
 from models.muscles.static_optimization import (STATUS_INVALID_INPUT, SOFrame, SOParams, SOTrial,
                                                 StaticOptimization)
+from models.muscles.warp_qp import WarpQP
 
-__all__ = ["WarpStaticOptimization", "WarpKinematicsToContact"]
+__all__ = ["WarpStaticOptimization", "WarpKinematicsToContact", "QP_BACKENDS"]
+
+#: where :class:`WarpStaticOptimization` solves the QP: a Warp kernel over all frames, or the host solver per frame
+QP_BACKENDS = ("warp", "host")
 
 
 class WarpStaticOptimization(WarpStage):
@@ -42,10 +51,20 @@ class WarpStaticOptimization(WarpStage):
 
     ``stage``: the CPU stage (its private model, coordinate maps, solver and warm start are used).  ``contact``:
     optionally a :class:`KneeContact` on the same model structure, whose crossing sums are then computed from the
-    same Warp paths (:meth:`run_with_contact`).
+    same Warp paths (:meth:`run_with_contact`).  ``qp``: ``"warp"`` (default) solves the QPs of a chunk in one Warp
+    launch (:class:`~models.muscles.warp_qp.WarpQP`), ``"host"`` with the stage's solver frame by frame.
     """
 
     stage: StaticOptimization
+
+    def __init__(self, stage: StaticOptimization, *, device: str | None = None, chunk_frames: int = 4096,
+                 qp: str = "warp") -> None:
+        if qp not in QP_BACKENDS:
+            raise ValueError(f"qp = {qp!r}: allowed {', '.join(QP_BACKENDS)}")
+        super().__init__(stage, device=device, chunk_frames=chunk_frames)
+        self.qp = qp
+        self._qp = WarpQP(stage, self.device) if qp == "warp" else None
+        self._seed: np.ndarray | None = None
 
     # ---- the muscle state of a chunk on Warp -------------------------------------------------------
 
@@ -106,13 +125,13 @@ class WarpStaticOptimization(WarpStage):
             raise ValueError(f"run expects qpos (N, {m.nq}), qvel (N, {m.nv}), tau (N, {so.n_coordinates}); got "
                              f"{qpos.shape}, {qvel.shape}, {tau.shape}")
         nm, nc = so.n_muscles, so.n_coordinates
-        act, force = np.zeros((n, nm)), np.zeros((n, nm))
-        mom, res, resid = np.zeros((n, nc)), np.zeros((n, nc)), np.zeros((n, nc))
-        cost, its, st = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        ts, tstep = np.zeros(n), np.zeros(n)
+        o = dict(act=np.zeros((n, nm)), force=np.zeros((n, nm)), mom=np.zeros((n, nc)), res=np.zeros((n, nc)),
+                 resid=np.zeros((n, nc)), cost=np.zeros(n), its=np.zeros(n, dtype=np.int64),
+                 st=np.zeros(n, dtype=np.int64), ts=np.zeros(n), tstep=np.zeros(n))
         F_mus = np.zeros((n, 3)) if contact is not None else None
         M_mus = np.zeros((n, 3)) if contact is not None else None
         so.reset()
+        self._seed = None
         t0 = time.perf_counter()
         # couplings on the host (as the CPU stage does them), invalid frames replaced by qpos0 for Warp
         qc, vc, ok = qpos.copy(), qvel.copy(), np.zeros(n, dtype=bool)
@@ -125,46 +144,75 @@ class WarpStaticOptimization(WarpStage):
             b = min(n, a + self.chunk_frames)
             s = self._state(qc[a:b], vc[a:b])
             t_state = (time.perf_counter() - t0) / n
+            if self._qp is not None:
+                self._solve_chunk_warp(s, qc, vc, tau, ok, a, b, o)
+            else:
+                self._solve_chunk_host(s, qc, vc, tau, ok, a, b, o)
+            o["tstep"][a:b] = o["ts"][a:b] + t_state
             for i in range(a, b):
-                j = i - a
-                fr = SOFrame(act[i], force[i], mom[i], res[i], resid[i])
-                t1 = time.perf_counter()
                 if not ok[i]:
-                    for arr in (act[i], force[i], mom[i], res[i], resid[i]):
-                        arr.fill(np.nan)
-                    cost[i], st[i] = np.nan, STATUS_INVALID_INPUT
-                    if contact is not None:
-                        F_mus[i], M_mus[i] = np.nan, np.nan
+                    for k in ("act", "force", "mom", "res", "resid", "cost"):
+                        o[k][i] = np.nan
+                    o["its"][i], o["st"][i], o["ts"][i], o["tstep"][i] = 0, STATUS_INVALID_INPUT, 0.0, 0.0
+                if contact is None:
                     continue
-                # the frame's coupling factors dq_dep/dq_ind (the moment-arm kernel reads them)
-                couplings_kernel(qc[i].copy(), vc[i].copy(), tau[i], False, so._c_dep_qadr, so._c_dep_dof,
-                                 so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0, so._c_coef, so._dof_factor)
-                so._solve_state(s["moment_rownnz"][j], s["moment_rowadr"][j], s["moment_colind"][j],
-                                s["actuator_moment"][j], s["force_act1"][j], s["force_act0"][j], tau[i], fr)
-                cost[i], its[i], st[i] = fr.cost, fr.iterations, fr.status
-                ts[i] = time.perf_counter() - t1
-                tstep[i] = ts[i] + t_state
-                if contact is not None:
-                    if np.isfinite(fr.cost):
-                        F_mus[i], M_mus[i] = contact.muscle_wrench_from_paths(
-                            s["ten_wrapadr"][j], s["ten_wrapnum"][j], s["wrap_obj"][j], s["wrap_xpos"][j],
-                            s["xpos"][j, tib], s["xmat"][j, tib], force[i], so.muscle_names)
-                    else:
-                        F_mus[i], M_mus[i] = np.nan, np.nan
+                j = i - a
+                if np.isfinite(o["cost"][i]):
+                    F_mus[i], M_mus[i] = contact.muscle_wrench_from_paths(
+                        s["ten_wrapadr"][j], s["ten_wrapnum"][j], s["wrap_obj"][j], s["wrap_xpos"][j],
+                        s["xpos"][j, tib], s["xmat"][j, tib], o["force"][i], so.muscle_names)
+                else:
+                    F_mus[i], M_mus[i] = np.nan, np.nan
         total = time.perf_counter() - t0
-        trial = SOTrial(act, force, mom, res, resid, cost, its, st, ts, tstep, total, so.muscle_names,
-                        so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates, so.root_coordinates)
+        trial = SOTrial(o["act"], o["force"], o["mom"], o["res"], o["resid"], o["cost"], o["its"], o["st"], o["ts"],
+                        o["tstep"], total, so.muscle_names, so.coordinate_names, so.solved_coordinates,
+                        so.reserve_only_coordinates, so.root_coordinates)
         return trial, F_mus, M_mus
+
+    def _solve_chunk_host(self, s: dict[str, np.ndarray], qc: np.ndarray, vc: np.ndarray, tau: np.ndarray,
+                          ok: np.ndarray, a: int, b: int, o: dict[str, np.ndarray]) -> None:
+        """Frames ``a:b`` by the stage's solver, in order, warm-started in time (the reference path)."""
+        so = self.stage
+        for i in range(a, b):
+            if not ok[i]:
+                continue
+            j = i - a
+            fr = SOFrame(o["act"][i], o["force"][i], o["mom"][i], o["res"][i], o["resid"][i])
+            t1 = time.perf_counter()
+            # the frame's coupling factors dq_dep/dq_ind (the moment-arm kernel reads them)
+            couplings_kernel(qc[i].copy(), vc[i].copy(), tau[i], False, so._c_dep_qadr, so._c_dep_dof,
+                             so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0, so._c_coef, so._dof_factor)
+            so._solve_state(s["moment_rownnz"][j], s["moment_rowadr"][j], s["moment_colind"][j],
+                            s["actuator_moment"][j], s["force_act1"][j], s["force_act0"][j], tau[i], fr)
+            o["cost"][i], o["its"][i], o["st"][i] = fr.cost, fr.iterations, fr.status
+            o["ts"][i] = time.perf_counter() - t1
+
+    def _solve_chunk_warp(self, s: dict[str, np.ndarray], qc: np.ndarray, vc: np.ndarray, tau: np.ndarray,
+                          ok: np.ndarray, a: int, b: int, o: dict[str, np.ndarray]) -> None:
+        """Frames ``a:b`` in one Warp launch (:class:`~models.muscles.warp_qp.WarpQP`); the solve time is shared
+        equally by the chunk's frames; the last converged frame's multipliers seed the next chunk's re-solves."""
+        t1 = time.perf_counter()
+        q, v, tq, okc = qc[a:b], vc[a:b], np.ascontiguousarray(tau[a:b]), ok[a:b]
+        packed = self._qp.pack(s, q, v, tq, okc)
+        act, lam, its, st, _ = self._qp.solve(packed, okc, self._seed)
+        good = np.flatnonzero(okc & (st == 0))
+        if good.size:
+            self._seed = lam[good[-1]].copy()
+        view = {k: o[k][a:b] for k in ("act", "force", "mom", "res", "resid", "cost")}
+        self._qp.outputs(s, q, v, tq, okc, act, lam, view)
+        o["its"][a:b], o["st"][a:b] = its, st
+        o["ts"][a:b] = (time.perf_counter() - t1) / (b - a)
 
 
 class WarpKinematicsToContact:
     """:class:`models.muscles.knee_contact.KinematicsToContact` on MuJoCo Warp: inverse dynamics
     (:class:`WarpInverseDynamics`), the muscle state (:class:`WarpStaticOptimization`) and the knee-contact
-    crossing sums on Warp's paths.  Same outputs ``(SOTrial, KneeContactTrial)``; ``device`` as in those."""
+    crossing sums on Warp's paths.  Same outputs ``(SOTrial, KneeContactTrial)``; ``device`` and ``qp`` as in
+    those."""
 
     def __init__(self, model, side: str, *, body_mass_kg: float, so_params: SOParams | None = None,
                  condyle_offsets_m: tuple[float, float] | None = None, device: str | None = None,
-                 chunk_frames: int = 4096) -> None:
+                 chunk_frames: int = 4096, qp: str = "warp") -> None:
         model = getattr(model, "model", model)
         self.contact = KneeContact(model, side, body_mass_kg=body_mass_kg, condyle_offsets_m=condyle_offsets_m)
         self.inverse_dynamics = InverseDynamics(model, InverseDynamicsParams(
@@ -172,7 +220,8 @@ class WarpKinematicsToContact:
         self.static_optimization = StaticOptimization(model, so_params or SOParams())
         self.device = device or default_device()
         self._id = WarpInverseDynamics(self.inverse_dynamics, device=self.device, chunk_frames=chunk_frames)
-        self._so = WarpStaticOptimization(self.static_optimization, device=self.device, chunk_frames=chunk_frames)
+        self._so = WarpStaticOptimization(self.static_optimization, device=self.device, chunk_frames=chunk_frames,
+                                          qp=qp)
 
     def run(self, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, externals: Sequence[ExternalWrenchTrial],
             time_s: np.ndarray) -> tuple[SOTrial, KneeContactTrial]:
