@@ -56,6 +56,8 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from models.io.xml_cache import cached_derived
+
 __all__ = [
     "Marker",
     "MarkerSet",
@@ -313,10 +315,15 @@ def _joint_translation(joint: ET.Element, defaults: Mapping[str, float], where: 
 
 
 def read_osim_bodies(osim_path: str | Path) -> dict[str, OsimBody]:
-    """Bodies of an OpenSim 3.3 or 4.x model with their parent and zero-pose origin (see :class:`OsimBody`)."""
+    """Bodies of an OpenSim 3.3 or 4.x model with their parent and zero-pose origin (see :class:`OsimBody`).
+
+    The file is parsed once per process and version (:func:`models.io.xml_cache.cached_derived`); every call
+    returns a fresh copy."""
     path = Path(osim_path)
-    root = ET.parse(path).getroot()
-    where = str(path)
+    return cached_derived(path, "markerset.osim_bodies", lambda root: _bodies_from_root(root, str(path)))
+
+
+def _bodies_from_root(root: ET.Element, where: str) -> dict[str, OsimBody]:
     bodies: dict[str, OsimBody] = {}
     defaults: dict[str, float] = {}
     for c in root.iter("Coordinate"):
@@ -387,8 +394,11 @@ def read_osim_bodies(osim_path: str | Path) -> dict[str, OsimBody]:
 
 
 def _parse_markers(path: Path) -> list[tuple[str, str, np.ndarray]]:
-    root = ET.parse(path).getroot()
-    where = str(path)
+    """``(name, source body, location)`` of every marker in the file (parsed once per version; a fresh copy)."""
+    return cached_derived(path, "markerset.markers", lambda root: _markers_from_root(root, str(path)))
+
+
+def _markers_from_root(root: ET.Element, where: str) -> list[tuple[str, str, np.ndarray]]:
     sets = [root] if root.tag == "MarkerSet" else list(root.iter("MarkerSet"))
     if not sets:
         raise ValueError(f"{where}: no <MarkerSet> element")

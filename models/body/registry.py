@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import threading
@@ -160,13 +161,23 @@ class MusculoskeletalModel:
     ``model`` is owned by this object (a private copy, never shared with the cache), ``spec`` is ``None`` or an
     ``MjSpec`` whose ``compile()`` gives an identical model; :func:`models.body.scaling.scale_model` edits a copy of it.
     Name lookups raise ``KeyError`` naming the missing name and the closest matches.
+
+    ``spec_source`` (instead of ``spec``): a cached ``MjSpec`` that is never handed out; ``spec`` is then a private
+    copy made on first access (an ``MjSpec.copy()`` of MyoLeg costs ~6 ms, and most callers never read it), and
+    :meth:`editable_spec` copies the source directly.  :attr:`pristine_spec_key` is the cache's key for that
+    source while nobody has been given this object's own ``spec`` (which they could edit), else ``None``.
     """
 
     def __init__(self, model: mujoco.MjModel, info: ModelInfo, spec: mujoco.MjSpec | None = None, *,
-                 scale_factors: object | None = None) -> None:
+                 scale_factors: object | None = None, spec_source: mujoco.MjSpec | None = None,
+                 spec_key: object | None = None) -> None:
+        if spec is not None and spec_source is not None:
+            raise ValueError("give spec or spec_source, not both")
         self.model = model
         self.info = info
-        self.spec = spec
+        self._spec = spec
+        self._spec_source = spec_source
+        self._spec_key = spec_key if spec_source is not None else None
         #: the :class:`models.body.scaling.ScaleFactors` a scaled model was made with; ``None`` for a template
         self.scale_factors = scale_factors
         self._muscle_ids = np.flatnonzero(is_muscle(model)).astype(np.intp)
@@ -174,6 +185,23 @@ class MusculoskeletalModel:
         self._all_actuators_are_muscles = self._muscle_ids.size == model.nu
         self._scratch: np.ndarray | None = None
         self._couplings: list[tuple[int, int, int, int, np.ndarray]] | None = None
+
+    @property
+    def spec(self) -> mujoco.MjSpec | None:
+        """The editable ``MjSpec`` of this model (a private copy of the cached source, made on first access)."""
+        if self._spec is None and self._spec_source is not None:
+            self._spec = self._spec_source.copy()
+            self._spec_source, self._spec_key = None, None
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: mujoco.MjSpec | None) -> None:
+        self._spec, self._spec_source, self._spec_key = value, None, None
+
+    @property
+    def pristine_spec_key(self) -> object | None:
+        """Key of the cached, never handed-out spec this model compiles from; ``None`` once ``spec`` was read."""
+        return self._spec_key
 
     def __repr__(self) -> str:
         i = self.info
@@ -316,9 +344,11 @@ class MusculoskeletalModel:
     # ---- copies ------------------------------------------------------------------------------
     def editable_spec(self) -> mujoco.MjSpec:
         """A private copy of the ``MjSpec`` this model compiles from (raises if the model has none)."""
-        if self.spec is None:
+        if self._spec is None and self._spec_source is not None:
+            return self._spec_source.copy()
+        if self._spec is None:
             raise ValueError(f"{self.info.name}: this model carries no MjSpec to edit")
-        return self.spec.copy()
+        return self._spec.copy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -486,8 +516,10 @@ class _Entry:
     model: mujoco.MjModel
     info: ModelInfo
     load_time_s: float
+    token: int = 0          # unique per build in this process: part of the key of anything derived from the entry
 
 
+_TOKENS = itertools.count(1)
 _CACHE: dict[object, _Entry] = {}
 _LOCK = threading.Lock()
 
@@ -516,7 +548,7 @@ def _build(key: str, path: Path | None) -> _Entry:
                          "load_model is for musculoskeletal models")
     height, basis = _template_height(name if path is None else "", model)
     info = ModelInfo.from_mjmodel(model, name=name, source=source, height_m=height, height_basis=basis)
-    return _Entry(spec=spec, model=model, info=info, load_time_s=time.perf_counter() - t0)
+    return _Entry(spec=spec, model=model, info=info, load_time_s=time.perf_counter() - t0, token=next(_TOKENS))
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[object, str, Path | None]:
@@ -546,8 +578,8 @@ def load_model(name_or_path: str | os.PathLike, *, cache: bool = True) -> Muscul
     """Load a musculoskeletal model by registry name (see :data:`MODEL_NAMES`) or MJCF path.
 
     With ``cache=True`` the built spec and compiled model are kept for the process (a path is re-read when its
-    modification time changes) and every call returns an independent copy (``MjModel`` copy and ``MjSpec.copy()``),
-    so callers may edit what they get.  Raises ``ValueError`` for an unknown or unpublished name (the message lists
+    modification time changes) and every call returns an independent copy (``MjModel`` copy now, ``MjSpec.copy()``
+    when ``.spec`` is first read), so callers may edit what they get.  Raises ``ValueError`` for an unknown or unpublished name (the message lists
     the valid names), ``FileNotFoundError`` for a missing path.
     """
     key, name, path = _resolve(name_or_path)
@@ -557,7 +589,8 @@ def load_model(name_or_path: str | os.PathLike, *, cache: bool = True) -> Muscul
             if entry is None:
                 entry = _build(name, path)
                 _CACHE[key] = entry
-        return MusculoskeletalModel(copy.copy(entry.model), entry.info, entry.spec.copy())
+        return MusculoskeletalModel(copy.copy(entry.model), entry.info, spec_source=entry.spec,
+                                    spec_key=(key, entry.token))
     entry = _build(name, path)
     return MusculoskeletalModel(entry.model, entry.info, entry.spec)
 

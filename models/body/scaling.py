@@ -109,7 +109,9 @@ import mujoco
 import numpy as np
 
 from models.io.reader_support import close_matches_error
+from models.io.xml_cache import cached_derived
 from models.body.registry import ModelInfo, MusculoskeletalModel, _compile, is_muscle, load_model
+from models.body.subject_cache import SCALED_MODELS, clear_scale_cache, scaled_model_key
 
 __all__ = [
     "SubjectScale",
@@ -121,6 +123,7 @@ __all__ = [
     "compute_scale_factors",
     "scale_model",
     "opensim_max_isometric_forces",
+    "clear_scale_cache",
 ]
 
 #: Accepted subject mass (kg) and height (m), the same bounds as the runtime's ``SubjectProfile``.
@@ -486,13 +489,21 @@ def opensim_max_isometric_forces(osim_path: "str | os.PathLike[str]",
                                  muscle_names: Sequence[str] | None = None) -> dict[str, float]:
     """``{muscle: max_isometric_force (N)}`` of every muscle in an OpenSim ``.osim`` file (any muscle class with a
     ``<max_isometric_force>``), restricted to ``muscle_names`` when given (names absent from the file are skipped).
-    Read with the standard library XML parser; no OpenSim install needed."""
+    Read with the standard library XML parser, once per file version (:func:`models.io.xml_cache.cached_derived`;
+    a fresh dict each call); no OpenSim install needed."""
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.parse(osim_path).getroot()
+        out = cached_derived(osim_path, "scaling.max_isometric_forces", lambda root: _forces_from_root(root, osim_path))
     except (OSError, ET.ParseError) as exc:
         raise ValueError(f"osim_path = {str(osim_path)!r}: cannot read an OpenSim model ({exc})") from exc
+    if muscle_names is not None:
+        keep = set(muscle_names)
+        out = {k: v for k, v in out.items() if k in keep}
+    return out
+
+
+def _forces_from_root(root, osim_path: "str | os.PathLike[str]") -> dict[str, float]:
     out: dict[str, float] = {}
     for el in root.iter():
         f = el.find("max_isometric_force")
@@ -505,9 +516,6 @@ def opensim_max_isometric_forces(osim_path: "str | os.PathLike[str]",
         out[name] = value
     if not out:
         raise ValueError(f"osim_path = {str(osim_path)!r}: no muscle with a <max_isometric_force> in it")
-    if muscle_names is not None:
-        keep = set(muscle_names)
-        out = {k: v for k, v in out.items() if k in keep}
     return out
 
 
@@ -606,14 +614,58 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
             raise ValueError(f"length_by_body: factors outside 0.3..3: {bad}")
         fac = dataclasses.replace(fac, length_by_body={**fac.length_by_body, **{b: float(f) for b, f in length_by_body.items()}})
     f0 = _check_forces(tmpl.model, max_isometric_force_n, tmpl.info.name) if max_isometric_force_n else None
+    key = scaled_model_key(tmpl, fac, f0)
+    hit = SCALED_MODELS.get(key)
+    if hit is not None:
+        return hit
+    model, spec = _scaled_spec_and_model(tmpl, fac, f0)
+    return SCALED_MODELS.put(key, model, _scaled_info(tmpl, model, fac, f0), spec, fac)
+
+
+def _scaled_spec_and_model(tmpl: MusculoskeletalModel, fac: ScaleFactors, f0: Mapping[str, float] | None, *,
+                           one_compile: bool = True) -> tuple[mujoco.MjModel, mujoco.MjSpec]:
+    """The edited spec and its compiled model.  Per-segment factors need the scaled geometry compiled (muscle
+    length ratios at qpos0); ``one_compile`` then writes the muscle parameters into that compiled model
+    (:func:`_write_muscles`) instead of compiling the spec a second time (``one_compile=False``: the reference,
+    tested equal array by array)."""
     spec = tmpl.editable_spec()
     _apply_geometry(spec, tmpl.model, fac)
     geometry_only = None if fac.uniform else _compile(spec)
     _apply_muscles(spec, tmpl.model, geometry_only, fac, f0)
-    model = _compile(spec)
+    if geometry_only is not None and one_compile and _write_muscles(spec, geometry_only):
+        return geometry_only, spec
+    return _compile(spec), spec
 
+
+def _write_muscles(spec: mujoco.MjSpec, model: mujoco.MjModel) -> bool:
+    """Copy what :func:`_apply_muscles` set in ``spec`` into ``model`` compiled before it, as the compiler would
+    (muscle length ranges used as given, ``useexisting``; F0 already resolved); ``False`` (nothing written) when a
+    tendon spring length is automatic (negative), which only a compile resolves."""
+    springs = [np.asarray(t.springlength, dtype=float) for t in spec.tendons]
+    if any((s < 0).any() for s in springs):
+        return False
+    muscle = is_muscle(model)
+    for i, a in enumerate(spec.actuators):
+        if not muscle[i]:
+            continue
+        model.actuator_lengthrange[i] = a.lengthrange
+        model.actuator_gainprm[i] = a.gainprm
+        model.actuator_biasprm[i] = a.biasprm
+        if model.actuator_forcelimited[i]:
+            model.actuator_forcerange[i] = a.forcerange
+    for t, tn in enumerate(spec.tendons):
+        model.tendon_lengthspring[t] = springs[t]
+        model.tendon_range[t] = tn.range
+    for e in spec.equalities:
+        if e.type == mujoco.mjtEq.mjEQ_TENDON:
+            model.eq_data[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, e.name)] = e.data
+    return True
+
+
+def _scaled_info(tmpl: MusculoskeletalModel, model: mujoco.MjModel, fac: ScaleFactors,
+                 f0: Mapping[str, float] | None) -> ModelInfo:
     sub = fac.subject
-    info = ModelInfo.from_mjmodel(
+    return ModelInfo.from_mjmodel(
         model,
         name=f"{tmpl.info.name}@{sub.mass_kg:g}kg_{sub.height_m:g}m",
         source=(f"scale_model({tmpl.info.name}, mass_kg={sub.mass_kg:g}, height_m={sub.height_m:g}"
@@ -622,4 +674,3 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
         height_m=sub.height_m,
         height_basis=f"subject height (template {fac.template_height_m:.4f} m: {fac.template_height_basis})",
     )
-    return MusculoskeletalModel(model, info, spec, scale_factors=fac)
