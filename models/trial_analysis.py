@@ -102,6 +102,9 @@ class TrialAnalysis:
     notes: list[str] = field(default_factory=list)
     muscles: Any = None                     # models.muscles.static_optimization.SOTrial, when computed
     backend: str = "cpu"                    # where ID and SO ran: "cpu", or "warp (device ...)"
+    joint_moments: Any = None               # models.dynamics.inverse_dynamics.JointMomentsTrial (tibia reaction incl.)
+    knee_contact: Any = None                # models.muscles.knee_contact.KneeContactTrial of ``params.side``, when
+                                            # computed with the muscles in one pass (CPU backend)
 
     def coordinate(self, name: str) -> np.ndarray:
         return self.coordinates[:, self.coordinate_names.index(name)]
@@ -374,35 +377,23 @@ def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: A
 
 def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], source: str,
                    params: AnalyzeParams, notes: list[str]) -> TrialAnalysis:
-    """Step 4: inverse dynamics with each foot's wrench, knee moments of ``params.side``."""
+    """Step 4: inverse dynamics with each foot's wrench, knee moments of ``params.side``; with ``params.muscles``
+    static optimisation and, on the CPU backend, the knee contact of ``params.side`` in the same pass
+    (:func:`_id_muscles_contact_cpu`)."""
     tibia = f"tibia_{params.side[0]}"
     inv = InverseDynamics(kin.model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
     mk = kin.mapped
-    backend = "cpu"
+    externals = [feet["left"], feet["right"]]
+    backend, muscles, contact = "cpu", None, None
     if params.backend == "warp":            # MuJoCo Warp, all frames in one batch (models.dynamics.warp_backend)
-        from models.dynamics.warp_backend import WarpInverseDynamics
-
-        wid = WarpInverseDynamics(inv, device=params.device)
-        backend = f"warp (device {wid.device})"
-        notes.append(f"backend: MuJoCo Warp on device {wid.device} (float32) for inverse dynamics"
-                     + (" and the static optimisation's muscle state (QP on the host)" if params.muscles else ""))
-        inv_run = wid.run
+        jm, muscles, backend = _id_muscles_warp(kin, inv, externals, params, notes)
+    elif params.muscles:
+        jm, muscles, contact = _id_muscles_contact_cpu(kin, inv, externals, params)
     else:
-        inv_run = inv.run
-    jm = inv_run(mk.qpos, mk.qvel, mk.qacc, [feet["left"], feet["right"]], time_s=kin.time_s)
+        jm = inv.run(mk.qpos, mk.qvel, mk.qacc, externals, time_s=kin.time_s)
     knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
     stance = stance_intervals_from_force(kin.time_s, feet[params.side].force_n[:, 2], params.grf_threshold_n)
-    muscles = None
-    if params.muscles:
-        from models.muscles.static_optimization import SOParams, StaticOptimization
-
-        so = StaticOptimization(kin.model, SOParams())
-        if params.backend == "warp":
-            from models.muscles.warp_backend import WarpStaticOptimization
-
-            muscles = WarpStaticOptimization(so, device=params.device).run(mk.qpos, mk.qvel, jm.coordinate_force)
-        else:
-            muscles = so.run(mk.qpos, mk.qvel, jm.coordinate_force)
+    if muscles is not None:
         worst = max(((float(np.sqrt(np.mean(muscles.reserve_nm[:, j] ** 2))), c)
                      for j, c in enumerate(muscles.coordinate_names) if c in muscles.solved_coordinates), default=None)
         if worst is not None and worst[0] > 1.0:
@@ -417,7 +408,49 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
         moment_names=tuple(jm.coordinate_names), moments_nm=jm.coordinate_force,
         residual_force_n=jm.residual_force_n, residual_moment_nm=jm.residual_moment_nm,
         kam_pct_bw_ht=knee.knee_adduction_moment_pct_bw_ht, kem_pct_bw_ht=knee.knee_extension_moment_pct_bw_ht,
-        stance=stance, params=params, notes=list(kin.notes) + notes, muscles=muscles, backend=backend)
+        stance=stance, params=params, notes=list(kin.notes) + notes, muscles=muscles, backend=backend,
+        joint_moments=jm, knee_contact=contact)
+
+
+def _id_muscles_contact_cpu(kin: TrialKinematics, inv: InverseDynamics, externals: list[ExternalWrenchTrial],
+                            params: AnalyzeParams):
+    """ID, static optimisation and (where the model has the knee's bodies) the knee contact of ``params.side`` in
+    one compiled frame loop (:class:`models.muscles.compiled_chain.CompiledChain`: one position stage per frame,
+    the contact read from the SO's tendon paths; the SO reads ``kin.model`` itself, :mod:`models.muscles
+    .so_stage_model`, and the contact stage too: one model copy per trial, the ID's).  ID and SO equal
+    ``inv.run`` + ``StaticOptimization.run`` bit for bit, the contact :meth:`KneeContact.run` to 1e-12 relative
+    (tests/test_trial_analysis_chain.py).
+    Returns ``(JointMomentsTrial, SOTrial, KneeContactTrial | None)``."""
+    from models.muscles.compiled_chain import CompiledChain
+    from models.muscles.knee_contact import KneeContact, contact_supported
+    from models.muscles.static_optimization import SOParams, StaticOptimization
+
+    so = StaticOptimization(kin.model, SOParams(), share_model=True)   # kin.model is read only from here on
+    kc = (KneeContact(kin.model, params.side, body_mass_kg=params.mass_kg)
+          if contact_supported(kin.model, params.side) else None)
+    mk = kin.mapped
+    return CompiledChain(so, inv, kc).run(mk.qpos, mk.qvel, mk.qacc, externals, kin.time_s)
+
+
+def _id_muscles_warp(kin: TrialKinematics, inv: InverseDynamics, externals: list[ExternalWrenchTrial],
+                     params: AnalyzeParams, notes: list[str]):
+    """ID (and with ``params.muscles`` the SO's muscle state) batched on MuJoCo Warp: ``(JointMomentsTrial,
+    SOTrial | None, backend label)``."""
+    from models.dynamics.warp_backend import WarpInverseDynamics
+
+    wid = WarpInverseDynamics(inv, device=params.device)
+    notes.append(f"backend: MuJoCo Warp on device {wid.device} (float32) for inverse dynamics"
+                 + (" and the static optimisation's muscle state (QP on the host)" if params.muscles else ""))
+    mk = kin.mapped
+    jm = wid.run(mk.qpos, mk.qvel, mk.qacc, externals, time_s=kin.time_s)
+    muscles = None
+    if params.muscles:
+        from models.muscles.static_optimization import SOParams, StaticOptimization
+        from models.muscles.warp_backend import WarpStaticOptimization
+
+        so = StaticOptimization(kin.model, SOParams())
+        muscles = WarpStaticOptimization(so, device=params.device).run(mk.qpos, mk.qvel, jm.coordinate_force)
+    return jm, muscles, f"warp (device {wid.device})"
 
 
 def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams, *,

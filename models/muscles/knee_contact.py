@@ -76,7 +76,8 @@ HAMSTRINGS = ("semimem", "semiten", "bflh", "bfsh")
 
 __all__ = ["KneeContactTrial", "KneeContact", "KinematicsToContact", "knee_contact_from_analysis",
            "quadriceps_hamstrings_cocontraction",
-           "medial_lateral_split", "opensim_so_tensions", "read_in_vivo", "validate_against_in_vivo", "tibia_scale"]
+           "medial_lateral_split", "opensim_so_tensions", "read_in_vivo", "validate_against_in_vivo", "tibia_scale",
+           "clear_template_cache", "contact_supported"]
 
 
 @dataclass
@@ -122,17 +123,42 @@ def medial_lateral_split(axial_n, frontal_moment_nm, d_medial_m: float, d_latera
     return med, f_ax - med
 
 
+def _tibia_length_m(model: mujoco.MjModel, side: str) -> float:
+    """Distance tibia origin -> talus origin (m) of ``side``."""
+    return float(np.linalg.norm(model.body(f"talus_{side[0]}").pos))
+
+
+#: the unscaled MyoLeg's tibia length per side (m), read once per process (the registry's template is itself built
+#: once per process: :func:`models.body.registry.load_model`); :func:`clear_template_cache` forgets it
+_TEMPLATE_TIBIA_M: dict[str, float] = {}
+
+
+def clear_template_cache() -> None:
+    """Forget the template tibia lengths that :func:`tibia_scale` keeps (the next call reads the template again)."""
+    _TEMPLATE_TIBIA_M.clear()
+
+
 def tibia_scale(model: mujoco.MjModel, side: str, template: mujoco.MjModel | None = None) -> float:
-    """Tibia length of ``model`` over the unscaled MyoLeg's (distance tibia origin -> talus origin)."""
-    if template is None:
+    """Tibia length of ``model`` over the unscaled MyoLeg's (distance tibia origin -> talus origin).
+
+    Without ``template`` the registry's MyoLeg is used; its tibia length is kept per process (a float: saves a
+    model copy, ~10 ms, per call)."""
+    if template is not None:
+        return _tibia_length_m(model, side) / _tibia_length_m(template, side)
+    ref = _TEMPLATE_TIBIA_M.get(side[0])
+    if ref is None:
         from models.body.registry import load_model
-        template = load_model("myoleg").model
-    s = side[0]
 
-    def length(m):
-        return float(np.linalg.norm(m.body(f"talus_{s}").pos))
+        ref = _TEMPLATE_TIBIA_M.setdefault(side[0], _tibia_length_m(load_model("myoleg").model, side))
+    return _tibia_length_m(model, side) / ref
 
-    return length(model) / length(template)
+
+def contact_supported(model: mujoco.MjModel, side: str) -> bool:
+    """Whether :class:`KneeContact` can run on ``model`` for ``side``: it has the ``tibia_<s>`` and ``talus_<s>``
+    bodies (the knee's subtree and the tibia length for the condyle offsets)."""
+    s = {"left": "l", "right": "r"}.get(side)
+    return s is not None and all(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{b}_{s}") >= 0
+                                 for b in ("tibia", "talus"))
 
 
 def _subtree_mask(model: mujoco.MjModel, root: int) -> np.ndarray:
@@ -339,9 +365,23 @@ class KneeContact:
             jm = inv.run(qpos, qvel, qacc, list(externals), time_s=time_s)
         else:
             raise ValueError(f"backend = {backend!r}: allowed 'cpu', 'warp'")
-        F_int = jm.reaction_force_n[:, 0, :]
-        M_int = jm.reaction_moment_nm[:, 0, :]
+        return self.run_from_inverse_dynamics(jm, qpos, tension_n, muscle_names, time_s)
+
+    def run_from_inverse_dynamics(self, joint_moments, qpos: np.ndarray, tension_n: np.ndarray | None,
+                                  muscle_names: Sequence[str] | None = None,
+                                  time_s: np.ndarray | None = None) -> KneeContactTrial:
+        """:meth:`run` from inverse dynamics already done on this model with this knee's tibia among its
+        ``reaction_bodies`` and gravity :attr:`gravity_m_s2` (a :class:`~models.dynamics.inverse_dynamics
+        .JointMomentsTrial`, e.g. ``TrialAnalysis.joint_moments``): the same answer without a second ID pass."""
+        if self.tibia not in joint_moments.reaction_bodies:
+            raise ValueError(f"joint_moments.reaction_bodies = {joint_moments.reaction_bodies!r}: "
+                             f"needs {self.tibia!r}")
+        k = joint_moments.reaction_bodies.index(self.tibia)
+        F_int = joint_moments.reaction_force_n[:, k, :]
+        M_int = joint_moments.reaction_moment_nm[:, k, :]
         n = F_int.shape[0]
+        if np.shape(qpos)[0] != n:
+            raise ValueError(f"qpos has {np.shape(qpos)[0]} frames, joint_moments {n}")
         F_mus = np.zeros((n, 3))
         M_mus = np.zeros((n, 3))
         if tension_n is not None:
@@ -412,16 +452,29 @@ def knee_contact_from_analysis(kin, analysis, condyle_offsets_m: tuple[float, fl
                                muscle_names: Sequence[str] | None = None) -> KneeContactTrial:
     """Contact force of ``analysis.params.side`` from :func:`models.trial_analysis.analyze_trial` run with
     ``muscles=True`` (its foot wrenches and SO tensions) on ``kin`` (:func:`trial_kinematics`).  ``tension_n`` /
-    ``muscle_names`` given: those tensions instead of the analysis' static optimisation."""
+    ``muscle_names`` given: those tensions instead of the analysis' static optimisation.
+
+    Work already done is not repeated when ``analysis`` was made from this ``kin`` (the same ``time_s`` object):
+    with the defaults, the contact the analysis computed in its shared ID + SO + contact pass
+    (``analysis.knee_contact``; the same arrays are returned, equal to this function's own pass to 1e-12 relative,
+    tested); otherwise its inverse dynamics (``analysis.joint_moments``, which holds the tibia's reaction) with
+    the muscle part computed here (:meth:`KneeContact.run_from_inverse_dynamics`)."""
     if tension_n is None and analysis.muscles is None:
         raise ValueError("analysis has no muscle forces: run analyze_trial with AnalyzeParams(..., muscles=True)")
     p = analysis.params
+    same_kin = analysis.time_s is kin.time_s
+    done = getattr(analysis, "knee_contact", None)
+    if same_kin and done is not None and condyle_offsets_m is None and tension_n is None and muscle_names is None:
+        return done
     kc = KneeContact(kin.model, p.side, body_mass_kg=p.mass_kg, condyle_offsets_m=condyle_offsets_m)
-    ext = [ExternalWrenchTrial(f"calcn_{s[0]}", analysis.foot_force_n[s], analysis.foot_cop_m[s],
-                               analysis.foot_free_moment_nm[s], analysis.time_s) for s in ("left", "right")]
     if tension_n is None:
         tension_n, muscle_names = analysis.muscles.muscle_force_n, analysis.muscles.muscle_names
     mk = kin.mapped
+    jm = getattr(analysis, "joint_moments", None)
+    if same_kin and jm is not None and kc.tibia in jm.reaction_bodies:
+        return kc.run_from_inverse_dynamics(jm, mk.qpos, tension_n, muscle_names, analysis.time_s)
+    ext = [ExternalWrenchTrial(f"calcn_{s[0]}", analysis.foot_force_n[s], analysis.foot_cop_m[s],
+                               analysis.foot_free_moment_nm[s], analysis.time_s) for s in ("left", "right")]
     return kc.run(mk.qpos, mk.qvel, mk.qacc, ext, tension_n, muscle_names, analysis.time_s,
                   backend=getattr(p, "backend", "cpu"), device=getattr(p, "device", None))
 

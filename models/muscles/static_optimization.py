@@ -85,7 +85,6 @@ This module is pure computation: numpy, numba, mujoco and other ``models/`` modu
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -97,6 +96,7 @@ import numpy as np
 from models.dynamics.couplings import CoordinateCouplings
 from models.body.registry import ModelInfo, MusculoskeletalModel, is_muscle
 from models.muscles.compiled_so import run_compiled
+from models.muscles.so_stage_model import so_stage_model
 from models.muscles.qp_kernels import (actuator_velocity, assemble, couplings_kernel, moment_arms,
                                       muscle_passive_force, solve_frame)
 
@@ -315,16 +315,19 @@ class StaticOptimization:
 
     ``model``: a :class:`~models.body.registry.MusculoskeletalModel` (a bare ``mujoco.MjModel``, e.g. the
     subject-scaled model of :func:`models.trial_analysis.trial_kinematics`, is wrapped).  Not modified.
+    ``share_model=True``: ``model`` itself, read only, where the copy's settings are inert on it (no copy; the caller
+    must not modify ``model`` while the stage is in use; :mod:`models.muscles.so_stage_model`, :attr:`shares_model`).
 
     Attributes: ``coordinate_names`` (n_coord, the columns of ID's ``coordinate_force``, root included),
     ``solved_coordinates``, ``reserve_only_coordinates`` (non-root coordinates no muscle crosses, or not asked
     for), ``root_coordinates``, ``muscle_names``, ``reserve_penalty`` (n_solved,) ``w_res / tau_scale^2``.
     """
 
-    def __init__(self, model: MusculoskeletalModel | mujoco.MjModel, params: SOParams | None = None) -> None:
+    def __init__(self, model: MusculoskeletalModel | mujoco.MjModel, params: SOParams | None = None, *,
+                 share_model: bool = False) -> None:
         mm = _as_musculoskeletal(model)
         self.params = params if params is not None else SOParams()
-        self._private_model(mm)
+        self._private_model(mm, share_model)
         self._coordinate_maps()
         self._frame_buffers()
         # which coordinates the muscles cross, and which cross together (for the solver's ordering)
@@ -337,17 +340,13 @@ class StaticOptimization:
         self.step(self.model.qpos0, np.zeros(self.model.nv), np.zeros(self.n_coordinates), fr)
         self.reset()
 
-    def _private_model(self, mm: MusculoskeletalModel) -> None:
-        """The private copy of the model (actuation on; muscles unclamped) and where each muscle's input goes."""
-        m = copy.deepcopy(mm.model)
-        m.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
-        mus = np.flatnonzero(is_muscle(m)).astype(np.int64)
+    def _private_model(self, mm: MusculoskeletalModel, share: bool = False) -> None:
+        """The private copy of the model (actuation on; muscles unclamped; ``share``: maybe the model itself) and
+        where each muscle's input goes."""
+        mus = np.flatnonzero(is_muscle(mm.model)).astype(np.int64)
         if mus.size == 0:
             raise ValueError(f"{mm.info.name}: the model has no muscle actuators")
-        # the force must read exactly the activation we write: no clamps, no early integration step
-        m.actuator_actearly[mus] = 0
-        m.actuator_ctrllimited[mus] = 0
-        m.actuator_actlimited[mus] = 0
+        m, self.shares_model = so_stage_model(mm.model, mus, share)   # shares_model: ``model`` is the caller's
         self.model = m
         self.data = mujoco.MjData(m)
         self.muscle_ids = mus
