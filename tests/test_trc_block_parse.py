@@ -75,3 +75,11 @@ def test_bad_cells_still_name_line_and_column(tmp_path, bad, match):
     p.write_text(_text(["1\t0.00\t1\t2\t3\t4\t5\t6", bad]))
     with pytest.raises(ValueError, match=match):
         read_trc(p)
+
+
+def test_a_bad_cell_among_rows_with_gaps_is_named(tmp_path):
+    p = tmp_path / "mixed.trc"
+    p.write_text(_text(["1\t0.00\t1\t2\t3\t4\t5\t6", "2\t0.01\t1\t2\t3", "3\t0.02\t1\t2\t3\t4\t5\t6",
+                        "4\t0.03\t1\t2\tbad\t4\t5\t6"]))
+    with pytest.raises(ValueError, match=r"line 10, column 'M0.Z': non-numeric value 'bad'"):
+        read_trc(p)

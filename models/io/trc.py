@@ -171,29 +171,40 @@ def _marker_names(lines: list[str], declared_markers: int, where: str) -> tuple[
 
 def _data_block(lines: list[str], names: tuple[str, ...], width: int, where: str) -> tuple[np.ndarray, list[int]]:
     """The numeric rows after line 5 (blank lines skipped) as an (n, ``width``) array, and their 1-based line
-    numbers.  The whole block is parsed at once (``np.loadtxt``) when every row has ``width`` cells, the same
-    separator and no blank cell; any other block (gaps, ragged rows, a bad cell) goes row by row through
-    :func:`_parse_row`, which pads, checks and names the line and column of a bad value."""
+    numbers.  Rows with ``width`` non-blank cells (trailing tabs dropped) are parsed together (``np.loadtxt``);
+    the others (gaps, short or long rows) and every row of a block with a bad value go one by one through
+    :func:`_parse_row`, which pads, checks and names the line and column of a bad cell."""
     numbered = [(idx + 1, lines[idx].rstrip("\r\n")) for idx in range(5, len(lines)) if lines[idx].strip()]
     line_numbers = [k for k, _ in numbered]
-    rows = [raw for _, raw in numbered]
-    if not rows:
-        return np.zeros((0, width)), line_numbers
-    tabs = sum("\t" in r for r in rows)
-    if tabs in (0, len(rows)):
-        # trailing tabs (Cortex exports end every row with one): blank cells past the last value; a row that then
-        # has fewer than ``width`` cells (blank trailing markers) fails the shape check and takes the row path
-        block = [r.rstrip("\t") for r in rows] if tabs else rows
+    arr = np.full((len(numbered), width), np.nan)
+    tabs = sum("\t" in raw for _, raw in numbered)
+    clean: list[int] = []
+    block: list[str] = []
+    if tabs in (0, len(numbered)):
+        for i, (_, raw) in enumerate(numbered):
+            # trailing tabs (Cortex ends every row with one) are blank cells past the last value
+            r = raw.rstrip("\t") if tabs else raw
+            if (r.count("\t") == width - 1 and "\t\t" not in r and r[:1] != "\t") if tabs else len(r.split()) == width:
+                clean.append(i)
+                block.append(r)
+    if block:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error")        # numpy's "empty input" and similar: take the row path
-                arr = np.loadtxt(block, dtype=float, delimiter="\t" if tabs else None, comments=None, ndmin=2)
-        except (ValueError, Warning):
-            arr = None
-        if arr is not None and arr.shape == (len(rows), width) and not np.isnan(arr[:, :2]).any():
-            return arr, line_numbers
-    parsed = [_parse_row(raw, lineno, names, width, where) for lineno, raw in numbered]
-    return np.asarray(parsed, dtype=float).reshape(len(parsed), width), line_numbers
+                warnings.simplefilter("error")
+                vals = np.loadtxt(block, dtype=float, delimiter="\t" if tabs else None, comments=None, ndmin=2)
+        except (ValueError, Warning):        # a non-numeric or blank-looking cell: the row path names it
+            clean = []
+        else:
+            if vals.shape != (len(block), width) or np.isnan(vals[:, :2]).any():
+                clean = []
+            else:
+                arr[clean] = vals
+    rest = np.ones(len(numbered), dtype=bool)
+    rest[clean] = False
+    for i in np.flatnonzero(rest):
+        lineno, raw = numbered[i]
+        arr[i] = _parse_row(raw, lineno, names, width, where)
+    return arr, line_numbers
 
 
 def _parse_row(raw: str, lineno: int, names: tuple[str, ...], width: int, where: str) -> list[float]:
