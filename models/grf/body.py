@@ -15,8 +15,27 @@ import mujoco
 import numpy as np
 
 from models.grf.contact import FootGeometry
+from models.grf.fk import BodyTree, body_frames, supported
 
-__all__ = ["BodyModel", "PoseBuffers", "rot_zxy"]
+__all__ = ["BodyModel", "PoseBuffers", "rot_zxy", "rot_zxy_batch"]
+
+
+def rot_zxy_batch(lum: np.ndarray) -> np.ndarray:
+    """:func:`rot_zxy` of every row of ``lum`` (N, 3) (extension, bending, rotation; rad): (N, 3, 3)."""
+    ce, se = np.cos(lum[:, 0]), np.sin(lum[:, 0])
+    cb, sb = np.cos(lum[:, 1]), np.sin(lum[:, 1])
+    cr, sr = np.cos(lum[:, 2]), np.sin(lum[:, 2])
+    out = np.empty((lum.shape[0], 3, 3))
+    out[:, 0, 0] = ce * cr - se * sb * sr
+    out[:, 0, 1] = -se * cb
+    out[:, 0, 2] = ce * sr + se * sb * cr
+    out[:, 1, 0] = se * cr + ce * sb * sr
+    out[:, 1, 1] = ce * cb
+    out[:, 1, 2] = se * sr - ce * sb * cr
+    out[:, 2, 0] = -cb * sr
+    out[:, 2, 1] = sb
+    out[:, 2, 2] = cb * cr
+    return out
 
 
 def rot_zxy(e: float, b: float, r: float, out: np.ndarray) -> None:
@@ -76,6 +95,8 @@ class BodyModel:
         self._select_foot_points()
         self._xmat_pelvis = self._d_xmat[max(self.pelvis_id, 0)]
         self._xpos_trunk = self._d_xpos[max(self.trunk_id, 0)]
+        ok, self.fk_fallback_reason = supported(model)
+        self._tree = BodyTree(model) if ok else None
 
     def _select_bodies(self, trunk_body: str | None, pelvis_body: str) -> None:
         m = self.model
@@ -155,6 +176,40 @@ class BodyModel:
     def new_buffers(self) -> PoseBuffers:
         """Buffers for :meth:`pose`."""
         return PoseBuffers(self.bodies.size, 2 * self.n_points, self.n_upper)
+
+    def poses(self, q: np.ndarray, lum: np.ndarray | None, valid: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`pose` of every valid frame of ``q`` (N, nq) (lumbar angles ``lum`` (N, 3) or ``None``): body COMs
+        (N, nb, 3), inertial-frame rotations (N, nb, 9) and foot points (N, 2P, 3); NaN at invalid frames.  One
+        compiled pass over the frames (:func:`models.grf.fk.body_frames`, MuJoCo's body kinematics to rounding)
+        where the model allows, else ``mj_kinematics`` frame by frame."""
+        rows = np.flatnonzero(valid)
+        if self._tree is None:
+            return self._poses_mj(q, lum, rows)
+        extra = np.array([max(self.pelvis_id, 0), max(self.trunk_id, 0)])
+        X, R, PTS, EP, EM = body_frames(self._tree, q, rows, self.bodies, self.point_body, self.point_local, extra)
+        if lum is not None and self.n_upper and self.use_lumbar and rows.size:
+            nu = self.n_upper
+            rp = EM[rows, 0].reshape(-1, 3, 3)
+            rw = rp @ rot_zxy_batch(np.asarray(lum, float)[rows]) @ np.swapaxes(rp, -1, -2)  # about L5/S1, world
+            pj = EP[rows, 1][:, None, :]
+            X[rows, :nu] = (X[rows, :nu] - pj) @ np.swapaxes(rw, -1, -2) + pj
+            ru = R[rows, :nu].reshape(-1, nu, 3, 3)
+            R[rows, :nu] = (rw[:, None] @ ru).reshape(-1, nu, 9)
+        return X, R, PTS
+
+    def _poses_mj(self, q: np.ndarray, lum: np.ndarray | None, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`poses` by :meth:`pose` (``mj_kinematics``) frame by frame."""
+        n = q.shape[0]
+        X = np.full((n, self.bodies.size, 3), np.nan)
+        R = np.full((n, self.bodies.size, 9), np.nan)
+        PTS = np.full((n, 2 * self.n_points, 3), np.nan)
+        buf = self.new_buffers()
+        for k in rows:
+            self.pose(q[k], None if lum is None else lum[k], buf)
+            X[k], R[k], PTS[k] = buf.x, buf.r, buf.pts
+        return X, R, PTS
 
     def pose(self, qpos: np.ndarray, lumbar: np.ndarray | None, buf: PoseBuffers) -> None:
         """Fill ``buf.x`` (nb, 3) body COM positions, ``buf.r`` (nb, 9) inertial-frame rotations and ``buf.pts``

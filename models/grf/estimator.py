@@ -231,7 +231,7 @@ class GroundReactionEstimator:
         if bad.any():
             notes.append(f"{int(bad.sum())} NaN frames: {int(filled.sum())} filled (gaps <= {p.max_gap_s} s), "
                          f"{int((bad & ~filled).sum())} excluded")
-        X, R, PTS = self._poses(q, lum, valid)
+        X, R, PTS = self.body.poses(q, lum, valid)
         floor = self._floor
         if floor is None:
             floor = estimate_floor_height(PTS[valid].reshape(-1, 2, self.body.n_points, 3), rate,
@@ -245,20 +245,6 @@ class GroundReactionEstimator:
         lag = 0.0 if not p.causal else self.causal_lag_s(rate)
         return out.freeze(t, filled & out.valid, p.subject_mass_kg, self.model_mass_kg, self.mass_scale, floor,
                           self.gravity_m_s2, p.causal, lag, tuple(notes))
-
-    def _poses(self, q: np.ndarray, lum: np.ndarray | None, valid: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Body COMs (N, nb, 3), orientations (N, nb, 9) and foot points (N, 2P, 3) of every valid frame (NaN else)."""
-        n = q.shape[0]
-        nb, np2 = self.body.bodies.size, 2 * self.body.n_points
-        X = np.full((n, nb, 3), np.nan)
-        R = np.full((n, nb, 9), np.nan)
-        PTS = np.full((n, np2, 3), np.nan)
-        buf = self.body.new_buffers()
-        for k in np.flatnonzero(valid):
-            self.body.pose(q[k], None if lum is None else lum[k], buf)
-            X[k], R[k], PTS[k] = buf.x, buf.r, buf.pts
-        return X, R, PTS
 
     # ---- real time -------------------------------------------------------------------------------
     def reset(self, floor_height_m: float | None = None) -> None:
