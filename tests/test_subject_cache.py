@@ -110,3 +110,18 @@ def test_registry_spec_is_copied_lazily_and_privately():
     assert m.pristine_spec_key is not None and not np.allclose(m.spec.bodies[1].pos, 5.0)
     assert m.pristine_spec_key is None                            # .spec was read: the caller may edit it
     assert m.spec is m.spec and load_model("myoleg").spec is not m.spec
+
+
+def test_scaling_reads_the_template_without_copying_it():
+    clear_scale_cache()
+    t = load_model("myoleg")
+    scaled = scale_model(t, SubjectScale(80.0, 1.85), length_by_body={"tibia_l": 1.02})
+    assert t.model_is_source and t.pristine_spec_key is not None          # nothing copied, nothing handed out
+    assert scaled.model_is_source                                          # the result copies on first use too
+    own = t.model
+    assert not t.model_is_source and own is t.model
+    own.body_mass[:] = 0.0
+    assert load_model("myoleg").readonly_model.body_mass.sum() > 70.0     # the cache's model is untouched
+    again = scale_model(load_model("myoleg"), SubjectScale(80.0, 1.85), length_by_body={"tibia_l": 1.02})
+    assert scale_cache_stats()["hits"] == 1
+    np.testing.assert_array_equal(again.model.body_mass, scaled.model.body_mass)

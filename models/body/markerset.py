@@ -424,7 +424,8 @@ def _markers_from_root(root: ET.Element, where: str) -> list[tuple[str, str, np.
 
 
 def _as_mjmodel(model: Any) -> Any:
-    for attr in ("mj_model", "model"):
+    """The ``MjModel`` to read (this module never modifies it; a MusculoskeletalModel's is read uncopied)."""
+    for attr in ("readonly_model", "mj_model", "model"):
         inner = getattr(model, attr, None)
         if inner is not None and hasattr(inner, "body_pos"):
             return inner

@@ -162,18 +162,26 @@ class MusculoskeletalModel:
     ``MjSpec`` whose ``compile()`` gives an identical model; :func:`models.body.scaling.scale_model` edits a copy of it.
     Name lookups raise ``KeyError`` naming the missing name and the closest matches.
 
-    ``spec_source`` (instead of ``spec``): a cached ``MjSpec`` that is never handed out; ``spec`` is then a private
-    copy made on first access (an ``MjSpec.copy()`` of MyoLeg costs ~6 ms, and most callers never read it), and
-    :meth:`editable_spec` copies the source directly.  :attr:`pristine_spec_key` is the cache's key for that
-    source while nobody has been given this object's own ``spec`` (which they could edit), else ``None``.
+    Copies are made when first needed (the cache's ``MjModel.copy`` and ``MjSpec.copy()`` of MyoLeg cost ~6 ms
+    each, and many callers never edit either): with ``model_source`` (instead of ``model``) and ``spec_source``
+    (instead of ``spec``), cached objects that are never handed out, ``model`` and ``spec`` are private copies
+    made on first access; :meth:`editable_spec` copies the spec source directly, and :attr:`readonly_model` lets
+    the library's read-only code (name lookups, marker placement, scaling) read the source without a copy.
+    :attr:`pristine_spec_key` is the cache's key for the spec source while nobody has been given this object's
+    own ``spec`` (which they could edit), else ``None``; :attr:`model_is_source` says ``model`` was not copied
+    yet (so it is the cached source, unedited).
     """
 
-    def __init__(self, model: mujoco.MjModel, info: ModelInfo, spec: mujoco.MjSpec | None = None, *,
+    def __init__(self, model: mujoco.MjModel | None, info: ModelInfo, spec: mujoco.MjSpec | None = None, *,
                  scale_factors: object | None = None, spec_source: mujoco.MjSpec | None = None,
-                 spec_key: object | None = None) -> None:
+                 spec_key: object | None = None, model_source: mujoco.MjModel | None = None) -> None:
         if spec is not None and spec_source is not None:
             raise ValueError("give spec or spec_source, not both")
-        self.model = model
+        if (model is None) == (model_source is None):
+            raise ValueError("give model or model_source (exactly one)")
+        self._model = model
+        self._model_source = model_source
+        model = model if model is not None else model_source
         self.info = info
         self._spec = spec
         self._spec_source = spec_source
@@ -185,6 +193,29 @@ class MusculoskeletalModel:
         self._all_actuators_are_muscles = self._muscle_ids.size == model.nu
         self._scratch: np.ndarray | None = None
         self._couplings: list[tuple[int, int, int, int, np.ndarray]] | None = None
+
+    @property
+    def model(self) -> mujoco.MjModel:
+        """This object's own ``MjModel`` (a private copy of the cached source, made on first access)."""
+        if self._model is None:
+            self._model = copy.copy(self._model_source)
+            self._model_source = None
+        return self._model
+
+    @model.setter
+    def model(self, value: mujoco.MjModel) -> None:
+        self._model, self._model_source = value, None
+
+    @property
+    def readonly_model(self) -> mujoco.MjModel:
+        """The model to **read** without copying it: the own copy once made, else the cached source.  For the
+        library's read-only code; modifying it would change every later copy: use :attr:`model` to edit."""
+        return self._model if self._model is not None else self._model_source
+
+    @property
+    def model_is_source(self) -> bool:
+        """True while :attr:`model` has not been copied (nobody can have edited it)."""
+        return self._model is None
 
     @property
     def spec(self) -> mujoco.MjSpec | None:
@@ -220,36 +251,37 @@ class MusculoskeletalModel:
         return self._muscle_ids
 
     def _id(self, objtype: mujoco.mjtObj, name: str, what: str, count: int) -> int:
-        i = mujoco.mj_name2id(self.model, objtype, name)
+        m = self.readonly_model
+        i = mujoco.mj_name2id(m, objtype, name)
         if i < 0:
-            names = [mujoco.mj_id2name(self.model, objtype, k) or "" for k in range(count)]
+            names = [mujoco.mj_id2name(m, objtype, k) or "" for k in range(count)]
             raise close_matches_error(what, name, [n for n in names if n], self.info.name)
         return int(i)
 
     def joint_id(self, name: str) -> int:
-        return self._id(mujoco.mjtObj.mjOBJ_JOINT, name, "joint", self.model.njnt)
+        return self._id(mujoco.mjtObj.mjOBJ_JOINT, name, "joint", self.readonly_model.njnt)
 
     def joint_qpos_index(self, name: str) -> int:
         """First index of joint ``name`` in ``qpos`` (7 slots for a free joint, 4 for a ball, else 1)."""
-        return int(self.model.jnt_qposadr[self.joint_id(name)])
+        return int(self.readonly_model.jnt_qposadr[self.joint_id(name)])
 
     def joint_dof_index(self, name: str) -> int:
         """First index of joint ``name`` in ``qvel``/``qfrc_*`` (6 dofs for a free joint, 3 for a ball, else 1)."""
-        return int(self.model.jnt_dofadr[self.joint_id(name)])
+        return int(self.readonly_model.jnt_dofadr[self.joint_id(name)])
 
     def body_id(self, name: str) -> int:
-        return self._id(mujoco.mjtObj.mjOBJ_BODY, name, "body", self.model.nbody)
+        return self._id(mujoco.mjtObj.mjOBJ_BODY, name, "body", self.readonly_model.nbody)
 
     def site_id(self, name: str) -> int:
-        return self._id(mujoco.mjtObj.mjOBJ_SITE, name, "site", self.model.nsite)
+        return self._id(mujoco.mjtObj.mjOBJ_SITE, name, "site", self.readonly_model.nsite)
 
     def actuator_id(self, name: str) -> int:
-        return self._id(mujoco.mjtObj.mjOBJ_ACTUATOR, name, "actuator", self.model.nu)
+        return self._id(mujoco.mjtObj.mjOBJ_ACTUATOR, name, "actuator", self.readonly_model.nu)
 
     def subtree_mass(self, body: str | int) -> float:
         """Mass (kg) of ``body`` and everything below it (``model.body_subtreemass``)."""
         b = self.body_id(body) if isinstance(body, str) else int(body)
-        return float(self.model.body_subtreemass[b])
+        return float(self.readonly_model.body_subtreemass[b])
 
     # ---- moment arms -------------------------------------------------------------------------
     def actuator_moment_dense(self, data: mujoco.MjData, out: np.ndarray | None = None) -> np.ndarray:
@@ -578,8 +610,8 @@ def load_model(name_or_path: str | os.PathLike, *, cache: bool = True) -> Muscul
     """Load a musculoskeletal model by registry name (see :data:`MODEL_NAMES`) or MJCF path.
 
     With ``cache=True`` the built spec and compiled model are kept for the process (a path is re-read when its
-    modification time changes) and every call returns an independent copy (``MjModel`` copy now, ``MjSpec.copy()``
-    when ``.spec`` is first read), so callers may edit what they get.  Raises ``ValueError`` for an unknown or unpublished name (the message lists
+    modification time changes) and every call returns an independent copy (``MjModel`` copy when ``.model`` is
+    first read, ``MjSpec.copy()`` when ``.spec`` is), so callers may edit what they get.  Raises ``ValueError`` for an unknown or unpublished name (the message lists
     the valid names), ``FileNotFoundError`` for a missing path.
     """
     key, name, path = _resolve(name_or_path)
@@ -589,7 +621,7 @@ def load_model(name_or_path: str | os.PathLike, *, cache: bool = True) -> Muscul
             if entry is None:
                 entry = _build(name, path)
                 _CACHE[key] = entry
-        return MusculoskeletalModel(copy.copy(entry.model), entry.info, spec_source=entry.spec,
+        return MusculoskeletalModel(None, entry.info, model_source=entry.model, spec_source=entry.spec,
                                     spec_key=(key, entry.token))
     entry = _build(name, path)
     return MusculoskeletalModel(entry.model, entry.info, entry.spec)

@@ -250,7 +250,7 @@ def compute_scale_factors(template: MusculoskeletalModel, subject: SubjectScale,
     if not (math.isfinite(strength_exponent) and 0.0 <= strength_exponent <= 1.5):
         raise ValueError(f"strength_exponent={strength_exponent!r} is outside 0..1.5 (1 = F0 ~ mass, 2/3 = F0 ~ "
                          "mass^(2/3))")
-    m = template.model
+    m = template.readonly_model
     info = template.info
     if template_height_m is None:
         template_height_m, basis = info.height_m, info.height_basis
@@ -613,7 +613,7 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
         if bad:
             raise ValueError(f"length_by_body: factors outside 0.3..3: {bad}")
         fac = dataclasses.replace(fac, length_by_body={**fac.length_by_body, **{b: float(f) for b, f in length_by_body.items()}})
-    f0 = _check_forces(tmpl.model, max_isometric_force_n, tmpl.info.name) if max_isometric_force_n else None
+    f0 = _check_forces(tmpl.readonly_model, max_isometric_force_n, tmpl.info.name) if max_isometric_force_n else None
     key = scaled_model_key(tmpl, fac, f0)
     hit = SCALED_MODELS.get(key)
     if hit is not None:
@@ -629,9 +629,9 @@ def _scaled_spec_and_model(tmpl: MusculoskeletalModel, fac: ScaleFactors, f0: Ma
     (:func:`_write_muscles`) instead of compiling the spec a second time (``one_compile=False``: the reference,
     tested equal array by array)."""
     spec = tmpl.editable_spec()
-    _apply_geometry(spec, tmpl.model, fac)
+    _apply_geometry(spec, tmpl.readonly_model, fac)
     geometry_only = None if fac.uniform else _compile(spec)
-    _apply_muscles(spec, tmpl.model, geometry_only, fac, f0)
+    _apply_muscles(spec, tmpl.readonly_model, geometry_only, fac, f0)
     if geometry_only is not None and one_compile and _write_muscles(spec, geometry_only):
         return geometry_only, spec
     return _compile(spec), spec

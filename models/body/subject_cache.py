@@ -7,7 +7,8 @@ subject too).  :class:`ScaledModelCache` keeps the compiled result per **content
 * the template: the registry's key of the cached, never handed-out ``MjSpec`` it compiles from
   (:attr:`models.body.registry.MusculoskeletalModel.pristine_spec_key`: ``None`` once a caller has read
   ``template.spec``, which it may have edited, and then nothing is cached), its :class:`ModelInfo`, and a
-  BLAKE2 digest of every array of its compiled ``MjModel`` that scaling reads (:func:`model_fingerprint`: all
+  BLAKE2 digest, when the template's ``model`` was copied out (and so may have been edited), of every array of
+  its compiled ``MjModel`` that scaling reads (:func:`model_fingerprint`: all
   arrays but the compiled mesh, BVH, texture, skin, flex and height-field data, which scaling never reads:
   meshes are scaled in the spec), so a caller who edited ``template.model`` gets a fresh scale;
 * every factor: the whole :class:`models.body.scaling.ScaleFactors` (subject mass and height, template height
@@ -15,9 +16,9 @@ subject too).  :class:`ScaledModelCache` keeps the compiled result per **content
   measures), which is everything the static markers, marker map and ``length_by_body`` decide;
 * the given ``max_isometric_force_n`` (muscle, N) pairs.
 
-Every call returns a **fresh** :class:`MusculoskeletalModel`: its own ``MjModel`` (``copy.copy``, a deep copy
-in these bindings, ~7 ms for MyoLeg) and a lazily copied ``MjSpec``; a caller that edits what it got cannot
-change what the next caller gets (tested).  At most :data:`MAX_ENTRIES` subject models are kept (least recently
+Every call returns a **fresh** :class:`MusculoskeletalModel` whose ``model`` and ``spec`` are its own copies
+(``copy.copy`` of the ``MjModel``, a deep copy in these bindings, ~6 ms for MyoLeg; ``MjSpec.copy()``), made on
+first access; a caller that edits what it got cannot change what the next caller gets (tested).  At most :data:`MAX_ENTRIES` subject models are kept (least recently
 used dropped, ~30 MB each for MyoLeg).  :func:`clear_scale_cache` empties it (benchmarks call it to measure a
 cold session).
 
@@ -26,7 +27,6 @@ Pure computation: the standard library, numpy and mujoco.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
 from collections import OrderedDict
@@ -93,7 +93,10 @@ def scaled_model_key(template: Any, factors: Any, forces_n: Mapping[str, float] 
                tuple(sorted((str(b), float(v)) for b, v in f.length_by_body.items())),
                tuple(sorted((str(k), tuple(map(float, v))) for k, v in f.measured.items())))
     forces = tuple(sorted((str(k), float(v)) for k, v in (forces_n or {}).items()))
-    return (spec_key, template.info, model_fingerprint(template.model), fac_key, forces)
+    # a model never copied out of its cache is that cache's, unedited (the spec key names it); an own copy may
+    # have been edited: its arrays are part of the key
+    model_key = "source" if template.model_is_source else model_fingerprint(template.model)
+    return (spec_key, template.info, model_key, fac_key, forces)
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ class ScaledModelCache:
         self.misses = 0
 
     def _fresh(self, e: _Scaled) -> MusculoskeletalModel:
-        return MusculoskeletalModel(copy.copy(e.model), e.info, spec_source=e.spec, spec_key=("scaled", e.token),
-                                    scale_factors=e.factors)
+        return MusculoskeletalModel(None, e.info, model_source=e.model, spec_source=e.spec,
+                                    spec_key=("scaled", e.token), scale_factors=e.factors)
 
     def get(self, key: tuple | None) -> MusculoskeletalModel | None:
         """A fresh copy of the cached model for ``key``, or ``None`` (``key`` ``None``: never cached)."""
