@@ -140,8 +140,12 @@ class TrialAnalysis:
 # ----------------------------------------------------------------------------------- model
 
 def _osim_has_bodies(path: Path) -> bool:
+    """Whether the marker-set file is a whole OpenSim model (a ``BodySet``); parsed once per file version
+    (:func:`models.io.xml_cache.osim_has_body_set`, the tree shared with the marker-set readers)."""
+    from models.io.xml_cache import osim_has_body_set
+
     try:
-        return ET.parse(path).getroot().find(".//BodySet") is not None
+        return osim_has_body_set(path)
     except ET.ParseError as exc:
         raise ValueError(f"markerset file {path}: not valid XML ({exc})") from None
 
@@ -169,21 +173,21 @@ def subject_model(params: AnalyzeParams, markerset_path: Path, notes: list[str])
     rest the height factor; otherwise every segment the height factor. Masses follow the body mass.
     """
     template = load_model(params.model)
+    tm = template.readonly_model           # read here, never written: no copy of the registry's template (27 MB)
     subject = SubjectScale(params.mass_kg, params.height_m)
     if markerset_path.suffix == ".osim" and _osim_has_bodies(markerset_path):
-        ratios = from_opensim_markerset(markerset_path, template.model).scale_factors   # template / subject model
+        ratios = from_opensim_markerset(markerset_path, tm).scale_factors   # template / subject model
         factors = {b: 1.0 / r for b, r in ratios.items() if r > 0}
         for side in "lr":
             if f"calcn_{side}" in factors:
                 factors.setdefault(f"talus_{side}", factors[f"calcn_{side}"])
             if f"femur_{side}" in factors:
                 factors.setdefault(f"patella_{side}", factors[f"femur_{side}"])
-        bodies = {template.model.body(i).name for i in range(1, template.model.nbody)}
+        bodies = {tm.body(i).name for i in range(1, tm.nbody)}
         factors = {b: f for b, f in factors.items() if b in bodies}
         # the subject model's muscle strengths (F0): GC5.osim's knee muscles are ~0.6 x MyoLeg's, see models/body/scaling.py
         try:
-            f0 = opensim_max_isometric_forces(markerset_path, [template.model.actuator(i).name
-                                                               for i in range(template.model.nu)])
+            f0 = opensim_max_isometric_forces(markerset_path, [tm.actuator(i).name for i in range(tm.nu)])
         except ValueError:
             f0 = {}
         scaled = scale_model(template, subject, length_by_body=factors, max_isometric_force_n=f0 or None)

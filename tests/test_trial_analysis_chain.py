@@ -141,3 +141,12 @@ def test_tibia_scale_keeps_only_the_template_length():
     assert kcm.tibia_scale(template, "right") == 1.0
     kcm.clear_template_cache()
     assert not kcm._TEMPLATE_TIBIA_M
+
+
+def test_a_broken_marker_set_file_is_named(tmp_path):
+    from models.trial_analysis import subject_model
+
+    bad = tmp_path / "broken.osim"
+    bad.write_text("<OpenSimDocument><Model><BodySet>")
+    with pytest.raises(ValueError, match="broken.osim: not valid XML"):
+        subject_model(AnalyzeParams(70.0, 1.75, "left"), bad, [])

@@ -149,7 +149,7 @@ def tibia_scale(model: mujoco.MjModel, side: str, template: mujoco.MjModel | Non
     if ref is None:
         from models.body.registry import load_model
 
-        ref = _TEMPLATE_TIBIA_M.setdefault(side[0], _tibia_length_m(load_model("myoleg").model, side))
+        ref = _TEMPLATE_TIBIA_M.setdefault(side[0], _tibia_length_m(load_model("myoleg").readonly_model, side))
     return _tibia_length_m(model, side) / ref
 
 
