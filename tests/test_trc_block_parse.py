@@ -7,19 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.io import trc as trc_mod
+from _subject_inputs_reference import trc_rows_reference
 from models.io.lab_files import shared_data_dir
-from models.io.reader_support import read_lines
 from models.io.trc import read_trc
 
 
 def _row_by_row(path: Path, width: int) -> np.ndarray:
-    """The reference: every data line through ``_parse_row`` (padding, trimming and checks of the old reader)."""
-    lines = read_lines(path)
-    names = tuple(f"m{i}" for i in range((width - 2) // 3))
-    rows = [trc_mod._parse_row(lines[i].rstrip("\r\n"), i + 1, names, width, str(path))
-            for i in range(5, len(lines)) if lines[i].strip()]
-    return np.asarray(rows, dtype=float)
+    return trc_rows_reference(path, width)
 
 
 def _shared_trcs() -> list[Path]:
