@@ -61,9 +61,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import interpolate, signal
+
+from models.iir_kernels import butter_cached, filtfilt0, lfilter0
 
 __all__ = [
     "LowPassParams",
@@ -120,9 +123,10 @@ class LowPassParams:
 
 
 def butterworth_lowpass(params: LowPassParams) -> tuple[np.ndarray, np.ndarray]:
-    """Digital Butterworth low-pass ``(b, a)`` (``scipy.signal.butter``, bilinear with pre-warping), unity DC gain."""
-    b, a = signal.butter(int(params.order), params.cutoff_hz, btype="low", fs=params.sample_rate_hz)
-    return np.asarray(b, dtype=float), np.asarray(a, dtype=float)
+    """Digital Butterworth low-pass ``(b, a)`` (``scipy.signal.butter``, bilinear with pre-warping), unity DC gain.
+    Designed once per ``(order, cutoff, rate)`` (:func:`models.iir_kernels.butter_cached`); the arrays are copies."""
+    b, a = butter_cached(int(params.order), float(params.cutoff_hz), float(params.sample_rate_hz))
+    return b.copy(), a.copy()
 
 
 def group_delay_at_dc_samples(b: np.ndarray, a: np.ndarray) -> float:
@@ -436,6 +440,15 @@ def savgol_window_for_cutoff(cutoff_hz: float, sample_rate_hz: float, polyorder:
     raise ValueError(f"no Savitzky-Golay window reaches -3 dB at {cutoff_hz} Hz")  # pragma: no cover
 
 
+def _filtfilt_odd(b: np.ndarray, a: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """``scipy.signal.filtfilt(b, a, x, axis=0, padtype="odd", padlen=padlen)`` of all channels of ``x`` (N, C) in
+    one compiled pass (:func:`models.iir_kernels.filtfilt0`): the same odd extension, the same numbers."""
+    if padlen < 1:
+        return filtfilt0(b, a, x)
+    ext = np.concatenate([2 * x[0:1] - x[padlen:0:-1], x, 2 * x[-1:] - x[-2:-(padlen + 2):-1]], axis=0)
+    return filtfilt0(b, a, ext)[padlen:-padlen]
+
+
 def _central_derivatives(y: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Second-order central differences inside, second-order one-sided at the ends (needs N >= 4)."""
     if y.shape[0] < 4:
@@ -489,7 +502,7 @@ def smooth_derivatives(
         params = LowPassParams(cutoff_hz=design_fc, sample_rate_hz=sample_rate_hz, order=order)
         b, a = butterworth_lowpass(params)
         padlen = min(n - 1, int(math.ceil(3.0 * sample_rate_hz / cutoff_hz)))
-        pos = signal.filtfilt(b, a, filled, axis=0, padtype="odd", padlen=padlen)
+        pos = _filtfilt_odd(b, a, filled, padlen)
         vel, acc = _central_derivatives(pos, dt)
         details.update(design_cutoff_hz=design_fc, padlen=padlen, order=order)
     else:
@@ -594,10 +607,40 @@ def quadratic_extend(x: np.ndarray, n_pad: int, n_fit: int) -> np.ndarray:
 
 
 def _design(order: int, cutoff_hz: float, rate_hz: float, two_pass: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(b, a)`` (cached by the parameters) of the Butterworth low-pass at ``cutoff_hz`` (raised by the
+    two-pass correction when ``two_pass``)."""
     fc = cutoff_hz / two_pass_cutoff_correction(order) if two_pass else cutoff_hz
     if fc >= 0.5 * rate_hz:
         raise ValueError(f"cut-off {cutoff_hz} Hz (design {fc:.3g} Hz) must be below Nyquist ({0.5 * rate_hz} Hz)")
-    return butterworth_lowpass(LowPassParams(cutoff_hz=fc, sample_rate_hz=rate_hz, order=order))
+    p = LowPassParams(cutoff_hz=fc, sample_rate_hz=rate_hz, order=order)
+    return butter_cached(int(p.order), float(p.cutoff_hz), float(p.sample_rate_hz))
+
+
+@lru_cache(maxsize=256)
+def _settle_cached(order: int, cutoff_hz: float, rate_hz: float) -> int:
+    return settle_samples(_design(order, cutoff_hz, rate_hz, two_pass=True)[1])
+
+
+@lru_cache(maxsize=256)
+def _ramp_primed_design(order: int, cutoff_hz: float | None, rate_hz: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Read-only ``(b, a, zi, zr, delay_samples)`` of :class:`RampPrimedLowPass` (``a[0] == 1``)."""
+    if cutoff_hz is None:
+        b, a = np.ones(1), np.ones(1)
+    else:
+        b, a = _design(order, cutoff_hz, rate_hz, two_pass=False)
+    b, a = b / a[0], a / a[0]
+    if a.size > 1:
+        zi = signal.lfilter_zi(b, a)
+        k = settle_samples(a)
+        ramp = np.arange(-k, 1, dtype=float)
+        _, zr = signal.lfilter(b, a, ramp, zi=zi * ramp[0])
+    else:
+        zi, zr = np.zeros(0), np.zeros(0)
+    out = tuple(np.asarray(v, dtype=float) for v in (b, a, zi, zr))
+    for v in out:
+        v.setflags(write=False)
+    return out + (group_delay_at_dc_samples(b, a),)
 
 
 class ZeroLagLowPass:
@@ -617,7 +660,7 @@ class ZeroLagLowPass:
             self.n_pad = 2
         else:
             self.ba = _design(order, cutoff_hz, rate_hz, two_pass=True)
-            self.n_pad = max(2, settle_samples(self.ba[1]))
+            self.n_pad = max(2, _settle_cached(order, cutoff_hz, rate_hz))
         self.n_fit = max(3, round(0.15 * rate_hz))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -625,7 +668,7 @@ class ZeroLagLowPass:
         if self.ba is None:
             return xp
         b, a = self.ba
-        return signal.filtfilt(b, a, xp, axis=0, padtype=None)
+        return filtfilt0(b, a, xp)  # = signal.filtfilt(b, a, xp, axis=0, padtype=None), all channels compiled
 
     def central_velocity(self, smoothed: np.ndarray) -> np.ndarray:
         """Central-difference velocity (N, ...) at the N input samples from the padded output of ``__call__``."""
@@ -645,22 +688,8 @@ class RampPrimedLowPass:
     """
 
     def __init__(self, order: int, cutoff_hz: float | None, rate_hz: float) -> None:
-        if cutoff_hz is None:
-            self.b = np.ones(1)
-            self.a = np.ones(1)
-        else:
-            self.b, self.a = _design(order, cutoff_hz, rate_hz, two_pass=False)
-        self.b = self.b / self.a[0]
-        self.a = self.a / self.a[0]
-        if self.a.size > 1:
-            self.zi = signal.lfilter_zi(self.b, self.a)
-            k = settle_samples(self.a)
-            ramp = np.arange(-k, 1, dtype=float)
-            _, self.zr = signal.lfilter(self.b, self.a, ramp, zi=self.zi * ramp[0])
-        else:
-            self.zi = np.zeros(0)
-            self.zr = np.zeros(0)
-        self.delay_samples = group_delay_at_dc_samples(self.b, self.a)
+        # designed once per (order, cutoff, rate); read-only arrays shared by every instance
+        self.b, self.a, self.zi, self.zr, self.delay_samples = _ramp_primed_design(order, cutoff_hz, rate_hz)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Filtered y (n, ...) and the backward-difference histories prev (y[k-1]) and prev2 (y[k-2])."""
@@ -670,7 +699,7 @@ class RampPrimedLowPass:
             shape = (self.zi.size,) + (1,) * (x.ndim - 1)
             d = x[1] - x[0]
             zi = self.zi.reshape(shape) * x[0][None] + self.zr.reshape(shape) * d[None]
-            y[1:], _ = signal.lfilter(self.b, self.a, x[1:], axis=0, zi=zi)
+            y[1:], _ = lfilter0(self.b, self.a, x[1:], zi=zi)  # = signal.lfilter(..., axis=0, zi=zi), compiled
         prev = np.empty_like(y)
         prev2 = np.empty_like(y)
         prev[0] = y[0]
