@@ -6,13 +6,14 @@ What runs where (``nworld`` = frames, chunks of ``chunk_frames``):
   (``kinematics``, ``com_pos``), tendon lengths, Jacobians and wrapping paths (``tendon``), actuator lengths and
   moment arms (``transmission``), and MuJoCo's muscle force-length-velocity model at activation 1 and 0
   (``fwd_actuation``; the actuator velocities ``moment @ qvel`` are formed on the host from Warp's moment arms).
-* **The QP** (``qp="warp"``, the default): the static-optimisation QP of every frame of a chunk in one Warp
-  launch, one thread per frame, float64 (:mod:`models.muscles.warp_qp`: the host's dual Newton method ported to a
-  Warp kernel, each frame cold-started from its bound-free solution instead of warm-started from the previous
-  frame, so frames are independent).  The problems are assembled and the outputs written on the host in one numba
-  loop each (moment arms, ``C'``, ``b``; activations, tensions, moments, reserves).  ``qp="host"`` keeps the
-  reference: :meth:`StaticOptimization._solve_state` frame by frame, warm-started in time.  Both stop within the
-  solver tolerance of the same unique optimum: activations agree to ~1e-9 on the same muscle state (tested).
+* **The QP** (``qp="warp"``, the default): the static-optimisation QP of every frame of a chunk in Warp
+  launches of one thread per frame, float64 (:mod:`models.muscles.warp_qp`: the host's dual Newton method ported to
+  a Warp kernel; instead of the sequential time warm start, anchors every 8 frames are solved cold, the other frames
+  warm-started from the nearest anchor, stragglers re-solved from their converged predecessor).  The problems are
+  assembled and the outputs written on the host in one numba loop each (moment arms, ``C'``, ``b``; activations,
+  tensions, moments, reserves).  ``qp="host"`` keeps the reference: :meth:`StaticOptimization._solve_state` frame
+  by frame, warm-started in time.  Both stop within the solver tolerance of the same unique optimum: activations
+  agree to ~1e-12 on the same muscle state (tested).
 * **Host, per frame**: the knee-contact crossing sums (:meth:`KneeContact.muscle_wrench_from_paths`) on Warp's
   wrapping paths.
 * Inverse dynamics with the tibia reaction: :class:`models.dynamics.warp_backend.WarpInverseDynamics`.

@@ -6,10 +6,15 @@ Measured, never asserted (a shared 2-core VM).  The same 10 s walks as ``test_be
 * ``cpu``: :class:`models.muscles.knee_contact.KinematicsToContact` (MuJoCo, float64, frame by frame in one compiled
   loop calling MuJoCo's C API, :mod:`models.muscles.compiled_chain`);
 * ``warp``: :class:`models.muscles.warp_backend.WarpKinematicsToContact` (MuJoCo Warp, all frames as worlds of one
-  batch, float32; the QP on the host), on Warp's CUDA device when present, else its CPU device.
+  batch, float32; the QP of every frame in one Warp launch, float64, :mod:`models.muscles.warp_qp`), on Warp's
+  CUDA device when present, else its CPU device;
+* ``warp-hqp``: the same with the QP on the host (``qp="host"``: the stage's solver frame by frame, warm-started
+  in time), the reference of the Warp QP.
 
 Each row: wall and CPU seconds per trial (median of the rounds after a warm-up that compiles or loads Warp's
-kernels), frames per second, and the ratio to the CPU backend in the same run; the table is printed at the end.
+kernels), frames per second, the ratio to the CPU backend in the same run, and ``qp s``: the wall time of the SO
+QP part of the trial (the sum of ``SOTrial.solve_time_s``: per frame on the host paths, problem assembly + launch +
+outputs shared by the frames on ``warp``); the table is printed at the end.
 Skipped rows: ``warp`` when ``mujoco_warp`` is absent (the reason is given).
 """
 from __future__ import annotations
@@ -54,25 +59,26 @@ def _table():
     yield
     if not _ROWS:
         return
-    head = f"{'model':<12} {'backend':<8} {'device':<6} {'frames':>6} {'wall s':>8} {'cpu s':>8} {'frames/s':>9} {'x cpu':>7}"
+    head = (f"{'model':<12} {'backend':<8} {'device':<6} {'frames':>6} {'wall s':>8} {'cpu s':>8} {'frames/s':>9} "
+            f"{'x cpu':>7} {'qp s':>7}")
     lines = ["", head, "-" * len(head)]
     for (model, backend), r in _ROWS.items():
         cpu_row = _ROWS.get((model, "cpu"))
         ratio = f"{r['cpu_s'] / cpu_row['cpu_s']:.2f}" if cpu_row else "-"
         lines.append(f"{model:<12} {backend:<8} {r['device']:<6} {int(r['frames']):>6} {r['wall_s']:>8.3f} "
-                     f"{r['cpu_s']:>8.3f} {r['frames_per_s']:>9.0f} {ratio:>7}")
+                     f"{r['cpu_s']:>8.3f} {r['frames_per_s']:>9.0f} {ratio:>7} {r['qp_s']:>7.3f}")
     lines.append("per trial (10 s of motion), kinematics -> ID -> SO -> knee contact; x cpu = CPU-time ratio to the cpu "
                  "backend in this run; goals: <= 0.1 s MyoLeg, <= 1 s MyoFullBody")
     print("\n".join(lines))
 
 
-@pytest.mark.parametrize("backend", ["cpu", "warp"])
+@pytest.mark.parametrize("backend", ["cpu", "warp", "warp-hqp"])
 @pytest.mark.parametrize("model_name", ["myoleg", "myofullbody"])
 def test_trial_by_backend(benchmark, walks, model_name, backend):
     if model_name not in walks:
         pytest.skip(f"shared data absent at {PS}")
     model, mass, qpos, qvel, qacc, ext, t = walks[model_name]
-    if backend == "warp":
+    if backend.startswith("warp"):
         from models.dynamics.warp_backend import warp_available
 
         ok, why = warp_available()
@@ -80,7 +86,8 @@ def test_trial_by_backend(benchmark, walks, model_name, backend):
             pytest.skip(why)
         from models.muscles.warp_backend import WarpKinematicsToContact
 
-        chain = WarpKinematicsToContact(model, "left", body_mass_kg=mass)
+        qp = "host" if backend == "warp-hqp" else "warp"
+        chain = WarpKinematicsToContact(model, "left", body_mass_kg=mass, qp=qp)
         device = chain.device
     else:
         from models.muscles.knee_contact import KinematicsToContact
@@ -99,6 +106,7 @@ def test_trial_by_backend(benchmark, walks, model_name, backend):
     assert np.isfinite(kc.total_n).all()
     wall = float(benchmark.stats.stats.median)
     cpu_s = float(np.median(cpu[1:]))                  # the warm-up round compiles / loads the kernels
-    row = {"device": device, "frames": t.size, "wall_s": wall, "cpu_s": cpu_s, "frames_per_s": t.size / wall}
+    row = {"device": device, "frames": t.size, "wall_s": wall, "cpu_s": cpu_s, "frames_per_s": t.size / wall,
+           "qp_s": float(np.sum(so.solve_time_s))}
     _ROWS[(model_name, backend)] = row
     benchmark.extra_info.update(row)
