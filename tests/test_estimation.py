@@ -24,7 +24,8 @@ def ps1():
 @pytest.fixture(scope="module")
 def offline(ps1):
     est = KinematicsToLoads.for_subject(ps1.markerset, EstimatorParams(ps1.mass_kg, ps1.height_m, ps1.side, rate_hz=60.0))
-    rec = resample_hold(load_marker_recording(ps1.trc, est.marker_names), 60.0)
+    # with the thorax markers, as `exo run --replay` builds it (used when EstimatorParams.grf_trunk is on)
+    rec = resample_hold(load_marker_recording(ps1.trc, est.marker_names, est.torso), 60.0)
     return est, rec, run_offline(est, rec)
 
 

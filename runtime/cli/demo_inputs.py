@@ -76,7 +76,7 @@ def replay_input(replay: str, device: Any, subject: Any, markerset: str | None) 
     print(f"input: replay of {Path(trc).name} (markers) through the estimation chain at {rate:g} Hz; "
           f"subject {mass:g} kg, {height:g} m, {side} knee", flush=True)
     est = KinematicsToLoads.for_subject(mset, EstimatorParams(mass, height, side, rate_hz=rate, kcf=device.estimation.kcf))
-    rec = resample_hold(load_marker_recording(trc, est.marker_names), rate)
+    rec = resample_hold(load_marker_recording(trc, est.marker_names, est.torso), rate)
     names = [j.name for j in device.joints]
     print(f"estimation chain lag {est.lag_s * 1e3:.0f} ms (causal filters); recording {rec.time_s.size} frames, "
           f"restarted (filters reset) at its end; warmed up in {est.warm_up() * 1e3:.0f} ms", flush=True)

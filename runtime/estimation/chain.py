@@ -3,6 +3,7 @@
     markers (M, 3) world, z up, m
       -> inverse kinematics (damped least squares on the subject-scaled model, warm-started)
       -> causal low-pass + derivatives of the coordinates   (lag stated by ``lag_s``)
+      -> (``grf_trunk``, torso markers given) the trunk's lumbar angles from the thorax markers (``TrunkTracker``)
       -> ground reaction force and centre of pressure from kinematics (F_ext = m (a_com - g))
       -> inverse dynamics (mj_inverse) -> knee adduction / extension moments (%BW*ht)
       -> static optimisation (MuJoCo muscles) -> synergy coefficients (NNLS onto the shipped W)
@@ -49,6 +50,11 @@ class EstimatorParams:
     Butterworth). ``muscles``: run static optimisation and the contact force (about 0.1 ms per frame more).
     ``floor_height_m``: height of the walking surface in the input's world frame (0 for lab recordings, whose
     origin is on the force plates, and for the vision front end's floor-grounded frame).
+    ``grf_trunk``: the GRF estimate's upper body follows the trunk's lumbar angles from the thorax markers
+    (:class:`models.grf.trunk.TrunkTracker`, causal: bending and rotation per frame, extension an EMA of
+    ``trunk_extension_tau_s``; the offline chain holds the extension at its trial median instead); needs torso
+    markers (:class:`TorsoMarkers`, given by :meth:`KinematicsToLoads.for_subject`, and per frame in ``step``).
+    Off, or without them: MyoLeg's upper body stays welded to the pelvis (the trunk held to the pelvis).
     """
 
     mass_kg: float
@@ -60,6 +66,8 @@ class EstimatorParams:
     model: str = "myoleg"
     floor_height_m: float = 0.0
     kcf: Literal["physics", "learned"] = "physics"      # learned: medial/lateral from models.muscles.kcf_learned
+    grf_trunk: bool = False
+    trunk_extension_tau_s: float = 2.0
 
     def __post_init__(self) -> None:
         from models.body.scaling import SubjectScale
@@ -73,6 +81,8 @@ class EstimatorParams:
             raise ValueError(f"cutoff_hz = {self.cutoff_hz!r}: allowed 1 Hz .. rate_hz/2 ({0.5 * self.rate_hz:g} Hz)")
         if self.kcf not in ("physics", "learned") or (self.kcf == "learned" and not self.muscles):
             raise ValueError(f"kcf = {self.kcf!r}: allowed 'physics' or 'learned' (learned needs muscles=True)")
+        if not (math.isfinite(self.trunk_extension_tau_s) and self.trunk_extension_tau_s > 0.0):
+            raise ValueError(f"trunk_extension_tau_s = {self.trunk_extension_tau_s!r}: allowed a finite time > 0 s")
 
 
 @dataclass
@@ -88,7 +98,9 @@ class EstimateFrame:
     ``kcf_n`` (3,) medial, lateral, total compressive contact force (N); ``ik_residual_m`` RMS;
     ``valid``: IK solved this frame (enough markers) and every stage produced finite outputs; ``stage_s``:
     seconds per stage this frame. ``confidence`` in [0, 1]: the minimum of ``confidence_parts`` (P,), each in
-    [0, 1], named by ``confidence_names`` (``models.confidence.PART_NAMES``, fixed order).
+    [0, 1], named by ``confidence_names`` (``models.confidence.PART_NAMES``, fixed order). ``lumbar_rad`` (3,):
+    the lumbar angles (extension, bending, rotation; rad) the GRF estimate's upper body followed this frame, NaN
+    when the trunk was held to the pelvis.
     """
 
     t_s: float
@@ -110,16 +122,43 @@ class EstimateFrame:
     confidence: float = math.nan
     confidence_parts: np.ndarray = field(default_factory=lambda: np.full(len(PART_NAMES), math.nan))
     confidence_names: tuple[str, ...] = PART_NAMES
+    lumbar_rad: np.ndarray = field(default_factory=lambda: np.full(3, math.nan))
+
+
+@dataclass(frozen=True)
+class TorsoMarkers:
+    """The thorax markers of a marker set on the estimator's model (``models.grf.trunk.thorax_markers``: the torso
+    body's markers but the shoulders): ``names`` and ``offsets_m`` (T, 3) in the torso body frame (m)."""
+
+    names: tuple[str, ...]
+    offsets_m: np.ndarray
+
+
+def torso_markers(markerset_path: str | Path, model: Any) -> TorsoMarkers | None:
+    """The thorax markers of an OpenSim marker set placed on ``model`` (the selection of
+    ``models.trial_analysis.trunk_lumbar``), or None when it has fewer than 3 (the trunk's orientation is then
+    not fixed by them)."""
+    from models.body.markerset import from_opensim_markerset
+    from models.grf.trunk import thorax_markers
+
+    mset = from_opensim_markerset(Path(markerset_path), model, exclude_bodies=())
+    sel = thorax_markers(mset.names, mset.bodies)
+    if len(sel) < 3:
+        return None
+    return TorsoMarkers(tuple(mset.names[i] for i in sel), np.stack([np.asarray(mset.markers[i].offset_m, float)
+                                                                     for i in sel]))
 
 
 class KinematicsToLoads:
     """Markers (world, z up) -> joint angles, GRF/CoP, KAM/KEM, activations, synergies, knee contact force.
 
     Build with :meth:`for_subject` (scales the template to the subject, like the offline analysis) or
-    directly with a scaled MuJoCo model and a :class:`models.body.markerset.MarkerSet` on it.
+    directly with a scaled MuJoCo model and a :class:`models.body.markerset.MarkerSet` on it. ``torso``: the thorax
+    markers on ``model`` for the trunk (:class:`TorsoMarkers`; used when ``params.grf_trunk``).
     """
 
-    def __init__(self, model: Any, markerset: Any, params: EstimatorParams, ik_params: Any = None) -> None:
+    def __init__(self, model: Any, markerset: Any, params: EstimatorParams, ik_params: Any = None,
+                 torso: TorsoMarkers | None = None) -> None:
         import mujoco
 
         from models.filters import CausalDerivativeFilter, LowPassParams
@@ -148,6 +187,8 @@ class KinematicsToLoads:
                                                                 floor_adapt_max_m=0.08), model=model)
         self._grf_out = self.grf.new_frame()
         self._qframe = _QFrame(np.zeros(0), 0.0)          # the GRF stage's input, refilled every frame
+        self.torso = torso
+        self._build_trunk()
         self.tibia = f"tibia_{params.side[0]}"
         self.inv = InverseDynamics(model, InverseDynamicsParams(reaction_bodies=(self.tibia,),
                                                                  gravity_m_s2=STANDARD_GRAVITY_M_S2))
@@ -197,6 +238,20 @@ class KinematicsToLoads:
         self.frames = 0
 
     # ------------------------------------------------------------------ construction
+    def _build_trunk(self) -> None:
+        """With ``params.grf_trunk`` and torso markers: the :class:`models.grf.trunk.TrunkTracker` and the causal
+        low-pass of its angles (the coordinates' own: the trunk stays in phase with the filtered pelvis); else none."""
+        from models.filters import CausalDerivativeFilter, LowPassParams
+        from models.grf.trunk import TrunkTracker
+
+        p, torso = self.params, self.torso
+        self.trunk = self._trunk_filter = None
+        if not (p.grf_trunk and torso is not None):
+            return
+        self.trunk = TrunkTracker(self.model, torso.offsets_m, p.rate_hz, extension_tau_s=p.trunk_extension_tau_s)
+        self._trunk_filter = CausalDerivativeFilter(3, LowPassParams(cutoff_hz=p.cutoff_hz, sample_rate_hz=p.rate_hz))
+        self._lum, self._lum_v, self._lum_a = np.zeros(3), np.zeros(3), np.zeros(3)
+
     @classmethod
     def for_subject(cls, markerset_path: str | Path, params: EstimatorParams) -> "KinematicsToLoads":
         """The template model scaled to the subject as the offline analysis does (``models.trial_analysis``)."""
@@ -206,7 +261,13 @@ class KinematicsToLoads:
         notes: list[str] = []
         ap = AnalyzeParams(params.mass_kg, params.height_m, params.side, model=params.model, cutoff_hz=params.cutoff_hz)
         model = subject_model(ap, Path(markerset_path), notes)
-        est = cls(model, from_opensim_markerset(Path(markerset_path), model), params)
+        torso = torso_markers(markerset_path, model)
+        est = cls(model, from_opensim_markerset(Path(markerset_path), model), params, torso=torso)
+        if params.grf_trunk:
+            notes.append("GRF estimate: trunk held to the pelvis (fewer than 3 thorax markers in the marker set)"
+                         if torso is None else f"GRF estimate: trunk from {len(torso.names)} thorax markers of the "
+                         "marker set (TrunkTracker: bending/rotation per frame, extension EMA "
+                         f"{params.trunk_extension_tau_s:g} s) when the input carries them, else held to the pelvis")
         est.notes = notes
         return est
 
@@ -246,16 +307,27 @@ class KinematicsToLoads:
         2-core HIL rig starves the emulated drive's process into a reply timeout.)"""
         t0 = time.perf_counter()
         markers = np.array(self.ik.marker_positions(np.array(self.model.qpos0)), dtype=float)
+        torso = self._neutral_torso_markers() if self.trunk is not None else None
         for i in range(frames):
-            self.step(markers, i / self.params.rate_hz)
+            self.step(markers, i / self.params.rate_hz, torso_m=torso)
         self.reset()
         return time.perf_counter() - t0
+
+    def _neutral_torso_markers(self) -> np.ndarray:
+        """The torso markers (T, 3) world of the model's default pose (lumbar angles 0), for :meth:`warm_up`."""
+        m, d = self.model, self._mujoco.MjData(self.model)
+        self._mujoco.mj_kinematics(m, d)
+        b = self._mujoco.mj_name2id(m, self._mujoco.mjtObj.mjOBJ_BODY, "torso")
+        return d.xpos[b] + self.torso.offsets_m @ d.xmat[b].reshape(3, 3).T
 
     def reset(self) -> None:
         """Forget all filter and warm-start state (a new recording or a long gap)."""
         self.ik.reset()
         self.filter.reset()
         self.grf.reset()
+        if self.trunk is not None:
+            self.trunk.reset()
+            self._trunk_filter.reset()
         if self.so is not None:
             self.so.reset()
             if self.learned_kcf is not None:
@@ -266,10 +338,11 @@ class KinematicsToLoads:
 
     # ------------------------------------------------------------------ per frame
     def step(self, markers_m: np.ndarray, t_s: float, visibility: np.ndarray | None = None,
-             reprojection_px: float = math.nan) -> EstimateFrame:
+             reprojection_px: float = math.nan, torso_m: np.ndarray | None = None) -> EstimateFrame:
         """One frame: ``markers_m`` (M, 3) in :attr:`marker_names` order (NaN = missing) at time ``t_s``;
         optional ``visibility`` (M,) landmark scores 0..1 (None: a present marker counts 1) and the monocular fit's
-        ``reprojection_px`` (NaN: none) for the confidence."""
+        ``reprojection_px`` (NaN: none) for the confidence; ``torso_m`` (T, 3) world, the thorax markers in
+        ``torso.names`` order (NaN = missing; used with ``params.grf_trunk``, else the trunk is held to the pelvis)."""
         from models.kinematics.ik_types import IKStatus
 
         out = self.out
@@ -285,6 +358,11 @@ class KinematicsToLoads:
         qpos, qvel, qacc = self._filtered_state(ik.coordinates, out)
         t2 = clock()
         st["filter"] = t2 - t1
+        if self.trunk is not None:
+            self._trunk_angles(ik.qpos, torso_m, out)
+            t2b = clock()
+            st["trunk"] = t2b - t2
+            t2 = t2b
         self._ground_reaction(qpos, t_s, out)
         t3 = clock()
         st["grf"] = t3 - t2
@@ -327,6 +405,23 @@ class KinematicsToLoads:
         mk = self.state_map.map(self._pos, self._vel, self._acc)
         out.coordinates_rad[:] = self._pos[self._rep_idx]
         return mk.qpos[0], mk.qvel[0], mk.qacc[0]
+
+    def _trunk_angles(self, ik_qpos: np.ndarray, torso_m: np.ndarray | None, out: EstimateFrame) -> None:
+        """The lumbar angles of this frame for the GRF stage (``out.lumbar_rad``, NaN: held to the pelvis): the
+        TrunkTracker on the IK pose of this frame and its torso markers (both unfiltered, so the trunk's rotation
+        relative to the pelvis is of one instant), then the coordinates' causal low-pass (the same lag as the
+        filtered pose the GRF stage gets). Before the first frame with 3 torso markers, or without them, none."""
+        lum = out.lumbar_rad
+        if torso_m is None:
+            lum[:] = math.nan
+        else:
+            a = self.trunk.step(ik_qpos, torso_m)
+            if math.isfinite(float(a[0])):
+                self._trunk_filter.step(a, self._lum, self._lum_v, self._lum_a)
+                lum[:] = self._lum
+            else:
+                lum[:] = math.nan
+        self._qframe.lumbar_rad = lum if math.isfinite(float(lum[0])) else None
 
     def _ground_reaction(self, qpos: np.ndarray, t_s: float, out: EstimateFrame) -> None:
         """GRF, CoP, contact and free moment per foot from kinematics; the loaded feet become the external wrenches
@@ -415,33 +510,64 @@ def _nnls_coefficients(W: np.ndarray, a: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class MarkerRecording:
     """Marker positions of a recorded trial in the estimator's marker order: ``markers_m`` (N, M, 3) world, z up;
-    ``reprojection_px`` (N,) the monocular fit's reprojection error of each frame (px) or None (lab markers)."""
+    ``reprojection_px`` (N,) the monocular fit's reprojection error of each frame (px) or None (lab markers);
+    ``torso_markers_m`` (N, T, 3) world, z up, the thorax markers in the estimator's ``torso.names`` order (NaN
+    where absent) and ``torso_offsets_m`` (T, 3) their offsets in the model's torso frame (m), or both None (no
+    trunk input: the GRF estimate holds the trunk to the pelvis)."""
 
     name: str
     time_s: np.ndarray
     markers_m: np.ndarray
     rate_hz: float
     reprojection_px: np.ndarray | None = None
+    torso_markers_m: np.ndarray | None = None
+    torso_offsets_m: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        tm, to = self.torso_markers_m, self.torso_offsets_m
+        if (tm is None) != (to is None):
+            raise ValueError("MarkerRecording: torso_markers_m and torso_offsets_m are given together or not at all")
+        if tm is not None and (tm.ndim != 3 or tm.shape[0] != self.markers_m.shape[0] or tm.shape[2] != 3
+                               or to.shape != (tm.shape[1], 3)):
+            raise ValueError(f"MarkerRecording: torso_markers_m {tm.shape} must be (N = {self.markers_m.shape[0]}, "
+                             f"T, 3) and torso_offsets_m {to.shape} (T, 3)")
 
 
-def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str]) -> MarkerRecording:
-    """Read a ``.trc``/``.c3d`` trial and order its markers like ``marker_names`` (NaN where absent)."""
+def _ordered_markers(pos: np.ndarray, trial_names: list[str], names: list[str]) -> tuple[np.ndarray, int]:
+    """The trial's markers ``pos`` (N, K, 3) ordered like ``names`` (N, len(names), 3; NaN where absent) and the
+    number found (``models.kinematics.marker_matching``)."""
     from models.kinematics.marker_matching import match_marker_names
+
+    out = np.full((pos.shape[0], len(names), 3), np.nan)
+    match = match_marker_names(names, trial_names)
+    for i, j in match.items():
+        out[:, i] = pos[:, j]
+    return out, len(match)
+
+
+def load_marker_recording(trc_path: str | Path, marker_names: Iterable[str],
+                          torso: TorsoMarkers | None = None) -> MarkerRecording:
+    """Read a ``.trc``/``.c3d`` trial and order its markers like ``marker_names`` (NaN where absent); with
+    ``torso`` (the estimator's :attr:`KinematicsToLoads.torso`) also its thorax markers, when the trial has at least
+    3 of them (as ``models.trial_analysis.trunk_lumbar`` requires; else no torso markers)."""
     from models.io.axes import opensim_to_z_up
     from models.io.lab_files import read_trial
 
     trial = read_trial(Path(trc_path))
     markers = getattr(trial, "markers", trial)
     pos = opensim_to_z_up(np.asarray(markers.positions_m, dtype=float))
-    names = list(marker_names)
-    out = np.full((pos.shape[0], len(names), 3), np.nan)
-    for i, j in match_marker_names(names, list(markers.marker_names)).items():
-        out[:, i] = pos[:, j]
+    trial_names = list(markers.marker_names)
+    out, _ = _ordered_markers(pos, trial_names, list(marker_names))
+    tm = to = None
+    if torso is not None:
+        tm, found = _ordered_markers(pos, trial_names, list(torso.names))
+        tm, to = (tm, np.array(torso.offsets_m, float)) if found >= 3 else (None, None)
     rate = float(getattr(markers, "rate_hz", 0.0) or 0.0)
     t = np.asarray(markers.time_s, dtype=float)
     if not rate > 0:
         rate = (t.size - 1) / float(t[-1] - t[0])
-    return MarkerRecording(Path(trc_path).stem, t[0] + np.arange(t.size) / rate, out, rate)
+    return MarkerRecording(Path(trc_path).stem, t[0] + np.arange(t.size) / rate, out, rate,
+                           torso_markers_m=tm, torso_offsets_m=to)
 
 
 def resample_hold(rec: MarkerRecording, rate_hz: float) -> MarkerRecording:
@@ -451,7 +577,8 @@ def resample_hold(rec: MarkerRecording, rate_hz: float) -> MarkerRecording:
     t = rec.time_s[0] + np.arange(n) / rate_hz
     idx = np.clip(np.searchsorted(rec.time_s, t + 1e-9, side="right") - 1, 0, rec.time_s.size - 1)
     rep = None if rec.reprojection_px is None else np.asarray(rec.reprojection_px)[idx]
-    return MarkerRecording(rec.name, t, rec.markers_m[idx], rate_hz, rep)
+    torso = None if rec.torso_markers_m is None else rec.torso_markers_m[idx]
+    return MarkerRecording(rec.name, t, rec.markers_m[idx], rate_hz, rep, torso, rec.torso_offsets_m)
 
 
 @dataclass
@@ -477,6 +604,7 @@ class OfflineResult:
     stage_s: dict[str, np.ndarray]
     confidence: np.ndarray
     confidence_parts: np.ndarray
+    lumbar_rad: np.ndarray
     confidence_names: tuple[str, ...] = PART_NAMES
 
     def frame(self, i: int) -> EstimateFrame:
@@ -488,7 +616,7 @@ class OfflineResult:
                              synergy=self.synergy[i], kcf_n=self.kcf_n[i], ik_residual_m=float(self.ik_residual_m[i]),
                              valid=bool(self.valid[i]), stage_s={k: float(v[i]) for k, v in self.stage_s.items()},
                              confidence=float(self.confidence[i]), confidence_parts=self.confidence_parts[i],
-                             confidence_names=self.confidence_names)
+                             confidence_names=self.confidence_names, lumbar_rad=self.lumbar_rad[i])
 
 
 def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
@@ -499,19 +627,23 @@ def _offline_columns(n: int, out: EstimateFrame) -> dict[str, np.ndarray]:
             "kem_pct_bw_ht": np.full(n, np.nan), "knee_moment_nm": np.full(n, np.nan),
             "activation": np.full((n, out.activation.size), np.nan), "synergy": np.full((n, out.synergy.size), np.nan),
             "kcf_n": np.full((n, 3), np.nan), "ik_residual_m": np.full(n, np.nan), "valid": np.zeros(n, bool),
-            "confidence": np.full(n, np.nan), "confidence_parts": np.full((n, out.confidence_parts.size), np.nan)}
+            "confidence": np.full(n, np.nan), "confidence_parts": np.full((n, out.confidence_parts.size), np.nan),
+            "lumbar_rad": np.full((n, 3), np.nan)}
 
 
 def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = None) -> OfflineResult:
     """The same chain over a whole recording as fast as possible (``progress(i, n)`` called every 60 frames); the
-    recording's reprojection error, when it has one, goes to the confidence as in the live loop."""
+    recording's reprojection error, when it has one, goes to the confidence as in the live loop, and its torso
+    markers, when it has them, to the trunk (they must be for ``est``'s torso markers: same offsets)."""
     n = rec.time_s.size
     rep = np.full(n, np.nan) if rec.reprojection_px is None else np.asarray(rec.reprojection_px, dtype=float)
+    torso = check_torso_input(est, rec)
     cols = _offline_columns(n, est.out)
     stages: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for i in range(n):
-        f = est.step(rec.markers_m[i], float(rec.time_s[i]), reprojection_px=float(rep[i]))
+        f = est.step(rec.markers_m[i], float(rec.time_s[i]), reprojection_px=float(rep[i]),
+                     torso_m=None if torso is None else torso[i])
         for k, arr in cols.items():
             arr[i] = getattr(f, k)
         for k, v in f.stage_s.items():
@@ -519,3 +651,18 @@ def run_offline(est: KinematicsToLoads, rec: MarkerRecording, progress: Any = No
         if progress is not None and (i % 60 == 0 or i == n - 1):
             progress(i + 1, n)
     return OfflineResult(rec.time_s, est.reported, seconds=time.perf_counter() - t0, stage_s=stages, **cols)
+
+
+def check_torso_input(est: KinematicsToLoads, rec: MarkerRecording) -> np.ndarray | None:
+    """``rec.torso_markers_m`` when the recording has torso markers, else None; ``ValueError`` when they were built
+    for other torso markers than ``est``'s (names count or offsets differ: another marker set or model)."""
+    tm = rec.torso_markers_m
+    if tm is None:
+        return None
+    ref = est.torso
+    if ref is None or ref.offsets_m.shape != rec.torso_offsets_m.shape or \
+            not np.allclose(ref.offsets_m, rec.torso_offsets_m, rtol=0.0, atol=1e-9):
+        raise ValueError(f"recording {rec.name!r}: torso_offsets_m {rec.torso_offsets_m.shape} are not the estimator's "
+                         f"torso markers ({None if ref is None else ref.offsets_m.shape}); build it with "
+                         "load_marker_recording(..., torso=estimator.torso)")
+    return tm

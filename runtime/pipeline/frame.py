@@ -34,6 +34,7 @@ class PipelineFrame:
     knee_flexion_rad: float = float("nan")   # the assisted leg's estimated knee flexion (rad), for the torque loop
     vision_s: dict[str, float] = field(default_factory=dict)   # per-stage seconds of the vision front end for a new frame
     reprojection_px: float = float("nan")  # the monocular fit's mean reprojection error of the input (NaN: none)
+    torso_m: np.ndarray | None = None      # (T, 3) world z up, m: the thorax markers for the trunk (None: none)
 
 
 @dataclass(frozen=True)

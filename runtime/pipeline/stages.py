@@ -188,6 +188,7 @@ class ReplayCapture:
             self.wraps += 1
             frame.restart = True
         frame.markers_m = rec.markers_m[self.i]
+        frame.torso_m = None if rec.torso_markers_m is None else rec.torso_markers_m[self.i]
         frame.t_s = float(rec.time_s[self.i])
         self.i += 1
 
@@ -208,7 +209,8 @@ class EstimationStage:
             return
         if frame.restart:
             self.estimator.reset()
-        frame.estimate = self.estimator.step(frame.markers_m, frame.t_s, reprojection_px=frame.reprojection_px)
+        frame.estimate = self.estimator.step(frame.markers_m, frame.t_s, reprojection_px=frame.reprojection_px,
+                                             torso_m=frame.torso_m)
         frame.new_estimate = True
         self.substage_s = frame.estimate.stage_s
 
