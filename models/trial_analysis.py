@@ -385,7 +385,9 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
     static optimisation and, on the CPU backend, the knee contact of ``params.side`` in the same pass
     (:func:`_id_muscles_contact_cpu`)."""
     tibia = f"tibia_{params.side[0]}"
-    inv = InverseDynamics(kin.model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2))
+    # the private ID model shared by the trials of one subject (models.dynamics.id_model_cache): never written here
+    inv = InverseDynamics(kin.model, InverseDynamicsParams(reaction_bodies=(tibia,), gravity_m_s2=STANDARD_GRAVITY_M_S2),
+                          shared_private=True)
     mk = kin.mapped
     externals = [feet["left"], feet["right"]]
     backend, muscles, contact = "cpu", None, None

@@ -184,31 +184,48 @@ def _tendon_free_inverse_allowed(m: mujoco.MjModel) -> bool:
     return True
 
 
+def _private_copy(model: mujoco.MjModel, params: InverseDynamicsParams) -> mujoco.MjModel:
+    """A deep copy of ``model`` with constraints and actuation (and by default springs, dampers and armature) off,
+    discrete-time inverse off and the gravity magnitude of ``params``."""
+    m = copy.deepcopy(model)
+    off = int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT) | int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+    if not params.subtract_passive:
+        off |= int(mujoco.mjtDisableBit.mjDSBL_SPRING) | int(mujoco.mjtDisableBit.mjDSBL_DAMPER)
+    m.opt.disableflags |= off
+    m.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_INVDISCRETE)
+    if not params.include_armature:
+        m.dof_armature[:] = 0.0
+    if params.gravity_m_s2 is not None:
+        g = np.asarray(m.opt.gravity, dtype=float)
+        norm = float(np.linalg.norm(g))
+        direction = g / norm if norm > 0 else np.array([0.0, 0.0, -1.0])
+        m.opt.gravity[:] = direction * params.gravity_m_s2
+    return m
+
+
 class InverseDynamics:
     """Per-frame and whole-trial inverse dynamics on a private copy of ``model`` (see the module docstring).
 
     ``model`` is an ``MjModel`` or a ``models.body.registry.MusculoskeletalModel`` (its ``.model`` is used).  It is not
     modified: the stage deep-copies it and switches off constraints, actuation and (by default)
     springs, dampers and armature in the copy (:attr:`model`).  Use :attr:`model` for forward simulations that must
-    match this stage exactly.
+    match this stage exactly.  ``shared_private=True``: that copy is kept per model content and parameters and
+    shared by the stages made so (:mod:`models.dynamics.id_model_cache`; saves a copy, 5-15 ms on MyoLeg, per
+    stage); the stage never writes it, and neither may its users (:attr:`shares_private_model`).
     """
 
-    def __init__(self, model: mujoco.MjModel, params: InverseDynamicsParams | None = None) -> None:
+    def __init__(self, model: mujoco.MjModel, params: InverseDynamicsParams | None = None, *,
+                 shared_private: bool = False) -> None:
         model = as_mjmodel(model)
         self.params = params if params is not None else InverseDynamicsParams()
-        m = copy.deepcopy(model)
-        off = int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT) | int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
-        if not self.params.subtract_passive:
-            off |= int(mujoco.mjtDisableBit.mjDSBL_SPRING) | int(mujoco.mjtDisableBit.mjDSBL_DAMPER)
-        m.opt.disableflags |= off
-        m.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_INVDISCRETE)
-        if not self.params.include_armature:
-            m.dof_armature[:] = 0.0
-        if self.params.gravity_m_s2 is not None:
-            g = np.asarray(m.opt.gravity, dtype=float)
-            norm = float(np.linalg.norm(g))
-            direction = g / norm if norm > 0 else np.array([0.0, 0.0, -1.0])
-            m.opt.gravity[:] = direction * self.params.gravity_m_s2
+        if shared_private:
+            from models.dynamics.id_model_cache import shared_private_model
+
+            m, shared = shared_private_model(model, self.params, lambda src: _private_copy(src, self.params))
+        else:
+            m, shared = _private_copy(model, self.params), False
+        #: whether :attr:`model` is shared with other stages made with ``shared_private=True`` (read only)
+        self.shares_private_model = shared
         self.model = m
         self.data = mujoco.MjData(m)
         self.couplings = CoordinateCouplings(model)

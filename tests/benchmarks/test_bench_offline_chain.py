@@ -16,7 +16,7 @@ CPU seconds (``time.process_time``; the figure to quote on a shared machine) sum
 of motion, and frames per second, two ways:
 
 * ``batch``: the in-process caches keyed by an input (:func:`clear_input_caches`: parsed XML, scaled subject
-  models, the template tibia length) are cleared once before the pass, so each subject's model is scaled once in
+  models, inverse dynamics' private models, the template tibia length) are cleared once before the pass, so each subject's model is scaled once in
   the pass and its later trials reuse it (a clinic session: many trials of one subject);
 * ``cold``: the same caches cleared before every trial (each trial pays its subject's scaling and parsing).
 
@@ -52,10 +52,11 @@ def _trials():
 def _cache_clearers() -> list[Callable[[], None]]:
     """Every in-process cache of the chain keyed by an input, as its clear function."""
     from models.body.subject_cache import clear_scale_cache
+    from models.dynamics.id_model_cache import clear_id_model_cache
     from models.io.xml_cache import clear_xml_cache
     from models.muscles.knee_contact import clear_template_cache
 
-    return [clear_scale_cache, clear_xml_cache, clear_template_cache]
+    return [clear_scale_cache, clear_xml_cache, clear_id_model_cache, clear_template_cache]
 
 
 def clear_input_caches() -> list[str]:
