@@ -41,7 +41,8 @@ while the lab's IK moves the trunk by up to 20 deg of lumbar extension, so trunk
 the pelvis), and markers whose offset is implausibly far from their body (``max_offset_m``; DM_markers.xml
 has ``R.Knee.Medial`` 1.2 m from the femur origin).
 
-Pure computation: numpy, mujoco and the standard library.
+Each file is parsed once per process and file version (:mod:`models.io.xml_cache`); the readers return fresh
+copies.  Pure computation: numpy, mujoco and the standard library.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ Pitfalls met with MuJoCo 4.0 ``MjSpec`` edits (handled here)
   ``x in (mjtJoint.mjJNT_SLIDE, ...)`` never matches a value read from an ``MjModel`` array; compare ints.
 * The ``attach``-built MyoLeg spec contains frames (``legs_attach``) between bodies: their positions scale too.
 
-This module is pure computation: it imports numpy, mujoco and :mod:`models.body.registry`.
+This module is pure computation: it imports numpy, mujoco, :mod:`models.body.registry`, the memo
+:mod:`models.body.subject_cache` and :mod:`models.io.xml_cache` (each ``.osim`` parsed once per file version).
 """
 
 from __future__ import annotations
@@ -599,6 +600,12 @@ def scale_model(template: str | MusculoskeletalModel, subject: SubjectScale,
     :data:`LOWER_LIMB_MARKER_MAP`).  ``template_height_m`` overrides the template's stature; ``strength_exponent``
     sets ``F0 ~ mass^strength_exponent`` (default 1).  The result carries its :class:`ScaleFactors` in
     ``.scale_factors`` and an edited ``MjSpec`` in ``.spec``.
+
+    Memoised (:mod:`models.body.subject_cache`): the compiled result is kept per content key (the template's
+    untouched registry spec and its model, every factor, the given F0) and each call returns a fresh
+    ``MusculoskeletalModel`` with its own ``MjModel``/``MjSpec`` copies (made on first use), so scaling a subject
+    for every trial of a session compiles once; a template whose ``spec`` was handed out is scaled afresh every
+    time.  :func:`clear_scale_cache` forgets the kept models.
     """
     tmpl = load_model(template) if isinstance(template, str) else template
     if not isinstance(tmpl, MusculoskeletalModel):
