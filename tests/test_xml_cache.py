@@ -87,3 +87,19 @@ def test_errors_are_raised_every_time_and_not_cached(tmp_path):
     with pytest.raises(ValueError, match=r"vasint_r.*must be > 0 N"):
         opensim_max_isometric_forces(zero)
     assert xml_cache_stats()["files"] == 1                       # zero.osim parsed; the bad file never stored
+
+
+def test_the_cache_is_bounded(tmp_path, monkeypatch):
+    from models.io import xml_cache
+
+    clear_xml_cache()
+    monkeypatch.setattr(xml_cache, "MAX_FILES", 3)
+    paths = []
+    for k in range(5):
+        p = tmp_path / f"m{k}.osim"
+        p.write_text(OSIM.format(f0=str(1000 + k)))
+        paths.append(p)
+        assert opensim_max_isometric_forces(p) == {"vasint_r": 1000.0 + k}
+    assert xml_cache_stats()["files"] == 3
+    assert opensim_max_isometric_forces(paths[0]) == {"vasint_r": 1000.0}   # dropped, read again
+    assert xml_cache_stats()["parses"] == 6

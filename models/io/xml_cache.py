@@ -3,7 +3,8 @@
 A lab's ``.osim`` is ~2 MB and takes ~10-20 ms to parse; the offline chain reads the same file several times per
 trial (body set, markers, muscle strengths).  :func:`cached_xml` keeps the parsed tree per file, keyed by the
 resolved path, the file size and its modification time in nanoseconds (``os.stat``: a rewritten file is parsed
-again; an edit that keeps both the size and the nanosecond mtime is not seen, as for Python's own bytecode cache).
+again; an edit that keeps both the size and the nanosecond mtime is not seen, as for Python's own bytecode cache);
+at most :data:`MAX_FILES` trees are kept (least recently used dropped).
 
 The cached tree is shared: the readers in ``models/`` only read it, and anything derived from it that leaves a
 reader is built fresh or copied (:func:`cached_derived`), so no caller can corrupt what the next one gets.
@@ -19,13 +20,17 @@ import copy
 import os
 import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["cached_xml", "cached_derived", "osim_has_body_set", "clear_xml_cache", "xml_cache_stats"]
+__all__ = ["MAX_FILES", "cached_xml", "cached_derived", "osim_has_body_set", "clear_xml_cache", "xml_cache_stats"]
+
+#: Parsed files kept at once (least recently used dropped; a 2 MB ``.osim`` tree holds ~20 MB).
+MAX_FILES = 16
 
 _LOCK = threading.Lock()
-_ROOTS: dict[tuple[str, int, int], ET.Element] = {}
+_ROOTS: OrderedDict[tuple[str, int, int], ET.Element] = OrderedDict()
 _DERIVED: dict[tuple[tuple[str, int, int], str], Any] = {}
 _STATS = {"parses": 0, "hits": 0}
 
@@ -41,14 +46,18 @@ def _root_for_key(key: tuple[str, int, int]) -> ET.Element:
         root = _ROOTS.get(key)
         if root is not None:
             _STATS["hits"] += 1
+            _ROOTS.move_to_end(key)
             return root
     root = ET.parse(key[0]).getroot()     # outside the lock: a parse error propagates, nothing is stored
     with _LOCK:
-        for old in [k for k in _ROOTS if k[0] == key[0] and k != key]:   # the file changed: forget the old tree
-            del _ROOTS[old]
+        stale = [k for k in _ROOTS if k[0] == key[0] and k != key]       # the file changed: forget the old tree
+        _ROOTS[key] = root
+        _ROOTS.move_to_end(key)
+        stale += list(_ROOTS)[:max(0, len(_ROOTS) - MAX_FILES)]
+        for old in stale:
+            _ROOTS.pop(old, None)
             for d in [d for d in _DERIVED if d[0] == old]:
                 del _DERIVED[d]
-        _ROOTS[key] = root
         _STATS["parses"] += 1
     return root
 
