@@ -106,6 +106,27 @@ def test_incremental_nnls_kernel_matches_the_pre_issue_22_kernel():
         np.testing.assert_allclose(w, q - Q @ x, atol=1e-9 * max(1.0, np.abs(q).max()))
 
 
+def test_warm_started_nnls_finds_the_same_minimiser():
+    """Warm start from any guess of the passive set (empty, all, the solution's own, random, its complement):
+    the same solution as the cold start, to rounding amplified by the conditioning."""
+    rng = np.random.default_rng(8)
+    for trial in range(40):
+        m, n = rng.integers(3, 30), rng.integers(3, 41)
+        A = rng.normal(size=(m, n))
+        b = rng.normal(size=m) * 3
+        Q = A.T @ A + 1e-6 * np.eye(n)
+        q = A.T @ b
+        work = lambda: (np.zeros(n, np.int64), np.zeros((n, n)), np.zeros(n), np.zeros(n), np.zeros(n))
+        cold = np.zeros(n)
+        nnls_gram(Q, q, cold, np.zeros(n, bool), *work(), 1e-12, 6 * n + 20)
+        tol = max(1e-14, 1e-15 * np.linalg.cond(Q)) * max(1.0, np.abs(cold).max())
+        for guess in (np.zeros(n, bool), np.ones(n, bool), cold > 0, rng.random(n) < 0.5, cold <= 0):
+            x, passive = np.zeros(n), guess.copy()
+            nnls_gram(Q, q, x, passive, *work(), 1e-12, 6 * n + 20, True)
+            np.testing.assert_allclose(x, cold, rtol=0, atol=tol, err_msg=f"trial {trial}")
+            assert np.array_equal(passive, x > 0)
+
+
 def _stacked_system(fit: FeasibleFit, pxy, active, c, F, dl, prior, cw, floor):
     """The fit's least-squares system written out densely from the module doc (independent of the numba
     assembly): ``(A, b)`` with the ridge rows stacked, unknowns ordered (foot, point, edge)."""

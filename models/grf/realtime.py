@@ -134,6 +134,8 @@ class StepEstimator:
         self._fs_r = RampPrimedLowPassState(fb, self._rs.shape)
         self._fs_pts = RampPrimedLowPassState(fb, self._pts.shape)
         self._tracker = PhaseTracker(p, float(rate_hz))
+        if self._fit is not None:
+            self._fit.reset()  # a new sequence starts the fit's warm start afresh, as the batch path does
         self._primed = False
         self._seg_k = 0
         self._gap_frames = 0
