@@ -254,3 +254,15 @@ def test_warp_qp_kernel_is_the_host_solver_cold_bit_for_bit(fullbody):
     np.testing.assert_array_equal(host.iterations, warp.iterations)
     np.testing.assert_array_equal(host.activation, warp.activation)
     np.testing.assert_array_equal(host.reserve_nm, warp.reserve_nm)
+
+
+def test_warp_qp_options_are_checked():
+    from models.body.registry import load_model
+    from models.muscles.static_optimization import StaticOptimization
+    from models.muscles.warp_qp import WarpQP
+
+    so = StaticOptimization(load_model("myoleg"))
+    with pytest.raises(ValueError, match="warm_rounds = -1"):
+        WarpQP(so, DEVICE, warm_rounds=-1)
+    with pytest.raises(ValueError, match="anchor_stride = 0"):
+        WarpQP(so, DEVICE, anchor_stride=0)
