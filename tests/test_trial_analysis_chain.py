@@ -150,3 +150,17 @@ def test_a_broken_marker_set_file_is_named(tmp_path):
     bad.write_text("<OpenSimDocument><Model><BodySet>")
     with pytest.raises(ValueError, match="broken.osim: not valid XML"):
         subject_model(AnalyzeParams(70.0, 1.75, "left"), bad, [])
+
+
+def test_file_digests_follow_a_rewritten_file(tmp_path):
+    import hashlib
+
+    from models.muscles import subject_calibration as sc
+
+    f = tmp_path / "model.osim"
+    f.write_bytes(b"<OpenSimDocument/>")
+    assert sc._sha256(f) == hashlib.sha256(b"<OpenSimDocument/>").hexdigest()
+    f.write_bytes(b"<OpenSimDocument><Model/></OpenSimDocument>")          # rewritten: read again
+    assert sc._sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    sc.clear_digest_cache()
+    assert not sc._DIGESTS

@@ -63,8 +63,25 @@ class SubjectCalibration:
                    {k: tuple(v) for k, v in d["curves"].items()}, d["rms_before_m"], d["rms_after_m"])
 
 
+#: file digests per (resolved path, size, mtime_ns): the chain checks the same 2 MB ``.osim`` three times per trial
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 (hex) of the file's bytes, read once per file version (path, size and ``mtime_ns``, as
+    :mod:`models.io.xml_cache`: a rewrite is seen; an edit keeping both the size and the nanosecond mtime is not)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), int(st.st_size), int(st.st_mtime_ns))
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS.setdefault(key, hashlib.sha256(p.read_bytes()).hexdigest())
+    return digest
+
+
+def clear_digest_cache() -> None:
+    """Forget the file digests :func:`_sha256` keeps (the next check reads the file again)."""
+    _DIGESTS.clear()
 
 
 def _muscle_sites(m: mujoco.MjModel, muscle: str, bodies: Sequence[str]) -> list[int]:

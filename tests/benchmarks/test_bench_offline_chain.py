@@ -16,8 +16,9 @@ CPU seconds (``time.process_time``; the figure to quote on a shared machine) sum
 of motion, and frames per second, two ways:
 
 * ``batch``: the in-process caches keyed by an input (:func:`clear_input_caches`: parsed XML, scaled subject
-  models, inverse dynamics' private models, the template tibia length) are cleared once before the pass, so each subject's model is scaled once in
-  the pass and its later trials reuse it (a clinic session: many trials of one subject);
+  models, inverse dynamics' private models, file digests, the template tibia length) are cleared once before the
+  pass, so each subject's model is scaled once in the pass and its later trials reuse it (a clinic session: many
+  trials of one subject);
 * ``cold``: the same caches cleared before every trial (each trial pays its subject's scaling and parsing).
 
 Not cleared, in either: what a process builds once whatever the input (the registry's MyoLeg template, ~1.1 s CPU
@@ -55,8 +56,9 @@ def _cache_clearers() -> list[Callable[[], None]]:
     from models.dynamics.id_model_cache import clear_id_model_cache
     from models.io.xml_cache import clear_xml_cache
     from models.muscles.knee_contact import clear_template_cache
+    from models.muscles.subject_calibration import clear_digest_cache
 
-    return [clear_scale_cache, clear_xml_cache, clear_id_model_cache, clear_template_cache]
+    return [clear_scale_cache, clear_xml_cache, clear_id_model_cache, clear_digest_cache, clear_template_cache]
 
 
 def clear_input_caches() -> list[str]:
