@@ -13,6 +13,7 @@ import math
 
 import mujoco
 import numpy as np
+from numba import njit
 
 from models.grf.contact import FootGeometry
 from models.grf.fk import BodyTree, body_frames, supported
@@ -53,6 +54,41 @@ def rot_zxy(e: float, b: float, r: float, out: np.ndarray) -> None:
 
 
 
+@njit(cache=True)
+def _angular_momentum(x: np.ndarray, v: np.ndarray, r9: np.ndarray, rd9: np.ndarray, c: np.ndarray, cv: np.ndarray,
+                      mass: np.ndarray, inertia: np.ndarray, out: np.ndarray) -> None:
+    """:meth:`BodyModel.angular_momentum`'s loop over frames and bodies."""
+    for t in range(x.shape[0]):
+        lx = 0.0
+        ly = 0.0
+        lz = 0.0
+        for b in range(x.shape[1]):
+            r, rd = r9[t, b], rd9[t, b]
+            # W = dR/dt R^T (skew up to the filter's error): W[i, j] = row i of dR/dt . row j of R
+            w01 = rd[0] * r[3] + rd[1] * r[4] + rd[2] * r[5]
+            w02 = rd[0] * r[6] + rd[1] * r[7] + rd[2] * r[8]
+            w10 = rd[3] * r[0] + rd[4] * r[1] + rd[5] * r[2]
+            w12 = rd[3] * r[6] + rd[4] * r[7] + rd[5] * r[8]
+            w20 = rd[6] * r[0] + rd[7] * r[1] + rd[8] * r[2]
+            w21 = rd[6] * r[3] + rd[7] * r[4] + rd[8] * r[5]
+            w0 = 0.5 * (w21 - w12)
+            w1 = 0.5 * (w02 - w20)
+            w2 = 0.5 * (w10 - w01)
+            # body-frame angular velocity times the principal inertia, back to the world
+            a0 = (r[0] * w0 + r[3] * w1 + r[6] * w2) * inertia[b, 0]
+            a1 = (r[1] * w0 + r[4] * w1 + r[7] * w2) * inertia[b, 1]
+            a2 = (r[2] * w0 + r[5] * w1 + r[8] * w2) * inertia[b, 2]
+            dx, dy, dz = x[t, b, 0] - c[t, 0], x[t, b, 1] - c[t, 1], x[t, b, 2] - c[t, 2]
+            ux, uy, uz = v[t, b, 0] - cv[t, 0], v[t, b, 1] - cv[t, 1], v[t, b, 2] - cv[t, 2]
+            m = mass[b]
+            lx += m * (dy * uz - dz * uy) + r[0] * a0 + r[1] * a1 + r[2] * a2
+            ly += m * (dz * ux - dx * uz) + r[3] * a0 + r[4] * a1 + r[5] * a2
+            lz += m * (dx * uy - dy * ux) + r[6] * a0 + r[7] * a1 + r[8] * a2
+        out[t, 0] = lx
+        out[t, 1] = ly
+        out[t, 2] = lz
+
+
 class PoseBuffers:
     """Pose outputs and scratch of :meth:`BodyModel.pose`, with their views made once: ``x`` (nb, 3) body COMs (m),
     ``r`` (nb, 9) inertial-frame rotations (row-major), ``pts`` (2P, 3) foot sole points (m)."""
@@ -84,17 +120,12 @@ class BodyModel:
                  trunk_body: str | None = "lumbar5", pelvis_body: str = "pelvis") -> None:
         self.model = model
         self.use_lumbar = bool(use_lumbar)
-        self.data = mujoco.MjData(model)
-        d = self.data  # views cached once: each attribute access of MjData builds a new array object
-        self._d_qpos, self._d_xipos, self._d_ximat = d.qpos, d.xipos, d.ximat
-        self._d_xpos, self._d_xmat = d.xpos, d.xmat
+        self.data: mujoco.MjData | None = None  # made by mj_data() on first use (the compiled poses need none)
         self.feet = tuple(feet)
         if len(self.feet) != 2:
             raise ValueError(f"feet must be (right, left), got {len(self.feet)} feet")
         self._select_bodies(trunk_body, pelvis_body)
         self._select_foot_points()
-        self._xmat_pelvis = self._d_xmat[max(self.pelvis_id, 0)]
-        self._xpos_trunk = self._d_xpos[max(self.trunk_id, 0)]
         ok, self.fk_fallback_reason = supported(model)
         self._tree = BodyTree(model) if ok else None
 
@@ -173,6 +204,17 @@ class BodyModel:
             x = int(m.body_parentid[x])
         return False
 
+    def mj_data(self) -> mujoco.MjData:
+        """The ``MjData`` of :meth:`pose` (``mj_kinematics`` frame by frame), made on the first call with its views
+        cached (each attribute access of ``MjData`` builds a new array object)."""
+        if self.data is None:
+            d = self.data = mujoco.MjData(self.model)
+            self._d_qpos, self._d_xipos, self._d_ximat = d.qpos, d.xipos, d.ximat
+            self._d_xpos, self._d_xmat = d.xpos, d.xmat
+            self._xmat_pelvis = self._d_xmat[max(self.pelvis_id, 0)]
+            self._xpos_trunk = self._d_xpos[max(self.trunk_id, 0)]
+        return self.data
+
     def new_buffers(self) -> PoseBuffers:
         """Buffers for :meth:`pose`."""
         return PoseBuffers(self.bodies.size, 2 * self.n_points, self.n_upper)
@@ -213,7 +255,9 @@ class BodyModel:
 
     def pose(self, qpos: np.ndarray, lumbar: np.ndarray | None, buf: PoseBuffers) -> None:
         """Fill ``buf.x`` (nb, 3) body COM positions, ``buf.r`` (nb, 9) inertial-frame rotations and ``buf.pts``
-        (2P, 3) foot points of one pose (no allocation)."""
+        (2P, 3) foot points of one pose (no allocation after the first call, which makes :meth:`mj_data`)."""
+        if self.data is None:
+            self.mj_data()
         np.copyto(self._d_qpos, qpos)
         mujoco.mj_kinematics(self.model, self.data)
         np.take(self._d_xipos, self.bodies, axis=0, out=buf.x, mode="clip")
@@ -236,16 +280,15 @@ class BodyModel:
 
     def angular_momentum(self, x: np.ndarray, v: np.ndarray, r9: np.ndarray, rd9: np.ndarray, c: np.ndarray,
                          cv: np.ndarray, out: np.ndarray) -> None:
-        """Vectorised L about the COM (model masses): x, v (..., nb, 3); r9, rd9 (..., nb, 9); c, cv (..., 3)."""
-        r = r9.reshape(r9.shape[:-1] + (3, 3))
-        rd = rd9.reshape(rd9.shape[:-1] + (3, 3))
-        w_skew = rd @ np.swapaxes(r, -1, -2)
-        w = 0.5 * np.stack([w_skew[..., 2, 1] - w_skew[..., 1, 2], w_skew[..., 0, 2] - w_skew[..., 2, 0],
-                            w_skew[..., 1, 0] - w_skew[..., 0, 1]], axis=-1)
-        wl = np.einsum("...ji,...j->...i", r, w)  # body (inertial) frame
-        spin = np.einsum("...ij,...j->...i", r, wl * self.inertia)
-        orb = np.cross(x - c[..., None, :], v - cv[..., None, :])
-        out[...] = np.einsum("b,...bi->...i", self.masses_kg, orb) + spin.sum(axis=-2)
+        """L about the COM (model masses) of every frame, compiled: x, v (N, nb, 3) body COM positions (m) and
+        velocities (m/s); r9, rd9 (N, nb, 9) inertial-frame rotations and their time derivatives (1/s); c, cv (N, 3)
+        whole-body COM and its velocity; ``out`` (N, 3) kg m^2/s.  The angular velocity is the axial part of
+        ``dR/dt R^T``; ``L = sum_b m_b (x_b - c) x (v_b - cv) + R_b (I_b * (R_b^T w_b))``."""
+        f = np.ascontiguousarray
+        res = np.empty((x.shape[0], 3))
+        _angular_momentum(f(x, float), f(v, float), f(r9, float), f(rd9, float), f(c, float), f(cv, float),
+                          self.masses_kg, self.inertia, res)
+        out[...] = res
 
     def com(self, X: np.ndarray) -> np.ndarray:
         """Mass-weighted mean (..., 3) of per-body vectors (..., nb, 3): the COM of positions, or of velocities."""

@@ -195,7 +195,14 @@ class GroundReactionEstimator:
         self.gravity_m_s2 = np.array(self.model.opt.gravity, float)
         self._floor: float | None = params.floor_height_m
         self._step_ready = False
-        self._rt = StepEstimator(self.body, params, self.mass_scale, self.gravity_m_s2)
+        self._rt_obj: StepEstimator | None = None  # the real-time state, made on first use (run needs none)
+
+    @property
+    def _rt(self) -> StepEstimator:
+        """The per-frame state of :meth:`step` (:class:`~models.grf.realtime.StepEstimator`)."""
+        if self._rt_obj is None:
+            self._rt_obj = StepEstimator(self.body, self.params, self.mass_scale, self.gravity_m_s2)
+        return self._rt_obj
 
     @property
     def body_weight_n(self) -> float:

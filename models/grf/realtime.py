@@ -64,6 +64,7 @@ class StepEstimator:
         self._inv_mass = 1.0 / body.model_mass_kg
         self._inertia = body.inertia
         self._pt_weight = body.point_weight
+        body.mj_data()  # mj_kinematics per frame: its MjData made here, not in step
         self._build_buffers()
         self._build_ang_mom_buffers()
         self._fit = feasible_fit(body, params, gravity_m_s2) if params.contact_solver == "feasible" else None
