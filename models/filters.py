@@ -589,21 +589,27 @@ def quadratic_extend(x: np.ndarray, n_pad: int, n_fit: int) -> np.ndarray:
     n = x.shape[0]
     flat = x.reshape(n, -1)
     nf = max(1, min(n, n_fit))
-    deg = min(2, nf - 1)
     out = np.empty((n + 2 * n_pad, flat.shape[1]))
     out[n_pad:n_pad + n] = flat
-    for side in (0, 1):
-        idx = np.arange(nf) if side == 0 else np.arange(n - nf, n)
-        centre = idx.mean()
-        v = np.vander(idx - centre, deg + 1)
-        coef = np.linalg.lstsq(v, flat[idx], rcond=None)[0]
-        tgt = np.arange(-n_pad, 0) if side == 0 else np.arange(n, n + n_pad)
-        vals = np.vander(tgt - centre, deg + 1) @ coef
-        if side == 0:
-            out[:n_pad] = vals
-        else:
-            out[n_pad + n:] = vals
+    left, right = _extension_operators(n_pad, nf)
+    out[:n_pad] = left @ flat[:nf]
+    out[n_pad + n:] = right @ flat[n - nf:]
     return out.reshape((n + 2 * n_pad,) + x.shape[1:])
+
+
+@lru_cache(maxsize=64)
+def _extension_operators(n_pad: int, nf: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only (n_pad, nf) matrices taking the first / last ``nf`` samples to the least-squares polynomial (degree
+    ``min(2, nf - 1)``, fitted about the window's centre) evaluated at the ``n_pad`` samples before / after."""
+    deg = min(2, nf - 1)
+    idx = np.arange(nf, dtype=float)
+    centre = idx.mean()
+    pinv = np.linalg.pinv(np.vander(idx - centre, deg + 1))
+    left = np.vander(np.arange(-n_pad, 0) - centre, deg + 1) @ pinv
+    right = np.vander(np.arange(nf, nf + n_pad) - centre, deg + 1) @ pinv
+    left.setflags(write=False)
+    right.setflags(write=False)
+    return left, right
 
 
 def _design(order: int, cutoff_hz: float, rate_hz: float, two_pass: bool) -> tuple[np.ndarray, np.ndarray]:
