@@ -250,9 +250,11 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
     R = _N_FIXED_ROWS + 2 * P
     inv_lm, wp, wc, eps = wts[0], wts[1], wts[2], wts[3]
     inv_bw = 1.0 / bw
+    # A (n, R) is the stacked system transposed: one contiguous row of coefficients per unknown
+    for i in range(n):
+        for r in range(R):
+            A[i, r] = 0.0
     for r in range(R):
-        for i in range(n):
-            A[r, i] = 0.0
         bvec[r] = 0.0
     rz = floor - c[2]
     for f in range(2):
@@ -264,17 +266,17 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
             for k in range(K):
                 i = (f * P + j) * K + k
                 ex, ey, ez = edges[k, 0], edges[k, 1], edges[k, 2]
-                A[0, i] = ex
-                A[1, i] = ey
-                A[2, i] = ez
-                A[3, i] = (ry * ez - rz * ey) * inv_lm
-                A[4, i] = (rz * ex - rx * ez) * inv_lm
-                A[5, i] = (rx * ey - ry * ex) * inv_lm
-                A[6 + f, i] = wp * ez
-                A[8 + 2 * f, i] = wp * ex
-                A[9 + 2 * f, i] = wp * ey
+                A[i, 0] = ex
+                A[i, 1] = ey
+                A[i, 2] = ez
+                A[i, 3] = (ry * ez - rz * ey) * inv_lm
+                A[i, 4] = (rz * ex - rx * ez) * inv_lm
+                A[i, 5] = (rx * ey - ry * ex) * inv_lm
+                A[i, 6 + f] = wp * ez
+                A[i, 8 + 2 * f] = wp * ex
+                A[i, 9 + 2 * f] = wp * ey
                 for jj in range(P):
-                    A[_N_FIXED_ROWS + f * P + jj, i] = wc * ((1.0 if jj == j else 0.0) - cw[f, jj]) * ez
+                    A[i, _N_FIXED_ROWS + f * P + jj] = wc * ((1.0 if jj == j else 0.0) - cw[f, jj]) * ez
     for a in range(3):
         bvec[a] = F[a] * inv_bw
         bvec[3 + a] = dl[a] * inv_bw * inv_lm
@@ -299,19 +301,19 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
         fi = i // PK
         s = 0.0
         for r in range(R):
-            s += A[r, i] * bvec[r]
+            s += A[i, r] * bvec[r]
         q[a] = s
         for b in range(a + 1):
             j = cols[b]
             s = 0.0
             for r in range(6):
-                s += A[r, i] * A[r, j]
+                s += A[i, r] * A[j, r]
             if fi == j // PK:
-                s += A[6 + fi, i] * A[6 + fi, j]
-                s += A[8 + 2 * fi, i] * A[8 + 2 * fi, j]
-                s += A[9 + 2 * fi, i] * A[9 + 2 * fi, j]
+                s += A[i, 6 + fi] * A[j, 6 + fi]
+                s += A[i, 8 + 2 * fi] * A[j, 8 + 2 * fi]
+                s += A[i, 9 + 2 * fi] * A[j, 9 + 2 * fi]
                 for r in range(_N_FIXED_ROWS + fi * P, _N_FIXED_ROWS + fi * P + P):
-                    s += A[r, i] * A[r, j]
+                    s += A[i, r] * A[j, r]
             Q[a, b] = s
             Q[b, a] = s
         Q[a, a] += eps
@@ -394,7 +396,7 @@ def _fit_many(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray,
     P = pxy.shape[2]
     n = 2 * P * edges.shape[0]
     R = _N_FIXED_ROWS + 2 * P
-    A = np.zeros((R, n))
+    A = np.zeros((n, R))
     bvec = np.zeros(R)
     Q = np.zeros((n, n))
     q = np.zeros(n)
@@ -433,7 +435,7 @@ class FeasibleFit:
         n = 2 * P * self.edges.shape[0]
         R = _N_FIXED_ROWS + 2 * P
         z = np.zeros
-        self._A, self._b, self._Q, self._q, self._lam = z((R, n)), z(R), z((n, n)), z(n), z(n)
+        self._A, self._b, self._Q, self._q, self._lam = z((n, R)), z(R), z((n, n)), z(n), z(n)
         self._passive, self._idx, self._L = np.zeros(n, np.bool_), np.zeros(n, np.int64), z((n, n))
         self._y, self._z, self._w, self._xc = z(n), z(n), z(n), z(n)
         self._cols = np.zeros(n, np.int64)
