@@ -5,6 +5,10 @@
   MyoFullBody; with ``subtract_passive`` (tendon springs/dampers count) the stage keeps plain ``mj_inverse``.
 * Static optimisation computes ``actuator_velocity = moment @ qvel`` itself instead of ``mj_fwdVelocity``: equal
   to MuJoCo's to rounding (1e-14 relative), and a whole SO step equal to one through ``mj_fwdVelocity``.
+* The compiled SO loop (:mod:`models.muscles.compiled_so`) takes the muscles' forces at activation 1 and 0 from
+  ``mju_muscleGain``/``mju_muscleBias`` instead of ``mj_fwdActuation``: bit for bit; and the actuator velocities
+  and moment arms in one pass: bit for bit equal to the two kernels.  (Its ID part, ``mj_comVel`` + ``mj_passive``
+  instead of ``mj_fwdVelocity``, is tested bit for bit against the Python ID in ``tests/test_compiled_chain.py``.)
 """
 from __future__ import annotations
 
@@ -112,3 +116,69 @@ def test_muscle_passive_force_kernel_is_mujocos_act0_force_bit_for_bit(model):
         np.testing.assert_array_equal(out[mus], d.actuator_force[mus])
         nonzero += int(np.count_nonzero(out[mus]))
     assert nonzero > 100
+
+
+def _so_state(so, d, q, qd):
+    """Muscle geometry of ``so``'s model at ``(q, qd)`` on ``d`` (positions, transmission, actuator velocities)."""
+    m = so.model
+    d.qpos[:], d.qvel[:] = q, qd
+    mujoco.mj_fwdPosition(m, d)
+    actuator_velocity(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, d.qvel,
+                      d.actuator_velocity)
+
+
+def test_compiled_muscle_forces_equal_mj_fwd_actuation_bit_for_bit(model):
+    from models.dynamics import mj_capi
+    from models.dynamics.compiled_id import mj_views
+    from models.muscles.compiled_so import forces_by_capi, muscle_forces, so_const
+    from models.muscles.static_optimization import STATUS_INVALID_INPUT
+
+    if not mj_capi.capi_available()[0]:
+        pytest.skip(mj_capi.capi_available()[1])
+    so = StaticOptimization(model)
+    assert forces_by_capi(so)
+    m, mus = so.model, so.muscle_ids
+    d = mujoco.MjData(m)
+    S = so_const(so, STATUS_INVALID_INPUT)
+    D = mj_views(d)
+    nonzero = 0
+    for q, qd, _ in _states(m, 8, 6):
+        _so_state(so, d, q + 0.2 * np.sin(np.arange(m.nq)), 3.0 * qd)   # wide poses, fast: all curve pieces
+        d.act[:] = 1.0
+        mujoco.mj_fwdActuation(m, d)
+        F1 = d.actuator_force.copy()
+        d.act[:] = 0.0
+        mujoco.mj_fwdActuation(m, d)
+        F0 = d.actuator_force.copy()
+        d.actuator_force[:] = np.nan
+        muscle_forces(D, S)
+        np.testing.assert_array_equal(S.F1[mus], F1[mus])
+        np.testing.assert_array_equal(d.actuator_force[mus], F0[mus])
+        assert np.all(d.act == 0.0)
+        nonzero += int(np.count_nonzero(F0[mus]))
+    assert nonzero > 10
+
+
+def test_moment_arms_and_velocity_in_one_pass_equal_the_two_kernels(model):
+    from models.dynamics.compiled_id import mj_views
+    from models.muscles.compiled_so import moment_arms_velocity, so_const
+    from models.muscles.qp_kernels import moment_arms
+    from models.muscles.static_optimization import STATUS_INVALID_INPUT
+
+    so = StaticOptimization(model)
+    m = so.model
+    d = mujoco.MjData(m)
+    S = so_const(so, STATUS_INVALID_INPUT)
+    R, rcnt, ridx, mark = so._R.copy(), so._rcnt.copy(), so._ridx.copy(), so._mark.copy()
+    vel = np.zeros(m.nu)
+    for q, qd, _ in _states(m, 5, 7):
+        _so_state(so, d, q, qd)
+        vel[:] = d.actuator_velocity
+        moment_arms(d.moment_rownnz, d.moment_rowadr, d.moment_colind, d.actuator_moment, so.muscle_ids,
+                    so._dof_coord, so._dof_factor, R, rcnt, ridx, mark)
+        d.actuator_velocity[:] = np.nan
+        moment_arms_velocity(mj_views(d), S)
+        np.testing.assert_array_equal(d.actuator_velocity, vel)
+        np.testing.assert_array_equal(S.R, R)
+        np.testing.assert_array_equal(S.rcnt, rcnt)
+        np.testing.assert_array_equal(S.mark, mark)

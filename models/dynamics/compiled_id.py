@@ -1,9 +1,12 @@
 """Inverse dynamics of a whole trial in one compiled loop that calls MuJoCo's C API (:mod:`models.dynamics.mj_capi`).
 
 :func:`id_frame` is :meth:`models.dynamics.inverse_dynamics.InverseDynamics.step` in numba: the same MuJoCo calls
-(``mj_kinematics``, ``mj_comPos``, ``mj_crb``, ``mj_fwdVelocity``, ``mj_inverseSkip`` or plain ``mj_inverse``;
+(``mj_kinematics``, ``mj_comPos``, ``mj_crb``, the velocity stage, ``mj_inverseSkip`` or plain ``mj_inverse``;
 ``mj_applyFT`` per loaded body; ``mj_rnePostConstraint``) and the same numba kernels in the same order, so the
-results are bit-identical (tested).  :func:`run_compiled` runs a trial on the stage's own data;
+results are bit-identical (tested).  Of the velocity stage only what ``mj_inverseSkip`` reads is computed:
+``mj_comVel`` and ``mj_passive`` (not ``mj_fwdVelocity``'s tendon and actuator velocities and bias force ``qfrc_bias``,
+which the RNE of ``mj_inverseSkip`` does not read): ``qfrc_inverse`` and ``cfrc_int`` stay bit-identical, but
+``ten_velocity``, ``actuator_velocity`` and ``qfrc_bias`` of the data are not this frame's.  :func:`run_compiled` runs a trial on the stage's own data;
 :mod:`models.muscles.compiled_chain` calls :func:`id_frame` on the static optimisation's data, in the same loop as
 the muscles.
 
@@ -65,7 +68,11 @@ def id_frame(m, dd, D, K, O, i):  # pragma: no cover - compiled
         capi.mj_kinematics(m, dd)
         capi.mj_comPos(m, dd)
         capi.mj_crb(m, dd)
-        capi.mj_fwdVelocity(m, dd)
+        # of the velocity stage mj_inverseSkip reads only the CoM velocities and the passive force: mj_comVel and
+        # mj_passive instead of mj_fwdVelocity (which adds tendon/actuator velocities and the bias force qfrc_bias,
+        # that ID recomputes in its own RNE) -- qfrc_inverse bit for bit (tested)
+        capi.mj_comVel(m, dd)
+        capi.mj_passive(m, dd)
         capi.mj_inverseSkip(m, dd, capi.STAGE_VEL, 1)
     else:
         capi.mj_inverse(m, dd)

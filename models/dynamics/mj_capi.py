@@ -40,15 +40,19 @@ __all__ = [
     "clock_ns",
     "mj_applyFT",
     "mj_comPos",
+    "mj_comVel",
     "mj_crb",
     "mj_fwdActuation",
     "mj_fwdVelocity",
     "mj_inverse",
     "mj_inverseSkip",
     "mj_kinematics",
+    "mj_passive",
     "mj_rnePostConstraint",
     "mj_tendon",
     "mj_transmission",
+    "mju_muscleBias",
+    "mju_muscleGain",
     "new_timespec",
 ]
 
@@ -60,6 +64,10 @@ _MD = types.void(types.uintp, types.uintp)
 _SYMBOLS = {
     "mj_kinematics": _MD, "mj_comPos": _MD, "mj_crb": _MD, "mj_fwdVelocity": _MD, "mj_inverse": _MD,
     "mj_rnePostConstraint": _MD, "mj_tendon": _MD, "mj_transmission": _MD, "mj_fwdActuation": _MD,
+    "mj_comVel": _MD, "mj_passive": _MD,
+    # (len, vel, lengthrange[2], acc0, gainprm[10]) and (len, lengthrange[2], acc0, biasprm[10]) -> force (N)
+    "mju_muscleGain": types.double(types.double, types.double, types.uintp, types.double, types.uintp),
+    "mju_muscleBias": types.double(types.double, types.uintp, types.double, types.uintp),
     "mj_inverseSkip": types.void(types.uintp, types.uintp, types.intc, types.intc),
     # (m, d, force[3], torque[3], point[3], body, qfrc_target[nv])
     "mj_applyFT": types.void(types.uintp, types.uintp, types.uintp, types.uintp, types.uintp, types.intc,
@@ -118,6 +126,10 @@ mj_tendon = types.ExternalFunction("mj_tendon", _SYMBOLS["mj_tendon"])
 mj_transmission = types.ExternalFunction("mj_transmission", _SYMBOLS["mj_transmission"])
 mj_fwdActuation = types.ExternalFunction("mj_fwdActuation", _SYMBOLS["mj_fwdActuation"])
 mj_applyFT = types.ExternalFunction("mj_applyFT", _SYMBOLS["mj_applyFT"])
+mj_comVel = types.ExternalFunction("mj_comVel", _SYMBOLS["mj_comVel"])
+mj_passive = types.ExternalFunction("mj_passive", _SYMBOLS["mj_passive"])
+mju_muscleGain = types.ExternalFunction("mju_muscleGain", _SYMBOLS["mju_muscleGain"])
+mju_muscleBias = types.ExternalFunction("mju_muscleBias", _SYMBOLS["mju_muscleBias"])
 # POSIX clock_gettime(CLOCK_MONOTONIC, struct timespec *): libc is in the process already
 _clock_gettime = types.ExternalFunction("clock_gettime", types.intc(types.intc, types.uintp))
 

@@ -8,14 +8,14 @@ numba dispatch per frame, and one MuJoCo position stage per frame shared by ID a
 
 Sharing.  Both stages run on the static optimisation's ``MjData`` (their private models are copies of one model:
 same sizes, same kinematic tree; only options, armature and gravity differ, none of which the position stage
-reads).  Per frame: the raw state -> ``mj_kinematics``, ``mj_comPos`` -> ID's ``mj_crb``, ``mj_fwdVelocity``,
-``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
+reads).  Per frame: the raw state -> ``mj_kinematics``, ``mj_comPos`` -> ID's ``mj_crb``, ``mj_comVel``,
+``mj_passive``, ``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
 (``mj_applyFT``, ``xfrc_applied``) -> ``mj_rnePostConstraint`` -> SO's couplings on ``qpos``/``qvel``; if they moved
-``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon``, ``mj_transmission``, the actuator velocities,
-``mj_fwdActuation`` at activation 1 and the passive force at 0 (SO's model) -> the QP (:func:`models.muscles
-.qp_kernels.solve_frame`) -> the contact crossing sums on the same wrapping paths.  ID's outputs do not read the
-tendon fields (ID's ``mj_fwdVelocity`` writes tendon/actuator velocities that SO then overwrites), so the results
-equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).
+``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon``, ``mj_transmission``, the actuator velocities
+and moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`models.muscles.compiled_so.so_frame`)
+-> the QP -> the contact crossing sums on the same wrapping paths.  ID's outputs do not read the tendon fields,
+so the results equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).  The
+per-run constants of the stages (C pointers, the SO buffers, the contact's path tables) are built once per chain.
 
 Fallback: the Python stages run instead (same results) when the C API is not usable here (:func:`models.dynamics
 .mj_capi.capi_available`) or an input is not finite (where the stages' own NaN semantics apply).
@@ -48,7 +48,7 @@ from models.dynamics.compiled_id import (
 from models.dynamics.inverse_dynamics import InverseDynamics, JointMomentsTrial
 from models.dynamics.wrenches import ExternalWrenchTrial
 from models.muscles.contact_kernels import wrench_kernel
-from models.muscles.compiled_so import so_frame, so_pack
+from models.muscles.compiled_so import so_const, so_const_current, so_frame, so_outputs
 from models.muscles.static_optimization import (
     STATUS_INVALID_INPUT,
     SOTrial,
@@ -129,6 +129,11 @@ class CompiledChain:
         self.fallback_reason = "" if ok else why
         self._D = mj_views(self.so.data)
         self._ts = capi.new_timespec()
+        # per-run constants built once (the stages keep their models, data and buffers for life)
+        self._S = so_const(self.so, STATUS_INVALID_INPUT)
+        self._m_so, self._d_so = capi.address(self.so.model), capi.address(self.so.data)
+        self._m_id = capi.address(inverse_dynamics.model) if inverse_dynamics is not None else 0
+        self._kc_const = None
 
     @property
     def compiled(self) -> bool:
@@ -139,13 +144,14 @@ class CompiledChain:
 
     def _kc_pack(self, n: int):
         kc = self.contact
-        if kc is None:
-            z = np.zeros((0, 1), dtype=np.int64)
-            return _KCk(False, z[:, 0], z, z[:, 0], np.zeros(1, np.uint8), z[:, 0], 0, np.zeros(3), np.zeros(3),
-                        np.zeros((n, 3)), np.zeros((n, 3)))
-        return _KCk(True, kc._x_tendon, kc._x_site_body, kc._geom_body, kc._in_tibia_u8,
-                    kc._crossing_index(self.so.muscle_names), int(kc.tibia_id), np.zeros(3), np.zeros(3),
-                    np.zeros((n, 3)), np.zeros((n, 3)))
+        if self._kc_const is None:   # the contact's path constants, fixed for its life
+            if kc is None:
+                z = np.zeros((0, 1), dtype=np.int64)
+                self._kc_const = (False, z[:, 0], z, z[:, 0], np.zeros(1, np.uint8), z[:, 0], 0)
+            else:
+                self._kc_const = (True, kc._x_tendon, kc._x_site_body, kc._geom_body, kc._in_tibia_u8,
+                                  kc._crossing_index(self.so.muscle_names), int(kc.tibia_id))
+        return _KCk(*self._kc_const, np.zeros(3), np.zeros(3), np.zeros((n, 3)), np.zeros((n, 3)))
 
     def _loop(self, qpos, qvel, qacc, tau, externals, time_s=None):
         n = qpos.shape[0]
@@ -153,13 +159,16 @@ class CompiledChain:
         so.reset()
         if self.inv is not None:
             K, IO, jm = id_pack(self.inv, externals, n, time_s)
-            m_id = capi.address(self.inv.model)
         else:
-            K, IO, jm, m_id = _id_unused(), IDOut(*(np.zeros((1,) * k) for k in (2, 2, 2, 2, 3, 3))), None, 0
-        S, SO = so_pack(so, n, STATUS_INVALID_INPUT)
+            K, IO, jm = _id_unused(), IDOut(*(np.zeros((1,) * k) for k in (2, 2, 2, 2, 3, 3))), None
+        if not so_const_current(self._S, so):
+            self._S = so_const(so, STATUS_INVALID_INPUT)
+        S = self._S
+        S.warm[0] = False   # so.reset(): a cold start
+        SO = so_outputs(so, n)
         C = self._kc_pack(n)
-        total = _trial(m_id, capi.address(so.model), capi.address(so.data), self._D, K, IO, S, SO, C, qpos, qvel,
-                       qacc, tau, self.inv is not None, self._ts)
+        total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, qpos, qvel, qacc, tau,
+                       self.inv is not None, self._ts)
         so._have_warm = bool(np.any(SO.st != STATUS_INVALID_INPUT))
         trial = SOTrial(SO.act, SO.force, SO.mom, SO.res, SO.resid, SO.cost, SO.its, SO.st, SO.ts, SO.tstep, total,
                         so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,
