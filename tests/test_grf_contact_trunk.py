@@ -227,3 +227,48 @@ def test_contact_edges_move_at_most_the_cap():
     a0 = np.flatnonzero(c[:, 0])[0]
     assert np.flatnonzero(refine_contact_edges(c, lik, 0.3, None)[:, 0])[0] == 0
     assert np.flatnonzero(refine_contact_edges(c, lik, 0.3, None, max_frames=3)[:, 0])[0] == a0 - 3
+
+
+def _lumbar_angles_per_frame(model, q, mk, off) -> np.ndarray:
+    """The per-frame loop lumbar_angles_from_markers had before issue 22 (mj_kinematics and one SVD a frame, gaps
+    left NaN): the reference of the vectorised form."""
+    from models.grf.trunk import _kabsch
+
+    ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("pelvis", "lumbar5", "torso")}
+    d = mujoco.MjData(model)
+    ang = np.full((q.shape[0], 3), np.nan)
+    for k in range(q.shape[0]):
+        ok = np.all(np.isfinite(mk[k]), axis=1)
+        if ok.sum() < 3 or not np.all(np.isfinite(q[k])):
+            continue
+        d.qpos[:] = q[k]
+        mujoco.mj_kinematics(model, d)
+        Rp = d.xmat[ids["pelvis"]].reshape(3, 3)
+        j = d.xpos[ids["lumbar5"]]
+        neutral = d.xpos[ids["torso"]] + off[ok] @ d.xmat[ids["torso"]].reshape(3, 3).T
+        ang[k] = zxy_angles(_kabsch((neutral - j) @ Rp, (mk[k, ok] - j) @ Rp))
+    return ang
+
+
+def test_lumbar_angles_vectorised_equal_the_per_frame_loop():
+    """Noisy markers, some missing (frames with 3, 4 or 5 of them, one with 2 and one NaN pose, filled from the
+    neighbours): every solvable frame equals the per-frame Kabsch to 1e-12 rad."""
+    model = load_myoleg()
+    d = mujoco.MjData(model)
+    ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("pelvis", "lumbar5", "torso")}
+    rng = np.random.default_rng(12)
+    off = np.array([[0.08, 0.35, 0.0], [-0.1, 0.4, 0.0], [0.0, 0.45, 0.15], [0.0, 0.45, -0.15], [0.06, 0.15, 0.0]])
+    n = 40
+    q = np.tile(model.qpos0, (n, 1))
+    q[:, :3] = rng.uniform(-0.3, 0.3, (n, 3)) + [0, 0, 0.95]
+    mk = _torso_markers(model, d, ids, off, q, rng.uniform(-0.3, 0.3, (n, 3))) + rng.normal(0, 0.003, (n, 5, 3))
+    drop = rng.random((n, 5)) < 0.2
+    drop[5, :3] = True                                           # 2 markers left: not solvable
+    mk[drop] = np.nan
+    q[9, 4] = np.nan                                             # a NaN pose
+    ref = _lumbar_angles_per_frame(model, q, mk, off)
+    got = lumbar_angles_from_markers(model, q, mk, off)
+    solved = np.isfinite(ref).all(axis=1)
+    assert not solved[5] and not solved[9] and solved.sum() > 30
+    np.testing.assert_allclose(got[solved], ref[solved], rtol=0, atol=1e-12)
+    assert np.isfinite(got).all()

@@ -27,6 +27,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from models.grf.fk import BodyTree, body_frames, supported
+
 __all__ = ["TORSO_BODY", "TrunkTracker", "lumbar_angles_from_markers", "lumbar_for_grf", "thorax_markers", "zxy_angles"]
 
 #: The MyoLeg body the torso markers are attached to (child of the welded ``lumbar5`` subtree).
@@ -51,6 +53,38 @@ def _kabsch(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return Vt.T @ np.diag([1.0, 1.0, d]) @ U.T
 
 
+def _kabsch_batch(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`_kabsch` of every frame (R, M, 3) at once, over the markers with weight ``w`` (R, M) = 1 (0: left
+    out); (R, 3, 3)."""
+    cnt = w.sum(axis=1)[:, None, None]
+    wu = w[..., None]
+    uc = (u - (wu * u).sum(axis=1, keepdims=True) / cnt) * wu
+    vc = (v - (wu * v).sum(axis=1, keepdims=True) / cnt) * wu
+    U, _, Vt = np.linalg.svd(np.swapaxes(uc, 1, 2) @ vc)
+    V, Ut = np.swapaxes(Vt, 1, 2), np.swapaxes(U, 1, 2)
+    d = np.sign(np.linalg.det(V @ Ut))
+    d[d == 0] = 1.0
+    V[:, :, 2] *= d[:, None]
+    return V @ Ut
+
+
+def _body_frames(model: mujoco.MjModel, q: np.ndarray, rows: np.ndarray, bodies: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Body positions (R, B, 3) and rotations (R, B, 9) of ``bodies`` at the frames ``rows`` of ``q``: one compiled
+    pass (:func:`models.grf.fk.body_frames`) where the model allows, else ``mj_kinematics`` frame by frame."""
+    if supported(model)[0]:
+        e = np.zeros(0, np.int64)
+        _, _, _, ep, em = body_frames(BodyTree(model), q, rows, e, e, np.zeros((0, 3)), bodies)
+        return ep[rows], em[rows]
+    d = mujoco.MjData(model)
+    ep, em = np.empty((rows.size, bodies.size, 3)), np.empty((rows.size, bodies.size, 9))
+    for i, k in enumerate(rows):
+        d.qpos[:] = q[k]
+        mujoco.mj_kinematics(model, d)
+        ep[i], em[i] = d.xpos[bodies], d.xmat[bodies]
+    return ep, em
+
+
 def lumbar_angles_from_markers(model: mujoco.MjModel, qpos: np.ndarray, markers_m: np.ndarray,
                                offsets_m: np.ndarray, *, trunk_body: str = "lumbar5", pelvis_body: str = "pelvis",
                                torso_body: str = TORSO_BODY) -> np.ndarray:
@@ -70,21 +104,20 @@ def lumbar_angles_from_markers(model: mujoco.MjModel, qpos: np.ndarray, markers_
         ids[name] = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
         if ids[name] < 0:
             raise ValueError(f"body {name!r}: not in the model")
-    d = mujoco.MjData(model)
     n = q.shape[0]
+    ok = np.all(np.isfinite(mk), axis=2)                                      # (N, M)
+    rows = np.flatnonzero((ok.sum(axis=1) >= 3) & np.all(np.isfinite(q), axis=1))
+    bid = np.array([ids[trunk_body], ids[pelvis_body], ids[torso_body]])
     ang = np.full((n, 3), np.nan)
-    for k in range(n):
-        ok = np.all(np.isfinite(mk[k]), axis=1)
-        if ok.sum() < 3 or not np.all(np.isfinite(q[k])):
-            continue
-        d.qpos[:] = q[k]
-        mujoco.mj_kinematics(model, d)
-        Rp = d.xmat[ids[pelvis_body]].reshape(3, 3)
-        j = d.xpos[ids[trunk_body]]
-        neutral = d.xpos[ids[torso_body]] + off[ok] @ d.xmat[ids[torso_body]].reshape(3, 3).T
-        u = (neutral - j) @ Rp            # pelvis frame, relative to L5/S1
-        v = (mk[k, ok] - j) @ Rp
-        ang[k] = zxy_angles(_kabsch(u, v))
+    if rows.size:
+        ep, em = _body_frames(model, q, rows, bid)
+        j = ep[:, 0]
+        Rp = em[:, 1].reshape(-1, 3, 3)
+        Rt = em[:, 2].reshape(-1, 3, 3)
+        neutral = ep[:, 2][:, None, :] + np.einsum("mj,rij->rmi", off, Rt)
+        u = (neutral - j[:, None, :]) @ Rp                                    # pelvis frame, relative to L5/S1
+        v = (np.where(ok[rows][..., None], mk[rows], 0.0) - j[:, None, :]) @ Rp
+        ang[rows] = zxy_angles(_kabsch_batch(u, v, ok[rows].astype(float)))
     good = np.all(np.isfinite(ang), axis=1)
     if not good.any():
         raise ValueError("torso markers: no frame has 3 of them")
