@@ -75,7 +75,9 @@ def test_regression_guard_causal_kam_follows_the_offline_analysis_within_its_lag
     the chain's lag. Regression guard: measured 2026-12-07 with the feasible contact fit and the live chain's online
     floor refinement (50 frames): RMSE 0.209 %BW*ht, r^2 0.943, coefficient of determination R^2 0.932, peak
     error 0.123 %BW*ht (before the fit, on commit 6db4e84: 0.536, 0.872, 0.852, 0.209); each error
-    (RMSE, 1 - r^2, 1 - R^2, |peak difference|) may grow by at most 15 %."""
+    (RMSE, 1 - r^2, 1 - R^2, |peak difference|) may grow by at most 15 %. Both chains follow their defaults
+    (EstimatorParams.grf_trunk, AnalyzeParams.grf_trunk: flip them together); with the trunk on in both, measured
+    2026-12-07: 0.185, 0.963, 0.955, 0.081 (tests/test_estimation_trunk.py guards that case explicitly)."""
     from models.trial_analysis import AnalyzeParams, analyze_trial
 
     est, rec, r = offline
