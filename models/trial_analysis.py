@@ -12,7 +12,12 @@ The offline chain that ``exo analyze`` runs (pure computation; the CLI only pars
    whose calcaneus-to-toe segment is nearest its centre of pressure while loaded) or, without plates,
    the kinematics-only estimate (``models.grf.estimator``);
 4. inverse dynamics (``mj_inverse``, each foot's wrench at its CoP) -> coordinate moments (N*m),
-   pelvis residuals, knee adduction/extension moments in %BW*ht (``models.dynamics.knee_moments``).
+   pelvis residuals, knee adduction/extension moments in %BW*ht (``models.dynamics.knee_moments``); with
+   ``muscles``, static optimisation and the knee contact of the side in the same compiled frame loop
+   (:func:`_id_muscles_contact_cpu`; ``models.muscles.knee_contact.knee_contact_from_analysis`` returns that
+   contact).  Per trial the stages copy no model for a subject already seen in the process: the SO and the
+   contact read the trial's model, inverse dynamics' private model is kept per model content
+   (``models.dynamics.id_model_cache``).
 
 Frames: outputs are in the model's z-up world (x, y horizontal) except where named otherwise.
 """
