@@ -63,9 +63,9 @@ IKConst = namedtuple("IKConst", "body offset weight sel rot_idx trans_idx coord_
                                 "eq_has eq_q0_ind eq_q0_dep eq_c cpl_eq cpl_sel cpl_dof pelvis damping tolerance "
                                 "max_step_rad max_step_m min_markers reinit_rms max_iter predict B ent_ptr ent_col ent_eq ent_kind "
                                 "ent_jnt ent_body ent_axis "
-                                "nz_ptr nz_col")
+                                "nz_ptr nz_col grp_ptr grp")
 #: the stage's state and work buffers (the same arrays the Python path uses, so both see one state)
-IKWork = namedtuple("IKWork", "q q_prev q_last v target P E err used usedf w jac J JW A b dq dq_full dlo dhi fixed "
+IKWork = namedtuple("IKWork", "q q_prev q_last v target P E err used usedf w J G jr A b dq dq_full dlo dhi fixed "
                               "deriv L y idx rhs state ts")
 #: the MjData views read and written (NumPy views of MuJoCo's own buffers)
 IKViews = namedtuple("IKViews", "qpos S")
@@ -97,7 +97,7 @@ def available(model: Any) -> tuple[bool, str]:
 def _marker_columns(ik: Any) -> tuple[np.ndarray, ...]:
     """Per marker (CSR): the Jacobian entries of the dofs of its body's chain (solved column, equality or -1, and
     :func:`~models.kinematics.body_kinematics.dof_column`), direct columns first then the equalities' dependents,
-    and the distinct nonzero columns (ascending)."""
+    the distinct nonzero columns (ascending), and the markers grouped by body (CSR)."""
     m = ik.model
     ent_ptr, ent_col, ent_eq, ent_how, nz_ptr, nz_col = [0], [], [], [], [0], []
     for b in ik._body:
@@ -116,7 +116,11 @@ def _marker_columns(ik: Any) -> tuple[np.ndarray, ...]:
         nz_col += sorted({k for k, _, _ in entries})
         nz_ptr.append(len(nz_col))
     how = np.array(ent_how, dtype=np.int64).reshape(-1, 4).T
-    return tuple(np.ascontiguousarray(x, dtype=np.int64) for x in (ent_ptr, ent_col, ent_eq, *how, nz_ptr, nz_col))
+    grp = np.argsort(np.asarray(ik._body), kind="stable")         # markers grouped by body (same columns)
+    cut = np.flatnonzero(np.diff(np.asarray(ik._body)[grp])) + 1
+    grp_ptr = np.concatenate(([0], cut, [grp.size]))
+    return tuple(np.ascontiguousarray(x, dtype=np.int64)
+                 for x in (ent_ptr, ent_col, ent_eq, *how, nz_ptr, nz_col, grp_ptr, grp))
 
 
 # ------------------------------------------------------------------------------------------------- kernels
@@ -206,29 +210,41 @@ def _jacobians(D, K, W):  # pragma: no cover - compiled
 
 @nb.njit(**_NJ)
 def _normal_equations(D, K, W, q, lam):  # pragma: no cover - compiled
-    """A = J^T W J + lam I, b = J^T W e at the current kinematics (J of the used markers, accumulated over each
-    marker's nonzero columns only)."""
+    """A = J^T W J + lam I, b = J^T W e at the current kinematics (J of the used markers).  Markers on one body share
+    their nonzero columns: their products are summed in a compact block (W.G) over the three rows at once, then
+    added to A's upper triangle."""
     if K.cpl_eq.shape[0]:
         _eq_derivative(K, q, W.deriv)
     _jacobians(D, K, W)
-    A, b, J, JW, w, E, used, nz_ptr, nz_col = W.A, W.b, W.J, W.JW, W.w, W.E, W.used, K.nz_ptr, K.nz_col
+    A, b, J, G, jr, w, E, used = W.A, W.b, W.J, W.G, W.jr, W.w, W.E, W.used
+    nz_ptr, nz_col, grp_ptr, grp = K.nz_ptr, K.nz_col, K.grp_ptr, K.grp
     n = A.shape[0]
     A[:, :] = 0.0
     b[:] = 0.0
-    for i in range(used.shape[0]):
-        if not used[i]:
-            continue
-        z0, z1 = nz_ptr[i], nz_ptr[i + 1]
-        for r in range(3):
-            for z in range(z0, z1):
-                k = nz_col[z]
-                JW[i, r, k] = J[i, r, k] * w[i]
-                b[k] += JW[i, r, k] * E[i, r]
-            for z in range(z0, z1):
-                k = nz_col[z]
-                jw = JW[i, r, k]
-                for y in range(z, z1):
-                    A[k, nz_col[y]] += jw * J[i, r, nz_col[y]]
+    for g in range(grp_ptr.shape[0] - 1):
+        z0 = nz_ptr[grp[grp_ptr[g]]]
+        nz = nz_ptr[grp[grp_ptr[g]] + 1] - z0
+        G[:nz, :nz] = 0.0
+        seen = False
+        for t in range(grp_ptr[g], grp_ptr[g + 1]):
+            i = grp[t]
+            if not used[i]:
+                continue
+            seen = True
+            wi = w[i]
+            for z in range(nz):
+                k = nz_col[z0 + z]
+                jr[0, z], jr[1, z], jr[2, z] = J[i, 0, k], J[i, 1, k], J[i, 2, k]
+                b[k] += (jr[0, z] * wi) * E[i, 0] + (jr[1, z] * wi) * E[i, 1] + (jr[2, z] * wi) * E[i, 2]
+            for z in range(nz):
+                w0, w1, w2 = jr[0, z] * wi, jr[1, z] * wi, jr[2, z] * wi
+                for y in range(z, nz):
+                    G[z, y] += w0 * jr[0, y] + w1 * jr[1, y] + w2 * jr[2, y]
+        if seen:
+            for z in range(nz):
+                k = nz_col[z0 + z]
+                for y in range(z, nz):
+                    A[k, nz_col[z0 + y]] += G[z, y]
     for k in range(n):
         for j in range(k + 1, n):
             A[j, k] = A[k, j]
@@ -490,7 +506,7 @@ class CompiledIK:
             bk.body_model(ik.model), *_marker_columns(ik))
         self.state = np.zeros(2, dtype=i64)
         self.W = IKWork(ik._q, ik._q_prev, ik._q_last, ik._v, ik._target, ik._P, ik._E, ik._err, ik._used,
-                        ik._usedf, ik._w, ik._jac, ik._J, ik._JW, ik._A, ik._b, ik._dq, ik._dq_full, ik._dlo,
+                        ik._usedf, ik._w, ik._J, np.zeros((n, n)), np.zeros((3, n)), ik._A, ik._b, ik._dq, ik._dq_full, ik._dlo,
                         ik._dhi, ik._fixed, np.zeros(max(1, eq.dep_qadr.size)), np.zeros((n, n)), np.zeros(n),
                         np.zeros(n, dtype=i64), np.zeros(n), self.state, capi.new_timespec())
 
