@@ -18,7 +18,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from models.filters import ZeroLagLowPass, true_runs
+from models.grf.smoothing import ZeroLagLowPass, true_runs
 from models.grf.body import rot_zxy
 from models.grf.estimator import GroundReactionEstimator
 from models.grf.model import as_mjmodel, load_myoleg

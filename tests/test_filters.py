@@ -1,4 +1,4 @@
-"""Tests of models/filters.py: causal filter lag, replay, NaN handling; zero-lag smoother accuracy and edges."""
+"""Tests of models/filters.py and models/grf/smoothing.py: causal filter lag, replay, NaN handling; zero-lag smoother accuracy and edges."""
 
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ from scipy import signal
 from models.filters import (
     CausalDerivativeFilter,
     LowPassParams,
-    RampPrimedLowPass,
-    RampPrimedLowPassState,
-    ZeroLagLowPass,
     butterworth_lowpass,
     fill_gaps,
-    fill_short_gaps,
     group_delay_at_dc_samples,
     group_delay_s,
     savgol_window_for_cutoff,
-    settle_samples,
     smooth_derivatives,
-    true_runs,
     two_pass_cutoff_correction,
+)
+from models.grf.smoothing import (
+    RampPrimedLowPass,
+    RampPrimedLowPassState,
+    ZeroLagLowPass,
+    fill_short_gaps,
+    settle_samples,
+    true_runs,
 )
 
 # --------------------------------------------------------------------------------------------------

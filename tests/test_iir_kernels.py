@@ -1,6 +1,6 @@
 """The compiled all-channel IIR kernels (models/iir_kernels.py) against scipy run channel by channel, and the
-filters built on them (models/filters.py: smooth_derivatives, ZeroLagLowPass, RampPrimedLowPass) against the
-scipy calls they replaced.  Agreement to 1e-12 of the signal's scale (they agree to the last bit here)."""
+filters built on them (models/filters.py: smooth_derivatives; models/grf/smoothing.py: ZeroLagLowPass,
+RampPrimedLowPass) against the scipy calls they replaced.  Agreement to 1e-12 of the signal's scale (they agree to the last bit here)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from models.filters import RampPrimedLowPass, ZeroLagLowPass, butterworth_lowpass, LowPassParams, smooth_derivatives
-from models.filters import quadratic_extend, two_pass_cutoff_correction
+from models.filters import LowPassParams, butterworth_lowpass, smooth_derivatives, two_pass_cutoff_correction
+from models.grf.smoothing import RampPrimedLowPass, ZeroLagLowPass, quadratic_extend
 from models.iir_kernels import butter_cached, filtfilt0, lfilter0, lfilter_zi_cached
 
 

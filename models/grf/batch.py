@@ -10,7 +10,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from models.filters import RampPrimedLowPass, ZeroLagLowPass, fill_short_gaps, true_runs
+from models.grf.smoothing import RampPrimedLowPass, ZeroLagLowPass, fill_short_gaps, true_runs
 from models.grf.body import BodyModel
 from models.grf.contact import (
     cop_batch,
@@ -64,7 +64,7 @@ def trial_inputs(trial: Any, nq: int, p: GroundReactionParams
 def fill_frames(t: np.ndarray, q: np.ndarray, lum: np.ndarray | None, max_gap_s: float, model: mujoco.MjModel
                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
     """NaN frames (any non-finite coordinate or lumbar angle): interior gaps of at most ``max_gap_s`` filled by a
-    cubic spline in time (:func:`models.filters.fill_short_gaps`), free/ball quaternions renormalised.  Returns
+    cubic spline in time (:func:`models.grf.smoothing.fill_short_gaps`), free/ball quaternions renormalised.  Returns
     ``(qpos, lumbar, bad, valid, filled)``: ``bad`` frames were NaN, ``valid`` = not bad or filled."""
     bad = ~np.all(np.isfinite(q), axis=1)
     if lum is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.filters import true_runs
+from models.grf.smoothing import true_runs
 from models.grf.params import GroundReactionParams
 
 __all__ = [

@@ -143,11 +143,12 @@ the trial when not given: :func:`models.grf.floor.estimate_floor_height`).  Feet
 
 Modules (``models/grf/``): :mod:`~models.grf.params` (parameters), :mod:`~models.grf.records` (inputs, outputs),
 :mod:`~models.grf.contact` (feet, contact likelihood, CoP), :mod:`~models.grf.load_share` (split between the feet),
-:mod:`~models.grf.body` (mass model, pose, angular momentum), :mod:`~models.grf.floor` (floor height),
+:mod:`~models.grf.body` (mass model, poses, angular momentum), :mod:`~models.grf.fk` (body frames of all
+frames in one compiled pass), :mod:`~models.grf.floor` (floor height),
 :mod:`~models.grf.feasible` (the feasible contact fit), :mod:`~models.grf.trunk` (lumbar angles from torso
 markers), :mod:`~models.grf.plate_check` (is a plate reference consistent with the kinematics),
 :mod:`~models.grf.batch` (whole trials), :mod:`~models.grf.realtime` (one frame), :mod:`~models.grf.model` (MyoLeg);
-the filters are :mod:`models.filters`' (``ZeroLagLowPass``, ``RampPrimedLowPass``, ``fill_short_gaps``).
+the filters are :mod:`~models.grf.smoothing`'s (``ZeroLagLowPass``, ``RampPrimedLowPass``, ``fill_short_gaps``).
 
 This module is pure computation: numpy, scipy, numba, mujoco and other ``models`` modules.
 """
@@ -159,7 +160,7 @@ from typing import Any
 
 import numpy as np
 
-from models.filters import RampPrimedLowPass
+from models.grf.smoothing import RampPrimedLowPass
 from models.grf.batch import SegmentEstimator, fill_frames, segments, trial_inputs
 from models.grf.body import BodyModel
 from models.grf.contact import FootGeometry, myoleg_feet

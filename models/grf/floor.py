@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.filters import ZeroLagLowPass
+from models.grf.smoothing import ZeroLagLowPass
 
 __all__ = ["estimate_floor_height"]
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from models.filters import true_runs
+from models.grf.smoothing import true_runs
 from models.grf.params import GroundReactionParams
 
 __all__ = ["PhaseTracker", "offline_share", "rear_foot", "static_share", "transition_shape"]

@@ -2,7 +2,7 @@
 array allocation after construction (every buffer and view is made once).
 
 Each frame: pose -> ramp-primed causal Butterworth of body COMs, orientations and foot points
-(:class:`models.filters.RampPrimedLowPassState`) -> backward differences (COM acceleration, dL/dt) -> point
+(:class:`models.grf.smoothing.RampPrimedLowPassState`) -> backward differences (COM acceleration, dL/dt) -> point
 contact likelihoods and CoPs -> load share (:class:`models.grf.load_share.PhaseTracker`) -> rule-based per-foot
 forces, free moments and residuals -> (``contact_solver="feasible"``) the feasible contact fit of
 :mod:`models.grf.feasible` with the rule-based forces as its prior.  Every output refers to ``t - lag`` (:meth:`GroundReactionEstimator.causal_lag_s`).  It
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.filters import RampPrimedLowPass, RampPrimedLowPassState
+from models.grf.smoothing import RampPrimedLowPass, RampPrimedLowPassState
 from models.grf.body import BodyModel
 from models.grf.batch import feasible_fit
 from models.grf.contact import sigmoid_
