@@ -99,23 +99,27 @@ def _marker_columns(ik: Any) -> tuple[np.ndarray, ...]:
     :func:`~models.kinematics.body_kinematics.dof_column`), direct columns first then the equalities' dependents,
     the distinct nonzero columns (ascending), and the markers grouped by body (CSR)."""
     m = ik.model
-    ent_ptr, ent_col, ent_eq, ent_how, nz_ptr, nz_col = [0], [], [], [], [0], []
-    for b in ik._body:
-        chain, bb = set(), int(b)
-        while bb > 0:
-            chain.add(bb)
-            bb = int(m.body_parentid[bb])
-        entries = [(k, int(dof), -1) for k, dof in enumerate(ik._sel) if int(m.dof_bodyid[dof]) in chain]
-        entries += [(int(k), int(dof), int(e)) for k, dof, e in zip(ik._cpl_sel, ik._cpl_dof, ik._cpl_eq)
-                    if int(m.dof_bodyid[dof]) in chain]
-        for k, dof, e in entries:
-            ent_col.append(k)
-            ent_eq.append(e)
-            ent_how.append(bk.dof_column(m, dof))
-        ent_ptr.append(len(ent_col))
-        nz_col += sorted({k for k, _, _ in entries})
-        nz_ptr.append(len(nz_col))
-    how = np.array(ent_how, dtype=np.int64).reshape(-1, 4).T
+    body = np.asarray(ik._body, dtype=np.int64)
+    anc = np.zeros((m.nbody, m.nbody), dtype=bool)           # anc[b, c]: body c is b or one of its ancestors
+    for b in range(1, m.nbody):
+        c = b
+        while c > 0:
+            anc[b, c] = True
+            c = int(m.body_parentid[c])
+    dof_how = np.array([bk.dof_column(m, d) for d in range(m.nv)], dtype=np.int64).reshape(-1, 4)
+    sel, cdof = np.asarray(ik._sel, dtype=np.int64), np.asarray(ik._cpl_dof, dtype=np.int64)
+    di, dk = np.nonzero(anc[body][:, m.dof_bodyid[sel]])    # direct entries (marker, column), row-major
+    ci, cc = np.nonzero(anc[body][:, m.dof_bodyid[cdof]])   # equality dependents (marker, coupling)
+    mk = np.concatenate((di, ci))
+    order = np.argsort(mk, kind="stable")                    # per marker: direct first, then the dependents
+    ent_col = np.concatenate((dk, np.asarray(ik._cpl_sel, dtype=np.int64)[cc]))[order]
+    ent_eq = np.concatenate((np.full(dk.size, -1), np.asarray(ik._cpl_eq, dtype=np.int64)[cc]))[order]
+    how = dof_how[np.concatenate((sel[dk], cdof[cc]))[order]].T
+    ent_ptr = np.concatenate(([0], np.cumsum(np.bincount(mk, minlength=body.size))))
+    nz = np.zeros((body.size, sel.size), dtype=bool)
+    nz[mk, np.concatenate((dk, np.asarray(ik._cpl_sel, dtype=np.int64)[cc]))] = True
+    nz_row, nz_col = np.nonzero(nz)
+    nz_ptr = np.concatenate(([0], np.cumsum(np.bincount(nz_row, minlength=body.size))))
     grp = np.argsort(np.asarray(ik._body), kind="stable")         # markers grouped by body (same columns)
     cut = np.flatnonzero(np.diff(np.asarray(ik._body)[grp])) + 1
     grp_ptr = np.concatenate(([0], cut, [grp.size]))
