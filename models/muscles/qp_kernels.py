@@ -207,37 +207,30 @@ def assemble(R, rcnt, ridx, F1, F0, mus_act, tau, solved, pos, gain, passive, Ct
 
 
 @nb.njit(**_NJ)
-def _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls):
-    """u = C' lam / 2 and the piece of each muscle: 0 (a = 0), 1 (free), 2 (a = 1).  Returns how many muscles
-    changed piece."""
-    m = Ct.shape[0]
+def _u_cls_gradient(Ct, nzcnt, nzidx, lam, b, hp, u, cls, a, g):
+    """In one pass over the muscles: ``u = C' lam / 2``, the piece of each muscle (0: a = 0, 1: free, 2: a = 1),
+    ``a = clip(u, 0, 1)`` and ``g = b - C a - hp * lam`` (the dual gradient, the primal infeasibility).  Returns
+    (how many muscles changed piece, max |g|)."""
+    ns = b.shape[0]
+    for j in range(ns):
+        g[j] = b[j] - hp[j] * lam[j]
     changed = 0
-    for i in range(m):
+    for i in range(Ct.shape[0]):
+        c = nzcnt[i]
         acc = 0.0
-        for p in range(nzcnt[i]):
+        for p in range(c):
             j = nzidx[i, p]
             acc += Ct[i, j] * lam[j]
         ui = 0.5 * acc
         u[i] = ui
-        c = 0 if ui <= 0.0 else (2 if ui >= 1.0 else 1)
-        if c != cls[i]:
+        k = 0 if ui <= 0.0 else (2 if ui >= 1.0 else 1)
+        if k != cls[i]:
             changed += 1
-            cls[i] = c
-    return changed
-
-
-@nb.njit(**_NJ)
-def _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g):
-    """a = clip(u, 0, 1), g = b - C a - hp * lam (the dual gradient, the primal infeasibility); returns max |g|."""
-    ns = b.shape[0]
-    for j in range(ns):
-        g[j] = b[j] - hp[j] * lam[j]
-    for i in range(Ct.shape[0]):
-        ui = u[i]
+            cls[i] = k
         ai = 0.0 if ui <= 0.0 else (1.0 if ui >= 1.0 else ui)
         a[i] = ai
         if ai != 0.0:
-            for p in range(nzcnt[i]):
+            for p in range(c):
                 j = nzidx[i, p]
                 g[j] -= Ct[i, j] * ai
     gmax = 0.0
@@ -245,7 +238,7 @@ def _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g):
         x = abs(g[j])
         if x > gmax:
             gmax = x
-    return gmax
+    return changed, gmax
 
 
 @nb.njit(**_NJ)
@@ -346,6 +339,7 @@ def _exact_step(Ct, nzcnt, nzidx, u, g, d, lam, hp, delta, bkey, bval):
         hpd2 += hp[j] * d[j] * d[j]
     fc = 0.0  # curvature of the free muscles, sum 2 delta_i^2
     nb_ = 0
+    kmin = np.inf
     for i in range(Ct.shape[0]):
         acc = 0.0
         for p in range(nzcnt[i]):
@@ -363,22 +357,29 @@ def _exact_step(Ct, nzcnt, nzidx, u, g, d, lam, hp, delta, bkey, bval):
             if ui < 0.0:
                 bkey[nb_] = -ui / di
                 bval[nb_] = c2  # enters
+                kmin = min(kmin, bkey[nb_])
                 nb_ += 1
             if ui < 1.0:
                 bkey[nb_] = (1.0 - ui) / di
                 bval[nb_] = -c2  # leaves at the upper bound
+                kmin = min(kmin, bkey[nb_])
                 nb_ += 1
         else:
             if ui > 1.0:
                 bkey[nb_] = (1.0 - ui) / di
                 bval[nb_] = c2
+                kmin = min(kmin, bkey[nb_])
                 nb_ += 1
             if ui > 0.0:
                 bkey[nb_] = -ui / di
                 bval[nb_] = -c2
+                kmin = min(kmin, bkey[nb_])
                 nb_ += 1
     if not (slope > 0.0 and hpd2 > 0.0):
         return 0.0
+    t = slope / (hpd2 + (fc if fc > 0.0 else 0.0))
+    if nb_ == 0 or t <= kmin:   # the maximiser lies before every breakpoint (the usual last step): no heap
+        return t if t < 1e100 else 1e100
     for k in range(nb_ // 2 - 1, -1, -1):
         _sift_down(bkey, bval, k, nb_)
     t0 = 0.0
@@ -584,8 +585,7 @@ def solve_qp(Ct, nzcnt, nzidx, env, b, hp, lam, cold, max_iter, tol, a, g, r, u,
     tol_b = tol * (1.0 + bmax)
     if cold:  # the bound-free solution
         _newton_direction(Ct, nzcnt, nzidx, cls, True, hp, env, b, H, lam)
-    _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-    gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
+    _, gmax = _u_cls_gradient(Ct, nzcnt, nzidx, lam, b, hp, u, cls, a, g)
     it = 0
     status = 0
     while gmax > tol_b:
@@ -608,12 +608,10 @@ def solve_qp(Ct, nzcnt, nzidx, env, b, hp, lam, cold, max_iter, tol, a, g, r, u,
                 status = 3
                 break
         if status == 3:
-            _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-            gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
+            _, gmax = _u_cls_gradient(Ct, nzcnt, nzidx, lam, b, hp, u, cls, a, g)
             break
         gprev = gmax
-        changed = _u_and_cls(Ct, nzcnt, nzidx, lam, u, cls)
-        gmax = _gradient(Ct, nzcnt, nzidx, u, lam, b, hp, a, g)
+        changed, gmax = _u_cls_gradient(Ct, nzcnt, nzidx, lam, b, hp, u, cls, a, g)
         if t == 1.0 and changed == 0 and gmax > tol_b and (regularised or gmax > 0.5 * gprev):
             status = 3  # the final piece, but the full Newton step could not finish it (rounding floor of an
             break  # ill-conditioned piece, or a regularised Hessian): the primal re-solve below finishes it
