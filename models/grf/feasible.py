@@ -123,6 +123,48 @@ def _chol_solve(L: np.ndarray, q: np.ndarray, idx: np.ndarray, m: int, y: np.nda
 
 
 @njit(cache=True)
+def _drop_nonpositive(Q: np.ndarray, v: np.ndarray, passive: np.ndarray, idx: np.ndarray, L: np.ndarray,
+                      m: int) -> int:
+    """Remove from the passive set ``idx[:m]`` the variables with ``v <= 1e-15`` (``v`` set to 0 there), keeping the
+    order of the rest; the Cholesky rows from the first removed one on are recomputed.  Returns the new size."""
+    first = m
+    k = 0
+    for t in range(m):
+        i = idx[t]
+        if v[i] <= 1e-15:
+            v[i] = 0.0
+            passive[i] = False
+            if first == m:
+                first = t
+        else:
+            idx[k] = i
+            k += 1
+    for a in range(first, k):  # rows before the first removed variable are unchanged
+        _chol_row(Q, idx, L, a)
+    return k
+
+
+@njit(cache=True)
+def _warm_start(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, idx: np.ndarray, L: np.ndarray,
+                y: np.ndarray, z: np.ndarray, m: int) -> tuple[int, int]:
+    """From the guessed passive set ``idx[:m]``: its unconstrained minimiser, dropping the variables that come out
+    <= 0 until all are positive; ``x`` set there.  Returns ``(m, solves)``."""
+    it = 0
+    for a in range(m):
+        _chol_row(Q, idx, L, a)
+    while m:
+        it += 1
+        _chol_solve(L, q, idx, m, y, z)
+        k = _drop_nonpositive(Q, z, passive, idx, L, m)
+        if k == m:
+            break
+        m = k
+    for t in range(m):
+        x[idx[t]] = z[idx[t]]
+    return m, it
+
+
+@njit(cache=True)
 def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, idx: np.ndarray, L: np.ndarray,
               y: np.ndarray, z: np.ndarray, w: np.ndarray, tol: float, max_iter: int, warm: bool = False) -> int:
     """Lawson-Hanson active-set NNLS on the normal equations: x = argmin_{x >= 0} x^T Q x / 2 - q^T x for SPD
@@ -149,30 +191,7 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
             passive[i] = False
     it = 0
     if m:
-        for a in range(m):
-            _chol_row(Q, idx, L, a)
-        while m:
-            it += 1
-            _chol_solve(L, q, idx, m, y, z)
-            first = m
-            k = 0
-            for t in range(m):
-                i = idx[t]
-                if z[i] <= 1e-15:
-                    z[i] = 0.0
-                    passive[i] = False
-                    if first == m:
-                        first = t
-                else:
-                    idx[k] = i
-                    k += 1
-            if k == m:
-                break
-            m = k
-            for a in range(first, m):
-                _chol_row(Q, idx, L, a)
-        for t in range(m):
-            x[idx[t]] = z[idx[t]]
+        m, it = _warm_start(Q, q, x, passive, idx, L, y, z, m)
     for i in range(n):
         s = q[i]
         for t in range(m):
@@ -206,22 +225,10 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
                 for t in range(m):
                     x[idx[t]] = z[idx[t]]
                 break
-            first = m
-            k = 0
             for t in range(m):
                 i = idx[t]
                 x[i] += alpha * (z[i] - x[i])
-                if x[i] <= 1e-15:
-                    x[i] = 0.0
-                    passive[i] = False
-                    if first == m:
-                        first = t
-                else:
-                    idx[k] = i
-                    k += 1
-            m = k
-            for a in range(first, m):  # rows before the first removed variable are unchanged
-                _chol_row(Q, idx, L, a)
+            m = _drop_nonpositive(Q, x, passive, idx, L, m)
             if it >= max_iter:
                 break
         for i in range(n):
@@ -233,22 +240,15 @@ def nnls_gram(Q: np.ndarray, q: np.ndarray, x: np.ndarray, passive: np.ndarray, 
 
 
 @njit(cache=True)
-def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, dl: np.ndarray,
-             prior: np.ndarray, cw: np.ndarray, floor: float, bw: float, edges: np.ndarray, wts: np.ndarray,
-             A: np.ndarray, bvec: np.ndarray, Q: np.ndarray, q: np.ndarray, lam: np.ndarray, passive: np.ndarray,
-             idx: np.ndarray, L: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, cols: np.ndarray,
-             xc: np.ndarray, warm: np.ndarray, force: np.ndarray, cop: np.ndarray, free: np.ndarray, res_f: np.ndarray,
-             res_m: np.ndarray) -> int:
-    """One frame (see the module doc).  ``pxy`` (2, P, 2) sole points on the floor (m), ``active`` (2,) feet in
-    contact, ``c`` COM (3,), ``F`` F_ext (3,) N, ``dl`` dL/dt (3,) N m, ``prior`` (2, 3) N, ``cw`` (2, P) CoP
-    weights (each row sums to 1), ``wts`` = (1 / l_M [1/m], w_p, w_c, eps).  Writes ``force`` (2, 3) N, ``cop``
-    (2, 3) m (the prior CoP ``sum_j cw_j p_j`` for an unloaded foot), ``free`` (2,) N m, ``res_f`` (3,) N and
-    ``res_m`` (3,) N m.  Returns the NNLS iterations."""
+def _assemble(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, dl: np.ndarray,
+              prior: np.ndarray, cw: np.ndarray, floor: float, bw: float, edges: np.ndarray, wts: np.ndarray,
+              A: np.ndarray, bvec: np.ndarray) -> None:
+    """The stacked least-squares system of one frame (module doc) into ``A`` (n, R) and ``bvec`` (R,)."""
     P = pxy.shape[1]
     K = edges.shape[0]
     n = 2 * P * K
     R = _N_FIXED_ROWS + 2 * P
-    inv_lm, wp, wc, eps = wts[0], wts[1], wts[2], wts[3]
+    inv_lm, wp, wc = wts[0], wts[1], wts[2]
     inv_bw = 1.0 / bw
     # A (n, R) is the stacked system transposed: one contiguous row of coefficients per unknown
     for i in range(n):
@@ -285,6 +285,15 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
             bvec[6 + f] = wp * max(prior[f, 2], 0.0) * inv_bw
             bvec[8 + 2 * f] = wp * prior[f, 0] * inv_bw
             bvec[9 + 2 * f] = wp * prior[f, 1] * inv_bw
+
+
+@njit(cache=True)
+def _gram(A: np.ndarray, bvec: np.ndarray, active: np.ndarray, P: int, K: int, eps: float, Q: np.ndarray,
+          q: np.ndarray, cols: np.ndarray, lam: np.ndarray) -> int:
+    """``Q[:na, :na] = A^T A + eps I`` and ``q[:na] = A^T b`` on the ``na`` columns of the feet in contact (returned;
+    their indices in ``cols``); ``lam`` zeroed."""
+    n = A.shape[0]
+    R = A.shape[1]
     # Q = A^T A + eps I, q = A^T b on the columns of the feet in contact only (``cols``, in column order); the
     # other columns of A are zero, their unknowns exactly 0 (in the full problem they would never enter the
     # passive set, so the active-set path is the same).  Foot f's columns are nonzero only in the dynamics rows
@@ -317,18 +326,17 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
             Q[a, b] = s
             Q[b, a] = s
         Q[a, a] += eps
-    it = 0
-    if na:
-        for a in range(na):
-            passive[a] = warm[cols[a]]  # warm start: the previous frame's passive set on these columns
-        it = nnls_gram(Q[:na, :na], q[:na], xc[:na], passive[:na], idx[:na], L, y[:na], z[:na], w[:na], 1e-12,
-                       6 * n + 20, True)
-        for a in range(na):
-            lam[cols[a]] = xc[a]
-    for i in range(n):
-        warm[i] = False
-    for a in range(na):
-        warm[cols[a]] = passive[a]
+    return na
+
+
+@njit(cache=True)
+def _outputs(lam: np.ndarray, pxy: np.ndarray, c: np.ndarray, F: np.ndarray, dl: np.ndarray, cw: np.ndarray,
+             floor: float, bw: float, edges: np.ndarray, force: np.ndarray, cop: np.ndarray, free: np.ndarray,
+             res_f: np.ndarray, res_m: np.ndarray) -> None:
+    """Per-foot force, CoP and free moment, and the dynamic residuals, of the point-force weights ``lam``."""
+    P = pxy.shape[1]
+    K = edges.shape[0]
+    rz = floor - c[2]
     for a in range(3):
         res_f[a] = 0.0
         res_m[a] = 0.0
@@ -385,6 +393,39 @@ def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, 
     for a in range(3):
         res_f[a] -= F[a]
         res_m[a] -= dl[a]
+
+
+@njit(cache=True)
+def _fit_one(pxy: np.ndarray, active: np.ndarray, c: np.ndarray, F: np.ndarray, dl: np.ndarray,
+             prior: np.ndarray, cw: np.ndarray, floor: float, bw: float, edges: np.ndarray, wts: np.ndarray,
+             A: np.ndarray, bvec: np.ndarray, Q: np.ndarray, q: np.ndarray, lam: np.ndarray, passive: np.ndarray,
+             idx: np.ndarray, L: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, cols: np.ndarray,
+             xc: np.ndarray, warm: np.ndarray, force: np.ndarray, cop: np.ndarray, free: np.ndarray, res_f: np.ndarray,
+             res_m: np.ndarray) -> int:
+    """One frame (see the module doc).  ``pxy`` (2, P, 2) sole points on the floor (m), ``active`` (2,) feet in
+    contact, ``c`` COM (3,), ``F`` F_ext (3,) N, ``dl`` dL/dt (3,) N m, ``prior`` (2, 3) N, ``cw`` (2, P) CoP
+    weights (each row sums to 1), ``wts`` = (1 / l_M [1/m], w_p, w_c, eps).  Writes ``force`` (2, 3) N, ``cop``
+    (2, 3) m (the prior CoP ``sum_j cw_j p_j`` for an unloaded foot), ``free`` (2,) N m, ``res_f`` (3,) N and
+    ``res_m`` (3,) N m.  ``warm`` (n,) bool: the previous frame's passive set in, this frame's out.  Returns the
+    NNLS iterations."""
+    P = pxy.shape[1]
+    K = edges.shape[0]
+    n = 2 * P * K
+    _assemble(pxy, active, c, F, dl, prior, cw, floor, bw, edges, wts, A, bvec)
+    na = _gram(A, bvec, active, P, K, wts[3], Q, q, cols, lam)
+    it = 0
+    if na:
+        for a in range(na):
+            passive[a] = warm[cols[a]]  # warm start: the previous frame's passive set on these columns
+        it = nnls_gram(Q[:na, :na], q[:na], xc[:na], passive[:na], idx[:na], L, y[:na], z[:na], w[:na], 1e-12,
+                       6 * n + 20, True)
+        for a in range(na):
+            lam[cols[a]] = xc[a]
+    for i in range(n):
+        warm[i] = False
+    for a in range(na):
+        warm[cols[a]] = passive[a]
+    _outputs(lam, pxy, c, F, dl, cw, floor, bw, edges, force, cop, free, res_f, res_m)
     return it
 
 
