@@ -181,13 +181,16 @@ def test_handed_back_frames_and_step_equal_python(myoleg):
     assert st[20] & IKStatus.REINITIALISED and st[20] & IKStatus.COLD_START
     assert (st & IKStatus.NOT_CONVERGED).any()
     _assert_same(a, b)
-    # step() frame by frame: the compiled solve inside the Python frame logic
+    # step() frame by frame: warm frames through the compiled loop, the others through the Python frame logic
     fast.reset()
     f = fast.new_frame()
     for k in range(trial.positions_m.shape[0]):
         fast.step(trial.positions_m[k], f)
         assert f.iterations == a.iterations[k] and int(f.status) == a.status[k]
         np.testing.assert_allclose(f.coordinates, a.coordinates[k], rtol=0, atol=ROT_TOL)
+        np.testing.assert_allclose(f.marker_error_m, a.marker_error_m[k], rtol=0, atol=1e-12)
+        assert f.markers_used == a.markers_used[k] and f.converged == bool(a.iterations[k] and
+                                                                           not a.status[k] & IKStatus.NOT_CONVERGED)
 
 
 def test_falls_back_without_the_c_api(myoleg, monkeypatch):

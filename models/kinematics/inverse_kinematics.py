@@ -46,10 +46,11 @@ alone lands in a wrong minimum about 1 time in 100, e.g. hip 110 deg with knee 1
 With fewer than 3 pelvis markers the root is placed at the centroid of the visible markers with the
 heading ``initial_heading_rad``.
 
-Speed: by default the Gauss-Newton loop and the warm frames of :meth:`InverseKinematics.run` run compiled
-(:mod:`models.kinematics.compiled_ik`: numba, body-only kinematics, MuJoCo's C API for the position integration;
-same iterations and flags, coordinates equal to rounding, about 0.08 ms a frame on the shared trials against 0.5 ms
-here); ``use_compiled=False``, or a MuJoCo without a usable C API, keeps this module's Python loop (the reference).
+Speed: by default the Gauss-Newton loop and the warm frames of :meth:`InverseKinematics.run` and
+:meth:`InverseKinematics.step` run compiled (:mod:`models.kinematics.compiled_ik`: numba, body-only kinematics,
+MuJoCo's C API for the position integration; same iterations and flags, coordinates equal to rounding; about
+0.05 ms a frame in ``run`` on the shared trials against 0.5-0.6 ms here); ``use_compiled=False``, or a MuJoCo
+without a usable C API, keeps this module's Python loop (the reference).
 
 Missing markers are dropped for the frame (status ``MARKERS_MISSING``); with fewer than ``min_markers``
 the frame is not solved, the previous pose is held and flagged ``TOO_FEW_MARKERS`` (residuals NaN).
@@ -390,6 +391,8 @@ class InverseKinematics:
         M = len(self.marker_names)
         if markers_m.shape != (M, 3):
             raise ValueError(f"markers_m must have shape ({M}, 3) (order: marker_names), got {markers_m.shape}")
+        if self._cik is not None and self._cik.step(markers_m, out):
+            return
         p = self.params
         np.isfinite(markers_m).all(axis=1, out=self._used)
         self._used &= self._weight > 0
