@@ -16,8 +16,8 @@ CPU seconds (``time.process_time``; the figure to quote on a shared machine) sum
 of motion, and frames per second, two ways:
 
 * ``batch``: the in-process caches keyed by an input (:func:`clear_input_caches`: parsed XML, scaled subject
-  models, inverse dynamics' private models, file digests, the template tibia length) are cleared once before the
-  pass, so each subject's model is scaled once in the pass and its later trials reuse it (a clinic session: many
+  models, inverse dynamics' private models, file digests, the template tibia length, filter designs) are cleared
+  once before the pass, so each subject's model is scaled once in the pass and its later trials reuse it (a clinic session: many
   trials of one subject);
 * ``cold``: the same caches cleared before every trial (each trial pays its subject's scaling and parsing).
 
@@ -50,15 +50,28 @@ def _trials():
         return []
 
 
+#: modules whose ``functools.lru_cache`` functions are keyed by an input (filter order, cut-off, rate, lengths)
+FILTER_DESIGN_MODULES = ("models.iir_kernels", "models.grf.smoothing")
+
+
 def _cache_clearers() -> list[Callable[[], None]]:
-    """Every in-process cache of the chain keyed by an input, as its clear function."""
+    """Every in-process cache of the chain keyed by an input, as its clear function: the parsed XML files, the
+    scaled subject models, inverse dynamics' private models, the subject model file digests, the template tibia
+    length, and the filter designs (every ``lru_cache`` of :data:`FILTER_DESIGN_MODULES`)."""
+    import importlib
+
     from models.body.subject_cache import clear_scale_cache
     from models.dynamics.id_model_cache import clear_id_model_cache
     from models.io.xml_cache import clear_xml_cache
     from models.muscles.knee_contact import clear_template_cache
     from models.muscles.subject_calibration import clear_digest_cache
 
-    return [clear_scale_cache, clear_xml_cache, clear_id_model_cache, clear_digest_cache, clear_template_cache]
+    out = [clear_scale_cache, clear_xml_cache, clear_id_model_cache, clear_digest_cache, clear_template_cache]
+    for name in FILTER_DESIGN_MODULES:
+        mod = importlib.import_module(name)
+        out += [f.cache_clear for f in vars(mod).values()
+                if callable(getattr(f, "cache_clear", None)) and getattr(f, "__module__", None) == name]
+    return out
 
 
 def clear_input_caches() -> list[str]:
@@ -66,7 +79,9 @@ def clear_input_caches() -> list[str]:
     done = []
     for fn in _cache_clearers():
         fn()
-        done.append(f"{fn.__module__}.{fn.__name__}")
+        owner = getattr(fn, "__self__", None)          # an lru_cache's cache_clear: name the cached function
+        done.append(f"{owner.__module__}.{owner.__name__}" if owner is not None and hasattr(owner, "__wrapped__")
+                    else f"{fn.__module__}.{fn.__name__}")
     return done
 
 
