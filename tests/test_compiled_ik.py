@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.body.markerset import from_opensim_markerset
+from models.body.markerset import Marker, MarkerSet, from_opensim_markerset
 from models.dynamics import mj_capi
 from models.io.lab_files import read_trial, shared_data_dir
 from models.io.shared_trials import shared_trials
@@ -191,6 +191,41 @@ def test_handed_back_frames_and_step_equal_python(myoleg):
         np.testing.assert_allclose(f.marker_error_m, a.marker_error_m[k], rtol=0, atol=1e-12)
         assert f.markers_used == a.markers_used[k] and f.converged == bool(a.iterations[k] and
                                                                            not a.status[k] & IKStatus.NOT_CONVERGED)
+
+
+_LEG = """<mujoco><compiler angle="radian"/><worldbody><body name="pelvis" pos="0 0 1"><freejoint/><geom size="0.1" mass="1"/>
+  <body name="thigh" pos="0 0.1 0"><joint name="hip" axis="0 1 0" range="-1 2" ref="0.2"/><geom size="0.05" mass="1"/>
+    <body name="shank" pos="0 0 -0.4"><joint name="knee" axis="0 1 0" range="-2 0.1" ref="-0.3"/>
+      <joint name="knee_tx" type="slide" axis="1 0 0" ref="0.01"/><geom size="0.04" mass="1"/>
+      <body name="foot" pos="0 0 -0.4"><joint name="ankle" axis="1 0 0" range="-0.8 0.8"/><geom size="0.03" mass="1"/>
+  </body></body></body></body></worldbody>
+  <equality><joint joint1="knee_tx" joint2="knee" polycoef="0.002 0.02 0.01 0.003 0"/></equality></mujoco>"""
+
+
+@needs_capi
+def test_small_model_with_reference_positions_and_a_coupled_slide():
+    """Not MyoLeg: nonzero qpos0 (joint refs) of the independent and the dependent coordinates, a polynomial
+    coupling, markers on every body; the compiled run equals the Python run."""
+    m = mujoco.MjModel.from_xml_string(_LEG)
+    rng = np.random.default_rng(5)
+    bodies = ["pelvis"] * 4 + ["thigh"] * 3 + ["shank"] * 3 + ["foot"] * 3
+    mset = MarkerSet(tuple(Marker(f"m{i}", b, rng.uniform(-0.08, 0.08, 3)) for i, b in enumerate(bodies)))
+    p = IKParams(coordinates=("hip", "knee", "ankle"))
+    fast, ref = InverseKinematics(m, mset, p), InverseKinematics(m, mset, p, use_compiled=False)
+    assert fast._cik is not None
+    n = 25
+    t = np.arange(n) / 50.0
+    qs = np.repeat(m.qpos0[None], n, axis=0)
+    qs[:, 0] = 0.8 * t
+    qs[:, 3:7] = (np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0)     # body y up, as MyoLeg's pelvis (no gimbal lock)
+    qs[:, m.joint("hip").qposadr[0]] = 0.2 + 0.6 * np.sin(3 * t)
+    qs[:, m.joint("knee").qposadr[0]] = -0.3 - 0.8 * (1 - np.cos(3 * t))
+    qs[:, m.joint("ankle").qposadr[0]] = 0.3 * np.sin(5 * t)
+    x = np.stack([ref.marker_positions(q) for q in qs]) + rng.normal(scale=0.002, size=(n, len(bodies), 3))
+    trial = SimpleNamespace(time_s=t, marker_names=mset.names, positions_m=x)
+    a, b = fast.run(trial, source_frame="z_up"), ref.run(trial, source_frame="z_up")
+    assert np.nanmax(a.residual_rms_m) < 0.01
+    _assert_same(a, b)
 
 
 def test_falls_back_without_the_c_api(myoleg, monkeypatch):

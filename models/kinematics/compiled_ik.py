@@ -16,8 +16,9 @@ trials (``tests/test_compiled_ik.py``): same iterations, flags and markers per f
 constant-velocity prediction -> solve -> velocity (``mj_differentiatePos``), flags, OpenSim pelvis coordinates,
 residuals); it returns to Python at the first frame that needs the reference code: a cold start, too few markers, or
 a warm result above ``reinit_rms_m`` (the re-initialisation), which :class:`CompiledIK` hands to the stage and then
-resumes; :meth:`CompiledIK.step` runs one warm frame of ``InverseKinematics.step`` through it.  The body fields of the stage's ``MjData`` (``xpos``, ``xquat``, ``xmat``, ``xanchor``, ``xaxis``) and
-``qpos`` are those of the solution; its geoms and sites are not updated.
+resumes; :meth:`CompiledIK.step` runs one warm frame of ``InverseKinematics.step`` through it.  The body fields of
+the stage's ``MjData`` (``xpos``, ``xquat``, ``xmat``, ``xanchor``, ``xaxis``) and ``qpos`` are those of the
+solution; its geoms and sites are not updated.
 
 C functions are declared to numba by name (``mj_integratePos``, ``mj_differentiatePos`` here, the clock in
 ``mj_capi``), so numba's on-disk cache stays valid across processes.  :func:`available` says whether the path can be
@@ -61,9 +62,8 @@ _MISSING, _NOT_CONVERGED, _AT_LIMIT = 1, 4, 8
 #: the stage's constants (arrays from InverseKinematics; scalars from its IKParams)
 IKConst = namedtuple("IKConst", "body offset weight sel rot_idx trans_idx coord_qadr coord_lo coord_hi eq_dep eq_ind "
                                 "eq_has eq_q0_ind eq_q0_dep eq_c cpl_eq cpl_sel cpl_dof pelvis damping tolerance "
-                                "max_step_rad max_step_m min_markers reinit_rms max_iter predict B ent_ptr ent_col ent_eq ent_kind "
-                                "ent_jnt ent_body ent_axis "
-                                "nz_ptr nz_col grp_ptr grp")
+                                "max_step_rad max_step_m min_markers reinit_rms max_iter predict B ent_ptr ent_col "
+                                "ent_eq ent_kind ent_jnt ent_body ent_axis nz_ptr nz_col grp_ptr grp")
 #: the stage's state and work buffers (the same arrays the Python path uses, so both see one state)
 IKWork = namedtuple("IKWork", "q q_prev q_last v target P E err used usedf w J G jr A b dq dq_full dlo dhi fixed "
                               "deriv L y idx rhs state ts")
@@ -161,7 +161,7 @@ def _clip_coordinates(K, q):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def _evaluate(m, dd, D, K, W, q):  # pragma: no cover - compiled
+def _evaluate(D, K, W, q):  # pragma: no cover - compiled
     """Kinematics at q (coupled) into the data, marker points, errors; returns the weighted cost."""
     D.qpos[:] = q
     bk.body_fk(K.B, D.S, q)
@@ -354,12 +354,12 @@ def _capped_step(K, W):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def solve(m, dd, D, K, W, max_iter):  # pragma: no cover - compiled
-    """Damped Gauss-Newton from W.q (in place); ``m``, ``dd`` the C pointers.  Returns (iterations, converged,
+def solve(m, D, K, W, max_iter):  # pragma: no cover - compiled
+    """Damped Gauss-Newton from W.q (in place); ``m`` the model's C pointer.  Returns (iterations, converged,
     cost); leaves the kinematics of W.q in the data."""
     q, q_prev = W.q, W.q_prev
     lam = K.damping
-    cost = _evaluate(m, dd, D, K, W, q)
+    cost = _evaluate(D, K, W, q)
     q_prev[:] = q
     converged = False
     it = 0
@@ -377,10 +377,10 @@ def solve(m, dd, D, K, W, max_iter):  # pragma: no cover - compiled
         _mj_integratePos(m, q.ctypes.data, W.dq_full.ctypes.data, 1.0)
         _clip_coordinates(K, q)
         _apply_eq(K, q)
-        new_cost = _evaluate(m, dd, D, K, W, q)
+        new_cost = _evaluate(D, K, W, q)
         if new_cost > cost * (1.0 + 1e-12) + 1e-18:
             q[:] = q_prev
-            cost = _evaluate(m, dd, D, K, W, q)
+            cost = _evaluate(D, K, W, q)
             lam *= 10.0
             if lam > 1e6:
                 break
@@ -391,13 +391,13 @@ def solve(m, dd, D, K, W, max_iter):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def warm_solve(m, dd, D, K, W):  # pragma: no cover - compiled
+def warm_solve(m, D, K, W):  # pragma: no cover - compiled
     """A warm-started frame: the constant-velocity prediction (if on and a velocity is known), then :func:`solve`."""
     if K.predict and W.state[1]:
         _mj_integratePos(m, W.q.ctypes.data, W.v.ctypes.data, 1.0)
         _clip_coordinates(K, W.q)
         _apply_eq(K, W.q)
-    return solve(m, dd, D, K, W, K.max_iter)
+    return solve(m, D, K, W, K.max_iter)
 
 
 @nb.njit(**_NJ)
@@ -465,7 +465,7 @@ def _rms(W, n_used):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def trial_loop(m, dd, D, K, W, markers, k0, O):  # pragma: no cover - compiled
+def trial_loop(m, D, K, W, markers, k0, O):  # pragma: no cover - compiled
     """Warm frames k0, k0+1, ... of ``markers`` (N, M, 3), world z up, into O.  Stops at the first frame the Python
     code must take: returns (k, code, iterations, converged, cost, status, used) with code 0 (cold start or too few
     markers: nothing done at frame k), 1 (warm result above reinit_rms_m: the state holds it) or 2 (all done)."""
@@ -476,7 +476,7 @@ def trial_loop(m, dd, D, K, W, markers, k0, O):  # pragma: no cover - compiled
         status = _MISSING if n_used < M else 0
         if n_used < K.min_markers or not W.state[0]:
             return k, 0, 0, False, 0.0, status, n_used
-        it, conv, cost = warm_solve(m, dd, D, K, W)
+        it, conv, cost = warm_solve(m, D, K, W)
         if _rms(W, n_used) > K.reinit_rms:
             O.dt[k] = (capi.clock_ns(W.ts) - t0) * 1e-9
             return k, 1, it, conv, cost, status, n_used
@@ -497,21 +497,22 @@ class CompiledIK:
         n = ik._n
         i64 = np.int64
         self._ik = ik
-        self.m, self.dd = capi.address(ik.model), capi.address(ik.data)
+        self.m = capi.address(ik.model)
         d = ik.data
         self.D = IKViews(d.qpos, bk.body_state(d))
         self.K = IKConst(
             np.asarray(ik._body, dtype=i64), ik._offset, ik._weight, ik._sel, ik._rot_idx.astype(i64),
             ik._trans_idx.astype(i64), ik._coord_qadr, ik._coord_lo, ik._coord_hi, eq.dep_qadr, eq._ind_safe,
-            eq._has_ind.astype(float), eq.q0_dep.astype(float), eq.q0_ind.astype(float),
+            eq._has_ind.astype(float), eq.q0_ind.astype(float), eq.q0_dep.astype(float),
             np.ascontiguousarray(eq.c), ik._cpl_eq, ik._cpl_sel, np.asarray(ik._cpl_dof, dtype=i64),
             int(ik._pelvis_body), float(p.damping_m2), float(p.tolerance), float(p.max_step_rad),
             float(p.max_step_m), int(p.min_markers), float(p.reinit_rms_m), int(p.max_iterations), bool(p.predict),
             bk.body_model(ik.model), *_marker_columns(ik))
         self.state = np.zeros(2, dtype=i64)
         self.W = IKWork(ik._q, ik._q_prev, ik._q_last, ik._v, ik._target, ik._P, ik._E, ik._err, ik._used,
-                        ik._usedf, ik._w, ik._J, np.zeros((n, n)), np.zeros((3, n)), ik._A, ik._b, ik._dq, ik._dq_full, ik._dlo,
-                        ik._dhi, ik._fixed, np.zeros(max(1, eq.dep_qadr.size)), np.zeros((n, n)), np.zeros(n),
+                        ik._usedf, ik._w, ik._J, np.zeros((n, n)), np.zeros((3, n)), ik._A, ik._b, ik._dq,
+                        ik._dq_full, ik._dlo, ik._dhi, ik._fixed, np.zeros(max(1, eq.dep_qadr.size)),
+                        np.zeros((n, n)), np.zeros(n),
                         np.zeros(n, dtype=i64), np.zeros(n), self.state, capi.new_timespec())
         M, nq = len(ik.marker_names), ik.model.nq
         self._x1 = np.zeros((1, M, 3))
@@ -527,8 +528,7 @@ class CompiledIK:
             return False
         np.copyto(self._x1[0], markers_m)
         self.state[:] = (1, ik._have_v)
-        _, code, it, conv, cost, status, n_used = trial_loop(self.m, self.dd, self.D, self.K, self.W, self._x1, 0,
-                                                             self._o1)
+        _, code, it, conv, cost, status, n_used = trial_loop(self.m, self.D, self.K, self.W, self._x1, 0, self._o1)
         if code == 0:
             return False
         ik._have_v = bool(self.state[1])
@@ -548,7 +548,7 @@ class CompiledIK:
 
     def solve(self, max_iter: int) -> tuple[int, bool, float]:
         """:meth:`InverseKinematics._solve` compiled (state: the stage's buffers)."""
-        it, conv, cost = solve(self.m, self.dd, self.D, self.K, self.W, int(max_iter))
+        it, conv, cost = solve(self.m, self.D, self.K, self.W, int(max_iter))
         return int(it), bool(conv), float(cost)
 
     def run(self, markers: np.ndarray, O: IKOut, frame: Any, record: Any) -> None:
@@ -559,8 +559,7 @@ class CompiledIK:
         k = 0
         while k < markers.shape[0]:
             self.state[:] = (ik._initialised, ik._have_v)
-            k, code, it, conv, cost, status, n_used = trial_loop(self.m, self.dd, self.D, self.K, self.W, markers,
-                                                                 k, O)
+            k, code, it, conv, cost, status, n_used = trial_loop(self.m, self.D, self.K, self.W, markers, k, O)
             ik._initialised, ik._have_v = bool(self.state[0]), bool(self.state[1])
             if code == 2:
                 return
