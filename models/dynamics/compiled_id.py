@@ -57,15 +57,17 @@ def mj_views(d: mujoco.MjData) -> MjViews:
 
 
 @nb.njit(**_NJ)
-def id_frame(m, dd, D, K, O, i):  # pragma: no cover - compiled
+def id_frame(m, dd, D, K, O, i, kin_done=False):  # pragma: no cover - compiled
     """ID of frame ``i`` (state already in ``D``): :meth:`InverseDynamics.step`'s sequence; ``m``, ``dd`` the C
-    pointers of ID's model and of the data ``D`` views.
+    pointers of ID's model and of the data ``D`` views.  ``kin_done``: the caller has computed this state's
+    ``mj_kinematics`` poses already (:mod:`models.dynamics.compiled_kinematics`), so it is not run again.
 
     ``actuator_force`` is zeroed first: ``mj_rnePostConstraint`` adds the actuator forces to the bodies' external
     forces; on ID's own data (actuation disabled) they are always zero, on a shared data they are not."""
     D.act_force[:] = 0.0
     if K.skip:
-        capi.mj_kinematics(m, dd)
+        if not kin_done:
+            capi.mj_kinematics(m, dd)
         capi.mj_comPos(m, dd)
         capi.mj_crb(m, dd)
         # of the velocity stage mj_inverseSkip reads only the CoM velocities and the passive force: mj_comVel and

@@ -8,7 +8,10 @@ numba dispatch per frame, and one MuJoCo position stage per frame shared by ID a
 
 Sharing.  Both stages run on the static optimisation's ``MjData`` (their private models are copies of one model:
 same sizes, same kinematic tree; only options, armature and gravity differ, none of which the position stage
-reads).  Per frame: the raw state -> ``mj_kinematics``, ``mj_comPos`` -> ID's ``mj_crb``, ``mj_comVel``,
+reads).  Per frame: the raw state -> ``mj_kinematics`` (or, where it gives the same poses bit for bit on the
+model -- checked once per chain, :attr:`CompiledChain.kinematics_kernel` -- the numba kernel of
+:mod:`models.dynamics.compiled_kinematics`, which computes only the sites and geoms the tendons and actuators read:
+324 of GC5's 1060 sites; the other sites' and geoms' poses in the SO data are then stale), ``mj_comPos`` -> ID's ``mj_crb``, ``mj_comVel``,
 ``mj_passive``, ``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
 (``mj_applyFT``, ``xfrc_applied``) -> ``mj_rnePostConstraint`` -> SO's couplings on ``qpos``/``qvel``; if they moved
 ``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon``, ``mj_transmission``, the actuator velocities
@@ -45,10 +48,18 @@ from models.dynamics.compiled_id import (
     id_pack,
     mj_views,
 )
+from models.dynamics.compiled_kinematics import (
+    KinConst,
+    kinematics_frame,
+    kinematics_matches,
+    kinematics_pack,
+    kinematics_views,
+    tendon_frames,
+)
 from models.dynamics.inverse_dynamics import InverseDynamics, JointMomentsTrial
 from models.dynamics.wrenches import ExternalWrenchTrial
-from models.muscles.contact_kernels import wrench_kernel
 from models.muscles.compiled_so import so_const, so_const_current, so_frame, so_outputs
+from models.muscles.contact_kernels import wrench_kernel
 from models.muscles.static_optimization import (
     STATUS_INVALID_INPUT,
     SOTrial,
@@ -86,8 +97,10 @@ def _contact_frame(D, C, force, cost, i):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, qpos, qvel, qacc, tau_in, do_id, ts):  # pragma: no cover - compiled
-    """The frame loop; returns the loop's wall time (s)."""
+def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, KK, KV, qpos, qvel, qacc, tau_in, do_id, ts):  # pragma: no cover
+    """The frame loop; returns the loop's wall time (s).  ``KK``/``KV``: the kinematics kernel's constants and
+    views, used instead of ``mj_kinematics`` for ID's position stage when ``KK.geoms`` is not the empty marker."""
+    fast_kin = KK.parent.shape[0] > 0
     t0 = capi.clock_ns(ts)
     for i in range(qpos.shape[0]):
         for k in range(qpos.shape[1]):
@@ -97,7 +110,9 @@ def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, qpos, qvel, qacc, tau_in, do_id, 
         if do_id:
             for k in range(qacc.shape[1]):
                 D.qacc[k] = qacc[i, k]
-            id_frame(m_id, dd, D, K, IO, i)
+            if fast_kin and K.skip:
+                kinematics_frame(KK, KV)
+            id_frame(m_id, dd, D, K, IO, i, fast_kin)
             tau = IO.cf[i]
         else:
             tau = tau_in[i]
@@ -134,6 +149,9 @@ class CompiledChain:
         self._m_so, self._d_so = capi.address(self.so.model), capi.address(self.so.data)
         self._m_id = capi.address(inverse_dynamics.model) if inverse_dynamics is not None else 0
         self._kc_const = None
+        self._KK, self._KV = _kinematics_kernel(inverse_dynamics, self.so.data) if ok else _no_kernel(self.so.data)
+        #: whether ID's position stage uses the kinematics kernel (bit-identical poses, checked on this model)
+        self.kinematics_kernel = self._KK.parent.shape[0] > 0
 
     @property
     def compiled(self) -> bool:
@@ -167,8 +185,8 @@ class CompiledChain:
         S.warm[0] = False   # so.reset(): a cold start
         SO = so_outputs(so, n)
         C = self._kc_pack(n)
-        total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, qpos, qvel, qacc, tau,
-                       self.inv is not None, self._ts)
+        total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, self._KK, self._KV, qpos,
+                       qvel, qacc, tau, self.inv is not None, self._ts)
         so._have_warm = bool(np.any(SO.st != STATUS_INVALID_INPUT))
         trial = SOTrial(SO.act, SO.force, SO.mom, SO.res, SO.resid, SO.cost, SO.its, SO.st, SO.ts, SO.tstep, total,
                         so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,
@@ -238,6 +256,31 @@ class CompiledChain:
         contact = None if kc is None else kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :],
                                                        F_mus, M_mus, t)
         return jm, trial, contact
+
+
+def _no_kernel(data: mujoco.MjData):
+    """Kinematics-kernel arguments that switch it off (``parent`` empty)."""
+    z = np.zeros(0, dtype=np.int64)
+    f2, f4 = np.zeros((0, 3)), np.zeros((0, 4))
+    return KinConst(z, z, z, f2, f4, f2, f4, z, z, z, f2, f2, np.zeros(0), z, z, f2, f4, z, z, z, f2, f4, z, z,
+                    z), kinematics_views(data)
+
+
+def _kinematics_kernel(inv: InverseDynamics | None, data: mujoco.MjData):
+    """The kinematics kernel (:mod:`models.dynamics.compiled_kinematics`) for ID's position stage: the tendons'
+    frames and the actuators' sites, if it gives ``mj_kinematics``' poses bit for bit on ID's model, else off."""
+    if inv is None or not inv.skips_tendons:
+        return _no_kernel(data)
+    m = inv.model
+    geoms, sites = tendon_frames(m)
+    trn_site = np.isin(m.actuator_trntype, (int(mujoco.mjtTrn.mjTRN_SITE), int(mujoco.mjtTrn.mjTRN_SLIDERCRANK)))
+    if np.any(trn_site):
+        ids = np.asarray(m.actuator_trnid)[trn_site].ravel()
+        sites = np.union1d(sites, ids[ids >= 0]).astype(np.int64)
+    KK = kinematics_pack(m, geoms, sites)
+    if not kinematics_matches(m, KK, n_poses=3):
+        return _no_kernel(data)
+    return KK, kinematics_views(data)
 
 
 def _id_unused() -> IDConst:
