@@ -66,7 +66,7 @@ class AnalyzeParams:
     grf_threshold_n: float = 20.0
     muscles: bool = False                    # static optimisation (activations, reserves)
     grf_contact_solver: str = "feasible"     # kinematics-only GRF: models.grf.params.CONTACT_SOLVERS
-    grf_trunk: bool = False                  # kinematics-only GRF: trunk bending/rotation from the thorax markers
+    grf_trunk: bool = True                   # kinematics-only GRF: trunk bending/rotation from the thorax markers (live: EstimatorParams.grf_trunk)
     subject_calibration: bool = True         # MyoLeg's muscles calibrated to the subject .osim when an artefact exists
     backend: str = "cpu"                     # ID + SO: "cpu" (MuJoCo, float64) or "warp" (MuJoCo Warp batch, float32)
     device: str | None = None                # warp device ("cpu", "cuda", ...); None: CUDA when present, else cpu
@@ -475,7 +475,7 @@ def analyze_trial(trc_path: str | Path, markerset_path: str | Path, params: Anal
         feet = measured_foot_wrenches(kin.model, kin.mapped.qpos, kin.time_s, Path(grf_path), params.cutoff_hz,
                                       params.grf_threshold_n, notes, plate_sides=sides)
         return trial_dynamics(kin, feet, "force plates", params, notes)
-    # off by default until the live chain gets the same trunk input (its KAM is guarded against this one)
+    # on by default in both chains (the live chain: EstimatorParams.grf_trunk; its KAM is guarded against this one)
     lumbar = trunk_lumbar(kin, trc_path, markerset_path, notes) if params.grf_trunk else None
     feet = kinematic_foot_wrenches(kin, params, notes, lumbar_rad=lumbar)
     return trial_dynamics(kin, feet, "kinematics", params, notes)

@@ -66,7 +66,7 @@ class EstimatorParams:
     model: str = "myoleg"
     floor_height_m: float = 0.0
     kcf: Literal["physics", "learned"] = "physics"      # learned: medial/lateral from models.muscles.kcf_learned
-    grf_trunk: bool = False
+    grf_trunk: bool = True
     trunk_extension_tau_s: float = 2.0
 
     def __post_init__(self) -> None:
