@@ -226,25 +226,35 @@ def kinematics_frame(K, D):  # pragma: no cover - compiled
                   K.site_quat, K.site_body, K.site_same)
 
 
-def kinematics_matches(m: mujoco.MjModel, K: KinConst, n_poses: int = 8, seed: int = 0) -> bool:
+def kinematics_matches(m: mujoco.MjModel, K: KinConst, n_poses: int = 8, seed: int = 0,
+                       data: mujoco.MjData | None = None) -> bool:
     """Whether :func:`kinematics_frame` gives ``mj_kinematics``' poses bit for bit on ``m`` (qpos0 and random
-    poses): bodies, inertial frames, joint axes and ``K``'s geoms and sites.  No mocap bodies, no flexes."""
+    poses): bodies, inertial frames, joint axes and ``K``'s geoms and sites.  No mocap bodies, no flexes.
+    ``data``: an ``MjData`` of ``m`` to use as scratch (its ``qpos`` is restored and its position stage rerun with
+    ``mj_kinematics`` at the end; saves allocating one, ~0.8 ms on GC5)."""
     if m.nmocap or getattr(m, "nflex", 0) or np.any(~np.isin(m.jnt_type, (0, 1, 2, 3))):
         return False
     rng = np.random.default_rng(seed)
-    d1, d2 = mujoco.MjData(m), mujoco.MjData(m)
-    V = kinematics_views(d2)
+    d = mujoco.MjData(m) if data is None else data
+    q_saved = d.qpos.copy()
+    V = kinematics_views(d)
+    fields = ("xpos", "xquat", "xmat", "xipos", "ximat", "xanchor", "xaxis")
+    ok = True
     for k in range(n_poses + 1):
-        q = m.qpos0 + (0.5 * rng.standard_normal(m.nq) if k else 0.0)
-        d1.qpos[:] = q
-        d2.qpos[:] = q
-        mujoco.mj_kinematics(m, d1)
+        d.qpos[:] = m.qpos0 + (0.5 * rng.standard_normal(m.nq) if k else 0.0)
+        mujoco.mj_kinematics(m, d)
+        ref = [getattr(d, f).copy() for f in fields]
+        ref += [d.geom_xpos[K.geoms], d.geom_xmat[K.geoms], d.site_xpos[K.sites], d.site_xmat[K.sites]]  # copies
+        for f in fields:
+            getattr(d, f)[:] = np.nan
+        for f, idx in (("geom_xpos", K.geoms), ("geom_xmat", K.geoms), ("site_xpos", K.sites), ("site_xmat", K.sites)):
+            getattr(d, f)[idx] = np.nan
         kinematics_frame(K, V)
-        for f in ("xpos", "xquat", "xmat", "xipos", "ximat", "xanchor", "xaxis"):
-            if not np.array_equal(getattr(d1, f), getattr(d2, f)):
-                return False
-        for f, idx in (("geom_xpos", K.geoms), ("geom_xmat", K.geoms), ("site_xpos", K.sites),
-                       ("site_xmat", K.sites)):
-            if not np.array_equal(getattr(d1, f)[idx], getattr(d2, f)[idx]):
-                return False
-    return True
+        out = [getattr(d, f) for f in fields]
+        out += [d.geom_xpos[K.geoms], d.geom_xmat[K.geoms], d.site_xpos[K.sites], d.site_xmat[K.sites]]
+        if not all(np.array_equal(x, y) for x, y in zip(out, ref)):
+            ok = False
+            break
+    d.qpos[:] = q_saved
+    mujoco.mj_kinematics(m, d)
+    return ok

@@ -278,7 +278,7 @@ def _kinematics_kernel(inv: InverseDynamics | None, data: mujoco.MjData):
         ids = np.asarray(m.actuator_trnid)[trn_site].ravel()
         sites = np.union1d(sites, ids[ids >= 0]).astype(np.int64)
     KK = kinematics_pack(m, geoms, sites)
-    if not kinematics_matches(m, KK, n_poses=3):
+    if not kinematics_matches(m, KK, n_poses=3, data=data):
         return _no_kernel(data)
     return KK, kinematics_views(data)
 
