@@ -182,3 +182,38 @@ def test_moment_arms_and_velocity_in_one_pass_equal_the_two_kernels(model):
         np.testing.assert_array_equal(S.R, R)
         np.testing.assert_array_equal(S.rcnt, rcnt)
         np.testing.assert_array_equal(S.mark, mark)
+
+
+def test_finite_inputs_compiled_checks_equal_the_numpy_rule():
+    """``finite_inputs``: every state and load finite, and the point finite where a load is applied."""
+    from models.dynamics.compiled_id import finite_inputs
+    from models.dynamics.wrenches import ExternalWrenchTrial
+
+    rng = np.random.default_rng(8)
+    n, t = 12, np.arange(12) / 100.0
+
+    def numpy_rule(q, qd, qdd, ext):
+        if not (np.isfinite(q).all() and np.isfinite(qd).all() and np.isfinite(qdd).all()):
+            return False
+        for e in ext:
+            if not (np.isfinite(e.force_n).all() and np.isfinite(e.free_moment_nm).all()):
+                return False
+            loaded = np.any(e.force_n != 0, axis=1) | np.any(e.free_moment_nm != 0, axis=1)
+            if not np.isfinite(e.point_m[loaded]).all():
+                return False
+        return True
+
+    seen = set()
+    for k in range(200):
+        q, qd, qdd = rng.standard_normal((n, 5)), rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+        F, T, P = rng.standard_normal((n, 3)), np.zeros((n, 3)), rng.standard_normal((n, 3))
+        F[rng.random(n) < 0.4] = 0.0                       # unloaded rows ...
+        P[np.all(F == 0, axis=1) & (rng.random(n) < 0.7)] = np.nan   # ... with NaN points: allowed
+        target = (q, qd, qdd, F, T, P)[k % 6]
+        if k % 3 == 0:
+            target[rng.integers(n), rng.integers(target.shape[1])] = (np.nan, np.inf, -np.inf)[k % 3 // 1 % 3]
+        ext = [ExternalWrenchTrial("calcn_l", F, P, T, t)]
+        want = numpy_rule(q, qd, qdd, ext)
+        assert finite_inputs(q, qd, qdd, ext) == want
+        seen.add(want)
+    assert seen == {True, False}

@@ -17,6 +17,7 @@ This module is pure computation: numpy, numba, mujoco and other ``models/`` modu
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from collections.abc import Sequence
 
@@ -138,15 +139,51 @@ def id_pack(inv, externals: Sequence[ExternalWrenchTrial], n: int,
     return K, O, trial
 
 
+@nb.njit(**_NJ)
+def _all_finite(x):  # pragma: no cover - compiled
+    """Every entry of the 2-D ``x`` finite."""
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            if not math.isfinite(x[i, j]):
+                return False
+    return True
+
+
+@nb.njit(**_NJ)
+def _load_finite(F, T, P):  # pragma: no cover - compiled
+    """Force ``F`` and free moment ``T`` (N, 3) finite, and the point ``P`` finite on the rows where either is
+    nonzero (a load is applied)."""
+    for i in range(F.shape[0]):
+        loaded = False
+        for j in range(3):
+            if not (math.isfinite(F[i, j]) and math.isfinite(T[i, j])):
+                return False
+            if F[i, j] != 0.0 or T[i, j] != 0.0:
+                loaded = True
+        if loaded:
+            for j in range(3):
+                if not math.isfinite(P[i, j]):
+                    return False
+    return True
+
+
 def finite_inputs(q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, externals: Sequence[ExternalWrenchTrial]) -> bool:
-    """Every state and load finite, and each load's point finite where the load is applied (nonzero)."""
-    if not (np.isfinite(q).all() and np.isfinite(qd).all() and np.isfinite(qdd).all()):
-        return False
-    for e in externals:
-        if not (np.isfinite(e.force_n).all() and np.isfinite(e.free_moment_nm).all()):
+    """Every state and load finite, and each load's point finite where the load is applied (nonzero).  States
+    (N, n) and loads (N, 3) as 2-D float arrays (compiled checks: ~1 us each instead of ~10 us of NumPy)."""
+    for x in (q, qd, qdd):
+        x = np.asarray(x, dtype=float)
+        if not (_all_finite(x) if x.ndim == 2 else bool(np.isfinite(x).all())):
             return False
-        loaded = np.any(e.force_n != 0, axis=1) | np.any(e.free_moment_nm != 0, axis=1)
-        if not np.isfinite(e.point_m[loaded]).all():
+    for e in externals:
+        F, T, P = (np.asarray(a, dtype=float) for a in (e.force_n, e.free_moment_nm, e.point_m))
+        if F.ndim == T.ndim == P.ndim == 2 and F.shape[1] == T.shape[1] == P.shape[1] == 3:
+            if not _load_finite(F, T, P):
+                return False
+            continue
+        if not (np.isfinite(F).all() and np.isfinite(T).all()):
+            return False
+        loaded = np.any(F != 0, axis=1) | np.any(T != 0, axis=1)
+        if not np.isfinite(P[loaded]).all():
             return False
     return True
 
