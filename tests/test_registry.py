@@ -340,3 +340,33 @@ def test_mujoco_log_configuration_is_restored_after_a_build():
     after = mujoco.MjLogConfig.get()
     assert (after.logto_file, after.logto_console, after.logfile) == (before.logto_file, before.logto_console,
                                                                       before.logfile)
+
+
+def test_textures_are_stripped_and_physics_unchanged():
+    """The registry compiles without textures (not rendered; most of a compile): every other array of the
+    compiled model equals the textured compile's, except the texture arrays, material texture ids and name
+    addresses."""
+    import mujoco
+
+    from models.body.registry import _BUILDERS, _compile, load_model, strip_textures
+
+    spec, _ = _BUILDERS["myoleg"]()
+    textured = _compile(spec.copy())
+    assert textured.ntex > 0
+    stripped_spec = spec.copy()
+    assert strip_textures(stripped_spec) == textured.ntex
+    plain = _compile(stripped_spec)
+    assert plain.ntex == 0 and load_model("myoleg").model.ntex == 0
+    allowed = ("tex_", "mat_texid", "name_", "names_map")
+    differ = []
+    for f in dir(textured):
+        a = getattr(textured, f, None)
+        if f.startswith("_") or not isinstance(a, np.ndarray) or f.startswith(allowed):
+            continue
+        b = getattr(plain, f)
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            differ.append(f)
+    assert differ == []
+    assert [textured.body(i).name for i in range(textured.nbody)] == [plain.body(i).name for i in range(plain.nbody)]
+    assert [mujoco.mj_id2name(textured, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(textured.nu)] == \
+        [mujoco.mj_id2name(plain, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(plain.nu)]

@@ -567,6 +567,22 @@ def _compile(spec: mujoco.MjSpec) -> mujoco.MjModel:
         return spec.compile()
 
 
+def strip_textures(spec: mujoco.MjSpec) -> int:
+    """Remove every texture from ``spec`` (materials keep their colours); returns how many were removed.
+
+    The analysis models are never rendered here, and decoding MyoLeg's 6 textures (10 MB of pixels) was most of a
+    compile (measured 167 -> 19 ms) and 40 % of an ``MjModel`` copy (19 -> 12 ms), paid again by every scaled
+    subject.  Every physics array (bodies, joints, geoms, sites, tendons, actuators, inertias) is unchanged:
+    only the texture arrays, the materials' texture ids and the name addresses differ (tested).
+    """
+    textures = list(spec.textures)
+    for mat in spec.materials:
+        mat.textures = [""] * len(mat.textures)
+    for tex in textures:
+        spec.delete(tex)
+    return len(textures)
+
+
 def _build(key: str, path: Path | None) -> _Entry:
     t0 = time.perf_counter()
     if path is None:
@@ -574,6 +590,8 @@ def _build(key: str, path: Path | None) -> _Entry:
         name = key
     else:
         spec, source, name = mujoco.MjSpec.from_file(str(path)), str(path), path.stem
+    if strip_textures(spec):
+        source += " (textures removed: not rendered)"
     model = _compile(spec)
     if path is not None and not is_muscle(model).any():
         raise ValueError(f"{path}: the MJCF compiles but has no muscle actuators (gaintype/biastype 'muscle'); "
