@@ -2,10 +2,10 @@
 
 ``mj_kinematics`` also places every geom, site, camera and light; on a subject model with 1060 sites (the lab
 marker set) that is ~14 us of a frame whose bodies take well under 1 us.  The ground reaction estimate needs only
-body frames (``xpos``, ``xmat``) and inertial frames (``xipos``, ``ximat``), so :func:`body_frames` repeats
-MuJoCo 4.0's body recursion (``engine_core_smooth.c``: fixed parent offset, then each joint about its anchor;
-``engine_util_spatial.c``'s quaternion formulas in the same operation order) over all frames in numba.
-``tests/test_ground_reaction.py`` checks it against ``mujoco.mj_kinematics`` on the MyoLeg and subject models.
+body frames (``xpos``, ``xmat``) and inertial frames (``xipos``, ``ximat``), so :func:`body_frames` runs
+MuJoCo 4.0's body recursion and ``mj_local2Global`` (:mod:`models.dynamics.mj_pose`, the kernels the compiled ID/SO
+chain and marker IK share: same formulas, operation order and association of sums) over all frames in numba.
+``tests/test_grf_fk.py`` checks it against ``mujoco.mj_kinematics`` (bit for bit on MyoLeg).
 
 Supported: free, ball, slide and hinge joints, no mocap bodies (:func:`supported` says why not otherwise; the
 caller then falls back to ``mj_kinematics`` per frame).  World frame z up, SI units, quaternions (w, x, y, z),
@@ -16,11 +16,11 @@ This module is pure computation: numpy, numba and mujoco (model fields only).
 
 from __future__ import annotations
 
-import math
-
 import mujoco
 import numpy as np
 from numba import njit
+
+from models.dynamics.mj_pose import body_poses, local2global
 
 __all__ = ["BodyTree", "body_frames", "supported"]
 
@@ -29,7 +29,6 @@ _FREE, _BALL, _SLIDE, _HINGE = (int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJ
 _SAMEFRAME_BODY = int(mujoco.mjtSameFrame.mjSAMEFRAME_BODY)
 _SAMEFRAME_BODYROT = int(mujoco.mjtSameFrame.mjSAMEFRAME_BODYROT)
 _SAMEFRAME_NONE = int(mujoco.mjtSameFrame.mjSAMEFRAME_NONE)
-_MINVAL = 1e-15  # mjMINVAL
 
 
 def supported(model: mujoco.MjModel) -> tuple[bool, str]:
@@ -66,168 +65,36 @@ class BodyTree:
         self.qpos0 = c(model.qpos0, f)
 
 
-@njit(cache=True, inline="always")
-def _mul_quat(r: np.ndarray, a0: float, a1: float, a2: float, a3: float,
-              b0: float, b1: float, b2: float, b3: float) -> None:
-    r[0] = a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3
-    r[1] = a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2
-    r[2] = a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1
-    r[3] = a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0
-
-
-@njit(cache=True, inline="always")
-def _rot_vec_quat(r: np.ndarray, v0: float, v1: float, v2: float, q: np.ndarray) -> None:
-    if q[0] == 1.0 and q[1] == 0.0 and q[2] == 0.0 and q[3] == 0.0:
-        r[0], r[1], r[2] = v0, v1, v2
-        return
-    t0 = q[0] * v0 + q[2] * v2 - q[3] * v1
-    t1 = q[0] * v1 + q[3] * v0 - q[1] * v2
-    t2 = q[0] * v2 + q[1] * v1 - q[2] * v0
-    r[0] = v0 + 2.0 * (q[2] * t2 - q[3] * t1)
-    r[1] = v1 + 2.0 * (q[3] * t0 - q[1] * t2)
-    r[2] = v2 + 2.0 * (q[1] * t1 - q[2] * t0)
-
-
-@njit(cache=True, inline="always")
-def _normalize4(q: np.ndarray) -> None:
-    nrm = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
-    if nrm < _MINVAL:
-        q[0], q[1], q[2], q[3] = 1.0, 0.0, 0.0, 0.0
-    elif abs(nrm - 1.0) > _MINVAL:
-        inv = 1.0 / nrm
-        for k in range(4):
-            q[k] *= inv
-
-
-@njit(cache=True, inline="always")
-def _quat2mat(m: np.ndarray, q: np.ndarray) -> None:
-    if q[0] == 1.0 and q[1] == 0.0 and q[2] == 0.0 and q[3] == 0.0:
-        for k in range(9):
-            m[k] = 1.0 if k % 4 == 0 else 0.0
-        return
-    q00, q01, q02, q03 = q[0] * q[0], q[0] * q[1], q[0] * q[2], q[0] * q[3]
-    q11, q12, q13 = q[1] * q[1], q[1] * q[2], q[1] * q[3]
-    q22, q23, q33 = q[2] * q[2], q[2] * q[3], q[3] * q[3]
-    m[0] = q00 + q11 - q22 - q33
-    m[4] = q00 - q11 + q22 - q33
-    m[8] = q00 - q11 - q22 + q33
-    m[1] = 2.0 * (q12 - q03)
-    m[2] = 2.0 * (q13 + q02)
-    m[3] = 2.0 * (q12 + q03)
-    m[5] = 2.0 * (q23 - q01)
-    m[6] = 2.0 * (q13 - q02)
-    m[7] = 2.0 * (q23 + q01)
-
-
-@njit(cache=True, inline="always")
-def _mat_vec(r: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
-    r[0] = m[0] * v[0] + m[1] * v[1] + m[2] * v[2]
-    r[1] = m[3] * v[0] + m[4] * v[1] + m[5] * v[2]
-    r[2] = m[6] * v[0] + m[7] * v[1] + m[8] * v[2]
-
-
-@njit(cache=True)
-def _frame(q: np.ndarray, parent: np.ndarray, jntadr: np.ndarray, jntnum: np.ndarray, body_pos: np.ndarray,
-           body_quat: np.ndarray, jnt_type: np.ndarray, jnt_qposadr: np.ndarray, jnt_pos: np.ndarray,
-           jnt_axis: np.ndarray, qpos0: np.ndarray, xpos: np.ndarray, xquat: np.ndarray, xmat: np.ndarray,
-           anchor: np.ndarray, axis: np.ndarray, vec: np.ndarray, qloc: np.ndarray) -> None:
-    """Body frames ``xpos`` (nbody, 3), ``xquat`` (nbody, 4), ``xmat`` (nbody, 9) of one ``qpos`` (nq,)."""
-    xpos[0, :] = 0.0
-    xquat[0, 0], xquat[0, 1], xquat[0, 2], xquat[0, 3] = 1.0, 0.0, 0.0, 0.0
-    for k in range(9):
-        xmat[0, k] = 1.0 if k % 4 == 0 else 0.0
-    for b in range(1, parent.size):
-        ja, jn = jntadr[b], jntnum[b]
-        xp, xq = xpos[b], xquat[b]
-        if jn == 1 and jnt_type[ja] == _FREE:
-            a = jnt_qposadr[ja]
-            for k in range(3):
-                xp[k] = q[a + k]
-            for k in range(4):
-                xq[k] = q[a + 3 + k]
-            _normalize4(xq)
-        else:
-            p = parent[b]
-            if p:
-                _mat_vec(xp, xmat[p], body_pos[b])
-                for k in range(3):
-                    xp[k] += xpos[p, k]
-                pq, bq = xquat[p], body_quat[b]
-                _mul_quat(xq, pq[0], pq[1], pq[2], pq[3], bq[0], bq[1], bq[2], bq[3])
-            else:
-                for k in range(3):
-                    xp[k] = body_pos[b, k]
-                for k in range(4):
-                    xq[k] = body_quat[b, k]
-            for j in range(ja, ja + jn):
-                a = jnt_qposadr[j]
-                jt = jnt_type[j]
-                jp, jx = jnt_pos[j], jnt_axis[j]
-                _rot_vec_quat(axis, jx[0], jx[1], jx[2], xq)
-                _rot_vec_quat(anchor, jp[0], jp[1], jp[2], xq)
-                for k in range(3):
-                    anchor[k] += xp[k]
-                if jt == _SLIDE:
-                    d = q[a] - qpos0[a]
-                    for k in range(3):
-                        xp[k] += axis[k] * d
-                else:
-                    if jt == _BALL:
-                        for k in range(4):
-                            qloc[k] = q[a + k]
-                        _normalize4(qloc)
-                    else:
-                        ang = q[a] - qpos0[a]
-                        if ang == 0.0:
-                            qloc[0], qloc[1], qloc[2], qloc[3] = 1.0, 0.0, 0.0, 0.0
-                        else:
-                            s = math.sin(ang * 0.5)
-                            qloc[0] = math.cos(ang * 0.5)
-                            qloc[1], qloc[2], qloc[3] = jx[0] * s, jx[1] * s, jx[2] * s
-                    _mul_quat(xq, xq[0], xq[1], xq[2], xq[3], qloc[0], qloc[1], qloc[2], qloc[3])
-                    _rot_vec_quat(vec, jp[0], jp[1], jp[2], xq)
-                    for k in range(3):
-                        xp[k] = anchor[k] - vec[k]
-        _normalize4(xq)
-        _quat2mat(xmat[b], xq)
-
-
 @njit(cache=True)
 def _frames(qpos: np.ndarray, rows: np.ndarray, parent: np.ndarray, jntadr: np.ndarray, jntnum: np.ndarray,
             body_pos: np.ndarray, body_quat: np.ndarray, body_ipos: np.ndarray, body_iquat: np.ndarray,
             sameframe: np.ndarray, jnt_type: np.ndarray, jnt_qposadr: np.ndarray, jnt_pos: np.ndarray,
             jnt_axis: np.ndarray, qpos0: np.ndarray, bodies: np.ndarray, point_body: np.ndarray,
             point_local: np.ndarray, extra: np.ndarray, X: np.ndarray, R: np.ndarray, PTS: np.ndarray,
-            EP: np.ndarray, EM: np.ndarray) -> None:
-    """:func:`body_frames`' loop over the frames ``rows``."""
-    nbody = parent.size
+            EP: np.ndarray, EM: np.ndarray) -> None:  # pragma: no cover - compiled
+    """:func:`body_frames`' loop over the frames ``rows``: MuJoCo's body loop and inertial frames
+    (:mod:`models.dynamics.mj_pose`), then the selected frames and points copied out."""
+    nbody, njnt = parent.size, jnt_type.size
     xpos, xquat, xmat = np.zeros((nbody, 3)), np.zeros((nbody, 4)), np.zeros((nbody, 9))
-    anchor, axis, vec, qloc, tq = np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(4), np.zeros(4)
+    xipos, ximat = np.zeros((nbody, 3)), np.zeros((nbody, 9))
+    xanchor, xaxis = np.zeros((njnt, 3)), np.zeros((njnt, 3))
+    body_self = np.arange(nbody)
     for r in rows:
-        _frame(qpos[r], parent, jntadr, jntnum, body_pos, body_quat, jnt_type, jnt_qposadr, jnt_pos, jnt_axis,
-               qpos0, xpos, xquat, xmat, anchor, axis, vec, qloc)
-        for i in range(bodies.size):  # inertial frames (mj_local2Global)
+        body_poses(qpos[r], parent, jntadr, jntnum, body_pos, body_quat, jnt_type, jnt_qposadr, jnt_pos, jnt_axis,
+                   qpos0, xpos, xquat, xmat, xanchor, xaxis)
+        local2global(xpos, xquat, xmat, xipos, ximat, xipos, ximat, bodies, body_ipos, body_iquat, body_self,
+                     sameframe)
+        for i in range(bodies.size):
             b = bodies[i]
-            sf = sameframe[b]
-            if sf == _SAMEFRAME_BODY:
-                for k in range(3):
-                    X[r, i, k] = xpos[b, k]
-            else:
-                _mat_vec(X[r, i], xmat[b], body_ipos[b])
-                for k in range(3):
-                    X[r, i, k] += xpos[b, k]
-            if sf == _SAMEFRAME_BODY or sf == _SAMEFRAME_BODYROT:
-                for k in range(9):
-                    R[r, i, k] = xmat[b, k]
-            else:
-                xq, iq = xquat[b], body_iquat[b]
-                _mul_quat(tq, xq[0], xq[1], xq[2], xq[3], iq[0], iq[1], iq[2], iq[3])
-                _quat2mat(R[r, i], tq)
-        for i in range(point_body.size):
-            b = point_body[i]
-            _mat_vec(PTS[r, i], xmat[b], point_local[i])
             for k in range(3):
-                PTS[r, i, k] += xpos[b, k]
+                X[r, i, k] = xipos[b, k]
+            for k in range(9):
+                R[r, i, k] = ximat[b, k]
+        for i in range(point_body.size):   # a body-fixed point in the world (mj_local2Global's position)
+            b = point_body[i]
+            p0, p1, p2 = point_local[i, 0], point_local[i, 1], point_local[i, 2]
+            for k in range(3):
+                PTS[r, i, k] = (xmat[b, 3 * k] * p0 + xmat[b, 3 * k + 1] * p1 + xmat[b, 3 * k + 2] * p2) + xpos[b, k]
         for i in range(extra.size):
             b = extra[i]
             for k in range(3):
