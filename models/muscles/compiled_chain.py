@@ -20,6 +20,17 @@ and moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`mod
 so the results equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).  The
 per-run constants of the stages (C pointers, the SO buffers, the contact's path tables) are built once per chain.
 
+Threads (``workers=N``).  The frames split into ``min(N, frames)`` contiguous chunks of near-equal size, each run
+by :func:`_trial` on its own chain state: the last chunk on the stage's own ``MjData`` and buffers in the calling
+thread, the others each on a state of its own (an ``MjData`` of the SO model, copies of the SO buffers and warm
+start, the ID scratch arrays, the contact's 3-vectors) in a thread pool; the outputs are rows of the one trial's
+arrays.  The compiled loop is ``nogil`` (the GIL is released for the whole call) and every MuJoCo call gets the
+chunk's own ``MjData`` (the model is shared: MuJoCo's functions take it ``const``).  Every chunk starts cold, as
+frame 0 of the sequential loop (the QP's bound-free start, :func:`models.muscles.qp_kernels.solve_qp`): ID is
+stateless, so joint moments and reactions are bit-identical to ``workers=1``; the QP's answer at and after a chunk
+start agrees with the warm-started one to the solver's tolerance (tested), and the stage ends holding the warm
+start of the trial's last solved frame.  ``total_time_s`` is then the wall time of the threaded section.
+
 Fallback: the Python stages run instead (same results) when the C API is not usable here (:func:`models.dynamics
 .mj_capi.capi_available`) or an input is not finite (where the stages' own NaN semantics apply).
 
@@ -31,8 +42,11 @@ This module is pure computation: numpy, numba, mujoco and other ``models/`` modu
 from __future__ import annotations
 
 import math
+import time
+import weakref
 from collections import namedtuple
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mujoco
@@ -58,7 +72,13 @@ from models.dynamics.compiled_kinematics import (
 )
 from models.dynamics.inverse_dynamics import InverseDynamics, JointMomentsTrial
 from models.dynamics.wrenches import ExternalWrenchTrial
-from models.muscles.compiled_so import so_const, so_const_current, so_frame, so_outputs
+from models.muscles.compiled_so import (
+    SOConst,
+    so_const,
+    so_const_current,
+    so_frame,
+    so_outputs,
+)
 from models.muscles.contact_kernels import wrench_kernel
 from models.muscles.static_optimization import (
     STATUS_INVALID_INPUT,
@@ -71,6 +91,9 @@ __all__ = ["CompiledChain", "compiled_chain_available"]
 _NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 _KCk = namedtuple("_KCk", "on x_tendon x_site_body geom_body in_tibia col tibia F3 M3 F_mus M_mus")
+#: one thread's chain state: its own ``MjData`` (C pointer ``dd``, views ``D``/``KV``), SO constants and buffers
+#: ``S`` (copied from ``src``, the stage's), clock buffer ``ts``
+_State = namedtuple("_State", "data dd D KV S src ts")
 
 
 def compiled_chain_available() -> tuple[bool, str]:
@@ -129,11 +152,18 @@ class CompiledChain:
     ``static_optimization``: the SO stage (its private model and data are used, its warm start reset per run);
     ``inverse_dynamics``: an :class:`InverseDynamics` on the same model (``None``: SO from given moments, :meth:`run_so`);
     ``contact``: a :class:`KneeContact` on the same model (``None``: no contact).  ``use_compiled=False``: always
-    the Python stages (the reference of the benchmarks and tests).
+    the Python stages (the reference of the benchmarks and tests).  ``workers``: threads the frames are split
+    over (contiguous chunks, module docstring "Threads"); 1 (default) is the single sequential loop.
     """
 
     def __init__(self, static_optimization: StaticOptimization, inverse_dynamics: InverseDynamics | None = None,
-                 contact: Any = None, *, use_compiled: bool = True) -> None:
+                 contact: Any = None, *, use_compiled: bool = True, workers: int = 1) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ValueError(f"workers = {workers!r}: must be an integer >= 1")
+        #: threads the frames are split over (1: one sequential loop)
+        self.workers = int(workers)
+        self._states: list[_State] = []
+        self._pool: ThreadPoolExecutor | None = None
         self.so, self.inv, self.contact = static_optimization, inverse_dynamics, contact
         m = self.so.model
         for other, what in ((inverse_dynamics, "inverse_dynamics"), (contact, "contact")):
@@ -185,13 +215,71 @@ class CompiledChain:
         S.warm[0] = False   # so.reset(): a cold start
         SO = so_outputs(so, n)
         C = self._kc_pack(n)
-        total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, self._KK, self._KV, qpos,
-                       qvel, qacc, tau, self.inv is not None, self._ts)
+        do_id = self.inv is not None
+        bounds = _chunk_bounds(n, self.workers)
+        if bounds.size <= 2:
+            total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, self._KK, self._KV, qpos,
+                           qvel, qacc, tau, do_id, self._ts)
+        else:
+            total = self._threaded(bounds, K, IO, SO, C, qpos, qvel, qacc, tau, do_id)
         so._have_warm = bool(np.any(SO.st != STATUS_INVALID_INPUT))
         trial = SOTrial(SO.act, SO.force, SO.mom, SO.res, SO.resid, SO.cost, SO.its, SO.st, SO.ts, SO.tstep, total,
                         so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,
                         so.root_coordinates)
         return jm, trial, C
+
+    # ---- threads ----------------------------------------------------------------------------------
+
+    def _thread_states(self, k: int) -> list[_State]:
+        """``k`` chain states for the chunks before the last (built once, each with its own ``MjData``; the SO
+        buffers re-copied when the stage's constants were rebuilt), every warm start reset."""
+        while len(self._states) < k:
+            data = mujoco.MjData(self.so.model)
+            self._states.append(_State(data, capi.address(data), mj_views(data), kinematics_views(data), None, None,
+                                       capi.new_timespec()))
+        for j in range(k):
+            st = self._states[j]
+            if st.src is not self._S:
+                st = self._states[j] = st._replace(S=so_const_copy(self._S), src=self._S)
+            st.S.lam.fill(0.0)
+            st.S.warm[0] = False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers - 1, thread_name_prefix="CompiledChain")
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._states[:k]
+
+    def _threaded(self, bounds, K, IO, SO, C, qpos, qvel, qacc, tau, do_id) -> float:
+        """The frames in ``len(bounds) - 1`` contiguous chunks: the last on the stage's own state in this thread
+        (so the stage ends on the trial's last frame, as the sequential loop), the others on thread states in the
+        pool; every chunk starts cold.  Returns the wall time of the whole (s)."""
+        nk = bounds.size - 1
+        states = self._thread_states(nk - 1)
+        t0 = time.perf_counter()
+        jobs = []
+        for j in range(nk):
+            a, b = int(bounds[j]), int(bounds[j + 1])
+            last = j == nk - 1
+            st = None if last else states[j]
+            args = (self._m_id, self._m_so, self._d_so if last else st.dd, self._D if last else st.D,
+                    _chunk_id(K, a, b, not last, do_id), _rows(IO, a, b) if do_id else IO,
+                    self._S if last else st.S, _rows(SO, a, b), _chunk_contact(C, a, b), self._KK,
+                    self._KV if last else st.KV, qpos[a:b], qvel[a:b], qacc[a:b] if do_id else qacc,
+                    tau if do_id else tau[a:b], do_id, self._ts if last else st.ts)
+            jobs.append(_trial(*args) if last else self._pool.submit(_trial, *args))
+        for job in jobs[:-1]:
+            job.result()
+        total = time.perf_counter() - t0
+        self._carry_warm_start(bounds, SO, states)
+        return total
+
+    def _carry_warm_start(self, bounds, SO, states) -> None:
+        """After a threaded run the stage holds the warm start of the trial's last solved frame, as after the
+        sequential loop: its own if its chunk solved a frame, else the latest chunk's that did."""
+        for j in range(bounds.size - 2, -1, -1):
+            if np.any(SO.st[bounds[j]:bounds[j + 1]] != STATUS_INVALID_INPUT):
+                if j < bounds.size - 2:
+                    self._S.lam[:] = states[j].S.lam
+                return
 
     # ---- public -----------------------------------------------------------------------------------
 
@@ -256,6 +344,38 @@ class CompiledChain:
         contact = None if kc is None else kc._assemble(jm.reaction_force_n[:, 0, :], jm.reaction_moment_nm[:, 0, :],
                                                        F_mus, M_mus, t)
         return jm, trial, contact
+
+
+def _chunk_bounds(n: int, workers: int) -> np.ndarray:
+    """Frame bounds of ``min(workers, n)`` contiguous chunks of near-equal size (``[0, n]``: one chunk)."""
+    k = max(1, min(int(workers), int(n)))
+    return (np.arange(k + 1, dtype=np.int64) * int(n)) // k
+
+
+def so_const_copy(S: SOConst) -> SOConst:
+    """A copy of the SO constants and buffers ``S`` with every array its own (one thread's warm start and scratch)."""
+    return S._replace(**{f: v.copy() for f, v in zip(S._fields, S) if isinstance(v, np.ndarray)})
+
+
+def _rows(t, a: int, b: int):
+    """The rows ``a:b`` of every array of the namedtuple ``t`` (views: the loop writes into the whole's arrays)."""
+    return t._replace(**{f: getattr(t, f)[a:b] for f in t._fields})
+
+
+def _chunk_id(K: IDConst, a: int, b: int, own: bool, do_id: bool) -> IDConst:
+    """ID constants of frames ``a:b``: the loads' rows (contiguous copies) and, for a thread other than the
+    caller's (``own``), its own scratch arrays (the basis ``NT``, ``qfrc_ext``, the 3-vectors)."""
+    if do_id:
+        K = K._replace(ext_f=np.ascontiguousarray(K.ext_f[:, a:b]), ext_p=np.ascontiguousarray(K.ext_p[:, a:b]),
+                       ext_t=np.ascontiguousarray(K.ext_t[:, a:b]))
+    if own:
+        K = K._replace(NT=K.NT.copy(), qfrc_ext=K.qfrc_ext.copy(), f3=np.zeros(3), t3=np.zeros(3), p3=np.zeros(3))
+    return K
+
+
+def _chunk_contact(C: _KCk, a: int, b: int) -> _KCk:
+    """The contact's arguments for frames ``a:b``: the output rows (views) and own scratch 3-vectors."""
+    return C._replace(F3=np.zeros(3), M3=np.zeros(3), F_mus=C.F_mus[a:b], M_mus=C.M_mus[a:b])
 
 
 def _no_kernel(data: mujoco.MjData):
