@@ -70,6 +70,10 @@ def test_body_frames_match_mj_kinematics(which):
         np.testing.assert_allclose(EM[k], d.xmat[bodies], rtol=0, atol=1e-14)
         pts = d.xpos[bodies] + np.einsum("bij,bj->bi", d.xmat[bodies].reshape(-1, 3, 3), local)
         np.testing.assert_allclose(PTS[k], pts, rtol=0, atol=1e-14)
+        if which == "myoleg":   # MuJoCo 4's arithmetic (models/dynamics/mj_pose.py): bit for bit
+            for a, b in ((X[k], d.xipos[bodies]), (R[k], d.ximat[bodies]), (EP[k], d.xpos[bodies]),
+                         (EM[k], d.xmat[bodies])):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_unsupported_models_are_named():
