@@ -63,6 +63,7 @@ def test_so_vs_opensim(benchmark, ps_ss1):
     mk = kin.mapped
     ours = time_ours_id_so(kin.model, mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s, repeats=5)
     fused = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True)
+    fused2 = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True, workers=2)
     python = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=False)
     benchmark.pedantic(lambda: _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True, repeats=1),
                        rounds=3, iterations=1)
@@ -70,6 +71,8 @@ def test_so_vs_opensim(benchmark, ps_ss1):
     ratio_cpu = osr.cpu_per_motion_s / fused["cpu_per_motion_s"]
     stages_cpu = osr.cpu_per_motion_s / ours["cpu_per_motion_s"]
     python_cpu = osr.cpu_per_motion_s / python["cpu_per_motion_s"]
+    ratio2_wall = osr.wall_per_motion_s / fused2["per_motion_s"]
+    ratio2_cpu = osr.cpu_per_motion_s / fused2["cpu_per_motion_s"]
     benchmark.extra_info.update({"opensim_s_per_motion_s": osr.wall_per_motion_s, "opensim_run_s": osr.run_wall_s,
                                  "opensim_cpu_s_per_motion_s": osr.cpu_per_motion_s,
                                  "opensim_motion_s": osr.motion_s, "ours_s_per_motion_s": ours["per_motion_s"],
@@ -79,7 +82,10 @@ def test_so_vs_opensim(benchmark, ps_ss1):
                                  "python_stages_cpu_s_per_motion_s": python["cpu_per_motion_s"],
                                  "ratio_wall": ratio, "ratio_cpu": ratio_cpu, "ratio_cpu_stages": stages_cpu,
                                  "ratio_cpu_python_stages": python_cpu, "goal_ratio": 3000,
-                                 "opensim_version": osr.opensim_version})
+                                 "opensim_version": osr.opensim_version,
+                                 "workers2_s_per_motion_s": fused2["per_motion_s"],
+                                 "workers2_cpu_s_per_motion_s": fused2["cpu_per_motion_s"],
+                                 "ratio_wall_workers2": ratio2_wall, "ratio_cpu_workers2": ratio2_cpu})
     print(f"\nSO vs OpenSim, GC5 PS ss1 ({osr.motion_s:.3f} s of motion, {ours['frames']} frames): OpenSim "
           f"{osr.opensim_version} StaticOptimization {osr.cpu_per_motion_s:.2f} s CPU ({osr.wall_per_motion_s:.2f} s wall) "
           f"per s of motion; ours ID + SO in one compiled loop {fused['cpu_per_motion_s'] * 1e3:.2f} ms CPU "
@@ -87,9 +93,13 @@ def test_so_vs_opensim(benchmark, ps_ss1):
           f"3000 x: {'met' if ratio_cpu >= 3000 else 'NOT met'} on CPU time).  Same run: InverseDynamics.run + "
           f"StaticOptimization.run {ours['cpu_per_motion_s'] * 1e3:.2f} ms CPU per s ({stages_cpu:.0f} x), the Python "
           f"stage loops {python['cpu_per_motion_s'] * 1e3:.2f} ms ({python_cpu:.0f} x)")
+    print(f"  the same loop over 2 threads (CompiledChain(workers=2)): {fused2['per_motion_s'] * 1e3:.2f} ms WALL per s "
+          f"of motion = {ratio2_wall:.0f} x OpenSim's wall (the figure that uses both cores of this machine; OpenSim's "
+          f"SO is single-threaded); {fused2['cpu_per_motion_s'] * 1e3:.2f} ms CPU per s (all threads) = "
+          f"{ratio2_cpu:.0f} x OpenSim's CPU (the single-core figure, 1 worker above: {ratio_cpu:.0f} x)")
 
 
-def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5) -> dict[str, float]:
+def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5, workers: int = 1) -> dict[str, float]:
     """ID + SO of the trial through :class:`models.muscles.compiled_chain.CompiledChain` (``use_compiled``: one
     compiled loop; else the Python stage loops): best of ``repeats`` wall and CPU seconds, and per s of motion."""
     from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
@@ -97,7 +107,7 @@ def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5)
     from models.muscles.static_optimization import SOParams, StaticOptimization
 
     chain = CompiledChain(StaticOptimization(model, SOParams()), InverseDynamics(model, InverseDynamicsParams()),
-                          use_compiled=use_compiled)
+                          use_compiled=use_compiled, workers=workers)
     chain.run(mk.qpos, mk.qvel, mk.qacc, ext, time_s)          # loads the compiled code
     best, best_cpu = np.inf, np.inf
     for _ in range(max(1, repeats)):
@@ -108,13 +118,16 @@ def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5)
     return {"s": best, "cpu_s": best_cpu, "per_motion_s": best / motion, "cpu_per_motion_s": best_cpu / motion}
 
 
-def _chain(model, side, mass_kg, qpos, qvel, qacc, ext, t, use_compiled: bool = True):
+def _chain(model, side, mass_kg, qpos, qvel, qacc, ext, t, use_compiled: bool = True, workers: int = 1):
     """The knee contact of the trial: :class:`KinematicsToContact` (one compiled loop), or with ``use_compiled=False``
     the same stages in Python (the reference measured in the same run)."""
     from models.muscles.compiled_chain import CompiledChain
     from models.muscles.knee_contact import KinematicsToContact
 
     chain = KinematicsToContact(model, side, body_mass_kg=mass_kg)
+    if use_compiled and workers > 1:   # the same stages, the frames over ``workers`` threads
+        par = CompiledChain(chain.static_optimization, chain.inverse_dynamics, chain.contact, workers=workers)
+        return lambda: par.run(qpos, qvel, qacc, ext, t)[2]
     if use_compiled:
         return lambda: chain.run(qpos, qvel, qacc, ext, t)[1]
     ref = CompiledChain(chain.static_optimization, chain.inverse_dynamics, chain.contact, use_compiled=False)
@@ -192,13 +205,22 @@ def test_walk_10s_kinematics_to_kcf(benchmark, model_name, request):
         return out
 
     kc = benchmark.pedantic(timed, rounds=3, iterations=1, warmup_rounds=1)
+    par = _chain(model, side, mass, qpos, qvel, qacc, ext, t, workers=2)
+    par()
+    par_wall, par_cpu = np.inf, np.inf
+    for _ in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        par()
+        par_wall, par_cpu = min(par_wall, time.perf_counter() - t0), min(par_cpu, time.process_time() - c0)
     assert np.isfinite(kc.total_n).all()
     med = benchmark.stats.stats.median
     cpu_med = float(np.median(cpu[1:] if len(cpu) > 3 else cpu))
     ref_med = float(min(ref_cpu))
     benchmark.extra_info.update({"frames": int(t.size), "motion_s": float(t[-1] - t[0] + (t[1] - t[0])),
                                  "median_s": med, "median_cpu_s": cpu_med, "goal_s": goal,
-                                 "python_stages_cpu_s": ref_med, "speedup_vs_python_stages": ref_med / cpu_med})
+                                 "python_stages_cpu_s": ref_med, "speedup_vs_python_stages": ref_med / cpu_med,
+                                 "workers2_wall_s": par_wall, "workers2_cpu_s": par_cpu})
     print(f"\n10 s walk, {model_name}: {t.size} frames, ID + SO + knee contact {cpu_med:.3f} s CPU, {med:.3f} s wall "
           f"(goal <= {goal:g} s: {'met' if cpu_med <= goal else 'NOT met'} on CPU time); the Python stage loops in "
-          f"the same run {ref_med:.3f} s CPU ({ref_med / cpu_med:.2f} x)")
+          f"the same run {ref_med:.3f} s CPU ({ref_med / cpu_med:.2f} x); over 2 threads (workers=2) {par_wall:.3f} s "
+          f"WALL, {par_cpu:.3f} s CPU (all threads)")
