@@ -10,6 +10,16 @@ if str(REPO) not in sys.path:
 
 CONFIG_DIR = REPO / "launch" / "config"
 
+# Property tests are deterministic: the same examples on every run and machine (seeded by the test's name), no
+# example database carried between runs.  A failure found once is then a failure every time, never a flaky CI.
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("deterministic", derandomize=True, database=None)
+    _hyp_settings.load_profile("deterministic")
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    pass
+
 
 @pytest.fixture
 def repo() -> Path:

@@ -272,7 +272,8 @@ def test_standalone_qp_is_exact_against_bvls(seed, n, m, log_w, scale, feasible,
     assert max(r.values()) < 1e-8 * max(1.0, np.abs(b).max()), r
     f = a @ a + P @ s ** 2
     _, _, fref = bvls_reference(C, b, P)
-    assert abs(f - fref) <= 1e-8 * max(1.0, fref), (f, fref)
+    # no worse than BVLS (one-sided: with reserve weights 1e8 BVLS itself stops 2.7e-8 above our KKT point)
+    assert f <= fref + 1e-8 * max(1.0, fref), (f, fref)
     if feasible and log_w > 3.0:
         assert np.abs(s).max() < 1e-4 * max(1.0, np.abs(b).max())  # the reserves all but vanish
     # a warm start from a perturbed multiplier reaches the same point: as optimal (KKT, objective) and within
@@ -282,7 +283,7 @@ def test_standalone_qp_is_exact_against_bvls(seed, n, m, log_w, scale, feasible,
     a2, s2, *_ = solve_activation_qp(C, b, P, lam0=lam * 1.3 + 0.01)
     r2 = kkt(pb, a2, s2)
     assert max(r2.values()) < 1e-8 * max(1.0, np.abs(b).max()), r2
-    assert abs(a2 @ a2 + P @ s2 ** 2 - fref) <= 1e-8 * max(1.0, fref)
+    assert a2 @ a2 + P @ s2 ** 2 <= fref + 1e-8 * max(1.0, fref)
     np.testing.assert_allclose(a2, a, rtol=0, atol=1e-8)
 
 
