@@ -113,3 +113,18 @@ def synthetic_pose(cx: float, cy: float, scale: float = 40.0):
     box = BoundingBox(float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
     return PoseResult(xy, np.zeros(N_LANDMARKS), np.ones(N_LANDMARKS), np.ones(N_LANDMARKS),
                       np.zeros((N_LANDMARKS, 3)), 1.0, box)
+
+
+def hinge_sinusoid_poses(m: Any, n: int, rng: Any, amplitude: float, rate_hz: float = 100.0) -> Any:
+    """(n, nq) poses of model ``m``: qpos0 with every limited hinge at mid-range plus ``amplitude`` x its range times
+    a 1 Hz sine of random phase (one ``rng.uniform(0, 6)`` per limited hinge, in joint order), at ``rate_hz``."""
+    import mujoco
+    import numpy as np
+
+    t = np.arange(n) / rate_hz
+    q = np.tile(m.qpos0, (n, 1))
+    for j in range(m.njnt):
+        if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE) and m.jnt_limited[j]:
+            lo, hi = m.jnt_range[j]
+            q[:, m.jnt_qposadr[j]] = 0.5 * (lo + hi) + amplitude * (hi - lo) * np.sin(2 * np.pi * t + rng.uniform(0, 6))
+    return q

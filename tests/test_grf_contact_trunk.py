@@ -97,17 +97,24 @@ def _torso_markers(model, d, ids, off: np.ndarray, q: np.ndarray, true: np.ndarr
     return mk
 
 
-def test_lumbar_angles_recovered_from_synthetic_torso_markers():
-    """Markers placed on the model's torso, rotated about L5/S1 by known lumbar angles in the pelvis frame, give
-    those angles back (with 2 mm noise: within 1 deg), whatever the pelvis pose."""
+def _torso_scene(seed: int, n: int):
+    """MyoLeg, its data, the pelvis/lumbar5/torso body ids, ``rng`` (seeded), 5 torso-marker offsets (torso frame, m)
+    and ``n`` poses at qpos0 with the pelvis translated at random around 0.95 m height."""
     model = load_myoleg()
     d = mujoco.MjData(model)
     ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("pelvis", "lumbar5", "torso")}
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     off = np.array([[0.08, 0.35, 0.0], [-0.1, 0.4, 0.0], [0.0, 0.45, 0.15], [0.0, 0.45, -0.15], [0.06, 0.15, 0.0]])
-    n = 12
     q = np.tile(model.qpos0, (n, 1))
     q[:, :3] = rng.uniform(-0.3, 0.3, (n, 3)) + [0, 0, 0.95]
+    return model, d, ids, rng, off, q
+
+
+def test_lumbar_angles_recovered_from_synthetic_torso_markers():
+    """Markers placed on the model's torso, rotated about L5/S1 by known lumbar angles in the pelvis frame, give
+    those angles back (with 2 mm noise: within 1 deg), whatever the pelvis pose."""
+    model, d, ids, rng, off, q = _torso_scene(seed=7, n=12)
+    n = q.shape[0]
     true = rng.uniform(-0.3, 0.3, (n, 3))
     mk = _torso_markers(model, d, ids, off, q, true)
     np.testing.assert_allclose(lumbar_angles_from_markers(model, q, mk, off), true, atol=1e-9)
@@ -253,14 +260,8 @@ def _lumbar_angles_per_frame(model, q, mk, off) -> np.ndarray:
 def test_lumbar_angles_vectorised_equal_the_per_frame_loop():
     """Noisy markers, some missing (frames with 3, 4 or 5 of them, one with 2 and one NaN pose, filled from the
     neighbours): every solvable frame equals the per-frame Kabsch to 1e-12 rad."""
-    model = load_myoleg()
-    d = mujoco.MjData(model)
-    ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("pelvis", "lumbar5", "torso")}
-    rng = np.random.default_rng(12)
-    off = np.array([[0.08, 0.35, 0.0], [-0.1, 0.4, 0.0], [0.0, 0.45, 0.15], [0.0, 0.45, -0.15], [0.06, 0.15, 0.0]])
-    n = 40
-    q = np.tile(model.qpos0, (n, 1))
-    q[:, :3] = rng.uniform(-0.3, 0.3, (n, 3)) + [0, 0, 0.95]
+    model, d, ids, rng, off, q = _torso_scene(seed=12, n=40)
+    n = q.shape[0]
     mk = _torso_markers(model, d, ids, off, q, rng.uniform(-0.3, 0.3, (n, 3))) + rng.normal(0, 0.003, (n, 5, 3))
     drop = rng.random((n, 5)) < 0.2
     drop[5, :3] = True                                           # 2 markers left: not solvable

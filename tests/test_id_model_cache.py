@@ -7,6 +7,7 @@ import copy
 import mujoco
 import numpy as np
 import pytest
+from _support import hinge_sinusoid_poses
 
 from models.body.registry import load_model
 from models.dynamics import id_model_cache as cache
@@ -21,11 +22,7 @@ P = InverseDynamicsParams(reaction_bodies=("tibia_l",), gravity_m_s2=9.80665)
 def _walk(m, n: int = 30, seed: int = 2):
     rng = np.random.default_rng(seed)
     t = np.arange(n) / 100.0
-    q = np.tile(m.qpos0, (n, 1))
-    for j in range(m.njnt):
-        if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE) and m.jnt_limited[j]:
-            lo, hi = m.jnt_range[j]
-            q[:, m.jnt_qposadr[j]] = 0.5 * (lo + hi) + 0.1 * (hi - lo) * np.sin(2 * np.pi * t + rng.uniform(0, 6))
+    q = hinge_sinusoid_poses(m, n, rng, 0.1)
     qd, qdd = rng.normal(0, 0.5, (n, m.nv)), rng.normal(0, 2.0, (n, m.nv))
     F = np.column_stack([rng.normal(0, 20, n), rng.normal(0, 20, n), 600 + rng.normal(0, 50, n)])
     ext = [ExternalWrenchTrial("calcn_l", F, np.column_stack([0.1 + 0 * t, 0.1 + 0 * t, 0 * t]), np.zeros((n, 3)), t)]

@@ -7,6 +7,7 @@ import copy
 import mujoco
 import numpy as np
 import pytest
+from _support import hinge_sinusoid_poses
 
 from models.body.registry import is_muscle, load_model
 from models.muscles.so_stage_model import settings_inert, so_stage_model
@@ -19,12 +20,7 @@ FIELDS = ("activation", "muscle_force_n", "muscle_moment_nm", "reserve_nm", "res
 def _states(m, n: int = 25, seed: int = 5):
     """Smooth poses within the joint ranges, small random velocities, and the generator for the moments."""
     rng = np.random.default_rng(seed)
-    t = np.arange(n) / 100.0
-    q = np.tile(m.qpos0, (n, 1))
-    for j in range(m.njnt):
-        if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE) and m.jnt_limited[j]:
-            lo, hi = m.jnt_range[j]
-            q[:, m.jnt_qposadr[j]] = 0.5 * (lo + hi) + 0.2 * (hi - lo) * np.sin(2 * np.pi * t + rng.uniform(0, 6))
+    q = hinge_sinusoid_poses(m, n, rng, 0.2)
     return q, rng.normal(0.0, 0.3, (n, m.nv)), rng
 
 

@@ -59,6 +59,8 @@ import math
 import numpy as np
 from numba import njit
 
+from models.linalg_kernels import cholesky_substitute
+
 __all__ = ["FeasibleFit", "fit_frames", "nnls_gram", "pyramid_edges", "supporting_feet"]
 
 #: Number of rows of the stacked system besides the CoP rows: 3 force, 3 moment, 2 x 3 prior (z and xy per foot).
@@ -110,15 +112,9 @@ def _chol_row(Q: np.ndarray, idx: np.ndarray, L: np.ndarray, a: int) -> None:
 def _chol_solve(L: np.ndarray, q: np.ndarray, idx: np.ndarray, m: int, y: np.ndarray, z: np.ndarray) -> None:
     """``z[idx[:m]] = (L L^T)^-1 q[idx[:m]]`` (forward then back substitution; other entries of ``z`` untouched)."""
     for a in range(m):
-        s = q[idx[a]]
-        for c in range(a):
-            s -= L[a, c] * y[c]
-        y[a] = s / L[a, a]
-    for a in range(m - 1, -1, -1):
-        s = y[a]
-        for c in range(a + 1, m):
-            s -= L[c, a] * y[c]
-        y[a] = s / L[a, a]
+        y[a] = q[idx[a]]
+    cholesky_substitute(L, y, m)
+    for a in range(m):
         z[idx[a]] = y[a]
 
 

@@ -42,6 +42,7 @@ from numba import types
 from models.dynamics import mj_capi as capi
 from models.kinematics import body_kinematics as bk
 from models.kinematics.ik_types import IKStatus
+from models.linalg_kernels import cholesky_substitute
 
 __all__ = ["CompiledIK", "IKOut", "available", "solve", "trial_loop"]
 
@@ -282,15 +283,8 @@ def _spd_solve(W, nf):  # pragma: no cover - compiled
         y[:nf] = np.linalg.lstsq(sub, W.rhs[:nf].copy())[0]
         return
     for r in range(nf):
-        s = W.rhs[r]
-        for k in range(r):
-            s -= L[r, k] * y[k]
-        y[r] = s / L[r, r]
-    for r in range(nf - 1, -1, -1):
-        s = y[r]
-        for k in range(r + 1, nf):
-            s -= L[k, r] * y[k]
-        y[r] = s / L[r, r]
+        y[r] = W.rhs[r]
+    cholesky_substitute(L, y, nf)
 
 
 @nb.njit(**_NJ)

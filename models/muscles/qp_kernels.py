@@ -52,6 +52,8 @@ import math
 import numba as nb
 import numpy as np
 
+from models.linalg_kernels import cholesky_substitute
+
 __all__ = [
     "couplings_kernel",
     "actuator_velocity",
@@ -450,16 +452,7 @@ def _cholesky_solve(M, x, nf):
             for k in range(j):
                 si -= M[i, k] * M[j, k]
             M[i, j] = si / ljj
-    for i in range(nf):
-        si = x[i]
-        for k in range(i):
-            si -= M[i, k] * x[k]
-        x[i] = si / M[i, i]
-    for i in range(nf - 1, -1, -1):
-        si = x[i]
-        for k in range(i + 1, nf):
-            si -= M[k, i] * x[k]
-        x[i] = si / M[i, i]
+    cholesky_substitute(M, x, nf)
 
 
 @nb.njit(**_NJ)
