@@ -416,12 +416,12 @@ class KinematicsToLoads:
             lum[:] = math.nan
         else:
             a = self.trunk.step(ik_qpos, torso_m)
-            if math.isfinite(float(a[0])):
+            if np.isfinite(a).all():                   # all three, or the frame keeps the trunk held
                 self._trunk_filter.step(a, self._lum, self._lum_v, self._lum_a)
                 lum[:] = self._lum
             else:
                 lum[:] = math.nan
-        self._qframe.lumbar_rad = lum if math.isfinite(float(lum[0])) else None
+        self._qframe.lumbar_rad = lum if np.isfinite(lum).all() else None
 
     def _ground_reaction(self, qpos: np.ndarray, t_s: float, out: EstimateFrame) -> None:
         """GRF, CoP, contact and free moment per foot from kinematics; the loaded feet become the external wrenches
