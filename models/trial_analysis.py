@@ -450,17 +450,19 @@ def _id_muscles_warp(kin: TrialKinematics, inv: InverseDynamics, externals: list
     from models.dynamics.warp_backend import WarpInverseDynamics
 
     wid = WarpInverseDynamics(inv, device=params.device)
-    notes.append(f"backend: MuJoCo Warp on device {wid.device} (float32) for inverse dynamics"
-                 + (" and the static optimisation's muscle state (QP on the host)" if params.muscles else ""))
     mk = kin.mapped
     jm = wid.run(mk.qpos, mk.qvel, mk.qacc, externals, time_s=kin.time_s)
     muscles = None
+    qp_where = ""
     if params.muscles:
         from models.muscles.static_optimization import SOParams, StaticOptimization
         from models.muscles.warp_backend import WarpStaticOptimization
 
-        so = StaticOptimization(kin.model, SOParams())
-        muscles = WarpStaticOptimization(so, device=params.device).run(mk.qpos, mk.qvel, jm.coordinate_force)
+        wso = WarpStaticOptimization(StaticOptimization(kin.model, SOParams()), device=params.device)
+        muscles = wso.run(mk.qpos, mk.qvel, jm.coordinate_force)
+        qp_where = (" and the static optimisation's muscle state (QP "
+                    + ("batched on Warp, float64)" if wso.qp == "warp" else "on the host, frame by frame)"))
+    notes.append(f"backend: MuJoCo Warp on device {wid.device} (float32) for inverse dynamics" + qp_where)
     return jm, muscles, f"warp (device {wid.device})"
 
 

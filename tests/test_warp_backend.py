@@ -157,6 +157,9 @@ def test_analyze_trial_with_the_warp_backend_writes_it_and_matches_cpu(ps, tmp_p
     got = analyze_trial(None, None, wparams, grf_path=PS / "grf" / "PS_ngait_og_ss1_kinetics.mot", kin=kin)
     assert got.summary()["backend"] == f"warp (device {DEVICE})" and res.summary()["backend"] == "cpu"
     assert any("MuJoCo Warp" in n for n in got.notes)
+    if params.muscles:   # the note says where the QP ran: the default picks the host solver on Warp's CPU device
+        where = "QP batched on Warp" if DEVICE.startswith("cuda") else "QP on the host"
+        assert any(where in n for n in got.notes), got.notes
     assert _rel(res.moments_nm, got.moments_nm) <= DYN_TOL
     assert np.max(np.abs(res.muscles.activation - got.muscles.activation)) <= 1e-3
     files = {p.name for p in write_csvs(got, tmp_path)}
@@ -203,6 +206,16 @@ def test_qp_backend_name_is_checked():
 
     with pytest.raises(ValueError, match="qp = 'gpu'"):
         WarpStaticOptimization(StaticOptimization(load_model("myoleg")), device=DEVICE, qp="gpu")
+
+
+def test_auto_qp_is_the_warp_kernel_on_cuda_and_the_host_solver_on_the_cpu_device():
+    from models.muscles.warp_backend import resolve_qp
+
+    assert resolve_qp("auto", "cuda") == "warp" and resolve_qp("auto", "cuda:1") == "warp"
+    assert resolve_qp("auto", "cpu") == "host"
+    assert resolve_qp("warp", "cpu") == "warp" and resolve_qp("host", "cuda") == "host"   # an explicit choice stays
+    with pytest.raises(ValueError, match="qp = 'fast'"):
+        resolve_qp("fast", "cpu")
 
 
 @needs_data

@@ -6,13 +6,15 @@ What runs where (``nworld`` = frames, chunks of ``chunk_frames``):
   (``kinematics``, ``com_pos``), tendon lengths, Jacobians and wrapping paths (``tendon``), actuator lengths and
   moment arms (``transmission``), and MuJoCo's muscle force-length-velocity model at activation 1 and 0
   (``fwd_actuation``; the actuator velocities ``moment @ qvel`` are formed on the host from Warp's moment arms).
-* **The QP** (``qp="warp"``, the default): the static-optimisation QP of every frame of a chunk in Warp
+* **The QP** (``qp="warp"``; the default ``"auto"`` picks it on a CUDA device): the static-optimisation QP of every frame of a chunk in Warp
   launches of one thread per frame, float64 (:mod:`models.muscles.warp_qp`: the host's dual Newton method ported to
   a Warp kernel; instead of the sequential time warm start, anchors every 8 frames are solved cold, the other frames
   warm-started from the nearest anchor, stragglers re-solved from their converged predecessor).  The problems are
   assembled and the outputs written on the host in one numba loop each (moment arms, ``C'``, ``b``; activations,
   tensions, moments, reserves).  ``qp="host"`` keeps the reference: :meth:`StaticOptimization._solve_state` frame
-  by frame, warm-started in time.  Both stop within the solver tolerance of the same unique optimum: activations
+  by frame, warm-started in time; ``"auto"`` picks it on Warp's CPU device, where the Warp kernel runs its
+  threads one after another and is slower (10 s walk, QP alone, MyoFullBody: 0.87 s against the host's 0.30 s CPU,
+  ``tests/benchmarks/test_bench_batched.py``).  Both stop within the solver tolerance of the same unique optimum: activations
   agree to ~1e-12 on the same muscle state (tested).
 * **Host, per frame**: the knee-contact crossing sums (:meth:`KneeContact.muscle_wrench_from_paths`) on Warp's
   wrapping paths.
@@ -41,10 +43,21 @@ from models.muscles.static_optimization import (STATUS_INVALID_INPUT, SOFrame, S
                                                 StaticOptimization)
 from models.muscles.warp_qp import WarpQP
 
-__all__ = ["WarpStaticOptimization", "WarpKinematicsToContact", "QP_BACKENDS"]
+__all__ = ["WarpStaticOptimization", "WarpKinematicsToContact", "QP_BACKENDS", "resolve_qp"]
 
-#: where :class:`WarpStaticOptimization` solves the QP: a Warp kernel over all frames, or the host solver per frame
-QP_BACKENDS = ("warp", "host")
+#: where :class:`WarpStaticOptimization` solves the QP: a Warp kernel over all frames, or the host solver per frame;
+#: ``"auto"``: the Warp kernel on a CUDA device, the host solver on Warp's CPU device (see :func:`resolve_qp`)
+QP_BACKENDS = ("auto", "warp", "host")
+
+
+def resolve_qp(qp: str, device: str) -> str:
+    """``"warp"`` or ``"host"`` for ``qp`` on Warp ``device`` (``"cuda"``, ``"cuda:0"``, ``"cpu"``);
+    ValueError naming the value when ``qp`` is not one of :data:`QP_BACKENDS`."""
+    if qp not in QP_BACKENDS:
+        raise ValueError(f"qp = {qp!r}: allowed {', '.join(QP_BACKENDS)}")
+    if qp != "auto":
+        return qp
+    return "warp" if str(device).startswith("cuda") else "host"
 
 
 class WarpStaticOptimization(WarpStage):
@@ -52,19 +65,19 @@ class WarpStaticOptimization(WarpStage):
 
     ``stage``: the CPU stage (its private model, coordinate maps, solver and warm start are used).  ``contact``:
     optionally a :class:`KneeContact` on the same model structure, whose crossing sums are then computed from the
-    same Warp paths (:meth:`run_with_contact`).  ``qp``: ``"warp"`` (default) solves the QPs of a chunk in one Warp
-    launch (:class:`~models.muscles.warp_qp.WarpQP`), ``"host"`` with the stage's solver frame by frame.
+    same Warp paths (:meth:`run_with_contact`).  ``qp``: ``"warp"`` solves the QPs of a chunk in one Warp
+    launch (:class:`~models.muscles.warp_qp.WarpQP`), ``"host"`` with the stage's solver frame by frame, ``"auto"``
+    (default) the first on CUDA, the second on Warp's CPU device (:func:`resolve_qp`); :attr:`qp` is the one used.
     """
 
     stage: StaticOptimization
 
     def __init__(self, stage: StaticOptimization, *, device: str | None = None, chunk_frames: int = 4096,
-                 qp: str = "warp") -> None:
-        if qp not in QP_BACKENDS:
-            raise ValueError(f"qp = {qp!r}: allowed {', '.join(QP_BACKENDS)}")
+                 qp: str = "auto") -> None:
+        resolve_qp(qp, "cpu")   # the value is checked before the device is set up
         super().__init__(stage, device=device, chunk_frames=chunk_frames)
-        self.qp = qp
-        self._qp = WarpQP(stage, self.device) if qp == "warp" else None
+        self.qp = resolve_qp(qp, self.device)
+        self._qp = WarpQP(stage, self.device) if self.qp == "warp" else None
         self._seed: np.ndarray | None = None
 
     # ---- the muscle state of a chunk on Warp -------------------------------------------------------
@@ -213,7 +226,7 @@ class WarpKinematicsToContact:
 
     def __init__(self, model, side: str, *, body_mass_kg: float, so_params: SOParams | None = None,
                  condyle_offsets_m: tuple[float, float] | None = None, device: str | None = None,
-                 chunk_frames: int = 4096, qp: str = "warp") -> None:
+                 chunk_frames: int = 4096, qp: str = "auto") -> None:
         model = getattr(model, "model", model)
         self.contact = KneeContact(model, side, body_mass_kg=body_mass_kg, condyle_offsets_m=condyle_offsets_m)
         self.inverse_dynamics = InverseDynamics(model, InverseDynamicsParams(
