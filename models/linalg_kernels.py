@@ -3,8 +3,8 @@
 :func:`cholesky_substitute` is the forward then back substitution of a lower Cholesky factor, used by the marker
 IK's Gauss-Newton step (``models/kinematics/compiled_ik.py``), the static-optimisation QP's Newton step
 (``models/muscles/qp_kernels.py``) and the feasible-contact NNLS (``models/grf/feasible.py``); each keeps its own
-factorisation (their breakdown rules differ).  numba caches a caller's compiled code by the caller's file only:
-after editing this module, delete those modules' ``__pycache__/*.nbi`` / ``*.nbc``.
+factorisation (their breakdown rules differ).  An edit here recompiles those callers' cached kernels
+(``models/numba_cache.py`` stamps each with the kernel modules it imports).
 
 This module is pure computation: numba and numpy.
 """
