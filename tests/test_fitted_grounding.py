@@ -1,5 +1,5 @@
 """The live path's fixed-lag model fit (``runtime.vision.front_end.FittedGrounding``): its answers come
-``lag_frames`` frames late, stamped with the frame they describe, carry the fit's reprojection error and fraction
+``lag_frames`` frames late (67 ms in whole frames), stamped with the frame they describe, carry the fit's reprojection error and fraction
 used, and place the model's landmark sites where the generating walk had them; the landmark track keeps it all."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def fitted() -> dict:
 
     cam = side_camera()
     g = FittedGrounding(CameraCalibration("side", (1920, 1080), cam.K, np.zeros(5), cam.R_cw, cam.t_cw), 1.8,
-                        camera_in_floor_frame=True)
+                        camera_in_floor_frame=True, fps=60.0)
     w = synthetic_walk(g.lm, cam, duration_s=0.5, fps=60.0)
     outs = []
     for k in range(w.time_s.size):
@@ -32,7 +32,7 @@ def fitted() -> dict:
 def test_answers_lag_frames_late_stamped_with_the_frame_they_describe(fitted: dict) -> None:
     g, w, outs = fitted["g"], fitted["walk"], fitted["outs"]
     lag = g.lag_frames
-    assert lag == g.params.lag_frames - 1 > 0
+    assert lag == g.params.lag_frames_at(60.0) == 4     # 67 ms at 60 fps
     assert all(o is None for o in outs[:lag])
     got = [(k, o) for k, o in enumerate(outs) if o is not None]
     assert len(got) == w.time_s.size - lag
@@ -109,16 +109,36 @@ def test_replay_stamps_the_described_frame_and_passes_the_reprojection_error() -
     assert len(seen) >= 10
 
 
-def test_a_lag_over_the_staleness_limit_is_refused() -> None:
-    """7 frames at 30 fps = 233 ms: over the torque loop's 0.1 s staleness limit (every command would be stale)."""
+def test_the_lag_in_ms_follows_the_window_in_time_and_is_refused_at_the_staleness_limit() -> None:
+    """The window is MonocularFitParams.lag_s (67 ms) in whole camera frames: the same lag at 30 and 60 fps, inside
+    the torque loop's 0.1 s staleness limit; a camera too slow for it (20 fps: 2 frames = 100 ms, the fewest
+    allowed) or a longer window reaching the limit is refused, naming the setting and the figures."""
     from models.kinematics.monocular_params import MonocularFitParams
     from runtime.vision.front_end import check_fit_lag
 
-    with pytest.raises(ValueError, match=r"233 ms at 30 fps.*stale_after_s = 0.1"):
-        check_fit_lag(30.0, 0.1)
-    with pytest.raises(ValueError, match="117 ms at 60 fps"):
-        check_fit_lag(60.0, 0.1)
-    assert check_fit_lag(60.0, 0.2) == pytest.approx(7 / 60)
-    assert check_fit_lag(60.0, 0.1, MonocularFitParams(lag_frames=4)) == pytest.approx(3 / 60)
-    with pytest.raises(ValueError, match="frame rate"):
-        check_fit_lag(0.0, 0.1)
+    assert check_fit_lag(30.0, 0.1) == pytest.approx(2 / 30)
+    assert check_fit_lag(60.0, 0.1) == pytest.approx(4 / 60)
+    assert check_fit_lag(30.0, 0.1) == pytest.approx(check_fit_lag(60.0, 0.1))
+    assert check_fit_lag(25.0, 0.1) == pytest.approx(2 / 25)
+    with pytest.raises(ValueError, match=r"estimation.monocular_fit: .* 2 frames late .* 100 ms at 20 fps, not "
+                                         r"below torque_loop.stale_after_s = 0.1 s"):
+        check_fit_lag(20.0, 0.1)
+    with pytest.raises(ValueError, match=r"7 frames late \(MonocularFitParams.lag_s = 117 ms.*117 ms at 60 fps"):
+        check_fit_lag(60.0, 0.1, MonocularFitParams(lag_s=0.117))
+    with pytest.raises(ValueError, match=r"3 frames late .* 100 ms at 30 fps"):       # reaching the limit: refused
+        check_fit_lag(30.0, 0.1, MonocularFitParams(lag_s=0.1))
+    with pytest.raises(ValueError, match="67 ms at 60 fps, not below torque_loop.stale_after_s = 0.05 s"):
+        check_fit_lag(60.0, 0.05)
+    assert check_fit_lag(60.0, 0.2, MonocularFitParams(lag_s=0.117)) == pytest.approx(7 / 60)
+    for bad in (0.0, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="frame rate"):
+            check_fit_lag(bad, 0.1)
+
+
+def test_the_front_end_needs_the_camera_rate() -> None:
+    from runtime.vision.front_end import _fit_fps
+
+    assert _fit_fps("clip.mp4", 30.0) == 30.0
+    for bad in (None, 0.0, float("nan")):
+        with pytest.raises(ValueError, match=r"source 'clip.mp4': frame rate .* unknown"):
+            _fit_fps("clip.mp4", bad)

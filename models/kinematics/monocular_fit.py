@@ -22,15 +22,17 @@ Offline (:func:`fit_monocular`): a fixed-interval smoother over the whole trial,
 (window of one frame, the previous two fixed, warm-started by constant-velocity extrapolation); the first frame
 (and any frame whose warm start ends above ``reinit_error_px``) is cold-started: the pelvis placed on the ray of
 the hip keypoints at the depth ``f / s`` (``s`` px per m: the 2-D leg length over the model's), upright, at
-``cold_headings`` headings, the best fit kept.  Live (:class:`MonocularFitter`): fixed-lag, a window of
-``lag_frames`` frames re-solved with ``live_iterations`` LM iterations per new frame, the previous two final
-frames fixed; each frame is final (returned) when it leaves the window, ``lag_frames - 1`` frames after it
+``cold_headings`` headings, the best fit kept.  Live (:class:`MonocularFitter`): fixed-lag, the lag set in time
+(``MonocularFitParams.lag_s``, 67 ms) and turned into frames at the camera's rate (``lag_frames_at(fps)``: 2 frames
+at 30 fps, 4 at 60 fps); a window of lag + 1 frames re-solved with ``live_iterations`` LM iterations per new frame,
+the previous two final frames fixed; each frame is final (returned) when it leaves the window, lag frames after it
 arrived.
 
 Measured (2 px noise, side-on 1920x1080 camera, f = 1400 px, 7 m):
 
 * model-generated walk (:mod:`models.kinematics.monocular_synthetic`, 3 s at 60 fps, tests/test_monocular_fit.py):
-  sagittal RMSE 1.3-1.7 deg per coordinate (mean 1.5), root 2.1 cm mean; live fixed lag 1.4-1.6 deg, root 4.1 cm.
+  sagittal RMSE 1.3-1.7 deg per coordinate (mean 1.5), root 2.1 cm mean; live, 67 ms lag: 1.4-1.7 deg (mean
+  1.56), root 5.8 cm at 60 fps; at 30 fps (offline 1.82 deg) 1.4-2.2 deg (mean 1.90), root 6.8 cm.
 * shared lab trials rendered by ``models.io.synthetic_keypoints`` against the project's marker IK of the same
   trial on the same scaled model (``exo monocular-check --synthetic``; mean sagittal RMSE / root RMSE, with the
   segment-length corrections of :mod:`models.kinematics.monocular_shape`; before them in brackets): PS ss1 5.78
@@ -348,23 +350,33 @@ def fit_keypoints(model: Any, camera: PinholeCamera, keypoints: Any, **kw: Any) 
 class MonocularFitter:
     """Fixed-lag monocular fit for the live loop (see the module docstring); one instance per thread.
 
-    :meth:`step` takes one frame and returns the frame that became final (``lag_frames - 1`` frames old), or
-    None while the window fills; :meth:`flush` returns the frames still in the window.  :attr:`latest` is the
-    newest frame's current (lag 0, provisional) coordinates.
+    ``fps``: the camera's frame rate (frames/s), which turns the window's ``params.lag_s`` into frames
+    (:meth:`MonocularFitParams.lag_frames_at`).  :meth:`step` takes one frame and returns the frame that became
+    final (:attr:`lag_frames` frames old), or None while the window fills; :meth:`flush` returns the frames still in
+    the window.  :attr:`latest` is the newest frame's current (lag 0, provisional) coordinates.  A camera that drops
+    frames stretches the lag in time (the window counts frames): the output carries its own frame's time.
     """
 
-    def __init__(self, model: Any, camera: PinholeCamera, params: MonocularFitParams = MonocularFitParams()) -> None:
+    def __init__(self, model: Any, camera: PinholeCamera, params: MonocularFitParams = MonocularFitParams(), *,
+                 fps: float) -> None:
         if not isinstance(camera, PinholeCamera):
             raise TypeError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
         self.lm = model if isinstance(model, LandmarkModel) else LandmarkModel(model)
         self.camera = camera
         self.params = params
+        self.fps = float(fps)
+        self._lag = params.lag_frames_at(fps)
         self.reset()
 
     @property
     def lag_frames(self) -> int:
-        """Frames between a frame's arrival and its final estimate."""
-        return self.params.lag_frames - 1
+        """Frames between a frame's arrival and its final estimate (``params.lag_s`` at ``fps``)."""
+        return self._lag
+
+    @property
+    def lag_s(self) -> float:
+        """The lag in seconds at the nominal frame rate (:attr:`lag_frames` / ``fps``)."""
+        return self._lag / self.fps
 
     def reset(self) -> None:
         """Forget everything: the next frame is cold-started."""
@@ -382,7 +394,6 @@ class MonocularFitter:
     def step(self, time_s: float, xy_px: np.ndarray, score: np.ndarray,
              world_landmarks_m: np.ndarray | None = None) -> LiveFrame | None:
         """Add one frame (``xy_px`` (33, 2) undistorted px, ``score`` (33,), optional world landmarks (33, 3))."""
-        p, lm = self.params, self.lm
         xy = np.asarray(xy_px, dtype=float)
         sc = np.nan_to_num(np.asarray(score, dtype=float), nan=0.0)
         if xy.shape != (33, 2) or sc.shape != (33,):
@@ -396,7 +407,7 @@ class MonocularFitter:
         self._codes.append(np.full(2, -1, dtype=np.int64))
         self._iters.append(0)
         self._solve_window()
-        if len(self._t) - self._n_ctx >= p.lag_frames:
+        if len(self._t) - self._n_ctx > self._lag:
             return self._finalise()
         return None
 

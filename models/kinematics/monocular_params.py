@@ -10,7 +10,12 @@ from dataclasses import dataclass, fields
 
 from models.body.landmark_markerset import SHOULDER_WEIGHT
 
-__all__ = ["MonocularFitParams"]
+__all__ = ["MonocularFitParams", "MIN_LAG_FRAMES", "MAX_LAG_S"]
+
+#: Fewest frames of lag of the live fit: its window (lag + 1 frames) must span the acceleration prior's three.
+MIN_LAG_FRAMES = 2
+#: Longest live window allowed, s (a longer one is no longer a live estimate).
+MAX_LAG_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,14 @@ class MonocularFitParams:
     (10 sigmas): a warm-started frame above it is re-solved from a cold start.  ``min_landmarks``: fewer used landmarks and the
     frame is carried by the temporal prior only (6, as the landmark IK).  ``cold_headings``: pelvis headings
     tried in a cold start (evenly spaced over 360 deg; 8 = 45 deg apart, within the basin of the fit).
-    Live: ``lag_frames`` frames in the fixed-lag window (the output lags by ``lag_frames - 1`` frames: 7 frames
-    = 117 ms at 60 fps), ``live_iterations`` LM iterations per new frame (2: measured on the synthetic walk,
-    a third changes the live-offline difference by < 0.1 deg).
+    Live: the fixed-lag window is set in time, ``lag_s`` (s): the output lags by :meth:`lag_frames_at` = ``lag_s``
+    times the camera's frame rate, rounded to whole frames, at least 2 (the window of ``lag + 1`` frames must span
+    the three frames of the acceleration prior), so the lag in ms is the same at 30 and 60 fps.  1/15 s (67 ms: 2
+    frames at 30 fps, 4 at 60 fps), below the torque loop's 0.1 s staleness limit: measured on the model-generated
+    walk (seed 0, tests/test_monocular_fit.py), mean sagittal RMSE from the truth 1.56 deg at 60 fps (offline
+    smoother 1.44; 117 ms of lag 1.52; 33 ms 7.4: too short a window to separate depth from motion) and 1.90 deg at
+    30 fps (offline 1.82; 233 ms 1.80).  ``live_iterations`` LM iterations per new frame (2: measured on the
+    synthetic walk, a third changes the live-offline difference by < 0.1 deg).
     """
 
     pixel_sigma_px: float = 2.0
@@ -104,7 +114,7 @@ class MonocularFitParams:
     reinit_error_px: float = 20.0
     min_landmarks: int = 6
     cold_headings: int = 8
-    lag_frames: int = 8
+    lag_s: float = 1.0 / 15.0
     live_iterations: int = 2
 
     def __post_init__(self) -> None:
@@ -133,5 +143,13 @@ class MonocularFitParams:
                     raise ValueError(f"MonocularFitParams.{f.name} must be a positive finite number, got {v!r}")
         if self.min_score > 1.0:
             raise ValueError(f"MonocularFitParams.min_score must lie in (0, 1], got {self.min_score!r}")
-        if self.lag_frames < 3:
-            raise ValueError(f"MonocularFitParams.lag_frames must be at least 3, got {self.lag_frames!r}")
+        if self.lag_s > MAX_LAG_S:
+            raise ValueError(f"MonocularFitParams.lag_s must be at most {MAX_LAG_S:g} s (a live window), got "
+                             f"{self.lag_s!r}")
+
+    def lag_frames_at(self, fps: float) -> int:
+        """The live fit's lag in frames at a camera of ``fps`` frames per second: ``lag_s * fps`` rounded, at least
+        :data:`MIN_LAG_FRAMES` (the window is one frame more)."""
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"camera frame rate fps = {fps!r}: the live fit's window needs a positive frame rate")
+        return max(MIN_LAG_FRAMES, int(round(self.lag_s * fps)))

@@ -146,7 +146,7 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     if device.estimation.monocular_fit:
         from models.kinematics.monocular_params import MonocularFitParams
 
-        print(f"vision: grounded by the fixed-lag model fit, {MonocularFitParams().lag_frames - 1} camera frames "
+        print(f"vision: grounded by the fixed-lag model fit, {MonocularFitParams().lag_frames_at(src.fps)} camera frames "
               f"({fit_lag_s * 1e3:.0f} ms) late (stamped with the frame they describe, so the command age includes "
               "the lag)", flush=True)
     print(f"estimation chain at {rate:g} Hz on landmarks held between camera frames; lag {est.lag_s * 1e3:.0f} ms "

@@ -10,9 +10,10 @@ World frame: right-handed, z up, origin on the floor, y along the walking direct
 warm-up (``runtime.vision.world.ground_monocular`` with ``heading="walking"``). Before the warm-up is
 complete the output is invalid (the estimation chain gets nothing; assistance stays zero).
 
-:class:`FittedGrounding` answers ``lag_frames`` camera frames late (the fixed-lag window: 7 frames, 117 ms at
-60 fps, 233 ms at 30 fps); its output carries the capture time of the frame it describes, so the measured
-command age includes the lag. Per frame it also gives the mean reprojection error (px) and the fraction of the
+:class:`FittedGrounding` answers ``lag_frames`` camera frames late (the fixed-lag window, set in time:
+``MonocularFitParams.lag_s`` = 67 ms, 2 frames at 30 fps, 4 at 60 fps; :func:`check_fit_lag` refuses a camera
+too slow for it); its output carries the capture time of the frame it describes, so the measured command age
+includes the lag. Per frame it also gives the mean reprojection error (px) and the fraction of the
 model's landmarks used, which the estimation chain's confidence takes (its ``reprojection`` part).
 
 Used by the vision process (:mod:`runtime.vision.process`); :func:`build_front_end` is its factory.
@@ -159,17 +160,20 @@ class OnlineGrounding:
 
 
 def check_fit_lag(fps: float, stale_after_s: float, params: Any = None) -> float:
-    """The fixed-lag fit's lag (s) at a camera of ``fps`` frames per second; ValueError when it reaches the torque
-    loop's staleness limit ``stale_after_s`` (s): every command would then be older than allowed and the loop would
-    fault STALE (measured: ``exo demo`` with the fit on a 30 fps video, 233 ms lag, faulted at 2.5 s)."""
-    from models.kinematics.monocular_params import MonocularFitParams
+    """The fixed-lag fit's lag (s) at a camera of ``fps`` frames per second (``params.lag_s`` in whole frames,
+    :meth:`~models.kinematics.monocular_params.MonocularFitParams.lag_frames_at`); ValueError when it reaches the
+    torque loop's staleness limit ``stale_after_s`` (s): every command would then be older than allowed and the
+    loop would fault STALE (measured: ``exo demo`` with the fit on a 30 fps video, 233 ms lag, faulted at 2.5 s)."""
+    from models.kinematics.monocular_params import MIN_LAG_FRAMES, MonocularFitParams
 
     p = params if params is not None else MonocularFitParams()
-    if not (math.isfinite(fps) and fps > 0):
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"camera frame rate {fps!r}: the fit's lag needs a positive frame rate")
-    lag_s = (p.lag_frames - 1) / fps
+    frames = p.lag_frames_at(fps)
+    lag_s = frames / fps
     if lag_s >= stale_after_s:
-        raise ValueError(f"estimation.monocular_fit: the fixed-lag fit answers {p.lag_frames - 1} frames late, "
+        raise ValueError(f"estimation.monocular_fit: the fixed-lag fit answers {frames} frames late "
+                         f"(MonocularFitParams.lag_s = {p.lag_s * 1e3:.0f} ms, at least {MIN_LAG_FRAMES} frames), "
                          f"{lag_s * 1e3:.0f} ms at {fps:g} fps, not below torque_loop.stale_after_s = {stale_after_s:g} s "
                          "(every command would be stale); turn estimation.monocular_fit off or use a faster camera")
     return lag_s
@@ -190,10 +194,11 @@ class FittedGrounding:
     window; frames without a pose are skipped (the fit's temporal prior spans the gap).
 
     ``camera_in_floor_frame``: the camera's extrinsics already place it in the floor frame (a calibration with
-    world z up, floor z = 0): no warm-up, the fit starts with the first frame."""
+    world z up, floor z = 0): no warm-up, the fit starts with the first frame.  ``fps``: the camera's frame rate,
+    which sets the window's length in frames (``params.lag_s`` in whole frames)."""
 
     def __init__(self, camera: Any, height_m: float, warmup_frames: int = 30, model: str = "myoleg",
-                 params: Any = None, camera_in_floor_frame: bool = False) -> None:
+                 params: Any = None, camera_in_floor_frame: bool = False, *, fps: float) -> None:
         from models.body.registry import load_model
         from models.body.scaling import SubjectScale, scale_model
         from models.kinematics.monocular_fit import MonocularFitParams
@@ -202,6 +207,8 @@ class FittedGrounding:
         self._online = OnlineGrounding(camera, height_m, warmup_frames)
         self.camera, self.height_m, self.warmup_frames = camera, float(height_m), int(warmup_frames)
         self.params = params if params is not None else MonocularFitParams()
+        self.fps = float(fps)
+        self._lag = self.params.lag_frames_at(fps)
         self.lm = LandmarkModel(scale_model(load_model(model), SubjectScale(FIT_MODEL_MASS_KG, height_m)).model)
         self._sel = np.array([BLAZEPOSE_33_INDEX[n] for n in self.lm.landmark_names])
         self.fitter: Any = None
@@ -218,8 +225,8 @@ class FittedGrounding:
 
     @property
     def lag_frames(self) -> int:
-        """Frames between a frame's arrival and its final estimate (the fit's fixed lag)."""
-        return self.params.lag_frames - 1
+        """Frames between a frame's arrival and its final estimate (the fit's fixed lag at ``fps``)."""
+        return self._lag
 
     def _start(self, R_wc: np.ndarray, c: np.ndarray, how: str) -> None:
         """Start the fitter with the camera at ``c`` (world, m) with axes ``R_wc`` (world <- camera)."""
@@ -227,8 +234,9 @@ class FittedGrounding:
 
         R_wc, c = np.asarray(R_wc, dtype=float), np.asarray(c, dtype=float)
         cam = PinholeCamera(self.camera.K, R_wc.T, -R_wc.T @ c)
-        self.fitter = MonocularFitter(self.lm, cam, self.params)
-        self.notes = [how, (f"model fit: fixed lag {self.lag_frames} frames, {self.params.live_iterations} "
+        self.fitter = MonocularFitter(self.lm, cam, self.params, fps=self.fps)
+        self.notes = [how, (f"model fit: fixed lag {self.lag_frames} frames ({self.lag_frames / self.fps * 1e3:.0f} ms "
+                            f"at {self.fps:g} fps), {self.params.live_iterations} "
                             f"LM iterations per frame, MyoLeg scaled to {self.height_m:g} m")]
 
     def _fit(self, pose: PoseResult, t_s: float, capture_ns: int) -> GroundedFrame | None:
@@ -428,7 +436,7 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
 
     prompt = Prompt.from_dict(spec.prompt)
     src = open_source(spec.source)
-    width, height = getattr(src, "width", None), getattr(src, "height", None)
+    width, height, fps = getattr(src, "width", None), getattr(src, "height", None), getattr(src, "fps", None)
     src.close()
     if not width or not height:
         raise ValueError(f"source {spec.source!r}: image size unknown; cannot set up the camera model")
@@ -443,7 +451,7 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     tracker = PromptedTracker(pose, detector, settings, interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
     grounding: OnlineGrounding | FittedGrounding = (
-        FittedGrounding(camera, spec.subject_height_m) if spec.monocular_fit
+        FittedGrounding(camera, spec.subject_height_m, fps=_fit_fps(spec.source, fps)) if spec.monocular_fit
         else OnlineGrounding(camera, spec.subject_height_m))
     live = _live_anonymiser(pose, preview, width, height) if bounded else None
     if bounded:
@@ -451,6 +459,14 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     # a tracker that skips its detector while tracking gives no bystander heads: the anonymiser then finds them itself
     return LiveFrontEnd(tracker, Anonymiser(use_person_detector=settings.detector != "every_frame"), grounding, prompt, preview,
                         backend_name=pose.name, live_anonymiser=live)
+
+
+def _fit_fps(source: Any, fps: Any) -> float:
+    """The source's frame rate for the fit's window (frames/s); ValueError naming the source when it has none."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"source {source!r}: frame rate {fps!r} unknown; the monocular fit's window "
+                         "(MonocularFitParams.lag_s) needs the camera's frame rate")
+    return float(fps)
 
 
 def _live_anonymiser(pose: Any, preview: Any, width: int, height: int) -> Any:

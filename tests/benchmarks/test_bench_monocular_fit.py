@@ -23,7 +23,7 @@ def fed():
 
     cam = side_camera()
     g = FittedGrounding(CameraCalibration("side", (1920, 1080), cam.K, np.zeros(5), cam.R_cw, cam.t_cw), 1.8,
-                        camera_in_floor_frame=True)
+                        camera_in_floor_frame=True, fps=60.0)
     w = synthetic_walk(g.lm, cam, duration_s=(FRAMES + 20) / 60.0, fps=60.0)
     poses = [PoseResult(np.nan_to_num(w.xy_px[k], nan=0.0), np.zeros(33), w.score[k], w.score[k], np.zeros((33, 3)),
                         0.9, BoundingBox(0, 0, 10, 10)) for k in range(w.time_s.size)]
