@@ -1,4 +1,5 @@
-"""The int8 landmark model built by ``make pose-models``: its hash, its agreement with fp32, when it is used.
+"""The landmark-model variants built by ``make pose-models``: the int8 model (its hash, its agreement with fp32,
+when it is used) and the segmentation-free fp32 model (same numbers on the outputs it keeps).
 
 The acceptance rule (issue 20): int8 landmarks within 1 px median and 3 px p95 of the fp32 model's on the
 demo footage (same ROIs, 33 landmarks, full-frame pixels). The test measures the agreement itself, on the
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.vision.pose_build import BUILD_COMMAND, DEFAULT_OUT, QUANTIZED_NAME, load_manifest, quantized_entry, sha256
+from runtime.vision.pose_build import (BUILD_COMMAND, DEFAULT_OUT, PRUNED_NAME, QUANTIZED_NAME, load_manifest,
+                                       pruned_entry, quantized_entry, sha256)
 
 OTHER_FRAMES = tuple(range(41, 200, 6))   # odd frames: neither calibration (40+4k) nor evaluation (42+4k)
 
@@ -44,7 +46,8 @@ def _measure(frames_idx):
 def test_int8_recorded_with_hash_and_recipe(manifest):
     e = quantized_entry(manifest)
     assert e["onnx_sha256"] == sha256(DEFAULT_OUT / e["onnx"])
-    assert e["from"] == manifest["models"]["pose_landmark_full"]["onnx"]
+    full = manifest["models"]["pose_landmark_full"]["onnx"]
+    assert e["from"] == (manifest[PRUNED_NAME]["onnx"] if manifest[PRUNED_NAME]["accepted"] else full)
     assert e["quantization"]["weight_type"] == "QInt8" and e["quantization"]["quant_format"] == "QDQ"
     assert 40 <= e["quantization"]["calibration_crops"] <= len(e["calibration_frames"]) == 50
     assert not set(e["calibration_frames"]) & set(e["eval_frames"])
@@ -72,7 +75,8 @@ def test_auto_uses_int8_only_when_accepted(manifest):
     from runtime.vision.pose_onnx import OnnxPose
 
     auto = OnnxPose(provider="cpu", landmark_model="auto")
-    assert auto.landmark_model == ("int8" if quantized_entry(manifest)["accepted"] else "fp32")
+    fallback = "nosegm" if pruned_entry(manifest)["accepted"] else "fp32"
+    assert auto.landmark_model == ("int8" if quantized_entry(manifest)["accepted"] else fallback)
     int8 = OnnxPose(provider="cpu", landmark_model="int8")
     assert int8.landmark_model == "int8"
     assert int8.model_sha256["pose_landmark_full"] == quantized_entry(manifest)["onnx_sha256"]
@@ -99,7 +103,38 @@ def test_tampered_or_missing_int8_rejected(manifest, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FileNotFoundError, match="no demo footage"):
         OnnxPose(tmp_path, provider="cpu", landmark_model="int8")
+    auto = OnnxPose(tmp_path, provider="cpu", landmark_model="auto").landmark_model
+    assert auto == ("nosegm" if pruned_entry(m)["accepted"] else "fp32")
+    del m[PRUNED_NAME]   # a manifest from before the pruned model: fp32, and "nosegm" names the build command
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
     assert OnnxPose(tmp_path, provider="cpu", landmark_model="auto").landmark_model == "fp32"
+    with pytest.raises(FileNotFoundError, match="pose_build"):
+        OnnxPose(tmp_path, provider="cpu", landmark_model="nosegm")
+
+
+def test_nosegm_recorded_and_same_landmarks(manifest):
+    """The segmentation-free model: recorded with its hash, smaller, and the same landmarks as the full model on
+    demo frames the build never compared (the tracker's own ROIs)."""
+    from runtime.vision.pose_build import pruned_path
+    from runtime.vision.pose_build import quantize as q
+    from runtime.vision.pose_onnx import OnnxPose
+
+    e = pruned_entry(manifest)
+    assert e is not None, f"no {PRUNED_NAME} entry: rebuild with `{BUILD_COMMAND}`"
+    assert e["onnx_sha256"] == sha256(DEFAULT_OUT / e["onnx"]) and e["from"] == "pose_landmark_full.onnx"
+    assert e["dropped_outputs"] == ["Identity_2"] and e["kept_outputs"] == ["Identity", "Identity_1", "Identity_3",
+                                                                             "Identity_4"]
+    assert e["nodes_after"] < e["nodes_before"] and e["removed_ops"].get("Resize", 0) >= 1
+    assert e["accepted"] is (max(e["random_input_max_abs_diff_vs_full"].values()) <= e["max_abs_diff_limit"])
+    got = q.agreement(DEFAULT_OUT, pruned_path(DEFAULT_OUT), q.demo_frames(OTHER_FRAMES))
+    print(f"nosegm vs fp32 on other frames: {got}")
+    assert got["frames"] >= 20
+    if e["accepted"]:
+        assert got["max_px"] <= 1e-6 and got["score_max_abs"] <= 1e-6, got
+    pose = OnnxPose(provider="cpu", landmark_model="nosegm")
+    assert [o.name for o in pose.sessions["pose_landmark_full"].get_outputs()] == e["kept_outputs"]
+    out = pose.landmark_runner(np.random.default_rng(1).uniform(0, 1, (1, 256, 256, 3)).astype(np.float32))
+    assert len(out) == 5 and out[2] is None and np.asarray(out[3]).shape == (1, 64, 64, 39)
 
 
 def test_fp16_only_on_a_gpu():

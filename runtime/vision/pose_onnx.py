@@ -29,9 +29,12 @@ Detector runs are counted (``detector_runs``: every run of the detector model; `
 :meth:`BlazePoseTracker.infer` ran it, ``no_track``, ``low_confidence`` or ``prompt_moved``): in steady
 tracking the detector does not run at all.
 
-The landmark model is ``fp32`` (the converted model) or ``int8`` (static quantisation calibrated on
-frames of the shared footage, built by the same step; ``"auto"`` takes int8 only when the manifest
-records it as accepted against fp32: see :mod:`runtime.vision.pose_build.quantize`).
+The landmark model is ``fp32`` (the converted model), ``nosegm`` (the same model without the segmentation
+output the runtime never reads, and without the 33 nodes only that output needed: the four outputs used are
+the same numbers, at about 60 % of the CPU time; :mod:`runtime.vision.pose_build.prune_outputs`) or ``int8``
+(static quantisation calibrated on frames of the shared footage); all built by the same step. ``"auto"`` takes
+int8 when the manifest records it as accepted against fp32, else ``nosegm`` when the build found its outputs
+equal to the full model's, else fp32: see :mod:`runtime.vision.pose_build.quantize`.
 """
 from __future__ import annotations
 
@@ -386,7 +389,39 @@ def session_settings(so) -> dict[str, object]:
             "allow_spinning": so.get_session_config_entry("session.intra_op.allow_spinning") == "1"}
 
 
-LANDMARK_MODELS = ("fp32", "int8", "auto")
+LANDMARK_MODELS = ("fp32", "nosegm", "int8", "auto")
+#: The landmark model's outputs in :func:`decode_landmarks` order; the segmentation mask may be absent.
+LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4")
+OPTIONAL_OUTPUTS = ("Identity_2",)
+
+
+def landmark_session_runner(sess) -> Runner:
+    """A :data:`Runner` for a landmark-model session: its outputs in :data:`LANDMARK_OUTPUTS` order, None for the
+    segmentation mask when the model has none. ValueError when a used output is missing or an unknown one present."""
+    names = [o.name for o in sess.get_outputs()]
+    needed = [n for n in LANDMARK_OUTPUTS if n not in OPTIONAL_OUTPUTS]
+    if any(n not in names for n in needed) or any(n not in LANDMARK_OUTPUTS for n in names):
+        raise ValueError(f"landmark model outputs: expected {list(LANDMARK_OUTPUTS)} ({list(OPTIONAL_OUTPUTS)} "
+                         f"optional), got {names}; rebuild the models")
+    run_names = [n for n in LANDMARK_OUTPUTS if n in names]
+    slots = [run_names.index(n) if n in run_names else None for n in LANDMARK_OUTPUTS]
+    in_name = sess.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> list:
+        got = sess.run(run_names, {in_name: x})
+        return [None if k is None else got[k] for k in slots]
+
+    return run
+
+
+def choose_landmark_model(manifest: dict) -> str:
+    """``"auto"``'s choice: int8 when accepted against fp32, else nosegm when its check passed, else fp32."""
+    from runtime.vision.pose_build import pruned_entry, quantized_entry
+
+    q, p = quantized_entry(manifest), pruned_entry(manifest)
+    if q is not None and q.get("accepted"):
+        return "int8"
+    return "nosegm" if p is not None and p.get("accepted") else "fp32"
 
 
 class OnnxPose(BlazePoseTracker):
@@ -401,9 +436,9 @@ class OnnxPose(BlazePoseTracker):
     allow_spinning : let ONNX Runtime's CPU worker threads busy-wait between ops (off by default: on a
         machine shared with the 500 Hz torque process, spinning threads steal its CPU time).
     trt_fp16 : let TensorRT run in fp16 (changes numerics; off by default).
-    landmark_model : ``"fp32"`` (default), ``"int8"`` (the quantised model; FileNotFoundError when not built) or
-        ``"auto"`` (int8 when the manifest records it as accepted against fp32, else fp32). The int8 model runs on
-        the CPU provider (TensorRT/CUDA get fp32 and their own fp16).
+    landmark_model : ``"fp32"`` (default), ``"nosegm"`` (fp32 without the segmentation output), ``"int8"`` (the
+        quantised model) or ``"auto"`` (:func:`choose_landmark_model`); FileNotFoundError when the one asked for
+        was not built. The int8 model runs on the CPU provider (TensorRT/CUDA get fp32 and their own fp16).
     """
 
     def __init__(self, model_dir: Path | None = None, provider: str | None = None, intra_op_threads: int = 0,
@@ -411,7 +446,8 @@ class OnnxPose(BlazePoseTracker):
                  min_tracking_confidence: float = 0.5, landmark_model: str = "fp32") -> None:
         import onnxruntime as ort
 
-        from runtime.vision.pose_build import DEFAULT_OUT, load_manifest, onnx_path, quantized_entry, quantized_path
+        from runtime.vision.pose_build import (DEFAULT_OUT, load_manifest, onnx_path, pruned_entry, pruned_path,
+                                               quantized_entry, quantized_path)
 
         if intra_op_threads < 0:
             raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")
@@ -422,11 +458,13 @@ class OnnxPose(BlazePoseTracker):
         paths = {n: onnx_path(n, self.model_dir) for n in ("pose_detection", "pose_landmark_full")}
         self.model_sha256 = {n: self.manifest["models"][n]["onnx_sha256"] for n in paths}
         if landmark_model == "auto":
-            q = quantized_entry(self.manifest)
-            landmark_model = "int8" if q is not None and q.get("accepted") else "fp32"
+            landmark_model = choose_landmark_model(self.manifest)
         if landmark_model == "int8":
             paths["pose_landmark_full"] = quantized_path(self.model_dir)
             self.model_sha256["pose_landmark_full"] = quantized_entry(self.manifest)["onnx_sha256"]
+        elif landmark_model == "nosegm":
+            paths["pose_landmark_full"] = pruned_path(self.model_dir)
+            self.model_sha256["pose_landmark_full"] = pruned_entry(self.manifest)["onnx_sha256"]
         self.landmark_model = landmark_model
         available = ort.get_available_providers()
         needs_gpu_tag = "TensorrtExecutionProvider" in available and provider in (None, "tensorrt")
@@ -463,12 +501,11 @@ class OnnxPose(BlazePoseTracker):
                  self.session_settings,
                  "; ".join(f"{n} {paths[n].name} sha256={self.model_sha256[n]}" for n in paths))
         det, lm = sessions["pose_detection"], sessions["pose_landmark_full"]
-        det_in, lm_in = det.get_inputs()[0].name, lm.get_inputs()[0].name
+        det_in = det.get_inputs()[0].name
         det_out = [o.name for o in det.get_outputs()]
-        lm_out = [o.name for o in lm.get_outputs()]
-        if det_out != ["Identity", "Identity_1"] or lm_out != [f"Identity{s}" for s in ("", "_1", "_2", "_3", "_4")]:
-            raise ValueError(f"{self.model_dir}: unexpected model outputs {det_out} / {lm_out}; rebuild the models")
-        super().__init__(lambda x: det.run(det_out, {det_in: x}), lambda x: lm.run(lm_out, {lm_in: x}),
+        if det_out != ["Identity", "Identity_1"]:
+            raise ValueError(f"{self.model_dir}: unexpected detector outputs {det_out}; rebuild the models")
+        super().__init__(lambda x: det.run(det_out, {det_in: x}), landmark_session_runner(lm),
                          name=f"onnx-{PROVIDER_TAGS.get(self.provider, self.provider)}",
                          min_detection_confidence=min_detection_confidence,
                          min_tracking_confidence=min_tracking_confidence)

@@ -88,8 +88,27 @@ def _listed_file(out_dir: Path, entry: dict, verify: bool) -> Path:
     return path
 
 
+#: Manifest key of the landmark model without its (unused) segmentation output.
+PRUNED_NAME = "pose_landmark_full_nosegm"
+#: The output the pruned model drops: the 256×256 segmentation mask (Identity_2).
+PRUNED_DROPS = ("Identity_2",)
 #: Manifest key (under ``"quantized"``) of the int8 landmark model.
 QUANTIZED_NAME = "pose_landmark_full_int8"
+
+
+def pruned_entry(manifest: dict) -> dict | None:
+    """The manifest's record of the segmentation-free landmark model (file, SHA-256, check), or None."""
+    return manifest.get(PRUNED_NAME)
+
+
+def pruned_path(out_dir: Path = DEFAULT_OUT, *, verify: bool = True) -> Path:
+    """Path of the segmentation-free landmark model; FileNotFoundError when the build made none."""
+    manifest = load_manifest(out_dir)
+    entry = pruned_entry(manifest)
+    if entry is None or not entry.get("onnx"):
+        raise FileNotFoundError(f"{Path(out_dir) / 'manifest.json'}: no {PRUNED_NAME} entry (built by an older "
+                                f"step); run `{BUILD_COMMAND}`")
+    return _listed_file(Path(out_dir), entry, verify)
 
 
 def quantized_entry(manifest: dict) -> dict | None:

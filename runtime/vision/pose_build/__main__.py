@@ -5,11 +5,15 @@
    densified model against the original, tf2onnx at opset :data:`~runtime.vision.pose_build.OPSET`.
 3. In THIS interpreter (the project venv: onnxruntime + ai-edge-litert) checks each ONNX model
    against the original ``.tflite`` on fixed random inputs and records the max abs difference.
-4. The int8 landmark model (:mod:`runtime.vision.pose_build.quantize`): calibration crops from the demo
+4. The segmentation-free landmark model (:mod:`runtime.vision.pose_build.prune_outputs`, build venv): the
+   converted model without its unused segmentation output and the nodes only it needed; its four outputs
+   checked against the full model's on fixed random inputs (max abs difference ≤ ``PRUNED_MAX_ABS_DIFF``) and,
+   with the footage, its landmarks on the demo frames; recorded under ``pose_landmark_full_nosegm``.
+5. The int8 landmark model (:mod:`runtime.vision.pose_build.quantize`): calibration crops from the demo
    footage (this interpreter), ``quantize_landmarks.py`` in the build venv, the int8-vs-fp32 agreement on
    other demo frames (this interpreter); recorded under ``quantized`` with its SHA-256 and whether it is
    accepted. Without the footage the step is skipped with the reason (fp32 only).
-5. Writes ``manifest.json`` (source/densified/ONNX SHA-256, tool versions, opset, check results).
+6. Writes ``manifest.json`` (source/densified/ONNX SHA-256, tool versions, opset, check results).
 
 Exit 0 on success, 2 on bad arguments, 1 on a failed step (message on stderr).
 """
@@ -25,11 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.vision.pose_build import (DEFAULT_BUILD_VENV, DEFAULT_OUT, OPSET, QUANTIZED_NAME, REQUIREMENTS_LOCK,
-                                       SOURCE_MODELS, bundled_tflite, sha256)
+from runtime.vision.pose_build import (DEFAULT_BUILD_VENV, DEFAULT_OUT, OPSET, PRUNED_DROPS, PRUNED_NAME,
+                                       QUANTIZED_NAME, REQUIREMENTS_LOCK, SOURCE_MODELS, bundled_tflite, sha256)
 
 CONVERT_SCRIPT = Path(__file__).with_name("convert_tflite.py")
 QUANTIZE_SCRIPT = Path(__file__).with_name("quantize_landmarks.py")
+PRUNE_SCRIPT = Path(__file__).with_name("prune_outputs.py")
+PRUNED_FILE = "pose_landmark_full.nosegm.onnx"
+#: Largest |pruned - full| accepted on any kept output (the kept nodes are unchanged: expected 0).
+PRUNED_MAX_ABS_DIFF = 1e-6
 #: The quantisation recipe (the best of those tried, see the module docstring of ``quantize``).
 QUANTIZE_ARGS = ("--calibrate", "MinMax", "--exclude-depth", "1")
 #: Outputs compared ONNX vs TFLite in the build check (the segmentation mask is not used by the runtime).
@@ -98,8 +106,56 @@ def check_against_tflite(name: str, tflite: Path, onnx_file: Path, n_inputs: int
     return worst
 
 
-def build_int8(py: Path, out: Path) -> dict:
-    """The ``quantized`` manifest section: the int8 landmark model and its agreement with fp32, or why skipped."""
+def outputs_vs_full(full: Path, other: Path, n_inputs: int = 3) -> dict[str, float]:
+    """Max abs difference per output ``other`` has, ``other`` vs ``full`` (CPU), on fixed random 0..1 inputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    a = ort.InferenceSession(str(full), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(other), providers=["CPUExecutionProvider"])
+    names = [o.name for o in b.get_outputs()]
+    in_name = a.get_inputs()[0].name
+    rng = np.random.default_rng(20261207)
+    worst = {k: 0.0 for k in names}
+    for _ in range(n_inputs):
+        x = rng.uniform(0.0, 1.0, size=(1, 256, 256, 3)).astype(np.float32)
+        for k, ya, yb in zip(names, a.run(names, {in_name: x}), b.run(names, {in_name: x})):
+            worst[k] = max(worst[k], float(np.max(np.abs(ya - yb))))
+    return worst
+
+
+def build_pruned(py: Path, out: Path) -> dict:
+    """The ``pose_landmark_full_nosegm`` manifest entry: the landmark model without its segmentation output."""
+    from runtime.vision.footage import FootageUnavailable
+    from runtime.vision.pose_build import quantize as q
+
+    t0 = time.monotonic()
+    full, pruned = out / "pose_landmark_full.onnx", out / PRUNED_FILE
+    proc = subprocess.run([str(py), str(PRUNE_SCRIPT), "--model", str(full), "--out", str(pruned),
+                           *[a for d in PRUNED_DROPS for a in ("--drop", d)]], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pruning the landmark model failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    diffs = outputs_vs_full(full, pruned)
+    ok = max(diffs.values()) <= PRUNED_MAX_ABS_DIFF
+    entry = {"onnx": pruned.name, "onnx_sha256": sha256(pruned), "from": full.name, **rec,
+             "random_input_max_abs_diff_vs_full": diffs, "max_abs_diff_limit": PRUNED_MAX_ABS_DIFF}
+    try:
+        figures = q.agreement(out, pruned, q.demo_frames(q.EVAL_FRAMES))
+        ok_px, _ = q.accepted(figures)
+        entry["agreement_vs_fp32"] = figures
+        ok = ok and ok_px
+    except (FootageUnavailable, OSError, ValueError) as exc:
+        entry["agreement_vs_fp32"] = f"not measured: no demo footage ({exc})"
+    entry.update(accepted=ok, seconds=round(time.monotonic() - t0, 1))
+    _log(f"{PRUNED_FILE}: {rec['nodes_before']} -> {rec['nodes_after']} nodes, max |pruned - full| "
+         f"{max(diffs.values()):.1e}: {'accepted' if ok else 'NOT accepted'}")
+    return entry
+
+
+def build_int8(py: Path, out: Path, source: Path) -> dict:
+    """The ``quantized`` manifest section: the int8 landmark model (quantised from ``source``, the fp32 landmark
+    model file) and its agreement with fp32, or why skipped."""
     import numpy as np
 
     from runtime.vision.footage import FootageUnavailable
@@ -118,7 +174,7 @@ def build_int8(py: Path, out: Path) -> dict:
     int8 = out / q.INT8_FILE
     try:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-        proc = subprocess.run([str(py), str(QUANTIZE_SCRIPT), "--model", str(out / "pose_landmark_full.onnx"),
+        proc = subprocess.run([str(py), str(QUANTIZE_SCRIPT), "--model", str(source),
                                "--calibration", str(calib), "--out", str(int8), *QUANTIZE_ARGS],
                               capture_output=True, text=True, env=env)
     finally:
@@ -129,7 +185,7 @@ def build_int8(py: Path, out: Path) -> dict:
     figures = q.agreement(out, int8, eval_frames)
     ok, reason = q.accepted(figures)
     _log(f"int8 landmark model: {reason}")
-    entry = {"onnx": int8.name, "onnx_sha256": sha256(int8), "from": "pose_landmark_full.onnx",
+    entry = {"onnx": int8.name, "onnx_sha256": sha256(int8), "from": source.name,
              "quantization": rec["options"], "tools": rec["versions"],
              "calibration_frames": [int(i) for i in q.CALIBRATION_FRAMES], "eval_frames": [int(i) for i in q.EVAL_FRAMES],
              "agreement_vs_fp32": figures, "limits_px": {"median": q.MAX_MEDIAN_PX, "p95": q.MAX_P95_PX},
@@ -177,8 +233,11 @@ def build(out: Path, venv: Path, python: str, opset: int = OPSET) -> dict:
         "build_seconds": {"venv": round(t_venv, 1), "total": round(time.monotonic() - t0, 1)},
         "models": models,
     }
-    _write_manifest(out, manifest)   # the fp32 models first: the int8 step loads them through the manifest
-    manifest["quantized"] = build_int8(py, out)
+    _write_manifest(out, manifest)   # the fp32 models first: the later steps load them through the manifest
+    manifest[PRUNED_NAME] = build_pruned(py, out)
+    _write_manifest(out, manifest)
+    source = out / (PRUNED_FILE if manifest[PRUNED_NAME]["accepted"] else "pose_landmark_full.onnx")
+    manifest["quantized"] = build_int8(py, out, source)
     manifest["build_seconds"]["total"] = round(time.monotonic() - t0, 1)
     _write_manifest(out, manifest)
     return manifest

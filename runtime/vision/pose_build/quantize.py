@@ -68,19 +68,21 @@ def calibration_crops(model_dir: Path, frames: dict[int, np.ndarray]) -> np.ndar
 
 
 def agreement(model_dir: Path, int8_file: Path, frames: dict[int, np.ndarray]) -> dict[str, float]:
-    """int8 vs fp32 landmarks (33 points, full-frame px) on the fp32 tracker's ROIs of ``frames``.
+    """``int8_file``'s (any landmark-model variant) vs fp32 landmarks (33 points, full-frame px) on the fp32
+    tracker's ROIs of ``frames``.
 
     Returns ``median_px``, ``p95_px``, ``max_px`` over landmarks × frames, ``frames`` compared and
     ``score_max_abs`` (pose flag).
     """
     import onnxruntime as ort
 
-    from runtime.vision.pose_onnx import LM_SIZE, OnnxPose, crop_tensor, decode_landmarks, session_options
+    from runtime.vision.pose_onnx import (LM_SIZE, OnnxPose, crop_tensor, decode_landmarks, landmark_session_runner,
+                                          session_options)
     from runtime.vision.pose_types import N_LANDMARKS
 
     fp32 = OnnxPose(model_dir, provider="cpu", landmark_model="fp32")
     sess = ort.InferenceSession(str(int8_file), sess_options=session_options(), providers=["CPUExecutionProvider"])
-    in_name = sess.get_inputs()[0].name
+    run = landmark_session_runner(sess)
     rois = tracked_rois(fp32, frames)
     if not rois:
         raise ValueError("agreement: the fp32 model found nobody on the evaluation frames")
@@ -88,7 +90,7 @@ def agreement(model_dir: Path, int8_file: Path, frames: dict[int, np.ndarray]) -
     for i, roi in rois.items():
         x = crop_tensor(frames[i], roi, LM_SIZE, 0.0, 1.0, replicate=True)
         a = fp32.landmarks(frames[i], roi)
-        b = decode_landmarks(sess.run(None, {in_name: x}), roi)
+        b = decode_landmarks(run(x), roi)
         dists.append(np.linalg.norm(a["xy"][:N_LANDMARKS] - b["xy"][:N_LANDMARKS], axis=1))
         score = max(score, abs(float(a["score"]) - float(b["score"])))
     d = np.concatenate(dists)
