@@ -16,8 +16,10 @@ needs = pytest.mark.skipif(not opensim_available() or not (DATA / "GC5_PS" / "mo
                            reason="opensim (pip install opensim==4.6) or the shared data absent")
 
 # PS ss1 measured 2026-12-07 (total / medial / lateral RMSE BW, total peak BW; implant peak 2.19): before = MyoLeg as
-# scaled to GC5.osim (F0 from it), after = calibrated (paths, operating lengths, force-length curves, no passive)
-MEASURED = {"before": (0.494, 0.421, 0.223, 3.24), "after": (0.301, 0.357, 0.305, 2.48)}
+# scaled to GC5.osim (F0 from it), after = calibrated (paths, operating lengths, force-length curves, no passive);
+# contact points about the epicondyle midpoint of GC5.osim's knee markers (models.muscles.condyle_geometry; about
+# the tibia origin the medial / lateral were 0.421 / 0.223 before and 0.357 / 0.305 after)
+MEASURED = {"before": (0.494, 0.208, 0.396, 3.24), "after": (0.301, 0.186, 0.248, 2.48)}
 MARGIN = 0.15
 
 
@@ -54,3 +56,8 @@ def test_kcf_compare_ps_ss1(tmp_path, capsys):
     # |F_c| against its axial component: within 0.03 BW of each other
     assert abs(c["ours_axial_as_total"]["total"]["rmse_bw"] - c["ours"]["total"]["rmse_bw"]) < 0.03
     assert np.isfinite(after["knee_moment"]["rmse_nm"])
+    # the subject's contact centre (6.8 mm medial of the knee centre) takes the medial excess off, total unchanged
+    assert after["condyles"]["centre_m"] == pytest.approx(0.0068, abs=0.0005)
+    sym = c["ours_condyles_about_tibia_origin"]
+    assert sym["total"]["rmse_bw"] == pytest.approx(c["ours"]["total"]["rmse_bw"])
+    assert c["ours"]["medial"]["rmse_bw"] < sym["medial"]["rmse_bw"] - 0.1

@@ -12,9 +12,10 @@ optimisation, our contact step; :mod:`models.trial_analysis`, :mod:`models.muscl
   (``opensim_results_baseline/SO``) resampled on our frames: mean and peak over the trial and at our two KCF peaks
   (first and second half of the trial);
 * **knee moment**: our ID's knee flexion moment against the lab's SO muscle moment ``sum F_i r_i`` (OpenSim arms);
-* **contact** against the implant (total, medial, lateral RMSE in BW, peaks): ours; ours with the lab's SO forces
-  in our contact step; our axial component (the contact definition: ``|F_c|`` against the axial force); the lab's
-  JointReaction (``walker_knee_<s>_on_tibia_<s>_in_tibia_<s>``, ``|F|``; total only).
+* **contact** against the implant (total, medial, lateral RMSE in BW, peaks): ours, the contact points about the
+  subject's epicondyle midpoint (:mod:`models.muscles.condyle_geometry`) and, beside it, about the tibia origin;
+  ours with the lab's SO forces in our contact step; our axial component (the contact definition: ``|F_c|``
+  against the axial force); the lab's JointReaction (``walker_knee_<s>_on_tibia_<s>_in_tibia_<s>``, ``|F|``; total only).
 
 Needs ``opensim`` for the moment arms (the *bench* extra; :func:`compare_trial` raises ``ImportError`` without it).
 """
@@ -111,15 +112,23 @@ def _joint_reaction_vs_implant(path: Path, implant: Path, t0: float, t1: float, 
 
 
 def _contact_rows(kin, r, trial: GC5Trial) -> dict[str, Any]:
-    kc = knee_contact_from_analysis(kin, r)
+    from models.body.markerset import from_opensim_markerset
+    from models.muscles.condyle_geometry import condyle_geometry
+
+    geom = condyle_geometry(kin.model, r.params.side, from_opensim_markerset(trial.osim, kin.model))
+    kc = knee_contact_from_analysis(kin, r, geom.offsets_m)
+    kc_sym = knee_contact_from_analysis(kin, r, (geom.half_spacing_m, geom.half_spacing_m))
     T, names = opensim_so_tensions(trial.so_force, r.time_s, r.muscles.muscle_names)
-    kc_os = knee_contact_from_analysis(kin, r, tension_n=T, muscle_names=names)
+    kc_os = knee_contact_from_analysis(kin, r, geom.offsets_m, tension_n=T, muscle_names=names)
     axial = KneeContactTrial(kc.time_s, kc.medial_n, kc.lateral_n, kc.axial_n, kc.axial_n, kc.frontal_moment_nm,
                              kc.contact_force_n, kc.muscle_force_n, kc.intersegmental_force_n, kc.body_weight_n,
                              kc.side, kc.condyle_offsets_m)
     bw = kc.body_weight_n
     return {"kc": kc, "T_opensim": T, "names_opensim": names,
+            "condyles": {"offsets_m": list(geom.offsets_m), "centre_m": geom.centre_m,
+                         "half_spacing_m": geom.half_spacing_m, "source": geom.source},
             "contact": {"ours": validate_against_in_vivo(kc, trial.implant),
+                        "ours_condyles_about_tibia_origin": validate_against_in_vivo(kc_sym, trial.implant),
                         "ours_axial_as_total": {"total": validate_against_in_vivo(axial, trial.implant)["total"]},
                         "opensim_so_in_our_contact": validate_against_in_vivo(kc_os, trial.implant),
                         "opensim_joint_reaction": _joint_reaction_vs_implant(
@@ -191,7 +200,7 @@ def compare_trial(trial: GC5Trial, params, *, calibrate: bool = False, lengths: 
                             "opensim_so_peak_ext_nm": float(-their_moment.min()),
                             "opensim_so_peak_flex_nm": float(their_moment.max()),
                             "rmse_nm": float(np.sqrt(np.mean((ours_moment - their_moment) ** 2)))},
-            "contact": rows["contact"],
+            "contact": rows["contact"], "condyles": rows["condyles"],
             "calibration": None if cal is None else {"site_offsets_m": cal.site_offsets_m, "curves": cal.curves,
                                                      "length_ranges_m": cal.length_ranges_m,
                                                      "rms_before_m": cal.rms_before_m, "rms_after_m": cal.rms_after_m}}

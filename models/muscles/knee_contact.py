@@ -40,6 +40,9 @@ Method
    of the gait2392 knee, ~20 mm each side, i.e. ~40 mm intercondylar distance; Lerner 2015 used subject-specific
    points of similar size), scaled by the tibia segment scale (talus-origin distance of the subject model over the
    template's).  The sagittal and axial contact moments are not attributed to the compartments.
+   With the subject's knee markers (:mod:`models.muscles.condyle_geometry`; ``knee_contact_from_analysis(...,
+   markerset=)``) the two points sit symmetrically about the midpoint of the femoral epicondyles instead of the
+   tibia origin: ``d_m = h + c``, ``d_l = h - c`` (``c``: that midpoint's medial offset, 6.8 mm on PS).
 
 Cost: the crossing segments are walked by a numba kernel on MuJoCo's wrap arrays after ``mj_kinematics`` +
 ``mj_tendon`` (no collision): ~40 us per MyoLeg frame, against ~340 us for the same walk in Python after
@@ -75,7 +78,7 @@ QUADRICEPS = ("vasmed", "vaslat", "vasint", "recfem")
 HAMSTRINGS = ("semimem", "semiten", "bflh", "bfsh")
 
 __all__ = ["KneeContactTrial", "KneeContact", "KinematicsToContact", "knee_contact_from_analysis",
-           "quadriceps_hamstrings_cocontraction",
+           "quadriceps_hamstrings_cocontraction", "with_condyle_offsets",
            "medial_lateral_split", "opensim_so_tensions", "read_in_vivo", "validate_against_in_vivo", "tibia_scale",
            "clear_template_cache", "contact_supported"]
 
@@ -121,6 +124,15 @@ def medial_lateral_split(axial_n, frontal_moment_nm, d_medial_m: float, d_latera
     f_ax = np.asarray(axial_n, dtype=float)
     med = (f_ax * d_lateral_m + np.asarray(frontal_moment_nm, dtype=float)) / (d_medial_m + d_lateral_m)
     return med, f_ax - med
+
+
+def with_condyle_offsets(kc: KneeContactTrial, condyle_offsets_m: tuple[float, float]) -> KneeContactTrial:
+    """``kc`` split again with contact points ``(d_m, d_l)`` m from the tibia origin (the same axial force and
+    frontal moment, so the same total): what :class:`KneeContact` with those offsets gives, without a second pass."""
+    d_m, d_l = (float(x) for x in condyle_offsets_m)
+    med, lat = medial_lateral_split(kc.axial_n, kc.frontal_moment_nm, d_m, d_l)
+    return KneeContactTrial(kc.time_s, med, lat, kc.total_n, kc.axial_n, kc.frontal_moment_nm, kc.contact_force_n,
+                            kc.muscle_force_n, kc.intersegmental_force_n, kc.body_weight_n, kc.side, (d_m, d_l))
 
 
 def _tibia_length_m(model: mujoco.MjModel, side: str) -> float:
@@ -449,23 +461,31 @@ def opensim_so_tensions(so_force_path: str | Path, time_s: np.ndarray, muscle_na
 
 def knee_contact_from_analysis(kin, analysis, condyle_offsets_m: tuple[float, float] | None = None, *,
                                tension_n: np.ndarray | None = None,
-                               muscle_names: Sequence[str] | None = None) -> KneeContactTrial:
+                               muscle_names: Sequence[str] | None = None, markerset=None) -> KneeContactTrial:
     """Contact force of ``analysis.params.side`` from :func:`models.trial_analysis.analyze_trial` run with
     ``muscles=True`` (its foot wrenches and SO tensions) on ``kin`` (:func:`trial_kinematics`).  ``tension_n`` /
-    ``muscle_names`` given: those tensions instead of the analysis' static optimisation.
+    ``muscle_names`` given: those tensions instead of the analysis' static optimisation.  ``markerset`` (a
+    :class:`models.body.markerset.MarkerSet` on ``kin.model``; default ``kin.markerset`` where ``kin`` has one)
+    and no ``condyle_offsets_m``: the contact points about the subject's epicondyle midpoint
+    (:func:`models.muscles.condyle_geometry.condyle_geometry`).
 
     Work already done is not repeated when ``analysis`` was made from this ``kin`` (the same ``time_s`` object):
-    with the defaults, the contact the analysis computed in its shared ID + SO + contact pass
+    with the analysis' own tensions, the contact it computed in its shared ID + SO + contact pass
     (``analysis.knee_contact``; the same arrays are returned, equal to this function's own pass to 1e-12 relative,
-    tested); otherwise its inverse dynamics (``analysis.joint_moments``, which holds the tibia's reaction) with
+    tested; split again by :func:`with_condyle_offsets` when the contact points differ); otherwise its inverse dynamics (``analysis.joint_moments``, which holds the tibia's reaction) with
     the muscle part computed here (:meth:`KneeContact.run_from_inverse_dynamics`)."""
     if tension_n is None and analysis.muscles is None:
         raise ValueError("analysis has no muscle forces: run analyze_trial with AnalyzeParams(..., muscles=True)")
     p = analysis.params
+    markerset = getattr(kin, "markerset", None) if markerset is None else markerset
+    if condyle_offsets_m is None and markerset is not None:
+        from models.muscles.condyle_geometry import condyle_geometry
+
+        condyle_offsets_m = condyle_geometry(kin.model, p.side, markerset).offsets_m
     same_kin = analysis.time_s is kin.time_s
     done = getattr(analysis, "knee_contact", None)
-    if same_kin and done is not None and condyle_offsets_m is None and tension_n is None and muscle_names is None:
-        return done
+    if same_kin and done is not None and tension_n is None and muscle_names is None:
+        return done if condyle_offsets_m is None else with_condyle_offsets(done, condyle_offsets_m)
     kc = KneeContact(kin.model, p.side, body_mass_kg=p.mass_kg, condyle_offsets_m=condyle_offsets_m)
     if tension_n is None:
         tension_n, muscle_names = analysis.muscles.muscle_force_n, analysis.muscles.muscle_names
