@@ -14,8 +14,8 @@ model -- checked once per chain, :attr:`CompiledChain.kinematics_kernel` -- the 
 324 of GC5's 1060 sites; the other sites' and geoms' poses in the SO data are then stale), ``mj_comPos`` -> ID's ``mj_crb``, ``mj_comVel``,
 ``mj_passive``, ``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
 (``mj_applyFT``, ``xfrc_applied``) -> ``mj_rnePostConstraint`` -> SO's couplings on ``qpos``/``qvel``; if they moved
-``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon``, ``mj_transmission``, the actuator velocities
-and moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`models.muscles.compiled_so.so_frame`)
+``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon`` (or the bit-identical tendon kernel,
+:attr:`CompiledChain.tendon_kernel`), ``mj_transmission``, the actuator velocities and moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`models.muscles.compiled_so.so_frame`)
 -> the QP -> the contact crossing sums on the same wrapping paths.  ID's outputs do not read the tendon fields,
 so the results equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).  The
 per-run constants of the stages (C pointers, the SO buffers, the contact's path tables) are built once per chain.
@@ -78,7 +78,9 @@ from models.muscles.compiled_so import (
     so_const_current,
     so_frame,
     so_outputs,
+    ten_copy,
 )
+from models.muscles.compiled_tendon import tendon_views
 from models.muscles.contact_kernels import wrench_kernel
 from models.muscles.static_optimization import (
     STATUS_INVALID_INPUT,
@@ -91,9 +93,9 @@ __all__ = ["CompiledChain", "compiled_chain_available"]
 _NJ = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 _KCk = namedtuple("_KCk", "on x_tendon x_site_body geom_body in_tibia col tibia F3 M3 F_mus M_mus")
-#: one thread's chain state: its own ``MjData`` (C pointer ``dd``, views ``D``/``KV``), SO constants and buffers
+#: one thread's chain state: its own ``MjData`` (C pointer ``dd``, views ``D``/``KV``/``TV``), SO constants and buffers
 #: ``S`` (copied from ``src``, the stage's), clock buffer ``ts``
-_State = namedtuple("_State", "data dd D KV S src ts")
+_State = namedtuple("_State", "data dd D KV TV S src ts")
 
 
 def compiled_chain_available() -> tuple[bool, str]:
@@ -120,7 +122,7 @@ def _contact_frame(D, C, force, cost, i):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, KK, KV, qpos, qvel, qacc, tau_in, do_id, ts):  # pragma: no cover
+def _trial(m_id, m_so, dd, D, TV, K, IO, S, SO, C, KK, KV, qpos, qvel, qacc, tau_in, do_id, ts):  # pragma: no cover
     """The frame loop; returns the loop's wall time (s).  ``KK``/``KV``: the kinematics kernel's constants and
     views, used instead of ``mj_kinematics`` for ID's position stage when ``KK.geoms`` is not the empty marker."""
     fast_kin = KK.parent.shape[0] > 0
@@ -139,7 +141,7 @@ def _trial(m_id, m_so, dd, D, K, IO, S, SO, C, KK, KV, qpos, qvel, qacc, tau_in,
             tau = IO.cf[i]
         else:
             tau = tau_in[i]
-        if so_frame(m_so, dd, D, S, SO, qpos[i], qvel[i], tau, do_id, i, ts):
+        if so_frame(m_so, dd, D, TV, S, SO, qpos[i], qvel[i], tau, do_id, i, ts):
             S.warm[0] = S.warm[1]
         if C.on:
             _contact_frame(D, C, SO.force[i], SO.cost[i], i)
@@ -173,6 +175,7 @@ class CompiledChain:
         #: why the Python stages run instead ('' when the compiled path is used)
         self.fallback_reason = "" if ok else why
         self._D = mj_views(self.so.data)
+        self._TV = tendon_views(self.so.data)
         self._ts = capi.new_timespec()
         # per-run constants built once (the stages keep their models, data and buffers for life)
         self._S = so_const(self.so, STATUS_INVALID_INPUT)
@@ -182,6 +185,12 @@ class CompiledChain:
         self._KK, self._KV = _kinematics_kernel(inverse_dynamics, self.so.data) if ok else _no_kernel(self.so.data)
         #: whether ID's position stage uses the kinematics kernel (bit-identical poses, checked on this model)
         self.kinematics_kernel = self._KK.parent.shape[0] > 0
+
+    @property
+    def tendon_kernel(self) -> bool:
+        """Whether SO's tendon stage is the numba kernel (:mod:`models.muscles.compiled_tendon`: bit-identical to
+        ``mj_tendon`` on this model's build check) instead of ``mj_tendon``."""
+        return self.compiled and bool(self._S.ten_on)
 
     @property
     def compiled(self) -> bool:
@@ -218,8 +227,8 @@ class CompiledChain:
         do_id = self.inv is not None
         bounds = _chunk_bounds(n, self.workers)
         if bounds.size <= 2:
-            total = _trial(self._m_id, self._m_so, self._d_so, self._D, K, IO, S, SO, C, self._KK, self._KV, qpos,
-                           qvel, qacc, tau, do_id, self._ts)
+            total = _trial(self._m_id, self._m_so, self._d_so, self._D, self._TV, K, IO, S, SO, C, self._KK, self._KV,
+                           qpos, qvel, qacc, tau, do_id, self._ts)
         else:
             total = self._threaded(bounds, K, IO, SO, C, qpos, qvel, qacc, tau, do_id)
         so._have_warm = bool(np.any(SO.st != STATUS_INVALID_INPUT))
@@ -235,8 +244,8 @@ class CompiledChain:
         buffers re-copied when the stage's constants were rebuilt), every warm start reset."""
         while len(self._states) < k:
             data = mujoco.MjData(self.so.model)
-            self._states.append(_State(data, capi.address(data), mj_views(data), kinematics_views(data), None, None,
-                                       capi.new_timespec()))
+            self._states.append(_State(data, capi.address(data), mj_views(data), kinematics_views(data),
+                                       tendon_views(data), None, None, capi.new_timespec()))
         for j in range(k):
             st = self._states[j]
             if st.src is not self._S:
@@ -261,6 +270,7 @@ class CompiledChain:
             last = j == nk - 1
             st = None if last else states[j]
             args = (self._m_id, self._m_so, self._d_so if last else st.dd, self._D if last else st.D,
+                    self._TV if last else st.TV,
                     _chunk_id(K, a, b, not last, do_id), _rows(IO, a, b) if do_id else IO,
                     self._S if last else st.S, _rows(SO, a, b), _chunk_contact(C, a, b), self._KK,
                     self._KV if last else st.KV, qpos[a:b], qvel[a:b], qacc[a:b] if do_id else qacc,
@@ -353,8 +363,9 @@ def _chunk_bounds(n: int, workers: int) -> np.ndarray:
 
 
 def so_const_copy(S: SOConst) -> SOConst:
-    """A copy of the SO constants and buffers ``S`` with every array its own (one thread's warm start and scratch)."""
-    return S._replace(**{f: v.copy() for f, v in zip(S._fields, S) if isinstance(v, np.ndarray)})
+    """A copy of the SO constants and buffers ``S`` with every array its own (one thread's warm start and scratch,
+    the tendon kernel's scratch included)."""
+    return S._replace(ten=ten_copy(S.ten), **{f: v.copy() for f, v in zip(S._fields, S) if isinstance(v, np.ndarray)})
 
 
 def _rows(t, a: int, b: int):

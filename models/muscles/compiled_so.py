@@ -2,7 +2,9 @@
 
 :func:`so_frame` is :meth:`models.muscles.static_optimization.StaticOptimization.step` in numba: the couplings,
 ``mj_kinematics``, ``mj_comPos`` (skipped when the caller's kinematics are current for the same ``qpos``),
-``mj_tendon``, ``mj_transmission``, then the actuator velocities and the moment arms in one pass over
+``mj_tendon`` (the tendon kernel :mod:`models.muscles.compiled_tendon` where it reproduces it bit for bit on the
+model, ``SOConst.ten_on``; ``mj_tendon`` for a frame it hands back), ``mj_transmission``, then the actuator
+velocities and the moment arms in one pass over
 ``actuator_moment`` (:func:`moment_arms_velocity`), the muscles' forces at activation 1 and 0 from MuJoCo's own
 ``mju_muscleGain``/``mju_muscleBias`` (:func:`muscle_forces`, where :func:`forces_by_capi`; else ``mj_fwdActuation``
 at activation 1 and the passive force at 0), then the QP (:func:`models.muscles.qp_kernels.assemble`, ``solve_qp``,
@@ -18,6 +20,7 @@ This module is pure computation: numpy, numba and other ``models/`` modules.
 """
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 
 import mujoco
@@ -26,6 +29,7 @@ import numpy as np
 
 from models.dynamics import mj_capi as capi
 from models.dynamics.compiled_id import mj_views
+from models.muscles.compiled_tendon import TenConst, tendon_frame, tendon_matches, tendon_pack, tendon_views
 from models.muscles.qp_kernels import (
     assemble,
     couplings_kernel,
@@ -34,16 +38,20 @@ from models.muscles.qp_kernels import (
     solve_qp,
 )
 
-__all__ = ["SOConst", "SOOut", "run_compiled", "so_const", "so_const_current", "so_frame", "so_outputs", "so_pack"]
+__all__ = ["SOConst", "SOOut", "run_compiled", "so_const", "so_const_current", "so_frame", "so_outputs", "so_pack",
+           "ten_copy", "tendon_const"]
 
 _NJ = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+#: per model: the tendon kernel's constants and whether its build check passed (the check runs once per model)
+_TENDON_CACHE: "weakref.WeakKeyDictionary[mujoco.MjModel, tuple]" = weakref.WeakKeyDictionary()
 
 #: the stage's constants and buffers (its own arrays: the warm start ``lam`` lives on in the stage);
 #: ``warm`` = [have a warm start, warm starts allowed]
 SOConst = namedtuple("SOConst", "apply dep_qadr dep_dof ind_qadr ind_dof x0 y0 coef dof_factor mus dof_coord R rcnt "
                                 "ridx mark F1 solved pos gain passive Ct nzcnt nzidx env b hp lam warm max_iter tol a g "
                                 "r u cls delta bkey bval H d fidx P is_solved act_idx ctrl_idx bias_by_kernel "
-                                "lengthrange acc0 biasprm tau q_before invalid_status forces_by_capi gainprm other_act")
+                                "lengthrange acc0 biasprm tau q_before invalid_status forces_by_capi gainprm other_act "
+                                "ten ten_on")
 #: per-frame outputs (the arrays of an ``SOTrial``)
 SOOut = namedtuple("SOOut", "act force mom res resid cost its st ts tstep")
 
@@ -112,9 +120,10 @@ def muscle_forces(D, S):  # pragma: no cover - compiled
 
 
 @nb.njit(**_NJ)
-def so_frame(m, dd, D, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no cover - compiled
+def so_frame(m, dd, D, TV, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no cover - compiled
     """SO of frame ``i``: :meth:`StaticOptimization.step` (kinematics reused when ``kin_current`` and the couplings
-    left ``qpos`` as it was).  Returns whether the frame was solved; updates the warm start."""
+    left ``qpos`` as it was; ``TV`` the tendon kernel's views of the same data).  Returns whether the frame was
+    solved; updates the warm start."""
     t0 = capi.clock_ns(ts)
     for k in range(q.shape[0]):
         D.qpos[k] = q[k]
@@ -141,7 +150,8 @@ def so_frame(m, dd, D, S, O, q, qd, tau_in, kin_current, i, ts):  # pragma: no c
     if moved:
         capi.mj_kinematics(m, dd)
         capi.mj_comPos(m, dd)
-    capi.mj_tendon(m, dd)
+    if not (S.ten_on and tendon_frame(S.ten, TV)):
+        capi.mj_tendon(m, dd)
     capi.mj_transmission(m, dd)
     moment_arms_velocity(D, S)
     if S.forces_by_capi:
@@ -196,7 +206,26 @@ def so_const(so, invalid_status: int) -> SOConst:
                    so._act_idx, so._ctrl_idx, so._bias_by_kernel, so._lengthrange, so._acc0, so._biasprm, so._tau,
                    np.zeros(so.model.nq), int(invalid_status), forces_by_capi(so),
                    np.ascontiguousarray(so.model.actuator_gainprm, dtype=float),
-                   np.setdiff1d(np.arange(so.model.nu), so.muscle_ids).astype(np.int64))
+                   np.setdiff1d(np.arange(so.model.nu), so.muscle_ids).astype(np.int64), *tendon_const(so.model))
+
+
+def tendon_const(m: mujoco.MjModel) -> tuple[TenConst, bool]:
+    """The tendon kernel's constants for ``m`` (:mod:`models.muscles.compiled_tendon`) and whether it replaces
+    ``mj_tendon``: it covers the model's tendons and gives ``mj_tendon``'s outputs bit for bit on the build check's
+    poses; otherwise typed empty constants and ``False`` (``mj_tendon`` runs)."""
+    hit = _TENDON_CACHE.get(m)
+    if hit is None:
+        T = tendon_pack(m)
+        hit = _TENDON_CACHE[m] = (T, T is not None and tendon_matches(m, T))
+    if hit[1]:
+        return ten_copy(hit[0]), True
+    i1, i2, f1 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64), np.zeros(0)
+    return TenConst(i1, i1, i1, i1, i1, i1, i1, f1, i1, i2, i2, i1, i1, i1, np.zeros((0, 3)), i1), False
+
+
+def ten_copy(T: TenConst) -> TenConst:
+    """``T`` with its own scratch buffers (one thread's)."""
+    return T._replace(W=T.W.copy(), wb=T.wb.copy())
 
 
 def so_const_current(S: SOConst, so) -> bool:
@@ -218,11 +247,11 @@ def so_pack(so, n: int, invalid_status: int) -> tuple[SOConst, SOOut]:
 
 
 @nb.njit(**_NJ)
-def _so_trial(m, dd, D, S, O, qpos, qvel, tau, ts):  # pragma: no cover - compiled
+def _so_trial(m, dd, D, TV, S, O, qpos, qvel, tau, ts):  # pragma: no cover - compiled
     """The frame loop of :func:`run_compiled`; returns its wall time (s)."""
     t0 = capi.clock_ns(ts)
     for i in range(qpos.shape[0]):
-        if so_frame(m, dd, D, S, O, qpos[i], qvel[i], tau[i], False, i, ts):
+        if so_frame(m, dd, D, TV, S, O, qpos[i], qvel[i], tau[i], False, i, ts):
             S.warm[0] = S.warm[1]
     return (capi.clock_ns(ts) - t0) * 1e-9
 
@@ -235,8 +264,8 @@ def run_compiled(so, qpos: np.ndarray, qvel: np.ndarray, tau: np.ndarray, invali
     qpos, qvel, tau = (np.ascontiguousarray(x, dtype=float) for x in (qpos, qvel, tau))
     so.reset()
     S, O = so_pack(so, qpos.shape[0], invalid_status)
-    total = _so_trial(capi.address(so.model), capi.address(so.data), mj_views(so.data), S, O, qpos, qvel, tau,
-                      capi.new_timespec())
+    total = _so_trial(capi.address(so.model), capi.address(so.data), mj_views(so.data), tendon_views(so.data), S, O,
+                      qpos, qvel, tau, capi.new_timespec())
     so._have_warm = bool(np.any(O.st != invalid_status))
     return trial_type(O.act, O.force, O.mom, O.res, O.resid, O.cost, O.its, O.st, O.ts, O.tstep, total,
                       so.muscle_names, so.coordinate_names, so.solved_coordinates, so.reserve_only_coordinates,

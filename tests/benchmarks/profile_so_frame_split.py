@@ -3,7 +3,8 @@ tests/benchmarks/profile_so_frame_split.py``.
 
 The chain's calls in its order (:class:`models.muscles.compiled_chain.CompiledChain`: the kinematics kernel, the
 real ``id_frame``, then ``so_frame``'s pieces) with ``clock_gettime`` timers between, min over 15 passes; the MuJoCo
-calls inside ``id_frame`` (and the ``mj_kinematics`` the kernel replaces) are timed on the same state just before.
+calls inside ``id_frame`` (and the ``mj_kinematics`` the kernel replaces) are timed on the same state just before;
+the tendon kernel (:mod:`models.muscles.compiled_tendon`) and then the ``mj_tendon`` it replaces, on the same state.
 A measurement script (not collected by pytest); the activations are checked equal to ``CompiledChain.run``'s.
 """
 import sys
@@ -33,6 +34,7 @@ import numba as nb
 from models.dynamics import mj_capi as capi
 from models.dynamics.compiled_id import id_frame, id_pack, mj_views
 from models.dynamics.compiled_kinematics import kinematics_frame
+from models.muscles.compiled_tendon import tendon_frame, tendon_views
 from models.muscles import compiled_so as cs
 from models.muscles.qp_kernels import (
     assemble,
@@ -45,9 +47,10 @@ from models.muscles.static_optimization import STATUS_INVALID_INPUT
 NAMES = ["ID: id_frame total (after the kernel)", "  (mj_kinematics, replaced by the kernel)", "  of which mj_comPos", "  of which mj_crb",
          "  of which mj_comVel+mj_passive", "  of which mj_inverseSkip",
          "SO: couplings + state copies", "SO: mj_tendon", "SO: mj_transmission", "SO: moment arms + actuator velocities",
-         "SO: muscle forces (mju_muscleGain/Bias)", "QP: assemble", "QP: solve (dual Newton)", "QP: frame outputs", "ID: kinematics kernel"]
+         "SO: muscle forces (mju_muscleGain/Bias)", "QP: assemble", "QP: solve (dual Newton)", "QP: frame outputs", "ID: kinematics kernel",
+         "SO: tendon kernel (replaces mj_tendon)"]
 @nb.njit
-def run(mi, m, dd, D, K, IO, S, O, KK, KV, qpos, qvel, qacc, ts, T):
+def run(mi, m, dd, D, TV, K, IO, S, O, KK, KV, qpos, qvel, qacc, ts, T):
     for i in range(qpos.shape[0]):
         for k in range(qpos.shape[1]): D.qpos[k] = qpos[i, k]
         for k in range(qvel.shape[1]):
@@ -68,6 +71,9 @@ def run(mi, m, dd, D, K, IO, S, O, KK, KV, qpos, qvel, qacc, ts, T):
         for k in range(tau.shape[0]): S.tau[k] = tau[k]
         couplings_kernel(D.qpos, D.qvel, S.tau, S.apply, S.dep_qadr, S.dep_dof, S.ind_qadr, S.ind_dof, S.x0, S.y0, S.coef, S.dof_factor)
         t1 = capi.clock_ns(ts); T[6] += t1 - t; t = t1
+        if S.ten_on:   # the kernel first (where the chain runs it), then mj_tendon on the same state
+            tendon_frame(S.ten, TV)
+        t1 = capi.clock_ns(ts); T[15] += t1 - t; t = t1
         capi.mj_tendon(m, dd); t1 = capi.clock_ns(ts); T[7] += t1 - t; t = t1
         capi.mj_transmission(m, dd); t1 = capi.clock_ns(ts); T[8] += t1 - t; t = t1
         cs.moment_arms_velocity(D, S); t1 = capi.clock_ns(ts); T[9] += t1 - t; t = t1
@@ -86,11 +92,12 @@ for r in range(15):
     S, O = cs.so_pack(so, n, STATUS_INVALID_INPUT)
     K, IO, _ = id_pack(inv, ext, n, kin.time_s)
     T = np.zeros(len(NAMES))
-    run(capi.address(inv.model), capi.address(so.model), capi.address(so.data), mj_views(so.data), K, IO, S, O, chain._KK, chain._KV, mk.qpos, mk.qvel, mk.qacc, capi.new_timespec(), T)
+    run(capi.address(inv.model), capi.address(so.model), capi.address(so.data), mj_views(so.data), tendon_views(so.data), K, IO, S, O, chain._KK, chain._KV, mk.qpos, mk.qvel, mk.qacc, capi.new_timespec(), T)
     best = np.minimum(best, T)
-tot = best[0] + best[6:].sum()
+# the chain runs the tendon kernel instead of mj_tendon where chain.tendon_kernel
+tot = best[0] + best[6:].sum() - (best[7] if chain.tendon_kernel else best[15])
 for nm, v in zip(NAMES, best):
     print(f"{nm:42s} {v / n / 1e3:6.2f} us/frame")
-print(f"{'sum (ID + SO)':42s} {tot / n / 1e3:6.2f} us/frame")
+print(f"{'sum (ID + SO, as the chain runs)':42s} {tot / n / 1e3:6.2f} us/frame  (tendon kernel in use: {chain.tendon_kernel})")
 jm, tr, _ = chain.run(mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s)
 print("same activations as CompiledChain.run:", np.array_equal(O.act, tr.activation))
