@@ -358,23 +358,33 @@ def default_intra_op_threads(cpus: int | None = None) -> int:
     return 1 if n <= 2 else n // 2
 
 
-def session_options(intra_op_threads: int = 0, allow_spinning: bool = False):
+#: ``optimization`` names of :func:`session_options` → ``onnxruntime.GraphOptimizationLevel`` members.
+OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+                       "none": "ORT_DISABLE_ALL"}
+
+
+def session_options(intra_op_threads: int = 0, allow_spinning: bool = False, *, optimization: str = "all",
+                    parallel: bool = False, memory_arena: bool = True):
     """``onnxruntime.SessionOptions`` for the pose models on this machine (see the module docstring).
 
-    ``intra_op_threads`` 0: :func:`default_intra_op_threads`. Returns the options object; the settings chosen
-    are in ``session_settings(options)``.
+    ``intra_op_threads`` 0: :func:`default_intra_op_threads`. The defaults are the runtime's; ``optimization``
+    (a key of :data:`OPTIMIZATION_LEVELS`), ``parallel`` (parallel execution, two inter-op threads) and
+    ``memory_arena`` (CPU arena and memory patterns) exist for the benchmark's comparison. Returns the options
+    object; the settings chosen are in ``session_settings(options)``.
     """
     import onnxruntime as ort
 
     if intra_op_threads < 0:
         raise ValueError(f"intra_op_threads: must be >= 0, got {intra_op_threads}")
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization: must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = int(intra_op_threads) or default_intra_op_threads()
-    so.inter_op_num_threads = 1
-    so.enable_cpu_mem_arena = True
-    so.enable_mem_pattern = True
+    so.inter_op_num_threads = 2 if parallel else 1
+    so.enable_cpu_mem_arena = bool(memory_arena)
+    so.enable_mem_pattern = bool(memory_arena)
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     so.log_severity_level = 3
     return so

@@ -15,6 +15,12 @@ Cases per backend, on real frames of the ``sports2d`` demo (1768×994) with a pe
   consecutive frames of the walking woman (what the vision process runs per frame: landmarks on the tracked
   ROI, the detector only when the track needs it, appearance gate): p50 and p99 per frame, detector runs
   counted, against the issue's goal of p50 ≤ 12 ms / p99 ≤ 20 ms;
+* ``landmark model standalone``: the landmark model alone (``session.run`` on 256×256 crops of the demo, no pre-
+  or post-processing), each variant the build made (``fp32`` the converted model, ``nosegm`` without its unused
+  segmentation output, ``int8``) with 1 and 2 intra-op threads, and ``nosegm`` with the other session options
+  (graph optimisation extended / basic / none, spinning worker threads, no memory arena, parallel execution);
+  with one thread the CPU time per call (``thread_time``, the figure the other processes on the machine do not
+  change) is recorded too (``cpu ms``);
 * ``anonymise``: the anonymiser per frame with the tracked pose given, detectors on every frame vs at the
   bounded rate (:meth:`runtime.vision.anonymise.Anonymiser.bounded`).
 
@@ -41,6 +47,14 @@ BENCH = dict(min_rounds=15, max_time=3.0, warmup=True, warmup_iterations=3)
 _RESULTS: dict[tuple[str, str], tuple[float, float]] = {}   # (backend, case) -> (median s, min s)
 _P99: dict[tuple[str, str], float] = {}                     # (backend, case) -> p99 s per call
 _NOTES: list[str] = []
+#: (variant, case name, session_options keywords) of the standalone landmark-model cases.
+STANDALONE = [(v, f"{t} thread{'s' * (t > 1)}", {"intra_op_threads": t}) for v in ("fp32", "nosegm", "int8") for t in (1, 2)]
+STANDALONE += [("nosegm", "1 thread, opt extended", {"intra_op_threads": 1, "optimization": "extended"}),
+               ("nosegm", "1 thread, opt basic", {"intra_op_threads": 1, "optimization": "basic"}),
+               ("nosegm", "1 thread, opt none", {"intra_op_threads": 1, "optimization": "none"}),
+               ("nosegm", "1 thread, no arena", {"intra_op_threads": 1, "memory_arena": False}),
+               ("nosegm", "2 threads, spinning", {"intra_op_threads": 2, "allow_spinning": True}),
+               ("nosegm", "2 threads, parallel", {"intra_op_threads": 2, "parallel": True})]
 
 
 @pytest.fixture(scope="module")
@@ -189,18 +203,64 @@ def test_int8_landmarks_latency(benchmark, video):
                   f"{entry['agreement_vs_fp32']['p95_px']:.2f} px vs fp32; limits 1 / 3 px)")
 
 
-def _walk_tracker():
+def _variant_file(variant: str) -> Path:
+    from runtime.vision.pose_build import DEFAULT_OUT, onnx_path, pruned_path, quantized_path
+
+    try:
+        return {"fp32": lambda: onnx_path("pose_landmark_full", DEFAULT_OUT), "nosegm": lambda: pruned_path(DEFAULT_OUT),
+                "int8": lambda: quantized_path(DEFAULT_OUT)}[variant]()
+    except FileNotFoundError as exc:
+        pytest.skip(f"landmark model {variant}: {exc}")
+
+
+@pytest.mark.benchmark(group="landmark model standalone", **BENCH)
+@pytest.mark.parametrize("variant,case,options", STANDALONE, ids=[f"{v}-{c}" for v, c, _ in STANDALONE])
+def test_landmark_model_standalone(benchmark, video, variant, case, options):
+    """The landmark model alone per call (crops made beforehand), one variant and one session configuration."""
+    import time
+
+    import onnxruntime as ort
+
+    from runtime.vision.pose_onnx import LM_SIZE, OnnxPose, crop_tensor, landmark_session_runner, session_options
+
+    finder = OnnxPose(landmark_model="fp32")
+    crops = []
+    for i in SPREAD:
+        found = finder.detect(video[i])
+        assert found, f"the detector found nobody in frame {i}"
+        crops.append(crop_tensor(video[i], found[0][1], LM_SIZE, 0.0, 1.0, replicate=True))
+    sess = ort.InferenceSession(str(_variant_file(variant)), sess_options=session_options(**options),
+                                providers=["CPUExecutionProvider"])
+    run = landmark_session_runner(sess)
+    it = _ping_pong(len(crops))
+    out = benchmark(lambda: run(crops[next(it)]))
+    assert np.all(np.isfinite(out[0]))
+    name = f"landmarks {variant}"
+    _record(benchmark, name, case)
+    if options["intra_op_threads"] == 1:   # one thread: the model runs in this thread, its CPU time is measurable
+        cpu = []
+        for k in range(40):
+            c0 = time.thread_time()
+            run(crops[k % len(crops)])
+            cpu.append(time.thread_time() - c0)
+        benchmark.extra_info["cpu_ms_p50"] = float(np.median(cpu)) * 1e3
+        _NOTES.append(f"{name:<20}{case:<26} cpu ms p50 {np.median(cpu) * 1e3:6.2f} (thread_time, 40 calls)")
+
+
+def _walk_tracker(landmark_model: str = "auto"):
     from runtime.vision.pose_types import BoundingBox
     from runtime.vision.tracking import PromptedTracker, tracker_backend
 
-    pose, detector, settings = tracker_backend("onnx")
+    pose, detector, settings = tracker_backend("onnx", landmark_model=landmark_model)
     return PromptedTracker(pose, detector, settings), BoundingBox(*WOMAN_AT_40)
 
 
 @pytest.mark.benchmark(group="pose per frame")
-def test_prompted_tracker_onnx_per_frame(benchmark, video):
-    """One tracker update per call over consecutive frames (the first frame's start() is not timed)."""
-    tracker, prompt = _walk_tracker()
+@pytest.mark.parametrize("landmark_model", ["auto", "fp32"])
+def test_prompted_tracker_onnx_per_frame(benchmark, video, landmark_model):
+    """One tracker update per call over consecutive frames (the first frame's start() is not timed); the
+    tracker's landmark model (``auto``: the build's best accepted variant) and the full fp32 model."""
+    tracker, prompt = _walk_tracker(landmark_model)
     tracker.start(video[WALK[0]], WALK[0], 0, prompt)
     frames = iter(WALK[1:])
 
@@ -209,14 +269,14 @@ def test_prompted_tracker_onnx_per_frame(benchmark, video):
         return tracker.update(video[i], i, i)
 
     benchmark.pedantic(fn, rounds=len(WALK) - 1, iterations=1, warmup_rounds=0)
-    _record(benchmark, tracker.pose.name, "prompted tracker")
+    _record(benchmark, f"{tracker.pose.name} {tracker.pose.landmark_model}", "prompted tracker")
     s = tracker.summary()
     ran = [tf.detector_ran for tf in tracker.history[1:]]
     benchmark.extra_info.update({"detector_runs": s["detector_runs"], "frames": len(ran),
                                  "frames_without_detector": s["frames_without_detector"],
                                  "detector_model_runs": tracker.pose.detector_runs,
                                  "session": tracker.pose.session_settings})
-    _NOTES.append(f"prompted tracker (onnx): {len(ran)} frames, detector on {sum(ran)} of them "
+    _NOTES.append(f"prompted tracker (onnx, landmarks {tracker.pose.landmark_model}): {len(ran)} frames, detector on {sum(ran)} of them "
                   f"({tracker.pose.detector_runs} detector model runs incl. start and tiles), "
                   f"lost {s['lost']}; goal p50 <= 12 ms, p99 <= 20 ms; session {tracker.pose.session_settings}")
     assert s["lost"] == 0, s
