@@ -81,10 +81,11 @@ class MonocularFitParams:
     Live: the fixed-lag window is set in time, ``lag_s`` (s): the output lags by :meth:`lag_frames_at` = ``lag_s``
     times the camera's frame rate, rounded to whole frames, at least 2 (the window of ``lag + 1`` frames must span
     the three frames of the acceleration prior), so the lag in ms is the same at 30 and 60 fps.  1/15 s (67 ms: 2
-    frames at 30 fps, 4 at 60 fps), below the torque loop's 0.1 s staleness limit: measured on the model-generated
-    walk (seed 0, tests/test_monocular_fit.py), mean sagittal RMSE from the truth 1.56 deg at 60 fps (offline
-    smoother 1.44; 117 ms of lag 1.52; 33 ms 7.4: too short a window to separate depth from motion) and 1.90 deg at
-    30 fps (offline 1.82; 233 ms 1.80).  ``live_iterations`` LM iterations per new frame (2: measured on the
+    frames at 30 fps, 4 at 60 fps): measured on the model-generated walk (seed 0, tests/test_monocular_fit.py), mean
+    sagittal RMSE from the truth 1.56 deg at 60 fps (offline smoother 1.44; 117 ms of lag 1.52; 50 ms 2.10; 33 ms
+    7.4: too short a window to separate depth from motion) and 1.90 deg at 30 fps (offline 1.82; 233 ms 1.80).  The
+    live loop adds a camera frame and an estimation cycle to the lag before the torque loop's staleness limit
+    (``runtime.vision.front_end.check_fit_lag``).  ``live_iterations`` LM iterations per new frame (2: measured on the
     synthetic walk, a third changes the live-offline difference by < 0.1 deg).
     """
 

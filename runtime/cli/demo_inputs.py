@@ -118,7 +118,7 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
         from runtime.vision.front_end import check_fit_lag
 
         src = open_source(video)
-        fit_lag_s = check_fit_lag(float(src.fps or 0.0), device.torque_loop.stale_after_s)
+        fit_lag_s = check_fit_lag(float(src.fps or 0.0), device.torque_loop.stale_after_s, loop_rate_hz=rate)
         src.close()
     # Monocular landmarks are far noisier than lab markers: 3 Hz instead of 6 Hz (measured on the sports2d clip:
     # KEM p5..p95 -45..47 %BW*ht at 6 Hz, -17..17 at 3 Hz; the lag grows accordingly, printed below).

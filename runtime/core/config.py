@@ -38,9 +38,11 @@ class EstimationLoopConfig(_Strict):
     """The vision-to-assistance pipeline loop."""
 
     rate_hz: Annotated[float, Field(ge=1.0, le=120.0, description="Hz")] = 60.0
-    # ground the video landmarks by the fixed-lag model fit (runtime.vision.front_end.FittedGrounding; lag 7 camera
-    # frames) instead of BlazePose's depth; off: per frame 54 ms median, 81 ms p95 on this 2-core CPU under the shared
-    # load of 2026-12-07 (tests/benchmarks/test_bench_monocular_fit.py), above a 30 fps camera's 33 ms frame period
+    # ground the video landmarks by the fixed-lag model fit (runtime.vision.front_end.FittedGrounding; lag
+    # MonocularFitParams.lag_s = 67 ms: 2 frames at 30 fps, 4 at 60) instead of BlazePose's depth; off: a command then
+    # gets lag + one camera frame + one estimation cycle old, 117 ms at 30 fps and 100 ms at 60 fps, at or over
+    # torque_loop.stale_after_s = 0.1 s (front_end.check_fit_lag refuses it; exo demo on the 30 fps clip with it on
+    # faulted STALE at 101.8 ms); a 50 ms window would fit at 60 fps but is 0.5-0.7 deg worse on the synthetic walk
     monocular_fit: bool = False
     # knee contact force: the physics chain (default) or the learned estimator (models.muscles.kcf_learned); physics
     # stays the default until the learned one is shown at least as good (models/artifacts/kcf_learned_v1.json)

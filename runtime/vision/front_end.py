@@ -11,8 +11,8 @@ warm-up (``runtime.vision.world.ground_monocular`` with ``heading="walking"``). 
 complete the output is invalid (the estimation chain gets nothing; assistance stays zero).
 
 :class:`FittedGrounding` answers ``lag_frames`` camera frames late (the fixed-lag window, set in time:
-``MonocularFitParams.lag_s`` = 67 ms, 2 frames at 30 fps, 4 at 60 fps; :func:`check_fit_lag` refuses a camera
-too slow for it); its output carries the capture time of the frame it describes, so the measured command age
+``MonocularFitParams.lag_s`` = 67 ms, 2 frames at 30 fps, 4 at 60 fps; :func:`check_fit_lag` refuses it where
+the lag + one camera frame + one estimation cycle reaches the torque loop's staleness limit); its output carries the capture time of the frame it describes, so the measured command age
 includes the lag. Per frame it also gives the mean reprojection error (px) and the fraction of the
 model's landmarks used, which the estimation chain's confidence takes (its ``reprojection`` part).
 
@@ -159,23 +159,34 @@ class OnlineGrounding:
         return GroundedFrame(world, pose.visibility, t_s, capture_ns)
 
 
-def check_fit_lag(fps: float, stale_after_s: float, params: Any = None) -> float:
+def check_fit_lag(fps: float, stale_after_s: float, params: Any = None, loop_rate_hz: float = 60.0) -> float:
     """The fixed-lag fit's lag (s) at a camera of ``fps`` frames per second (``params.lag_s`` in whole frames,
-    :meth:`~models.kinematics.monocular_params.MonocularFitParams.lag_frames_at`); ValueError when it reaches the
-    torque loop's staleness limit ``stale_after_s`` (s): every command would then be older than allowed and the
-    loop would fault STALE (measured: ``exo demo`` with the fit on a 30 fps video, 233 ms lag, faulted at 2.5 s)."""
+    :meth:`~models.kinematics.monocular_params.MonocularFitParams.lag_frames_at`); ValueError when the oldest
+    command it leads to reaches the torque loop's staleness limit ``stale_after_s`` (s).
+
+    The torque loop measures a command's age from the capture of the frame it describes, and holds it until the
+    next one: the age peaks at the lag + one camera frame (``1 / fps``, the hold) + one estimation cycle
+    (``1 / loop_rate_hz``, ``estimation.rate_hz``: the new frame waits for the loop's next cycle), before any
+    compute.  Measured (``exo demo`` on the 30 fps sports2d clip with the fit on, 67 ms = 2 frames of lag: 67 + 33 +
+    17 = 117 ms predicted): capture -> first bus write p50 77.9 / max 95.3 ms, and the loop faulted STALE at 101.8
+    ms after 2.5 s; with 233 ms of lag it faulted at once.  A lag alone under the limit is not enough."""
     from models.kinematics.monocular_params import MIN_LAG_FRAMES, MonocularFitParams
 
     p = params if params is not None else MonocularFitParams()
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"camera frame rate {fps!r}: the fit's lag needs a positive frame rate")
+    for name, v in (("camera frame rate", fps), ("estimation.rate_hz", loop_rate_hz)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} {v!r}: the fit's lag needs a positive frame rate")
     frames = p.lag_frames_at(fps)
     lag_s = frames / fps
-    if lag_s >= stale_after_s:
+    worst_s = lag_s + 1.0 / fps + 1.0 / loop_rate_hz
+    if worst_s >= stale_after_s - 1e-9:     # reaching it counts (6 / 60 s is 0.0999... in floating point)
         raise ValueError(f"estimation.monocular_fit: the fixed-lag fit answers {frames} frames late "
                          f"(MonocularFitParams.lag_s = {p.lag_s * 1e3:.0f} ms, at least {MIN_LAG_FRAMES} frames), "
-                         f"{lag_s * 1e3:.0f} ms at {fps:g} fps, not below torque_loop.stale_after_s = {stale_after_s:g} s "
-                         "(every command would be stale); turn estimation.monocular_fit off or use a faster camera")
+                         f"{lag_s * 1e3:.0f} ms at {fps:g} fps; held for one camera frame ({1e3 / fps:.0f} ms) "
+                         f"after waiting for an estimation cycle at {loop_rate_hz:g} Hz ({1e3 / loop_rate_hz:.0f} ms), "
+                         f"a command gets {worst_s * 1e3:.0f} ms old, not below "
+                         f"torque_loop.stale_after_s = {stale_after_s:g} s (the loop would fault STALE); turn "
+                         "estimation.monocular_fit off, use a faster camera or a shorter MonocularFitParams.lag_s")
     return lag_s
 
 
