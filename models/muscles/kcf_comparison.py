@@ -15,7 +15,8 @@ optimisation, our contact step; :mod:`models.trial_analysis`, :mod:`models.muscl
 * **contact** against the implant (total, medial, lateral RMSE in BW, peaks): ours, the contact points about the
   subject's epicondyle midpoint (:mod:`models.muscles.condyle_geometry`) and, beside it, about the tibia origin;
   ours with the lab's SO forces in our contact step; our axial component (the contact definition: ``|F_c|``
-  against the axial force); the lab's JointReaction (``walker_knee_<s>_on_tibia_<s>_in_tibia_<s>``, ``|F|``; total only).
+  against the axial force); the lab's JointReaction (``walker_knee_<s>_on_tibia_<s>_in_tibia_<s>``: ``|F|``, and
+  medial / lateral by our split about the ``.osim``'s own epicondyle midpoint, :func:`opensim_epicondyle_centre`).
 
 Needs ``opensim`` for the moment arms (the *bench* extra; :func:`compare_trial` raises ``ImportError`` without it).
 """
@@ -41,7 +42,8 @@ from models.muscles.subject_muscles import (
     read_opensim_muscles,
 )
 
-__all__ = ["GC5Trial", "compare_trial", "compared_muscles", "gc5_trial", "muscle_operating_lengths"]
+__all__ = ["GC5Trial", "compare_trial", "compared_muscles", "gc5_trial", "muscle_operating_lengths",
+           "opensim_epicondyle_centre"]
 
 
 @dataclass(frozen=True)
@@ -96,19 +98,56 @@ def _peaks(kc: KneeContactTrial) -> tuple[int, int]:
     return a + int(np.nanargmax(kc.total_n[a:b])), b + int(np.nanargmax(kc.total_n[b:c]))
 
 
-def _joint_reaction_vs_implant(path: Path, implant: Path, t0: float, t1: float, side: str, bw: float) -> dict:
+def opensim_epicondyle_centre(osim: Path, side: str) -> float | None:
+    """Medial offset (m) of the midpoint of the subject model's epicondyle markers from its tibia origin, in the
+    tibia frame at the model's default pose, computed by OpenSim 4 itself (the contact centre of
+    :mod:`models.muscles.condyle_geometry` in the ``.osim``'s own frames); ``None`` without such a marker pair."""
+    import opensim
+
+    s = side[0]
+    model = opensim.Model(str(osim))
+    state = model.initSystem()
+    tibia = model.getBodySet().get(f"tibia_{s}")
+    markers = model.getMarkerSet()
+    names = [markers.get(i).getName() for i in range(markers.getSize())]
+    on_femur = [n for n in names if markers.get(n).getParentFrameName().endswith(f"femur_{s}")]
+    med = [n for n in on_femur if "knee" in n.lower() and "med" in n.lower()]
+    lat = [n for n in on_femur if "knee" in n.lower() and "lat" in n.lower()]
+    if len(med) != 1 or len(lat) != 1:
+        return None
+    z = []
+    for n in (med[0], lat[0]):
+        loc = model.getGround().findStationLocationInAnotherFrame(state, markers.get(n).getLocationInGround(state),
+                                                                  tibia)
+        z.append(float(loc.get(2)))
+    return (1.0 if s == "l" else -1.0) * 0.5 * (z[0] + z[1])
+
+
+def _joint_reaction_vs_implant(path: Path, implant: Path, t0: float, t1: float, side: str, bw: float,
+                               offsets_m: tuple[float, float] | None = None) -> dict:
+    """The lab's JointReaction against the implant: total ``|F|``; with ``offsets_m`` (``d_m``, ``d_l`` from the
+    tibia origin) also medial and lateral by the same two-point split as ours."""
     from models.io.storage import read_sto
+    from models.muscles.knee_contact import medial_lateral_split
 
     tab = read_sto(path)
     s = side[0]
-    pre = f"walker_knee_{s}_on_tibia_{s}_in_tibia_{s}_f"
-    f = np.linalg.norm(np.column_stack([tab.column(pre + a) for a in "xyz"]), axis=1)
+    pre = f"walker_knee_{s}_on_tibia_{s}_in_tibia_{s}_"
+    F = np.column_stack([tab.column(pre + "f" + a) for a in "xyz"])
     ref = read_in_vivo(implant)
     g = ref["gait_cycle_pct"]
-    ours = np.interp(t0 + g / 100.0 * (t1 - t0), tab.time_s, f)
-    e = ours - ref["F_total_magnitude"]
-    return {"total": {"rmse_bw": float(np.sqrt(np.mean(e ** 2))) / bw, "peak_bw": float(ours.max()) / bw,
-                      "peak_ref_bw": float(ref["F_total_magnitude"].max()) / bw}}
+
+    def on_implant(x: np.ndarray) -> np.ndarray:
+        return np.interp(t0 + g / 100.0 * (t1 - t0), tab.time_s, x)
+
+    parts = {"total": (on_implant(np.linalg.norm(F, axis=1)), ref["F_total_magnitude"])}
+    if offsets_m is not None:
+        mf = (1.0 if s == "l" else -1.0) * tab.column(pre + "mx")
+        med, lat = medial_lateral_split(-F[:, 1], mf, *offsets_m)
+        parts["medial"] = (on_implant(med), ref["F_medial"])
+        parts["lateral"] = (on_implant(lat), ref["F_lateral"])
+    return {k: {"rmse_bw": float(np.sqrt(np.mean((ours - theirs) ** 2))) / bw, "peak_bw": float(ours.max()) / bw,
+                "peak_ref_bw": float(theirs.max()) / bw} for k, (ours, theirs) in parts.items()}
 
 
 def _contact_rows(kin, r, trial: GC5Trial) -> dict[str, Any]:
@@ -133,7 +172,13 @@ def _contact_rows(kin, r, trial: GC5Trial) -> dict[str, Any]:
                         "opensim_so_in_our_contact": validate_against_in_vivo(kc_os, trial.implant),
                         "opensim_joint_reaction": _joint_reaction_vs_implant(
                             trial.joint_reaction, trial.implant, float(r.time_s[0]), float(r.time_s[-1]),
-                            r.params.side, bw)}}
+                            r.params.side, bw, _opensim_offsets(trial.osim, r.params.side, geom.half_spacing_m))}}
+
+
+def _opensim_offsets(osim: Path, side: str, half_spacing_m: float) -> tuple[float, float] | None:
+    """The contact points for the lab's JointReaction: our half spacing about the ``.osim``'s epicondyle midpoint."""
+    c = opensim_epicondyle_centre(osim, side)
+    return None if c is None or abs(c) > 0.5 * half_spacing_m else (half_spacing_m + c, half_spacing_m - c)
 
 
 def compare_trial(trial: GC5Trial, params, *, calibrate: bool = False, lengths: bool = False,
