@@ -14,10 +14,21 @@ Run by the build step (:mod:`runtime.vision.pose_build.__main__`) after the fp32
    ``MAX_MEDIAN_PX`` (1 px) and p95 ≤ ``MAX_P95_PX`` (3 px); otherwise fp32 stays the runtime's model and the
    manifest says why, with the figures.
 
-Recipes tried on this build (eval frames, 32 with a person; 46 calibration crops): MinMax, all Convs int8:
-median 2.65 px, p95 28.5 px; MinMax with the 5 output-head Convs kept fp32 (the build's recipe,
-``QUANTIZE_ARGS``): 2.51 / 30.6 px; Percentile: 2.85 / 29.7 px; Entropy with the heads fp32: 2.51 / 30.6 px;
-MinMax with the last 4 Conv levels (41 nodes) fp32: 118 / 254 px (broken). None meets 1 / 3 px: fp32 stays.
+The int8 model is quantised from the segmentation-free fp32 model (``pose_landmark_full.nosegm.onnx``) when the
+build accepted it (same numbers on the outputs used), else from the full one.
+
+Recipes measured (``python -m runtime.vision.pose_build.int8_sweep --nodes``, onnxruntime 1.32; calibration: the
+46 sports2d calibration crops + 75 pose2sim crops of cam01..03; px median / p95 vs fp32 on the gate frames
+``EVAL_FRAMES`` (32 crops), then on sports2d frames 41 + 6k and pose2sim cam04 (never seen); CPU ms per call,
+one thread, fp32 segmentation-free 8.9 ms): all Convs int8, MinMax: 2.65 / 26.5 px (2.64 / 24.3, 6.40 / 31.0),
+4.7 ms; QOperator: 2.64 / 33.6 px, 5.1 ms; int8 symmetric activations: 3.70 / 44.7 px, 12.2 ms; the 5 head Convs
+fp32 (the build's recipe, ``QUANTIZE_ARGS``): 2.62 / 28.0 px, 5.2 ms; all int8, Percentile 99.999: 2.68 / 27.0 px;
+heads fp32, Entropy: 2.62 / 28.0 px (as MinMax) (``--slow``). Per-block sensitivity (12 blocks of 7 Convs, one block int8,
+measured on the calibration crops): every block alone exceeds 3 px p95 (4.1 .. 111 px; the stem and the
+regression head the worst). Mixed precision from the per-Conv sensitivity ranking (one Conv int8 at a time): the
+8 least sensitive of 83 Convs int8 pass (0.13 / 1.84 px; 0.12 / 1.63, 0.32 / 1.62 px unseen) but take 9.4 ms
+(no faster: the Q/DQ pairs cost what the int8 Convs save); 17 Convs already fail (0.49 / 4.38 px). No int8
+recipe is both within 1 / 3 px and faster: fp32 (segmentation-free) stays the runtime's model.
 """
 from __future__ import annotations
 
