@@ -7,8 +7,10 @@ model's knee centre is the middle of the two compartments.  On the Grand Challen
 femoral epicondyle markers of the subject model (``GC5.osim``'s ``LKneeMedial`` / ``LKneeLateral``, placed on the
 static trial) have their midpoint 6.8 mm medial of MyoLeg's scaled knee centre, in the tibia frame at the neutral
 pose, so the contact moment about the model's centre carries ``0.0068 m * F_axial`` that the compartments do not.
-The same two-point model through OpenSim's own JointReaction loads on those trials is as medial (79-85 % of the
-stance load against the implant's 66-72 %), so this is the split's geometry, not our muscle forces.
+The same two-point model through OpenSim's own JointReaction loads on those trials is as medial (76-83 % of the
+stance load against the implant's 66-72 %; ours 79-84 %), so this is the split's geometry, not our muscle forces;
+OpenSim 4.6 puts the same markers' midpoint 6.9 mm medial of ``GC5.osim``'s own tibia origin
+(:func:`models.muscles.kcf_comparison.opensim_epicondyle_centre`).
 
 Here the contact points are placed symmetrically about the subject's **knee joint centre, the midpoint of the
 medial and lateral femoral epicondyles** (the anatomical definition of Cappozzo et al. 1995 Clin Biomech 10:171;
