@@ -12,6 +12,7 @@ from models.muscles.condyle_geometry import condyle_geometry, epicondyle_markers
 from models.muscles.knee_contact import (
     KneeContactTrial,
     medial_lateral_split,
+    subject_condyle_geometry,
     with_condyle_offsets,
 )
 
@@ -115,6 +116,7 @@ def test_missing_or_implausible_markers_keep_the_symmetric_points():
     assert g.offsets_m == (0.02, 0.02) and "misplaced" in g.source
     with pytest.raises(ValueError, match="side"):
         condyle_geometry(m, "middle", None, half_spacing_m=0.02)
+    assert subject_condyle_geometry(m, "left").offsets_m[0] > 0      # the chain's half spacing: scaled Winby
     with pytest.raises(ValueError, match="half_spacing_m"):
         condyle_geometry(m, "left", None, half_spacing_m=-0.01)
 
@@ -144,7 +146,7 @@ def ps_trials():
         ms = from_opensim_markerset(PS / "model" / "GC5.osim", kin.model)
         implant = PS / "in_vivo" / f"PS_ngait_og_ss{ss}_eTibia_101pt.csv"
         before, after = knee_contact_from_analysis(kin, r), knee_contact_from_analysis(kin, r, markerset=ms)
-        out[ss] = {"geometry": condyle_geometry(kin.model, "left", ms), "before": before, "after": after,
+        out[ss] = {"geometry": subject_condyle_geometry(kin.model, "left", ms), "before": before, "after": after,
                    "v_before": validate_against_in_vivo(before, implant),
                    "v_after": validate_against_in_vivo(after, implant), "implant": implant}
     return out
@@ -202,5 +204,5 @@ def test_dm_keeps_the_symmetric_points():
         pytest.skip("GC6_DM absent")
     for side in ("right", "left"):
         model = subject_model(AnalyzeParams(70.0, 1.72, side), dm, [])
-        g = condyle_geometry(model, side, from_opensim_markerset(dm, model))
+        g = subject_condyle_geometry(model, side, from_opensim_markerset(dm, model))
         assert g.offsets_m[0] == g.offsets_m[1] and g.centre_m == 0.0, g

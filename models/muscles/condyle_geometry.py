@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-__all__ = ["CONDYLE_HALF_SPACING_M", "WIDTH_RANGE_M", "CondyleGeometry", "condyle_geometry", "epicondyle_markers"]
+__all__ = ["WIDTH_RANGE_M", "CondyleGeometry", "condyle_geometry", "epicondyle_markers"]
 
-CONDYLE_HALF_SPACING_M = 0.020          # on the unscaled MyoLeg tibia: Winby 2009's 40 mm intercondylar distance
 WIDTH_RANGE_M = (0.06, 0.20)            # epicondyle marker distance accepted (bony 75-100 mm + skin and markers)
 _KNEE = re.compile(r"(knee|kne|epicond)", re.IGNORECASE)
 _MED = re.compile(r"med", re.IGNORECASE)
@@ -91,16 +90,12 @@ def _in_tibia_frame(model: mujoco.MjModel, markerset, names: tuple[str, str], si
 
 
 def condyle_geometry(model: mujoco.MjModel, side: str, markerset=None, *,
-                     half_spacing_m: float | None = None) -> CondyleGeometry:
+                     half_spacing_m: float) -> CondyleGeometry:
     """The contact points of ``side`` on ``model`` (a scaled MyoLeg): symmetric about the midpoint of the
-    subject's epicondyle markers in ``markerset`` when it has a plausible pair, else about the tibia origin.
-    ``half_spacing_m``: default :data:`CONDYLE_HALF_SPACING_M` times the tibia scale
-    (:func:`models.muscles.knee_contact.tibia_scale`)."""
+    subject's epicondyle markers in ``markerset`` when it has a plausible pair, else about the tibia origin, each
+    ``half_spacing_m`` (m) from that centre (the chain's: Winby's 20 mm times the tibia scale,
+    :func:`models.muscles.knee_contact.subject_condyle_geometry`)."""
     s = _side_letter(side)
-    if half_spacing_m is None:
-        from models.muscles.knee_contact import tibia_scale
-
-        half_spacing_m = CONDYLE_HALF_SPACING_M * tibia_scale(model, side)
     h = float(half_spacing_m)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"half_spacing_m = {half_spacing_m!r}: must be a finite length > 0 m")

@@ -33,6 +33,7 @@ from models.muscles.knee_contact import (
     knee_contact_from_analysis,
     opensim_so_tensions,
     read_in_vivo,
+    subject_condyle_geometry,
     validate_against_in_vivo,
 )
 from models.muscles.subject_muscles import (
@@ -152,9 +153,8 @@ def _joint_reaction_vs_implant(path: Path, implant: Path, t0: float, t1: float, 
 
 def _contact_rows(kin, r, trial: GC5Trial) -> dict[str, Any]:
     from models.body.markerset import from_opensim_markerset
-    from models.muscles.condyle_geometry import condyle_geometry
 
-    geom = condyle_geometry(kin.model, r.params.side, from_opensim_markerset(trial.osim, kin.model))
+    geom = subject_condyle_geometry(kin.model, r.params.side, from_opensim_markerset(trial.osim, kin.model))
     kc = knee_contact_from_analysis(kin, r, geom.offsets_m)
     kc_sym = knee_contact_from_analysis(kin, r, (geom.half_spacing_m, geom.half_spacing_m))
     T, names = opensim_so_tensions(trial.so_force, r.time_s, r.muscles.muscle_names)

@@ -69,6 +69,7 @@ import numpy as np
 
 from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
 from models.dynamics.wrenches import ExternalWrenchTrial
+from models.muscles.condyle_geometry import CondyleGeometry, condyle_geometry
 from models.muscles.contact_kernels import muscle_wrenches
 from models.muscles.contact_kernels import wrench_kernel as _wrench_kernel
 
@@ -78,7 +79,7 @@ QUADRICEPS = ("vasmed", "vaslat", "vasint", "recfem")
 HAMSTRINGS = ("semimem", "semiten", "bflh", "bfsh")
 
 __all__ = ["KneeContactTrial", "KneeContact", "KinematicsToContact", "knee_contact_from_analysis",
-           "quadriceps_hamstrings_cocontraction", "with_condyle_offsets",
+           "quadriceps_hamstrings_cocontraction", "with_condyle_offsets", "subject_condyle_geometry",
            "medial_lateral_split", "opensim_so_tensions", "read_in_vivo", "validate_against_in_vivo", "tibia_scale",
            "clear_template_cache", "contact_supported"]
 
@@ -163,6 +164,13 @@ def tibia_scale(model: mujoco.MjModel, side: str, template: mujoco.MjModel | Non
 
         ref = _TEMPLATE_TIBIA_M.setdefault(side[0], _tibia_length_m(load_model("myoleg").readonly_model, side))
     return _tibia_length_m(model, side) / ref
+
+
+def subject_condyle_geometry(model: mujoco.MjModel, side: str, markerset=None) -> CondyleGeometry:
+    """The contact points of ``side``: :data:`CONDYLE_OFFSET_M` times :func:`tibia_scale` on each side of the
+    epicondyle midpoint of ``markerset`` (:func:`models.muscles.condyle_geometry.condyle_geometry`; about the
+    tibia origin without a plausible marker pair)."""
+    return condyle_geometry(model, side, markerset, half_spacing_m=CONDYLE_OFFSET_M * tibia_scale(model, side))
 
 
 def contact_supported(model: mujoco.MjModel, side: str) -> bool:
@@ -479,9 +487,7 @@ def knee_contact_from_analysis(kin, analysis, condyle_offsets_m: tuple[float, fl
     p = analysis.params
     markerset = getattr(kin, "markerset", None) if markerset is None else markerset
     if condyle_offsets_m is None and markerset is not None:
-        from models.muscles.condyle_geometry import condyle_geometry
-
-        condyle_offsets_m = condyle_geometry(kin.model, p.side, markerset).offsets_m
+        condyle_offsets_m = subject_condyle_geometry(kin.model, p.side, markerset).offsets_m
     same_kin = analysis.time_s is kin.time_s
     done = getattr(analysis, "knee_contact", None)
     if same_kin and done is not None and tension_n is None and muscle_names is None:
