@@ -353,6 +353,7 @@ class TrialKinematics:
     notes: list[str]
     time_s: np.ndarray       # uniform grid at the trial's sample rate (lab stamps are often rounded)
     rate_hz: float
+    markerset: Any = None    # models.body.markerset.MarkerSet on ``model`` (lab markers; None for video keypoints)
 
 
 def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: AnalyzeParams) -> TrialKinematics:
@@ -381,7 +382,7 @@ def trial_kinematics(trc_path: str | Path, markerset_path: str | Path, params: A
     t = ik.time_s[0] + np.arange(ik.time_s.size) / rate
     sm = smooth_derivatives(ik.coordinates, rate, cutoff_hz=params.cutoff_hz, channel_names=ik.coordinate_names)
     mk = kinematics_from_opensim(model, ik.coordinate_names, sm.position, sm.velocity, sm.acceleration)
-    return TrialKinematics(trc_path.stem, model, ik, sm, mk, notes, t, rate)
+    return TrialKinematics(trc_path.stem, model, ik, sm, mk, notes, t, rate, markerset=mset)
 
 
 def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], source: str,
@@ -399,7 +400,7 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
     if params.backend == "warp":            # MuJoCo Warp, all frames in one batch (models.dynamics.warp_backend)
         jm, muscles, backend = _id_muscles_warp(kin, inv, externals, params, notes)
     elif params.muscles:
-        jm, muscles, contact = _id_muscles_contact_cpu(kin, inv, externals, params)
+        jm, muscles, contact = _id_muscles_contact_cpu(kin, inv, externals, params, notes)
     else:
         jm = inv.run(mk.qpos, mk.qvel, mk.qacc, externals, time_s=kin.time_s)
     knee = KneeMoments(inv, KneeMomentsParams(params.side, params.mass_kg, params.height_m)).run(jm)
@@ -424,7 +425,7 @@ def trial_dynamics(kin: TrialKinematics, feet: dict[str, ExternalWrenchTrial], s
 
 
 def _id_muscles_contact_cpu(kin: TrialKinematics, inv: InverseDynamics, externals: list[ExternalWrenchTrial],
-                            params: AnalyzeParams):
+                            params: AnalyzeParams, notes: list[str]):
     """ID, static optimisation and (where the model has the knee's bodies) the knee contact of ``params.side`` in
     one compiled frame loop (:class:`models.muscles.compiled_chain.CompiledChain`: one position stage per frame,
     the contact read from the SO's tendon paths; the SO reads ``kin.model`` itself, :mod:`models.muscles
@@ -433,12 +434,16 @@ def _id_muscles_contact_cpu(kin: TrialKinematics, inv: InverseDynamics, external
     (tests/test_trial_analysis_chain.py).
     Returns ``(JointMomentsTrial, SOTrial, KneeContactTrial | None)``."""
     from models.muscles.compiled_chain import CompiledChain
-    from models.muscles.knee_contact import KneeContact, contact_supported
+    from models.muscles.knee_contact import KneeContact, contact_supported, subject_condyle_geometry
     from models.muscles.static_optimization import SOParams, StaticOptimization
 
     so = StaticOptimization(kin.model, SOParams(), share_model=True)   # kin.model is read only from here on
-    kc = (KneeContact(kin.model, params.side, body_mass_kg=params.mass_kg)
-          if contact_supported(kin.model, params.side) else None)
+    kc = None
+    if contact_supported(kin.model, params.side):
+        # the contact points about the subject's epicondyle midpoint where the marker set places it
+        geom = subject_condyle_geometry(kin.model, params.side, kin.markerset)
+        kc = KneeContact(kin.model, params.side, body_mass_kg=params.mass_kg, condyle_offsets_m=geom.offsets_m)
+        notes.append(f"knee contact points: {geom.source}")
     mk = kin.mapped
     return CompiledChain(so, inv, kc).run(mk.qpos, mk.qvel, mk.qacc, externals, kin.time_s)
 

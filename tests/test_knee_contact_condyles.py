@@ -133,7 +133,9 @@ MARGIN = 0.15
 def ps_trials():
     from models.body.markerset import from_opensim_markerset
     from models.muscles.knee_contact import (
+        CONDYLE_OFFSET_M,
         knee_contact_from_analysis,
+        tibia_scale,
         validate_against_in_vivo,
     )
     from models.trial_analysis import AnalyzeParams, analyze_trial, trial_kinematics
@@ -145,7 +147,12 @@ def ps_trials():
         r = analyze_trial(None, None, params, grf_path=PS / "grf" / f"PS_ngait_og_ss{ss}_kinetics.mot", kin=kin)
         ms = from_opensim_markerset(PS / "model" / "GC5.osim", kin.model)
         implant = PS / "in_vivo" / f"PS_ngait_og_ss{ss}_eTibia_101pt.csv"
-        before, after = knee_contact_from_analysis(kin, r), knee_contact_from_analysis(kin, r, markerset=ms)
+        h = CONDYLE_OFFSET_M * tibia_scale(kin.model, "left")
+        before = knee_contact_from_analysis(kin, r, condyle_offsets_m=(h, h))     # about the model's knee centre
+        after = knee_contact_from_analysis(kin, r, markerset=ms)
+        # the analysis itself splits about the epicondyle midpoint of its own marker set (kin.markerset)
+        np.testing.assert_array_equal(r.knee_contact.medial_n, after.medial_n)
+        np.testing.assert_array_equal(knee_contact_from_analysis(kin, r).lateral_n, after.lateral_n)
         out[ss] = {"geometry": subject_condyle_geometry(kin.model, "left", ms), "before": before, "after": after,
                    "v_before": validate_against_in_vivo(before, implant),
                    "v_after": validate_against_in_vivo(after, implant), "implant": implant}
