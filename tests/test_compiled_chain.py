@@ -5,7 +5,8 @@
   frames (NaN centre of pressure while unloaded).
 * :class:`models.muscles.compiled_chain.CompiledChain` (ID, SO and knee contact in one loop, one position stage per
   frame) equals ``InverseDynamics.run`` + ``StaticOptimization.run`` + ``KneeContact.muscle_wrench_from_data`` per
-  frame: ID and SO bit for bit (activations, forces, reserves, residuals, cost, iterations, status), the contact
+  frame: ID and SO bit for bit (activations, forces, reserves, residuals, cost, iterations, status; where SO's
+  tendon stage is the numba kernel -- MyoLeg, GC5 -- SO to 1e-9, its ``ten_J`` being mj_tendon's to 1e-12), the contact
   to 1e-12 relative (a 3x3 rotation summed in another order); on coupled states (kinematics shared) and on states
   that violate the couplings (SO's kinematics recomputed), and on PS ss1 (shared data).
 * :meth:`StaticOptimization.run` without a hook runs :mod:`models.muscles.compiled_so`: bit-identical to its Python
@@ -94,13 +95,31 @@ def _stages(m):
     return inv, StaticOptimization(m), kc
 
 
-def _assert_equal(ours, ref):
+def _assert_so(so, so0, exact: bool) -> None:
+    """SO outputs: bit for bit (``exact``), else -- where the compiled SO runs the tendon kernel without the dofs
+    shared by a segment's end points (:mod:`models.muscles.compiled_tendon`: ``ten_J`` within 1e-12 of each row's
+    largest entry, lengths exact) -- activations within 1e-9 (issue 22's tolerance), the other outputs within 1e-9
+    of their largest magnitude, statuses equal."""
+    for f in SO_FIELDS:
+        a, b = getattr(so, f), getattr(so0, f)
+        if exact or f in ("iterations", "status"):
+            if not exact and f == "iterations":   # a noise-level change may cost the dual Newton one step
+                assert np.all(np.abs(a - b) <= 1), f
+                continue
+            np.testing.assert_array_equal(a, b, err_msg=f)
+        else:
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f)
+            ok = np.isfinite(b)
+            scale = 1.0 if f == "activation" else max(1.0, float(np.abs(b[ok]).max(initial=0.0)))
+            np.testing.assert_allclose(a[ok], b[ok], rtol=0.0, atol=1e-9 * scale, err_msg=f)
+
+
+def _assert_equal(ours, ref, exact: bool = True):
     jm, so, kc = ours
     jm0, so0, kc0 = ref
     for f in ID_FIELDS:
         np.testing.assert_array_equal(getattr(jm, f), getattr(jm0, f), err_msg=f)
-    for f in SO_FIELDS:
-        np.testing.assert_array_equal(getattr(so, f), getattr(so0, f), err_msg=f)
+    _assert_so(so, so0, exact)
     for f in ("total_n", "medial_n", "lateral_n", "axial_n", "frontal_moment_nm"):
         a, b = getattr(kc, f), getattr(kc0, f)
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
@@ -136,11 +155,12 @@ def test_chain_equals_the_stages(name, coupled):
     ref = _reference(inv, so, kc, qpos, qvel, qacc, ext, t)
     chain = CompiledChain(so, inv, kc)
     assert chain.compiled, chain.fallback_reason
+    assert chain.tendon_kernel == (name == "myoleg")          # MyoFullBody: wrap geoms without side sites
     ours = chain.run(qpos, qvel, qacc, ext, t)
-    _assert_equal(ours, ref)
+    _assert_equal(ours, ref, exact=not chain.tendon_kernel)
     assert np.all(ours[1].status == 0)
     assert np.all(ours[1].step_time_s >= ours[1].solve_time_s) and ours[1].total_time_s > 0
-    _assert_equal(chain.run(qpos, qvel, qacc, ext, t), ref)   # a second run starts cold again
+    _assert_equal(chain.run(qpos, qvel, qacc, ext, t), ref, exact=not chain.tendon_kernel)   # starts cold again
 
 
 @pytest.mark.parametrize("name", ["myoleg", "myofullbody"])
@@ -150,9 +170,9 @@ def test_compiled_static_optimization_equals_the_python_loop(name):
     tau = inv.run(qpos, qvel, qacc, ext).coordinate_force
     tau[9, 3] = np.nan                                        # an invalid frame: NaN outputs, warm start kept
     ref = so.run(qpos, qvel, tau, compiled=False)
-    for ours in (so.run(qpos, qvel, tau), CompiledChain(so).run_so(qpos, qvel, tau)):
-        for f in SO_FIELDS:
-            np.testing.assert_array_equal(getattr(ours, f), getattr(ref, f), err_msg=f)
+    kernel = CompiledChain(so).tendon_kernel       # the stage's own run: the bit-identical tendon kernel
+    for ours, exact in ((so.run(qpos, qvel, tau), True), (CompiledChain(so).run_so(qpos, qvel, tau), not kernel)):
+        _assert_so(ours, ref, exact=exact)
         assert ours.status[9] == STATUS_INVALID_INPUT and np.all(np.delete(ours.status, 9) == 0)
 
 
@@ -198,8 +218,10 @@ def test_chain_equals_the_stages_on_ps_ss1():
     mk = kin.mapped
     inv, so, kc = _stages(kin.model)
     ref = _reference(inv, so, kc, mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s)
-    ours = CompiledChain(so, inv, kc).run(mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s)
-    _assert_equal(ours, ref)
+    chain = CompiledChain(so, inv, kc)
+    assert chain.tendon_kernel
+    ours = chain.run(mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s)
+    _assert_equal(ours, ref, exact=False)
     assert np.nanmax(ours[2].total_bw) > 1.0
 
 

@@ -5,8 +5,9 @@ the side in one compiled loop (the SO reading the trial's model itself, no copy)
 :func:`models.muscles.knee_contact.knee_contact_from_analysis` returns that contact (or reuses the analysis' inverse
 dynamics) instead of running inverse dynamics again.  The reference here is the code path before: a fresh
 ``InverseDynamics.run``, ``StaticOptimization.run`` on its private copy, and ``KneeContact.run`` with its own
-inverse dynamics.  Required: joint moments, residuals, knee moments and every SO output bit for bit; the contact to
-1e-12 relative (the crossing sums read the SO's tendon paths; measured: bit for bit on the 8 shared trials).
+inverse dynamics.  Required: joint moments, residuals and knee moments bit for bit; every SO output to 1e-9 (the
+chain's tendon kernel, :mod:`models.muscles.compiled_tendon`, gives mj_tendon's ``ten_J`` to 1e-12 of each row's
+largest entry; iterations within one); the contact to 1e-12 relative (the crossing sums read the SO's tendon paths).
 """
 from __future__ import annotations
 
@@ -76,8 +77,13 @@ def test_one_pass_chain_equals_the_separate_stages(ps_ss1, grf):
     np.testing.assert_array_equal(res.moments_nm, jm.coordinate_force)
     np.testing.assert_array_equal(res.residual_force_n, jm.residual_force_n)
     np.testing.assert_array_equal(res.joint_moments.reaction_force_n, jm.reaction_force_n)
-    for f in SO_FIELDS:
-        np.testing.assert_array_equal(getattr(res.muscles, f), getattr(so, f), err_msg=f)
+    for f in SO_FIELDS:   # the chain's SO runs the tendon kernel (ten_J to 1e-12 of mj_tendon's): SO to 1e-9
+        x, y = getattr(res.muscles, f), getattr(so, f)
+        if f in ("iterations", "status"):
+            assert np.all(np.abs(x - y) <= (1 if f == "iterations" else 0)), f
+        else:
+            scale = 1.0 if f == "activation" else max(1.0, float(np.nanmax(np.abs(y))))
+            np.testing.assert_allclose(x, y, rtol=0.0, atol=1e-9 * scale, err_msg=f)
     assert np.all(res.muscles.status == 0)
     ours = knee_contact_from_analysis(kin, res)
     assert ours is res.knee_contact                      # the contact of the shared pass, not a second one

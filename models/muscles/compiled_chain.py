@@ -14,10 +14,13 @@ model -- checked once per chain, :attr:`CompiledChain.kinematics_kernel` -- the 
 324 of GC5's 1060 sites; the other sites' and geoms' poses in the SO data are then stale), ``mj_comPos`` -> ID's ``mj_crb``, ``mj_comVel``,
 ``mj_passive``, ``mj_inverseSkip`` (with ID's model) or plain ``mj_inverse`` when ID cannot skip the tendons -> the external loads
 (``mj_applyFT``, ``xfrc_applied``) -> ``mj_rnePostConstraint`` -> SO's couplings on ``qpos``/``qvel``; if they moved
-``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon`` (or the bit-identical tendon kernel,
-:attr:`CompiledChain.tendon_kernel`), ``mj_transmission``, the actuator velocities and moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`models.muscles.compiled_so.so_frame`)
+``qpos`` the kinematics are recomputed, else reused -> ``mj_tendon`` (or the tendon kernel,
+:attr:`CompiledChain.tendon_kernel`: lengths and paths bit for bit, ``ten_J`` to 1e-12 of each row's largest entry,
+the dofs shared by a segment's end points skipped: SO to 1e-9), ``mj_transmission``, the actuator velocities and
+moment arms, the muscle forces at activation 1 and 0 (SO's model; :func:`models.muscles.compiled_so.so_frame`)
 -> the QP -> the contact crossing sums on the same wrapping paths.  ID's outputs do not read the tendon fields,
-so the results equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial).  The
+so the results equal the separate stages' (tested: bit for bit on ID, SO and contact of a shared trial; SO to
+1e-9 where the tendon kernel runs).  The
 per-run constants of the stages (C pointers, the SO buffers, the contact's path tables) are built once per chain.
 
 Threads (``workers=N``).  The frames split into ``min(N, frames)`` contiguous chunks of near-equal size, each run
@@ -156,10 +159,12 @@ class CompiledChain:
     ``contact``: a :class:`KneeContact` on the same model (``None``: no contact).  ``use_compiled=False``: always
     the Python stages (the reference of the benchmarks and tests).  ``workers``: threads the frames are split
     over (contiguous chunks, module docstring "Threads"); 1 (default) is the single sequential loop.
+    ``tendon_kernel=False``: SO's tendon stage is always ``mj_tendon`` (the reference of the benchmarks).
     """
 
     def __init__(self, static_optimization: StaticOptimization, inverse_dynamics: InverseDynamics | None = None,
-                 contact: Any = None, *, use_compiled: bool = True, workers: int = 1) -> None:
+                 contact: Any = None, *, use_compiled: bool = True, workers: int = 1,
+                 tendon_kernel: bool = True) -> None:
         if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
             raise ValueError(f"workers = {workers!r}: must be an integer >= 1")
         #: threads the frames are split over (1: one sequential loop)
@@ -178,7 +183,8 @@ class CompiledChain:
         self._TV = tendon_views(self.so.data)
         self._ts = capi.new_timespec()
         # per-run constants built once (the stages keep their models, data and buffers for life)
-        self._S = so_const(self.so, STATUS_INVALID_INPUT)
+        self._want_tendon_kernel = bool(tendon_kernel)
+        self._S = self._so_const()
         self._m_so, self._d_so = capi.address(self.so.model), capi.address(self.so.data)
         self._m_id = capi.address(inverse_dynamics.model) if inverse_dynamics is not None else 0
         self._kc_const = None
@@ -188,8 +194,9 @@ class CompiledChain:
 
     @property
     def tendon_kernel(self) -> bool:
-        """Whether SO's tendon stage is the numba kernel (:mod:`models.muscles.compiled_tendon`: bit-identical to
-        ``mj_tendon`` on this model's build check) instead of ``mj_tendon``."""
+        """Whether SO's tendon stage is the numba kernel (:mod:`models.muscles.compiled_tendon`, ``exact=False``:
+        ``mj_tendon``'s lengths and paths bit for bit, ``ten_J`` to 1e-12, checked on this model) instead of
+        ``mj_tendon``."""
         return self.compiled and bool(self._S.ten_on)
 
     @property
@@ -198,6 +205,11 @@ class CompiledChain:
         return not self.fallback_reason
 
     # ---- packing ----------------------------------------------------------------------------------
+
+    def _so_const(self) -> SOConst:
+        """The SO constants with the chain's tendon kernel (``exact=False``), or none if it was declined."""
+        S = so_const(self.so, STATUS_INVALID_INPUT, tendon_exact=False)
+        return S if self._want_tendon_kernel else S._replace(ten_on=False)
 
     def _kc_pack(self, n: int):
         kc = self.contact
@@ -219,7 +231,7 @@ class CompiledChain:
         else:
             K, IO, jm = _id_unused(), IDOut(*(np.zeros((1,) * k) for k in (2, 2, 2, 2, 3, 3))), None
         if not so_const_current(self._S, so):
-            self._S = so_const(so, STATUS_INVALID_INPUT)
+            self._S = self._so_const()
         S = self._S
         S.warm[0] = False   # so.reset(): a cold start
         SO = so_outputs(so, n)

@@ -2,14 +2,15 @@
 
 :func:`so_frame` is :meth:`models.muscles.static_optimization.StaticOptimization.step` in numba: the couplings,
 ``mj_kinematics``, ``mj_comPos`` (skipped when the caller's kinematics are current for the same ``qpos``),
-``mj_tendon`` (the tendon kernel :mod:`models.muscles.compiled_tendon` where it reproduces it bit for bit on the
-model, ``SOConst.ten_on``; ``mj_tendon`` for a frame it hands back), ``mj_transmission``, then the actuator
-velocities and the moment arms in one pass over
+``mj_tendon`` (the tendon kernel :mod:`models.muscles.compiled_tendon` where it reproduces it on the model,
+``SOConst.ten_on``: bit for bit in :func:`run_compiled`, ``ten_J`` to 1e-12 in the compiled chain; ``mj_tendon``
+for a frame it hands back), ``mj_transmission``, then the actuator velocities and the moment arms in one pass over
 ``actuator_moment`` (:func:`moment_arms_velocity`), the muscles' forces at activation 1 and 0 from MuJoCo's own
 ``mju_muscleGain``/``mju_muscleBias`` (:func:`muscle_forces`, where :func:`forces_by_capi`; else ``mj_fwdActuation``
 at activation 1 and the passive force at 0), then the QP (:func:`models.muscles.qp_kernels.assemble`, ``solve_qp``,
 ``frame_outputs``), warm-started in time on the stage's own buffers: the same arithmetic in the same order, so the
-results are bit-identical to the Python step (tested).  :func:`run_compiled` runs a trial on the stage's own data
+results are bit-identical to the Python step (tested; the chain's faster tendon kernel: activations to 1e-9).
+:func:`run_compiled` runs a trial on the stage's own data
 (used by :meth:`StaticOptimization.run` without a hook); :mod:`models.muscles.compiled_chain` calls
 :func:`so_frame` after inverse dynamics on the same data.  ``solve_time_s`` of a frame is the QP from the assembly
 on (the moment arms are counted in ``step_time_s`` only).
@@ -29,7 +30,13 @@ import numpy as np
 
 from models.dynamics import mj_capi as capi
 from models.dynamics.compiled_id import mj_views
-from models.muscles.compiled_tendon import TenConst, tendon_frame, tendon_matches, tendon_pack, tendon_views
+from models.muscles.compiled_tendon import (
+    TenConst,
+    tendon_frame,
+    tendon_matches,
+    tendon_pack,
+    tendon_views,
+)
 from models.muscles.qp_kernels import (
     assemble,
     couplings_kernel,
@@ -43,7 +50,7 @@ __all__ = ["SOConst", "SOOut", "run_compiled", "so_const", "so_const_current", "
 
 _NJ = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 #: per model: the tendon kernel's constants and whether its build check passed (the check runs once per model)
-_TENDON_CACHE: "weakref.WeakKeyDictionary[mujoco.MjModel, tuple]" = weakref.WeakKeyDictionary()
+_TENDON_CACHE: weakref.WeakKeyDictionary[mujoco.MjModel, dict] = weakref.WeakKeyDictionary()
 
 #: the stage's constants and buffers (its own arrays: the warm start ``lam`` lives on in the stage);
 #: ``warm`` = [have a warm start, warm starts allowed]
@@ -194,10 +201,12 @@ def forces_by_capi(so) -> bool:
                 and m.actuator_lengthrange.flags.c_contiguous and so._lengthrange.shape == (m.nu, 2))
 
 
-def so_const(so, invalid_status: int) -> SOConst:
+def so_const(so, invalid_status: int, tendon_exact: bool = True) -> SOConst:
     """The constants and buffers of ``so`` (a :class:`~models.muscles.static_optimization.StaticOptimization`):
     its own arrays, so that the warm start lives on in the stage; ``invalid_status`` the stage's invalid-input
-    status code.  Valid as long as the stage keeps its buffers (:func:`so_const_current`)."""
+    status code; ``tendon_exact``: the tendon kernel bit-identical to ``mj_tendon`` (:func:`tendon_const`; the
+    stage's own :func:`run_compiled`), else its faster form (``ten_J`` to 1e-12: the compiled chain).  Valid as
+    long as the stage keeps its buffers (:func:`so_const_current`)."""
     return SOConst(so._apply, so._c_dep_qadr, so._c_dep_dof, so._c_ind_qadr, so._c_ind_dof, so._c_x0, so._c_y0,
                    so._c_coef, so._dof_factor, so.muscle_ids, so._dof_coord, so._R, so._rcnt, so._ridx, so._mark,
                    so._F1, so._solved, so._pos, so._gain, so._passive, so._Ct, so._nzcnt, so._nzidx, so._env, so._b,
@@ -206,21 +215,28 @@ def so_const(so, invalid_status: int) -> SOConst:
                    so._act_idx, so._ctrl_idx, so._bias_by_kernel, so._lengthrange, so._acc0, so._biasprm, so._tau,
                    np.zeros(so.model.nq), int(invalid_status), forces_by_capi(so),
                    np.ascontiguousarray(so.model.actuator_gainprm, dtype=float),
-                   np.setdiff1d(np.arange(so.model.nu), so.muscle_ids).astype(np.int64), *tendon_const(so.model))
+                   np.setdiff1d(np.arange(so.model.nu), so.muscle_ids).astype(np.int64),
+                   *tendon_const(so.model, tendon_exact))
 
 
-def tendon_const(m: mujoco.MjModel) -> tuple[TenConst, bool]:
-    """The tendon kernel's constants for ``m`` (:mod:`models.muscles.compiled_tendon`) and whether it replaces
-    ``mj_tendon``: it covers the model's tendons and gives ``mj_tendon``'s outputs bit for bit on the build check's
-    poses; otherwise typed empty constants and ``False`` (``mj_tendon`` runs)."""
-    hit = _TENDON_CACHE.get(m)
+#: the tendon kernel's build check: ``ten_J`` within this of each row's largest entry (lengths, wrap points exact)
+TENDON_RTOL = 1e-12
+
+
+def tendon_const(m: mujoco.MjModel, exact: bool = True) -> tuple[TenConst, bool]:
+    """The tendon kernel's constants for ``m`` (:mod:`models.muscles.compiled_tendon`; ``exact=False``: without
+    the dofs shared by a segment's end points) and whether it replaces ``mj_tendon``: it covers the model's tendons
+    and gives ``mj_tendon``'s outputs on the build check's poses (lengths and wrap points bit for bit, ``ten_J``
+    bit for bit if ``exact``, else within :data:`TENDON_RTOL`); otherwise typed empty constants and ``False``."""
+    per_model = _TENDON_CACHE.setdefault(m, {})
+    hit = per_model.get(exact)
     if hit is None:
-        T = tendon_pack(m)
-        hit = _TENDON_CACHE[m] = (T, T is not None and tendon_matches(m, T))
+        T = tendon_pack(m, exact=exact)
+        hit = per_model[exact] = (T, T is not None and tendon_matches(m, T, rtol=0.0 if exact else TENDON_RTOL))
     if hit[1]:
         return ten_copy(hit[0]), True
     i1, i2, f1 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64), np.zeros(0)
-    return TenConst(i1, i1, i1, i1, i1, i1, i1, f1, i1, i2, i2, i1, i1, i1, np.zeros((0, 3)), i1), False
+    return TenConst(i1, i1, i1, i1, i1, i1, i1, f1, i1, i2, i2, i2, i1, np.zeros((0, 3)), i1), False
 
 
 def ten_copy(T: TenConst) -> TenConst:

@@ -29,16 +29,18 @@ import numpy as np
 
 from models.muscles.tendon_wrap import UNSUPPORTED, WRAPPED, wrap_geom
 
-__all__ = ["TenConst", "TenViews", "random_poses", "tendon_frame", "tendon_matches", "tendon_pack", "tendon_views"]
+__all__ = ["TenConst", "TenViews", "random_poses", "tendon_errors", "tendon_frame", "tendon_matches", "tendon_pack",
+           "tendon_views"]
 
 _NJ = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 _SITE, _SPHERE, _CYLINDER = 3, 4, 5   # mjtWrap
 
 #: model arrays (``jpos[t, dof]``: the dof's index into ``ten_J``, -1 off the structure), the body pairs' dof
-#: chains (``pair_id[b0, b1]`` -> ``pair_dof[pair_ptr[p]:pair_ptr[p + 1]]``, ``pair_flag`` 1: on b0's chain, 2: on
-#: b1's, 3: both) and scratch buffers (``W`` the points of one path piece, ``wb`` their bodies)
+#: chains (``pair_id[b0, b1]`` = p: ``pair_dof[pair_ptr[p, 0]:pair_ptr[p, 1]]`` on b0's chain only, then b1's
+#: only, then on both up to ``pair_ptr[p, 3]``) and scratch buffers (``W`` the points of one path piece, ``wb``
+#: their bodies)
 TenConst = namedtuple("TenConst", "adr num wtype objid side site_body geom_body radius rootid jpos pair_id pair_ptr "
-                                  "pair_dof pair_flag W wb")
+                                  "pair_dof W wb")
 #: the ``MjData`` fields it reads and writes (views)
 TenViews = namedtuple("TenViews", "site_xpos geom_xpos geom_xmat subtree_com cdof ten_length ten_J wrapadr wrapnum "
                                   "wrap_obj wrap_xpos")
@@ -59,7 +61,7 @@ def _dof_chain(m: mujoco.MjModel, body: int) -> list[int]:
 
 def _pairs(m: mujoco.MjModel, wt: np.ndarray, objid: np.ndarray, adr: np.ndarray, num: np.ndarray, exact: bool):
     """The body pairs a path segment can join (site-site, site-geom, geom-site) and their dof chains:
-    ``(pair_id (nbody, nbody), pair_ptr, pair_dof, pair_flag)`` (module constants of :data:`TenConst`).
+    ``(pair_id (nbody, nbody), pair_ptr (npair, 4), pair_dof)`` (module constants of :data:`TenConst`).
     ``exact``: every dof of either chain; else only the dofs on one chain but not the other (a dof that moves
     both end points moves them rigidly: its term is zero, ``mj_tendon`` gets rounding noise there)."""
     sb, gb = np.asarray(m.site_bodyid), np.asarray(m.geom_bodyid)
@@ -74,15 +76,15 @@ def _pairs(m: mujoco.MjModel, wt: np.ndarray, objid: np.ndarray, adr: np.ndarray
                 b0, g, b1 = int(sb[objid[j]]), int(gb[objid[j + 1]]), int(sb[objid[j + 2]])
                 pairs |= {(b0, g), (g, b1), (b0, b1)}
     pair_id = np.full((m.nbody, m.nbody), -1, dtype=np.int64)
-    ptr, dofs, flags = [0], [], []
+    ptr, dofs = np.zeros((len(pairs), 4), dtype=np.int64), []
     for p, (b0, b1) in enumerate(sorted(pairs)):
         pair_id[b0, b1] = p
-        c0, c1 = _dof_chain(m, b0), _dof_chain(m, b1)
-        for i in sorted(set(c0) | set(c1) if exact else set(c0) ^ set(c1)):
-            dofs.append(i)
-            flags.append((1 if i in c0 else 0) | (2 if i in c1 else 0))
-        ptr.append(len(dofs))
-    return pair_id, np.array(ptr, np.int64), np.array(dofs, np.int64), np.array(flags, np.int64)
+        c0, c1 = set(_dof_chain(m, b0)), set(_dof_chain(m, b1))
+        ptr[p, 0] = len(dofs)
+        for k, part in enumerate((c0 - c1, c1 - c0, c0 & c1 if exact else set())):
+            dofs += sorted(part)
+            ptr[p, k + 1] = len(dofs)
+    return pair_id, ptr, np.array(dofs, np.int64)
 
 
 def tendon_pack(m: mujoco.MjModel, exact: bool = True) -> TenConst | None:
@@ -120,7 +122,7 @@ def tendon_views(d: mujoco.MjData) -> TenViews:
 
 
 @nb.njit(**_NJ)
-def _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, pair_flag, rootid, jpos, com, cdof, ten_J):  # pragma: no cover
+def _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, rootid, jpos, com, cdof, ten_J):  # pragma: no cover
     """Add segment ``k`` (points ``W[k]`` -> ``W[k + 1]`` on bodies ``wb[k]``, ``wb[k + 1]``) to row ``t`` of
     ``ten_J``: ``dif' (J2 - J1)`` over the two bodies' dof chains (``mj_jac``, ``mj_jacDifPair``,
     ``mju_mulMatTVec`` in MuJoCo's order).  False if the pair or a dof is off the packed structure.  Arrays as
@@ -138,26 +140,27 @@ def _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, pair_flag, rootid, jpos, 
     ca, cb = rootid[wb[k]], rootid[wb[k + 1]]
     a0, a1, a2 = W[k, 0] - com[ca, 0], W[k, 1] - com[ca, 1], W[k, 2] - com[ca, 2]
     b0, b1, b2 = W[k + 1, 0] - com[cb, 0], W[k + 1, 1] - com[cb, 1], W[k + 1, 2] - com[cb, 2]
-    for p in range(pair_ptr[pid], pair_ptr[pid + 1]):
-        i, f = pair_dof[p], pair_flag[p]
+    # dofs on one chain only: (0 - J) dif = -(J dif) and (J - 0) dif = J dif, bit for bit
+    for side in range(2):
+        o0, o1, o2 = (a0, a1, a2) if side == 0 else (b0, b1, b2)
+        for p in range(pair_ptr[pid, side], pair_ptr[pid, side + 1]):
+            i = pair_dof[p]
+            c0, c1, c2 = cdof[i, 0], cdof[i, 1], cdof[i, 2]
+            v = ((cdof[i, 3] + (c1 * o2 - c2 * o1)) * d0 + (cdof[i, 4] + (c2 * o0 - c0 * o2)) * d1) \
+                + (cdof[i, 5] + (c0 * o1 - c1 * o0)) * d2
+            q = jpos[t, i]
+            if q < 0:
+                return False
+            ten_J[q] += -v if side == 0 else v
+    for p in range(pair_ptr[pid, 2], pair_ptr[pid, 3]):   # on both chains (exact mode only)
+        i = pair_dof[p]
         c0, c1, c2, c3, c4, c5 = cdof[i, 0], cdof[i, 1], cdof[i, 2], cdof[i, 3], cdof[i, 4], cdof[i, 5]
-        x0 = x1 = x2 = y0 = y1 = y2 = 0.0
-        if f & 1:   # on the first point's chain
-            x0, x1, x2 = c3 + (c1 * a2 - c2 * a1), c4 + (c2 * a0 - c0 * a2), c5 + (c0 * a1 - c1 * a0)
-        if f & 2:
-            y0, y1, y2 = c3 + (c1 * b2 - c2 * b1), c4 + (c2 * b0 - c0 * b2), c5 + (c0 * b1 - c1 * b0)
-        acc = 0.0
-        if d0 != 0.0:
-            acc += (y0 - x0) * d0
-        if d1 != 0.0:
-            acc += (y1 - x1) * d1
-        if d2 != 0.0:
-            acc += (y2 - x2) * d2
+        x0, x1, x2 = c3 + (c1 * a2 - c2 * a1), c4 + (c2 * a0 - c0 * a2), c5 + (c0 * a1 - c1 * a0)
+        y0, y1, y2 = c3 + (c1 * b2 - c2 * b1), c4 + (c2 * b0 - c0 * b2), c5 + (c0 * b1 - c1 * b0)
         q = jpos[t, i]
-        if q >= 0:
-            ten_J[q] += acc
-        elif acc != 0.0:
+        if q < 0:
             return False
+        ten_J[q] += ((y0 - x0) * d0 + (y1 - x1) * d1) + (y2 - x2) * d2
     return True
 
 
@@ -180,8 +183,7 @@ def tendon_frame(T, V):  # pragma: no cover - compiled
     frame needs ``mj_tendon`` (module docstring); the outputs are then partial.  The namedtuples' arrays are
     unpacked once here (each attribute read of an array costs a reference count)."""
     W, wb, objid, wtype, site_body, x = T.W, T.wb, T.objid, T.wtype, T.site_body, V.site_xpos
-    pair_id, pair_ptr, pair_dof, pair_flag, rootid, jpos = T.pair_id, T.pair_ptr, T.pair_dof, T.pair_flag, \
-        T.rootid, T.jpos
+    pair_id, pair_ptr, pair_dof, rootid, jpos = T.pair_id, T.pair_ptr, T.pair_dof, T.rootid, T.jpos
     com, cdof, ten_J, ten_length, wrap_xpos, wrap_obj = V.subtree_com, V.cdof, V.ten_J, V.ten_length, \
         V.wrap_xpos, V.wrap_obj
     ten_J[:] = 0.0
@@ -218,8 +220,8 @@ def tendon_frame(T, V):  # pragma: no cover - compiled
                 wb[1] = wb[2] = T.geom_body[g]
                 length += (_dist(W, 0, 1) + wlen) + _dist(W, 2, 3)
             for k in range(last):
-                if wb[k] != wb[k + 1] and not _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, pair_flag, rootid,
-                                                       jpos, com, cdof, ten_J):
+                if wb[k] != wb[k + 1] and not _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, rootid, jpos, com,
+                                                       cdof, ten_J):
                     return False
             for r in range(last):
                 _put(wrap_xpos, wcnt + r, W, r)
@@ -247,12 +249,15 @@ def random_poses(m: mujoco.MjModel, n: int, seed: int = 0) -> np.ndarray:
     return q
 
 
-def tendon_matches(m: mujoco.MjModel, T: TenConst, n_poses: int = 8, seed: int = 0) -> bool:
-    """Whether :func:`tendon_frame` gives ``mj_tendon``'s outputs bit for bit on ``m`` at ``qpos0`` and
-    ``n_poses`` random poses in the joint ranges (frames it hands to ``mj_tendon`` are not counted)."""
+def tendon_errors(m: mujoco.MjModel, T: TenConst, poses: np.ndarray) -> tuple[float, bool, int]:
+    """:func:`tendon_frame` against ``mj_tendon`` on ``poses`` (n, nq), each through ``mj_kinematics`` and
+    ``mj_comPos``: ``(largest |ten_J| difference relative to its row's largest |entry| (0 for an all-zero row),
+    whether ``ten_length`` and the wrap points, objects and counts are bit-identical, frames computed)``; frames the
+    kernel hands to ``mj_tendon`` are not counted."""
     d, ref = mujoco.MjData(m), mujoco.MjData(m)
     V = tendon_views(d)
-    poses = np.vstack([np.asarray(m.qpos0, dtype=float)[None], random_poses(m, n_poses, seed)])
+    rowadr, rownnz = np.asarray(m.ten_J_rowadr), np.asarray(m.ten_J_rownnz)
+    worst, same, done = 0.0, True, 0
     for q in poses:
         for x in (d, ref):
             x.qpos[:] = q
@@ -262,10 +267,28 @@ def tendon_matches(m: mujoco.MjModel, T: TenConst, n_poses: int = 8, seed: int =
         d.ten_length[:] = np.nan
         if not tendon_frame(T, V):
             continue
+        done += 1
         nw = int(ref.ten_wrapnum.sum())
-        if not (np.array_equal(d.ten_length, ref.ten_length) and np.array_equal(d.ten_J, ref.ten_J)
-                and np.array_equal(d.ten_wrapadr, ref.ten_wrapadr) and np.array_equal(d.ten_wrapnum, ref.ten_wrapnum)
-                and np.array_equal(V.wrap_obj[:nw], ref.wrap_obj.reshape(-1)[:nw])
-                and np.array_equal(V.wrap_xpos[:nw], ref.wrap_xpos.reshape(-1, 3)[:nw])):
-            return False
-    return True
+        same = same and bool(np.array_equal(d.ten_length, ref.ten_length)
+                             and np.array_equal(d.ten_wrapadr, ref.ten_wrapadr)
+                             and np.array_equal(d.ten_wrapnum, ref.ten_wrapnum)
+                             and np.array_equal(V.wrap_obj[:nw], ref.wrap_obj.reshape(-1)[:nw])
+                             and np.array_equal(V.wrap_xpos[:nw], ref.wrap_xpos.reshape(-1, 3)[:nw]))
+        dif = np.abs(d.ten_J - ref.ten_J)
+        for t in range(m.ntendon):
+            a, n = rowadr[t], rownnz[t]
+            if n == 0:
+                continue
+            scale = np.abs(ref.ten_J[a:a + n]).max()
+            e = dif[a:a + n].max()
+            worst = max(worst, float(e / scale) if scale > 0 else (np.inf if e > 0 else 0.0))
+    return worst, same, done
+
+
+def tendon_matches(m: mujoco.MjModel, T: TenConst, rtol: float = 0.0, n_poses: int = 8, seed: int = 0) -> bool:
+    """Whether :func:`tendon_frame` gives ``mj_tendon``'s outputs on ``m`` at ``qpos0`` and ``n_poses`` random
+    poses in the joint ranges: lengths and wrap points bit for bit, ``ten_J`` within ``rtol`` of each row's largest
+    entry (0: bit for bit).  Frames it hands to ``mj_tendon`` are not counted."""
+    poses = np.vstack([np.asarray(m.qpos0, dtype=float)[None], random_poses(m, n_poses, seed)])
+    worst, same, _ = tendon_errors(m, T, poses)
+    return same and worst <= rtol

@@ -3,9 +3,12 @@
 :func:`wrap_geom` maps the two sites around a wrapping geom into its frame, builds the 2D plane of the wrap (the
 geom's x-y plane for a cylinder; the plane through the sphere's centre and both sites for a sphere), finds the
 tangent points on the circle (:func:`wrap_circle`: the solution on the side site's side, the winding-angle rule of
-MuJoCo 4), lifts a cylinder's points along its axis (helix height) and maps them back to the world.  The cases it
-does not reproduce are reported (status :data:`UNSUPPORTED`) so that the caller falls back to ``mj_tendon``: a side
-site inside the geom (``wrap_inside``), the sphere's sites collinear with its centre, a geom without a side site.
+MuJoCo 4; whether a clear segment wraps at all is read from the signs of the windings' cross products where none
+is zero, the same decision without its three ``atan2``), lifts a cylinder's points along its axis (helix height)
+and maps them back to the world.  The cases it does not reproduce are reported (status :data:`UNSUPPORTED`) so
+that the caller falls back to ``mj_tendon``: a side site inside the geom (``wrap_inside``), the sphere's sites
+collinear with its centre, a geom without a side site.  The arithmetic follows MuJoCo 4.0's order of operations:
+bit-identical to ``mju_wrap`` on MyoLeg (tested against ``mj_tendon``, ``tests/test_compiled_tendon.py``).
 
 World frame z up, m; rotation matrices row-major (9,).  Scalars in and out (no array views in the hot loop).
 
@@ -68,6 +71,12 @@ def wrap_circle(e0, e1, e2, e3, s0, s1, radius):  # pragma: no cover - compiled
     a = min(max(a, 0.0), 1.0)
     n0, n1 = a * d0 + e0, a * d1 + e1
     clear = n0 * n0 + n1 * n1 > sqrad
+    if clear:   # the side's polyline winds as the segment iff the centre is outside the triangle (e0, s, e1)
+        o1, o2, o3 = e0 * s1 - e1 * s0, s0 * e3 - s1 * e2, -(e0 * e3 - e1 * e2)   # the windings' numerators
+        if o1 != 0.0 and o2 != 0.0 and o3 != 0.0:   # their signs decide it (wside - w01 = 0 or +-2 pi)
+            if not ((o1 > 0.0) == (o2 > 0.0) and (o2 > 0.0) == (o3 > 0.0)):
+                return -1.0, 0.0, 0.0, 0.0, 0.0
+            clear = False
     wside = _winding(e0, e1, s0, s1) + _winding(s0, s1, e2, e3)
     if clear and abs(wside - _winding(e0, e1, e2, e3)) < math.pi:
         return -1.0, 0.0, 0.0, 0.0, 0.0

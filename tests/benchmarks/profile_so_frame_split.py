@@ -4,9 +4,11 @@ tests/benchmarks/profile_so_frame_split.py``.
 The chain's calls in its order (:class:`models.muscles.compiled_chain.CompiledChain`: the kinematics kernel, the
 real ``id_frame``, then ``so_frame``'s pieces) with ``clock_gettime`` timers between, min over 15 passes; the MuJoCo
 calls inside ``id_frame`` (and the ``mj_kinematics`` the kernel replaces) are timed on the same state just before;
-the tendon kernel (:mod:`models.muscles.compiled_tendon`) and then the ``mj_tendon`` it replaces, on the same state.
+the tendon kernel (:mod:`models.muscles.compiled_tendon`; the chain's ``exact=False`` form, ``EXACT=1`` in the
+environment: the bit-identical one) and then the ``mj_tendon`` it replaces, on the same state.
 A measurement script (not collected by pytest); the activations are checked equal to ``CompiledChain.run``'s.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -34,8 +36,8 @@ import numba as nb
 from models.dynamics import mj_capi as capi
 from models.dynamics.compiled_id import id_frame, id_pack, mj_views
 from models.dynamics.compiled_kinematics import kinematics_frame
-from models.muscles.compiled_tendon import tendon_frame, tendon_views
 from models.muscles import compiled_so as cs
+from models.muscles.compiled_tendon import tendon_frame, tendon_views
 from models.muscles.qp_kernels import (
     assemble,
     couplings_kernel,
@@ -74,7 +76,10 @@ def run(mi, m, dd, D, TV, K, IO, S, O, KK, KV, qpos, qvel, qacc, ts, T):
         if S.ten_on:   # the kernel first (where the chain runs it), then mj_tendon on the same state
             tendon_frame(S.ten, TV)
         t1 = capi.clock_ns(ts); T[15] += t1 - t; t = t1
-        capi.mj_tendon(m, dd); t1 = capi.clock_ns(ts); T[7] += t1 - t; t = t1
+        capi.mj_tendon(m, dd); t1 = capi.clock_ns(ts); T[7] += t1 - t
+        if S.ten_on:   # the kernel's values again (untimed): what the chain's SO reads
+            tendon_frame(S.ten, TV)
+        t = capi.clock_ns(ts)
         capi.mj_transmission(m, dd); t1 = capi.clock_ns(ts); T[8] += t1 - t; t = t1
         cs.moment_arms_velocity(D, S); t1 = capi.clock_ns(ts); T[9] += t1 - t; t = t1
         cs.muscle_forces(D, S); t1 = capi.clock_ns(ts); T[10] += t1 - t; t = t1
@@ -85,11 +90,12 @@ def run(mi, m, dd, D, TV, K, IO, S, O, KK, KV, qpos, qvel, qacc, ts, T):
         frame_outputs(S.R, S.rcnt, S.ridx, S.gain, S.passive, S.a, S.lam, S.hp, S.P, S.tau, S.solved, S.is_solved, O.act[i], O.force[i], O.mom[i], O.res[i], O.resid[i])
         t1 = capi.clock_ns(ts); T[13] += t1 - t; t = t1
 n = mk.qpos.shape[0]
+EXACT = os.environ.get("EXACT") == "1"   # EXACT=1: the bit-identical tendon kernel (exact=True) in place of the chain's
 so, inv = chain.so, chain.inv
 best = np.full(len(NAMES), 1e18)
 for r in range(15):
     so.reset()
-    S, O = cs.so_pack(so, n, STATUS_INVALID_INPUT)
+    S, O = cs.so_const(so, STATUS_INVALID_INPUT, tendon_exact=EXACT), cs.so_outputs(so, n)   # the chain's
     K, IO, _ = id_pack(inv, ext, n, kin.time_s)
     T = np.zeros(len(NAMES))
     run(capi.address(inv.model), capi.address(so.model), capi.address(so.data), mj_views(so.data), tendon_views(so.data), K, IO, S, O, chain._KK, chain._KV, mk.qpos, mk.qvel, mk.qacc, capi.new_timespec(), T)

@@ -6,8 +6,10 @@ Measured, never asserted (a shared 2-core VM); figures go to ``extra_info`` and 
   (the lab's ``GC5.osim``, its IK and plates; 1.09 s of motion) and, in the same process, our inverse dynamics +
   static optimisation on the same trial (our subject model and kinematics, measured plates) in one compiled loop
   (:class:`models.muscles.compiled_chain.CompiledChain`): seconds of compute per second of motion for each and the
-  ratio (the issue's goal: >= 3000 x); beside it, in the same run, ``InverseDynamics.run`` + ``StaticOptimization
-  .run`` and the Python stage loops.  Skipped when ``opensim`` is absent
+  ratio (the issue's goal: >= 3000 x); beside it, in the same run, the same loop with MuJoCo's ``mj_tendon`` in
+  place of the tendon kernel (``CompiledChain(tendon_kernel=False)``: the before/after of
+  :mod:`models.muscles.compiled_tendon`), ``InverseDynamics.run`` + ``StaticOptimization.run`` and the Python
+  stage loops.  Skipped when ``opensim`` is absent
   (``pip install opensim==4.6``, the bench extra).
 * ``test_walk_10s_kinematics_to_kcf[myoleg]``: PS ss1's smoothed kinematics and measured foot wrenches repeated to
   >= 10 s (10 cycles, 1320 frames at 120 Hz), then inverse dynamics (with the tibia reaction) -> static
@@ -63,12 +65,14 @@ def test_so_vs_opensim(benchmark, ps_ss1):
     mk = kin.mapped
     ours = time_ours_id_so(kin.model, mk.qpos, mk.qvel, mk.qacc, ext, kin.time_s, repeats=5)
     fused = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True)
+    fused_mj = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True, tendon_kernel=False)
     fused2 = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True, workers=2)
     python = _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=False)
     benchmark.pedantic(lambda: _time_chain(kin.model, mk, ext, kin.time_s, use_compiled=True, repeats=1),
                        rounds=3, iterations=1)
     ratio = osr.wall_per_motion_s / fused["per_motion_s"]
     ratio_cpu = osr.cpu_per_motion_s / fused["cpu_per_motion_s"]
+    ratio_cpu_mj = osr.cpu_per_motion_s / fused_mj["cpu_per_motion_s"]
     stages_cpu = osr.cpu_per_motion_s / ours["cpu_per_motion_s"]
     python_cpu = osr.cpu_per_motion_s / python["cpu_per_motion_s"]
     ratio2_wall = osr.wall_per_motion_s / fused2["per_motion_s"]
@@ -85,7 +89,9 @@ def test_so_vs_opensim(benchmark, ps_ss1):
                                  "opensim_version": osr.opensim_version,
                                  "workers2_s_per_motion_s": fused2["per_motion_s"],
                                  "workers2_cpu_s_per_motion_s": fused2["cpu_per_motion_s"],
-                                 "ratio_wall_workers2": ratio2_wall, "ratio_cpu_workers2": ratio2_cpu})
+                                 "ratio_wall_workers2": ratio2_wall, "ratio_cpu_workers2": ratio2_cpu,
+                                 "mj_tendon_cpu_s_per_motion_s": fused_mj["cpu_per_motion_s"],
+                                 "ratio_cpu_mj_tendon": ratio_cpu_mj})
     print(f"\nSO vs OpenSim, GC5 PS ss1 ({osr.motion_s:.3f} s of motion, {ours['frames']} frames): OpenSim "
           f"{osr.opensim_version} StaticOptimization {osr.cpu_per_motion_s:.2f} s CPU ({osr.wall_per_motion_s:.2f} s wall) "
           f"per s of motion; ours ID + SO in one compiled loop {fused['cpu_per_motion_s'] * 1e3:.2f} ms CPU "
@@ -97,9 +103,13 @@ def test_so_vs_opensim(benchmark, ps_ss1):
           f"of motion = {ratio2_wall:.0f} x OpenSim's wall (the figure that uses both cores of this machine; OpenSim's "
           f"SO is single-threaded); {fused2['cpu_per_motion_s'] * 1e3:.2f} ms CPU per s (all threads) = "
           f"{ratio2_cpu:.0f} x OpenSim's CPU (the single-core figure, 1 worker above: {ratio_cpu:.0f} x)")
+    print(f"  the same loop with MuJoCo's mj_tendon instead of the tendon kernel (CompiledChain(tendon_kernel=False)): "
+          f"{fused_mj['cpu_per_motion_s'] * 1e3:.2f} ms CPU per s = {ratio_cpu_mj:.0f} x OpenSim's CPU (kernel: "
+          f"{ratio_cpu:.0f} x)")
 
 
-def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5, workers: int = 1) -> dict[str, float]:
+def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5, workers: int = 1,
+                tendon_kernel: bool = True) -> dict[str, float]:
     """ID + SO of the trial through :class:`models.muscles.compiled_chain.CompiledChain` (``use_compiled``: one
     compiled loop; else the Python stage loops): best of ``repeats`` wall and CPU seconds, and per s of motion."""
     from models.dynamics.inverse_dynamics import InverseDynamics, InverseDynamicsParams
@@ -107,7 +117,7 @@ def _time_chain(model, mk, ext, time_s, *, use_compiled: bool, repeats: int = 5,
     from models.muscles.static_optimization import SOParams, StaticOptimization
 
     chain = CompiledChain(StaticOptimization(model, SOParams()), InverseDynamics(model, InverseDynamicsParams()),
-                          use_compiled=use_compiled, workers=workers)
+                          use_compiled=use_compiled, workers=workers, tendon_kernel=tendon_kernel)
     chain.run(mk.qpos, mk.qvel, mk.qacc, ext, time_s)          # loads the compiled code
     best, best_cpu = np.inf, np.inf
     for _ in range(max(1, repeats)):
