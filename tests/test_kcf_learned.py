@@ -96,8 +96,13 @@ def test_bad_input_named():
     with pytest.raises(ValueError, match="muscle_names"):
         KcfFeatures("left", 70.0, 1.7, 60.0, ["vasmed_r"])
     f = KcfFeatures("left", 70.0, 1.7, 60.0, [m + "_l" for m in KNEE_MUSCLES])
+    n = len(KNEE_MUSCLES)
     with pytest.raises(ValueError, match="coordinates_rad"):
-        f.step(SimpleNamespace(coordinates_rad=np.zeros(3)))
+        f.step(SimpleNamespace(coordinates_rad=np.zeros(3)), np.zeros(n), np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="reaction_moment_nm"):
+        f.step(_frame([0, 0, 0, 0.5, 0], 0.3), np.zeros(n), np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="muscle_force_n"):
+        f.step(_frame([0, 0, 0, 0.5, 0], 0.3), np.zeros(n - 1), np.zeros(3), np.zeros(3))
 
 
 def _frame(q, left_cop_x, loaded=True):
@@ -108,11 +113,15 @@ def _frame(q, left_cop_x, loaded=True):
                            activation=np.arange(len(KNEE_MUSCLES)) / 100.0)
 
 
+_FORCE = 686.0 * np.arange(1, len(KNEE_MUSCLES) + 1) / 10.0        # N: 0.1 .. 1.3 BW of 70 kg
+_RF, _RM = np.array([68.6, -1372.0, 34.3]), np.array([11.67, -2.334, 23.34])    # N; N m (1, -0.2, 2 %BW*ht)
+
+
 def test_features_of_synthetic_frames():
     names = [m + "_l" for m in KNEE_MUSCLES]
     f = KcfFeatures("left", 70.0, 1.7, 60.0, names)
-    a = f.step(_frame([0.1, 0, 0, 0.5, 0], 0.30)).copy()
-    b = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.33)).copy()
+    a = f.step(_frame([0.1, 0, 0, 0.5, 0], 0.30), _FORCE, _RF, _RM).copy()
+    b = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.33), _FORCE, _RF, _RM).copy()
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     assert a[col["hip_flexion_vel_rad_s"]] == 0.0
     assert b[col["hip_flexion_vel_rad_s"]] == pytest.approx(6.0)
@@ -123,9 +132,23 @@ def test_features_of_synthetic_frames():
     assert b[col["grf_vertical_other_bw"]] == 0.0 and b[col["contact_other"]] == 0.0   # right foot not in contact
     assert a[col["cop_travel_side_m"]] == 0.0 and b[col["cop_travel_side_m"]] == pytest.approx(0.03)
     assert b[col["knee_moment_pct_bw_ht"]] == pytest.approx(1.0)
-    np.testing.assert_allclose(b[-len(KNEE_MUSCLES):], np.arange(len(KNEE_MUSCLES)) / 100.0)
-    c = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.40, loaded=False))
+    assert not any(n.startswith("activation_") for n in FEATURE_NAMES)     # strength-blind: tensions instead
+    forces = [col[f"force_{m}_bw"] for m in KNEE_MUSCLES]
+    np.testing.assert_allclose(b[forces], _FORCE / bw, rtol=1e-12)
+    reaction = [col[f"reaction_{q}"] for q in ("force_x_bw", "force_y_bw", "force_z_bw", "moment_x_pct_bw_ht",
+                                               "moment_y_pct_bw_ht", "moment_z_pct_bw_ht")]
+    np.testing.assert_allclose(b[reaction], [0.1, -2.0, 0.05, 1.0, -0.2, 2.0], rtol=1e-3)
+    c = f.step(_frame([0.2, 0, 0, 0.4, 0], 0.40, loaded=False), _FORCE, _RF, _RM)
     assert c[col["contact_side"]] == 0.0 and c[col["cop_travel_side_m"]] == 0.0
+    # a right knee's tibia frame is the mirror image: lateral force and frontal / transverse moments change sign
+    r = KcfFeatures("right", 70.0, 1.7, 60.0, [m + "_r" for m in KNEE_MUSCLES])
+    rr = r.step(_frame([0.2, 0, 0, 0.4, 0], 0.33), _FORCE, _RF, _RM)
+    np.testing.assert_allclose(rr[reaction], [0.1, -2.0, -0.05, -1.0, 0.2, 2.0], rtol=1e-3)
+    # a frame whose muscle stage did not run (activations NaN): no forces nor reaction
+    nan_frame = _frame([0.2, 0, 0, 0.4, 0], 0.33)
+    nan_frame.activation = np.full(len(KNEE_MUSCLES), np.nan)
+    d = f.step(nan_frame, _FORCE, _RF, _RM)
+    assert np.isnan(d[forces]).all() and np.isnan(d[reaction]).all()
 
 
 @pytest.mark.skipif(not (DATA / "GC5_PS" / "trc" / "PS_ngait_og_ss1.trc").exists(), reason="shared PS data absent")
@@ -133,29 +156,42 @@ def test_features_on_a_short_ps_trial():
     from models.io.shared_trials import shared_trials
     from runtime.estimation.chain import (EstimatorParams, KinematicsToLoads, MarkerRecording, load_marker_recording,
                                           resample_hold, run_offline)
+    from runtime.estimation.kcf_dataset import run_with_features
 
     trial = shared_trials(DATA)[0]
     est = KinematicsToLoads.for_subject(trial.markerset, EstimatorParams(75.0, 1.8, "left"))
-    rec = resample_hold(load_marker_recording(trial.trc, est.marker_names), 60.0)
-    rec = MarkerRecording(rec.name, rec.time_s[:20], rec.markers_m[:20], 60.0)
+    full = resample_hold(load_marker_recording(trial.trc, est.marker_names, torso=est.torso), 60.0)
+    assert full.torso_markers_m is not None             # the chain's GRF trunk reads the thorax markers
+    rec = MarkerRecording(full.name, full.time_s[:20], full.markers_m[:20], 60.0, None, full.torso_markers_m[:20],
+                          full.torso_offsets_m)
     res = run_offline(est, rec)
-    x = KcfFeatures("left", 75.0, 1.8, 60.0, est.muscle_names).trial(res)
+    got = run_with_features(est, rec, KcfFeatures("left", 75.0, 1.8, 60.0, est.muscle_names))
+    x = got["x"]
     assert x.shape == (20, N_FEATURES)
+    np.testing.assert_array_equal(got["valid"], res.valid)
+    np.testing.assert_allclose(got["kcf_n"], res.kcf_n, rtol=1e-9)           # frame by frame = the offline chain
     assert np.isfinite(x[res.valid]).all() and res.valid.sum() >= 15
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     np.testing.assert_allclose(x[:, :5], res.coordinates_rad)
     np.testing.assert_allclose(x[1:, 5:10], np.diff(res.coordinates_rad, axis=0) * 60.0)
-    idx = [est.muscle_names.index(m + "_l") for m in KNEE_MUSCLES]
-    np.testing.assert_allclose(x[:, -len(KNEE_MUSCLES):], res.activation[:, idx])
+    np.testing.assert_allclose(x[:, col["knee_moment_pct_bw_ht"]], 100.0 * res.knee_moment_nm / (75.0 * 9.80665 * 1.8))
+    forces = x[res.valid][:, [col[f"force_{m}_bw"] for m in KNEE_MUSCLES]]
+    assert (forces >= 0).all() and forces.max() > 0.05                    # tensions >= 0, in BW
+    # the tibia's intersegmental reaction (tibia frame, BW): under the largest vertical GRF of the side's foot the
+    # femur presses the tibia down its long axis by most of a body weight (the foot pushes it up)
+    v = x[res.valid]
+    k = np.argmax(v[:, col["grf_vertical_side_bw"]])
+    assert v[k, col["grf_vertical_side_bw"]] > 0.5 and -1.5 < v[k, col["reaction_force_y_bw"]] < -0.5
     kcf = LearnedKcf(75.0).trial(x, offline=False)
     assert np.isfinite(kcf[res.valid]).all() and kcf.shape == (20, 2)
-    # kcf: learned in the chain: the same physics outputs, medial / lateral from the network on the frames the
-    # chain's muscle stage ran, total = medial + lateral
+    # kcf: learned in the chain: the same physics outputs, medial / lateral from the network (fed the frame's muscle
+    # tensions and tibia reaction) on the frames the chain's muscle stage ran, total = medial + lateral
     est2 = KinematicsToLoads.for_subject(trial.markerset, EstimatorParams(75.0, 1.8, "left", kcf="learned"))
     res2 = run_offline(est2, rec)
     np.testing.assert_array_equal(res2.activation, res.activation)
     ran = np.isfinite(res.activation).all(axis=1)
-    feats, learned = KcfFeatures("left", 75.0, 1.8, 60.0, est.muscle_names), LearnedKcf(75.0)
-    expect = np.array([learned.step(feats.step(res.frame(i))).copy() for i in np.flatnonzero(ran)])
+    learned = LearnedKcf(75.0)
+    expect = np.array([learned.step(x[i]).copy() for i in np.flatnonzero(ran)])
     np.testing.assert_allclose(res2.kcf_n[ran, :2], expect, rtol=1e-9)
     np.testing.assert_allclose(res2.kcf_n[ran, 2], expect.sum(axis=1), rtol=1e-9)
     assert not np.allclose(res2.kcf_n[ran, :2], res.kcf_n[ran, :2])

@@ -1,12 +1,12 @@
 """The learned medial / lateral knee contact force estimator, run by onnxruntime (no torch).
 
-The network (``models.muscles.kcf_learned_train``: CNN -> BiGRU -> self-attention -> linear) reads a window of
-:data:`WINDOW` frames of ``models.muscles.kcf_features`` at 60 Hz and gives medial and lateral KCF (BW) per frame
-of the window. Live (:meth:`LearnedKcf.step`, causal): the window ends at the newest frame and its last output is
+The network (``models.muscles.kcf_learned_train``: CNN -> BiGRU -> self-attention -> linear, plus a frozen ridge
+skip on the frame's features) reads a window of :data:`WINDOW` frames of ``models.muscles.kcf_features`` at 60 Hz
+and gives medial and lateral KCF (BW) per frame of the window. Live (:meth:`LearnedKcf.step`, causal): the window ends at the newest frame and its last output is
 the estimate, :data:`LAG_FRAMES` frames behind the features (the features lag the markers by the chain's own
 ``lag_s``). Offline (:meth:`LearnedKcf.trial`): each frame is estimated from the window centred on it
-(:data:`OFFLINE_AHEAD` frames of look-ahead). The artefact is ``models/artifacts/kcf_learned_v1.onnx`` with its
-model card ``kcf_learned_v1.json`` (features, normalisation, data, split, metrics, SHA-256, a check output).
+(:data:`OFFLINE_AHEAD` frames of look-ahead). The artefact is ``models/artifacts/kcf_learned_v2.onnx`` with its
+model card ``kcf_learned_v2.json`` (features, normalisation, data, split, metrics, SHA-256, a check output).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, STANDARD_GRAVITY_M_S2, normalise
 
-ARTIFACT_STEM = "kcf_learned_v1"
+ARTIFACT_STEM = "kcf_learned_v2"
 ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
 #: Frames per window (60 Hz: 0.53 s), the fixed time axis of the ONNX input (1, WINDOW, N_FEATURES).
 WINDOW = 32

@@ -3,13 +3,18 @@
 Training-time only (imports torch; ``pip install -e .[train]``). The data are the physics chain's features and
 medial / lateral KCF over every shared trial and its augmentations, built by ``runtime.estimation.kcf_dataset``
 (which also runs this module: ``python -m runtime.estimation.kcf_dataset --out models/artifacts/``); given the
-cached data, ``python -m models.muscles.kcf_learned_train --data build/kcf_dataset.npz --out models/artifacts/``.
+cached data, ``python -m models.muscles.kcf_learned_train --data build/kcf_dataset_v2.npz --out models/artifacts/``.
 
 Network, on a window of ``WINDOW`` frames (1/60 s apart) of normalised features (``models.muscles.kcf_features``):
 two causal temporal convolutions (kernel 5, 32 channels, ReLU) -> a bidirectional GRU (32 per direction) over the
 window -> one-head scaled dot-product self-attention over the window (residual, layer norm) -> a linear head per
-frame giving medial and lateral KCF (BW). Live (causal): the window ends at the newest frame and its last output
-is used, so the output lags the chain's own features by 0 frames (the backward GRU sees only the window's past).
+frame giving medial and lateral KCF (BW), plus a linear map of the same frame's features (the skip: a ridge
+regression fitted in closed form first, its penalty by leave-one-trial-out CV on the training trials,
+``models.muscles.kcf_ridge``, then frozen; the chain's contact force is nearly linear in the muscle tensions and
+tibia reaction the features carry, so this part carries to the other subject, where the recurrent part trained
+end to end alone extrapolated poorly); the recurrent part is trained on what the skip leaves over. Live (causal):
+the window ends at the newest frame and its last output is used, so the output lags the chain's own features by
+0 frames (the backward GRU sees only the window's past).
 Offline (whole trial): every frame is the centre of its window (``OFFLINE_AHEAD`` frames of look-ahead,
 edge-padded at the trial's ends). The loss is the mean squared error over every frame of the window plus the
 last frame's again, on the frames the chain marked valid.
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, normalise
+from models.muscles.kcf_ridge import choose_lambda, ridge
 from models.muscles.kcf_learned import (ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, OPSET, WINDOW, causal_windows,
                                         centred_windows)
 
@@ -41,6 +47,8 @@ BATCH = 128
 LR = 3e-3
 #: Windows drawn per epoch, as a fraction of all training windows (a fresh random subset each epoch).
 EPOCH_FRACTION = 0.5
+#: AdamW's decoupled weight decay (all parameters).
+WEIGHT_DECAY = 0.01
 CHANNELS = 32
 HIDDEN = 32
 
@@ -57,6 +65,7 @@ class KcfNet(nn.Module):
         self.attn = nn.MultiheadAttention(2 * hidden, 1, batch_first=True)
         self.norm = nn.LayerNorm(2 * hidden)
         self.head = nn.Linear(2 * hidden, 2)
+        self.skip = nn.Linear(n_features, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.transpose(1, 2)
@@ -64,7 +73,7 @@ class KcfNet(nn.Module):
         h = torch.relu(self.conv2(nn.functional.pad(h, (self.k - 1, 0))))
         g, _ = self.gru(h.transpose(1, 2))
         a, _ = self.attn(g, g, g, need_weights=False)
-        return self.head(self.norm(g + a))
+        return self.head(self.norm(g + a)) + self.skip(x)
 
 
 def _trial_arrays(ds: Any, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,8 +95,30 @@ def _windows(ds: Any, keys: list[str], mean: np.ndarray, std: np.ndarray) -> tup
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ms)
 
 
+def fit_skip(net: KcfNet, ds: Any, keys: list[str], mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
+    """The network's linear skip set to the ridge regression of the targets on one frame's normalised features
+    (``models.muscles.kcf_ridge``: penalty by leave-one-trial-out CV over ``keys``' trials) and frozen. Returns the
+    penalty and the CV errors (for the model card)."""
+    entry = {e["key"]: e for e in ds["index"]}
+    groups, X, Y, scored = [], [], [], []
+    for k in keys:
+        x, y, v = _trial_arrays(ds, k)
+        groups.append(entry[k]["trial"])
+        X.append(normalise(x[v], mean, std))
+        Y.append(y[v])
+        scored.append(entry[k]["variant"] == "original")
+    lam, cv = choose_lambda(groups, X, Y, scored)
+    W, b = ridge(np.concatenate(X), np.concatenate(Y), lam)
+    with torch.no_grad():
+        net.skip.weight.copy_(torch.tensor(W.T, dtype=torch.float32))
+        net.skip.bias.copy_(torch.tensor(b, dtype=torch.float32))
+    net.skip.requires_grad_(False)
+    return {"lambda": lam, "cv_mse_bw2": cv}
+
+
 def train(ds: Any, keys: list[str], epochs: int = EPOCHS, log: Any = print) -> tuple[KcfNet, np.ndarray, np.ndarray]:
-    """A network trained on the trials ``keys``; returns it and the feature mean / std it was trained with."""
+    """A network trained on the trials ``keys``: the frozen ridge skip (:func:`fit_skip`, its choice in
+    ``net.ridge_info``), then the recurrent part on what it leaves over. Returns it and the feature mean / std."""
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     allx = np.concatenate([_trial_arrays(ds, k)[0] for k in keys])
@@ -96,14 +127,16 @@ def train(ds: Any, keys: list[str], epochs: int = EPOCHS, log: Any = print) -> t
     std = np.where(std > 1e-9, std, 1.0)
     X, Y, M = (torch.tensor(a, dtype=torch.float32) for a in _windows(ds, keys, mean, std))
     net = KcfNet()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    net.ridge_info = fit_skip(net, ds, keys, mean, std)
+    log(f"  ridge skip: lambda {net.ridge_info['lambda']:g} (leave-one-trial-out CV)", flush=True)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=LR, weight_decay=WEIGHT_DECAY)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     n = X.shape[0]
     for ep in range(epochs):
         perm = torch.tensor(rng.permutation(n)[: int(n * EPOCH_FRACTION)])
         tot = 0.0
         net.train()
-        for b in range(0, n, BATCH):
+        for b in range(0, len(perm), BATCH):
             i = perm[b:b + BATCH]
             pred = net(X[i])
             m = M[i]
@@ -112,7 +145,7 @@ def train(ds: Any, keys: list[str], epochs: int = EPOCHS, log: Any = print) -> t
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot += float(loss) * len(i)
+            tot += loss.item() * len(i)
         sched.step()
         if ep % 6 == 0 or ep == epochs - 1:
             log(f"  epoch {ep}: loss {tot / len(perm):.4f}", flush=True)
@@ -219,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fold: train {sorted({e['subject'] for e in idx} - {held})}, score {held} ({len(tr)} train recordings)")
         net, mean, std = train(ds, tr, a.epochs)
         folds[f"held_out_{held}"] = score(net, ds, te, mean, std)
+        folds[f"held_out_{held}"]["ridge_skip"] = net.ridge_info
         print(json.dumps({k: v for k, v in folds[f"held_out_{held}"].items() if k.startswith("pooled")}))
     print("final: all subjects")
     net, mean, std = train(ds, [e["key"] for e in idx], a.epochs)
@@ -235,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         "bytes": onnx_path.stat().st_size,
         "network": {"layers": ["causal Conv1d(F, 32, 5) + ReLU", "causal Conv1d(32, 32, 5) + ReLU",
                                "bidirectional GRU(32) over the window", "1-head self-attention (64) + residual + LayerNorm",
-                               "Linear(64, 2) per frame"],
+                               "Linear(64, 2) per frame",
+                               "+ Linear(F, 2) per frame on the same frame's features (skip: ridge regression, "
+                               "penalty by leave-one-trial-out CV on the training trials, frozen; "
+                               f"lambda {net.ridge_info['lambda']:g})"],
                     "input": {"name": "features", "shape": [1, WINDOW, N_FEATURES], "dtype": "float32",
                               "meaning": "normalised features of the last WINDOW frames at 60 Hz, oldest first"},
                     "output": {"name": "kcf_bw", "shape": [1, WINDOW, 2], "meaning": "medial, lateral KCF (BW) per frame"},
@@ -250,17 +287,25 @@ def main(argv: list[str] | None = None) -> int:
                      "mean": mean.tolist(), "std": std.tolist()},
         "data": {"trials": sorted({e["trial"] for e in idx}), "recordings": len(idx),
                  "frames": int(sum(e["frames"] for e in idx)), "rate_hz": 60.0,
-                 "source": "runtime.estimation.kcf_dataset: KinematicsToLoads.for_subject + run_offline on the shared "
-                           "trials' markers (models.io.shared_trials), kinematics-only GRF; targets the chain's medial "
-                           "and lateral KCF / body weight on frames it marked valid",
-                 "augmentation": {"speed_0.85/1.15": "uniform time scaling, markers linearly interpolated",
+                 "source": "runtime.estimation.kcf_dataset: KinematicsToLoads.for_subject stepped frame by frame (as "
+                           "live) on the shared trials' limb and thorax markers (models.io.shared_trials; the GRF "
+                           "trunk on), kinematics-only GRF; features with the frame's SO muscle tensions and the "
+                           "tibia's ID reaction; targets the chain's medial and lateral KCF / body weight on frames it "
+                           "marked valid",
+                 "built_from": {k: idx[0].get(k) for k in ("commit", "modified")},
+                 "torso_markers": sorted({e["trial"] for e in idx if e.get("torso_markers")}),
+                 "augmentation": {"all": "applied to the limb and the thorax markers alike",
+                                  "speed_0.85/1.15": "uniform time scaling, markers linearly interpolated",
                                   "warp": "non-uniform time warp, local speed 1 +- 0.2 (one sine period per trial)",
                                   "stride_0.94/1.06": "marker cloud scaled about its first-frame ground point, height alike",
                                   "noise": "3 mm Gaussian on every marker coordinate (seed 0)",
-                                  "mirror": "y -> -y, left/right marker names swapped, the other knee"}},
+                                  "mirror": "y -> -y, left/right twins swapped (names compared without case, dots, "
+                                            "underscores), the other knee"}},
         "split": "by subject: trained on all variants of one subject, scored on the other's original trials; the "
                  "shipped network is trained on both subjects",
-        "training": {"seed": SEED, "epochs": a.epochs, "batch": BATCH, "optimiser": f"Adam lr {LR}, cosine",
+        "training": {"seed": SEED, "epochs": a.epochs, "batch": BATCH,
+                     "optimiser": f"AdamW lr {LR}, weight decay {WEIGHT_DECAY}, cosine (all but the frozen skip)",
+                     "ridge_skip": net.ridge_info,
                      "windows_per_epoch": f"random {EPOCH_FRACTION:g} of all",
                      "loss": "MSE over the window's valid frames + MSE of the last frame", "torch": torch.__version__,
                      "seconds": None},

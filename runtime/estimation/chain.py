@@ -472,7 +472,8 @@ class KinematicsToLoads:
                                    M_mus[None, :], np.array([t_s]))
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
         else:                                 # learned medial, lateral; total = their sum (axial)
-            ml = self.learned_kcf.step(self._learned_kcf_features.step(out))
+            x = self._learned_kcf_features.step(out, so.muscle_force_n, jm.reaction_force_n[0], jm.reaction_moment_nm[0])
+            ml = self.learned_kcf.step(x)
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = ml[0], ml[1], ml[0] + ml[1]
         st["knee_contact"] = clock() - t5
         return bool(np.isfinite(so.activation).all() and np.isfinite(out.kcf_n).all())

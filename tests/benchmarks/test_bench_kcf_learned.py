@@ -3,7 +3,7 @@ never asserted.
 
 ``LearnedKcf.step``: one 60 Hz frame of features in, the window shifted, onnxruntime on (1, 32, F) (one thread),
 medial and lateral KCF out; against the ``reference`` of ``KcfFeatures.step`` (the feature extraction from a
-chain frame, which the learned mode adds too). The figure to quote is ``extra_info["median_us"]``.
+chain frame and its muscle tensions and tibia reaction, which the learned mode adds too). The figure to quote is ``extra_info["median_us"]``.
 """
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ def test_kcf_learned_frame(benchmark, variant):
     state = {"k": 0}
     f0 = _frame(0)
     feats = KcfFeatures("left", 75.0, 1.8, 60.0, f0.muscle_names)
+    force, rf, rm = np.full(len(KNEE_MUSCLES), 300.0), np.array([20.0, -900.0, 10.0]), np.array([5.0, 1.0, 30.0])
     if variant == "reference":
         def fn():
             state["k"] += 1
-            return feats.step(f0)
+            return feats.step(f0, force, rf, rm)
     else:
         from models.muscles.kcf_learned import LearnedKcf
 
