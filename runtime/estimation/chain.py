@@ -199,18 +199,21 @@ class KinematicsToLoads:
         sfx = "_" + params.side[0]
         self.reported = tuple(c + sfx for c in REPORTED_COORDINATES if c + sfx in self.coordinate_names)
         self._rep_idx = np.array([self.coordinate_names.index(c) for c in self.reported], dtype=int)
-        self.so = self.kc = self.synergies = None
+        self.so = self.kc = self.synergies = self.condyles = None
         n_mus = 0
         k = 0
         if params.muscles:
-            from models.muscles.knee_contact import KneeContact
+            from models.muscles.knee_contact import KneeContact, subject_condyle_geometry
             from models.muscles.static_optimization import SOParams, StaticOptimization
             from models.muscles.synergies import load_synergies
 
             self.so = StaticOptimization(model, SOParams())
             self._so_out = self.so.allocate_frame()
             n_mus = self.so.n_muscles
-            self.kc = KneeContact(model, params.side, body_mass_kg=params.mass_kg)
+            # the contact points about the subject's epicondyle midpoint where the marker set places it (as offline)
+            self.condyles = subject_condyle_geometry(model, params.side, markerset)
+            self.kc = KneeContact(model, params.side, body_mass_kg=params.mass_kg,
+                                  condyle_offsets_m=self.condyles.offsets_m)
             self.muscle_names = tuple(self.so.muscle_names)
             syn = load_synergies()
             self.synergies = syn
@@ -268,6 +271,8 @@ class KinematicsToLoads:
                          if torso is None else f"GRF estimate: trunk from {len(torso.names)} thorax markers of the "
                          "marker set (TrunkTracker: bending/rotation per frame, extension EMA "
                          f"{params.trunk_extension_tau_s:g} s) when the input carries them, else held to the pelvis")
+        if est.condyles is not None:
+            notes.append(f"knee contact points: {est.condyles.source}")
         est.notes = notes
         return est
 
