@@ -121,7 +121,7 @@ def tendon_views(d: mujoco.MjData) -> TenViews:
                     d.wrap_xpos.reshape(-1, 3))
 
 
-@nb.njit(**_NJ)
+@nb.njit(inline="always", **_NJ)
 def _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, rootid, jpos, com, cdof, ten_J):  # pragma: no cover
     """Add segment ``k`` (points ``W[k]`` -> ``W[k + 1]`` on bodies ``wb[k]``, ``wb[k + 1]``) to row ``t`` of
     ``ten_J``: ``dif' (J2 - J1)`` over the two bodies' dof chains (``mj_jac``, ``mj_jacDifPair``,
@@ -141,17 +141,24 @@ def _segment(W, wb, k, t, pair_id, pair_ptr, pair_dof, rootid, jpos, com, cdof, 
     a0, a1, a2 = W[k, 0] - com[ca, 0], W[k, 1] - com[ca, 1], W[k, 2] - com[ca, 2]
     b0, b1, b2 = W[k + 1, 0] - com[cb, 0], W[k + 1, 1] - com[cb, 1], W[k + 1, 2] - com[cb, 2]
     # dofs on one chain only: (0 - J) dif = -(J dif) and (J - 0) dif = J dif, bit for bit
-    for side in range(2):
-        o0, o1, o2 = (a0, a1, a2) if side == 0 else (b0, b1, b2)
-        for p in range(pair_ptr[pid, side], pair_ptr[pid, side + 1]):
-            i = pair_dof[p]
-            c0, c1, c2 = cdof[i, 0], cdof[i, 1], cdof[i, 2]
-            v = ((cdof[i, 3] + (c1 * o2 - c2 * o1)) * d0 + (cdof[i, 4] + (c2 * o0 - c0 * o2)) * d1) \
-                + (cdof[i, 5] + (c0 * o1 - c1 * o0)) * d2
-            q = jpos[t, i]
-            if q < 0:
-                return False
-            ten_J[q] += -v if side == 0 else v
+    for p in range(pair_ptr[pid, 0], pair_ptr[pid, 1]):
+        i = pair_dof[p]
+        c0, c1, c2 = cdof[i, 0], cdof[i, 1], cdof[i, 2]
+        v = ((cdof[i, 3] + (c1 * a2 - c2 * a1)) * d0 + (cdof[i, 4] + (c2 * a0 - c0 * a2)) * d1) \
+            + (cdof[i, 5] + (c0 * a1 - c1 * a0)) * d2
+        q = jpos[t, i]
+        if q < 0:
+            return False
+        ten_J[q] -= v
+    for p in range(pair_ptr[pid, 1], pair_ptr[pid, 2]):
+        i = pair_dof[p]
+        c0, c1, c2 = cdof[i, 0], cdof[i, 1], cdof[i, 2]
+        v = ((cdof[i, 3] + (c1 * b2 - c2 * b1)) * d0 + (cdof[i, 4] + (c2 * b0 - c0 * b2)) * d1) \
+            + (cdof[i, 5] + (c0 * b1 - c1 * b0)) * d2
+        q = jpos[t, i]
+        if q < 0:
+            return False
+        ten_J[q] += v
     for p in range(pair_ptr[pid, 2], pair_ptr[pid, 3]):   # on both chains (exact mode only)
         i = pair_dof[p]
         c0, c1, c2, c3, c4, c5 = cdof[i, 0], cdof[i, 1], cdof[i, 2], cdof[i, 3], cdof[i, 4], cdof[i, 5]
