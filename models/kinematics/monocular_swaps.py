@@ -1,0 +1,86 @@
+"""Left/right label swaps of a single camera's 2-D keypoints, repaired by temporal consistency.
+
+BlazePose (and other single-image detectors) sometimes labels a whole body mirrored (left <-> right) for a run of
+frames, typically when the subject is seen from behind or in front: on the pose2sim demo cam02 is mirrored on 27 of
+100 frames (found by the four-camera triangulation, ``runtime.vision.triangulation.fix_left_right``); fitted
+monocularly without repair, cam02's pelvis rotation is 82 deg RMSE off the reference.  One camera has no other view
+to check against, but at video rates a body moves a few pixels between frames while a label swap moves every
+left/right landmark by the body's width in the image.  So each frame is compared with the last frame already
+accepted (labels as repaired): the frame is mirrored when the mirrored labels lie closer to it than the given
+labels by ``ratio`` (median over the paired landmarks the frame and the reference frame both detect).  Where the
+two sides project on top of each other (a side-on view), both costs are alike and the labels are kept.
+
+Input ``xy`` (N, 33, 2) px (NaN: not detected), ``score`` (N, 33) 0-1, BlazePose-33 order; output copies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from models.body.blazepose import BLAZEPOSE_33
+
+__all__ = ["MIRROR_INDEX", "SWAP_RATIO", "repair_left_right"]
+
+#: Index of each BlazePose landmark's mirror (left <-> right, ``mouth_left`` <-> ``mouth_right``; the nose maps to itself).
+MIRROR_INDEX = np.array([BLAZEPOSE_33.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+                         for n in BLAZEPOSE_33])
+#: Mirrored when its cost is below this fraction of the labels' own (as the triangulation's ``fix_left_right``).
+SWAP_RATIO = 0.5
+#: Paired body landmarks compared (shoulders down: the face's points are small and often missing).
+_PAIRED = np.array([i for i, n in enumerate(BLAZEPOSE_33) if n.startswith(("left_", "right_")) and i >= 11])
+#: Fewest paired landmarks both frames must detect for a decision.
+_MIN_PAIRED = 4
+
+
+def _step_cost(a: np.ndarray, oka: np.ndarray, b: np.ndarray, okb: np.ndarray) -> float:
+    """Median distance (px) between the paired landmarks of two frames (inf when too few are shared)."""
+    both = oka & okb
+    if both.sum() < _MIN_PAIRED:
+        return np.inf
+    return float(np.median(np.linalg.norm(a[both] - b[both], axis=-1)))
+
+
+def repair_left_right(xy: np.ndarray, score: np.ndarray, *, min_score: float = 0.5, ratio: float = SWAP_RATIO
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(xy, score, swapped (N,) bool)``: the labelling (given or mirrored, per frame) whose frame-to-frame
+    motion of the paired landmarks is smallest over the whole trial (Viterbi over the frames with enough
+    landmarks), each switch of labelling charged ``(1 - ratio)`` times the median step; the majority of the frames
+    keep their labels (a whole trial mirrored cannot be told from one camera).  ``min_score``: landmarks below it
+    are not compared."""
+    xy = np.array(xy, dtype=float)
+    sc = np.nan_to_num(np.array(score, dtype=float), nan=0.0)
+    if xy.ndim != 3 or xy.shape[1:] != (33, 2) or sc.shape != xy.shape[:2]:
+        raise ValueError(f"xy must be (N, 33, 2) and score (N, 33), got {xy.shape} and {sc.shape}")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+    N = xy.shape[0]
+    swapped = np.zeros(N, dtype=bool)
+    ok = (sc >= min_score) & np.isfinite(xy).all(axis=-1)
+    frames = [k for k in range(N) if ok[k, _PAIRED].sum() >= _MIN_PAIRED]
+    if len(frames) < 2:
+        return xy, sc, swapped
+    views = [[(xy[k, _PAIRED], ok[k, _PAIRED]), (xy[k, MIRROR_INDEX[_PAIRED]], ok[k, MIRROR_INDEX[_PAIRED]])]
+             for k in frames]
+    # step costs (j, state now, state before); the switch charge is relative to the trial's typical step
+    steps = np.array([[[_step_cost(*views[j][s], *views[j - 1][q]) for q in (0, 1)] for s in (0, 1)]
+                      for j in range(1, len(frames))])
+    typical = np.median(steps[:, 0, 0][np.isfinite(steps[:, 0, 0])]) if np.isfinite(steps[:, 0, 0]).any() else 0.0
+    acc = np.zeros(2)
+    back = np.zeros((len(frames), 2), dtype=np.int64)
+    for j in range(1, len(frames)):
+        c = np.where(np.isfinite(steps[j - 1]), steps[j - 1], 0.0)
+        c = c + (1.0 - ratio) * typical * (np.arange(2)[:, None] != np.arange(2)[None, :])
+        tot = acc[None, :] + c
+        back[j] = np.argmin(tot, axis=1)
+        acc = tot[np.arange(2), back[j]]
+    state = np.zeros(len(frames), dtype=np.int64)
+    state[-1] = int(np.argmin(acc))
+    for j in range(len(frames) - 1, 0, -1):
+        state[j - 1] = back[j, state[j]]
+    if state.sum() * 2 > len(frames):
+        state = 1 - state
+    for j, k in enumerate(frames):
+        if state[j]:
+            swapped[k] = True
+            xy[k] = xy[k, MIRROR_INDEX]
+            sc[k] = sc[k, MIRROR_INDEX]
+    return xy, sc, swapped
