@@ -68,6 +68,7 @@ from models.kinematics.monocular_model import LandmarkModel
 from models.kinematics.monocular_params import MonocularFitParams
 from models.kinematics.monocular_problem import LMResult, Window, WindowData, solve_lm, solve_scipy
 from models.kinematics.monocular_shape import SHAPE_NAMES
+from models.kinematics.monocular_swaps import MIRROR_INDEX, repair_left_right
 from models.kinematics.opensim_pelvis import T_OSIM_TO_ZUP
 
 __all__ = ["MonocularFit", "MonocularFitParams", "LiveFrame", "MonocularFitter", "PinholeCamera",
@@ -300,6 +301,10 @@ def fit_monocular(model: Any, camera: PinholeCamera, time_s: Any, xy_px: Any, sc
         raise TypeError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
     t0 = time.perf_counter()
     t, xy, sc, world = _check_inputs(time_s, xy_px, score, world_landmarks_m)
+    # a single camera's left/right label swaps mirrored back by temporal consistency (models.kinematics.monocular_swaps)
+    xy, sc, swapped = repair_left_right(xy, sc, min_score=params.min_score)
+    if world is not None:
+        world = np.where(swapped[:, None, None], world[:, MIRROR_INDEX], world)
     lm = model if isinstance(model, LandmarkModel) else LandmarkModel(model)
     fr = _Frames(lm, params, xy, sc, world)
     codes = detect_stance(t, xy, sc, camera, lm.leg_length_m, stance_speed_m_s=params.stance_speed_m_s,
@@ -315,7 +320,8 @@ def fit_monocular(model: Any, camera: PinholeCamera, time_s: Any, xy_px: Any, sc
     else:
         res = solve_scipy(win, X0, params.max_iterations, params.tolerance)
     return _assemble(lm, camera, params, fr, t, codes, res, iters + res.iterations, time.perf_counter() - t0,
-                     (f"solver {solver}: {res.iterations} iterations, converged {res.converged}",))
+                     (f"solver {solver}: {res.iterations} iterations, converged {res.converged}",
+                      f"left/right labels mirrored back on {int(swapped.sum())} frames"))
 
 
 def _assemble(lm: LandmarkModel, cam: PinholeCamera, p: MonocularFitParams, fr: _Frames, t: np.ndarray,
