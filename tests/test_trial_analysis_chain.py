@@ -73,7 +73,12 @@ def test_one_pass_chain_equals_the_separate_stages(ps_ss1, grf):
         res = trial_dynamics(kin, kinematic_foot_wrenches(kin, params, []), "kinematics", params, [])
     else:
         res = analyze_trial(None, None, params, grf_path=GRF, kin=kin)
-    jm, so, kc = _reference(kin, res, "left", 75.0)
+    # the contact points of the analysis: about GC5.osim's epicondyle midpoint (kin.markerset)
+    from models.muscles.knee_contact import subject_condyle_geometry
+
+    condyle = subject_condyle_geometry(kin.model, "left", kin.markerset).offsets_m
+    assert res.knee_contact.condyle_offsets_m == condyle and condyle[0] != condyle[1]
+    jm, so, kc = _reference(kin, res, "left", 75.0, condyle=condyle)
     np.testing.assert_array_equal(res.moments_nm, jm.coordinate_force)
     np.testing.assert_array_equal(res.residual_force_n, jm.residual_force_n)
     np.testing.assert_array_equal(res.joint_moments.reaction_force_n, jm.reaction_force_n)
@@ -104,7 +109,8 @@ def test_other_offsets_and_tensions_reuse_the_inverse_dynamics(ps_ss1):
     _assert_contact_close(knee_contact_from_analysis(kin, res, condyle), ref)
     T = 0.5 * res.muscles.muscle_force_n[:, :40]
     names = res.muscles.muscle_names[:40]
-    _, _, ref = _reference(kin, res, "left", 75.0, tension=T, names=names)
+    _, _, ref = _reference(kin, res, "left", 75.0, tension=T, names=names,
+                           condyle=res.knee_contact.condyle_offsets_m)   # the analysis' own (subject) points
     ours = knee_contact_from_analysis(kin, res, tension_n=T, muscle_names=names)
     assert ours is not res.knee_contact
     _assert_contact_close(ours, ref)

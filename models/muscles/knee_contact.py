@@ -491,7 +491,9 @@ def knee_contact_from_analysis(kin, analysis, condyle_offsets_m: tuple[float, fl
     same_kin = analysis.time_s is kin.time_s
     done = getattr(analysis, "knee_contact", None)
     if same_kin and done is not None and tension_n is None and muscle_names is None:
-        return done if condyle_offsets_m is None else with_condyle_offsets(done, condyle_offsets_m)
+        if condyle_offsets_m is None or tuple(condyle_offsets_m) == tuple(done.condyle_offsets_m):
+            return done                        # the analysis already split about these points
+        return with_condyle_offsets(done, condyle_offsets_m)
     kc = KneeContact(kin.model, p.side, body_mass_kg=p.mass_kg, condyle_offsets_m=condyle_offsets_m)
     if tension_n is None:
         tension_n, muscle_names = analysis.muscles.muscle_force_n, analysis.muscles.muscle_names
