@@ -14,8 +14,8 @@ tested on MyoLeg and MyoFullBody in ``tests/test_compiled_kinematics.py``, ``tes
 World frame z up, m, quaternions (w, x, y, z), rotation matrices row-major as rows of (n, 9) arrays.  The small
 functions take and return scalars (tuples): no array views in the hot loops.
 
-numba caches by file: a caller's cache (``__pycache__/*.nbi``, ``*.nbc``) is not invalidated by an edit here;
-delete the callers' cache files after changing this module.
+An edit here recompiles the callers' cached kernels (``models/numba_cache.py`` stamps each with the kernel modules
+it imports).
 
 This module is pure computation: numpy (through numba) and numba.
 """
