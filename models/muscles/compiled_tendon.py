@@ -271,7 +271,8 @@ def tendon_errors(m: mujoco.MjModel, T: TenConst, poses: np.ndarray) -> tuple[fl
             mujoco.mj_kinematics(m, x)
             mujoco.mj_comPos(m, x)
         mujoco.mj_tendon(m, ref)
-        d.ten_length[:] = np.nan
+        d.ten_length[:] = np.nan              # nothing left from the previous pose can pass for an output
+        d.wrap_xpos[:] = np.nan
         if not tendon_frame(T, V):
             continue
         done += 1

@@ -114,7 +114,7 @@ FRAME_STATS_DTYPE = np.dtype([("index", np.int64), ("capture_ns", np.int64), ("s
 def vision_process_main(spec: VisionSpec, conn) -> None:
     """Entry point of the spawned process: runs until the source ends or the parent asks to stop."""
     from runtime.vision.frame_sources import LatestFrameGrabber, open_source
-    from runtime.vision.front_end import build_front_end
+    from runtime.vision.front_end import build_front_end, warm_grounding_kernels
 
     buf = LatestValueBuffer.attach(spec.shm_name, LANDMARK_DTYPE)
     rec = np.zeros(1, dtype=LANDMARK_DTYPE)
@@ -192,20 +192,6 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
             conn.send({"event": "done", **result})
         except (BrokenPipeError, OSError):
             pass
-
-
-def warm_grounding_kernels(rate_hz: float = 30.0) -> float:
-    """Load the compiled (numba) filter kernels of the grounding warm-up fit before the first frame; returns the
-    seconds it took. Measured live: the first call of ``runtime.vision.world.smooth_offline`` (its filtfilt kernel
-    loading from numba's cache) took 324 ms inline on the warm-up frame, dropping 11 frames and latching STALE."""
-    from runtime.vision.world import smooth_offline
-
-    t0 = time.perf_counter()
-    x = np.sin(np.linspace(0.0, 2.0, 24))[:, None, None] * np.ones((1, 4, 3))     # (N, K, 3), as the warm-up's
-    y = smooth_offline(x, rate_hz, cutoff_hz=min(6.0, 0.38 * rate_hz))
-    if not np.isfinite(y).all():
-        raise RuntimeError("grounding kernel warm-up: non-finite output on a finite input")
-    return time.perf_counter() - t0
 
 
 def _fill_record(r: Any, frame: Any, capture_ns: int, out: Any, grabber_stats: Any, anonymise_s: float) -> None:
