@@ -15,3 +15,12 @@ BLAZEPOSE_33: tuple[str, ...] = (
     "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
     "left_foot_index", "right_foot_index",
 )
+
+
+def _mirror(name: str) -> str:
+    return name.replace("left", "@").replace("right", "left").replace("@", "right")
+
+
+#: Index of each landmark's mirror (left <-> right, ``mouth_left`` <-> ``mouth_right``; the nose is its own), for
+#: the label-swap repairs of the triangulation and of the single-camera fit.
+BLAZEPOSE_MIRROR_INDEX: tuple[int, ...] = tuple(BLAZEPOSE_33.index(_mirror(n)) for n in BLAZEPOSE_33)

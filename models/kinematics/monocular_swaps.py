@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.body.blazepose import BLAZEPOSE_33
+from models.body.blazepose import BLAZEPOSE_33, BLAZEPOSE_MIRROR_INDEX
 
 __all__ = ["MIRROR_INDEX", "SWAP_RATIO", "repair_left_right"]
 
-#: Index of each BlazePose landmark's mirror (left <-> right, ``mouth_left`` <-> ``mouth_right``; the nose maps to itself).
-MIRROR_INDEX = np.array([BLAZEPOSE_33.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
-                         for n in BLAZEPOSE_33])
+#: Index of each BlazePose landmark's mirror (``models.body.blazepose.BLAZEPOSE_MIRROR_INDEX``).
+MIRROR_INDEX = np.array(BLAZEPOSE_MIRROR_INDEX)
 #: Mirrored when its cost is below this fraction of the labels' own (as the triangulation's ``fix_left_right``).
 SWAP_RATIO = 0.5
 #: Paired body landmarks compared (shoulders down: the face's points are small and often missing).

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from models.body.blazepose import BLAZEPOSE_MIRROR_INDEX
 from runtime.vision.calibration import CameraCalibration
 
 __all__ = [
@@ -158,8 +159,7 @@ def triangulate(cameras: Sequence[CameraCalibration], uv: np.ndarray, weights: n
 
 
 #: BlazePose index of each landmark's mirror (left <-> right), for label-swap checks.
-_MIRROR_INDEX = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21, 24, 23,
-                          26, 25, 28, 27, 30, 29, 32, 31])
+_MIRROR_INDEX = np.array(BLAZEPOSE_MIRROR_INDEX)
 
 
 def fix_left_right(cameras: Sequence[CameraCalibration], uv: np.ndarray, weights: np.ndarray,
