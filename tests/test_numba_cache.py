@@ -65,6 +65,8 @@ def test_a_models_kernel_is_stamped_with_the_digest_and_others_are_not():
 
 
 def test_the_locator_list_keeps_the_users_own_and_is_idempotent(monkeypatch):
+    # numba's config is restored after the test too (install writes it directly), so later tests see the defaults
+    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", numba.core.config.CACHE_LOCATOR_CLASSES)
     monkeypatch.setenv("NUMBA_CACHE_LOCATOR_CLASSES", "UserWideCacheLocator")
     value = models.install_kernel_cache_locator()
     assert value.split(",") == list(models._PROJECT_LOCATORS) + ["UserWideCacheLocator"]
