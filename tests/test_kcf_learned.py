@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from models.muscles.kcf_features import FEATURE_NAMES, KNEE_MUSCLES, N_FEATURES, KcfFeatures
-from models.muscles.kcf_learned import (ARTIFACT_DIR, ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, WINDOW, LearnedKcf,
-                                        causal_windows, centred_windows, load_card)
+from models.muscles.kcf_learned import (ARTIFACT_DIR, ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, OUTPUTS, WINDOW,
+                                        LearnedKcf, causal_windows, centred_windows, invariant_targets, load_card, split)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CARD = ARTIFACT_DIR / f"{ARTIFACT_STEM}.json"
 ONNX = ARTIFACT_DIR / f"{ARTIFACT_STEM}.onnx"
+#: asymmetric contact points (m), PS-like: 6.8 mm medial of the tibia origin, 21 mm half spacing
+GEOM = (0.0278, 0.0142)
 
 
 def _card() -> dict:
@@ -35,6 +37,42 @@ def test_artifact_hash_size_and_feature_list():
         for side in ("medial", "lateral"):
             assert math.isfinite(card["metrics"][fold]["pooled_causal"][side]["r2"])
     assert load_card()["sha256"] == card["sha256"]
+    assert tuple(card["network"]["output"]["names"]) == OUTPUTS == ("axial_bw", "frontal_moment_per_bw_h")
+    assert "F_med = (F_ax d_l + M_f) / (d_m + d_l)" in card["network"]["split"]["formula"]
+    assert all(len(v["offsets_m"]) == 2 for v in card["data"]["condyles"].values())
+
+
+def test_split_is_winby_and_inverts_the_targets():
+    from models.muscles.knee_contact import medial_lateral_split
+
+    rng = np.random.default_rng(2)
+    med, lat = rng.normal(1.5, 0.5, 50), rng.normal(0.8, 0.3, 50)
+    ax, m = invariant_targets(med, lat, GEOM)
+    np.testing.assert_allclose(ax, med + lat, rtol=1e-12)
+    got = split(ax, m, GEOM)
+    np.testing.assert_allclose(got, (med, lat), rtol=0, atol=1e-12)
+    h = 0.5 * sum(GEOM)
+    np.testing.assert_allclose(medial_lateral_split(ax, m * h, *GEOM), (med, lat), rtol=0, atol=1e-12)
+    # symmetric points: m is medial minus lateral; the same outputs give a more lateral split at points sitting medial
+    np.testing.assert_allclose(invariant_targets(med, lat, (0.02, 0.02))[1], med - lat, rtol=1e-12)
+    assert (split(ax, m, (0.0278, 0.0142))[0] < split(ax, m, (0.02, 0.02))[0]).all()
+
+
+def test_learned_outputs_are_split_at_the_subjects_points():
+    x = np.random.default_rng(4).normal(size=(40, N_FEATURES))
+    a, b = LearnedKcf(70.0, GEOM), LearnedKcf(70.0, (0.021, 0.021))
+    ya, yb = a.trial(x, offline=False), b.trial(x, offline=False)
+    np.testing.assert_allclose(ya.sum(1), yb.sum(1), rtol=1e-12)          # the same axial force
+    bw = 70.0 * 9.80665
+    np.testing.assert_allclose(invariant_targets(ya[:, 0] / bw, ya[:, 1] / bw, GEOM)[1],
+                               invariant_targets(yb[:, 0] / bw, yb[:, 1] / bw, (0.021, 0.021))[1], atol=1e-9)
+    assert np.abs(ya - yb).max() > 1.0
+
+
+@pytest.mark.parametrize("bad", [(0.0, 0.02), (0.03, -0.01), (float("nan"), 0.02), (0.02,), None, "left"])
+def test_bad_geometry_refused(bad):
+    with pytest.raises(ValueError, match="condyle|offsets"):
+        LearnedKcf(70.0, bad)
 
 
 def test_tampered_artifact_is_refused(tmp_path):
@@ -48,13 +86,13 @@ def test_tampered_artifact_is_refused(tmp_path):
 def test_onnxruntime_reproduces_the_cards_check_output():
     card = _card()
     x = np.random.default_rng(card["check"]["input_seed"]).normal(size=(1, WINDOW, N_FEATURES)).astype(np.float32)
-    y = LearnedKcf(75.0).run(x)
+    y = LearnedKcf(75.0, GEOM).run(x)
     assert y.shape == (1, WINDOW, 2)
     np.testing.assert_allclose(y.reshape(-1), np.array(card["check"]["output"]), atol=1e-5, rtol=0)
 
 
 def test_step_equals_causal_trial_and_lag():
-    est = LearnedKcf(70.0)
+    est = LearnedKcf(70.0, GEOM)
     x = np.random.default_rng(1).normal(size=(60, N_FEATURES))
     live = np.array([est.step(f).copy() for f in x])
     assert live.shape == (60, 2)
@@ -88,9 +126,9 @@ def test_windows_padding():
 
 def test_bad_input_named():
     with pytest.raises(ValueError, match="mass_kg"):
-        LearnedKcf(-1.0)
+        LearnedKcf(-1.0, GEOM)
     with pytest.raises(ValueError, match="rate_hz"):
-        LearnedKcf(70.0, rate_hz=30.0)
+        LearnedKcf(70.0, GEOM, rate_hz=30.0)
     with pytest.raises(ValueError, match="side"):
         KcfFeatures("both", 70.0, 1.7, 60.0, [])
     with pytest.raises(ValueError, match="muscle_names"):
@@ -182,7 +220,14 @@ def test_features_on_a_short_ps_trial():
     v = x[res.valid]
     k = np.argmax(v[:, col["grf_vertical_side_bw"]])
     assert v[k, col["grf_vertical_side_bw"]] > 0.5 and -1.5 < v[k, col["reaction_force_y_bw"]] < -0.5
-    kcf = LearnedKcf(75.0).trial(x, offline=False)
+    from runtime.estimation.kcf_dataset import targets
+
+    t = targets(got["kcf_n"], 75.0, est.condyles)                       # the round trip: targets -> split -> chain
+    ok = np.isfinite(t["y"]).all(axis=1)
+    back = np.stack(split(t["y"][ok, 0], t["y"][ok, 1], est.condyles), axis=1)
+    np.testing.assert_allclose(back, got["kcf_n"][ok, :2] / (75.0 * 9.80665), rtol=0, atol=1e-9)
+    assert est.condyles.centre_m != 0.0                                  # PS: asymmetric points
+    kcf = LearnedKcf(75.0, est.condyles).trial(x, offline=False)
     assert np.isfinite(kcf[res.valid]).all() and kcf.shape == (20, 2)
     # kcf: learned in the chain: the same physics outputs, medial / lateral from the network (fed the frame's muscle
     # tensions and tibia reaction) on the frames the chain's muscle stage ran, total = medial + lateral
@@ -190,7 +235,7 @@ def test_features_on_a_short_ps_trial():
     res2 = run_offline(est2, rec)
     np.testing.assert_array_equal(res2.activation, res.activation)
     ran = np.isfinite(res.activation).all(axis=1)
-    learned = LearnedKcf(75.0)
+    learned = LearnedKcf(75.0, est2.condyles)
     expect = np.array([learned.step(x[i]).copy() for i in np.flatnonzero(ran)])
     np.testing.assert_allclose(res2.kcf_n[ran, :2], expect, rtol=1e-9)
     np.testing.assert_allclose(res2.kcf_n[ran, 2], expect.sum(axis=1), rtol=1e-9)

@@ -1,12 +1,22 @@
-"""The learned medial / lateral knee contact force estimator, run by onnxruntime (no torch).
+"""The learned knee contact force estimator, run by onnxruntime (no torch): medial / lateral KCF of one subject.
 
 The network (``models.muscles.kcf_learned_train``: CNN -> BiGRU -> self-attention -> linear, plus a frozen ridge
 skip on the frame's features) reads a window of :data:`WINDOW` frames of ``models.muscles.kcf_features`` at 60 Hz
-and gives medial and lateral KCF (BW) per frame of the window. Live (:meth:`LearnedKcf.step`, causal): the window ends at the newest frame and its last output is
-the estimate, :data:`LAG_FRAMES` frames behind the features (the features lag the markers by the chain's own
-``lag_s``). Offline (:meth:`LearnedKcf.trial`): each frame is estimated from the window centred on it
-(:data:`OFFLINE_AHEAD` frames of look-ahead). The artefact is ``models/artifacts/kcf_learned_v2.onnx`` with its
-model card ``kcf_learned_v2.json`` (features, normalisation, data, split, metrics, SHA-256, a check output).
+and gives, per frame of the window, two quantities that do not depend on where the subject's contact points sit
+(:data:`OUTPUTS`): the axial contact force ``F_ax`` (BW) and the frontal-plane contact moment about the tibia
+origin over body weight times the half spacing of the contact points, ``m = M_f / (BW h)`` (dimensionless; with
+symmetric points it is medial minus lateral in BW). The subject's contact points ``(d_m, d_l)``
+(:class:`models.muscles.condyle_geometry.CondyleGeometry`: ``d_m = h + c``, ``d_l = h - c`` about the epicondyle
+midpoint) then give medial and lateral by the Winby split of ``models.muscles.knee_contact`` (:func:`split`)::
+
+    F_med = (F_ax d_l + M_f) / (d_m + d_l),    F_lat = F_ax - F_med,    M_f = m BW h,  h = (d_m + d_l) / 2
+
+(v2 predicted medial and lateral directly, so a subject's condyle offset ``c``, which no feature carries, was
+baked into the targets). Live (:meth:`LearnedKcf.step`, causal): the window ends at the newest frame and its last
+output is the estimate, :data:`LAG_FRAMES` frames behind the features (the features lag the markers by the chain's
+own ``lag_s``). Offline (:meth:`LearnedKcf.trial`): each frame is estimated from the window centred on it
+(:data:`OFFLINE_AHEAD` frames of look-ahead). The artefact is ``models/artifacts/kcf_learned_v3.onnx`` with its
+model card ``kcf_learned_v3.json`` (features, normalisation, outputs, split, data, metrics, SHA-256, a check output).
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ import numpy as np
 
 from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, STANDARD_GRAVITY_M_S2, normalise
 
-ARTIFACT_STEM = "kcf_learned_v2"
+ARTIFACT_STEM = "kcf_learned_v3"
 ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
 #: Frames per window (60 Hz: 0.53 s), the fixed time axis of the ONNX input (1, WINDOW, N_FEATURES).
 WINDOW = 32
@@ -29,6 +39,44 @@ LAG_FRAMES = 0
 #: Offline estimate = the window's frame WINDOW-1-OFFLINE_AHEAD (16 frames of the future seen).
 OFFLINE_AHEAD = 16
 OPSET = 17
+#: The network's two outputs per frame, in this order: axial contact force / BW, and the frontal-plane contact moment
+#: about the tibia origin / (BW * half spacing h) (positive loads the medial compartment).
+OUTPUTS = ("axial_bw", "frontal_moment_per_bw_h")
+
+
+def condyle_offsets(condyles: Any) -> tuple[float, float]:
+    """``(d_m, d_l)`` (m) of ``condyles`` (a :class:`~models.muscles.condyle_geometry.CondyleGeometry` or a pair),
+    each finite and > 0 (ValueError naming the offending geometry otherwise)."""
+    offsets = getattr(condyles, "offsets_m", condyles)
+    try:
+        d_m, d_l = (float(v) for v in offsets)
+    except (TypeError, ValueError):
+        raise ValueError(f"condyles = {condyles!r}: need a CondyleGeometry or the contact points' offsets "
+                         "(d_m, d_l) in m") from None
+    if not (math.isfinite(d_m) and math.isfinite(d_l) and d_m > 0 and d_l > 0):
+        raise ValueError(f"condyle offsets (d_m, d_l) = ({d_m!r}, {d_l!r}) m: both must be finite and > 0 (the "
+                         "medial and lateral contact points on either side of the tibia origin)")
+    return d_m, d_l
+
+
+def invariant_targets(medial_bw: np.ndarray, lateral_bw: np.ndarray,
+                      condyles: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The chain's medial and lateral KCF (BW) split at ``condyles`` -> the network's targets (:data:`OUTPUTS`):
+    ``F_ax = F_med + F_lat`` (BW) and ``m = M_f / (BW h)`` with ``M_f / BW = F_med (d_m + d_l) - F_ax d_l``."""
+    d_m, d_l = condyle_offsets(condyles)
+    med, lat = np.asarray(medial_bw, dtype=float), np.asarray(lateral_bw, dtype=float)
+    axial = med + lat
+    return axial, (med * (d_m + d_l) - axial * d_l) / (0.5 * (d_m + d_l))
+
+
+def split(axial_bw: np.ndarray, moment_per_bw_h: np.ndarray, condyles: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The network's outputs -> medial, lateral KCF (BW) at the contact points ``condyles`` (the Winby split of
+    ``models.muscles.knee_contact.medial_lateral_split`` with ``M_f = m BW h``): the inverse of
+    :func:`invariant_targets`."""
+    d_m, d_l = condyle_offsets(condyles)
+    axial = np.asarray(axial_bw, dtype=float)
+    med = (axial * d_l + np.asarray(moment_per_bw_h, dtype=float) * 0.5 * (d_m + d_l)) / (d_m + d_l)
+    return med, axial - med
 
 
 def causal_windows(z: np.ndarray) -> np.ndarray:
@@ -55,19 +103,28 @@ def load_card(directory: Path = ARTIFACT_DIR) -> dict[str, Any]:
         raise ValueError(f"{onnx}: sha256 {digest} != the model card's {card['sha256']}")
     if tuple(card["features"]["names"]) != FEATURE_NAMES:
         raise ValueError(f"{onnx}: the card's feature list differs from models.muscles.kcf_features.FEATURE_NAMES")
+    if tuple(card["network"]["output"].get("names", ())) != OUTPUTS:
+        raise ValueError(f"{onnx}: the card's outputs {card['network']['output'].get('names')} are not {OUTPUTS}")
     return card
 
 
 class LearnedKcf:
     """Medial / lateral KCF (N) of one subject (``mass_kg``) from the features, by onnxruntime (one thread).
 
-    ``rate_hz``: the chain's frame rate, which must be the one the network was trained at (60 Hz)."""
+    ``condyles``: the knee's contact points, the chain's :class:`~models.muscles.condyle_geometry.CondyleGeometry`
+    (``KinematicsToLoads.condyles``) or its ``offsets_m`` ``(d_m, d_l)`` in m; the network's axial force and
+    normalised frontal moment are split there (:func:`split`). ``rate_hz``: the chain's frame rate, which must be
+    the one the network was trained at (60 Hz)."""
 
-    def __init__(self, mass_kg: float, directory: Path = ARTIFACT_DIR, rate_hz: float = 60.0) -> None:
+    def __init__(self, mass_kg: float, condyles: Any, directory: Path = ARTIFACT_DIR, rate_hz: float = 60.0) -> None:
         import onnxruntime as ort
 
         if not (math.isfinite(mass_kg) and mass_kg > 0):
             raise ValueError(f"mass_kg = {mass_kg!r}: must be a finite positive number")
+        self.offsets_m = condyle_offsets(condyles)
+        d_m, d_l = self.offsets_m
+        #: medial = a F_ax + b m, lateral = F_ax - medial (BW), the split's two constants
+        self._a, self._b = d_l / (d_m + d_l), 0.5
         self.card = load_card(directory)
         shape = self.card["network"]["input"]["shape"]
         if shape != [1, WINDOW, N_FEATURES]:
@@ -92,7 +149,7 @@ class LearnedKcf:
         self.frames = 0
 
     def run(self, windows: np.ndarray) -> np.ndarray:
-        """(1, WINDOW, F) normalised float32 -> (1, WINDOW, 2) medial, lateral (BW)."""
+        """(1, WINDOW, F) normalised float32 -> (1, WINDOW, 2) the network's :data:`OUTPUTS` (axial BW, m)."""
         return self.session.run(None, {"features": windows})[0]
 
     def step(self, features: np.ndarray) -> np.ndarray:
@@ -105,8 +162,10 @@ class LearnedKcf:
             w[0, :-1] = w[0, 1:]
             w[0, -1] = z
         self.frames += 1
-        y = self.run(w)[0, WINDOW - 1 - LAG_FRAMES]
-        self.out[:] = y * self.bw_n
+        axial, m = self.run(w)[0, WINDOW - 1 - LAG_FRAMES]
+        med = self._a * float(axial) + self._b * float(m)
+        self.out[0] = med * self.bw_n
+        self.out[1] = (float(axial) - med) * self.bw_n
         return self.out
 
     def trial(self, features: np.ndarray, offline: bool = True) -> np.ndarray:
@@ -115,7 +174,8 @@ class LearnedKcf:
         z = normalise(features, self.mean, self.std).astype(np.float32)
         w = centred_windows(z) if offline else causal_windows(z)
         pos = WINDOW - 1 - (OFFLINE_AHEAD if offline else LAG_FRAMES)
-        out = np.empty((z.shape[0], 2))
+        y = np.empty((z.shape[0], 2))
         for i in range(z.shape[0]):
-            out[i] = self.run(np.ascontiguousarray(w[i:i + 1]))[0, pos]
-        return out * self.bw_n
+            y[i] = self.run(np.ascontiguousarray(w[i:i + 1]))[0, pos]
+        med = self._a * y[:, 0] + self._b * y[:, 1]
+        return np.stack([med, y[:, 0] - med], axis=1) * self.bw_n

@@ -1,14 +1,18 @@
 """Train, score and export the learned knee contact force estimator (CNN -> BiGRU -> self-attention -> linear).
 
 Training-time only (imports torch; ``pip install -e .[train]``). The data are the physics chain's features and
-medial / lateral KCF over every shared trial and its augmentations, built by ``runtime.estimation.kcf_dataset``
+contact forces over every shared trial and its augmentations, built by ``runtime.estimation.kcf_dataset``
 (which also runs this module: ``python -m runtime.estimation.kcf_dataset --out models/artifacts/``); given the
-cached data, ``python -m models.muscles.kcf_learned_train --data build/kcf_dataset_v2.npz --out models/artifacts/``.
+cached data, ``python -m models.muscles.kcf_learned_train --data build/kcf_dataset_v3.npz --out models/artifacts/``.
+The targets are the two quantities of the chain's medial / lateral split that do not depend on the subject's
+contact points (``models.muscles.kcf_learned.OUTPUTS``): the axial force ``F_ax`` (BW) and ``m = M_f / (BW h)``,
+recovered exactly from the chain's medial and lateral at that recording's ``(d_m, d_l)``; the scores split the
+predictions back at the same points and compare medial and lateral.
 
 Network, on a window of ``WINDOW`` frames (1/60 s apart) of normalised features (``models.muscles.kcf_features``):
 two causal temporal convolutions (kernel 5, 32 channels, ReLU) -> a bidirectional GRU (32 per direction) over the
 window -> one-head scaled dot-product self-attention over the window (residual, layer norm) -> a linear head per
-frame giving medial and lateral KCF (BW), plus a linear map of the same frame's features (the skip: a ridge
+frame giving ``F_ax`` (BW) and ``m``, plus a linear map of the same frame's features (the skip: a ridge
 regression fitted in closed form first, its penalty by leave-one-trial-out CV on the training trials,
 ``models.muscles.kcf_ridge``, then frozen; the chain's contact force is nearly linear in the muscle tensions and
 tibia reaction the features carry, so this part carries to the other subject, where the recurrent part trained
@@ -38,8 +42,8 @@ from torch import nn
 
 from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, normalise
 from models.muscles.kcf_ridge import choose_lambda, ridge
-from models.muscles.kcf_learned import (ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, OPSET, WINDOW, causal_windows,
-                                        centred_windows)
+from models.muscles.kcf_learned import (ARTIFACT_STEM, LAG_FRAMES, OFFLINE_AHEAD, OPSET, OUTPUTS, WINDOW,
+                                        causal_windows, centred_windows, split)
 
 SEED = 0
 EPOCHS = 24
@@ -54,7 +58,7 @@ HIDDEN = 32
 
 
 class KcfNet(nn.Module):
-    """(B, WINDOW, F) normalised features -> (B, WINDOW, 2) medial, lateral KCF (BW)."""
+    """(B, WINDOW, F) normalised features -> (B, WINDOW, 2) ``F_ax`` (BW), ``m = M_f / (BW h)`` (``OUTPUTS``)."""
 
     def __init__(self, n_features: int = N_FEATURES, channels: int = CHANNELS, hidden: int = HIDDEN) -> None:
         super().__init__()
@@ -77,6 +81,7 @@ class KcfNet(nn.Module):
 
 
 def _trial_arrays(ds: Any, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features (N, F), the invariant targets (N, 2) and the frames to learn from (valid, finite targets)."""
     a = ds["arrays"]
     return a[f"{key}__x"], a[f"{key}__y"], a[f"{key}__valid"].astype(bool) & np.isfinite(a[f"{key}__y"]).all(axis=1)
 
@@ -154,7 +159,7 @@ def train(ds: Any, keys: list[str], epochs: int = EPOCHS, log: Any = print) -> t
 
 
 def predict(net: KcfNet, x: np.ndarray, mean: np.ndarray, std: np.ndarray, offline: bool = False) -> np.ndarray:
-    """(N, 2) medial, lateral (BW) over a trial: causal (last frame of trailing windows) or offline (centred)."""
+    """(N, 2) ``F_ax`` (BW), ``m`` over a trial: causal (last frame of trailing windows) or offline (centred)."""
     z = normalise(x, mean, std)
     w = centred_windows(z) if offline else causal_windows(z)
     pos = WINDOW - 1 - OFFLINE_AHEAD if offline else WINDOW - 1 - LAG_FRAMES
@@ -189,18 +194,22 @@ def _vs_implant(t: np.ndarray, ml_bw: np.ndarray, path: str, mass_kg: float) -> 
 
 
 def score(net: KcfNet, ds: Any, keys: list[str], mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
-    """Per held-out trial and pooled: R^2 / RMSE (BW) of the learned medial and lateral against the chain (causal
-    and offline), and against the implant where there is one (next to the chain's own error)."""
-    per, pooled = {}, {"causal": ([], []), "offline": ([], [])}
+    """Per held-out trial and pooled: R^2 / RMSE (BW) of the learned medial and lateral (the outputs split at the
+    recording's contact points) against the chain's (causal and offline), of the two outputs themselves against
+    their targets (``invariant``), and against the implant where there is one (next to the chain's own error)."""
+    per, pooled = {}, {"causal": ([], [], [], []), "offline": ([], [], [], [])}
     for k in keys:
-        x, y, v = _trial_arrays(ds, k)
+        x, yi, v = _trial_arrays(ds, k)
+        y = ds["arrays"][f"{k}__ml"]
         entry = next(e for e in ds["index"] if e["key"] == k)
         row: dict[str, Any] = {}
         for mode in ("causal", "offline"):
-            p = predict(net, x, mean, std, offline=mode == "offline")
-            pooled[mode][0].append(p[v])
-            pooled[mode][1].append(y[v])
+            pi = predict(net, x, mean, std, offline=mode == "offline")
+            p = np.stack(split(pi[:, 0], pi[:, 1], entry["condyle_offsets_m"]), axis=1)
+            for acc, a in zip(pooled[mode], (p[v], y[v], pi[v], yi[v])):
+                acc.append(a)
             row[mode] = {side: _r2_rmse(p[v, j], y[v, j]) for j, side in enumerate(("medial", "lateral"))}
+            row[mode]["invariant"] = {o: _r2_rmse(pi[v, j], yi[v, j]) for j, o in enumerate(OUTPUTS)}
             if entry.get("kcf_ref"):
                 t = ds["arrays"][f"{k}__t"]
                 row[mode]["implant"] = _vs_implant(t, np.where(v[:, None], p, np.nan), entry["kcf_ref"], entry["mass_kg"])
@@ -209,14 +218,16 @@ def score(net: KcfNet, ds: Any, keys: list[str], mean: np.ndarray, std: np.ndarr
             row["chain_vs_implant"] = _vs_implant(t, np.where(v[:, None], y, np.nan), entry["kcf_ref"], entry["mass_kg"])
         per[k] = row
     out: dict[str, Any] = {"trials": per}
-    for mode, (p, y) in pooled.items():
-        P, Y = np.concatenate(p), np.concatenate(y)
+    for mode, (p, y, pi, yi) in pooled.items():
+        P, Y, PI, YI = (np.concatenate(a) for a in (p, y, pi, yi))
         out[f"pooled_{mode}"] = {side: _r2_rmse(P[:, j], Y[:, j]) for j, side in enumerate(("medial", "lateral"))}
+        out[f"pooled_{mode}"]["invariant"] = {o: _r2_rmse(PI[:, j], YI[:, j]) for j, o in enumerate(OUTPUTS)}
     return out
 
 
 def export(net: KcfNet, path: Path) -> np.ndarray:
-    """ONNX (opset :data:`OPSET`, input ``features`` fixed (1, WINDOW, F) float32, output ``kcf_bw`` (1, WINDOW, 2));
+    """ONNX (opset :data:`OPSET`, input ``features`` fixed (1, WINDOW, F) float32, output ``kcf_bw`` (1, WINDOW, 2):
+    ``F_ax`` (BW), ``m``);
     checked against PyTorch on a seeded input within 1e-4. Returns that input."""
     import onnxruntime as ort
 
@@ -275,7 +286,22 @@ def main(argv: list[str] | None = None) -> int:
                                f"lambda {net.ridge_info['lambda']:g})"],
                     "input": {"name": "features", "shape": [1, WINDOW, N_FEATURES], "dtype": "float32",
                               "meaning": "normalised features of the last WINDOW frames at 60 Hz, oldest first"},
-                    "output": {"name": "kcf_bw", "shape": [1, WINDOW, 2], "meaning": "medial, lateral KCF (BW) per frame"},
+                    "output": {"name": "kcf_bw", "shape": [1, WINDOW, 2], "names": list(OUTPUTS),
+                               "meaning": "per frame: the axial tibiofemoral contact force F_ax (BW, compressive "
+                                          "positive) and the frontal-plane contact moment about the tibia origin over "
+                                          "body weight times the contact points' half spacing, m = M_f / (BW h) "
+                                          "(dimensionless, positive loads the medial compartment; with symmetric "
+                                          "points m = medial - lateral in BW). Neither depends on where the "
+                                          "subject's contact points sit"},
+                    "split": {"source": "models.muscles.kcf_learned.split, at run time with the subject's contact "
+                                        "points (the chain's KinematicsToLoads.condyles: models.muscles."
+                                        "condyle_geometry.CondyleGeometry.offsets_m = (d_m, d_l), d_m = h + c, "
+                                        "d_l = h - c about the epicondyle midpoint)",
+                              "formula": "h = (d_m + d_l) / 2, M_f = m BW h, F_med = (F_ax d_l + M_f) / (d_m + d_l), "
+                                         "F_lat = F_ax - F_med (Winby 2009; models.muscles.knee_contact."
+                                         "medial_lateral_split)",
+                              "targets": "F_ax = F_med + F_lat, M_f / BW = F_med (d_m + d_l) - F_ax d_l from the "
+                                         "chain's medial / lateral and that recording's (d_m, d_l)"},
                     "opset": OPSET, "window_frames": WINDOW, "rate_hz": 60.0,
                     "causal": {"output_frame": WINDOW - 1 - LAG_FRAMES, "lag_frames": LAG_FRAMES,
                                "lag_s": LAG_FRAMES / 60.0,
@@ -290,19 +316,24 @@ def main(argv: list[str] | None = None) -> int:
                  "source": "runtime.estimation.kcf_dataset: KinematicsToLoads.for_subject stepped frame by frame (as "
                            "live) on the shared trials' limb and thorax markers (models.io.shared_trials; the GRF "
                            "trunk on), kinematics-only GRF; features with the frame's SO muscle tensions and the "
-                           "tibia's ID reaction; targets the chain's medial and lateral KCF / body weight on frames it "
-                           "marked valid",
+                           "tibia's ID reaction; targets F_ax and m from the chain's medial and lateral KCF / body "
+                           "weight and the recording's contact points (each index entry's condyle_offsets_m), on "
+                           "frames it marked valid",
                  "built_from": {k: idx[0].get(k) for k in ("commit", "modified")},
                  "torso_markers": sorted({e["trial"] for e in idx if e.get("torso_markers")}),
+                 "condyles": {e["key"]: {"offsets_m": e["condyle_offsets_m"], "source": e["condyle_source"]}
+                              for e in idx if e["variant"] in ("original", "mirror")},
                  "augmentation": {"all": "applied to the limb and the thorax markers alike",
                                   "speed_0.85/1.15": "uniform time scaling, markers linearly interpolated",
                                   "warp": "non-uniform time warp, local speed 1 +- 0.2 (one sine period per trial)",
-                                  "stride_0.94/1.06": "marker cloud scaled about its first-frame ground point, height alike",
+                                  "stride_0.94/1.06": "marker cloud scaled about its first-frame ground point, height "
+                                                      "alike (the model, so the half spacing h, scales with it)",
                                   "noise": "3 mm Gaussian on every marker coordinate (seed 0)",
                                   "mirror": "y -> -y, left/right twins swapped (names compared without case, dots, "
-                                            "underscores), the other knee"}},
-        "split": "by subject: trained on all variants of one subject, scored on the other's original trials; the "
-                 "shipped network is trained on both subjects",
+                                            "underscores), the other knee (its own contact points)"}},
+        "scoring": "by subject: trained on all variants of one subject, scored on the other's original trials; the "
+                 "shipped network is trained on both subjects; medial and lateral scored after the split at the held-out "
+                   "recording's contact points",
         "training": {"seed": SEED, "epochs": a.epochs, "batch": BATCH,
                      "optimiser": f"AdamW lr {LR}, weight decay {WEIGHT_DECAY}, cosine (all but the frozen skip)",
                      "ridge_skip": net.ridge_info,

@@ -227,7 +227,8 @@ class KinematicsToLoads:
 
                 self._learned_kcf_features = KcfFeatures(params.side, params.mass_kg, params.height_m, params.rate_hz,
                                                          self.muscle_names)
-                self.learned_kcf = LearnedKcf(params.mass_kg, rate_hz=params.rate_hz)
+                # split at the subject's contact points, as the physics branch
+                self.learned_kcf = LearnedKcf(params.mass_kg, self.condyles, rate_hz=params.rate_hz)
         else:
             self.muscle_names = ()
         self.out = EstimateFrame(0.0, self.reported, np.full(len(self.reported), np.nan), np.full((2, 3), np.nan),
@@ -476,7 +477,7 @@ class KinematicsToLoads:
             kc = self.kc._assemble(jm.reaction_force_n[:1], jm.reaction_moment_nm[:1], F_mus[None, :],
                                    M_mus[None, :], np.array([t_s]))
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = kc.medial_n[0], kc.lateral_n[0], kc.total_n[0]
-        else:                                 # learned medial, lateral; total = their sum (axial)
+        else:                                 # learned axial + frontal moment split at self.condyles; total = sum
             x = self._learned_kcf_features.step(out, so.muscle_force_n, jm.reaction_force_n[0], jm.reaction_moment_nm[0])
             ml = self.learned_kcf.step(x)
             out.kcf_n[0], out.kcf_n[1], out.kcf_n[2] = ml[0], ml[1], ml[0] + ml[1]

@@ -5,7 +5,12 @@ Each variant is a new marker recording at 60 Hz, the thorax markers included (``
 torso=est.torso)``, as the live chain's GRF trunk reads them), that the same chain
 (``KinematicsToLoads.for_subject``, stepped frame by frame as the live loop does: :func:`run_with_features`)
 turns into per-frame features (``models.muscles.kcf_features``, with the frame's muscle tensions and tibia
-reaction) and targets (the chain's medial and lateral KCF, BW). The augmentations (:data:`VARIANTS`), each applied
+reaction) and targets: the chain's medial and lateral KCF (BW, ``ml``) and, from them and that variant's contact
+points (the estimator's ``condyles``: ``offsets_m`` = ``(d_m, d_l)``, ``half_spacing_m`` h, recorded in the index),
+the network's geometry-invariant targets (``y``, :func:`targets`): the axial force ``F_ax = F_med + F_lat`` (BW)
+and ``m = M_f / (BW h)``, ``M_f = F_med (d_m + d_l) - F_ax d_l`` (``models.muscles.kcf_learned``). The mirror
+variant runs the other knee, so its contact points are that knee's; the stride variants scale the model, and h with
+the tibia. The augmentations (:data:`VARIANTS`), each applied
 to the limb and the thorax markers alike before the chain:
 
 - ``original``: the recording held to 60 Hz (``resample_hold``), what the live loop sees;
@@ -36,6 +41,7 @@ import numpy as np
 
 from models.io.shared_trials import SharedTrial, shared_trials
 from models.muscles.kcf_features import N_FEATURES, STANDARD_GRAVITY_M_S2, KcfFeatures
+from models.muscles.kcf_learned import invariant_targets
 from runtime.estimation.chain import (EstimatorParams, KinematicsToLoads, MarkerRecording, check_torso_input,
                                       load_marker_recording, resample_hold)
 
@@ -43,6 +49,8 @@ RATE_HZ = 60.0
 VARIANTS = ("original", "speed_0.85", "speed_1.15", "warp", "stride_0.94", "stride_1.06", "noise", "mirror")
 NOISE_M = 0.003
 SEED = 0
+#: The cache of the data (and its JSON index), one per artefact version (v3: the invariant targets, the condyles).
+CACHE = Path("build/kcf_dataset_v3.npz")
 
 
 def _interp(time_s: np.ndarray, markers_m: np.ndarray, t_src: np.ndarray) -> np.ndarray:
@@ -154,9 +162,18 @@ def run_with_features(est: KinematicsToLoads, rec: MarkerRecording, feats: KcfFe
     return {"x": x, "kcf_n": kcf, "valid": valid, "t": rec.time_s.copy()}
 
 
+def targets(kcf_n: np.ndarray, mass_kg: float, condyles: Any) -> dict[str, np.ndarray]:
+    """The chain's (N, 3) medial, lateral, total KCF (N) of a subject of ``mass_kg`` with contact points
+    ``condyles`` (its ``CondyleGeometry``) -> ``ml`` (N, 2) medial, lateral (BW) and ``y`` (N, 2) the network's
+    targets ``F_ax`` (BW), ``m = M_f / (BW h)`` (``models.muscles.kcf_learned.invariant_targets``)."""
+    ml = np.asarray(kcf_n, dtype=float)[:, :2] / (mass_kg * STANDARD_GRAVITY_M_S2)
+    return {"ml": ml, "y": np.stack(invariant_targets(ml[:, 0], ml[:, 1], condyles), axis=1)}
+
+
 def trial_variant(trial: SharedTrial, variant: str, cache: dict[tuple[Any, ...], KinematicsToLoads]) -> dict[str, Any]:
     """Run the chain on one variant of one trial (torso markers included): features (N, F), targets (N, 2)
-    medial, lateral KCF (BW), the chain's total (N,) BW, valid (N,), time (N,)."""
+    axial (BW) and normalised frontal moment (:func:`targets`), the chain's medial, lateral (N, 2) and total (N,)
+    BW, valid (N,), time (N,), and the estimator's contact points (``condyles``)."""
     side = trial.side
     height = trial.height_m
     if variant == "mirror":
@@ -173,8 +190,9 @@ def trial_variant(trial: SharedTrial, variant: str, cache: dict[tuple[Any, ...],
     rec = variant_recording(load_marker_recording(trial.trc, names, torso=est.torso), names, variant, torso_names)
     res = run_with_features(est, rec, KcfFeatures(side, trial.mass_kg, height, RATE_HZ, est.muscle_names))
     bw = trial.mass_kg * STANDARD_GRAVITY_M_S2
-    return {"x": res["x"], "y": res["kcf_n"][:, :2] / bw, "total": res["kcf_n"][:, 2] / bw, "valid": res["valid"],
-            "t": res["t"], "side": side, "height_m": height, "torso": rec.torso_markers_m is not None}
+    return {"x": res["x"], **targets(res["kcf_n"], trial.mass_kg, est.condyles), "total": res["kcf_n"][:, 2] / bw,
+            "valid": res["valid"], "t": res["t"], "side": side, "height_m": height,
+            "torso": rec.torso_markers_m is not None, "condyles": est.condyles}
 
 
 def source_commit() -> dict[str, Any]:
@@ -210,11 +228,14 @@ def build(data: Path, cache_path: Path, progress: Any = print) -> dict[str, Any]
             t0 = time.perf_counter()
             r = trial_variant(trial, v, est_cache)
             key = f"{trial.name}__{v}"
-            for k in ("x", "y", "total", "valid", "t"):
+            for k in ("x", "y", "ml", "total", "valid", "t"):
                 arrays[f"{key}__{k}"] = np.asarray(r[k])
             index.append({"key": key, "trial": trial.name, "subject": trial.name.split("_")[0], "variant": v,
                           "side": r["side"], "height_m": r["height_m"], "mass_kg": trial.mass_kg,
                           "frames": int(r["t"].size), "kcf_ref": trial.kcf_ref, "torso_markers": r["torso"],
+                          "condyle_offsets_m": [float(v) for v in r["condyles"].offsets_m],
+                          "half_spacing_m": float(r["condyles"].half_spacing_m),
+                          "condyle_centre_m": float(r["condyles"].centre_m), "condyle_source": r["condyles"].source,
                           **commit})
             progress(f"{key}: {r['t'].size} frames, {time.perf_counter() - t0:.1f} s")
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +247,7 @@ def build(data: Path, cache_path: Path, progress: Any = print) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=Path("build/kcf_dataset_v2.npz"))
+    ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--out", type=Path, default=None, help="train into this folder (models/artifacts/)")
     a, rest = ap.parse_known_args(argv)
     build(a.data, a.cache, progress=lambda s: print(s, file=sys.stderr, flush=True))

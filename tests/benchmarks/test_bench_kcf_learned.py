@@ -41,7 +41,7 @@ def test_kcf_learned_frame(benchmark, variant):
     else:
         from models.muscles.kcf_learned import LearnedKcf
 
-        est = LearnedKcf(75.0)
+        est = LearnedKcf(75.0, (0.0278, 0.0142))
         x = np.random.default_rng(0).normal(size=(600, N_FEATURES))
 
         def fn():
