@@ -26,7 +26,8 @@ the hip keypoints at the depth ``f / s`` (``s`` px per m: the 2-D leg length ove
 (``MonocularFitParams.lag_s``, 67 ms) and turned into frames at the camera's rate (``lag_frames_at(fps)``: 2 frames
 at 30 fps, 4 at 60 fps); a window of lag + 1 frames re-solved with ``live_iterations`` LM iterations per new frame,
 the previous two final frames fixed; each frame is final (returned) when it leaves the window, lag frames after it
-arrived.
+arrived.  Live, each frame's left/right labels are repaired on arrival against the previous frame
+(:class:`~models.kinematics.monocular_swaps.LeftRightRepair`, causal), offline over the whole trial.
 
 Measured (2 px noise, side-on 1920x1080 camera, f = 1400 px, 7 m):
 
@@ -68,7 +69,7 @@ from models.kinematics.monocular_model import LandmarkModel
 from models.kinematics.monocular_params import MonocularFitParams
 from models.kinematics.monocular_problem import LMResult, Window, WindowData, solve_lm, solve_scipy
 from models.kinematics.monocular_shape import SHAPE_NAMES
-from models.kinematics.monocular_swaps import MIRROR_INDEX, repair_left_right
+from models.kinematics.monocular_swaps import MIRROR_INDEX, LeftRightRepair, repair_left_right
 from models.kinematics.opensim_pelvis import T_OSIM_TO_ZUP
 
 __all__ = ["MonocularFit", "MonocularFitParams", "LiveFrame", "MonocularFitter", "PinholeCamera",
@@ -128,6 +129,7 @@ class LiveFrame:
     contact_point: np.ndarray
     converged: bool
     iterations: int
+    swapped: bool = False            # its left/right labels were mirrored back on arrival (LeftRightRepair)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,6 +374,7 @@ class MonocularFitter:
         self.params = params
         self.fps = float(fps)
         self._lag = params.lag_frames_at(fps)
+        self._swaps = LeftRightRepair(min_score=params.min_score)
         self.reset()
 
     @property
@@ -393,6 +396,8 @@ class MonocularFitter:
         self._X: list[np.ndarray] = []      # coordinates of every buffered frame (context first)
         self._codes: list[np.ndarray] = []  # contact codes of every buffered frame
         self._iters: list[int] = []
+        self._swapped: list[bool] = []      # labels mirrored back on arrival, per buffered frame
+        self._swaps.reset()
         self._n_ctx = 0                     # leading buffered frames that are final (at most 2 kept)
         self._sites: np.ndarray | None = None
         self.latest: np.ndarray | None = None
@@ -406,12 +411,17 @@ class MonocularFitter:
             raise ValueError(f"xy_px must have shape (33, 2) and score (33,), got {xy.shape} and {sc.shape}")
         if self._t and not time_s > self._t[-1]:
             raise ValueError(f"time_s must increase: {time_s!r} after {self._t[-1]!r}")
+        xy, sc, swapped = self._swaps.step(xy, sc)
+        world = None if world_landmarks_m is None else np.asarray(world_landmarks_m, dtype=float)
+        if swapped and world is not None:
+            world = world[MIRROR_INDEX]
         self._t.append(float(time_s))
         self._xy.append(xy)
         self._sc.append(sc)
-        self._world.append(None if world_landmarks_m is None else np.asarray(world_landmarks_m, dtype=float))
+        self._world.append(world)
         self._codes.append(np.full(2, -1, dtype=np.int64))
         self._iters.append(0)
+        self._swapped.append(swapped)
         self._solve_window()
         if len(self._t) - self._n_ctx > self._lag:
             return self._finalise()
@@ -452,7 +462,8 @@ class MonocularFitter:
         k = len(t) - 1
         if not self._X:
             if int(fr.used[k].sum()) < p.min_landmarks:
-                self._t.pop(), self._xy.pop(), self._sc.pop(), self._world.pop(), self._codes.pop(), self._iters.pop()
+                for buf in (self._t, self._xy, self._sc, self._world, self._codes, self._iters, self._swapped):
+                    buf.pop()
                 return  # nothing to start from yet: the frame is dropped
             scale = image_scale_px_per_m(t, xy, sc, lm.leg_length_m, p.min_score)[k]
             res = _cold_start(lm, cam, p, fr, t, contact, k, float(scale))
@@ -486,12 +497,12 @@ class MonocularFitter:
         conv = med <= p.converged_error_px and int(fr.used[C].sum()) >= p.min_landmarks
         out = LiveFrame(time_s=self._t[C], coordinates=x.copy(), qpos=lm.qpos(x), reprojection_error_px=err,
                         landmarks_used_fraction=frac, contact=codes >= 0, contact_point=codes.copy(),
-                        converged=bool(conv), iterations=int(self._iters[C]))
+                        converged=bool(conv), iterations=int(self._iters[C]), swapped=self._swapped[C])
         if self._sites is not None:
             self._sites = self._sites[1:] if self._sites.shape[0] > 1 else None
         self._n_ctx += 1
         while self._n_ctx > 2:
-            for buf in (self._t, self._xy, self._sc, self._world, self._X, self._codes, self._iters):
+            for buf in (self._t, self._xy, self._sc, self._world, self._X, self._codes, self._iters, self._swapped):
                 buf.pop(0)
             self._n_ctx -= 1
         return out

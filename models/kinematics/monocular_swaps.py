@@ -10,6 +10,12 @@ accepted (labels as repaired): the frame is mirrored when the mirrored labels li
 labels by ``ratio`` (median over the paired landmarks the frame and the reference frame both detect).  Where the
 two sides project on top of each other (a side-on view), both costs are alike and the labels are kept.
 
+Offline (:func:`repair_left_right`): the labelling of each frame chosen over the whole trial (Viterbi), the
+majority keeping its labels.  Live (:class:`LeftRightRepair`, causal, no lag of its own): each new frame against the
+last frame accepted, so a run of mirrored frames is mirrored back from its first frame on; what it cannot know
+live is which labelling is the majority, so a run mirrored for longer than ``max_mirrored_run`` frames is taken
+as the true labelling from then on (a wrong first decision does not hold for the rest of the trial).
+
 Input ``xy`` (N, 33, 2) px (NaN: not detected), ``score`` (N, 33) 0-1, BlazePose-33 order; output copies.
 """
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 
 from models.body.blazepose import BLAZEPOSE_33, BLAZEPOSE_MIRROR_INDEX
 
-__all__ = ["MIRROR_INDEX", "SWAP_RATIO", "repair_left_right"]
+__all__ = ["MIRROR_INDEX", "SWAP_RATIO", "LeftRightRepair", "repair_left_right"]
 
 #: Index of each BlazePose landmark's mirror (``models.body.blazepose.BLAZEPOSE_MIRROR_INDEX``).
 MIRROR_INDEX = np.array(BLAZEPOSE_MIRROR_INDEX)
@@ -83,3 +89,66 @@ def repair_left_right(xy: np.ndarray, score: np.ndarray, *, min_score: float = 0
             xy[k] = xy[k, MIRROR_INDEX]
             sc[k] = sc[k, MIRROR_INDEX]
     return xy, sc, swapped
+
+
+class LeftRightRepair:
+    """Causal left/right repair for a live loop: :meth:`step` takes one frame (``xy`` (33, 2) px, ``score`` (33,))
+    and returns ``(xy, score, swapped)`` (copies).  A detector's mirroring comes in runs, so the repair keeps a state
+    (the detector mirrors now, or not) and each frame keeps the previous frame's state unless the other labelling
+    lies closer to the last accepted frame by ``ratio`` (median over the paired landmarks both detect, as
+    :func:`repair_left_right`'s step cost): frames where the two sides overlap in the image (legs passing, both
+    costs alike) keep the run's state instead of breaking it.  The reference is the last frame with at least
+    ``_MIN_PAIRED`` paired landmarks above ``min_score``; after ``max_gap_frames`` frames without one it is
+    forgotten and the state cleared (the body may have moved by its width), and after ``max_mirrored_run``
+    consecutive mirrored frames the given labels are taken as the true ones again (see the module docstring).
+    One instance per camera stream; :meth:`reset` on a new one."""
+
+    def __init__(self, *, min_score: float = 0.5, ratio: float = SWAP_RATIO, max_gap_frames: int = 15,
+                 max_mirrored_run: int = 120) -> None:
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+        for name, v in (("max_gap_frames", max_gap_frames), ("max_mirrored_run", max_mirrored_run)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (frames), got {v!r}")
+        self.min_score = float(min_score)
+        self.ratio = float(ratio)
+        self.max_gap_frames = max_gap_frames
+        self.max_mirrored_run = max_mirrored_run
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference frame and the state (a new stream: its first frame keeps its labels)."""
+        self._ref: tuple[np.ndarray, np.ndarray] | None = None
+        self._mirroring = False
+        self._gap = 0
+        self._run = 0
+        self.swapped_frames = 0
+
+    def step(self, xy: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One frame, BlazePose-33 order -> ``(xy, score, swapped)`` (copies; NaN score read as 0)."""
+        xy = np.array(xy, dtype=float)
+        sc = np.nan_to_num(np.array(score, dtype=float), nan=0.0)
+        if xy.shape != (33, 2) or sc.shape != (33,):
+            raise ValueError(f"xy must be (33, 2) and score (33,), got {xy.shape} and {sc.shape}")
+        ok = (sc >= self.min_score) & np.isfinite(xy).all(axis=-1)
+        if ok[_PAIRED].sum() < _MIN_PAIRED:
+            self._gap += 1
+            if self._gap > self.max_gap_frames:
+                self._ref, self._mirroring, self._run = None, False, 0
+        elif self._ref is not None:
+            own = _step_cost(xy[_PAIRED], ok[_PAIRED], *self._ref)
+            mirrored = _step_cost(xy[MIRROR_INDEX[_PAIRED]], ok[MIRROR_INDEX[_PAIRED]], *self._ref)
+            kept, other = (mirrored, own) if self._mirroring else (own, mirrored)
+            if np.isfinite(other) and other < self.ratio * kept:
+                self._mirroring = not self._mirroring
+        self._run = self._run + 1 if self._mirroring else 0
+        if self._run > self.max_mirrored_run:        # mirrored for too long: these labels are the true ones
+            self._mirroring, self._run = False, 0
+        swapped = self._mirroring
+        if swapped:
+            xy, sc, ok = xy[MIRROR_INDEX], sc[MIRROR_INDEX], ok[MIRROR_INDEX]
+            self.swapped_frames += 1
+        if ok[_PAIRED].sum() >= _MIN_PAIRED:
+            self._ref = (xy[_PAIRED].copy(), ok[_PAIRED].copy())
+            self._gap = 0
+        return xy, sc, swapped
