@@ -1,5 +1,6 @@
-"""The linear part of the learned knee contact force estimator: a ridge regression of medial and lateral KCF (BW)
-on one frame's normalised features, its penalty chosen by leave-one-trial-out cross-validation on the training
+"""The linear part of the learned knee contact force estimator: a ridge regression of the network's two outputs (the
+axial contact force in BW and the frontal contact moment over BW times the half spacing,
+``models.muscles.kcf_learned.OUTPUTS``) on one frame's normalised features, its penalty chosen by leave-one-trial-out cross-validation on the training
 trials only (pure numpy; ``models.muscles.kcf_learned_train`` freezes it into the network's skip layer).
 
 The chain's contact force is nearly linear in what the features carry (muscle tensions and the tibia's

@@ -45,7 +45,7 @@ class EstimationLoopConfig(_Strict):
     # faulted STALE at 101.8 ms); a 50 ms window would fit at 60 fps but is 0.5-0.7 deg worse on the synthetic walk
     monocular_fit: bool = False
     # knee contact force: the physics chain (default) or the learned estimator (models.muscles.kcf_learned); physics
-    # stays the default until the learned one is shown at least as good (models/artifacts/kcf_learned_v2.json)
+    # stays the default until the learned one is shown at least as good (models/artifacts/kcf_learned_v3.json)
     kcf: Literal["physics", "learned"] = "physics"
 
 
