@@ -123,3 +123,15 @@ def test_live_fitter_reports_the_frames_it_mirrored_back(walk):
     outs += fitter.flush()
     assert [o.time_s for o in outs] == [float(t) for t in walk.time_s[:n]]
     np.testing.assert_array_equal([o.swapped for o in outs], bad[:n])
+
+
+def test_causal_repair_holds_its_run_through_a_garbled_frame(walk):
+    xy, sc, bad = _mirrored_run(walk, 40, 67)
+    rng = np.random.default_rng(3)
+    garbled = 50
+    xy[garbled] = xy[garbled] + rng.normal(0.0, 150.0, xy[garbled].shape)     # a detection that fits neither
+    fixed, sw, rep = _causal(xy, sc)
+    assert rep.unexplained_frames >= 1
+    assert (sw == bad).all(), np.flatnonzero(sw != bad)
+    ok = np.arange(xy.shape[0]) != garbled
+    np.testing.assert_allclose(np.nan_to_num(fixed[ok]), np.nan_to_num(walk.xy_px[ok]))

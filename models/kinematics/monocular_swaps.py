@@ -98,15 +98,23 @@ class LeftRightRepair:
     lies closer to the last accepted frame by ``ratio`` (median over the paired landmarks both detect, as
     :func:`repair_left_right`'s step cost): frames where the two sides overlap in the image (legs passing, both
     costs alike) keep the run's state instead of breaking it.  The reference is the last frame with at least
-    ``_MIN_PAIRED`` paired landmarks above ``min_score``; after ``max_gap_frames`` frames without one it is
-    forgotten and the state cleared (the body may have moved by its width), and after ``max_mirrored_run``
+    ``_MIN_PAIRED`` paired landmarks above ``min_score`` that either labelling explains: a frame whose closer
+    labelling is still more than ``unexplained_factor`` typical steps (running mean of the accepted frames' steps,
+    and at least ``unexplained_floor_px``) from the reference is a detection that fits neither (a garbled pose: both
+    costs large), so it keeps the run's state and does not become the reference, for at most ``max_gap_frames``
+    frames in a row.  After ``max_gap_frames`` frames without a usable one the reference is forgotten and the state
+    cleared (the body may have moved by its width), and after ``max_mirrored_run``
     consecutive mirrored frames the given labels are taken as the true ones again (see the module docstring).
     One instance per camera stream; :meth:`reset` on a new one."""
 
     def __init__(self, *, min_score: float = 0.5, ratio: float = SWAP_RATIO, max_gap_frames: int = 15,
-                 max_mirrored_run: int = 120) -> None:
+                 max_mirrored_run: int = 120, unexplained_factor: float = 6.0,
+                 unexplained_floor_px: float = 20.0) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+        for name, x in (("unexplained_factor", unexplained_factor), ("unexplained_floor_px", unexplained_floor_px)):
+            if not (np.isfinite(x) and x > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
         for name, v in (("max_gap_frames", max_gap_frames), ("max_mirrored_run", max_mirrored_run)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (frames), got {v!r}")
@@ -114,15 +122,19 @@ class LeftRightRepair:
         self.ratio = float(ratio)
         self.max_gap_frames = max_gap_frames
         self.max_mirrored_run = max_mirrored_run
+        self.unexplained_factor = float(unexplained_factor)
+        self.unexplained_floor_px = float(unexplained_floor_px)
         self.reset()
 
     def reset(self) -> None:
         """Forget the reference frame and the state (a new stream: its first frame keeps its labels)."""
         self._ref: tuple[np.ndarray, np.ndarray] | None = None
         self._mirroring = False
+        self._typical_px: float | None = None   # running mean of the accepted frames' step (px)
         self._gap = 0
         self._run = 0
         self.swapped_frames = 0
+        self.unexplained_frames = 0
 
     def step(self, xy: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """One frame, BlazePose-33 order -> ``(xy, score, swapped)`` (copies; NaN score read as 0)."""
@@ -131,16 +143,24 @@ class LeftRightRepair:
         if xy.shape != (33, 2) or sc.shape != (33,):
             raise ValueError(f"xy must be (33, 2) and score (33,), got {xy.shape} and {sc.shape}")
         ok = (sc >= self.min_score) & np.isfinite(xy).all(axis=-1)
-        if ok[_PAIRED].sum() < _MIN_PAIRED:
-            self._gap += 1
-            if self._gap > self.max_gap_frames:
-                self._ref, self._mirroring, self._run = None, False, 0
-        elif self._ref is not None:
+        usable = ok[_PAIRED].sum() >= _MIN_PAIRED
+        if usable and self._ref is not None:
             own = _step_cost(xy[_PAIRED], ok[_PAIRED], *self._ref)
             mirrored = _step_cost(xy[MIRROR_INDEX[_PAIRED]], ok[MIRROR_INDEX[_PAIRED]], *self._ref)
-            kept, other = (mirrored, own) if self._mirroring else (own, mirrored)
-            if np.isfinite(other) and other < self.ratio * kept:
-                self._mirroring = not self._mirroring
+            best = min(own, mirrored)
+            if (self._typical_px is not None and self._gap < self.max_gap_frames
+                    and best > max(self.unexplained_floor_px, self.unexplained_factor * self._typical_px)):
+                usable = False                       # neither labelling explains it: hold the state and reference
+                self.unexplained_frames += 1
+            elif np.isfinite(best):
+                kept, other = (mirrored, own) if self._mirroring else (own, mirrored)
+                if np.isfinite(other) and other < self.ratio * kept:
+                    self._mirroring = not self._mirroring
+                self._typical_px = best if self._typical_px is None else 0.9 * self._typical_px + 0.1 * best
+        if not usable:
+            self._gap += 1
+            if self._gap > self.max_gap_frames:
+                self._ref, self._mirroring, self._run, self._typical_px = None, False, 0, None
         self._run = self._run + 1 if self._mirroring else 0
         if self._run > self.max_mirrored_run:        # mirrored for too long: these labels are the true ones
             self._mirroring, self._run = False, 0
@@ -148,7 +168,7 @@ class LeftRightRepair:
         if swapped:
             xy, sc, ok = xy[MIRROR_INDEX], sc[MIRROR_INDEX], ok[MIRROR_INDEX]
             self.swapped_frames += 1
-        if ok[_PAIRED].sum() >= _MIN_PAIRED:
+        if usable:
             self._ref = (xy[_PAIRED].copy(), ok[_PAIRED].copy())
             self._gap = 0
         return xy, sc, swapped
