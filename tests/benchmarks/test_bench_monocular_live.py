@@ -6,7 +6,8 @@
   :class:`~models.kinematics.monocular_fit.MonocularFitter`: mean sagittal RMSE (hip flexion, knee, ankle, both
   sides; deg) from the truth, live and offline, the largest live-offline RMSE per coordinate, the root's mean
   error (cm), and the p50/p99 of one :meth:`MonocularFitter.step` (ms) against the 16.7 ms of a 60 Hz frame.
-* ``pose2sim demo``: cam01's BlazePose landmarks (mediapipe) through
+* ``pose2sim demo``: cam01's and cam02's BlazePose landmarks (mediapipe; cam02 sees the subject obliquely and
+  BlazePose mirrors its labels on runs of frames, which the fitter's causal ``LeftRightRepair`` undoes) through
   :class:`~runtime.vision.front_end.FittedGrounding` (the live path, camera placed by its calibration,
   BlazePose's world landmarks as the weak prior), against the project's four-camera triangulation solved by the
   same landmark IK as ``exo monocular-check`` (``runtime.cli.commands.monocular``): mean joint-angle RMSE over
@@ -96,9 +97,10 @@ def test_live_fit_on_the_synthetic_walk(benchmark, lm, fps):
           f"{p99 / (BUDGET_S * 1e3) * 100:.0f} % of the 16.7 ms frame)")
 
 
-@pytest.fixture(scope="module")
-def pose2sim():
-    """cam01's landmarks and the triangulated reference's IK (as ``exo monocular-check`` computes them)."""
+@pytest.fixture(scope="module", params=[0, 1], ids=["cam01", "cam02"])
+def pose2sim(request):
+    """One camera's landmarks (that camera first in the triangulation) and the triangulated reference's IK (as
+    ``exo monocular-check`` computes them)."""
     from runtime.vision.footage import pose2sim_single_person
 
     try:
@@ -116,7 +118,9 @@ def pose2sim():
     from runtime.vision.world import LEG_LENGTH_FRACTION_OF_HEIGHT, smooth_offline
 
     cams = read_qca(demo["calibration"])
-    ref = pose2sim_reference(demo["videos"], cams, MediaPipePose, fps=60.0)
+    order = [request.param] + [i for i in range(len(cams)) if i != request.param]
+    cams = [cams[i] for i in order]
+    ref = pose2sim_reference([demo["videos"][i] for i in order], cams, MediaPipePose, fps=60.0)
     P = ref.points_m
     legs = [np.linalg.norm(P[:, NAMES.index(f"{s}_hip")] - P[:, NAMES.index(f"{s}_knee")], axis=1)
             + np.linalg.norm(P[:, NAMES.index(f"{s}_knee")] - P[:, NAMES.index(f"{s}_ankle")], axis=1)
@@ -150,12 +154,14 @@ def test_live_fit_on_the_pose2sim_demo(benchmark, pose2sim, fps):
         poses.append(type(p)(cam.undistort_pixels(np.asarray(p.image_xy, dtype=float)), p.image_z, p.visibility,
                              p.presence, p.world_xyz, p.score, BoundingBox(0, 0, 10, 10)))
     coords: dict[float, np.ndarray] = {}        # the fit's coordinates of each frame that became final
+    swapped: dict[float, bool] = {}             # ... and whether its labels were mirrored back on arrival
     fit_step = g.fitter.step
 
     def recorded(*args, **kw):
         out = fit_step(*args, **kw)
         if out is not None:
             coords[out.time_s] = out.coordinates
+            swapped[out.time_s] = out.swapped
         return out
 
     g.fitter.step = recorded
@@ -165,6 +171,7 @@ def test_live_fit_on_the_pose2sim_demo(benchmark, pose2sim, fps):
             g.step_frame(pose, float(ref.time_s[k]), int(k))
         for fr in g.fitter.flush():
             coords[fr.time_s] = fr.coordinates
+            swapped[fr.time_s] = fr.swapped
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     assert len(g.step_s) == len(frames)
@@ -187,9 +194,10 @@ def test_live_fit_on_the_pose2sim_demo(benchmark, pose2sim, fps):
     p50, p99 = float(np.percentile(st, 50)), float(np.percentile(st, 99))
     mean = float(np.mean(list(table.values())))
     load = os.getloadavg()[0]
-    benchmark.extra_info.update(lag_frames=g.lag_frames, mean_joint_rmse_deg=mean, root_cm=root_cm,
-                                step_p50_ms=p50, step_p99_ms=p99, load_average_1min=load)
-    print(f"\nlive fit (FittedGrounding), pose2sim cam01 at {fps:g} fps, lag {g.lag_frames} frames = "
+    n_swapped = int(sum(swapped[t] for t in ts))
+    benchmark.extra_info.update(camera=cam.name, lag_frames=g.lag_frames, mean_joint_rmse_deg=mean, root_cm=root_cm,
+                                step_p50_ms=p50, step_p99_ms=p99, load_average_1min=load, swapped_frames=n_swapped)
+    print(f"\nlive fit (FittedGrounding), pose2sim {cam.name} at {fps:g} fps, lag {g.lag_frames} frames = "
           f"{g.lag_frames / fps * 1e3:.0f} ms: mean joint RMSE {mean:.2f} deg ("
           + ", ".join(f"{k} {v:.1f}" for k, v in table.items()) + f"), root {root_cm:.2f} cm aligned; "
-          f"{len(ts)} frames; step_frame p50 {p50:.1f} ms, p99 {p99:.1f} ms (load average {load:.1f})")
+          f"{len(ts)} frames, {n_swapped} mirrored back; step_frame p50 {p50:.1f} ms, p99 {p99:.1f} ms (load average {load:.1f})")
