@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.muscles.kcf_features import FEATURE_NAMES, N_FEATURES, STANDARD_GRAVITY_M_S2, normalise
+from models.muscles.knee_contact import medial_lateral_split
 
 ARTIFACT_STEM = "kcf_learned_v3"
 ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
@@ -70,13 +71,11 @@ def invariant_targets(medial_bw: np.ndarray, lateral_bw: np.ndarray,
 
 
 def split(axial_bw: np.ndarray, moment_per_bw_h: np.ndarray, condyles: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The network's outputs -> medial, lateral KCF (BW) at the contact points ``condyles`` (the Winby split of
-    ``models.muscles.knee_contact.medial_lateral_split`` with ``M_f = m BW h``): the inverse of
+    """The network's outputs -> medial, lateral KCF (BW) at the contact points ``condyles``: the chain's own Winby
+    split (:func:`models.muscles.knee_contact.medial_lateral_split`) with ``M_f / BW = m h``; the inverse of
     :func:`invariant_targets`."""
     d_m, d_l = condyle_offsets(condyles)
-    axial = np.asarray(axial_bw, dtype=float)
-    med = (axial * d_l + np.asarray(moment_per_bw_h, dtype=float) * 0.5 * (d_m + d_l)) / (d_m + d_l)
-    return med, axial - med
+    return medial_lateral_split(axial_bw, np.asarray(moment_per_bw_h, dtype=float) * 0.5 * (d_m + d_l), d_m, d_l)
 
 
 def causal_windows(z: np.ndarray) -> np.ndarray:
@@ -122,9 +121,7 @@ class LearnedKcf:
         if not (math.isfinite(mass_kg) and mass_kg > 0):
             raise ValueError(f"mass_kg = {mass_kg!r}: must be a finite positive number")
         self.offsets_m = condyle_offsets(condyles)
-        d_m, d_l = self.offsets_m
-        #: medial = a F_ax + b m, lateral = F_ax - medial (BW), the split's two constants
-        self._a, self._b = d_l / (d_m + d_l), 0.5
+        self._half_spacing_m = 0.5 * sum(self.offsets_m)
         self.card = load_card(directory)
         shape = self.card["network"]["input"]["shape"]
         if shape != [1, WINDOW, N_FEATURES]:
@@ -163,9 +160,8 @@ class LearnedKcf:
             w[0, -1] = z
         self.frames += 1
         axial, m = self.run(w)[0, WINDOW - 1 - LAG_FRAMES]
-        med = self._a * float(axial) + self._b * float(m)
-        self.out[0] = med * self.bw_n
-        self.out[1] = (float(axial) - med) * self.bw_n
+        self.out[:] = medial_lateral_split(float(axial), float(m) * self._half_spacing_m, *self.offsets_m)  # = split
+        self.out *= self.bw_n
         return self.out
 
     def trial(self, features: np.ndarray, offline: bool = True) -> np.ndarray:
@@ -177,5 +173,4 @@ class LearnedKcf:
         y = np.empty((z.shape[0], 2))
         for i in range(z.shape[0]):
             y[i] = self.run(np.ascontiguousarray(w[i:i + 1]))[0, pos]
-        med = self._a * y[:, 0] + self._b * y[:, 1]
-        return np.stack([med, y[:, 0] - med], axis=1) * self.bw_n
+        return np.stack(split(y[:, 0], y[:, 1], self.offsets_m), axis=1) * self.bw_n
