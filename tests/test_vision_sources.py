@@ -229,3 +229,21 @@ def test_ros2_image_topic_in_private_netns():
     r = subprocess.run(["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
                         sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_preloaded_source_replays_the_same_frames_and_refuses_over_budget():
+    from runtime.vision.frame_sources import PreloadedSource, SyntheticSource
+
+    ref = list(SyntheticSource(30.0, 12, shape=(8, 10)))
+    pre = PreloadedSource(SyntheticSource(30.0, 12, shape=(8, 10)))
+    assert pre.fps == 30.0 and pre.name == "synthetic:30Hz" and pre.frame_count == 12
+    assert pre.bytes == 12 * 8 * 10 * 3 and pre.decode_s >= 0.0
+    got = list(pre)
+    assert [f.index for f in got] == [f.index for f in ref]
+    assert [f.t_capture_ns for f in got] == [f.t_capture_ns for f in ref]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, ref))
+    assert pre.read() is None
+    with pytest.raises(ValueError, match=r"budget_bytes = 1000 .* 5 frames of \(8, 10, 3\)"):
+        PreloadedSource(SyntheticSource(30.0, 12, shape=(8, 10)), budget_bytes=1000)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        PreloadedSource(SyntheticSource(30.0, 1), budget_bytes=0)

@@ -195,3 +195,56 @@ def test_appearance_from_the_region_equals_the_whole_frame(history, sports2d_vid
                 np.testing.assert_array_equal(a[k], b[k])
             checked += 1
     assert checked >= 8
+
+
+def test_bounded_search_spends_at_most_two_model_runs_per_frame(sports2d_video):
+    """Live bound (``search_views_per_frame``, ``exo demo --live-vision``) on every frame of the clip from the
+    prompt on: no frame runs more than two models (detector views + landmark crops; the whole tiled search took
+    60-125 ms here), she is tracked on the same frames as by the unbounded search while in view, nobody else is
+    taken after she leaves, and the search visits every detector view (the man on the right is seen)."""
+    from dataclasses import replace
+
+    from runtime.vision.frame_sources import VideoFileSource
+    from runtime.vision.tracking import PromptedTracker, tracker_backend
+
+    pose, detector, settings = tracker_backend("onnx")
+    if settings.detector != "when_needed":
+        pytest.skip("ONNX pose models not built (make pose-models)")
+    runs = {"n": 0}
+    for name in ("detector_runner", "landmark_runner"):
+        inner = getattr(pose, name)
+
+        def counted(*a, _inner=inner, **k):
+            runs["n"] += 1
+            return _inner(*a, **k)
+        setattr(pose, name, counted)
+    tracker = PromptedTracker(pose, detector, replace(settings, roi_search=True, search_views_per_frame=1))
+    per_frame = []
+    with VideoFileSource(sports2d_video, start=START) as src:
+        for f in src:
+            before = runs["n"]
+            if f.index == START:
+                tracker.start(f.image, f.index, f.t_capture_ns, WOMAN_AT_START)
+            else:
+                tracker.update(f.image, f.index, f.t_capture_ns)
+            per_frame.append((f.index, runs["n"] - before))
+    assert max(n for _, n in per_frame) <= 2, [x for x in per_frame if x[1] > 2]
+    hist = tracker.history
+    visible = [tf for tf in hist if tf.index <= LAST_VISIBLE]
+    assert [tf.index for tf in visible if tf.status != "tracked"] == []
+    after = [tf for tf in hist if tf.index > LAST_VISIBLE]
+    for tf in after:
+        if tf.status == "tracked":
+            assert tf.index <= 202 and _hips(tf)[0] < 150, (tf.index, _hips(tf))
+    assert all(tf.status == "lost" for tf in after if tf.index >= 204)
+    assert sum(1 for tf in after for b in tf.others if b.center[0] > 800) >= 3
+    n_views = len(detector.views(src.width, src.height))
+    assert n_views >= 2 and tracker._view_cursor in range(n_views)
+
+
+def test_bounded_search_setting_is_checked():
+    from runtime.vision.tracking import TrackerSettings
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="search_views_per_frame"):
+            TrackerSettings(search_views_per_frame=bad)

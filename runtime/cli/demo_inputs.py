@@ -129,7 +129,7 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     if live_vision:
         vision = VisionProcess(dict(source=video, prompt=prompt, subject_height_m=subject.height_m,
                                     preview_path=str(out / "frames"), monocular_fit=device.estimation.monocular_fit,
-                                    anonymise="bounded", nice=VISION_NICE))
+                                    anonymise="bounded", nice=VISION_NICE, pin_own_core=True, preload=Path(video).is_file()))
         print(f"input: {Path(video).name} paced at its frame rate; vision process starting (pose models load) ...",
               flush=True)
         vision.start()

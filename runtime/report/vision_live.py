@@ -26,7 +26,7 @@ def live_vision_section(doc: dict[str, Any], series: dict[str, Any] | None = Non
             out["capture_to_can_ms"] = {k: (v * 1e3 if k != "count" else v) for k, v in e.items()}
     vision = ((doc.get("stages") or {}).get("capture") or {}).get("vision") or {}
     if out["mode"] == "live":
-        out.update({k: vision[k] for k in ("live", "grabber", "errors") if k in vision})
+        out.update({k: vision[k] for k in ("live", "grabber", "errors", "preload", "pinned") if k in vision})
         fe = vision.get("front_end") or {}
         if "anonymisation" in fe:
             out["anonymisation"] = fe["anonymisation"]
@@ -54,6 +54,14 @@ def format_live_vision(sec: dict[str, Any]) -> list[str]:
         lines.append(f"  pose (landmarks + detector when run) {pp(lv.get('pose_ms'))}; tracked without detector "
                      f"{pp(lv.get('pose_tracked_ms'))}; {lv.get('detector_frames', 0)} frames with the detector "
                      f"{pp(lv.get('pose_with_detector_ms'))}")
+        pre, pin = sec.get("preload"), sec.get("pinned") or {}
+        if pre:
+            lines.append(f"  camera emulated from the file: {pre['frames']} frames decoded into memory before the clock "
+                         f"started ({pre['bytes'] / 2**30:.2f} GiB, {pre['decode_s']:.1f} s; a camera hands over decoded "
+                         "frames, so no decode runs in the live path)")
+        if pin:
+            lines.append(f"  vision process pinned to cpus {list(pin.get('cpus') or [])}"
+                         + (f" ({'; '.join(pin['notes'])})" if pin.get("notes") else ""))
         an = sec.get("anonymisation") or {}
         lines.append(f"  anonymisation per frame (inline, bounded) {pp(an.get('inline_ms'))}; face detectors every "
                      f"{an.get('detect_every', '?')} frames (included) {pp(an.get('face_pass_ms'))}; full pass on "

@@ -452,9 +452,9 @@ class SnapshotWriter:
         pass
 
 
-#: Live: while the person is lost beyond the tracker's extrapolation, its tiled search runs every this many frames
-#: (6 Hz at 30 fps) instead of every frame (each search ≈ 55 ms here, more than a camera period).
-LIVE_LOST_SEARCH_EVERY = 5
+#: Live: the tracker's search after a lost track spends at most this many detector views per frame (cycling over
+#: the whole frame and its tiles), so no frame holds the whole tiled search (60-125 ms here, several camera periods)
+LIVE_SEARCH_VIEWS_PER_FRAME = 1
 
 
 def build_front_end(spec: Any) -> LiveFrontEnd:
@@ -478,7 +478,7 @@ def build_front_end(spec: Any) -> LiveFrontEnd:
     if bounded and settings.detector == "when_needed":      # live: bounded detector cost per frame
         from dataclasses import replace
 
-        settings = replace(settings, roi_search=True, lost_search_every=LIVE_LOST_SEARCH_EVERY)
+        settings = replace(settings, roi_search=True, search_views_per_frame=LIVE_SEARCH_VIEWS_PER_FRAME)
     tracker = PromptedTracker(pose, detector, settings, interaction=interaction)
     preview = SnapshotWriter(spec.preview_path) if spec.preview_path else None
     grounding: OnlineGrounding | FittedGrounding = (
@@ -534,16 +534,24 @@ def warm_grounding_kernels(rate_hz: float = 30.0) -> float:
     return time.perf_counter() - t0
 
 
-def _warm_up_pose(pose: Any, width: int, height: int) -> None:
-    """One detector and one landmark run on a blank frame: the first ONNX Runtime run allocates its arena."""
+#: warm-up passes of the pose models before the clock starts: after a single pass the prompt frame still took
+#: 68-98 ms (the detector and landmark runs each 2-3x their steady cost), after three 30 ms (sports2d clip, cpu1)
+WARM_UP_PASSES = 3
+
+
+def _warm_up_pose(pose: Any, width: int, height: int, passes: int = WARM_UP_PASSES) -> None:
+    """``passes`` detector and landmark runs on a blank frame: ONNX Runtime's first runs allocate its arena and
+    are slower than the steady state."""
     if not hasattr(pose, "landmarks"):
         return
     from runtime.vision.pose_anchors import Roi
 
     runs = pose.detector_runs
     blank = np.zeros((height, width, 3), np.uint8)
-    pose.detect(blank)
-    pose.landmarks(blank, Roi(width / 2.0, height / 2.0, float(min(width, height)), 0.0))
+    for _ in range(passes):
+        pose.detect(blank)
+        pose.detect(blank, Roi(width / 2.0, height / 2.0, 0.5 * min(width, height), 0.0))
+        pose.landmarks(blank, Roi(width / 2.0, height / 2.0, float(min(width, height)), 0.0))
     pose.reset()
     pose.detector_runs = runs           # the warm-up is not a detector run of the tracker
 

@@ -548,12 +548,24 @@ class OnnxPersonDetector:
 
     def detect(self, frame_rgb: np.ndarray) -> list:
         """All people in the frame (full-frame pixels), best score first."""
+        check_frame(frame_rgb)
+        h, w = frame_rgb.shape[:2]
+        return self._merged(frame_rgb, self.views(w, h))
+
+    def detect_view(self, frame_rgb: np.ndarray, k: int) -> list:
+        """The people in view ``k`` (modulo :meth:`views`' count) only: one detector run, for a search spread
+        over frames (``TrackerSettings.search_views_per_frame``); full-frame pixels, best score first."""
+        check_frame(frame_rgb)
+        h, w = frame_rgb.shape[:2]
+        views = self.views(w, h)
+        return self._merged(frame_rgb, [views[int(k) % len(views)]])
+
+    def _merged(self, frame_rgb: np.ndarray, views: list[Roi]) -> list:
         from runtime.vision.pose_anchors import Detection
         from runtime.vision.pose_mediapipe import PersonDetection
 
-        check_frame(frame_rgb)
         h, w = frame_rgb.shape[:2]
-        cands = [Detection(b, k, s) for v in self.views(w, h) for b, k, s in self.pose.detect_raw(frame_rgb, v)]
+        cands = [Detection(b, k, s) for v in views for b, k, s in self.pose.detect_raw(frame_rgb, v)]
         out = []
         for d in weighted_nms(cands, self.iou_threshold):
             x0, y0 = max(0.0, float(d.box[0])), max(0.0, float(d.box[1]))

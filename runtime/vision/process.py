@@ -62,6 +62,8 @@ class VisionSpec:
     pin_own_core: bool = False                   # pin this process to its own CPU (runtime.core.realtime.pin_to_own_core)
     anonymise: str = "full"                      # "bounded": runtime.vision.anonymise_live.LiveAnonymiser (live)
     nice: int = 0                                # niceness change of this process (< 0: ahead of other SCHED_OTHER work)
+    preload: bool = False                        # decode a file source into memory before the clock starts
+                                                 # (frame_sources.PreloadedSource: a camera delivers decoded frames)
 
     def __post_init__(self) -> None:
         if self.anonymise not in ("full", "bounded"):
@@ -133,10 +135,17 @@ def vision_process_main(spec: VisionSpec, conn) -> None:
                 result["nice"] = f"refused: {exc}"
         front = build_front_end(spec)
         result["kernel_warm_up_s"] = warm_grounding_kernels()
-        conn.send({"event": "ready", "description": front.description})
+        source = None
+        if spec.preload:
+            from runtime.vision.frame_sources import PreloadedSource
+
+            source = PreloadedSource(open_source(spec.source))
+            result["preload"] = {"frames": source.frame_count, "bytes": source.bytes, "decode_s": source.decode_s}
+        conn.send({"event": "ready", "description": front.description, "preload": result.get("preload")})
         if conn.recv() != "go":              # wait until the estimation loop is about to run (or "stop")
             return
-        source = open_source(spec.source)
+        if source is None:
+            source = open_source(spec.source)
         grabber = LatestFrameGrabber(source, pace=True, busy_reason=lambda: front.stage)
         last_anonymise_s = 0.0
         while True:
@@ -221,6 +230,7 @@ class VisionProcess:
         self._child = child
         self.proc = ctx.Process(target=vision_process_main, args=(self.spec, child), name="exo-vision", daemon=True)
         self.description = ""
+        self.preload: dict[str, Any] | None = None   # PreloadedSource's frames, bytes, decode_s (when preloaded)
         self.result: dict[str, Any] = {}
 
     def start(self, timeout_s: float = 120.0) -> None:
@@ -236,6 +246,7 @@ class VisionProcess:
             raise RuntimeError(f"vision process failed at start: {'; '.join(msg.get('errors', []))}\n"
                                f"{msg.get('traceback', '')}")
         self.description = msg["description"]
+        self.preload = msg.get("preload")
 
     def go(self) -> None:
         """Start reading the source (the capture clock starts now)."""

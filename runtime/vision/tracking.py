@@ -157,10 +157,20 @@ class TrackerSettings:
     # search only every lost_search_every-th frame (each tiled search is four detector runs, ≈ 55 ms here)
     roi_search: bool = False
     lost_search_every: int = 1
+    # live bound on the search itself (0: off): at most this many of the detector's views (whole frame, then its
+    # tiles) per frame, cycling over frames, and at most one candidate posed per frame; the crop search
+    # (roi_search) runs on the frame after the tracked ROI failed, not on the same one. A frame then costs at
+    # most two model runs (≈ 26 ms here) instead of the whole tiled search (four detector runs plus one landmark
+    # run per person, 60-125 ms measured on the sports2d clip), which dropped camera frames at 30 fps.
+    search_views_per_frame: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.lost_search_every, int) or self.lost_search_every < 1:
             raise ValueError(f"lost_search_every: must be an integer ≥ 1 (frames), got {self.lost_search_every!r}")
+        if (isinstance(self.search_views_per_frame, bool) or not isinstance(self.search_views_per_frame, int)
+                or self.search_views_per_frame < 0):
+            raise ValueError("search_views_per_frame: must be an integer ≥ 0 (0: the whole search in one frame), "
+                             f"got {self.search_views_per_frame!r}")
         if self.detector not in ("every_frame", "when_needed"):
             raise ValueError(f"detector: 'every_frame' or 'when_needed', got {self.detector!r}")
         if not 0.0 <= self.min_tracking_confidence <= 1.0:
@@ -225,6 +235,7 @@ class PromptedTracker:
         self._last_index: int | None = None
         self._lost = 0
         self.detector_runs = 0
+        self._view_cursor = 0       # next detector view of the bounded search (search_views_per_frame)
         self.history: list[TrackFrame] = []
 
     def _detect(self, frame_rgb: np.ndarray) -> list:
@@ -260,8 +271,10 @@ class PromptedTracker:
                         best = cand
         if best is None or best.bbox.iou(prompt) < 0.1:
             raise ValueError(f"bbox: no person found inside the prompt {prompt} in frame {index}")
-        hsv = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2HSV)
-        self._template = appearance(hsv, best)
+        if self.settings.search_views_per_frame:   # bounded: only the regions' pixels to HSV (same values)
+            self._template = appearance_rgb(frame_rgb, best)
+        else:
+            self._template = appearance(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2HSV), best)
         if not self._template:
             raise ValueError(f"bbox: the person in {prompt} shows no torso or thigh to learn their appearance from")
         if hasattr(self.pose, "track_from"):
@@ -315,6 +328,8 @@ class PromptedTracker:
                 ok, d, iou, _ = self._gates(first, pred, app, gate, lost_frames)
                 if ok:
                     return self._accept(first, index, t_capture_ns, pred, app, d, iou, 1, [], [], False)
+        if s.search_views_per_frame and tracking_backend and hasattr(self.detector, "detect_view"):
+            return self._bounded_search(frame_rgb, index, t_capture_ns, pred, gate, lost_frames, in_view, tried)
         if s.roi_search and tracking_backend and in_view:
             found = self._roi_search(frame_rgb, index, t_capture_ns, pred, gate, lost_frames)
             if found is not None:
@@ -372,6 +387,61 @@ class PromptedTracker:
         if tracking_backend:
             self.pose.track_from(best)
         return self._accept(best, index, t_capture_ns, pred, app, d, iou, len(cands), others, heads, True)
+
+    def _lost_frame(self, index: int, t_capture_ns: int, pred: BoundingBox, detector_ran: bool, candidates: int = 0,
+              others: list[BoundingBox] | None = None, heads: list[BoundingBox] | None = None) -> TrackFrame:
+        self.pose.reset()
+        self._lost += 1
+        tf = TrackFrame(index, t_capture_ns, "lost", None, None, pred, candidates=candidates, others=others or [],
+                        heads=heads or [], detector_ran=detector_ran)
+        self.history.append(tf)
+        return tf
+
+    def _bounded_search(self, frame_rgb: np.ndarray, index: int, t_capture_ns: int, pred: BoundingBox, gate: float,
+                        lost_frames: int, in_view: bool, tried: bool) -> TrackFrame:
+        """``search_views_per_frame``: the search when the tracked ROI did not give the target, at most two model
+        runs this frame. The frame whose tracked ROI failed ends there (lost; one run spent). Then, while the
+        prediction is in view and within ``max_extrapolate`` frames, the crop search around it (one detector and
+        one landmark run); otherwise the next ``search_views_per_frame`` detector views (cycling over the
+        frame's views) and the one detection nearest the prediction inside the gate posed and gated."""
+        s = self.settings
+        if tried:
+            return self._lost_frame(index, t_capture_ns, pred, detector_ran=False)
+        if s.roi_search and in_view and lost_frames <= s.max_extrapolate:
+            found = self._roi_search(frame_rgb, index, t_capture_ns, pred, gate, lost_frames)
+            return found if found is not None else self._lost_frame(index, t_capture_ns, pred, detector_ran=True)
+        h_img, w_img = frame_rgb.shape[:2]
+        n_views = len(self.detector.views(w_img, h_img))
+        detections = []
+        for _ in range(min(s.search_views_per_frame, n_views)):
+            self.detector_runs += 1
+            detections += self.detector.detect_view(frame_rgb, self._view_cursor)
+            self._view_cursor = (self._view_cursor + 1) % n_views
+        heads = [det.head for det in detections]
+        height = pred.y1 - pred.y0
+        pcx, pcy = pred.center
+        near = sorted((float(np.hypot(det.hip_center[0] - pcx, det.hip_center[1] - pcy)) / height, i)
+                      for i, det in enumerate(detections))
+        near = [(d, i) for d, i in near if d <= gate + 0.5]     # the hip may sit off the box centre
+        if not near:
+            return self._lost_frame(index, t_capture_ns, pred, detector_ran=True,
+                              others=[det.body for det in detections], heads=heads)
+        det = detections[near[0][1]]
+        self.pose.reset()           # a candidate's own detection, not the ROI tracked from another person
+        try:
+            cand = self.pose.infer(frame_rgb, t_capture_ns, det.body)
+        except ValueError:          # ROI entirely outside the frame
+            cand = None
+        if cand is None:
+            return self._lost_frame(index, t_capture_ns, pred, detector_ran=True, candidates=0,
+                              others=[d.body for d in detections], heads=heads)
+        app = appearance_distance(appearance_rgb(frame_rgb, cand), self._template or {})
+        ok, d, iou, _ = self._gates(cand, pred, app, gate, lost_frames)
+        others = [x.body for x in detections if not _contains(grow_box(cand.bbox, 0.1), x.hip_center)]
+        if not ok:
+            return self._lost_frame(index, t_capture_ns, pred, detector_ran=True, candidates=1, others=others, heads=heads)
+        self.pose.track_from(cand)
+        return self._accept(cand, index, t_capture_ns, pred, app, d, iou, 1, others, heads, True)
 
     def _roi_search(self, frame_rgb: np.ndarray, index: int, t_capture_ns: int, pred: BoundingBox, gate: float,
                     lost_frames: int) -> TrackFrame | None:
