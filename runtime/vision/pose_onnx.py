@@ -50,7 +50,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from runtime.vision.pose_anchors import (INPUT_SIZE as DET_SIZE, Roi, decode_detections, detection_to_roi,
+from runtime.vision.pose_anchors import (INPUT_SIZE as DET_SIZE, ROI_SCALE, Roi, decode_detections, detection_to_roi,
                                          letterbox_roi, roi_from_keypoints, weighted_nms)
 from runtime.vision.pose_types import N_LANDMARKS, BoundingBox, PoseResult
 
@@ -179,6 +179,15 @@ class BlazePoseTracker:
         """Forget the tracked ROI (the next call runs the detector)."""
         self._track = None
         self._track_bbox = None
+
+    def seed_track(self, box: BoundingBox) -> None:
+        """Track from an upright person's box (pixels) on the next call: landmark ROI centred on the box, side
+        ``ROI_SCALE`` × its larger dimension, no rotation (the detector's ROI for a standing person). A landmark
+        score below ``min_tracking_confidence`` there falls back to the detector as a lost track does."""
+        cx, cy = box.center
+        side = ROI_SCALE * max(box.x1 - box.x0, box.y1 - box.y0)
+        self._track = Roi(float(cx), float(cy), float(side), 0.0) if side > 0 else None
+        self._track_bbox = box if self._track is not None else None
 
     def track_from(self, result: PoseResult) -> None:
         """Track ``result``'s person from the next frame on (its ROI from its auxiliary landmarks, its box).

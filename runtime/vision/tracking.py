@@ -259,6 +259,8 @@ class PromptedTracker:
         """Lock on to the person inside ``prompt`` (pixels) in this frame; ValueError when there is none."""
         import cv2
 
+        if self.settings.search_views_per_frame and hasattr(self.pose, "seed_track"):
+            self.pose.seed_track(prompt)    # bounded: landmarks on the prompt box first, the detector only if needed
         best: PoseResult | None = self.pose.infer(frame_rgb, t_capture_ns, prompt)
         found = best is not None and best.bbox.iou(prompt) >= 0.1
         # every person: their heads go to the anonymiser too (skipped by roi_search when the prompt gave the person)
