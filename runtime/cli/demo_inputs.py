@@ -154,9 +154,10 @@ def video_input(video: str | None, prompt: dict, device: Any, subject: Any, out:
     fallbacks = []
     if not live_vision:
         fallbacks.append("vision: --replay-landmarks (the default here): landmarks computed ahead by the same front "
-                         "end and released on the video's timeline, because the live front end (--live-vision) does "
-                         "not hold the camera's 30 fps on this 2-core CPU (measured 16-27 frames/s, pose p50 25-59 "
-                         "ms); end-to-end latency excludes pose inference")
+                         "end and released on the video's timeline, because the live front end (--live-vision), which "
+                         "holds 29.5-30 of 30 frames/s on this 2-core CPU, still has capture -> CAN p99 56-83 ms "
+                         "(pose p50 20-25 ms) and a command age that now and then passes the 0.1 s staleness limit, "
+                         "which latches STALE; end-to-end latency excludes pose inference")
     for line in fallbacks:
         print(f"fallback: {line}", flush=True)
     backend = description.split("tracking (", 1)[1].split(")", 1)[0] if "tracking (" in description \
