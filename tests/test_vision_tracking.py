@@ -202,32 +202,11 @@ def test_bounded_search_spends_at_most_two_model_runs_per_frame(sports2d_video):
     prompt on: no frame runs more than two models (detector views + landmark crops; the whole tiled search took
     60-125 ms here), she is tracked on the same frames as by the unbounded search while in view, nobody else is
     taken after she leaves, and the search visits every detector view (the man on the right is seen)."""
-    from dataclasses import replace
-
     from runtime.vision.frame_sources import VideoFileSource
-    from runtime.vision.tracking import PromptedTracker, tracker_backend
 
-    pose, detector, settings = tracker_backend("onnx")
-    if settings.detector != "when_needed":
-        pytest.skip("ONNX pose models not built (make pose-models)")
-    runs = {"n": 0}
-    for name in ("detector_runner", "landmark_runner"):
-        inner = getattr(pose, name)
-
-        def counted(*a, _inner=inner, **k):
-            runs["n"] += 1
-            return _inner(*a, **k)
-        setattr(pose, name, counted)
-    tracker = PromptedTracker(pose, detector, replace(settings, roi_search=True, search_views_per_frame=1))
-    per_frame = []
+    tracker, detector, runs = _bounded_tracker()
     with VideoFileSource(sports2d_video, start=START) as src:
-        for f in src:
-            before = runs["n"]
-            if f.index == START:
-                tracker.start(f.image, f.index, f.t_capture_ns, WOMAN_AT_START)
-            else:
-                tracker.update(f.image, f.index, f.t_capture_ns)
-            per_frame.append((f.index, runs["n"] - before))
+        per_frame = _run_counted(tracker, runs, src, START, WOMAN_AT_START)
     assert max(n for _, n in per_frame) <= 2, [x for x in per_frame if x[1] > 2]
     hist = tracker.history
     visible = [tf for tf in hist if tf.index <= LAST_VISIBLE]
@@ -248,3 +227,70 @@ def test_bounded_search_setting_is_checked():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="search_views_per_frame"):
             TrackerSettings(search_views_per_frame=bad)
+
+
+def _bounded_tracker():
+    """A live-bounded ONNX tracker whose model runs (detector and landmark sessions) are counted in ``runs``."""
+    from dataclasses import replace
+
+    from runtime.vision.tracking import PromptedTracker, tracker_backend
+
+    pose, detector, settings = tracker_backend("onnx")
+    if settings.detector != "when_needed":
+        pytest.skip("ONNX pose models not built (make pose-models)")
+    runs = {"n": 0}
+    for name in ("detector_runner", "landmark_runner"):
+        inner = getattr(pose, name)
+
+        def counted(*a, _inner=inner, **k):
+            runs["n"] += 1
+            return _inner(*a, **k)
+        setattr(pose, name, counted)
+    return PromptedTracker(pose, detector, replace(settings, roi_search=True, search_views_per_frame=1)), detector, runs
+
+
+def _run_counted(tracker, runs, frames, start_index, prompt):
+    """(index, model runs) per frame of ``frames`` through ``tracker``, started at ``start_index`` on ``prompt``."""
+    per_frame = []
+    for f in frames:
+        before = runs["n"]
+        if f.index == start_index:
+            tracker.start(f.image, f.index, f.t_capture_ns, prompt)
+        else:
+            tracker.update(f.image, f.index, f.t_capture_ns)
+        per_frame.append((f.index, runs["n"] - before))
+    return per_frame
+
+
+def test_bounded_search_reacquires_after_an_occlusion_longer_than_the_extrapolation(sports2d_video):
+    """Hidden for 13 frames (more than ``max_extrapolate`` = 10): the bounded search goes from the crop search to
+    the detector views one per frame, poses the detection near the prediction from its own ROI, and picks her
+    up again within a cycle of the views; no frame spends more than two model runs."""
+    from dataclasses import replace
+
+    from runtime.vision.frame_sources import VideoFileSource
+
+    hidden = range(96, 109)
+
+    def occluded(src):
+        for f in src:
+            if f.index in hidden:
+                img = f.image.copy()
+                img[430:, 780:1300] = 128
+                f = replace(f, image=img)
+            yield f
+
+    tracker, detector, runs = _bounded_tracker()
+    with VideoFileSource(sports2d_video, start=80, stop=141) as src:
+        per_frame = _run_counted(tracker, runs, occluded(src), 80, BoundingBox(1080, 500, 1400, 990))
+        n_views = len(detector.views(src.width, src.height))
+    assert max(n for _, n in per_frame) <= 2, [x for x in per_frame if x[1] > 2]
+    hist = {tf.index: tf for tf in tracker.history}
+    assert all(hist[i].status == "lost" for i in hidden)
+    back = [i for i in range(hidden[-1] + 1, 141) if hist[i].status == "tracked"]
+    assert back and back[0] <= hidden[-1] + n_views + 1, back[:3]
+    assert all(hist[i].status == "tracked" for i in range(back[0], 141))
+    before_x = _hips(hist[92])[0]
+    for i in back:
+        x, y = _hips(hist[i])
+        assert y > 600 and x < before_x, (i, x, y)

@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -189,6 +189,15 @@ class BlazePoseTracker:
         self._track = Roi(float(cx), float(cy), float(side), 0.0) if side > 0 else None
         self._track_bbox = box if self._track is not None else None
 
+    def seed_detection(self, det: Any) -> None:
+        """Track from a detection (:class:`runtime.vision.pose_mediapipe.PersonDetection`, full-frame pixels) on
+        the next call: its alignment keypoints give the landmark ROI, as the detector's own path does."""
+        try:
+            self._track = roi_from_keypoints(np.asarray(det.keypoints)[0], np.asarray(det.keypoints)[1])
+        except ValueError:
+            self._track = None
+        self._track_bbox = det.body if self._track is not None else None
+
     def track_from(self, result: PoseResult) -> None:
         """Track ``result``'s person from the next frame on (its ROI from its auxiliary landmarks, its box).
 
@@ -239,12 +248,15 @@ class BlazePoseTracker:
         return decode_landmarks(self.landmark_runner(crop_tensor(frame_rgb, roi, LM_SIZE, 0.0, 1.0, replicate=True)), roi)
 
     # -- PoseBackend ---------------------------------------------------------------------------
-    def infer(self, frame_rgb: np.ndarray, t_capture_ns: int, roi: BoundingBox | None = None) -> PoseResult | None:
+    def infer(self, frame_rgb: np.ndarray, t_capture_ns: int, roi: BoundingBox | None = None, *,
+              detector_fallback: bool = True) -> PoseResult | None:
         """Landmarks of the person in ``roi`` (pixels; None: the detector's best) or of the tracked person.
 
         ``frame_rgb`` (H, W, 3) uint8 RGB; ``t_capture_ns`` copied to the result. With ``roi`` the detector
         looks at a square 1.5× the box around it and keeps the best person whose hip centre is inside the box;
-        tracking continues while the tracked person's box overlaps ``roi`` (IoU ≥ 0.3).
+        tracking continues while the tracked person's box overlaps ``roi`` (IoU ≥ 0.3). ``detector_fallback``
+        False: a tracked ROI whose landmark score is too low gives None instead of a detector run (a caller with
+        a bound on model runs per frame).
         """
         check_frame(frame_rgb)
         timings: dict[str, float] = {}
@@ -261,6 +273,9 @@ class BlazePoseTracker:
             timings["landmarks_ms"] = (time.perf_counter() - t0) * 1e3
             if res["score"] < self.min_tracking_confidence:
                 res = None
+        if res is None and lm_roi is not None and not detector_fallback:
+            self.reset()
+            return None
         if res is None:
             source = "detector"
             self.detector_reasons[reason] += 1

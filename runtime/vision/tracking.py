@@ -391,7 +391,8 @@ class PromptedTracker:
         return self._accept(best, index, t_capture_ns, pred, app, d, iou, len(cands), others, heads, True)
 
     def _lost_frame(self, index: int, t_capture_ns: int, pred: BoundingBox, detector_ran: bool, candidates: int = 0,
-              others: list[BoundingBox] | None = None, heads: list[BoundingBox] | None = None) -> TrackFrame:
+                    others: list[BoundingBox] | None = None, heads: list[BoundingBox] | None = None) -> TrackFrame:
+        """Record a lost frame (the backend's ROI forgotten)."""
         self.pose.reset()
         self._lost += 1
         tf = TrackFrame(index, t_capture_ns, "lost", None, None, pred, candidates=candidates, others=others or [],
@@ -427,21 +428,26 @@ class PromptedTracker:
         near = [(d, i) for d, i in near if d <= gate + 0.5]     # the hip may sit off the box centre
         if not near:
             return self._lost_frame(index, t_capture_ns, pred, detector_ran=True,
-                              others=[det.body for det in detections], heads=heads)
+                                    others=[det.body for det in detections], heads=heads)
         det = detections[near[0][1]]
         self.pose.reset()           # a candidate's own detection, not the ROI tracked from another person
         try:
-            cand = self.pose.infer(frame_rgb, t_capture_ns, det.body)
+            if hasattr(self.pose, "seed_detection"):    # the landmark run on this detection's ROI, no second detector
+                self.pose.seed_detection(det)
+                cand = self.pose.infer(frame_rgb, t_capture_ns, det.body, detector_fallback=False)
+            else:
+                cand = self.pose.infer(frame_rgb, t_capture_ns, det.body)
         except ValueError:          # ROI entirely outside the frame
             cand = None
         if cand is None:
             return self._lost_frame(index, t_capture_ns, pred, detector_ran=True, candidates=0,
-                              others=[d.body for d in detections], heads=heads)
+                                    others=[d.body for d in detections], heads=heads)
         app = appearance_distance(appearance_rgb(frame_rgb, cand), self._template or {})
         ok, d, iou, _ = self._gates(cand, pred, app, gate, lost_frames)
         others = [x.body for x in detections if not _contains(grow_box(cand.bbox, 0.1), x.hip_center)]
         if not ok:
-            return self._lost_frame(index, t_capture_ns, pred, detector_ran=True, candidates=1, others=others, heads=heads)
+            return self._lost_frame(index, t_capture_ns, pred, detector_ran=True, candidates=1, others=others,
+                                    heads=heads)
         self.pose.track_from(cand)
         return self._accept(cand, index, t_capture_ns, pred, app, d, iou, 1, others, heads, True)
 
