@@ -145,7 +145,6 @@ def test_mediapipe_own_tracker_switches_people(sports2d_video):
 def test_occlusion_reported_lost_then_reacquired(sports2d_video):
     """The woman hidden behind a grey panel for frames 96-108: those frames are reported lost (no pose
     invented), and she is picked up again afterwards, on the ground and further left — not the man."""
-    from dataclasses import replace
 
     from runtime.vision.frame_sources import VideoFileSource
     from runtime.vision.prompts import parse_interactions
@@ -153,16 +152,8 @@ def test_occlusion_reported_lost_then_reacquired(sports2d_video):
 
     hidden = range(96, 109)
 
-    def occluded(src):
-        for f in src:
-            if f.index in hidden:
-                img = f.image.copy()
-                img[430:, 780:1300] = 128
-                f = replace(f, image=img)
-            yield f
-
     with VideoFileSource(sports2d_video, start=80, stop=141, step=4) as src:
-        hist = track_video(occluded(src), BoundingBox(1080, 500, 1400, 990), start_index=80,
+        hist = track_video(_occluded(src, hidden), BoundingBox(1080, 500, 1400, 990), start_index=80,
                            interaction=parse_interactions("occlusion"))
     status = {tf.index: tf.status for tf in hist}
     assert all(status[i] == "lost" for i in hidden if i in status), status
@@ -229,6 +220,18 @@ def test_bounded_search_setting_is_checked():
             TrackerSettings(search_views_per_frame=bad)
 
 
+def _occluded(frames, hidden):
+    """``frames`` with the woman hidden behind a grey panel on the frames whose index is in ``hidden``."""
+    from dataclasses import replace
+
+    for f in frames:
+        if f.index in hidden:
+            img = f.image.copy()
+            img[430:, 780:1300] = 128
+            f = replace(f, image=img)
+        yield f
+
+
 def _bounded_tracker():
     """A live-bounded ONNX tracker whose model runs (detector and landmark sessions) are counted in ``runs``."""
     from dataclasses import replace
@@ -266,23 +269,14 @@ def test_bounded_search_reacquires_after_an_occlusion_longer_than_the_extrapolat
     """Hidden for 13 frames (more than ``max_extrapolate`` = 10): the bounded search goes from the crop search to
     the detector views one per frame, poses the detection near the prediction from its own ROI, and picks her
     up again within a cycle of the views; no frame spends more than two model runs."""
-    from dataclasses import replace
 
     from runtime.vision.frame_sources import VideoFileSource
 
     hidden = range(96, 109)
 
-    def occluded(src):
-        for f in src:
-            if f.index in hidden:
-                img = f.image.copy()
-                img[430:, 780:1300] = 128
-                f = replace(f, image=img)
-            yield f
-
     tracker, detector, runs = _bounded_tracker()
     with VideoFileSource(sports2d_video, start=80, stop=141) as src:
-        per_frame = _run_counted(tracker, runs, occluded(src), 80, BoundingBox(1080, 500, 1400, 990))
+        per_frame = _run_counted(tracker, runs, _occluded(src, hidden), 80, BoundingBox(1080, 500, 1400, 990))
         n_views = len(detector.views(src.width, src.height))
     assert max(n for _, n in per_frame) <= 2, [x for x in per_frame if x[1] > 2]
     hist = {tf.index: tf for tf in tracker.history}
